@@ -1,0 +1,27 @@
+/*
+ * db.h - MariaDB connection pools on the worker's event loop.
+ *
+ * The module-facing half (molt_db_query_start and friends) is declared in
+ * molt/module.h; this is what the core calls.
+ */
+#ifndef MOLT_DB_H
+#define MOLT_DB_H
+
+struct molt_config;
+struct conf_error;
+struct event_base;
+
+/*
+ * Checks every [database NAME] section (keys, types, files readable) and
+ * marks its keys used.  Never connects.  Runs in every process that loads
+ * a config, before modules are checked, so molt_db_exists() works there.
+ */
+int  db_config_check(struct molt_config *cfg, struct conf_error *err);
+/* In a worker after fork: start connecting each database's pool. */
+int  db_worker_init(const struct molt_config *cfg, struct event_base *base);
+/* In a worker at exit, after the last request: close connections cleanly. */
+void db_worker_exit(void);
+/* Queries in flight in this worker. */
+int  db_inflight(void);
+
+#endif /* MOLT_DB_H */

@@ -1,0 +1,233 @@
+/*
+ * log.c - the error log and the access log.
+ *
+ * Each error-log line is formatted into a stack buffer and written with one
+ * write(2) to an O_APPEND descriptor, so lines from the master and all
+ * workers never interleave.  The access log is buffered per process because
+ * a write per request would cost more than serving a small request.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define ACCESS_BUF_SIZE (64 * 1024)
+
+static int   error_fd = STDERR_FILENO;
+static int   access_fd = -1;
+static int   cur_level = MOLT_LOG_INFO;
+static char *error_path;
+static char *access_path;
+static char  access_buf[ACCESS_BUF_SIZE];
+static size_t access_len;
+
+static const char *level_names[] = { "error", "warn", "info", "debug" };
+
+static int
+log_open_file(const char *path)
+{
+	int fd;
+
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd == -1)
+		fprintf(stderr, "molt: cannot open log %s: %s\n", path,
+		    strerror(errno));
+	return fd;
+}
+
+int
+log_parse_level(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcasecmp(s, level_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+int
+log_open(const char *error_log, int level, const char *access_log)
+{
+	int efd = STDERR_FILENO, afd = -1;
+
+	if (error_log != NULL && strcmp(error_log, "stderr") != 0 &&
+	    (efd = log_open_file(error_log)) == -1)
+		return -1;
+	if (access_log != NULL && (afd = log_open_file(access_log)) == -1) {
+		if (efd != STDERR_FILENO)
+			close(efd);
+		return -1;
+	}
+	log_access_flush();
+	if (error_fd != STDERR_FILENO)
+		close(error_fd);
+	if (access_fd != -1)
+		close(access_fd);
+	error_fd = efd;
+	access_fd = afd;
+	cur_level = level;
+	free(error_path);
+	free(access_path);
+	error_path = (error_log != NULL && efd != STDERR_FILENO) ?
+	    strdup(error_log) : NULL;
+	access_path = access_log != NULL ? strdup(access_log) : NULL;
+	return 0;
+}
+
+/* After logrotate has moved the files away (SIGUSR1). */
+int
+log_reopen(void)
+{
+	int fd, rc = 0;
+
+	log_access_flush();
+	if (error_path != NULL) {
+		if ((fd = log_open_file(error_path)) == -1)
+			rc = -1;
+		else {
+			dup2(fd, error_fd);
+			close(fd);
+		}
+	}
+	if (access_path != NULL) {
+		if ((fd = log_open_file(access_path)) == -1)
+			rc = -1;
+		else {
+			dup2(fd, access_fd);
+			close(fd);
+		}
+	}
+	return rc;
+}
+
+void
+log_close(void)
+{
+	log_access_flush();
+	if (access_fd != -1)
+		close(access_fd);
+	access_fd = -1;
+}
+
+void
+log_set_level(int level)
+{
+	cur_level = level;
+}
+
+int
+log_level(void)
+{
+	return cur_level;
+}
+
+int
+log_error_fd(void)
+{
+	return error_fd;
+}
+
+void
+log_msg(int level, const char *fmt, ...)
+{
+	char buf[2048];
+	struct timeval tv;
+	struct tm tm;
+	va_list ap;
+	int n, m;
+	int saved = errno;
+
+	if (level > cur_level)
+		return;
+	if (level < 0)
+		level = 0;
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	n = snprintf(buf, sizeof(buf),
+	    "%04d-%02d-%02d %02d:%02d:%02d.%03d [%s] %ld: ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
+	    level_names[level > MOLT_LOG_DEBUG ? MOLT_LOG_DEBUG : level],
+	    (long)getpid());
+	va_start(ap, fmt);
+	m = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if (n > (int)sizeof(buf) - 2)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	/* Nothing sensible to do if the log itself fails. */
+	if (write(error_fd, buf, n) == -1)
+		(void)0;
+	errno = saved;
+}
+
+void
+molt_log(int level, const char *fmt, ...)
+{
+	char buf[1800];
+	va_list ap;
+
+	if (level > cur_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_msg(level, "%s", buf);
+}
+
+int
+log_access_enabled(void)
+{
+	return access_fd != -1;
+}
+
+void
+log_access(const char *line, size_t len)
+{
+	if (access_fd == -1)
+		return;
+	if (access_len + len > sizeof(access_buf))
+		log_access_flush();
+	if (len > sizeof(access_buf)) {
+		if (write(access_fd, line, len) == -1)
+			log_error("write access log %s: %s", access_path,
+			    strerror(errno));
+		return;
+	}
+	memcpy(access_buf + access_len, line, len);
+	access_len += len;
+}
+
+void
+log_access_flush(void)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (access_fd != -1 && off < access_len) {
+		n = write(access_fd, access_buf + off, access_len - off);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			log_error("write access log %s: %s", access_path,
+			    strerror(errno));
+			break;
+		}
+		off += (size_t)n;
+	}
+	access_len = 0;
+}

@@ -1,0 +1,33 @@
+/*
+ * log.h - the error log and the access log.
+ */
+#ifndef MOLT_LOG_H
+#define MOLT_LOG_H
+
+#include <stddef.h>
+
+#include "molt/module.h"
+
+/* Opens (or reopens) the logs; NULL error_log means stderr. */
+int  log_open(const char *error_log, int level, const char *access_log);
+int  log_reopen(void);
+void log_close(void);
+void log_set_level(int level);
+int  log_level(void);
+int  log_parse_level(const char *s);
+/* The error log's fd, so workers can hand it to dup2 for stderr. */
+int  log_error_fd(void);
+
+void log_msg(int level, const char *fmt, ...) MOLT_PRINTF(2, 3);
+#define log_error(...) log_msg(MOLT_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(MOLT_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(MOLT_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) do { if (log_level() >= MOLT_LOG_DEBUG) \
+	log_msg(MOLT_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+/* Access log: lines are buffered and written when the buffer fills or on flush. */
+int  log_access_enabled(void);
+void log_access(const char *line, size_t len);
+void log_access_flush(void);
+
+#endif /* MOLT_LOG_H */
