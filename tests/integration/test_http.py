@@ -1,0 +1,763 @@
+"""
+HTTP/1.1 behaviour of molt's workers (issue #2), against a real molt on a
+real socket: keep-alive, pipelining, request bodies, streamed and deferred
+replies, HEAD, 100-continue, Date/Server, limits (431/414/413/408),
+malformed requests and request-smuggling defences, routing.
+"""
+
+import base64
+import email.utils
+import json
+import re
+import select
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from conftest import DEFAULT_ROUTES, RawConn, proc_rss_kb
+
+# ------------------------------------------------------------------ helpers
+
+
+def pattern(n):
+    """The stream module's body: byte i is 'a' + i % 26."""
+    alpha = b"abcdefghijklmnopqrstuvwxyz"
+    return (alpha * (n // 26 + 1))[:n]
+
+
+def echo_body(data):
+    """The request body as the echo module reports it."""
+    j = json.loads(data)
+    if "body_base64" in j:
+        return base64.b64decode(j["body_base64"])
+    b = j["body"]
+    return b.encode("utf-8") if isinstance(b, str) else bytes(b)
+
+
+def echo_json(data):
+    return json.loads(data)
+
+
+def echo_header(j, name):
+    """A request header as echoed; the echo module may use an object or a
+    list of pairs."""
+    h = j["headers"]
+    if isinstance(h, dict):
+        for k, v in h.items():
+            if k.lower() == name.lower():
+                return v
+        return None
+    for item in h:
+        k, v = (item[0], item[1]) if isinstance(item, (list, tuple)) else (item["name"], item["value"])
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+def assert_core_error(resp, status):
+    """A core error reply: status (or one of a tuple of them), JSON
+    {"error":..., "status":N}."""
+    allowed = status if isinstance(status, tuple) else (status,)
+    assert resp.status in allowed, resp
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp
+    j = json.loads(resp.body)
+    assert j["status"] == resp.status, j
+    assert isinstance(j["error"], str) and j["error"], j
+
+
+def assert_rejected(m, request, status=400):
+    """Send request bytes on a new connection: expect exactly one response,
+    `status` with Connection: close and a JSON error, then the close.  Then
+    check that another client on another connection is still served."""
+    with m.raw_conn(timeout=10) as c:
+        c.send(request)
+        r = c.read_response()
+        assert_core_error(r, status)
+        assert "close" in r.headers.get("connection", "").lower(), r
+        rest = c.read_all(timeout=10)
+        assert b"HTTP/1." not in rest, \
+            "a second response after a rejected request: %r" % rest[:300]
+    st, _, body = m.get("/hello")
+    assert st == 200 and b"hello" in body.lower()
+
+
+REQ = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+# ---------------------------------------------------------------- basics
+
+def test_hello_date_server(molt):
+    m = molt()
+    st, h, body = m.get("/hello")
+    assert st == 200
+    assert h["content-type"].startswith("text/plain")
+    assert b"hello" in body.lower()
+    assert int(h["content-length"]) == len(body)
+    assert h["server"] == "molt/0.1.0"
+    assert re.match(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|"
+                    r"Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$", h["date"]), h["date"]
+    d = email.utils.parsedate_to_datetime(h["date"]).timestamp()
+    assert abs(d - time.time()) < 60
+
+
+def test_date_and_server_on_error_replies(molt):
+    m = molt()
+    st, h, body = m.get("/no/such/route")
+    assert st == 404
+    assert h["server"] == "molt/0.1.0"
+    assert "date" in h
+    with m.raw_conn() as c:
+        c.send(b"GET /hello HTTP/1.1\r\n\r\n")   # no Host: 400
+        r = c.read_response()
+        assert r.status == 400
+        assert r.headers["server"] == "molt/0.1.0"
+        assert "date" in r.headers
+
+
+def test_keepalive_many_requests_one_connection(molt):
+    m = molt()
+    c = m.conn()
+    c.connect()
+    sock = c.sock
+    for i in range(10):
+        c.request("GET", "/echo/k%d?i=%d" % (i, i))
+        r = c.getresponse()
+        body = r.read()
+        assert r.status == 200
+        assert not r.will_close, "server closed a keep-alive connection"
+        j = echo_json(body)
+        assert j["path"] == "/echo/k%d" % i
+        assert j["query"] == "i=%d" % i
+    assert c.sock is sock, "http.client had to reconnect"
+    c.close()
+
+
+def test_http10_keepalive_and_close(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert "keep-alive" in r.headers.get("connection", "").lower()
+        c.send(b"GET /hello HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert c.is_closed(), "HTTP/1.0 without keep-alive must be closed"
+
+
+def test_connection_close_honoured(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert "close" in r.headers.get("connection", "").lower()
+        assert c.is_closed()
+
+
+def test_pipelining_three_requests_in_order(molt):
+    m = molt()
+    reqs = (b"GET /echo/one HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"POST /echo/two HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde"
+            b"GET /echo/three?x=3 HTTP/1.1\r\nHost: t\r\n\r\n")
+    with m.raw_conn() as c:
+        c.send(reqs)
+        r1, r2, r3 = c.read_response(), c.read_response(), c.read_response()
+        assert [r.status for r in (r1, r2, r3)] == [200, 200, 200]
+        j1, j2, j3 = echo_json(r1.body), echo_json(r2.body), echo_json(r3.body)
+        assert (j1["method"], j1["path"]) == ("GET", "/echo/one")
+        assert (j2["method"], j2["path"]) == ("POST", "/echo/two")
+        assert echo_body(r2.body) == b"abcde"
+        assert (j3["path"], j3["query"]) == ("/echo/three", "x=3")
+        # still usable afterwards
+        c.send(REQ)
+        assert c.read_response().status == 200
+
+
+def test_pipelining_with_streamed_and_deferred_replies(molt):
+    m = molt()
+    reqs = (b"GET /stream/deferred?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /stream/chunks?n=5&size=7 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /echo/last HTTP/1.1\r\nHost: t\r\n\r\n")
+    with m.raw_conn() as c:
+        c.send(reqs)
+        r1 = c.read_response()
+        assert (r1.status, r1.body) == (200, b"deferred 300\n")
+        r2 = c.read_response()
+        assert r2.status == 200 and r2.body == pattern(35)
+        r3 = c.read_response()
+        assert echo_json(r3.body)["path"] == "/echo/last"
+
+
+def test_pipelined_request_split_byte_by_byte(molt):
+    m = molt()
+    data = (b"POST /echo/bytes HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz" + REQ)
+    with m.raw_conn() as c:
+        for i in range(len(data)):
+            c.send(data[i:i + 1])
+            if i % 16 == 0:
+                time.sleep(0.005)
+        r = c.read_response()
+        assert echo_body(r.body) == b"xyz"
+        assert c.read_response().status == 200
+
+
+# ------------------------------------------------------------ request bodies
+
+def test_content_length_body_echoed(molt):
+    m = molt()
+    body = pattern(100000)
+    st, h, data = m.get("/echo/cl", method="POST", body=body,
+                        headers={"Content-Type": "application/octet-stream"})
+    assert st == 200
+    assert echo_body(data) == body
+
+
+def test_chunked_request_body(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"POST /echo/ch HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n6;ext=1;q=\"x\"\r\n world\r\n"
+               b"A\r\n0123456789\r\n0\r\nX-Trailer: yes\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert echo_body(r.body) == b"hello world0123456789"
+        c.send(REQ)
+        assert c.read_response().status == 200
+
+
+def test_chunked_request_body_in_pieces(molt):
+    m = molt()
+    payload = pattern(70000)
+    chunks = [payload[i:i + 9000] for i in range(0, len(payload), 9000)]
+    wire = b"".join(b"%x\r\n%s\r\n" % (len(ch), ch) for ch in chunks) + b"0\r\n\r\n"
+    with m.raw_conn() as c:
+        c.send(b"POST /echo/p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(wire), 4093):
+            c.send(wire[i:i + 4093])
+            time.sleep(0.002)
+        r = c.read_response()
+        assert r.status == 200
+        assert echo_body(r.body) == payload
+
+
+def test_empty_chunked_body(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"POST /echo/e HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert echo_body(r.body) == b""
+
+
+def test_expect_100_continue(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"POST /echo/x HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        interim = c.read_response()
+        assert interim.status == 100, "expected an interim 100 before the body"
+        c.send(b"hello world")
+        r = c.read_response()
+        assert r.status == 200
+        assert echo_body(r.body) == b"hello world"
+
+
+def test_expect_100_continue_chunked(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"POST /echo/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        assert c.read_response().status == 100
+        c.send(b"3\r\nabc\r\n0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and echo_body(r.body) == b"abc"
+
+
+# ---------------------------------------------------------------- replies
+
+def test_head_has_headers_but_no_body(molt):
+    m = molt()
+    st, h, body = m.get("/hello")
+    with m.raw_conn() as c:
+        # HEAD then GET on one connection: had HEAD sent a body, the GET's
+        # status line would not come next.
+        c.send(b"HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n" + REQ)
+        r = c.read_response(method="HEAD")
+        assert r.status == 200
+        assert r.headers.get("content-length") == str(len(body))
+        assert r.headers["content-type"] == h["content-type"]
+        r2 = c.read_response()
+        assert r2.status == 200 and r2.body == body
+
+
+def test_head_on_streamed_reply(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"HEAD /stream/chunks?n=3&size=10 HTTP/1.1\r\nHost: t\r\n\r\n" + REQ)
+        r = c.read_response(method="HEAD")
+        assert r.status == 200
+        r2 = c.read_response()
+        assert r2.status == 200 and b"hello" in r2.body.lower()
+
+
+@pytest.mark.parametrize("n,size", [(1, 1), (10, 1000), (300, 4096)])
+def test_streamed_reply_chunked_exact(molt, n, size):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"GET /stream/chunks?n=%d&size=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (n, size))
+        r = c.read_response()
+        assert r.status == 200
+        assert r.chunked, "a streamed HTTP/1.1 reply must be chunked"
+        assert r.body == pattern(n * size)
+        c.send(REQ)
+        assert c.read_response().status == 200
+    # and through a real client
+    st, _, body = m.get("/stream/chunks?n=%d&size=%d" % (n, size))
+    assert st == 200 and body == pattern(n * size)
+
+
+def test_streamed_reply_with_delays(molt):
+    m = molt()
+    st, _, body = m.get("/stream/chunks?n=20&size=333&delay_ms=10")
+    assert st == 200 and body == pattern(20 * 333)
+
+
+def test_streamed_reply_http10_close_delimited(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"GET /stream/chunks?n=7&size=1000 HTTP/1.0\r\n\r\n")
+        status, _, hl = c.read_head()
+        h = dict(hl)
+        assert status == 200
+        assert "transfer-encoding" not in h
+        body = c.read_all()
+        assert body == pattern(7000)
+
+
+def test_slow_reader_does_not_make_worker_buffer(molt):
+    """Flow control: a client that does not read must not make the worker
+    buffer the whole 64 MiB stream."""
+    m = molt(workers=1)
+    (wpid,) = m.worker_pids()
+    m.get("/stream/chunks?n=1&size=1")
+    before = proc_rss_kb(wpid)
+    n, size = 4096, 16384
+    total = n * size
+    c = RawConn(m.port, timeout=30)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    c.send(b"GET /stream/chunks?n=%d&size=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (n, size))
+    time.sleep(2.0)
+    grown_kb = proc_rss_kb(wpid) - before
+    assert grown_kb < 24 * 1024, \
+        "worker RSS grew by %d KiB while the client read nothing" % grown_kb
+    r = c.read_response()
+    assert r.status == 200 and len(r.body) == total
+    assert r.body == pattern(total)
+    c.close()
+    assert m.worker_pids() == [wpid]
+
+
+def test_deferred_reply(molt):
+    m = molt()
+    t0 = time.monotonic()
+    st, _, body = m.get("/stream/deferred?ms=400")
+    took = time.monotonic() - t0
+    assert st == 200 and body == b"deferred 400\n"
+    assert took >= 0.35, "deferred reply came back before its timer (%.3fs)" % took
+
+
+def test_deferred_reply_does_not_block_the_worker(molt):
+    m = molt(workers=1)
+    result = {}
+
+    def slow():
+        result["r"] = m.get("/stream/deferred?ms=3000", timeout=20)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    for _ in range(5):
+        st, _, body = m.get("/hello", timeout=5)
+        assert st == 200
+    assert t.is_alive(), "the deferred request finished too early"
+    t.join(20)
+    assert result["r"][0] == 200 and result["r"][2] == b"deferred 3000\n"
+
+
+def test_client_disconnect_mid_stream(molt):
+    m = molt(workers=1)
+    (wpid,) = m.worker_pids()
+    for _ in range(3):
+        c = m.raw_conn()
+        c.send(b"GET /stream/chunks?n=100000&size=1000&delay_ms=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        c.read_head()
+        c._fill()
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()   # RST
+    m.wait_log(r"stream aborted")
+    for _ in range(5):
+        st, _, body = m.get("/stream/chunks?n=3&size=5")
+        assert st == 200 and body == pattern(15)
+    assert m.worker_pids() == [wpid], "the worker died"
+
+
+def test_client_disconnect_during_deferred(molt):
+    m = molt(workers=1)
+    (wpid,) = m.worker_pids()
+    mark = m.mark()
+    c = m.raw_conn()
+    c.send(b"GET /stream/deferred?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.1)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()   # RST: unambiguously gone (a FIN could be a half-close)
+    m.wait_log(r"stream aborted", since=mark)
+    time.sleep(0.7)  # past the timer: it must not fire on a freed request
+    st, _, body = m.get("/stream/deferred?ms=10")
+    assert st == 200 and body == b"deferred 10\n"
+    assert m.worker_pids() == [wpid]
+
+
+# ---------------------------------------------------------------- routing
+
+ROUTING = """\
+[route /a]
+module = hello
+
+[route /a/b]
+module = echo
+
+[route /ro]
+module = echo
+methods = GET,HEAD
+"""
+
+
+def test_404_no_route(molt):
+    m = molt(conf=ROUTING)
+    st, h, body = m.get("/zzz")
+    assert st == 404
+    assert h["content-type"].startswith("application/json")
+    assert json.loads(body)["status"] == 404
+
+
+def test_longest_prefix_routing(molt):
+    m = molt(conf=ROUTING)
+    st, h, body = m.get("/a/b/c?q=1")
+    assert st == 200 and echo_json(body)["path"] == "/a/b/c"
+    st, h, body = m.get("/a/b")
+    assert st == 200 and echo_json(body)["path"] == "/a/b"
+    st, h, body = m.get("/a/x")
+    assert st == 200 and h["content-type"].startswith("text/plain")
+    st, h, body = m.get("/a")
+    assert st == 200 and h["content-type"].startswith("text/plain")
+
+
+def test_405_with_allow(molt):
+    m = molt(conf=ROUTING)
+    st, h, body = m.get("/ro/x")
+    assert st == 200
+    st, h, body = m.get("/ro/x", method="HEAD")
+    assert st == 200
+    for method in ("POST", "DELETE", "PUT"):
+        st, h, body = m.get("/ro/x", method=method, body=b"")
+        assert st == 405
+        allow = {x.strip().upper() for x in h["allow"].split(",")}
+        assert allow == {"GET", "HEAD"}
+        assert json.loads(body)["status"] == 405
+
+
+def test_unix_socket_listener(molt, tmp_path):
+    path = str(tmp_path / "molt.sock")
+    m = molt(listen=("127.0.0.1:0", "unix:" + path))
+    with RawConn(unix=path) as c:
+        c.send(REQ)
+        r = c.read_response()
+        assert r.status == 200 and b"hello" in r.body.lower()
+    assert m.get("/hello")[0] == 200
+
+
+def test_two_tcp_listeners(molt):
+    m = molt(listen=("127.0.0.1:0", "127.0.0.1:0"))
+    ports = [int(l.rsplit(":", 1)[1]) for l in m.listens]
+    assert len(set(ports)) == 2, m.listens
+    for p in ports:
+        with RawConn(p) as c:
+            c.send(REQ)
+            assert c.read_response().status == 200
+
+
+# ----------------------------------------------------------------- limits
+
+LIMITS = ("max_header_size = 4k\nmax_uri_size = 1k\nmax_body_size = 1k\n")
+
+
+def test_431_oversized_headers(molt):
+    m = molt(server_extra=LIMITS)
+    assert_rejected(m, b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", 431)
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(300))
+    assert_rejected(m, b"GET /hello HTTP/1.1\r\nHost: t\r\n" + many + b"\r\n", 431)
+    # just under the limit is fine
+    st, _, _ = m.get("/hello", headers={"X-Big": "a" * 3000})
+    assert st == 200
+
+
+def test_431_default_limit(molt):
+    m = molt()
+    assert_rejected(m, b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n", 431)
+
+
+def test_431_head_never_terminated(molt):
+    """Headers that keep coming without the blank line are cut at the limit
+    rather than buffered forever."""
+    m = molt(server_extra=LIMITS)
+    with m.raw_conn() as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n")
+        for i in range(100):
+            if not c.send(b"X-H%d: %s\r\n" % (i, b"v" * 100)):
+                break
+        r = c.read_response()
+        assert_core_error(r, 431)
+
+
+def test_414_long_uri(molt):
+    m = molt(server_extra=LIMITS)
+    assert_rejected(m, b"GET /hello?" + b"x" * 2000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414)
+    st, _, _ = m.get("/hello?" + "x" * 500)
+    assert st == 200
+
+
+def test_414_default_limit(molt):
+    m = molt()
+    assert_rejected(m, b"GET /hello?" + b"x" * 300000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414)
+
+
+def test_413_content_length(molt):
+    m = molt(server_extra=LIMITS)
+    assert_rejected(m, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n" + b"b" * 2000, 413)
+    st, _, body = m.get("/echo", method="POST", body=b"b" * 1000)
+    assert st == 200 and echo_body(body) == b"b" * 1000
+
+
+def test_413_content_length_before_body_is_sent(molt):
+    """The answer comes from the headers alone (no 100 Continue either)."""
+    m = molt(server_extra=LIMITS)
+    with m.raw_conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 999999\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        r = c.read_response()
+        assert_core_error(r, 413)
+        assert "close" in r.headers.get("connection", "").lower()
+        assert c.is_closed()
+
+
+def test_413_chunked(molt):
+    m = molt(server_extra=LIMITS)
+    wire = b"".join(b"100\r\n" + b"c" * 256 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n"
+    assert_rejected(m, b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + wire, 413)
+    wire = b"".join(b"100\r\n" + b"c" * 256 + b"\r\n" for _ in range(4)) + b"0\r\n\r\n"
+    with m.raw_conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + wire)
+        r = c.read_response()
+        assert r.status == 200 and echo_body(r.body) == b"c" * 1024
+
+
+def test_408_client_stops_mid_headers(molt):
+    m = molt(server_extra="header_timeout = 1s")
+    with m.raw_conn(timeout=15) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Partial: yes\r\n")
+        r = c.read_response()
+        took = time.monotonic() - t0
+        assert_core_error(r, 408)
+        assert "close" in r.headers.get("connection", "").lower()
+        assert c.is_closed()
+        assert 0.8 <= took <= 8, "408 after %.2fs with header_timeout = 1s" % took
+    assert m.get("/hello")[0] == 200
+
+
+def test_408_client_stops_mid_body(molt):
+    m = molt(server_extra="body_timeout = 1s")
+    with m.raw_conn(timeout=15) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        r = c.read_response()
+        assert_core_error(r, 408)
+        assert c.is_closed()
+    assert m.get("/hello")[0] == 200
+
+
+def test_idle_keepalive_connection_closed(molt):
+    m = molt(server_extra="keepalive_timeout = 1s")
+    with m.raw_conn(timeout=15) as c:
+        c.send(REQ)
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        assert c.is_closed(timeout=10), "idle keep-alive connection never closed"
+        assert time.monotonic() - t0 >= 0.8
+
+
+def test_header_timeout_is_not_reset_by_trickling(molt):
+    """A slowloris that sends a byte now and then still gets cut off."""
+    m = molt(server_extra="header_timeout = 1s")
+    with m.raw_conn(timeout=15) as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n")
+        t0 = time.monotonic()
+        closed = False
+        while time.monotonic() - t0 < 8:
+            if not c.send(b"X"):
+                closed = True
+                break
+            time.sleep(0.2)
+            r, _, _ = select.select([c.sock], [], [], 0)
+            if r:
+                closed = True
+                break
+        assert closed, "trickled headers kept the connection open for 8s"
+        r = c.read_response()
+        assert_core_error(r, 408)
+
+
+# ---------------------------------------------- malformed requests (400)
+
+H = b"Host: t\r\n"
+MALFORMED = {
+    # request line
+    "garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    "no-version": b"GET /hello\r\n" + H + b"\r\n",
+    "double-space": b"GET  /hello HTTP/1.1\r\n" + H + b"\r\n",
+    "extra-token": b"GET /hello HTTP/1.1 x\r\n" + H + b"\r\n",
+    "bad-method-token": b"G(T /hello HTTP/1.1\r\n" + H + b"\r\n",
+    "ctl-in-target": b"GET /he\x01llo HTTP/1.1\r\n" + H + b"\r\n",
+    "space-in-target": b"GET /he llo HTTP/1.1\r\n" + H + b"\r\n",
+    "bare-cr-request-line": b"GET /hello HTTP/1.1\r" + H + b"\r\n",
+    "bare-lf-request-line": b"GET /hello HTTP/1.1\n" + H + b"\r\n",
+    # Host
+    "no-host-1.1": b"GET /hello HTTP/1.1\r\n\r\n",
+    "two-hosts": b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    # header names and values
+    "space-in-name": b"GET /hello HTTP/1.1\r\n" + H + b"X A: b\r\n\r\n",
+    "space-before-colon": b"GET /hello HTTP/1.1\r\n" + H + b"X-A : b\r\n\r\n",
+    "quote-in-name": b"GET /hello HTTP/1.1\r\n" + H + b"X\"A: b\r\n\r\n",
+    "paren-in-name": b"GET /hello HTTP/1.1\r\n" + H + b"(A): b\r\n\r\n",
+    "empty-name": b"GET /hello HTTP/1.1\r\n" + H + b": b\r\n\r\n",
+    "no-colon": b"GET /hello HTTP/1.1\r\n" + H + b"X-A b\r\n\r\n",
+    "non-ascii-name": b"GET /hello HTTP/1.1\r\n" + H + b"X-\xc3\xa4: b\r\n\r\n",
+    "nul-in-value": b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n",
+    "bare-cr-in-value": b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\rb\r\n\r\n",
+    "bare-cr-end-of-line": b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\r\r\n\r\n",
+    "bare-lf-header": b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\n\r\n",
+    "obs-fold-space": b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\r\n b\r\n\r\n",
+    "obs-fold-tab": b"GET /hello HTTP/1.1\r\n" + H + b"X-A: a\r\n\tb\r\n\r\n",
+    "fold-first-header": b"GET /hello HTTP/1.1\r\n Host: t\r\n\r\n",
+    # framing / smuggling
+    "cl-and-te": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "te-and-cl": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+                 b"Content-Length: 5\r\n\r\n0\r\n\r\n",
+    "differing-cl": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n"
+                    b"Content-Length: 6\r\n\r\nabcdef",
+    "cl-list-differing": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 5, 6\r\n\r\nabcdef",
+    "cl-non-numeric": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: abc\r\n\r\n",
+    "cl-plus": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: +5\r\n\r\nabcde",
+    "cl-negative": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n",
+    "cl-hex": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 0x5\r\n\r\nabcde",
+    "cl-overflow": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 184467440737095516160\r\n\r\n",
+    "cl-empty": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length:\r\n\r\n",
+    "te-in-http10": b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "te-space-before-colon": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    "chunk-size-not-hex": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                          b"zz\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-negative": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                           b"-5\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-0x": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                     b"0x5\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-overflow": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                           b"10000000000000005\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-empty": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                        b"\r\nhello\r\n0\r\n\r\n",
+    "chunk-size-space": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                        b"5 5\r\nhello\r\n0\r\n\r\n",
+    "chunk-data-too-long": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                           b"5\r\nhelloXX\r\n0\r\n\r\n",
+    "chunk-bare-lf": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                     b"5\nhello\r\n0\r\n\r\n",
+    "chunk-bare-cr": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                     b"5\rhello\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_request_400(molt, name):
+    m = molt()
+    assert_rejected(m, MALFORMED[name], 400)
+
+
+@pytest.mark.parametrize("te", [b"gzip", b"chunked, gzip", b"xchunked", b"identity",
+                                b"gzip, chunked", b"chunked, chunked"])
+def test_unknown_transfer_coding_rejected(molt, te):
+    """RFC 9112 6.1/6.3: an unknown coding is 501, chunked not last is 400;
+    either way the request is refused and the connection closed."""
+    m = molt()
+    assert_rejected(m, b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: " + te +
+                    b"\r\n\r\n0\r\n\r\n", (400, 501))
+
+
+def test_http_version_not_supported(molt):
+    m = molt()
+    assert_rejected(m, b"GET /hello HTTP/2.0\r\nHost: t\r\n\r\n", 505)
+    assert_rejected(m, b"GET /hello HTTP/1.2\r\nHost: t\r\n\r\n", 505)
+
+
+@pytest.mark.parametrize("version", [b"http/1.1", b"HTTP/1.x", b"HTTP/11", b"HTTP/1.1.1"])
+def test_malformed_version(molt, version):
+    m = molt()
+    assert_rejected(m, b"GET /hello " + version + b"\r\nHost: t\r\n\r\n", (400, 505))
+
+
+def test_smuggled_request_is_never_served(molt):
+    """CL.TE: a front end using Content-Length would forward the whole
+    thing as one request; molt must not answer the hidden one."""
+    m = molt()
+    hidden = b"GET /echo/SMUGGLED HTTP/1.1\r\nHost: t\r\n\r\n"
+    body = b"0\r\n\r\n" + hidden
+    req = (b"POST /echo/front HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n" % len(body)) + body
+    with m.raw_conn() as c:
+        c.send(req)
+        data = c.read_all()
+    assert data.count(b"HTTP/1.1 ") == 1, data
+    assert data.startswith(b"HTTP/1.1 400")
+    assert b"SMUGGLED" not in data
+
+
+def test_rejection_after_good_request_on_same_connection(molt):
+    """A good request first, then garbage: the good one is answered, the bad
+    one gets 400 + close."""
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(REQ + b"GET /hello HTTP/1.1\r\n" + H + b"X A: b\r\n\r\n")
+        assert c.read_response().status == 200
+        r = c.read_response()
+        assert_core_error(r, 400)
+        assert "close" in r.headers.get("connection", "").lower()
+        assert c.is_closed()
+
+
+def test_leading_empty_lines_are_skipped(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"\r\n\r\n" + REQ)
+        assert c.read_response().status == 200
+
+
+def test_absolute_form_target(molt):
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"GET http://t/echo/abs?z=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        j = echo_json(r.body)
+        assert j["path"] == "/echo/abs" and j["query"] == "z=1"
