@@ -1,0 +1,754 @@
+/*
+ * static.c - serves files from a directory.
+ *
+ * [route /files]
+ * module = static
+ * root = /srv/www          ; required
+ * index = index.html       ; for a request ending in '/'
+ * dotfiles = off           ; serve names starting with '.'? (.well-known always)
+ *
+ * The request's path_info (already percent-decoded by the core) is mapped
+ * into root.  Nothing outside root is ever opened:
+ *  - ".." segments are refused (400), and so are an encoded NUL or
+ *    backslash in the target (400) and a backslash in the path;
+ *  - files are opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+ *    relative to a descriptor for root, so the kernel refuses any
+ *    resolution that leaves it, also through symlinks and races;
+ *  - where openat2 is missing (kernel < 5.6, or a seccomp filter says
+ *    ENOSYS/EPERM) the path is walked one component at a time with
+ *    O_NOFOLLOW, so no symlink is followed at all.
+ * A symlink that leads outside root, or any symlink in the fallback mode,
+ * answers 404, as if the file did not exist: its existence is not
+ * revealed.  Symlinks that stay inside root work with openat2.
+ *
+ * GET and HEAD only (else 405 with Allow).  Replies carry ETag
+ * ("<mtime-hex>-<size-hex>"), Last-Modified and Accept-Ranges: bytes, and
+ * honour If-None-Match, If-Modified-Since (304), If-Range and a single
+ * Range (206, or 416 with "Content-Range: bytes *" "/SIZE" when it cannot
+ * be satisfied).
+ * A request with several ranges gets the whole file (200), which RFC 9110
+ * allows.  A directory without a trailing slash is redirected (301); a
+ * directory with one serves its index, else 404 (there is no listing).
+ *
+ * The file goes out with sendfile through molt_reply_file.  Everything
+ * else per request comes from the request pool.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* O_PATH */
+#endif
+
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/openat2.h>
+#endif
+
+#include <molt/module.h>
+
+struct static_route {
+	int   rootfd;           /* O_PATH descriptor for root, -1 if unusable */
+	char *root;
+	char *index;
+	int   dotfiles;
+};
+
+static const struct molt_conf_key static_keys[] = {
+	{ "root", MOLT_CONF_STRING,
+	  MOLT_CONF_MODULE | MOLT_CONF_ROUTE | MOLT_CONF_REQUIRED, NULL,
+	  "directory the files are served from" },
+	{ "index", MOLT_CONF_STRING, MOLT_CONF_MODULE | MOLT_CONF_ROUTE,
+	  "index.html", "file served for a request ending in '/'" },
+	{ "dotfiles", MOLT_CONF_BOOL, MOLT_CONF_MODULE | MOLT_CONF_ROUTE,
+	  "off", "serve names starting with '.' (.well-known is always served)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+/* ------------------------------------------------------------------ */
+/* Content types                                                       */
+
+static const struct {
+	const char *ext;
+	const char *type;
+} types[] = {
+	{ "html",  "text/html; charset=utf-8" },
+	{ "htm",   "text/html; charset=utf-8" },
+	{ "css",   "text/css; charset=utf-8" },
+	{ "js",    "text/javascript; charset=utf-8" },
+	{ "mjs",   "text/javascript; charset=utf-8" },
+	{ "json",  "application/json" },
+	{ "txt",   "text/plain; charset=utf-8" },
+	{ "png",   "image/png" },
+	{ "jpg",   "image/jpeg" },
+	{ "jpeg",  "image/jpeg" },
+	{ "gif",   "image/gif" },
+	{ "svg",   "image/svg+xml" },
+	{ "ico",   "image/x-icon" },
+	{ "webp",  "image/webp" },
+	{ "wasm",  "application/wasm" },
+	{ "pdf",   "application/pdf" },
+	{ "xml",   "application/xml" },
+	{ "woff2", "font/woff2" },
+	{ "mp4",   "video/mp4" },
+};
+
+static const char *
+content_type(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	size_t i;
+
+	if (dot != NULL && strchr(dot, '/') == NULL)
+		for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strcasecmp(dot + 1, types[i].ext) == 0)
+				return types[i].type;
+	return "application/octet-stream";
+}
+
+/* ------------------------------------------------------------------ */
+/* Dates (RFC 9110 IMF-fixdate), without the locale strftime would use */
+
+static const char wdays[7][4] = {
+	"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+};
+static const char months[12][4] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+};
+
+static int
+http_date(char *buf, size_t len, time_t t)
+{
+	struct tm tm;
+	int n;
+
+	if (gmtime_r(&t, &tm) == NULL)
+		return -1;
+	n = snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+	    wdays[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant). */
+static long long
+days_from_civil(long long y, unsigned m, unsigned d)
+{
+	long long era;
+	unsigned yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (unsigned)(y - era * 400);
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (long long)doe - 719468;
+}
+
+/* Two digits at s, or -1. */
+static int
+two_digits(const char *s)
+{
+	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+		return -1;
+	return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/*
+ * Parses an IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT", which has a
+ * fixed layout.  The obsolete RFC 850 and asctime forms are not accepted:
+ * a date that does not parse makes the condition false, so the full reply
+ * is sent, which is always safe.
+ */
+static int
+parse_http_date(const char *s, time_t *out)
+{
+	int day, year, hh, mm, ss, m, hi, lo;
+
+	if (strlen(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' ||
+	    s[11] != ' ' || s[16] != ' ' || s[19] != ':' || s[22] != ':' ||
+	    strcmp(s + 25, " GMT") != 0)
+		return -1;
+	for (m = 0; m < 12; m++)
+		if (memcmp(s + 8, months[m], 3) == 0)
+			break;
+	day = two_digits(s + 5);
+	hi = two_digits(s + 12);
+	lo = two_digits(s + 14);
+	hh = two_digits(s + 17);
+	mm = two_digits(s + 20);
+	ss = two_digits(s + 23);
+	if (m == 12 || day < 1 || day > 31 || hi < 0 || lo < 0 || hh < 0 ||
+	    hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
+		return -1;
+	year = hi * 100 + lo;
+	*out = (time_t)(days_from_civil(year, (unsigned)m + 1,
+	    (unsigned)day) * 86400 + hh * 3600 + mm * 60 + ss);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Conditional requests and ranges                                     */
+
+/*
+ * 1 if the list of entity-tags in hdr contains etag.  weak: compare with
+ * W/ stripped from both (If-None-Match); else W/ tags never match
+ * (If-Range needs the strong comparison).
+ */
+static int
+etag_match(const char *hdr, const char *etag, int weak)
+{
+	const char *p = hdr, *q;
+	size_t elen = strlen(etag);
+	int is_weak;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '\0')
+			return 0;
+		if (*p == '*')
+			return 1;
+		is_weak = 0;
+		if (p[0] == 'W' && p[1] == '/') {
+			is_weak = 1;
+			p += 2;
+		}
+		if (*p != '"')
+			return 0;       /* malformed: treat as no match */
+		q = strchr(p + 1, '"');
+		if (q == NULL)
+			return 0;
+		if ((weak || !is_weak) && (size_t)(q + 1 - p) == elen &&
+		    memcmp(p, etag, elen) == 0)
+			return 1;
+		p = q + 1;
+	}
+}
+
+/* Parses a decimal off_t; returns the end, or NULL on no digits/overflow. */
+static const char *
+parse_off(const char *p, off_t *v)
+{
+	off_t n = 0;
+	const char *start = p;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (INT64_MAX - (*p - '0')) / 10)
+			return NULL;
+		n = n * 10 + (*p - '0');
+	}
+	if (p == start)
+		return NULL;
+	*v = n;
+	return p;
+}
+
+/*
+ * If-Range (RFC 9110 13.1.5): the range applies only if the validator
+ * names the current representation: a strong ETag match or the exact
+ * Last-Modified date.
+ */
+static int
+if_range_ok(const char *ir, const char *etag, time_t mtime)
+{
+	time_t t;
+
+	if (ir == NULL)
+		return 1;
+	if (ir[0] == '"' || (ir[0] == 'W' && ir[1] == '/'))
+		return etag_match(ir, etag, 0);
+	return parse_http_date(ir, &t) == 0 && t == mtime;
+}
+
+enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
+
+/*
+ * A single "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of size.
+ * Syntax errors and multiple ranges give RANGE_NONE: the header is
+ * ignored and the whole file sent, as RFC 9110 section 14.2 allows.
+ */
+static enum range_result
+parse_range(const char *h, off_t size, off_t *start, off_t *end)
+{
+	const char *p;
+	off_t a, b;
+
+	if (strncasecmp(h, "bytes", 5) != 0)
+		return RANGE_NONE;
+	for (p = h + 5; *p == ' ' || *p == '\t'; p++)
+		;
+	if (*p++ != '=')
+		return RANGE_NONE;
+	while (*p == ' ' || *p == '\t')
+		p++;
+
+	if (*p == '-') {                        /* suffix: the last n bytes */
+		p = parse_off(p + 1, &b);
+		if (p == NULL)
+			return RANGE_NONE;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '\0')
+			return RANGE_NONE;
+		if (b == 0 || size == 0)
+			return RANGE_UNSATISFIABLE;
+		*start = b >= size ? 0 : size - b;
+		*end = size - 1;
+		return RANGE_OK;
+	}
+
+	p = parse_off(p, &a);
+	if (p == NULL || *p++ != '-')
+		return RANGE_NONE;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0' || *p == ',') {          /* "a-": from a to the end */
+		b = -1;
+	} else {
+		p = parse_off(p, &b);
+		if (p == NULL || b < a)
+			return RANGE_NONE;
+	}
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '\0')
+		return RANGE_NONE;              /* several ranges: whole file */
+	if (a >= size)
+		return RANGE_UNSATISFIABLE;
+	*start = a;
+	*end = b < 0 || b >= size ? size - 1 : b;
+	return RANGE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Opening a file beneath root                                         */
+
+#if defined(SYS_openat2) && defined(RESOLVE_BENEATH)
+static int have_openat2 = 1;
+
+static int
+open_beneath2(int rootfd, const char *rel, int flags)
+{
+	struct open_how how;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = (uint64_t)flags;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+	return (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+}
+#else
+static int have_openat2 = 0;
+
+static int
+open_beneath2(int rootfd, const char *rel, int flags)
+{
+	(void)rootfd;
+	(void)rel;
+	(void)flags;
+	errno = ENOSYS;
+	return -1;
+}
+#endif
+
+/*
+ * The fallback: one component at a time, never following a symlink.  rel
+ * has no "..", "." or empty segments (static_handle made sure).
+ */
+static int
+open_walk(int rootfd, char *rel, int flags)
+{
+	char *seg, *slash;
+	int dirfd = rootfd, fd, saved;
+
+	if (strcmp(rel, ".") == 0)
+		return openat(rootfd, ".", flags);
+
+	for (seg = rel;; seg = slash + 1) {
+		slash = strchr(seg, '/');
+		if (slash == NULL)
+			break;
+		*slash = '\0';
+		fd = openat(dirfd, seg,
+		    O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		saved = errno;
+		*slash = '/';
+		if (dirfd != rootfd)
+			close(dirfd);
+		if (fd == -1) {
+			errno = saved;
+			return -1;
+		}
+		dirfd = fd;
+	}
+	fd = openat(dirfd, seg, flags | O_NOFOLLOW);
+	saved = errno;
+	if (dirfd != rootfd)
+		close(dirfd);
+	errno = saved;
+	return fd;
+}
+
+static int
+open_beneath(int rootfd, char *rel, int flags)
+{
+	int fd;
+
+	if (have_openat2) {
+		fd = open_beneath2(rootfd, rel, flags);
+		if (fd != -1 || (errno != ENOSYS && errno != EPERM))
+			return fd;
+		/* EPERM here is a seccomp filter, not the file: fall back. */
+		molt_log(MOLT_LOG_INFO, "static: openat2 unavailable (%s); "
+		    "walking paths without following symlinks",
+		    strerror(errno));
+		have_openat2 = 0;
+	}
+	return open_walk(rootfd, rel, flags);
+}
+
+/* The reply for a failed open. */
+static int
+open_error(molt_request *req, int err)
+{
+	switch (err) {
+	case ENOENT:
+	case ENOTDIR:
+	case ELOOP:             /* a symlink in the fallback walk */
+	case EXDEV:             /* openat2: the path would leave root */
+	case ENAMETOOLONG:
+		return molt_reply_error(req, 404, "not found");
+	case EACCES:
+	case EPERM:
+		return molt_reply_error(req, 403, "forbidden");
+	case EMFILE:
+	case ENFILE:
+	case ENOMEM:
+		molt_log(MOLT_LOG_WARN, "static: open: %s", strerror(err));
+		return molt_reply_error(req, 503, "out of resources");
+	default:
+		molt_log(MOLT_LOG_ERROR, "static: open: %s", strerror(err));
+		return molt_reply_error(req, 500, "cannot open file");
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The request                                                         */
+
+/*
+ * Builds the path relative to root from path_info: segments joined by
+ * '/', empty and "." segments dropped.  Returns NULL and sets *status
+ * to refuse the request.
+ */
+static char *
+map_path(molt_request *req, const struct static_route *r, const char *pi,
+         int *status)
+{
+	char *rel, *d;
+	const char *seg, *end;
+	size_t n;
+
+	rel = molt_palloc(molt_req_pool(req), strlen(pi) + 2);
+	if (rel == NULL) {
+		*status = 500;
+		return NULL;
+	}
+	d = rel;
+	for (seg = pi; *seg != '\0'; seg = end) {
+		while (*seg == '/')
+			seg++;
+		end = strchrnul(seg, '/');
+		n = (size_t)(end - seg);
+		if (n == 0 || (n == 1 && seg[0] == '.'))
+			continue;
+		if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+			*status = 400;
+			return NULL;
+		}
+		if (seg[0] == '.' && !r->dotfiles &&
+		    !(n == 11 && memcmp(seg, ".well-known", 11) == 0)) {
+			*status = 404;
+			return NULL;
+		}
+		if (d != rel)
+			*d++ = '/';
+		memcpy(d, seg, n);
+		d += n;
+	}
+	if (d == rel)
+		*d++ = '.';
+	*d = '\0';
+	return rel;
+}
+
+/* 1 if the raw target smuggles a NUL or a backslash in percent-encoding. */
+static int
+bad_encoding(const char *target)
+{
+	const char *p;
+
+	for (p = target; (p = strchr(p, '%')) != NULL; p++) {
+		if (p[1] == '0' && p[2] == '0')
+			return 1;
+		if (p[1] == '5' && (p[2] == 'c' || p[2] == 'C'))
+			return 1;
+	}
+	return 0;
+}
+
+/* 301 to the same path with a '/' added, keeping the query. */
+static int
+redirect_slash(molt_request *req)
+{
+	const char *target = molt_req_target(req), *q;
+	char *loc;
+	size_t plen;
+
+	/*
+	 * Use the target as sent, so percent-encoding survives.  "//host/x"
+	 * would be a protocol-relative URL for another site: collapse
+	 * leading slashes to one.
+	 */
+	while (target[0] == '/' && target[1] == '/')
+		target++;
+	q = strchr(target, '?');
+	plen = q != NULL ? (size_t)(q - target) : strlen(target);
+	loc = molt_psprintf(molt_req_pool(req), "%.*s/%s", (int)plen, target,
+	    q != NULL ? q : "");
+	if (loc == NULL || molt_resp_header(req, "Location", loc) == -1)
+		return MOLT_ERROR;
+	return molt_reply(req, 301, "text/plain", "moved permanently\n", 18);
+}
+
+static int
+static_handle(molt_request *req)
+{
+	const struct static_route *r = molt_req_route_data(req);
+	molt_pool *pool = molt_req_pool(req);
+	const char *method = molt_req_method(req);
+	const char *path = molt_req_path(req);
+	const char *pi = molt_req_path_info(req);
+	const char *h, *type;
+	char *rel, *full, *cr, etag[64], lastmod[40];
+	struct stat st;
+	off_t start = 0, end = 0, len;
+	time_t ims;
+	int fd = -1, status = 200, trailing;
+	size_t plen;
+
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		if (molt_resp_header(req, "Allow", "GET, HEAD") == -1)
+			return MOLT_ERROR;
+		return molt_reply_error(req, 405, "method not allowed");
+	}
+	if (r == NULL || r->rootfd == -1)
+		return molt_reply_error(req, 404, "not found");
+	if (pi == NULL)
+		pi = "";
+	if (bad_encoding(molt_req_target(req)) || strchr(pi, '\\') != NULL)
+		return molt_reply_error(req, 400, "bad path");
+
+	rel = map_path(req, r, pi, &status);
+	if (rel == NULL)
+		return molt_reply_error(req, status,
+		    status == 400 ? "bad path" : status == 404 ? "not found" :
+		    "out of memory");
+	plen = strlen(path);
+	trailing = plen > 0 && path[plen - 1] == '/';
+
+	fd = open_beneath(r->rootfd, rel,
+	    O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1)
+		return open_error(req, errno);
+	if (fstat(fd, &st) == -1)
+		goto fail_stat;
+
+	if (S_ISDIR(st.st_mode)) {
+		close(fd);
+		fd = -1;
+		if (!trailing)
+			return redirect_slash(req);
+		full = molt_psprintf(pool, "%s/%s", rel, r->index);
+		if (full == NULL)
+			return MOLT_ERROR;
+		fd = open_beneath(r->rootfd, full,
+		    O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd == -1)
+			return open_error(req, errno);
+		if (fstat(fd, &st) == -1)
+			goto fail_stat;
+		rel = full;
+		trailing = 0;
+	}
+	/*
+	 * O_NONBLOCK above keeps a FIFO from hanging the worker in open();
+	 * devices, sockets and FIFOs are never served.  "file.txt/" is not a
+	 * file either (as with nginx and open(2) itself).
+	 */
+	if (!S_ISREG(st.st_mode) || trailing) {
+		close(fd);
+		return molt_reply_error(req, 404, "not found");
+	}
+
+	/* Validators, sent with 200, 206 and 304 alike. */
+	snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"",
+	    (uint64_t)st.st_mtime, (uint64_t)st.st_size);
+	if (http_date(lastmod, sizeof(lastmod), st.st_mtime) == -1)
+		lastmod[0] = '\0';
+	if (molt_resp_header(req, "ETag", etag) == -1 ||
+	    (lastmod[0] != '\0' &&
+	     molt_resp_header(req, "Last-Modified", lastmod) == -1) ||
+	    molt_resp_header(req, "Accept-Ranges", "bytes") == -1)
+		goto fail;
+
+	/* RFC 9110 13.2.2: If-None-Match wins over If-Modified-Since. */
+	if ((h = molt_req_header(req, "If-None-Match")) != NULL) {
+		if (etag_match(h, etag, 1)) {
+			close(fd);
+			return molt_reply(req, 304, NULL, NULL, 0);
+		}
+	} else if ((h = molt_req_header(req, "If-Modified-Since")) != NULL &&
+	    parse_http_date(h, &ims) == 0 && st.st_mtime <= ims) {
+		close(fd);
+		return molt_reply(req, 304, NULL, NULL, 0);
+	}
+
+	type = content_type(rel);
+	len = st.st_size;
+	h = molt_req_header(req, "Range");
+	if (h != NULL &&
+	    if_range_ok(molt_req_header(req, "If-Range"), etag, st.st_mtime)) {
+		switch (parse_range(h, st.st_size, &start, &end)) {
+		case RANGE_OK:
+			status = 206;
+			len = end - start + 1;
+			cr = molt_psprintf(pool, "bytes %" PRId64 "-%" PRId64
+			    "/%" PRId64, (int64_t)start, (int64_t)end,
+			    (int64_t)st.st_size);
+			if (cr == NULL ||
+			    molt_resp_header(req, "Content-Range", cr) == -1)
+				goto fail;
+			break;
+		case RANGE_UNSATISFIABLE:
+			close(fd);
+			cr = molt_psprintf(pool, "bytes */%" PRId64,
+			    (int64_t)st.st_size);
+			if (cr == NULL ||
+			    molt_resp_header(req, "Content-Range", cr) == -1)
+				return MOLT_ERROR;
+			return molt_reply_error(req, 416,
+			    "range not satisfiable");
+		case RANGE_NONE:
+			break;
+		}
+	}
+	/* molt_reply_file owns fd from here, also when it fails. */
+	return molt_reply_file(req, status, type, fd, start, len);
+
+fail_stat:
+	molt_log(MOLT_LOG_ERROR, "static: fstat: %s", strerror(errno));
+fail:
+	if (fd != -1)
+		close(fd);
+	return MOLT_ERROR;
+}
+
+/* ------------------------------------------------------------------ */
+/* Set-up                                                              */
+
+static int
+static_check(const molt_conf *conf, char *err, size_t errlen)
+{
+	const char *index = molt_conf_str(conf, "index");
+
+	if (index == NULL || index[0] == '\0' || strchr(index, '/') != NULL ||
+	    strcmp(index, ".") == 0 || strcmp(index, "..") == 0) {
+		snprintf(err, errlen, "index must be a plain file name");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+static_route_init(molt_worker *w, const molt_conf *conf, void **data)
+{
+	struct static_route *r;
+	const char *root, *index;
+
+	(void)w;
+	root = molt_conf_str(conf, "root");
+	index = molt_conf_str(conf, "index");
+	if (index == NULL)
+		index = "index.html";
+
+	/* Once per route and worker: kept for the worker's life. */
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		goto fail;
+	r->rootfd = -1;
+	r->root = strdup(root != NULL ? root : "");
+	r->index = strdup(index);
+	if (r->root == NULL || r->index == NULL)
+		goto fail;
+	r->dotfiles = molt_conf_bool(conf, "dotfiles");
+
+	/*
+	 * A missing root is logged, not fatal: the worker would only be
+	 * restarted in a loop, and the other routes would go down with it.
+	 * Every request to this route answers 404 instead.
+	 */
+	r->rootfd = open(r->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (r->rootfd == -1)
+		molt_log(MOLT_LOG_ERROR, "static: root %s: %s; serving 404",
+		    r->root, strerror(errno));
+	*data = r;
+	return 0;
+
+fail:
+	molt_log(MOLT_LOG_ERROR, "static: out of memory");
+	if (r != NULL) {
+		free(r->root);
+		free(r->index);
+		free(r);
+	}
+	return -1;
+}
+
+static void
+static_route_exit(molt_worker *w, void *data)
+{
+	struct static_route *r = data;
+
+	(void)w;
+	if (r == NULL)
+		return;
+	if (r->rootfd != -1)
+		close(r->rootfd);
+	free(r->root);
+	free(r->index);
+	free(r);
+}
+
+MOLT_EXPORT const struct molt_module molt_module = {
+	MOLT_MODULE_HEADER,
+	.name        = "static",
+	.version     = "1.0",
+	.description = "serves files beneath a root directory",
+	.conf_keys   = static_keys,
+	.check       = static_check,
+	.route_init  = static_route_init,
+	.route_exit  = static_route_exit,
+	.handle      = static_handle,
+};
