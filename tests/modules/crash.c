@@ -1,0 +1,61 @@
+/*
+ * crash.c - a test module that kills its worker on request, so the tests
+ * can watch the master notice and replace it.
+ *
+ *   /segv  SIGSEGV from a write through NULL
+ *   /abort abort(), SIGABRT
+ *   /exit  exit(3)
+ *   /ok    "ok\n"
+ *   /pid   the worker's pid, "1234\n"
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <molt/module.h>
+
+static int
+crash_handle(molt_request *req)
+{
+	const char *pi = molt_req_path_info(req);
+	char buf[32];
+	int n;
+
+	if (pi == NULL)
+		pi = "";
+	if (*pi == '/')
+		pi++;
+
+	if (strcmp(pi, "segv") == 0) {
+		/*
+		 * The default action, so the master sees "killed by signal 11"
+		 * also in sanitizer builds, whose SEGV handler would turn the
+		 * fault into a report and exit(1).
+		 */
+		signal(SIGSEGV, SIG_DFL);
+		*(volatile int *)(volatile void *)0 = 1;
+		raise(SIGSEGV);         /* if the write somehow did not fault */
+		_exit(111);
+	}
+	if (strcmp(pi, "abort") == 0)
+		abort();
+	if (strcmp(pi, "exit") == 0)
+		exit(3);
+	if (strcmp(pi, "ok") == 0)
+		return molt_reply(req, 200, "text/plain", "ok\n", 3);
+	if (strcmp(pi, "pid") == 0) {
+		n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+		return molt_reply(req, 200, "text/plain", buf, (size_t)n);
+	}
+	return molt_reply_error(req, 404, "crash: unknown action");
+}
+
+MOLT_EXPORT const struct molt_module molt_module = {
+	MOLT_MODULE_HEADER,
+	.name        = "crash",
+	.version     = "1.0",
+	.description = "test: crashes its worker on request",
+	.handle      = crash_handle,
+};

@@ -1,0 +1,54 @@
+/*
+ * initfail.c - a test module whose worker start-up fails while key `fail`
+ * is on, so the tests can watch the master back off instead of forking in
+ * a tight loop.
+ *
+ * worker_init has no access to configuration in ABI 1.0 (it gets only
+ * the worker), so the key is read in route_init, which runs right after
+ * it during the same start-up and fails the worker in the same way.
+ * worker_init itself only logs, to show the order.
+ */
+#include <molt/module.h>
+
+static const struct molt_conf_key initfail_keys[] = {
+	{ "fail", MOLT_CONF_BOOL, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "on",
+	  "fail every worker's start-up" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static int
+initfail_worker_init(molt_worker *w)
+{
+	molt_log(MOLT_LOG_DEBUG, "initfail: worker_init in worker %d",
+	    molt_worker_id(w));
+	return 0;
+}
+
+static int
+initfail_route_init(molt_worker *w, const molt_conf *conf, void **data)
+{
+	(void)data;
+	if (molt_conf_bool(conf, "fail")) {
+		molt_log(MOLT_LOG_ERROR, "initfail: failing start-up of worker "
+		    "%d on purpose (fail = on)", molt_worker_id(w));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+initfail_handle(molt_request *req)
+{
+	return molt_reply(req, 200, "text/plain", "initfail ok\n", 12);
+}
+
+MOLT_EXPORT const struct molt_module molt_module = {
+	MOLT_MODULE_HEADER,
+	.name        = "initfail",
+	.version     = "1.0",
+	.description = "test: fails worker start-up while fail = on",
+	.conf_keys   = initfail_keys,
+	.worker_init = initfail_worker_init,
+	.route_init  = initfail_route_init,
+	.handle      = initfail_handle,
+};
