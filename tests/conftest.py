@@ -71,6 +71,19 @@ LOG_LINE_RE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(error|warn|info|debug)\] \d+: ")
 
 
+# Deliberate crashes (the crash test module) must reach molt as real
+# signals even in an ASan build, so ASan must not catch SEGV/ABRT itself; a
+# real crash still fails a test through its unexpected "[error] ... killed
+# by signal" line.  The caller's own ASAN_OPTIONS come last and win.
+def molt_env():
+    env = dict(os.environ)
+    asan = "handle_segv=0:handle_sigbus=0:handle_abort=0"
+    if env.get("ASAN_OPTIONS"):
+        asan += ":" + env["ASAN_OPTIONS"]
+    env["ASAN_OPTIONS"] = asan
+    return env
+
+
 # ------------------------------------------------------------------ helpers
 
 def wait_for(pred, timeout, interval=0.05, what="condition"):
@@ -145,7 +158,7 @@ def run_molt(args, timeout=30, cwd=None, env=None):
     """Run the molt binary to completion: CompletedProcess (text mode)."""
     return subprocess.run([MOLT_BIN] + list(args), stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=timeout, cwd=cwd, env=env,
+                          timeout=timeout, cwd=cwd, env=env or molt_env(),
                           universal_newlines=True, errors="replace")
 
 
@@ -364,13 +377,36 @@ class Molt:
         self.returncode = None
 
     # ------------------------------------------------------------ process
-    def start(self, wait=True, args=()):
+    def start(self, wait=True, args=(), daemon=False, binary=None):
+        """Start molt -c CONF [args].  With daemon, run it with -d: the
+        launcher must exit 0, and the master's pid comes from the pid file."""
         self._stderr_f = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen(
-            [MOLT_BIN, "-c", self.conf_path] + list(args),
-            stdin=subprocess.DEVNULL, stdout=self._stderr_f,
-            stderr=self._stderr_f, cwd=self.tmp, start_new_session=True)
-        self.pid = self.proc.pid
+        argv = [binary or MOLT_BIN, "-c", self.conf_path] + list(args)
+        if daemon:
+            argv.append("-d")
+        p = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._stderr_f,
+            stderr=self._stderr_f, cwd=self.tmp, start_new_session=True,
+            env=molt_env())
+        if daemon:
+            try:
+                rc = p.wait(START_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise AssertionError("molt -d did not return within %.0fs" % START_TIMEOUT)
+            assert rc == 0, "molt -d exited %d:\n%s" % (rc, self.log())
+
+            def pid_from_file():
+                try:
+                    return int(read_text(self.pid_file).strip() or "0")
+                except ValueError:
+                    return 0
+            self.pid = wait_for(pid_from_file, START_TIMEOUT, what="the pid file")
+            self.daemon_launcher = p
+        else:
+            self.proc = p
+            self.pid = p.pid
         if wait:
             self.wait_ready()
         return self
@@ -379,6 +415,23 @@ class Molt:
         if self.proc is not None:
             return self.proc.poll() is None
         return self.pid is not None and pid_alive(self.pid)
+
+    def write_conf(self, conf, server_extra=""):
+        """Rewrite the config file (same [server] basics) for a reload.  The
+        listen lines name the ports molt actually bound, as a real config
+        would."""
+        tcp = [l for l in self.listens if not l.startswith("unix:")]
+        listen = [tcp.pop(0) if (l.endswith(":0") and tcp) else l
+                  for l in self.listen_conf]
+        text = server_section(self.tmp, self.workers_conf, server_extra.replace("@TMP@", self.tmp),
+                              self.error_log_conf, listen, self.log_level_conf)
+        if conf:
+            text += "\n" + conf.replace("@TMP@", self.tmp)
+        with open(self.conf_path + ".new", "w") as f:
+            f.write(text)
+        os.rename(self.conf_path + ".new", self.conf_path)
+        self.conf_text = text
+        return text
 
     def wait_listening(self, timeout=START_TIMEOUT):
         def listening():
@@ -429,9 +482,10 @@ class Molt:
         wait_for(lambda: not pid_alive(self.pid), timeout, what="molt pid %d to exit" % self.pid)
         return None
 
-    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
-        """Send sig (TERM) and wait for the master and its workers to go.
-        KILL everything and fail if that takes longer than timeout."""
+    def stop(self, sig=None, timeout=STOP_TIMEOUT):
+        """Send sig (default TERM) and wait for the master and its workers
+        to go.  KILL everything and fail if that takes longer than timeout."""
+        sig = signal.SIGTERM if sig is None else sig
         if self.stopped:
             return self.returncode
         workers = self.worker_pids() if self.running() else []
@@ -569,19 +623,24 @@ def molt(tmp_path, request):
 
     def factory(conf=DEFAULT_ROUTES, workers=2, server_extra="", wait=True,
                 error_log=True, listen=("127.0.0.1:0",), log_level="info",
-                args=()):
+                args=(), daemon=False):
+        """@TMP@ in conf, server_extra and listen stands for the instance's
+        temp dir."""
         tmp = str(tmp_path / ("molt%d" % len(instances)))
         os.makedirs(tmp)
-        text = server_section(tmp, workers, server_extra, error_log, listen,
-                              log_level)
+        listen = [l.replace("@TMP@", tmp) for l in listen]
+        text = server_section(tmp, workers, server_extra.replace("@TMP@", tmp),
+                              error_log, listen, log_level)
         if conf:
-            text += "\n" + conf
+            text += "\n" + conf.replace("@TMP@", tmp)
         conf_path = os.path.join(tmp, "molt.conf")
         with open(conf_path, "w") as f:
             f.write(text)
         m = Molt(tmp, conf_path, text, workers or 1)
+        m.workers_conf, m.error_log_conf = workers, error_log
+        m.listen_conf, m.log_level_conf = listen, log_level
         instances.append(m)
-        m.start(wait=wait, args=args)
+        m.start(wait=wait, args=args, daemon=daemon)
         return m
 
     yield factory

@@ -31,10 +31,10 @@ def pattern(n):
 def echo_body(data):
     """The request body as the echo module reports it."""
     j = json.loads(data)
-    if "body_base64" in j:
-        return base64.b64decode(j["body_base64"])
-    b = j["body"]
-    return b.encode("utf-8") if isinstance(b, str) else bytes(b)
+    if j["body_encoding"] == "base64":
+        return base64.b64decode(j["body"])
+    assert j["body_encoding"] == "utf-8", j
+    return j["body"].encode("utf-8")
 
 
 def echo_json(data):
@@ -42,16 +42,8 @@ def echo_json(data):
 
 
 def echo_header(j, name):
-    """A request header as echoed; the echo module may use an object or a
-    list of pairs."""
-    h = j["headers"]
-    if isinstance(h, dict):
-        for k, v in h.items():
-            if k.lower() == name.lower():
-                return v
-        return None
-    for item in h:
-        k, v = (item[0], item[1]) if isinstance(item, (list, tuple)) else (item["name"], item["value"])
+    """A request header as echoed (a list of [name, value] pairs)."""
+    for k, v in j["headers"]:
         if k.lower() == name.lower():
             return v
     return None
@@ -214,6 +206,23 @@ def test_content_length_body_echoed(molt):
                         headers={"Content-Type": "application/octet-stream"})
     assert st == 200
     assert echo_body(data) == body
+
+
+def test_binary_body_and_headers_reach_the_module(molt):
+    m = molt()
+    body = bytes(range(256)) * 40
+    with m.raw_conn() as c:
+        c.send(b"PUT /echo/bin?a=1&a=2&b=x+y%21 HTTP/1.1\r\nHost: t\r\n"
+               b"X-Test:   spaced value \t\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        r = c.read_response()
+    assert r.status == 200
+    j = echo_json(r.body)
+    assert j["method"] == "PUT"
+    assert j["path_info"] == "/bin"
+    assert j["params"] == {"a": ["1", "2"], "b": ["x y!"]}
+    assert echo_header(j, "x-test") == "spaced value"
+    assert echo_header(j, "host") == "t"
+    assert echo_body(r.body) == body
 
 
 def test_chunked_request_body(molt):

@@ -1,0 +1,263 @@
+"""
+Configuration checking (issue #2): every error names FILE:LINE, through
+`molt -t` and at start-up; module loading refusals (ABI, magic); -V.
+"""
+
+import json
+import os
+import re
+
+import pytest
+
+from conftest import (MOLT_BIN, TEST_MODULES_DIR, line_of, read_text, run_molt,
+                      server_section)
+
+
+def error_at(res):
+    """(line, message) of the `FILE:LINE: message` in molt -t's stderr."""
+    assert res.rc == 1, "expected exit 1, got %r\n%s" % (res.rc, res.stderr)
+    m = re.search(re.escape(res.path) + r":(\d+): (.+)", res.stderr)
+    assert m, "no %s:LINE: message in stderr:\n%s" % (res.path, res.stderr)
+    return int(m.group(1)), m.group(2)
+
+
+CONFKEYS = """\
+[route /c]
+module = confkeys
+token = tok
+"""
+
+
+# -------------------------------------------------------------- success
+
+def test_version():
+    p = run_molt(["-V"])
+    assert p.returncode == 0
+    assert p.stdout.strip() == "molt 0.1.0 (module ABI 1.0)"
+
+
+def test_check_ok(molt_check):
+    r = molt_check("""\
+[route /hello]   ; inline comment
+module = hello   ; another one
+
+[route /echo]
+module = echo
+methods = GET, POST
+
+[route /]
+module = static
+
+[module static]
+root = %s
+""" % os.path.dirname(MOLT_BIN) + CONFKEYS)
+    assert r.rc == 0, r.stderr
+    assert "molt: %s: configuration ok" % r.path in r.stderr
+
+
+def test_check_embedded_default():
+    """No -c: the embedded default (bundled modules from the build)."""
+    p = run_molt(["-t"])
+    assert p.returncode == 0, p.stderr
+    assert "configuration ok" in p.stderr
+
+
+def test_missing_config_file(tmp_path):
+    path = str(tmp_path / "nope.conf")
+    p = run_molt(["-t", "-c", path])
+    assert p.returncode == 1
+    assert path in p.stderr
+
+
+def test_continuation_lines_joined(molt_check, molt):
+    conf = """\
+[route /c]
+module = confkeys
+token = tok
+greeting = first
+  second
+  third
+"""
+    r = molt_check(conf)
+    assert r.rc == 0, r.stderr
+    m = molt(conf=conf)
+    st, _, body = m.get("/c")
+    assert st == 200
+    j = json.loads(body)
+    assert j["greeting"] == "first second third"
+    assert j["token"] == "tok"
+
+
+def test_module_keys_defaults_and_types(molt):
+    m = molt(conf=CONFKEYS + """\
+[route /d]
+module = confkeys
+token = other
+count = 42
+limit = 2m
+wait = 1500ms
+loud = yes
+
+[module confkeys]
+greeting = from-module
+""")
+    j = json.loads(m.get("/c")[2])
+    assert j == {"greeting": "from-module", "count": 3, "limit": 1024,
+                 "wait_ms": 2000, "loud": False, "token": "tok"}
+    j = json.loads(m.get("/d")[2])
+    assert j == {"greeting": "from-module", "count": 42, "limit": 2 * 1024 * 1024,
+                 "wait_ms": 1500, "loud": True, "token": "other"}
+
+
+# ------------------------------------------------------- errors, FILE:LINE
+
+def test_unknown_section(molt_check):
+    r = molt_check("[bogus]\nx = 1\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("[bogus]")
+
+
+def test_unknown_server_key(molt_check):
+    r = molt_check("frobnicate = 1\n")   # still inside [server]
+    line, msg = error_at(r)
+    assert line == r.line_of("frobnicate")
+    assert "frobnicate" in msg
+
+
+@pytest.mark.parametrize("bad", [
+    "workers = many",
+    "workers = -1",
+    "listen = nohost",
+    "listen = 127.0.0.1:99999",
+    "log_level = loud",
+    "max_body_size = 1x",
+    "header_timeout = soon",
+    "keepalive_timeout = 3 fortnights",
+])
+def test_bad_server_value(molt_check, bad):
+    r = molt_check(bad + "\n")
+    line, msg = error_at(r)
+    assert line == r.line_of(bad)
+
+
+def test_route_without_module(molt_check):
+    r = molt_check("[route /x]\nmethods = GET\n\n[route /hello]\nmodule = hello\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("[route /x]")
+    assert "module" in msg
+
+
+def test_unknown_route_key(molt_check):
+    r = molt_check("[route /hello]\nmodule = hello\nfrob = 2\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("frob = 2")
+
+
+def test_over_long_line(molt_check):
+    long = "greeting = " + "x" * 250
+    r = molt_check(CONFKEYS + long + "\n")
+    line, msg = error_at(r)
+    assert line == r.line_of(long)
+
+
+def test_long_value_with_continuation_lines_ok(molt_check):
+    r = molt_check(CONFKEYS + "greeting = " + "x" * 150 + "\n" +
+                   "".join("  " + "y" * 150 + "\n" for _ in range(4)))
+    assert r.rc == 0, r.stderr
+
+
+def test_unknown_module(molt_check):
+    r = molt_check("[route /x]\nmodule = nosuchmod\n")
+    line, msg = error_at(r)
+    assert line in (r.line_of("[route /x]"), r.line_of("module = nosuchmod"))
+    assert "nosuchmod" in msg
+
+
+@pytest.mark.parametrize("bad", ["count = abc", "count = 1.5", "limit = 1x",
+                                 "wait = forever", "loud = maybe"])
+def test_module_key_type_error(molt_check, bad):
+    r = molt_check(CONFKEYS + bad + "\n")
+    line, msg = error_at(r)
+    assert line == r.line_of(bad)
+
+
+def test_module_key_type_error_in_module_section(molt_check):
+    r = molt_check(CONFKEYS + "\n[module confkeys]\ncount = zz\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("count = zz")
+
+
+def test_unknown_module_key(molt_check):
+    r = molt_check(CONFKEYS + "bogus = 1\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("bogus = 1")
+    r = molt_check(CONFKEYS + "\n[module confkeys]\nbogus2 = 1\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("bogus2 = 1")
+
+
+def test_module_check_hook_error(molt_check):
+    r = molt_check(CONFKEYS + "count = 500\n")
+    line, msg = error_at(r)
+    assert line in (r.line_of("count = 500"), r.line_of("[route /c]"))
+
+
+def test_required_key_missing(molt_check):
+    r = molt_check("[route /c]\nmodule = confkeys\ncount = 5\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("[route /c]")
+    assert "token" in msg
+
+
+def test_error_in_second_file_line_counting(molt_check):
+    """Line numbers count comments, blank lines and continuation lines."""
+    r = molt_check("; comment\n\n# another\n" + CONFKEYS +
+                   "greeting = a\n  b\n  c\n\n[route /z]\nmodule = hello\nnope = 1\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("nope = 1")
+
+
+# ------------------------------------------------------- module loading
+
+def test_abi_mismatch_refused(molt_check):
+    r = molt_check("[route /x]\nmodule = abi_mismatch\n")
+    assert r.rc == 1
+    so = os.path.join(TEST_MODULES_DIR, "abi_mismatch.so")
+    assert so in r.stderr
+    assert "99.0" in r.stderr and "1.0" in r.stderr
+    error_at(r)
+
+
+def test_bad_magic_refused(molt_check):
+    r = molt_check("[route /x]\nmodule = bad_magic\n")
+    assert r.rc == 1
+    assert os.path.join(TEST_MODULES_DIR, "bad_magic.so") in r.stderr
+    assert "magic" in r.stderr.lower()
+    error_at(r)
+
+
+def startup(tmp_path, body):
+    """Start molt (no -t) on a config that must fail: (rc, output, path)."""
+    d = str(tmp_path)
+    text = server_section(d) + "\n" + body
+    path = os.path.join(d, "molt.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    p = run_molt(["-c", path], timeout=20, cwd=d)
+    out = p.stderr + p.stdout + read_text(os.path.join(d, "error.log"))
+    return p.returncode, out, path, text
+
+
+@pytest.mark.parametrize("body,needles", [
+    ("[route /x]\nmodule = abi_mismatch\n", ["abi_mismatch.so", "99.0", "1.0"]),
+    ("[route /x]\nmodule = bad_magic\n", ["bad_magic.so", "magic"]),
+    ("[bogus]\n", []),
+    (CONFKEYS + "count = 500\n", []),
+])
+def test_startup_refuses_bad_config(tmp_path, body, needles):
+    rc, out, path, text = startup(tmp_path, body)
+    assert rc == 1, out
+    assert re.search(re.escape(path) + r":\d+: ", out), out
+    for n in needles:
+        assert n in out
+    assert "listening on" not in out

@@ -1,0 +1,150 @@
+"""
+`make install` into a temp root (DESTDIR) gives the layout of issue #2, and
+a third-party module (tests/modules/oot/mymod.c) builds out of tree against
+the installed header through pkg-config and is served by the installed molt.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import BUILD_DIR, SRC_DIR, Molt, molt_env, read_text
+
+MAKE = os.environ.get("MAKE", "make")
+
+
+def makefile_vars(build_dir):
+    """The configured installation directories from the build's Makefile,
+    with ${var} / $(var) references expanded."""
+    raw = {}
+    with open(os.path.join(build_dir, "Makefile")) as f:
+        for line in f:
+            m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*) = (.*)$", line.rstrip("\n"))
+            if m:
+                raw[m.group(1)] = m.group(2).strip()
+
+    def expand(v, depth=0):
+        assert depth < 20, "recursive Makefile variable"
+        return re.sub(r"\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]",
+                      lambda mm: expand(raw.get(mm.group(1), ""), depth + 1), v)
+    return {k: expand(v) for k, v in raw.items()}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """make install DESTDIR=TMP; returns (destdir, configured dirs)."""
+    if shutil.which(MAKE) is None:
+        pytest.fail("make is needed for the install test")
+    dest = str(tmp_path_factory.mktemp("destdir"))
+    env = dict(os.environ)
+    # `make check`'s own MAKEFLAGS (e.g. -j, or -n from a dry run) must
+    # not leak into this nested make.
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+        env.pop(k, None)
+    p = subprocess.run([MAKE, "-C", BUILD_DIR, "install", "DESTDIR=" + dest],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=600, env=env)
+    assert p.returncode == 0, "make install failed:\n" + p.stdout[-5000:]
+    return dest, makefile_vars(BUILD_DIR)
+
+
+def under(dest, path):
+    return os.path.join(dest, path.lstrip("/"))
+
+
+def test_install_layout(installed):
+    dest, v = installed
+    sbin = under(dest, v["sbindir"])
+    molt = os.path.join(sbin, "molt")
+    assert os.access(molt, os.X_OK), molt
+    moddir = under(dest, os.path.join(v["libdir"], "molt", "modules"))
+    for name in ("hello", "echo", "static", "fragment", "leak", "mariadb"):
+        assert os.path.isfile(os.path.join(moddir, name + ".so")), name
+    # test modules are never installed, nor libtool leftovers loaded by name
+    for name in ("crash", "abi_mismatch", "bad_magic", "initfail", "stream", "confkeys"):
+        assert not os.path.exists(os.path.join(moddir, name + ".so")), name
+    assert os.path.isfile(under(dest, os.path.join(v["sysconfdir"], "molt", "molt.conf")))
+    hdr = under(dest, os.path.join(v["includedir"], "molt", "module.h"))
+    assert os.path.isfile(hdr)
+    assert read_text(hdr) == read_text(os.path.join(SRC_DIR, "include", "molt", "module.h"))
+    assert os.path.isfile(under(dest, os.path.join(v["libdir"], "pkgconfig", "molt-module.pc")))
+    mandir = under(dest, v["mandir"])
+    for page in ("man8/molt.8", "man5/molt.conf.5", "man3/molt-module.3"):
+        assert os.path.isfile(os.path.join(mandir, page)), page
+    assert os.path.isfile(os.path.join(SRC_DIR, "etc", "molt.service"))
+
+
+def test_installed_molt_runs(installed):
+    dest, v = installed
+    molt = os.path.join(under(dest, v["sbindir"]), "molt")
+    p = subprocess.run([molt, "-V"], stdout=subprocess.PIPE, universal_newlines=True)
+    assert p.returncode == 0
+    assert p.stdout.strip() == "molt 0.1.0 (module ABI 1.0)"
+
+
+def test_out_of_tree_module(installed, tmp_path):
+    dest, v = installed
+    if shutil.which("pkg-config") is None:
+        pytest.fail("pkg-config is needed (Debian package pkgconf)")
+    cc = os.environ.get("CC", "cc")
+    src = os.path.join(SRC_DIR, "tests", "modules", "oot", "mymod.c")
+    assert os.path.isfile(src), "%s is missing (not distributed?)" % src
+    work = tmp_path / "oot"
+    work.mkdir()
+    shutil.copy(src, str(work / "mymod.c"))
+
+    env = dict(os.environ)
+    env["PKG_CONFIG_PATH"] = under(dest, os.path.join(v["libdir"], "pkgconfig"))
+    env["PKG_CONFIG_SYSROOT_DIR"] = dest      # the install went to DESTDIR
+    p = subprocess.run(["pkg-config", "--cflags", "molt-module"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True)
+    assert p.returncode == 0, p.stderr
+    cflags = p.stdout.split()
+    inc = under(dest, v["includedir"])
+    assert "-I" + inc in cflags, "pkg-config --cflags gave %r, not -I%s" % (cflags, inc)
+    p = subprocess.run("%s -shared -fPIC %s mymod.c -o mymod.so" % (cc, " ".join(cflags)),
+                       shell=True, cwd=str(work), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    assert p.returncode == 0, p.stdout
+    p = subprocess.run(["pkg-config", "--variable=moduledir", "molt-module"], env=env,
+                       stdout=subprocess.PIPE, universal_newlines=True)
+    assert p.stdout.strip() == os.path.join(v["libdir"], "molt", "modules")
+
+    # serve it with the installed molt, next to the installed modules
+    moddir = under(dest, os.path.join(v["libdir"], "molt", "modules"))
+    run = tmp_path / "run"
+    run.mkdir()
+    conf = run / "molt.conf"
+    conf.write_text("""\
+[server]
+listen = 127.0.0.1:0
+workers = 1
+modules_dir = %s:%s
+error_log = %s/error.log
+pid_file = %s/molt.pid
+
+[route /mine]
+module = mymod
+
+[route /hello]
+module = hello
+""" % (moddir, work, run, run))
+    molt_bin = os.path.join(under(dest, v["sbindir"]), "molt")
+    p = subprocess.run([molt_bin, "-t", "-c", str(conf)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, env=molt_env())
+    assert p.returncode == 0, p.stderr
+
+    m = Molt(str(run), str(conf), conf.read_text(), 1)
+    try:
+        m.start(binary=molt_bin)
+        st, h, body = m.get("/mine")
+        assert st == 200 and body == b"mymod ok\n"
+        assert m.get("/hello")[0] == 200
+    finally:
+        m.stop()
+        bad = m.check_logs()
+        assert not bad, bad

@@ -1,0 +1,504 @@
+"""
+Process model (issue #2): signals, -s, -d, crash isolation and respawn,
+crash-loop backoff, privilege drop, the access log.
+"""
+
+import datetime
+import json
+import os
+import pwd
+import grp
+import re
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import (DEFAULT_ROUTES, RawConn, children_of, pid_alive,
+                      proc_stat, proc_status, read_text, run_molt, wait_for)
+
+GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def get_ok(m, path="/hello", timeout=10):
+    st, _, body = m.get(path, timeout=timeout)
+    assert st == 200, (path, st, body)
+    return body
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except (ConnectionRefusedError, socket.timeout, OSError):
+        return True
+    return False
+
+
+class Load(threading.Thread):
+    """GET path on a fresh connection in a loop until stopped; counts
+    successes and failures."""
+
+    def __init__(self, m, path="/hello"):
+        super().__init__(daemon=True)
+        self.m, self.path = m, path
+        self.ok, self.failures = 0, []
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                st, _, _ = self.m.get(self.path, timeout=10)
+                if st == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append("status %d" % st)
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                self.failures.append(repr(e))
+
+    def stop(self):
+        self.halt.set()
+        self.join(30)
+
+
+# ---------------------------------------------------------------- signals
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_fast_stop(molt, sig):
+    m = molt()
+    workers = m.worker_pids()
+    assert len(workers) == 2
+    get_ok(m)
+    # a long deferred request does not hold up a fast stop
+    c = m.raw_conn(timeout=30)
+    c.send(GET % b"/stream/deferred?ms=20000")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert m.stop(sig) == 0
+    assert time.monotonic() - t0 < 8
+    log = m.log()
+    assert "shutting down (fast)" in log
+    assert "exiting" in log
+    assert not any(pid_alive(p) for p in workers)
+    assert refused(m.port)
+    c.close()
+
+
+def test_quit_is_graceful(molt):
+    m = molt()
+    workers = m.worker_pids()
+    res = {}
+
+    def slow():
+        t = time.monotonic()
+        res["r"] = m.get("/stream/deferred?ms=2000", timeout=30)
+        res["t"] = time.monotonic() - t
+
+    th = threading.Thread(target=slow)
+    th.start()
+    idle = m.raw_conn(timeout=30)          # an idle keep-alive connection
+    idle.send(GET % b"/hello")
+    assert idle.read_response().status == 200
+    time.sleep(0.5)                         # the deferred request is in flight
+    m.signal(signal.SIGQUIT)
+    m.wait_log(r"shutting down \(graceful\)")
+    rc = m.wait_exit(20)
+    th.join(5)
+    assert res["r"][0] == 200 and res["r"][2] == b"deferred 2000\n", res
+    assert rc == 0
+    assert "exiting" in m.log()
+    assert idle.is_closed(timeout=5)
+    wait_for(lambda: not any(pid_alive(p) for p in workers), 5, what="workers to exit")
+    m.stopped = True
+
+
+def test_quit_answers_pipelined_keepalive_with_close(molt):
+    """During a graceful stop a keep-alive connection is not cut between
+    requests: a request already sent is answered."""
+    m = molt(workers=1)
+    c = m.raw_conn(timeout=30)
+    c.send(GET % b"/stream/deferred?ms=1500" + GET % b"/hello")
+    time.sleep(0.4)
+    m.signal(signal.SIGQUIT)
+    r1 = c.read_response()
+    assert r1.status == 200 and r1.body == b"deferred 1500\n"
+    r2 = c.read_response()
+    assert r2.status == 200
+    assert m.wait_exit(20) == 0
+    m.stopped = True
+
+
+CONFKEYS = """\
+[route /hello]
+module = hello
+
+[route /c]
+module = confkeys
+token = tok
+greeting = %s
+"""
+
+
+def greeting(m):
+    st, _, body = m.get("/c")
+    assert st == 200
+    return json.loads(body)["greeting"]
+
+
+def test_hup_reload(molt):
+    m = molt(conf=CONFKEYS % "one")
+    old = m.worker_pids()
+    assert greeting(m) == "one"
+    assert m.get("/new")[0] == 404
+
+    load = Load(m)
+    load.start()
+    m.write_conf(CONFKEYS % "two" + "\n[route /new]\nmodule = hello\n")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reloading configuration from " + re.escape(m.conf_path), since=mark)
+    wait_for(lambda: greeting(m) == "two", 10, what="the new greeting")
+    assert m.get("/new")[0] == 200
+    wait_for(lambda: len(m.worker_pids()) == 2 and not set(old) & set(m.worker_pids()),
+             10, what="a whole new generation of workers")
+    m.wait_log(r"worker \d+ ready \(generation 2\)", since=mark)
+    time.sleep(0.5)
+    load.stop()
+    assert load.ok > 0
+    assert load.failures == [], "requests failed during the reload: %r" % load.failures[:5]
+    assert m.running()
+
+
+def test_hup_reload_broken_config_keeps_old_generation(molt):
+    m = molt(conf=CONFKEYS % "one")
+    old = m.worker_pids()
+    m.expect_errors(r"reload failed")
+
+    text = m.write_conf(CONFKEYS % "two" + "bogus_key = 1\n")
+    bad_line = [i for i, l in enumerate(text.split("\n"), 1) if "bogus_key" in l][0]
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload failed: %s:%d: " % (re.escape(m.conf_path), bad_line), since=mark)
+    time.sleep(0.5)
+    assert greeting(m) == "one"
+    assert m.worker_pids() == old
+
+    # a module's own check() refusing the new config, too
+    text = m.write_conf(CONFKEYS % "three" + "count = 500\n")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    mm = m.wait_log(r"reload failed: %s:(\d+): " % re.escape(m.conf_path), since=mark)
+    lines = text.split("\n")
+    assert "count = 500" in lines[int(mm.group(1)) - 1] or \
+        "[route /c]" in lines[int(mm.group(1)) - 1]
+    time.sleep(0.5)
+    assert greeting(m) == "one"
+    assert m.worker_pids() == old
+
+    # and a good one is taken again
+    m.write_conf(CONFKEYS % "four")
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: greeting(m) == "four", 10, what="the good config")
+
+
+def test_usr1_reopens_logs(molt):
+    m = molt(server_extra="access_log = @TMP@/access.log")
+    get_ok(m, "/hello?before")
+    os.rename(m.error_log, m.error_log + ".1")
+    os.rename(m.access_log, m.access_log + ".1") if os.path.exists(m.access_log) else None
+    m.signal(signal.SIGUSR1)
+    wait_for(lambda: os.path.exists(m.error_log), 5, what="a new error log")
+    # A worker's line (not the master's) must reach the new file.
+    c = m.raw_conn()
+    c.send(GET % b"/stream/chunks?n=100000&size=1000&delay_ms=1")
+    c.read_head()
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    c.close()
+    wait_for(lambda: "stream aborted" in read_text(m.error_log), 10,
+             what="a worker's line in the new error log")
+    get_ok(m, "/hello?after")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)   # and master lines
+    m.wait_log(r"reloading configuration", since=mark)
+    assert "reloading configuration" in read_text(m.error_log)
+    assert "reloading configuration" not in read_text(m.error_log + ".1")
+    # the access log may be buffered: a graceful stop flushes it
+    m.stop(signal.SIGQUIT)
+    assert "/hello?after" in read_text(m.access_log)
+    assert "/hello?after" not in read_text(m.access_log + ".1")
+
+
+# --------------------------------------------------------------------- -s
+
+def test_dash_s_reload_reopen_quit(molt):
+    m = molt(conf=CONFKEYS % "one")
+    m.write_conf(CONFKEYS % "two")
+    p = run_molt(["-s", "reload", "-c", m.conf_path])
+    assert p.returncode == 0, p.stderr
+    m.wait_log(r"reloading configuration")
+    wait_for(lambda: greeting(m) == "two", 10, what="reload via -s")
+
+    os.rename(m.error_log, m.error_log + ".1")
+    p = run_molt(["-s", "reopen", "-c", m.conf_path])
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: os.path.exists(m.error_log), 5, what="a new error log")
+
+    p = run_molt(["-s", "quit", "-c", m.conf_path])
+    assert p.returncode == 0, p.stderr
+    assert m.wait_exit(15) == 0
+    m.stopped = True
+    assert "shutting down (graceful)" in m.log() + read_text(m.error_log + ".1")
+
+
+def test_dash_s_stop(molt):
+    m = molt()
+    p = run_molt(["-s", "stop", "-c", m.conf_path])
+    assert p.returncode == 0, p.stderr
+    assert m.wait_exit(15) == 0
+    m.stopped = True
+    assert "shutting down (fast)" in m.log()
+
+
+def test_dash_s_without_running_master(tmp_path):
+    conf = tmp_path / "molt.conf"
+    pidf = tmp_path / "molt.pid"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\npid_file = %s\n\n"
+                    "[route /hello]\nmodule = hello\n" % pidf)
+    p = run_molt(["-s", "stop", "-c", str(conf)])
+    assert p.returncode == 1
+    assert p.stderr.strip()
+    # a stale pid file (a process that no longer exists)
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    pidf.write_text("%d\n" % dead)
+    p = run_molt(["-s", "reload", "-c", str(conf)])
+    assert p.returncode == 1
+    p = run_molt(["-s", "bogus", "-c", str(conf)])
+    assert p.returncode != 0
+
+
+def test_daemonize(molt):
+    m = molt(daemon=True)
+    assert pid_alive(m.pid)
+    st = proc_stat(m.pid)
+    assert st[1] != os.getpid(), "the daemon is still our child"
+    assert st[3] != os.getsid(0), "the daemon did not leave our session"
+    assert int(read_text(m.pid_file).strip()) == m.pid
+    assert len(m.worker_pids()) == 2
+    get_ok(m)
+    p = run_molt(["-s", "stop", "-c", m.conf_path])
+    assert p.returncode == 0, p.stderr
+    workers = m.worker_pids()
+    wait_for(lambda: not pid_alive(m.pid), 10, what="the daemon to exit")
+    wait_for(lambda: not any(pid_alive(w) for w in workers), 5, what="workers to exit")
+    m.stopped = True
+
+
+# ---------------------------------------------------------------- crashes
+
+def worker_of(c):
+    c.send(GET % b"/crash/pid")
+    r = c.read_response()
+    assert r.status == 200
+    return int(r.body.strip())
+
+
+@pytest.mark.parametrize("what,pattern", [
+    ("segv", r"killed by signal 11 \(SIGSEGV\)"),
+    ("abort", r"killed by signal 6 \(SIGABRT\)"),
+    ("exit", r"(exit|status)\D*3\b"),
+])
+def test_crash_isolated_and_respawned(molt, what, pattern):
+    m = molt(workers=3)
+    pids = m.worker_pids()
+    assert len(pids) == 3
+    victim = m.raw_conn(timeout=15)
+    vpid = worker_of(victim)
+    assert vpid in pids
+    m.expect_errors(r"pid %d\b" % vpid)
+
+    # keep-alive connections pinned to the other workers
+    pinned = []
+    for _ in range(200):
+        if len(pinned) >= 8:
+            break
+        c = m.raw_conn(timeout=15)
+        if worker_of(c) == vpid:
+            c.close()
+        else:
+            pinned.append(c)
+    assert len(pinned) >= 2, "could not reach the other workers"
+
+    started = threading.Barrier(len(pinned) + 1)
+    results = [None] * len(pinned)
+
+    def client(i, c):
+        ok = 0
+        try:
+            started.wait(10)
+            for _ in range(50):
+                c.send(GET % b"/hello")
+                r = c.read_response()
+                if r.status == 200 and b"hello" in r.body:
+                    ok += 1
+                time.sleep(0.002)
+            results[i] = ok
+        except Exception as e:  # noqa: BLE001
+            results[i] = e
+
+    threads = [threading.Thread(target=client, args=(i, c)) for i, c in enumerate(pinned)]
+    for t in threads:
+        t.start()
+    started.wait(10)
+    time.sleep(0.02)
+    victim.send(GET % ("/crash/%s" % what).encode())
+    assert victim.read_all(timeout=10) == b"", "the crashing request got a reply"
+    for t in threads:
+        t.join(30)
+    assert results == [50] * len(pinned), results
+    for c in pinned:
+        c.close()
+
+    m.wait_log(r"worker \d+ pid %d .*%s" % (vpid, pattern))
+    wait_for(lambda: len(m.worker_pids()) == 3 and vpid not in m.worker_pids(), 10,
+             what="the worker to be respawned")
+    new = set(m.worker_pids()) - set(pids)
+    assert len(new) == 1
+    m.wait_log(r"spawned worker \d+ pid %d " % new.pop())
+
+    # and now 50 concurrent requests on new connections all succeed
+    out = []
+
+    def one():
+        try:
+            out.append(m.get("/hello", timeout=15)[0])
+        except Exception as e:  # noqa: BLE001
+            out.append(repr(e))
+
+    ths = [threading.Thread(target=one) for _ in range(50)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(30)
+    assert out == [200] * 50
+
+
+def test_repeated_crashes_do_not_trigger_backoff(molt):
+    """Workers that die after they were ready are respawned at once; the
+    start-up backoff is for workers that fail before serving."""
+    m = molt(workers=2)
+    m.expect_errors(r"killed by signal 11")
+    for i in range(5):
+        pids = m.worker_pids()
+        with m.raw_conn() as c:
+            vpid = worker_of(c)
+            c.send(GET % b"/crash/segv")
+            assert c.read_all() == b""
+        wait_for(lambda: len(m.worker_pids()) == 2 and vpid not in m.worker_pids(), 5,
+                 what="respawn %d" % i)
+        get_ok(m)
+    assert "failed at start-up" not in m.log()
+
+
+INITFAIL = """\
+[route /hello]
+module = hello
+
+[route /init]
+module = initfail
+"""
+
+
+def test_crash_loop_backoff(molt):
+    m = molt(conf=INITFAIL, wait=False)
+    m.expect_errors(r"failed at start-up|initfail|worker_init|"
+                    r"worker \d+ pid \d+ exited")
+    m.wait_listening()
+    time.sleep(6)
+    log = m.log()
+    spawns = len(re.findall(r"spawned worker \d+ pid \d+", log))
+    assert 2 <= spawns <= 30, "%d spawns in 6 s:\n%s" % (spawns, log[-3000:])
+    lines = re.findall(r"\[error\] \d+: worker (\d+) failed at start-up (\d+) times in a row; "
+                       r"next start in (\d+) ms", log)
+    assert lines, log[-3000:]
+    by_worker = {}
+    for n, k, d in lines:
+        by_worker.setdefault(n, []).append((int(k), int(d)))
+    for n, seq in by_worker.items():
+        ks = [k for k, _ in seq]
+        ds = [d for _, d in seq]
+        assert ks == sorted(ks) and len(set(ks)) == len(ks), seq
+        assert ds == sorted(ds), "backoff must not shrink: %r" % seq
+        if len(ds) >= 3:
+            assert ds[-1] >= 2 * ds[0], "backoff is not growing: %r" % seq
+    assert not re.search(r"worker \d+ ready", log)
+    assert m.running()
+
+    # fixing the config and reloading brings the workers up
+    m.write_conf(INITFAIL + "\n[module initfail]\nfail = off\n")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_ready(since=mark, timeout=20)
+    get_ok(m)
+    assert get_ok(m, "/init") == b"initfail ok\n"
+
+
+# ------------------------------------------------------- privilege drop
+
+def test_privilege_drop(molt):
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root (running as uid %d)" % os.geteuid())
+    nobody = pwd.getpwnam("nobody")
+    nogroup = grp.getgrnam("nogroup")
+    m = molt(server_extra="user = nobody\ngroup = nogroup")
+    get_ok(m)
+    workers = m.worker_pids()
+    assert len(workers) == 2
+    for w in workers:
+        st = proc_status(w)
+        assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
+        assert st["Gid"].split() == [str(nogroup.gr_gid)] * 4, st["Gid"]
+        assert "0" not in st["Groups"].split(), "root's groups kept: %r" % st["Groups"]
+    ms = proc_status(m.pid)
+    assert ms["Uid"].split()[:2] == ["0", "0"]
+
+
+# ------------------------------------------------------------ access log
+
+CLF = re.compile(
+    r'^(\S+) (\S+) (\S+) \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] '
+    r'"((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-) "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"$')
+
+
+def test_access_log_combined_format(molt):
+    m = molt(server_extra="access_log = @TMP@/access.log")
+    st, _, hello = m.get("/hello?x=1", headers={"User-Agent": "molt-test/1.0",
+                                               "Referer": "http://ref.example/p"})
+    assert st == 200
+    assert m.get("/nope")[0] == 404
+    st, _, echoed = m.get("/echo/p", method="POST", body=b"12345")
+    assert m.get("/hello", headers={"User-Agent": 'evil" "quote'})[0] == 200
+    m.stop(signal.SIGQUIT)   # flushes a buffered access log
+    lines = read_text(m.access_log).splitlines()
+    assert len(lines) == 4, lines
+    parsed = []
+    for line in lines:
+        mm = CLF.match(line)
+        assert mm, "not Combined Log Format: %r" % line
+        parsed.append(mm.groups())
+    by_req = {p[4]: p for p in parsed}
+    p = by_req["GET /hello?x=1 HTTP/1.1"]
+    assert p[0] == "127.0.0.1" and p[1] == "-" and p[2] == "-"
+    t = datetime.datetime.strptime(p[3], "%d/%b/%Y:%H:%M:%S %z").timestamp()
+    assert abs(t - time.time()) < 120
+    assert p[5] == "200" and p[6] == str(len(hello))
+    assert p[7] == "http://ref.example/p" and p[8] == "molt-test/1.0"
+    p = by_req["GET /nope HTTP/1.1"]
+    assert p[5] == "404" and p[7] == "-"
+    p = by_req["POST /echo/p HTTP/1.1"]
+    assert p[5] == "200" and p[6] == str(len(echoed))
+    evil = [p for p in parsed if "evil" in p[8]]
+    assert len(evil) == 1 and '"' not in evil[0][8].replace('\\"', "")
