@@ -77,8 +77,12 @@ stream_abort(molt_request *req, void *arg)
 	struct stream *st = arg;
 
 	(void)req;
-	molt_log(MOLT_LOG_INFO, "stream aborted after %lld of %lld chunks",
-	    st->sent, st->n);
+	if (st->pattern != NULL)
+		molt_log(MOLT_LOG_INFO, "stream aborted after %lld of %lld "
+		    "chunks", st->sent, st->n);
+	else
+		molt_log(MOLT_LOG_INFO, "stream aborted before its deferred "
+		    "reply (%lld ms)", st->ms);
 	stream_cleanup(st);
 }
 
