@@ -13,10 +13,11 @@
  *   GET /fragment/reset
  *       frees the whole cache.
  *
- * It models what a long-lived cache does to a malloc heap, as in the
- * Swift forums thread "Memory leaking in Vapor app": a MySQL driver kept small objects
- * alive between many short-lived ones, and resident memory stayed near the
- * peak long after the bytes in use had dropped.  Two patterns:
+ * It models what a long-lived cache does to a malloc heap, as in the Swift
+ * forums thread "Memory leaking in Vapor app": a MySQL driver's burst of
+ * small allocations left the few objects that stayed alive scattered over
+ * the heap, and resident memory stayed near the peak long after the bytes
+ * in use had dropped.  Two patterns:
  *
  *  - Trimmable: a large K (say 10000) with small objects.  Nearly every
  *    page ends up wholly free; glibc does not give them back by itself
