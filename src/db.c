@@ -1,0 +1,2068 @@
+/*
+ * db.c - MariaDB connection pools on the worker's event loop.
+ *
+ * Every worker owns, per [database NAME], a pool of connections it opened
+ * itself after fork (never the master: a child closing an inherited
+ * connection would end the parent's session).  Each connection is driven
+ * by Connector/C's non-blocking API: an operation is started with
+ * *_start(); while it returns MYSQL_WAIT_* flags we wait for them with one
+ * libevent event on the connection's socket, and call *_cont() when it
+ * fires.  One worker therefore serves many DB-bound requests at once.
+ *
+ * Queries are prepared statements.  Results are read unbuffered (no
+ * cursor, no store_result): each mysql_stmt_fetch pulls one row off the
+ * socket into the connection's bind buffers, we turn it into text in
+ * grow-once per-connection buffers and hand it to on_row.  Nothing is
+ * allocated per row or per field, so memory is O(1) in the number of rows.
+ * When on_row says MOLT_AGAIN we simply stop fetching: the server's rows
+ * back up in its socket buffer, and TCP does the rest.
+ *
+ * A query that is cancelled mid-way (client gone, request ended, timeout)
+ * discards its connection: draining a million unread rows to reuse it
+ * would cost more than a reconnect.  The pool opens a fresh one at once.
+ *
+ * Request lifetime: molt_req_on_abort takes one callback per request and
+ * belongs to the module, so this file learns that a request ended through
+ * molt_pool_cleanup on the request's pool, which runs when the request
+ * ends for any reason (finished, aborted, or worker drain timeout).
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netdb.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <mysql.h>
+#include <errmsg.h>
+#include <mysqld_error.h>
+
+#include "molt/module.h"
+#include "config.h"
+#include "db.h"
+
+#define DB_POOL_MAX          1024   /* pool_size upper bound */
+#define DB_QUEUE_MAX         100000
+#define DB_STMT_CACHE        32     /* prepared statements kept per connection */
+#define DB_ROWS_PER_TURN     256    /* rows delivered before yielding to the loop */
+#define DB_BACKOFF_MIN_MS    100
+#define DB_BACKOFF_MAX_MS    2000
+#define DB_STRBUF_MIN        256    /* first size of a column's text buffer */
+#define DB_TEXT_SLOT         64     /* numbers, dates: fits any of them */
+#define DB_ABORT_TRIES       16
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+
+struct db_conf {
+	char      *name;
+	char      *host;           /* numeric address after db_worker_init */
+	char      *socket;
+	char      *user;
+	char      *password;       /* from password or password_file; never logged */
+	char      *database;
+	unsigned   port;
+	int        pool_size;
+	int        queue_size;
+	long long  connect_timeout_ms;
+	long long  read_timeout_ms;
+	long long  query_timeout_ms;
+	int        ssl, ssl_verify;
+	char      *ssl_ca, *ssl_cert, *ssl_key;
+	struct db_conf *next;
+};
+
+/*
+ * Parsed sections, keyed by the config they came from.  The master parses
+ * (and reads password files, as the user that can read them) before it
+ * forks, and workers find the result here; a failed reload does not
+ * disturb the configs that workers were started with.
+ */
+#define DB_CONF_KEEP 4
+static struct {
+	const struct molt_config *cfg;
+	struct db_conf           *dbs;
+} db_confs[DB_CONF_KEEP];
+static const struct db_conf *db_checked;  /* last checked list, for molt_db_exists */
+
+/* ------------------------------------------------------------------ */
+/* Runtime                                                             */
+
+enum db_cstate {
+	DB_C_DOWN,        /* not connected; timer pending for the next attempt */
+	DB_C_CONNECTING,
+	DB_C_IDLE,
+	DB_C_BUSY,        /* owns a query */
+	DB_C_DEAD,        /* could not be cleaned up; left alone */
+};
+
+enum db_op {
+	DB_OP_NONE,
+	DB_OP_CONNECT,
+	DB_OP_PREPARE,
+	DB_OP_EXECUTE,
+	DB_OP_FETCH,
+};
+
+enum db_qstate {
+	DB_Q_QUEUED,      /* waiting for a connection */
+	DB_Q_FAILING,     /* an error is about to be delivered from the loop */
+	DB_Q_RUNNING,     /* on a connection */
+	DB_Q_FINISHED,    /* done, failed or cancelled */
+};
+
+struct db_stmt {
+	char          *sql;
+	size_t         len;
+	MYSQL_STMT    *stmt;
+	unsigned long  used;       /* LRU tick */
+};
+
+/* One result column as the connection binds it. */
+struct db_col {
+	enum molt_db_type type;
+	unsigned          decimals;
+	union {
+		long long          i;
+		unsigned long long u;
+		double             d;
+		float              f;
+		MYSQL_TIME         t;
+	}                 fixed;
+	char             *buf;     /* strings, blobs, decimals: grows, never shrinks */
+	unsigned long     cap;
+	unsigned long     len;
+	my_bool           is_null;
+	my_bool           error;
+	char              text[DB_TEXT_SLOT];
+};
+
+struct db_pool;
+struct molt_db_query;
+
+struct db_conn {
+	struct db_pool  *pool;
+	int              index;
+	MYSQL           *mysql;
+	enum db_cstate   state;
+	enum db_op       op;           /* the operation suspended in the library */
+	enum db_op       phase;        /* where the query is, for error handling */
+	int              starting;     /* a query was assigned; runs from the loop */
+	int              lib_timeout;  /* the library asked for MYSQL_WAIT_TIMEOUT */
+	int              in_cb;        /* inside a module callback */
+	unsigned         failures;     /* connect attempts failed in a row */
+	struct event     io;           /* the socket, re-assigned for each wait */
+	struct event     timer;        /* reconnect backoff */
+	struct event     kick;         /* continue from the loop (resume, fairness) */
+	MYSQL           *ret_mysql;    /* results of _start/_cont */
+	int              ret_int;
+
+	struct molt_db_query *q;
+	MYSQL_STMT      *stmt;         /* the query's statement */
+	MYSQL_RES       *meta;
+	unsigned long long rows;
+	int              paused;
+
+	struct db_stmt   cache[DB_STMT_CACHE];
+	int              ncache;
+	unsigned long    tick;
+
+	/* Grow-once buffers: never freed before the connection is. */
+	MYSQL_BIND      *rbind;        /* result binds */
+	struct db_col   *cols;
+	struct molt_db_value  *vals;
+	struct molt_db_column *mcols;
+	size_t           ncols_cap;
+	MYSQL_BIND      *pbind;        /* parameter binds */
+	union { long long i; unsigned long long u; double d; } *pnum;
+	unsigned long   *plen;
+	size_t           nparams_cap;
+};
+
+struct db_pool {
+	struct db_conf  *conf;
+	struct db_conn  *conns;
+	int              nconns;
+	int              nlive;        /* IDLE or BUSY */
+	int              down;         /* last attempt failed and nothing is up */
+	char             last_error[256];
+	struct molt_db_query *queue_head, **queue_tail;
+	int              queued;
+	struct db_pool  *next;
+};
+
+struct molt_db_query {
+	struct db_pool  *pool;
+	struct db_conn  *conn;
+	molt_request    *req;
+	enum db_qstate   state;
+	int              refs;          /* the request's and the database's */
+	int              resume_early;  /* molt_db_resume during on_row */
+	int              fail_status;
+	char             fail_msg[320];
+	struct molt_db_handler h;
+	void            *arg;
+	const char      *sql;
+	size_t           sql_len;
+	struct molt_db_param *params;
+	size_t           nparams;
+	struct event     timer;         /* query_timeout, and deferred errors */
+	struct molt_db_query *next;          /* in the pool's queue */
+};
+
+static struct event_base *db_base;
+static struct db_pool    *db_pools;
+static int                db_inflight_count;
+
+static void db_conn_connect(struct db_conn *c);
+static void db_conn_discard(struct db_conn *c, int backoff);
+static void db_conn_idle(struct db_conn *c);
+static void db_conn_run(struct db_conn *c);
+static void db_fetch_loop(struct db_conn *c);
+static void db_prepare_done(struct db_conn *c);
+static void db_query_fail(struct molt_db_query *q, int status, const char *msg);
+static void db_query_unref(struct molt_db_query *q);
+
+/* ------------------------------------------------------------------ */
+/* Config checking                                                     */
+
+static void
+db_conf_free(struct db_conf *d)
+{
+	struct db_conf *next;
+
+	for (; d != NULL; d = next) {
+		next = d->next;
+		free(d->name);
+		free(d->host);
+		free(d->socket);
+		free(d->user);
+		if (d->password != NULL) {
+			/* Do not leave the secret in freed memory. */
+			explicit_bzero(d->password, strlen(d->password));
+			free(d->password);
+		}
+		free(d->database);
+		free(d->ssl_ca);
+		free(d->ssl_cert);
+		free(d->ssl_key);
+		free(d);
+	}
+}
+
+static int
+db_dup(char **dst, const char *s, struct conf_error *err, const char *file, int line)
+{
+	if ((*dst = strdup(s)) == NULL) {
+		conf_errorf(err, file, line, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* A string key; *dst stays NULL when the key is absent. */
+static int
+db_key_str(struct conf_section *s, const char *key, char **dst,
+           struct conf_error *err)
+{
+	struct conf_kv *kv;
+
+	if ((kv = conf_get(s, key)) == NULL)
+		return 0;
+	if (kv->value[0] == '\0') {
+		conf_errorf(err, s->file, kv->line, "%s: empty value", key);
+		return -1;
+	}
+	return db_dup(dst, kv->value, err, s->file, kv->line);
+}
+
+static int
+db_key_duration(struct conf_section *s, const char *key, long long def,
+                long long *out, struct conf_error *err)
+{
+	struct conf_kv *kv;
+
+	*out = def;
+	if ((kv = conf_get(s, key)) == NULL)
+		return 0;
+	if (conf_parse_duration(kv->value, out) == -1 || *out <= 0 ||
+	    *out > 24LL * 3600 * 1000) {
+		conf_errorf(err, s->file, kv->line,
+		    "%s: \"%s\" is not a duration between 1ms and 24h", key, kv->value);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+db_key_int(struct conf_section *s, const char *key, long long def,
+           long long min, long long max, long long *out, struct conf_error *err)
+{
+	struct conf_kv *kv;
+
+	*out = def;
+	if ((kv = conf_get(s, key)) == NULL)
+		return 0;
+	if (conf_parse_int(kv->value, out) == -1 || *out < min || *out > max) {
+		conf_errorf(err, s->file, kv->line,
+		    "%s: \"%s\" is not an integer in %lld..%lld", key, kv->value, min, max);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+db_key_bool(struct conf_section *s, const char *key, int *out,
+            struct conf_error *err)
+{
+	struct conf_kv *kv;
+
+	*out = 0;
+	if ((kv = conf_get(s, key)) == NULL)
+		return 0;
+	if (conf_parse_bool(kv->value, out) == -1) {
+		conf_errorf(err, s->file, kv->line, "%s: \"%s\" is not on or off",
+		    key, kv->value);
+		return -1;
+	}
+	return 0;
+}
+
+/* A file key that must name a readable file (checked now, not at connect). */
+static int
+db_key_file(struct conf_section *s, const char *key, char **dst,
+            struct conf_error *err)
+{
+	struct conf_kv *kv;
+
+	if (db_key_str(s, key, dst, err) == -1)
+		return -1;
+	if (*dst == NULL)
+		return 0;
+	kv = conf_get(s, key);
+	if (access(*dst, R_OK) == -1) {
+		conf_errorf(err, s->file, kv->line, "%s: %s: %s", key, *dst,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The password is the file's first line, without its line ending. */
+static int
+db_read_password(const char *path, char **out, struct conf_error *err,
+                 const char *file, int line)
+{
+	char buf[1024];
+	ssize_t n;
+	size_t len;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		conf_errorf(err, file, line, "password_file: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n == -1) {
+		conf_errorf(err, file, line, "password_file: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	buf[n] = '\0';
+	len = strcspn(buf, "\r\n");
+	if (len == (size_t)n && (size_t)n == sizeof(buf) - 1) {
+		conf_errorf(err, file, line, "password_file: %s: first line too long", path);
+		goto fail;
+	}
+	buf[len] = '\0';
+	if ((*out = strdup(buf)) == NULL) {
+		conf_errorf(err, file, line, "out of memory");
+		goto fail;
+	}
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+fail:
+	explicit_bzero(buf, sizeof(buf));
+	return -1;
+}
+
+static int
+db_parse_section(struct conf_section *s, struct db_conf **out,
+                 struct conf_error *err)
+{
+	struct db_conf *d;
+	struct conf_kv *kv, *pw, *pwf;
+	char *pwfile = NULL;
+	long long v;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		conf_errorf(err, s->file, s->line, "out of memory");
+		return -1;
+	}
+	if (s->arg == NULL || s->arg[0] == '\0') {
+		conf_errorf(err, s->file, s->line, "[database] needs a name: [database NAME]");
+		goto fail;
+	}
+	if (db_dup(&d->name, s->arg, err, s->file, s->line) == -1)
+		goto fail;
+
+	if (db_key_str(s, "host", &d->host, err) == -1 ||
+	    db_key_str(s, "socket", &d->socket, err) == -1 ||
+	    db_key_str(s, "user", &d->user, err) == -1 ||
+	    db_key_str(s, "database", &d->database, err) == -1)
+		goto fail;
+	if (d->host != NULL && d->socket != NULL) {
+		kv = conf_get(s, "socket");
+		conf_errorf(err, s->file, kv->line, "socket: host and socket exclude each other");
+		goto fail;
+	}
+	if (d->socket != NULL && strlen(d->socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		kv = conf_get(s, "socket");
+		conf_errorf(err, s->file, kv->line, "socket: path too long");
+		goto fail;
+	}
+	if (db_key_int(s, "port", 3306, 1, 65535, &v, err) == -1)
+		goto fail;
+	d->port = (unsigned)v;
+	if ((kv = conf_get(s, "port")) != NULL && d->host == NULL) {
+		conf_errorf(err, s->file, kv->line, "port: needs host");
+		goto fail;
+	}
+	if (d->user == NULL) {
+		conf_errorf(err, s->file, s->line, "[database %s]: user is required", d->name);
+		goto fail;
+	}
+
+	pw = conf_get(s, "password");
+	pwf = conf_get(s, "password_file");
+	if (pw != NULL && pwf != NULL) {
+		conf_errorf(err, s->file, pwf->line,
+		    "password_file: password and password_file exclude each other");
+		goto fail;
+	}
+	if (pw != NULL && db_dup(&d->password, pw->value, err, s->file, pw->line) == -1)
+		goto fail;
+	if (pwf != NULL) {
+		if (db_key_file(s, "password_file", &pwfile, err) == -1 ||
+		    db_read_password(pwfile, &d->password, err, s->file, pwf->line) == -1)
+			goto fail;
+		free(pwfile);
+		pwfile = NULL;
+	}
+
+	if (db_key_int(s, "pool_size", 4, 1, DB_POOL_MAX, &v, err) == -1)
+		goto fail;
+	d->pool_size = (int)v;
+	if (db_key_int(s, "queue_size", 1024, 0, DB_QUEUE_MAX, &v, err) == -1)
+		goto fail;
+	d->queue_size = (int)v;
+	if (db_key_duration(s, "connect_timeout", 5000, &d->connect_timeout_ms, err) == -1 ||
+	    db_key_duration(s, "read_timeout", 30000, &d->read_timeout_ms, err) == -1 ||
+	    db_key_duration(s, "query_timeout", 30000, &d->query_timeout_ms, err) == -1)
+		goto fail;
+
+	if (db_key_bool(s, "ssl", &d->ssl, err) == -1 ||
+	    db_key_bool(s, "ssl_verify_server_cert", &d->ssl_verify, err) == -1 ||
+	    db_key_file(s, "ssl_ca", &d->ssl_ca, err) == -1 ||
+	    db_key_file(s, "ssl_cert", &d->ssl_cert, err) == -1 ||
+	    db_key_file(s, "ssl_key", &d->ssl_key, err) == -1)
+		goto fail;
+	if (!d->ssl) {
+		/* TLS settings without ssl = on would silently do nothing. */
+		static const char *const tls[] = { "ssl_ca", "ssl_cert", "ssl_key",
+		    "ssl_verify_server_cert", NULL };
+		int i;
+
+		for (i = 0; tls[i] != NULL; i++) {
+			if ((kv = conf_get(s, tls[i])) != NULL) {
+				conf_errorf(err, s->file, kv->line, "%s: needs ssl = on", tls[i]);
+				goto fail;
+			}
+		}
+	}
+	if ((d->ssl_cert == NULL) != (d->ssl_key == NULL)) {
+		kv = conf_get(s, d->ssl_cert ? "ssl_cert" : "ssl_key");
+		conf_errorf(err, s->file, kv->line, "ssl_cert and ssl_key go together");
+		goto fail;
+	}
+	*out = d;
+	return 0;
+fail:
+	free(pwfile);
+	db_conf_free(d);
+	return -1;
+}
+
+static int
+db_parse_all(struct molt_config *cfg, struct db_conf **out, struct conf_error *err)
+{
+	struct conf_section *s;
+	struct db_conf *head = NULL, **tail = &head, *d, *o;
+
+	for (s = conf_find(cfg, "database", NULL); s != NULL; s = s->next) {
+		if (strcmp(s->kind, "database") != 0)
+			continue;
+		if (db_parse_section(s, &d, err) == -1)
+			goto fail;
+		for (o = head; o != NULL; o = o->next) {
+			if (strcmp(o->name, d->name) == 0) {
+				conf_errorf(err, s->file, s->line,
+				    "[database %s] defined twice", d->name);
+				db_conf_free(d);
+				goto fail;
+			}
+		}
+		*tail = d;
+		tail = &d->next;
+	}
+	*out = head;
+	return 0;
+fail:
+	db_conf_free(head);
+	return -1;
+}
+
+int
+db_config_check(struct molt_config *cfg, struct conf_error *err)
+{
+	struct db_conf *dbs;
+	int i;
+
+	if (db_parse_all(cfg, &dbs, err) == -1)
+		return -1;
+	/* Keep it for workers forked from this process; drop the oldest. */
+	for (i = 0; i < DB_CONF_KEEP; i++)
+		if (db_confs[i].cfg == cfg)
+			break;
+	if (i == DB_CONF_KEEP) {
+		db_conf_free(db_confs[0].dbs);
+		memmove(&db_confs[0], &db_confs[1], sizeof(db_confs[0]) * (DB_CONF_KEEP - 1));
+		i = DB_CONF_KEEP - 1;
+	} else {
+		db_conf_free(db_confs[i].dbs);
+	}
+	db_confs[i].cfg = cfg;
+	db_confs[i].dbs = dbs;
+	db_checked = dbs;
+	return 0;
+}
+
+int
+molt_db_exists(const char *name)
+{
+	const struct db_conf *d;
+	const struct db_pool *p;
+
+	if (name == NULL)
+		return 0;
+	for (p = db_pools; p != NULL; p = p->next)
+		if (strcmp(p->conf->name, name) == 0)
+			return 1;
+	for (d = db_checked; d != NULL; d = d->next)
+		if (strcmp(d->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+static void
+db_ms_tv(long long ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* Errors after which the connection cannot be trusted. */
+static int
+db_errno_is_lost(unsigned e)
+{
+	switch (e) {
+	case CR_CONNECTION_ERROR:
+	case CR_CONN_HOST_ERROR:
+	case CR_SERVER_GONE_ERROR:
+	case CR_SERVER_LOST:
+	case CR_SERVER_LOST_EXTENDED:
+	case CR_COMMANDS_OUT_OF_SYNC:
+	case CR_ERR_NET_READ:
+	case CR_ERR_NET_WRITE:
+	case ER_SERVER_SHUTDOWN:
+	case ER_CONNECTION_KILLED:
+		return 1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Driving one connection                                              */
+
+/* _cont for whatever operation the connection is in. */
+static int
+db_op_cont(struct db_conn *c, int status)
+{
+	switch (c->op) {
+	case DB_OP_CONNECT:
+		return mysql_real_connect_cont(&c->ret_mysql, c->mysql, status);
+	case DB_OP_PREPARE:
+		return mysql_stmt_prepare_cont(&c->ret_int, c->stmt, status);
+	case DB_OP_EXECUTE:
+		return mysql_stmt_execute_cont(&c->ret_int, c->stmt, status);
+	case DB_OP_FETCH:
+		return mysql_stmt_fetch_cont(&c->ret_int, c->stmt, status);
+	case DB_OP_NONE:
+		break;
+	}
+	return 0;
+}
+
+static void db_conn_io(evutil_socket_t fd, short what, void *arg);
+static void db_op_done(struct db_conn *c);
+
+/*
+ * Wait for what the library asked for.  Without a library timeout we
+ * impose our own (connect_timeout or read_timeout), since Connector/C
+ * only reports MYSQL_WAIT_TIMEOUT when it was given its own timeouts.
+ */
+static void
+db_wait(struct db_conn *c, int status)
+{
+	struct timeval tv;
+	short ev = 0;
+	int fd;
+
+	if (status & MYSQL_WAIT_READ)
+		ev |= EV_READ;
+	if (status & MYSQL_WAIT_WRITE)
+		ev |= EV_WRITE;
+	c->lib_timeout = (status & MYSQL_WAIT_TIMEOUT) != 0;
+	if (c->lib_timeout)
+		db_ms_tv(mysql_get_timeout_value_ms(c->mysql), &tv);
+	else if (c->op == DB_OP_CONNECT)
+		db_ms_tv(c->pool->conf->connect_timeout_ms, &tv);
+	else
+		db_ms_tv(c->pool->conf->read_timeout_ms, &tv);
+
+	/* The fd can change between steps (connect tries each address). */
+	fd = mysql_get_socket(c->mysql);
+	event_del(&c->io);
+	event_assign(&c->io, db_base, fd, ev, db_conn_io, c);
+	if (event_add(&c->io, &tv) == -1)
+		molt_log(MOLT_LOG_ERROR, "database %s: connection %d: event_add failed",
+		    c->pool->conf->name, c->index);
+}
+
+/* Run _cont, then either wait again or move on. */
+static void
+db_step(struct db_conn *c, int status)
+{
+	int st;
+
+	st = db_op_cont(c, status);
+	if (st != 0) {
+		db_wait(c, st);
+		return;
+	}
+	db_op_done(c);
+}
+
+static void
+db_conn_timed_out(struct db_conn *c)
+{
+	struct db_conf *conf = c->pool->conf;
+	char msg[160];
+
+	if (c->op == DB_OP_CONNECT) {
+		snprintf(msg, sizeof(msg), "connect timed out after %lld ms",
+		    conf->connect_timeout_ms);
+		molt_log(MOLT_LOG_ERROR, "database %s: connection %d: %s",
+		    conf->name, c->index, msg);
+		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
+		db_conn_discard(c, 1);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "no answer from the database for %lld ms (read_timeout)",
+	    conf->read_timeout_ms);
+	molt_log(MOLT_LOG_ERROR, "database %s: connection %d: %s", conf->name, c->index, msg);
+	if (c->q != NULL)
+		db_query_fail(c->q, 504, msg);
+	else
+		db_conn_discard(c, 0);
+}
+
+static void
+db_conn_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+	int status = 0;
+
+	(void)fd;
+	if (c->op == DB_OP_NONE) {
+		/*
+		 * An idle connection only becomes readable when the server
+		 * closes it (shutdown, wait_timeout, KILL): reconnect now
+		 * rather than fail the next query.
+		 */
+		molt_log(MOLT_LOG_WARN, "database %s: connection %d closed by the server",
+		    c->pool->conf->name, c->index);
+		db_conn_discard(c, 0);
+		return;
+	}
+	if (what & EV_READ)
+		status |= MYSQL_WAIT_READ;
+	if (what & EV_WRITE)
+		status |= MYSQL_WAIT_WRITE;
+	if (what & EV_TIMEOUT) {
+		if (!c->lib_timeout) {
+			db_conn_timed_out(c);
+			return;
+		}
+		status |= MYSQL_WAIT_TIMEOUT;
+	}
+	db_step(c, status);
+}
+
+/*
+ * Finish a suspended operation so the connection can be closed: an
+ * operation parked inside the library's coroutine must be run to its
+ * end.  Shutting the socket down makes every further read or write fail
+ * at once, and MYSQL_WAIT_TIMEOUT makes the pending wait fail.
+ */
+static int
+db_conn_abort_op(struct db_conn *c)
+{
+	int fd, st = 1, i;
+
+	if (c->op == DB_OP_NONE)
+		return 0;
+	event_del(&c->io);
+	fd = mysql_get_socket(c->mysql);
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+	for (i = 0; i < DB_ABORT_TRIES && st != 0; i++)
+		st = db_op_cont(c, MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_TIMEOUT);
+	c->op = DB_OP_NONE;
+	if (st != 0) {
+		molt_log(MOLT_LOG_ERROR, "database %s: connection %d: could not abort "
+		    "an operation; leaving the connection unused", c->pool->conf->name, c->index);
+		return -1;
+	}
+	return 0;
+}
+
+/* Close the MYSQL and its statements without waiting for the server. */
+static void
+db_conn_close(struct db_conn *c)
+{
+	int i;
+
+	event_del(&c->io);
+	event_del(&c->kick);
+	if (c->meta != NULL) {
+		mysql_free_result(c->meta);
+		c->meta = NULL;
+	}
+	if (c->mysql == NULL)
+		return;
+	if (c->state == DB_C_IDLE || c->state == DB_C_BUSY)
+		c->pool->nlive--;
+	/*
+	 * mysql_close first: it detaches the statements, after which
+	 * mysql_stmt_close only frees memory.  The other order would make
+	 * mysql_stmt_close flush unread rows with blocking reads.  The
+	 * COM_QUIT that mysql_close writes is a few bytes on a socket we
+	 * are not writing to, so it does not block.
+	 */
+	mysql_close(c->mysql);
+	c->mysql = NULL;
+	for (i = 0; i < c->ncache; i++) {
+		mysql_stmt_close(c->cache[i].stmt);
+		free(c->cache[i].sql);
+	}
+	c->ncache = 0;
+	if (c->stmt != NULL) {
+		/* A statement that failed to prepare was not cached. */
+		mysql_stmt_close(c->stmt);
+		c->stmt = NULL;
+	}
+}
+
+static int
+db_stmt_is_cached(struct db_conn *c, MYSQL_STMT *st)
+{
+	int i;
+
+	for (i = 0; i < c->ncache; i++)
+		if (c->cache[i].stmt == st)
+			return 1;
+	return 0;
+}
+
+static void
+db_pool_update_down(struct db_pool *p)
+{
+	struct molt_db_query *q;
+
+	if (p->nlive > 0 || !p->down)
+		return;
+	/* Nothing is up and the last attempt failed: fail the waiters now. */
+	while ((q = p->queue_head) != NULL)
+		db_query_fail(q, 503, NULL);
+}
+
+static void
+db_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	db_conn_connect(arg);
+}
+
+/*
+ * Throw the connection away and schedule a new one: at once after a
+ * cancel (the server is fine), with exponential backoff after a failure.
+ */
+static void
+db_conn_discard(struct db_conn *c, int backoff)
+{
+	struct timeval tv;
+	long long ms = 0;
+
+	if (c->state == DB_C_DEAD)
+		return;
+	if (c->in_cb) {
+		/* The caller of the callback notices c->q changed and comes back. */
+		return;
+	}
+	if (db_conn_abort_op(c) == -1) {
+		c->state = DB_C_DEAD;
+		return;
+	}
+	if (c->stmt != NULL && db_stmt_is_cached(c, c->stmt))
+		c->stmt = NULL;
+	db_conn_close(c);
+	c->state = DB_C_DOWN;
+	c->paused = 0;
+	c->starting = 0;
+	if (backoff) {
+		c->failures++;
+		ms = DB_BACKOFF_MIN_MS << (c->failures < 6 ? c->failures - 1 : 5);
+		if (ms > DB_BACKOFF_MAX_MS)
+			ms = DB_BACKOFF_MAX_MS;
+		/* Jitter, so the pools of many workers do not retry in step. */
+		ms += random() % (ms / 4 + 1);
+		c->pool->down = 1;
+		db_pool_update_down(c->pool);
+	}
+	if (db_base == NULL)
+		return;   /* worker exit */
+	db_ms_tv(ms, &tv);
+	evtimer_assign(&c->timer, db_base, db_conn_timer, c);
+	evtimer_add(&c->timer, &tv);
+}
+
+static int
+db_conn_setup(struct db_conn *c)
+{
+	struct db_conf *conf = c->pool->conf;
+	unsigned timeout = (unsigned)((conf->connect_timeout_ms + 999) / 1000);
+	my_bool on = 1, verify = conf->ssl_verify ? 1 : 0;
+	unsigned proto = conf->socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
+
+	if ((c->mysql = mysql_init(NULL)) == NULL) {
+		molt_log(MOLT_LOG_ERROR, "database %s: mysql_init: out of memory", conf->name);
+		return -1;
+	}
+	/* MYSQL_OPT_NONBLOCK must come before any _start call. */
+	if (mysql_options(c->mysql, MYSQL_OPT_NONBLOCK, 0) != 0 ||
+	    mysql_options(c->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4") != 0 ||
+	    mysql_options(c->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout) != 0 ||
+	    mysql_options(c->mysql, MYSQL_OPT_PROTOCOL, &proto) != 0) {
+		molt_log(MOLT_LOG_ERROR, "database %s: mysql_options: %s", conf->name,
+		    mysql_error(c->mysql));
+		goto fail;
+	}
+	if (conf->ssl) {
+		if (mysql_options(c->mysql, MYSQL_OPT_SSL_ENFORCE, &on) != 0 ||
+		    mysql_options(c->mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify) != 0 ||
+		    (conf->ssl_ca && mysql_options(c->mysql, MYSQL_OPT_SSL_CA, conf->ssl_ca) != 0) ||
+		    (conf->ssl_cert && mysql_options(c->mysql, MYSQL_OPT_SSL_CERT, conf->ssl_cert) != 0) ||
+		    (conf->ssl_key && mysql_options(c->mysql, MYSQL_OPT_SSL_KEY, conf->ssl_key) != 0)) {
+			molt_log(MOLT_LOG_ERROR, "database %s: TLS options: %s", conf->name,
+			    mysql_error(c->mysql));
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	mysql_close(c->mysql);
+	c->mysql = NULL;
+	return -1;
+}
+
+static void
+db_conn_connect(struct db_conn *c)
+{
+	struct db_conf *conf = c->pool->conf;
+	int st;
+
+	if (db_conn_setup(c) == -1) {
+		c->state = DB_C_DOWN;
+		db_conn_discard(c, 1);
+		return;
+	}
+	c->state = DB_C_CONNECTING;
+	c->op = DB_OP_CONNECT;
+	st = mysql_real_connect_start(&c->ret_mysql, c->mysql, conf->host, conf->user,
+	    conf->password, conf->database, conf->host ? conf->port : 0, conf->socket,
+	    CLIENT_MULTI_RESULTS);
+	if (st != 0) {
+		db_wait(c, st);
+		return;
+	}
+	db_op_done(c);
+}
+
+static void
+db_connect_done(struct db_conn *c)
+{
+	struct db_pool *p = c->pool;
+
+	if (c->ret_mysql == NULL) {
+		/* mysql_error never contains the password. */
+		snprintf(p->last_error, sizeof(p->last_error), "%s", mysql_error(c->mysql));
+		if (c->failures == 0 || c->failures % 10 == 0)
+			molt_log(MOLT_LOG_ERROR, "database %s: connection %d: %s",
+			    p->conf->name, c->index, p->last_error);
+		db_conn_discard(c, 1);
+		return;
+	}
+	if (c->failures > 0)
+		molt_log(MOLT_LOG_INFO, "database %s: connection %d is back after %u failed attempts",
+		    p->conf->name, c->index, c->failures);
+	c->failures = 0;
+	p->down = 0;
+	p->nlive++;
+	c->state = DB_C_IDLE;
+	db_conn_idle(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Queries                                                             */
+
+static void
+db_query_unref(struct molt_db_query *q)
+{
+	if (--q->refs == 0)
+		free(q);
+}
+
+/* The query is over for the database side: no more callbacks. */
+static void
+db_query_finish(struct molt_db_query *q)
+{
+	if (q->state == DB_Q_FINISHED)
+		return;
+	if (q->state == DB_Q_QUEUED) {
+		struct molt_db_query **pp;
+
+		for (pp = &q->pool->queue_head; *pp != NULL; pp = &(*pp)->next) {
+			if (*pp == q) {
+				*pp = q->next;
+				if (q->pool->queue_tail == &q->next)
+					q->pool->queue_tail = pp;
+				q->pool->queued--;
+				break;
+			}
+		}
+	}
+	event_del(&q->timer);
+	q->state = DB_Q_FINISHED;
+	q->conn = NULL;
+	db_inflight_count--;
+}
+
+static void
+db_query_deferred(evutil_socket_t fd, short what, void *arg)
+{
+	struct molt_db_query *q = arg;
+	char msg[320];
+	int status;
+
+	(void)fd;
+	(void)what;
+	if (q->state == DB_Q_FAILING) {
+		status = q->fail_status;
+		snprintf(msg, sizeof(msg), "%s", q->fail_msg);
+		db_query_finish(q);
+		q->h.on_error(q->arg, status, msg);
+		db_query_unref(q);
+		return;
+	}
+	/* query_timeout: the database did not start answering in time. */
+	snprintf(msg, sizeof(msg), "query timed out after %lld ms",
+	    q->pool->conf->query_timeout_ms);
+	molt_log(MOLT_LOG_WARN, "database %s: %s: %.200s", q->pool->conf->name, msg, q->sql);
+	db_query_fail(q, 504, msg);
+}
+
+/*
+ * Fail a query that has not finished.  On a connection, the connection
+ * goes too.  The error reaches the module from the event loop when the
+ * query is still queued, so molt_db_query_start never calls back
+ * before it returns.
+ */
+static void
+db_query_fail(struct molt_db_query *q, int status, const char *msg)
+{
+	struct db_pool *p = q->pool;
+	struct db_conn *c = q->conn;
+	struct timeval tv = { 0, 0 };
+	char buf[320];
+
+	if (msg == NULL) {
+		snprintf(buf, sizeof(buf), "database %s is unavailable%s%s", p->conf->name,
+		    p->last_error[0] ? ": " : "", p->last_error);
+		msg = buf;
+	}
+	if (q->state == DB_Q_QUEUED) {
+		db_query_finish(q);       /* leaves the queue */
+		db_inflight_count++;      /* still owed an error */
+		q->state = DB_Q_FAILING;
+		q->fail_status = status;
+		snprintf(q->fail_msg, sizeof(q->fail_msg), "%s", msg);
+		event_del(&q->timer);
+		evtimer_assign(&q->timer, db_base, db_query_deferred, q);
+		evtimer_add(&q->timer, &tv);
+		return;
+	}
+	if (q->state != DB_Q_RUNNING)
+		return;
+	snprintf(buf, sizeof(buf), "%s", msg);  /* msg may live in the MYSQL */
+	c->q = NULL;
+	db_query_finish(q);
+	db_conn_discard(c, status == 503);
+	q->h.on_error(q->arg, status, buf);
+	db_query_unref(q);
+}
+
+/* The request ended (pool cleanup): cancel what is left, silently. */
+static void
+db_query_req_end(void *arg)
+{
+	struct molt_db_query *q = arg;
+
+	q->req = NULL;
+	molt_db_cancel(q);
+	db_query_unref(q);
+}
+
+void
+molt_db_cancel(molt_db_query *q)
+{
+	struct db_conn *c;
+
+	if (q == NULL || q->state == DB_Q_FINISHED)
+		return;
+	c = q->state == DB_Q_RUNNING ? q->conn : NULL;
+	db_query_finish(q);
+	if (c != NULL) {
+		c->q = NULL;
+		if (c->starting) {
+			/* Nothing was sent yet: the connection is still clean. */
+			c->starting = 0;
+			db_conn_idle(c);
+		} else {
+			db_conn_discard(c, 0);
+		}
+	}
+	db_query_unref(q);
+}
+
+void
+molt_db_resume(molt_db_query *q)
+{
+	struct db_conn *c;
+
+	if (q == NULL || q->state != DB_Q_RUNNING || (c = q->conn) == NULL)
+		return;
+	if (!c->paused) {
+		q->resume_early = 1;
+		return;
+	}
+	c->paused = 0;
+	/* From the loop: the caller may be deep inside the HTTP write path. */
+	event_active(&c->kick, EV_TIMEOUT, 1);
+}
+
+static struct db_pool *
+db_pool_find(const char *name)
+{
+	struct db_pool *p;
+
+	for (p = db_pools; p != NULL; p = p->next)
+		if (strcmp(p->conf->name, name) == 0)
+			return p;
+	return NULL;
+}
+
+static int
+db_param_valid(const struct molt_db_param *pr)
+{
+	char *end;
+
+	switch (pr->type) {
+	case MOLT_DB_NULL:
+		return 1;
+	case MOLT_DB_INT:
+	case MOLT_DB_UINT:
+	case MOLT_DB_DOUBLE: {
+		char tmp[64];
+
+		if (pr->data == NULL || pr->len == 0 || pr->len >= sizeof(tmp))
+			return 0;
+		memcpy(tmp, pr->data, pr->len);
+		tmp[pr->len] = '\0';
+		errno = 0;
+		if (pr->type == MOLT_DB_INT)
+			(void)strtoll(tmp, &end, 10);
+		else if (pr->type == MOLT_DB_UINT)
+			(void)strtoull(tmp, &end, 10);
+		else
+			(void)strtod(tmp, &end);
+		return errno == 0 && *end == '\0';
+	}
+	default:
+		return pr->data != NULL || pr->len == 0;
+	}
+}
+
+molt_db_query *
+molt_db_query_start(molt_request *req, const char *db, const char *sql,
+                    const struct molt_db_param *params, size_t nparams,
+                    const struct molt_db_handler *h, void *arg)
+{
+	struct db_pool *p;
+	struct molt_db_query *q;
+	struct db_conn *c;
+	struct timeval tv;
+	size_t need, sql_len, i, off;
+	char *mem;
+
+	if (req == NULL || db == NULL || sql == NULL || h == NULL ||
+	    h->on_done == NULL || h->on_error == NULL || (nparams > 0 && params == NULL))
+		return NULL;
+	if ((p = db_pool_find(db)) == NULL) {
+		molt_log(MOLT_LOG_ERROR, "molt_db_query_start: no [database %s]", db);
+		return NULL;
+	}
+	for (i = 0; i < nparams; i++)
+		if (!db_param_valid(&params[i]))
+			return NULL;
+
+	/* One allocation per query holds it all: the query, SQL, parameters. */
+	sql_len = strlen(sql);
+	need = sizeof(*q) + nparams * sizeof(*params) + sql_len + 1;
+	for (i = 0; i < nparams; i++)
+		need += params[i].len + 1;
+	if ((mem = calloc(1, need)) == NULL) {
+		molt_log(MOLT_LOG_ERROR, "database %s: out of memory for a query", db);
+		return NULL;
+	}
+	q = (struct molt_db_query *)mem;
+	off = sizeof(*q);
+	q->params = (struct molt_db_param *)(mem + off);
+	off += nparams * sizeof(*params);
+	for (i = 0; i < nparams; i++) {
+		q->params[i].type = params[i].type;
+		q->params[i].len = params[i].len;
+		q->params[i].data = mem + off;
+		if (params[i].len > 0)
+			memcpy(mem + off, params[i].data, params[i].len);
+		off += params[i].len + 1;
+	}
+	memcpy(mem + off, sql, sql_len + 1);
+	q->sql = mem + off;
+	q->sql_len = sql_len;
+	q->nparams = nparams;
+	q->pool = p;
+	q->req = req;
+	q->h = *h;
+	q->arg = arg;
+	q->refs = 2;
+	q->state = DB_Q_QUEUED;
+	evtimer_assign(&q->timer, db_base, db_query_deferred, q);
+	if (molt_pool_cleanup(molt_req_pool(req), db_query_req_end, q) == -1) {
+		free(q);
+		return NULL;
+	}
+	db_inflight_count++;
+
+	/* In the queue first, so every path below is the same. */
+	q->next = NULL;
+	*p->queue_tail = q;
+	p->queue_tail = &q->next;
+	p->queued++;
+
+	if (p->down && p->nlive == 0) {
+		db_query_fail(q, 503, NULL);
+		return q;
+	}
+	for (i = 0; i < (size_t)p->nconns; i++) {
+		c = &p->conns[i];
+		if (c->state == DB_C_IDLE) {
+			db_conn_idle(c);   /* takes the queue's head: this query */
+			return q;
+		}
+	}
+	(void)c;
+	if (p->queued > p->conf->queue_size) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "database %s: all %d connections busy and %d "
+		    "requests waiting", p->conf->name, p->conf->pool_size, p->conf->queue_size);
+		db_query_fail(q, 503, msg);
+		return q;
+	}
+	db_ms_tv(p->conf->query_timeout_ms, &tv);
+	evtimer_add(&q->timer, &tv);
+	return q;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running a query on a connection                                     */
+
+/* A connection is free: watch it for a server-side close, or take work. */
+static void
+db_conn_idle(struct db_conn *c)
+{
+	struct db_pool *p = c->pool;
+	struct molt_db_query *q;
+	struct timeval tv;
+
+	c->op = DB_OP_NONE;
+	c->q = NULL;
+	c->paused = 0;
+	if ((q = p->queue_head) != NULL) {
+		p->queue_head = q->next;
+		if (p->queue_head == NULL)
+			p->queue_tail = &p->queue_head;
+		p->queued--;
+		q->next = NULL;
+		q->state = DB_Q_RUNNING;
+		q->conn = c;
+		c->q = q;
+		c->state = DB_C_BUSY;
+		if (!evtimer_pending(&q->timer, NULL)) {
+			db_ms_tv(p->conf->query_timeout_ms, &tv);
+			evtimer_add(&q->timer, &tv);
+		}
+		/*
+		 * Start from the loop: molt_db_query_start must return before
+		 * any callback, and a chain of queries failing at once must
+		 * not recurse through the queue.
+		 */
+		c->starting = 1;
+		event_active(&c->kick, EV_TIMEOUT, 1);
+		return;
+	}
+	c->state = DB_C_IDLE;
+	event_del(&c->io);
+	event_assign(&c->io, db_base, mysql_get_socket(c->mysql), EV_READ, db_conn_io, c);
+	event_add(&c->io, NULL);
+}
+
+static void
+db_conn_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->starting) {
+		c->starting = 0;
+		if (c->q != NULL)
+			db_conn_run(c);
+		return;
+	}
+	if (c->q != NULL && c->op == DB_OP_NONE && !c->paused && c->stmt != NULL)
+		db_fetch_loop(c);
+}
+
+/* A query error: 503 if the connection broke, else 500 with the server's message. */
+static void
+db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
+{
+	unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->mysql);
+	const char *msg = st ? mysql_stmt_error(st) : mysql_error(c->mysql);
+	struct molt_db_query *q = c->q;
+
+	if (db_errno_is_lost(e)) {
+		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
+		molt_log(MOLT_LOG_ERROR, "database %s: connection %d lost: %s",
+		    c->pool->conf->name, c->index, msg);
+		db_query_fail(q, 503, msg);
+		return;
+	}
+	molt_log(MOLT_LOG_INFO, "database %s: query failed: %s (%.200s)",
+	    c->pool->conf->name, msg, q->sql);
+	if (c->phase == DB_OP_PREPARE || c->phase == DB_OP_EXECUTE) {
+		char buf[256];
+
+		/* The connection is in sync after a statement error: keep it. */
+		snprintf(buf, sizeof(buf), "%s", msg);
+		if (!db_stmt_is_cached(c, c->stmt))
+			mysql_stmt_close(c->stmt);
+		c->stmt = NULL;
+		c->q = NULL;
+		db_query_finish(q);
+		db_conn_idle(c);
+		q->h.on_error(q->arg, 500, buf);
+		db_query_unref(q);
+		return;
+	}
+	db_query_fail(q, 500, msg);
+}
+
+static MYSQL_STMT *
+db_cache_find(struct db_conn *c, const char *sql, size_t len)
+{
+	int i;
+
+	for (i = 0; i < c->ncache; i++) {
+		if (c->cache[i].len == len && memcmp(c->cache[i].sql, sql, len) == 0) {
+			c->cache[i].used = ++c->tick;
+			return c->cache[i].stmt;
+		}
+	}
+	return NULL;
+}
+
+static void
+db_cache_add(struct db_conn *c, const char *sql, size_t len, MYSQL_STMT *st)
+{
+	struct db_stmt *e;
+	char *copy;
+	int i, lru = 0;
+
+	if ((copy = malloc(len + 1)) == NULL)
+		return;   /* uncached: closed after the query */
+	memcpy(copy, sql, len + 1);
+	if (c->ncache < DB_STMT_CACHE) {
+		e = &c->cache[c->ncache++];
+	} else {
+		for (i = 1; i < c->ncache; i++)
+			if (c->cache[i].used < c->cache[lru].used)
+				lru = i;
+		e = &c->cache[lru];
+		/* Idle connection: COM_STMT_CLOSE has no reply and is a few bytes. */
+		mysql_stmt_close(e->stmt);
+		free(e->sql);
+	}
+	e->sql = copy;
+	e->len = len;
+	e->stmt = st;
+	e->used = ++c->tick;
+}
+
+static void
+db_conn_run(struct db_conn *c)
+{
+	struct molt_db_query *q = c->q;
+	int st;
+
+	c->rows = 0;
+	c->paused = 0;
+	q->resume_early = 0;
+	event_del(&c->io);     /* no longer idle-watching */
+	c->phase = DB_OP_PREPARE;
+	if ((c->stmt = db_cache_find(c, q->sql, q->sql_len)) != NULL) {
+		c->ret_int = 0;
+		db_prepare_done(c);    /* straight to execute */
+		return;
+	}
+	if ((c->stmt = mysql_stmt_init(c->mysql)) == NULL) {
+		db_query_fail(q, 500, "out of memory");
+		return;
+	}
+	c->op = DB_OP_PREPARE;
+	st = mysql_stmt_prepare_start(&c->ret_int, c->stmt, q->sql, (unsigned long)q->sql_len);
+	if (st != 0) {
+		db_wait(c, st);
+		return;
+	}
+	db_op_done(c);
+}
+
+/* Grow the per-connection arrays; they never shrink. */
+static int
+db_grow_params(struct db_conn *c, size_t n)
+{
+	size_t cap = c->nparams_cap ? c->nparams_cap : 8;
+	void *b, *v, *l;
+
+	if (n <= c->nparams_cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	b = realloc(c->pbind, cap * sizeof(*c->pbind));
+	if (b != NULL)
+		c->pbind = b;
+	v = realloc(c->pnum, cap * sizeof(*c->pnum));
+	if (v != NULL)
+		c->pnum = v;
+	l = realloc(c->plen, cap * sizeof(*c->plen));
+	if (l != NULL)
+		c->plen = l;
+	if (b == NULL || v == NULL || l == NULL)
+		return -1;
+	c->nparams_cap = cap;
+	return 0;
+}
+
+static int
+db_bind_params(struct db_conn *c, struct molt_db_query *q)
+{
+	size_t i;
+	char tmp[64];
+
+	if (q->nparams == 0)
+		return 0;
+	if (db_grow_params(c, q->nparams) == -1)
+		return -1;
+	memset(c->pbind, 0, q->nparams * sizeof(*c->pbind));
+	for (i = 0; i < q->nparams; i++) {
+		const struct molt_db_param *pr = &q->params[i];
+		MYSQL_BIND *b = &c->pbind[i];
+
+		switch (pr->type) {
+		case MOLT_DB_NULL:
+			b->buffer_type = MYSQL_TYPE_NULL;
+			break;
+		case MOLT_DB_INT:
+		case MOLT_DB_UINT:
+		case MOLT_DB_DOUBLE:
+			/* Validated in molt_db_query_start. */
+			memcpy(tmp, pr->data, pr->len);
+			tmp[pr->len] = '\0';
+			if (pr->type == MOLT_DB_INT) {
+				c->pnum[i].i = strtoll(tmp, NULL, 10);
+				b->buffer_type = MYSQL_TYPE_LONGLONG;
+			} else if (pr->type == MOLT_DB_UINT) {
+				c->pnum[i].u = strtoull(tmp, NULL, 10);
+				b->buffer_type = MYSQL_TYPE_LONGLONG;
+				b->is_unsigned = 1;
+			} else {
+				c->pnum[i].d = strtod(tmp, NULL);
+				b->buffer_type = MYSQL_TYPE_DOUBLE;
+			}
+			b->buffer = &c->pnum[i];
+			break;
+		case MOLT_DB_BLOB:
+			b->buffer_type = MYSQL_TYPE_BLOB;
+			goto bytes;
+		case MOLT_DB_DECIMAL:
+			b->buffer_type = MYSQL_TYPE_NEWDECIMAL;
+			goto bytes;
+		default:
+			b->buffer_type = MYSQL_TYPE_STRING;
+		bytes:
+			b->buffer = (void *)pr->data;
+			c->plen[i] = (unsigned long)pr->len;
+			b->buffer_length = (unsigned long)pr->len;
+			b->length = &c->plen[i];
+			break;
+		}
+	}
+	return mysql_stmt_bind_param(c->stmt, c->pbind) ? -1 : 0;
+}
+
+static int
+db_grow_cols(struct db_conn *c, size_t n)
+{
+	size_t cap = c->ncols_cap ? c->ncols_cap : 8, old = c->ncols_cap;
+	void *b, *cl, *v, *m;
+
+	if (n <= c->ncols_cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	if ((b = realloc(c->rbind, cap * sizeof(*c->rbind))) != NULL)
+		c->rbind = b;
+	if ((cl = realloc(c->cols, cap * sizeof(*c->cols))) != NULL) {
+		c->cols = cl;
+		memset(c->cols + old, 0, (cap - old) * sizeof(*c->cols));
+	}
+	if ((v = realloc(c->vals, cap * sizeof(*c->vals))) != NULL)
+		c->vals = v;
+	if ((m = realloc(c->mcols, cap * sizeof(*c->mcols))) != NULL)
+		c->mcols = m;
+	if (b == NULL || cl == NULL || v == NULL || m == NULL)
+		return -1;
+	c->ncols_cap = cap;
+	return 0;
+}
+
+static int
+db_col_reserve(struct db_col *col, unsigned long need)
+{
+	unsigned long cap = col->cap ? col->cap : DB_STRBUF_MIN;
+	char *b;
+
+	if (need <= col->cap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	if ((b = realloc(col->buf, cap)) == NULL)
+		return -1;
+	col->buf = b;
+	col->cap = cap;
+	return 0;
+}
+
+/* Map the result's fields to binds, once per query. */
+static int
+db_bind_result(struct db_conn *c, unsigned n)
+{
+	MYSQL_FIELD *f;
+	unsigned i;
+
+	if ((c->meta = mysql_stmt_result_metadata(c->stmt)) == NULL)
+		return -1;
+	f = mysql_fetch_fields(c->meta);
+	if (db_grow_cols(c, n) == -1)
+		return -1;
+	memset(c->rbind, 0, n * sizeof(*c->rbind));
+	for (i = 0; i < n; i++) {
+		struct db_col *col = &c->cols[i];
+		MYSQL_BIND *b = &c->rbind[i];
+		int uns = (f[i].flags & UNSIGNED_FLAG) != 0;
+
+		col->decimals = f[i].decimals > 6 ? 6 : f[i].decimals;
+		b->is_null = &col->is_null;
+		b->error = &col->error;
+		b->length = &col->len;
+		switch (f[i].type) {
+		case MYSQL_TYPE_TINY:
+		case MYSQL_TYPE_SHORT:
+		case MYSQL_TYPE_INT24:
+		case MYSQL_TYPE_LONG:
+		case MYSQL_TYPE_LONGLONG:
+		case MYSQL_TYPE_YEAR:
+			col->type = uns ? MOLT_DB_UINT : MOLT_DB_INT;
+			b->buffer_type = MYSQL_TYPE_LONGLONG;
+			b->is_unsigned = uns;
+			b->buffer = &col->fixed.i;
+			break;
+		case MYSQL_TYPE_FLOAT:
+			col->type = MOLT_DB_DOUBLE;
+			b->buffer_type = MYSQL_TYPE_FLOAT;
+			b->buffer = &col->fixed.f;
+			break;
+		case MYSQL_TYPE_DOUBLE:
+			col->type = MOLT_DB_DOUBLE;
+			b->buffer_type = MYSQL_TYPE_DOUBLE;
+			b->buffer = &col->fixed.d;
+			break;
+		case MYSQL_TYPE_DATE:
+		case MYSQL_TYPE_NEWDATE:
+			col->type = MOLT_DB_DATE;
+			goto tm;
+		case MYSQL_TYPE_TIME:
+			col->type = MOLT_DB_TIME;
+			goto tm;
+		case MYSQL_TYPE_DATETIME:
+		case MYSQL_TYPE_TIMESTAMP:
+			col->type = MOLT_DB_DATETIME;
+		tm:
+			b->buffer_type = f[i].type;
+			b->buffer = &col->fixed.t;
+			b->buffer_length = sizeof(col->fixed.t);
+			break;
+		case MYSQL_TYPE_NULL:
+			col->type = MOLT_DB_NULL;
+			b->buffer_type = MYSQL_TYPE_NULL;
+			break;
+		case MYSQL_TYPE_BIT:
+			/* BIT(n) arrives as big-endian bytes; shown as an unsigned number. */
+			col->type = MOLT_DB_UINT;
+			goto bytes;
+		case MYSQL_TYPE_DECIMAL:
+		case MYSQL_TYPE_NEWDECIMAL:
+			/* The server sends DECIMAL as text: exact, never via a double. */
+			col->type = MOLT_DB_DECIMAL;
+			goto bytes;
+		default:
+			/* Character set 63 is "binary": BLOB, VARBINARY, BINARY, GEOMETRY. */
+			col->type = (f[i].charsetnr == 63 || f[i].type == MYSQL_TYPE_GEOMETRY) ?
+			    MOLT_DB_BLOB : MOLT_DB_STRING;
+		bytes:
+			if (db_col_reserve(col, DB_STRBUF_MIN) == -1)
+				return -1;
+			b->buffer_type = MYSQL_TYPE_STRING;
+			b->buffer = col->buf;
+			b->buffer_length = col->cap;
+			break;
+		}
+		c->mcols[i].name = f[i].name;
+		c->mcols[i].type = col->type;
+	}
+	return mysql_stmt_bind_result(c->stmt, c->rbind) ? -1 : 0;
+}
+
+/* Shortest text that reads back as the same double (or float). */
+static size_t
+db_fmt_double(char *dst, size_t size, double v, int is_float)
+{
+	int prec, lo = is_float ? 6 : 15, hi = is_float ? 9 : 17, n = 0;
+
+	for (prec = lo; prec <= hi; prec++) {
+		n = snprintf(dst, size, "%.*g", prec, v);
+		if (is_float ? strtof(dst, NULL) == (float)v : strtod(dst, NULL) == v)
+			break;
+	}
+	return (size_t)n;
+}
+
+static size_t
+db_fmt_time(char *dst, size_t size, const MYSQL_TIME *t, enum molt_db_type type,
+            unsigned decimals)
+{
+	int n;
+
+	if (type == MOLT_DB_DATE)
+		return (size_t)snprintf(dst, size, "%04u-%02u-%02u", t->year, t->month, t->day);
+	if (type == MOLT_DB_TIME)
+		n = snprintf(dst, size, "%s%02u:%02u:%02u", t->neg ? "-" : "",
+		    t->hour, t->minute, t->second);
+	else
+		n = snprintf(dst, size, "%04u-%02u-%02u %02u:%02u:%02u", t->year,
+		    t->month, t->day, t->hour, t->minute, t->second);
+	if (decimals > 0 && n > 0 && (size_t)n < size) {
+		char frac[8];
+		/* second_part is microseconds; show as many digits as the column has. */
+		snprintf(frac, sizeof(frac), "%06lu", t->second_part % 1000000);
+		n += snprintf(dst + n, size - (size_t)n, ".%.*s", (int)decimals, frac);
+	}
+	return (size_t)n;
+}
+
+/* Turn the fetched row into values; returns -1 if a buffer cannot grow. */
+static int
+db_row_values(struct db_conn *c, unsigned n, int truncated)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		struct db_col *col = &c->cols[i];
+		struct molt_db_value *v = &c->vals[i];
+		MYSQL_BIND *b = &c->rbind[i];
+
+		if (truncated && col->error && col->buf != NULL) {
+			/*
+			 * Longer than any value so far: grow once, re-read the
+			 * column from the row still in the network buffer, and
+			 * rebind so the next rows fit.
+			 */
+			MYSQL_BIND tmp;
+
+			if (db_col_reserve(col, col->len + 1) == -1)
+				return -1;
+			b->buffer = col->buf;
+			b->buffer_length = col->cap;
+			tmp = *b;
+			if (mysql_stmt_fetch_column(c->stmt, &tmp, i, 0) != 0)
+				return -1;
+			if (mysql_stmt_bind_result(c->stmt, c->rbind) != 0)
+				return -1;
+		}
+		v->type = col->type;
+		if (col->is_null || col->type == MOLT_DB_NULL) {
+			v->type = MOLT_DB_NULL;
+			v->data = NULL;
+			v->len = 0;
+			continue;
+		}
+		v->data = col->text;
+		switch (col->type) {
+		case MOLT_DB_INT:
+			v->len = (size_t)snprintf(col->text, sizeof(col->text), "%lld", col->fixed.i);
+			break;
+		case MOLT_DB_UINT:
+			if (b->buffer_type == MYSQL_TYPE_STRING) {   /* BIT */
+				unsigned long long u = 0;
+				unsigned long k;
+
+				for (k = 0; k < col->len && k < 8; k++)
+					u = (u << 8) | (unsigned char)col->buf[k];
+				col->fixed.u = u;
+			}
+			v->len = (size_t)snprintf(col->text, sizeof(col->text), "%llu", col->fixed.u);
+			break;
+		case MOLT_DB_DOUBLE:
+			v->len = b->buffer_type == MYSQL_TYPE_FLOAT ?
+			    db_fmt_double(col->text, sizeof(col->text), col->fixed.f, 1) :
+			    db_fmt_double(col->text, sizeof(col->text), col->fixed.d, 0);
+			break;
+		case MOLT_DB_DATE:
+		case MOLT_DB_TIME:
+		case MOLT_DB_DATETIME:
+			v->len = db_fmt_time(col->text, sizeof(col->text), &col->fixed.t,
+			    col->type, col->decimals);
+			break;
+		default:
+			v->data = col->buf;
+			v->len = col->len;
+			break;
+		}
+	}
+	return 0;
+}
+
+static void
+db_query_done(struct db_conn *c)
+{
+	struct molt_db_query *q = c->q;
+	unsigned long long n;
+	int more;
+
+	n = mysql_stmt_field_count(c->stmt) > 0 ? c->rows :
+	    (unsigned long long)mysql_stmt_affected_rows(c->stmt);
+	more = mysql_stmt_more_results(c->stmt);
+	if (c->meta != NULL) {
+		mysql_free_result(c->meta);
+		c->meta = NULL;
+	}
+	if (!db_stmt_is_cached(c, c->stmt))
+		mysql_stmt_close(c->stmt);
+	c->stmt = NULL;
+	c->q = NULL;
+	db_query_finish(q);
+	/*
+	 * More results (a CALL): not worth reading through; a fresh
+	 * connection is cheaper and certainly in sync.
+	 */
+	if (more)
+		db_conn_discard(c, 0);
+	else
+		db_conn_idle(c);
+	q->h.on_done(q->arg, n);
+	db_query_unref(q);
+}
+
+/* A fetch finished with ret; returns 1 to keep fetching. */
+static int
+db_fetch_result(struct db_conn *c, int ret)
+{
+	struct molt_db_query *q = c->q;
+	unsigned n = mysql_stmt_field_count(c->stmt);
+	int rc;
+
+	if (ret == MYSQL_NO_DATA) {
+		db_query_done(c);
+		return 0;
+	}
+	if (ret != 0 && ret != MYSQL_DATA_TRUNCATED) {
+		db_stmt_failed(c, c->stmt);
+		return 0;
+	}
+	if (db_row_values(c, n, ret == MYSQL_DATA_TRUNCATED) == -1) {
+		molt_log(MOLT_LOG_ERROR, "database %s: cannot hold a value of a row: %s",
+		    c->pool->conf->name, mysql_stmt_error(c->stmt));
+		db_query_fail(q, 500, "out of memory for a row value");
+		return 0;
+	}
+	if (c->rows++ == 0)
+		event_del(&q->timer);   /* answering: query_timeout is met */
+	c->in_cb = 1;
+	rc = q->h.on_row ? q->h.on_row(q->arg, c->vals, n) : 0;
+	c->in_cb = 0;
+	if (c->q != q) {
+		/* Cancelled during the callback: now it is safe to discard. */
+		db_conn_discard(c, 0);
+		return 0;
+	}
+	if (rc == -1) {
+		c->q = NULL;
+		db_query_finish(q);
+		db_conn_discard(c, 0);
+		db_query_unref(q);
+		return 0;
+	}
+	if (rc == MOLT_AGAIN && !q->resume_early) {
+		c->paused = 1;      /* stop reading: the server's rows wait in TCP */
+		return 0;
+	}
+	q->resume_early = 0;
+	return 1;
+}
+
+static void
+db_fetch_loop(struct db_conn *c)
+{
+	int i, st;
+
+	c->phase = DB_OP_FETCH;
+	for (i = 0; i < DB_ROWS_PER_TURN; i++) {
+		c->op = DB_OP_FETCH;
+		st = mysql_stmt_fetch_start(&c->ret_int, c->stmt);
+		if (st != 0) {
+			db_wait(c, st);
+			return;
+		}
+		c->op = DB_OP_NONE;
+		if (!db_fetch_result(c, c->ret_int))
+			return;
+	}
+	/* Rows were already buffered: let other connections and clients run. */
+	event_active(&c->kick, EV_TIMEOUT, 1);
+}
+
+static void
+db_execute_done(struct db_conn *c)
+{
+	struct molt_db_query *q = c->q;
+	unsigned n;
+	int rc;
+
+	if (c->ret_int != 0) {
+		db_stmt_failed(c, c->stmt);
+		return;
+	}
+	if ((n = mysql_stmt_field_count(c->stmt)) == 0) {
+		db_query_done(c);
+		return;
+	}
+	if (db_bind_result(c, n) == -1) {
+		molt_log(MOLT_LOG_ERROR, "database %s: binding the result: %s",
+		    c->pool->conf->name, mysql_stmt_error(c->stmt));
+		db_query_fail(q, 500, "cannot bind the result");
+		return;
+	}
+	if (q->h.on_columns != NULL) {
+		c->in_cb = 1;
+		rc = q->h.on_columns(q->arg, c->mcols, n);
+		c->in_cb = 0;
+		if (c->q != q) {
+			db_conn_discard(c, 0);
+			return;
+		}
+		if (rc == -1) {
+			c->q = NULL;
+			db_query_finish(q);
+			db_conn_discard(c, 0);
+			db_query_unref(q);
+			return;
+		}
+	}
+	db_fetch_loop(c);
+}
+
+static void
+db_prepare_done(struct db_conn *c)
+{
+	struct molt_db_query *q = c->q;
+	unsigned long want;
+	int st;
+
+	if (c->ret_int != 0) {
+		db_stmt_failed(c, c->stmt);
+		return;
+	}
+	if (!db_stmt_is_cached(c, c->stmt))
+		db_cache_add(c, q->sql, q->sql_len, c->stmt);
+	want = mysql_stmt_param_count(c->stmt);
+	if (want != q->nparams) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "the statement has %lu placeholders but %zu "
+		    "parameters were given", want, q->nparams);
+		if (!db_stmt_is_cached(c, c->stmt))
+			mysql_stmt_close(c->stmt);
+		c->stmt = NULL;
+		c->q = NULL;
+		db_query_finish(q);
+		db_conn_idle(c);
+		q->h.on_error(q->arg, 500, msg);
+		db_query_unref(q);
+		return;
+	}
+	if (db_bind_params(c, q) == -1) {
+		molt_log(MOLT_LOG_ERROR, "database %s: binding parameters: %s",
+		    c->pool->conf->name, mysql_stmt_error(c->stmt));
+		db_query_fail(q, 500, "cannot bind the parameters");
+		return;
+	}
+	c->op = c->phase = DB_OP_EXECUTE;
+	st = mysql_stmt_execute_start(&c->ret_int, c->stmt);
+	if (st != 0) {
+		db_wait(c, st);
+		return;
+	}
+	db_op_done(c);
+}
+
+/* An operation completed (ret_* hold its result). */
+static void
+db_op_done(struct db_conn *c)
+{
+	enum db_op op = c->op;
+
+	event_del(&c->io);
+	c->op = DB_OP_NONE;
+	switch (op) {
+	case DB_OP_CONNECT:
+		db_connect_done(c);
+		break;
+	case DB_OP_PREPARE:
+		db_prepare_done(c);
+		break;
+	case DB_OP_EXECUTE:
+		db_execute_done(c);
+		break;
+	case DB_OP_FETCH:
+		if (db_fetch_result(c, c->ret_int))
+			db_fetch_loop(c);
+		break;
+	case DB_OP_NONE:
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Worker start and exit                                               */
+
+/*
+ * Connector/C resolves host names inside connect, which would block the
+ * loop; resolve once here, before the worker accepts anything.
+ */
+static void
+db_resolve(struct db_conf *d)
+{
+	struct addrinfo hints, *res = NULL;
+	char addr[NI_MAXHOST];
+	char *copy;
+	int rc;
+
+	if (d->host == NULL || strcmp(d->host, "localhost") == 0)
+		return;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if ((rc = getaddrinfo(d->host, NULL, &hints, &res)) != 0) {
+		molt_log(MOLT_LOG_WARN, "database %s: cannot resolve %s: %s; trying again "
+		    "at each connect", d->name, d->host, gai_strerror(rc));
+		return;
+	}
+	rc = getnameinfo(res->ai_addr, res->ai_addrlen, addr, sizeof(addr), NULL, 0,
+	    NI_NUMERICHOST);
+	freeaddrinfo(res);
+	if (rc != 0 || (copy = strdup(addr)) == NULL)
+		return;
+	free(d->host);
+	d->host = copy;
+}
+
+int
+db_worker_init(const struct molt_config *cfg, struct event_base *base)
+{
+	struct db_conf *dbs = NULL, *d;
+	struct db_pool *p;
+	struct conf_error err;
+	int i;
+
+	for (i = 0; i < DB_CONF_KEEP; i++)
+		if (db_confs[i].cfg == cfg)
+			dbs = db_confs[i].dbs;
+	if (dbs == NULL && db_parse_all((struct molt_config *)cfg, &dbs, &err) == -1) {
+		molt_log(MOLT_LOG_ERROR, "%s:%d: %s", err.file, err.line, err.msg);
+		return -1;
+	}
+	if (dbs == NULL)
+		return 0;
+	if (mysql_library_init(0, NULL, NULL) != 0) {
+		molt_log(MOLT_LOG_ERROR, "database: mysql_library_init failed");
+		return -1;
+	}
+	db_base = base;
+	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+	for (d = dbs; d != NULL; d = d->next) {
+		db_resolve(d);
+		if ((p = calloc(1, sizeof(*p))) == NULL ||
+		    (p->conns = calloc((size_t)d->pool_size, sizeof(*p->conns))) == NULL) {
+			free(p);
+			molt_log(MOLT_LOG_ERROR, "database %s: out of memory for the pool", d->name);
+			return -1;
+		}
+		p->conf = d;
+		p->nconns = d->pool_size;
+		p->queue_tail = &p->queue_head;
+		p->next = db_pools;
+		db_pools = p;
+		for (i = 0; i < p->nconns; i++) {
+			struct db_conn *c = &p->conns[i];
+
+			c->pool = p;
+			c->index = i;
+			c->state = DB_C_DOWN;
+			event_assign(&c->io, base, -1, 0, db_conn_io, c);
+			evtimer_assign(&c->timer, base, db_conn_timer, c);
+			event_assign(&c->kick, base, -1, 0, db_conn_kick, c);
+			db_conn_connect(c);
+		}
+	}
+	return 0;
+}
+
+void
+db_worker_exit(void)
+{
+	struct db_pool *p, *next;
+	struct molt_db_query *q;
+	int i;
+
+	db_base = NULL;   /* no reconnects from here on */
+	for (p = db_pools; p != NULL; p = next) {
+		next = p->next;
+		/* Requests are gone by now; anything left is dropped quietly. */
+		while ((q = p->queue_head) != NULL)
+			molt_db_cancel(q);
+		for (i = 0; i < p->nconns; i++) {
+			struct db_conn *c = &p->conns[i];
+
+			if (c->q != NULL)
+				molt_db_cancel(c->q);
+			if (c->state != DB_C_DEAD && db_conn_abort_op(c) == 0)
+				db_conn_close(c);
+			event_del(&c->timer);
+			event_del(&c->kick);
+			event_del(&c->io);
+			for (size_t k = 0; k < c->ncols_cap; k++)
+				free(c->cols[k].buf);
+			free(c->rbind);
+			free(c->cols);
+			free(c->vals);
+			free(c->mcols);
+			free(c->pbind);
+			free(c->pnum);
+			free(c->plen);
+		}
+		free(p->conns);
+		free(p);
+	}
+	db_pools = NULL;
+	mysql_library_end();
+}
+
+int
+db_inflight(void)
+{
+	return db_inflight_count;
+}
