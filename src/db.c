@@ -1028,8 +1028,11 @@ db_query_fail(struct molt_db_query *q, int status, const char *msg)
 	char buf[320];
 
 	if (msg == NULL) {
-		snprintf(buf, sizeof(buf), "database %s is unavailable%s%s", p->conf->name,
-		    p->last_error[0] ? ": " : "", p->last_error);
+		/*
+		 * The server's connect error stays in the log: it names
+		 * hosts, sockets and users, which clients need not see.
+		 */
+		snprintf(buf, sizeof(buf), "database %s is unavailable", p->conf->name);
 		msg = buf;
 	}
 	if (q->state == DB_Q_QUEUED) {
@@ -1308,7 +1311,7 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
 		molt_log(MOLT_LOG_ERROR, "database %s: connection %d lost: %s",
 		    c->pool->conf->name, c->index, msg);
-		db_query_fail(q, 503, msg);
+		db_query_fail(q, 503, NULL);
 		return;
 	}
 	molt_log(MOLT_LOG_INFO, "database %s: query failed: %s (%.200s)",
