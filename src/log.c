@@ -6,7 +6,7 @@
  * workers never interleave.  The access log is buffered per process because
  * a write per request would cost more than serving a small request.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <fcntl.h>

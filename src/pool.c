@@ -6,7 +6,7 @@
  * so a small request allocates nothing from malloc at all: molt must not
  * fragment the heap it is policing.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -1,0 +1,1044 @@
+/*
+ * conn.c - HTTP/1.1 connections: reading, parsing, bodies, timeouts and
+ * the output queue.
+ *
+ * The hot path is built so that a small keep-alive request costs one
+ * read(2), one write(2), one timer re-arm and no malloc: requests are parsed
+ * in place, per-request memory comes from a pool that keeps its first block,
+ * and replies are formatted straight into a fixed per-connection buffer.
+ * Pipelined requests that arrive together are answered with one write.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "pool.h"
+#include "request.h"
+#include "worker.h"
+
+#define IN_BUF_INITIAL  4096
+#define OSEG_MIN        (16 * 1024)
+#define IOV_MAX_CONN    64
+#define FREE_CONNS_MAX  64
+#define LINGER_MS       2000
+#define DRAIN_IDLE_MS   2000
+
+enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_LINGER };
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_post_cb(evutil_socket_t fd, short what, void *arg);
+static int  conn_process(struct conn *c);
+static void conn_close(struct conn *c);
+static void conn_abort(struct conn *c, const char *why);
+
+/* ------------------------------------------------------------------ */
+/* Timers                                                              */
+
+static const struct timeval *
+conn_timeout(struct conn *c, int kind)
+{
+	struct worker *w = c->w;
+
+	switch (kind) {
+	case T_HEADER:    return worker_timeout(w, WT_HEADER);
+	case T_BODY:      return worker_timeout(w, WT_BODY);
+	case T_KEEPALIVE: return worker_timeout(w, w->draining ? WT_DRAIN_IDLE
+	                                                     : WT_KEEPALIVE);
+	case T_LINGER:    return worker_timeout(w, WT_LINGER);
+	}
+	return NULL;
+}
+
+static void
+conn_timer(struct conn *c, int kind)
+{
+	if (kind == T_NONE) {
+		if (c->timer_kind != T_NONE)
+			event_del(&c->tev);
+	} else if (event_add(&c->tev, conn_timeout(c, kind)) == -1) {
+		log_error("event_add(timer) failed for %s", c->peer);
+	}
+	c->timer_kind = kind;
+}
+
+/* ------------------------------------------------------------------ */
+/* Accept and close                                                    */
+
+static void
+conn_format_peer(struct conn *c, const struct sockaddr *sa, socklen_t salen)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	(void)salen;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", host,
+		    ntohs(sin->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host,
+		    ntohs(sin6->sin6_port));
+	} else {
+		snprintf(c->peer, sizeof(c->peer), "unix");
+	}
+}
+
+void
+conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	struct conn *c;
+	int one = 1;
+
+	if ((c = w->free_conns) != NULL) {
+		w->free_conns = c->next;
+		w->nfree--;
+	} else if ((c = malloc(sizeof(*c))) == NULL) {
+		log_error("out of memory for a connection; closing it");
+		close(fd);
+		return;
+	} else {
+		c->in = NULL;
+		c->in_size = 0;
+		c->pool = NULL;
+	}
+	if (c->pool == NULL && (c->pool = pool_create(4096)) == NULL) {
+		log_error("out of memory for a connection pool; closing it");
+		free(c->in);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->w = w;
+	c->fd = fd;
+	c->in_len = c->in_pos = 0;
+	c->olen = c->opos = 0;
+	c->oq = NULL;
+	c->oq_tail = &c->oq;
+	c->queued = 0;
+	c->state = REQ_NONE;
+	c->nreq = 0;
+	c->timer_kind = T_NONE;
+	c->flags = 0;
+	memset(&c->req, 0, sizeof(c->req));
+	c->req.conn = c;
+	c->req.pool = c->pool;
+	conn_format_peer(c, sa, salen);
+	memset(&c->peer_sa, 0, sizeof(c->peer_sa));
+	memcpy(&c->peer_sa, sa, salen <= sizeof(c->peer_sa) && salen > 0 ?
+	    salen : sizeof(sa->sa_family));
+
+	/* Replies are coalesced in user space, so Nagle only adds latency. */
+	if (sa->sa_family != AF_UNIX &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
+		log_debug("setsockopt(TCP_NODELAY) on %s: %s", c->peer,
+		    strerror(errno));
+
+	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	event_assign(&c->wev, w->base, fd, EV_WRITE, conn_write_cb, c);
+	event_assign(&c->tev, w->base, -1, 0, conn_timer_cb, c);
+	event_assign(&c->post, w->base, -1, 0, conn_post_cb, c);
+	if (event_add(&c->rev, NULL) == -1) {
+		log_error("event_add(read) failed for %s", c->peer);
+		close(fd);
+		c->next = w->free_conns;
+		w->free_conns = c;
+		w->nfree++;
+		return;
+	}
+	worker_conn_opened(w, c);
+	conn_timer(c, T_HEADER);
+	/* Clients usually send right after connecting: try before epoll. */
+	conn_read_cb(fd, EV_READ, c);
+}
+
+static void
+conn_free_output(struct conn *c)
+{
+	struct oseg *s, *next;
+
+	for (s = c->oq; s != NULL; s = next) {
+		next = s->next;
+		if (s->fd >= 0)
+			close(s->fd);
+		free(s);
+	}
+	c->oq = NULL;
+	c->oq_tail = &c->oq;
+	c->queued = 0;
+	c->olen = c->opos = 0;
+}
+
+static void
+conn_close(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->state == REQ_HANDLER || c->state == REQ_BODY)
+		conn_abort(c, NULL);
+	event_del(&c->rev);
+	event_del(&c->wev);
+	event_del(&c->tev);
+	event_del(&c->post);
+	if (close(c->fd) == -1)
+		log_debug("close(%d) for %s: %s", c->fd, c->peer, strerror(errno));
+	c->fd = -1;
+	conn_free_output(c);
+	if (c->pool != NULL)
+		pool_reset(c->pool);
+	worker_conn_closed(w, c);
+	if (w->nfree < FREE_CONNS_MAX) {
+		c->next = w->free_conns;
+		w->free_conns = c;
+		w->nfree++;
+	} else {
+		pool_destroy(c->pool);
+		free(c->in);
+		free(c);
+	}
+}
+
+/* Frees the cache of closed connections (worker exit, for clean LSan runs). */
+void
+conn_free_cache(struct worker *w)
+{
+	struct conn *c;
+
+	while ((c = w->free_conns) != NULL) {
+		w->free_conns = c->next;
+		pool_destroy(c->pool);
+		free(c->in);
+		free(c);
+	}
+	w->nfree = 0;
+}
+
+/*
+ * The client went away (or we cut it off) while a request was in a
+ * handler.  The module hears about it once; then the request's pool, and
+ * everything registered on it, is released.
+ */
+static void
+conn_abort(struct conn *c, const char *why)
+{
+	molt_request *req = &c->req;
+	enum req_state st = c->state;
+
+	c->state = REQ_NONE;
+	if (st == REQ_HANDLER) {
+		if (why != NULL)
+			log_warn("%s %s from %s cut off: %s", req->method,
+			    req->target, c->peer, why);
+		if (req->on_abort != NULL) {
+			void (*cb)(molt_request *, void *) = req->on_abort;
+			req->on_abort = NULL;
+			cb(req, req->abort_arg);
+		}
+		req->status = req->status ? req->status : 499;
+		worker_request_end(c->w, req);
+	}
+	if (c->pool != NULL)
+		pool_reset(c->pool);
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+
+static struct oseg *
+conn_seg_new(size_t cap)
+{
+	struct oseg *s;
+
+	s = malloc(sizeof(*s) + cap);
+	if (s == NULL)
+		return NULL;
+	s->next = NULL;
+	s->fd = -1;
+	s->off = 0;
+	s->len = 0;
+	s->pos = 0;
+	s->cap = cap;
+	return s;
+}
+
+static int
+conn_queue_mem(struct conn *c, const char *data, size_t len)
+{
+	struct oseg *s = NULL;
+
+	if (c->oq != NULL) {
+		/* Find the tail to append into its spare room. */
+		s = (struct oseg *)((char *)c->oq_tail - offsetof(struct oseg, next));
+		if (s->fd >= 0 || s->cap - (s->pos + s->len) < len)
+			s = NULL;
+	}
+	if (s == NULL) {
+		s = conn_seg_new(len > OSEG_MIN ? len : OSEG_MIN);
+		if (s == NULL) {
+			log_error("out of memory queueing %zu bytes for %s", len,
+			    c->peer);
+			return -1;
+		}
+		*c->oq_tail = s;
+		c->oq_tail = &s->next;
+	}
+	memcpy(s->data + s->pos + s->len, data, len);
+	s->len += len;
+	c->queued += len;
+	return 0;
+}
+
+int
+conn_out(struct conn *c, const void *data, size_t len)
+{
+	if (c->flags & (CONN_ERROR | CONN_DEAD))
+		return -1;
+	if (len == 0)
+		return 0;
+	if (c->oq == NULL && len <= CONN_OBUF_SIZE - c->olen) {
+		memcpy(c->obuf + c->olen, data, len);
+		c->olen += len;
+		c->queued += len;
+		return 0;
+	}
+	/*
+	 * Too big for the buffer: write what we can right away so a large
+	 * body is copied only for the part the socket would not take.
+	 */
+	if (c->oq == NULL) {
+		struct iovec iov[2];
+		ssize_t n;
+		size_t first = c->olen - c->opos;
+
+		iov[0].iov_base = c->obuf + c->opos;
+		iov[0].iov_len = first;
+		iov[1].iov_base = (void *)data;
+		iov[1].iov_len = len;
+		n = writev(c->fd, iov, 2);
+		if (n == -1 && errno != EAGAIN && errno != EINTR) {
+			c->flags |= CONN_ERROR;
+			return -1;
+		}
+		if (n > 0) {
+			if ((size_t)n < first) {
+				c->opos += (size_t)n;
+				c->queued -= (size_t)n;
+			} else {
+				c->queued -= first;
+				c->olen = c->opos = 0;
+				n -= (ssize_t)first;
+				data = (const char *)data + n;
+				len -= (size_t)n;
+			}
+		}
+		if (len == 0)
+			return 0;
+		if (c->oq == NULL && c->olen == 0 && len <= CONN_OBUF_SIZE) {
+			memcpy(c->obuf, data, len);
+			c->olen = len;
+			c->queued += len;
+			return 0;
+		}
+	}
+	return conn_queue_mem(c, data, len);
+}
+
+int
+conn_out_file(struct conn *c, int fd, off_t off, size_t len)
+{
+	struct oseg *s;
+
+	if (c->flags & (CONN_ERROR | CONN_DEAD)) {
+		close(fd);
+		return -1;
+	}
+	if ((s = conn_seg_new(0)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	s->fd = fd;
+	s->off = off;
+	s->len = len;
+	*c->oq_tail = s;
+	c->oq_tail = &s->next;
+	c->queued += len;
+	return 0;
+}
+
+/* Writes as much as the socket takes.  0: all sent, 1: more left, -1: error. */
+int
+conn_flush(struct conn *c)
+{
+	struct iovec iov[IOV_MAX_CONN];
+	struct oseg *s;
+	ssize_t n;
+	int niov;
+
+	if (c->flags & CONN_ERROR)
+		return -1;
+	while (c->queued > 0) {
+		s = c->oq;
+		if (c->olen == c->opos && s != NULL && s->fd >= 0) {
+			n = sendfile(c->fd, s->fd, &s->off,
+			    s->len > (1 << 20) ? (1 << 20) : s->len);
+			if (n == -1) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN)
+					goto again;
+				log_debug("sendfile to %s: %s", c->peer, strerror(errno));
+				goto fail;
+			}
+			if (n == 0) {
+				/* The file shrank under us; the reply is broken. */
+				log_error("sendfile to %s: file ended early", c->peer);
+				goto fail;
+			}
+			s->len -= (size_t)n;
+			c->queued -= (size_t)n;
+			if (s->len == 0) {
+				c->oq = s->next;
+				if (c->oq == NULL)
+					c->oq_tail = &c->oq;
+				close(s->fd);
+				free(s);
+			}
+			continue;
+		}
+		niov = 0;
+		if (c->olen > c->opos) {
+			iov[0].iov_base = c->obuf + c->opos;
+			iov[0].iov_len = c->olen - c->opos;
+			niov = 1;
+		}
+		for (; s != NULL && s->fd < 0 && niov < IOV_MAX_CONN; s = s->next) {
+			iov[niov].iov_base = s->data + s->pos;
+			iov[niov].iov_len = s->len;
+			niov++;
+		}
+		n = niov == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len)
+		              : writev(c->fd, iov, niov);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				goto again;
+			log_debug("write to %s: %s", c->peer, strerror(errno));
+			goto fail;
+		}
+		c->queued -= (size_t)n;
+		if (c->olen > c->opos) {
+			size_t k = c->olen - c->opos;
+			if ((size_t)n < k) {
+				c->opos += (size_t)n;
+				continue;
+			}
+			c->olen = c->opos = 0;
+			n -= (ssize_t)k;
+		}
+		while (n > 0 && (s = c->oq) != NULL && s->fd < 0) {
+			if ((size_t)n < s->len) {
+				s->pos += (size_t)n;
+				s->len -= (size_t)n;
+				n = 0;
+				break;
+			}
+			n -= (ssize_t)s->len;
+			c->oq = s->next;
+			if (c->oq == NULL)
+				c->oq_tail = &c->oq;
+			free(s);
+		}
+	}
+	if (c->flags & CONN_WRITE_ON) {
+		event_del(&c->wev);
+		c->flags &= ~CONN_WRITE_ON;
+	}
+	return 0;
+again:
+	if (!(c->flags & CONN_WRITE_ON)) {
+		if (event_add(&c->wev, worker_timeout(c->w, WT_WRITE)) == -1) {
+			log_error("event_add(write) failed for %s", c->peer);
+			goto fail;
+		}
+		c->flags |= CONN_WRITE_ON;
+	}
+	return 1;
+fail:
+	c->flags |= CONN_ERROR;
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Errors answered by the core                                         */
+
+void
+conn_error_reply(struct conn *c, int status, const char *msg, int close_after)
+{
+	molt_request *req = &c->req;
+
+	if (close_after)
+		c->flags |= CONN_CLOSING;
+	req_reply_core_error(req, status, msg, close_after);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request life cycle                                                  */
+
+/*
+ * The reply is complete.  The access log and statistics are written and
+ * the pool is reset, so the next pipelined request starts clean.
+ */
+static void
+conn_finish_request(struct conn *c)
+{
+	molt_request *req = &c->req;
+
+	if (req->resp_flags & RESP_CLOSE)
+		c->flags |= CONN_CLOSING;
+	worker_request_end(c->w, req);
+	c->state = REQ_NONE;
+	c->nreq++;
+	pool_reset(c->pool);
+	req->on_abort = NULL;
+	req->on_drain = NULL;
+	if (c->flags & CONN_READ_OFF) {
+		if (event_add(&c->rev, NULL) == 0)
+			c->flags &= ~CONN_READ_OFF;
+	}
+}
+
+void
+conn_reply_complete(struct conn *c)
+{
+	c->state = REQ_DONE;
+	if (!(c->flags & CONN_DISPATCH))
+		event_active(&c->post, 0, 0);
+}
+
+/* Runs the module's handler with the request fully read. */
+static void
+conn_dispatch(struct conn *c)
+{
+	molt_request *req = &c->req;
+	int rc;
+
+	c->state = REQ_HANDLER;
+	worker_request_begin(c->w, req);
+	rc = req->route->mod->handle(req);
+	if (c->state == REQ_HANDLER && rc != MOLT_PENDING &&
+	    !(req->resp_flags & RESP_STREAM)) {
+		/* MOLT_ERROR, or DONE without a reply: answer for the module. */
+		if (!(req->resp_flags & RESP_STARTED)) {
+			if (rc != MOLT_ERROR)
+				log_error("module %s returned without a reply for %s",
+				    req->route->mod->name, req->target);
+			req_reply_core_error(req, 500, "internal server error", 0);
+		} else {
+			/* Half a reply went out: only closing tells the client. */
+			c->flags |= CONN_CLOSING | CONN_ERROR;
+			c->state = REQ_DONE;
+		}
+	}
+}
+
+/* Copies the head out of the input buffer so the buffer can move. */
+static int
+conn_start_request(struct conn *c, size_t hl)
+{
+	struct worker *w = c->w;
+	molt_request *req = &c->req;
+	struct http_head *h = &req->head;
+	const struct molt_config *cfg = w->cfg;
+	char *copy;
+	ptrdiff_t d;
+	size_t i;
+
+	copy = molt_palloc(c->pool, hl);
+	if (copy == NULL)
+		return -1;
+	memcpy(copy, c->in + c->in_pos, hl);
+	d = copy - (c->in + c->in_pos);
+#define REBASE(p) do { if ((p) != NULL) (p) += d; } while (0)
+	REBASE(h->method);
+	REBASE(h->target);
+	REBASE(h->path);
+	REBASE(h->query);
+	REBASE(h->host);
+	for (i = 0; i < h->nheaders; i++) {
+		REBASE(h->headers[i].name);
+		REBASE(h->headers[i].value);
+	}
+#undef REBASE
+	c->in_pos += hl;
+	if (c->in_pos == c->in_len)
+		c->in_pos = c->in_len = 0;
+
+	req->status = 0;
+	req->resp_flags = (h->flags & HTTP_F_HEAD) ? RESP_HEAD : 0;
+	req->bytes_out = 0;
+	req->resp_headers = NULL;
+	req->on_abort = NULL;
+	req->on_drain = NULL;
+	req->hnames = req->hvalues = NULL;
+	req->params_parsed = 0;
+	req->nparams = 0;
+	req->body = NULL;
+	req->body_len = req->body_cap = 0;
+	memset(&req->chunked, 0, sizeof(req->chunked));
+	req->route = NULL;
+	req->start_ms = worker_now_ms(w);
+	/* Busy now: the keep-alive deadline no longer applies. */
+	c->timer_kind = T_NONE;
+
+	if (req_prepare(req) == -1)
+		return -1;
+	if (req->route == NULL)
+		return 0;
+
+	if (h->flags & HTTP_F_CHUNKED) {
+		c->state = REQ_BODY;
+	} else if ((h->flags & HTTP_F_HAS_LENGTH) && h->content_length > 0) {
+		if (h->content_length > (uint64_t)cfg->server.max_body_size) {
+			conn_error_reply(c, 413, "request body too large", 1);
+			return 0;
+		}
+		req->body_cap = (size_t)h->content_length;
+		req->body = molt_palloc(c->pool, req->body_cap + 1);
+		if (req->body == NULL) {
+			log_error("out of memory for a %zu-byte body", req->body_cap);
+			conn_error_reply(c, 500, "out of memory", 1);
+			return 0;
+		}
+		c->state = REQ_BODY;
+	} else {
+		conn_dispatch(c);
+		return 0;
+	}
+	if ((h->flags & HTTP_F_CONTINUE) && h->version == 11 &&
+	    c->in_len == c->in_pos) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		if (conn_out(c, cont, sizeof(cont) - 1) == -1)
+			return -1;
+	}
+	conn_timer(c, T_BODY);
+	return 0;
+}
+
+/* Moves body bytes from the input buffer into the request.  1 = complete. */
+static int
+conn_read_body(struct conn *c)
+{
+	molt_request *req = &c->req;
+	size_t avail = c->in_len - c->in_pos;
+	long long max = c->w->cfg->server.max_body_size;
+
+	if (!(req->head.flags & HTTP_F_CHUNKED)) {
+		size_t need = req->body_cap - req->body_len;
+		size_t n = avail < need ? avail : need;
+
+		memcpy(req->body + req->body_len, c->in + c->in_pos, n);
+		req->body_len += n;
+		c->in_pos += n;
+		if (c->in_pos == c->in_len)
+			c->in_pos = c->in_len = 0;
+		if (req->body_len < req->body_cap)
+			return 0;
+		req->body[req->body_len] = '\0';
+		return 1;
+	}
+	while (c->in_pos < c->in_len) {
+		size_t consumed = 0, produced = 0;
+		int r;
+
+		r = http_chunked_decode(&req->chunked, c->in + c->in_pos,
+		    c->in_len - c->in_pos, &consumed, &produced);
+		if (r < 0) {
+			conn_error_reply(c, 400, "malformed chunked body", 1);
+			return -1;
+		}
+		if (produced > 0) {
+			if ((long long)(req->body_len + produced) > max) {
+				conn_error_reply(c, 413, "request body too large", 1);
+				return -1;
+			}
+			if (req->body_len + produced + 1 > req->body_cap) {
+				size_t cap = req->body_cap ? req->body_cap * 2 : 4096;
+				char *nb;
+
+				while (cap < req->body_len + produced + 1)
+					cap *= 2;
+				if ((long long)cap > max + 1)
+					cap = (size_t)max + 1;
+				if ((nb = molt_palloc(c->pool, cap)) == NULL) {
+					conn_error_reply(c, 500, "out of memory", 1);
+					return -1;
+				}
+				if (req->body_len)
+					memcpy(nb, req->body, req->body_len);
+				req->body = nb;
+				req->body_cap = cap;
+			}
+			memcpy(req->body + req->body_len, c->in + c->in_pos, produced);
+			req->body_len += produced;
+		}
+		c->in_pos += consumed;
+		if (r == 1) {
+			if (c->in_pos == c->in_len)
+				c->in_pos = c->in_len = 0;
+			if (req->body != NULL)
+				req->body[req->body_len] = '\0';
+			return 1;
+		}
+		if (consumed == 0)
+			break;
+	}
+	if (c->in_pos == c->in_len)
+		c->in_pos = c->in_len = 0;
+	return 0;
+}
+
+/*
+ * Parses and runs every complete request in the buffer.  Returns -1 if the
+ * connection was closed (c is gone), else 0.
+ */
+static int
+conn_process(struct conn *c)
+{
+	struct worker *w = c->w;
+	const struct server_conf *sc = &w->cfg->server;
+	struct http_limits lim;
+	int r;
+
+	lim.max_head = (size_t)sc->max_header_size;
+	lim.max_uri = (size_t)sc->max_uri_size;
+	lim.max_headers = (size_t)sc->max_headers;
+
+	c->flags |= CONN_DISPATCH;
+	for (;;) {
+		if (c->state == REQ_DONE)
+			conn_finish_request(c);
+		if (c->flags & (CONN_CLOSING | CONN_ERROR))
+			break;
+		if (c->state == REQ_BODY) {
+			r = conn_read_body(c);
+			if (r == 0)
+				break;
+			if (r < 0)
+				continue;
+			conn_dispatch(c);
+			continue;
+		}
+		if (c->state != REQ_NONE)
+			break;
+		if (c->in_len == c->in_pos)
+			break;
+		r = http_parse_head(c->in + c->in_pos, c->in_len - c->in_pos,
+		    &lim, &c->req.head);
+		if (r == 0) {
+			if (c->timer_kind != T_HEADER)
+				conn_timer(c, T_HEADER);
+			break;
+		}
+		if (r < 0) {
+			static const char *msgs[] = { "malformed request" };
+			const char *m = msgs[0];
+
+			switch (-r) {
+			case 414: m = "request-target too long"; break;
+			case 417: m = "unsupported expectation"; break;
+			case 431: m = "request header fields too large"; break;
+			case 501: m = "transfer coding not implemented"; break;
+			case 505: m = "HTTP version not supported"; break;
+			}
+			req_clear(&c->req);
+			conn_error_reply(c, -r, m, 1);
+			continue;
+		}
+		if (conn_start_request(c, (size_t)r) == -1) {
+			c->flags &= ~CONN_DISPATCH;
+			conn_close(c);
+			return -1;
+		}
+	}
+	c->flags &= ~CONN_DISPATCH;
+
+	if (conn_flush(c) == -1) {
+		if (c->state == REQ_HANDLER) {
+			conn_abort(c, NULL);
+		}
+		conn_close(c);
+		return -1;
+	}
+	if (c->state == REQ_NONE && c->queued == 0) {
+		if ((c->flags & CONN_CLOSING) && (c->flags & CONN_EOF)) {
+			conn_close(c);
+			return -1;
+		} else if (c->flags & CONN_CLOSING) {
+			/*
+			 * Let the client read the reply before the FIN: a close
+			 * with unread input would send RST and could destroy it.
+			 */
+			if (c->timer_kind != T_LINGER) {
+				shutdown(c->fd, SHUT_WR);
+				conn_timer(c, T_LINGER);
+			}
+		} else if (c->flags & CONN_EOF) {
+			conn_close(c);
+			return -1;
+		} else if (c->in_len == c->in_pos && c->timer_kind != T_KEEPALIVE) {
+			conn_timer(c, T_KEEPALIVE);
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Event callbacks                                                     */
+
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	size_t space;
+	ssize_t n;
+
+	(void)what;
+	if (c->timer_kind == T_LINGER) {
+		char junk[4096];
+
+		/* Discard until EOF; the reply was sent already. */
+		do
+			n = read(fd, junk, sizeof(junk));
+		while (n > 0);
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			conn_close(c);
+		return;
+	}
+	for (;;) {
+		if (c->state == REQ_BODY && !(c->req.head.flags & HTTP_F_CHUNKED) &&
+		    c->in_len == c->in_pos) {
+			/* Large bodies go straight into the request. */
+			molt_request *req = &c->req;
+			n = read(fd, req->body + req->body_len,
+			    req->body_cap - req->body_len);
+			if (n > 0) {
+				req->body_len += (size_t)n;
+				if (req->body_len < req->body_cap)
+					continue;
+				req->body[req->body_len] = '\0';
+				c->flags |= CONN_DISPATCH;
+				conn_timer(c, T_NONE);
+				conn_dispatch(c);
+				c->flags &= ~CONN_DISPATCH;
+				break;
+			}
+		} else {
+			if (c->in == NULL) {
+				if ((c->in = malloc(IN_BUF_INITIAL)) == NULL) {
+					log_error("out of memory for %s", c->peer);
+					conn_close(c);
+					return;
+				}
+				c->in_size = IN_BUF_INITIAL;
+			}
+			if (c->in_pos > 0 && c->in_len == c->in_size) {
+				memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
+				c->in_len -= c->in_pos;
+				c->in_pos = 0;
+			}
+			space = c->in_size - c->in_len;
+			if (space == 0) {
+				size_t max = (size_t)c->w->cfg->server.max_header_size;
+				char *nb;
+
+				if (c->state != REQ_NONE && c->state != REQ_BODY) {
+					/* Busy with a request: pipelined input waits. */
+					event_del(&c->rev);
+					c->flags |= CONN_READ_OFF;
+					break;
+				}
+				if (c->in_size >= max + 4096)
+					break;  /* the parser answers 431 */
+				nb = realloc(c->in, c->in_size * 2);
+				if (nb == NULL) {
+					log_error("out of memory for %s", c->peer);
+					conn_close(c);
+					return;
+				}
+				c->in = nb;
+				c->in_size *= 2;
+				space = c->in_size - c->in_len;
+			}
+			n = read(fd, c->in + c->in_len, space);
+			if (n > 0) {
+				c->in_len += (size_t)n;
+				if ((size_t)n == space)
+					continue;
+				break;
+			}
+		}
+		if (n == 0) {
+			c->flags |= CONN_EOF;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+			break;
+		log_debug("read from %s: %s", c->peer, strerror(errno));
+		conn_close(c);
+		return;
+	}
+
+	if ((c->flags & CONN_EOF) && (c->state == REQ_HANDLER || c->state == REQ_BODY)) {
+		/* nginx does the same: a FIN while waiting means an abort. */
+		if (c->state == REQ_HANDLER)
+			conn_abort(c, "client closed the connection");
+		conn_close(c);
+		return;
+	}
+	if (conn_process(c) == -1)
+		return;
+	if ((c->flags & CONN_EOF) && c->state == REQ_NONE && c->queued > 0) {
+		/* Finish writing, then close; reading is over. */
+		event_del(&c->rev);
+		c->flags |= CONN_READ_OFF | CONN_CLOSING;
+	}
+}
+
+static void
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	molt_request *req = &c->req;
+	int r;
+
+	(void)fd;
+	c->flags &= ~CONN_WRITE_ON;
+	if (what & EV_TIMEOUT) {
+		log_info("write timeout for %s", c->peer);
+		conn_close(c);
+		return;
+	}
+	r = conn_flush(c);
+	if (r == -1) {
+		conn_close(c);
+		return;
+	}
+	if (c->state == REQ_HANDLER && req->on_drain != NULL &&
+	    c->queued <= REQ_LOW_WATER) {
+		void (*cb)(molt_request *, void *) = req->on_drain;
+
+		/* One-shot: the module re-registers when it waits again. */
+		req->on_drain = NULL;
+		cb(req, req->drain_arg);
+		return;
+	}
+	if (r == 0)
+		conn_process(c);
+}
+
+static void
+conn_post_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->flags & CONN_ERROR) {
+		conn_close(c);
+		return;
+	}
+	if (c->state == REQ_HANDLER && c->req.on_drain != NULL &&
+	    c->queued <= REQ_LOW_WATER) {
+		void (*cb)(molt_request *, void *) = c->req.on_drain;
+
+		c->req.on_drain = NULL;
+		cb(&c->req, c->req.drain_arg);
+		return;
+	}
+	conn_process(c);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int kind = c->timer_kind;
+
+	(void)fd;
+	(void)what;
+	c->timer_kind = T_NONE;
+	switch (kind) {
+	case T_NONE:
+		return;     /* a stale deadline from before the request began */
+	case T_HEADER:
+		if (c->in_len > c->in_pos) {
+			req_clear(&c->req);
+			conn_error_reply(c, 408, "request header timeout", 1);
+			conn_process(c);
+			return;
+		}
+		break;
+	case T_BODY:
+		if (c->state == REQ_BODY) {
+			c->state = REQ_NONE;
+			conn_error_reply(c, 408, "request body timeout", 1);
+			conn_process(c);
+			return;
+		}
+		break;
+	}
+	conn_close(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Draining                                                            */
+
+void
+conn_drain_all(struct worker *w)
+{
+	struct conn *c, *next;
+
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		/*
+		 * An idle keep-alive connection gets a short grace period: its
+		 * client may be sending the next request right now, and that
+		 * request is answered (with Connection: close), not dropped.
+		 */
+		if (c->state == REQ_NONE && c->in_len == c->in_pos &&
+		    c->queued == 0 && c->timer_kind == T_KEEPALIVE)
+			conn_timer(c, T_KEEPALIVE);
+	}
+}
+
+void
+conn_close_all(struct worker *w, const char *why)
+{
+	struct conn *c;
+
+	while ((c = w->conns) != NULL) {
+		if (c->state == REQ_HANDLER)
+			conn_abort(c, why);
+		conn_close(c);
+	}
+}

@@ -1,0 +1,147 @@
+/*
+ * conn.h - one client connection and the request in flight on it.
+ *
+ * A connection reads into a fixed buffer, parses requests in place and
+ * answers them through an output queue: a fixed buffer first, then heap
+ * segments and files for whatever the socket would not take at once.  The
+ * common small request therefore costs no malloc at all.
+ */
+#ifndef MOLT_CONN_H
+#define MOLT_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "http_parse.h"
+#include "molt/module.h"
+
+struct worker;
+struct wroute;
+
+/* Output queue element beyond the fixed buffer. */
+struct oseg {
+	struct oseg *next;
+	int          fd;        /* >= 0: a file to sendfile */
+	off_t        off;       /* file: next offset */
+	size_t       len;       /* bytes left to send (file or memory) */
+	size_t       cap;       /* memory: capacity of data[] */
+	size_t       pos;       /* memory: first unsent byte */
+	char         data[];
+};
+
+struct resp_header {
+	const char         *name;
+	const char         *value;
+	struct resp_header *next;
+};
+
+enum req_state {
+	REQ_NONE,        /* between requests */
+	REQ_BODY,        /* head parsed, reading the body */
+	REQ_HANDLER,     /* module has it (running, pending or streaming) */
+	REQ_DONE,        /* reply complete; waiting to be finished */
+};
+
+struct molt_request {
+	struct conn       *conn;
+	struct molt_pool  *pool;
+	struct wroute     *route;
+	struct http_head   head;      /* points into conn->in */
+	char              *method;    /* NUL-terminated copies in the pool */
+	char              *target;
+	char              *path;
+	char              *path_info;
+	char              *query;
+	char             **hnames, **hvalues;  /* NUL-terminated, lazily */
+	char             **pnames, **pvalues;  /* decoded query, lazily */
+	size_t             nparams;
+	int                params_parsed;
+	char              *body;
+	size_t             body_len;
+	size_t             body_cap;
+	struct http_chunked chunked;
+
+	int                status;
+	unsigned           resp_flags;
+	uint64_t           bytes_out;   /* body bytes, for the access log */
+	struct resp_header *resp_headers;
+	void             (*on_abort)(molt_request *, void *);
+	void              *abort_arg;
+	void             (*on_drain)(molt_request *, void *);
+	void              *drain_arg;
+	int64_t            start_ms;
+	uint64_t           alloc_mark;  /* allocator counters at start */
+	uint64_t           alloc_count_mark;
+	uint64_t           in_use_mark;
+};
+
+/* resp_flags */
+#define RESP_STARTED   0x01   /* status line queued */
+#define RESP_STREAM    0x02   /* streamed reply in progress */
+#define RESP_CHUNKED   0x04   /* stream uses chunked coding */
+#define RESP_CLOSE     0x08   /* Connection: close on this reply */
+#define RESP_HEAD      0x10   /* HEAD: no body bytes */
+#define RESP_DONE      0x20   /* whole reply queued */
+#define RESP_BEGUN     0x40   /* counted as active by the worker */
+
+#define CONN_OBUF_SIZE (16 * 1024)
+
+struct conn {
+	struct worker     *w;
+	int                fd;
+	struct event       rev;       /* EV_READ | EV_PERSIST */
+	struct event       wev;       /* EV_WRITE, added while output waits */
+	struct event       tev;       /* state timer: header/body/keep-alive */
+	struct event       post;      /* finish a reply given outside dispatch */
+	char               peer[64];
+	struct sockaddr_storage peer_sa;
+
+	char              *in;        /* read buffer, in_size bytes */
+	size_t             in_size;
+	size_t             in_len;    /* bytes in the buffer */
+	size_t             in_pos;    /* start of unparsed data */
+
+	char               obuf[CONN_OBUF_SIZE];
+	size_t             olen;      /* bytes in obuf */
+	size_t             opos;      /* first unsent byte in obuf */
+	struct oseg       *oq, **oq_tail;
+	size_t             queued;    /* unsent bytes in obuf and the queue */
+
+	molt_request       req;
+	enum req_state     state;
+	unsigned           nreq;      /* requests on this connection */
+	int                timer_kind;
+	unsigned           flags;
+	struct molt_pool  *pool;
+	struct conn       *next, *prev; /* worker's list of open connections */
+};
+
+/* conn flags */
+#define CONN_DISPATCH   0x01  /* inside the read/dispatch path */
+#define CONN_CLOSING    0x02  /* close once the output is sent */
+#define CONN_EOF        0x04  /* peer sent FIN */
+#define CONN_READ_OFF   0x08  /* read event removed (buffer full / busy) */
+#define CONN_WRITE_ON   0x10  /* write event pending */
+#define CONN_DEAD       0x20  /* closed; waiting to be freed */
+#define CONN_ERROR      0x40  /* write failed: peer is gone */
+
+/* Called by the worker for a new socket from accept4. */
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+/* Drain mode: close idle connections, mark the rest to close after their reply. */
+void conn_drain_all(struct worker *w);
+/* Cut every connection now (drain timeout, fast stop); logs what was cut. */
+void conn_close_all(struct worker *w, const char *why);
+
+/* Used by request.c. */
+int  conn_out(struct conn *c, const void *data, size_t len);
+int  conn_out_file(struct conn *c, int fd, off_t off, size_t len);
+int  conn_flush(struct conn *c);
+void conn_reply_complete(struct conn *c);
+void conn_error_reply(struct conn *c, int status, const char *msg, int close);
+
+#endif /* MOLT_CONN_H */

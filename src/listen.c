@@ -1,0 +1,125 @@
+/*
+ * listen.c - binding the listening sockets.
+ *
+ * The sockets are non-blocking before the first fork (platform facts): every
+ * worker waits on the same socket, and a worker woken for a connection that
+ * another worker took must get EAGAIN, not block in accept(2).
+ */
+#include "autoconfig.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "listen.h"
+#include "log.h"
+
+static void
+listen_describe(int fd, const struct listen_addr *la, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == -1) {
+		snprintf(out, len, "%s", la->text);
+		return;
+	}
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%u", host, ntohs(sin->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
+	} else {
+		snprintf(out, len, "%s", la->text);
+	}
+}
+
+static int
+listen_bind(struct listen_addr *la, int backlog)
+{
+	int fd, one = 1;
+	int family = la->ss.ss_family;
+	char where[160];
+
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_error("socket() for %s: %s", la->text, strerror(errno));
+		return -1;
+	}
+	if (family == AF_UNIX) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&la->ss;
+		struct stat st;
+
+		/* A stale socket from a previous run; never remove anything else. */
+		if (lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    unlink(sun->sun_path) == -1)
+			log_warn("unlink(%s): %s", sun->sun_path, strerror(errno));
+	} else {
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+			log_warn("SO_REUSEADDR on %s: %s", la->text, strerror(errno));
+		if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+		    &one, sizeof(one)) == -1)
+			log_warn("IPV6_V6ONLY on %s: %s", la->text, strerror(errno));
+	}
+	if (bind(fd, (struct sockaddr *)&la->ss, la->sslen) == -1) {
+		log_error("bind(%s): %s", la->text, strerror(errno));
+		goto fail;
+	}
+	if (family == AF_UNIX &&
+	    chmod(((struct sockaddr_un *)&la->ss)->sun_path, 0666) == -1)
+		log_warn("chmod(%s): %s", la->text, strerror(errno));
+	if (listen(fd, backlog) == -1) {
+		log_error("listen(%s): %s", la->text, strerror(errno));
+		goto fail;
+	}
+	listen_describe(fd, la, where, sizeof(where));
+	log_info("listening on %s", where);
+	la->fd = fd;
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+int
+listen_open(struct listen_addr *list, struct listen_addr *old, int backlog)
+{
+	struct listen_addr *la, *o;
+
+	for (la = list; la != NULL; la = la->next) {
+		if (la->fd >= 0)
+			continue;
+		for (o = old; o != NULL; o = o->next) {
+			if (o->fd >= 0 && strcmp(o->text, la->text) == 0) {
+				la->fd = o->fd;
+				o->fd = -1;     /* moved, so closing old keeps it */
+				break;
+			}
+		}
+		if (la->fd < 0 && listen_bind(la, backlog) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+void
+listen_close(struct listen_addr *list)
+{
+	for (; list != NULL; list = list->next) {
+		if (list->fd >= 0 && close(list->fd) == -1)
+			log_warn("close(%s): %s", list->text, strerror(errno));
+		list->fd = -1;
+	}
+}

@@ -1,0 +1,220 @@
+/*
+ * main.c - the command line: run, check (-t), signal (-s), version (-V).
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+
+#ifndef MOLT_BUILD_DIR
+#define MOLT_BUILD_DIR ""
+#endif
+#ifndef MOLT_SRC_DIR
+#define MOLT_SRC_DIR ""
+#endif
+
+static int from_build_tree;
+
+static void
+main_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: molt [-c FILE] [-t] [-d] [-s stop|quit|reload|reopen] [-V] [-h]\n"
+	    "  -c FILE   configuration file (default: the embedded one, serving\n"
+	    "            the bundled modules on 127.0.0.1:8080)\n"
+	    "  -t        check the configuration and every module it uses, then exit\n"
+	    "  -d        run as a daemon and write the pid file\n"
+	    "  -s SIG    signal the running master (via pid_file): stop (fast),\n"
+	    "            quit (graceful), reload, reopen (the logs)\n"
+	    "  -V        print the version and the module ABI version\n");
+}
+
+/* Running the binary the build just made: use the build's modules. */
+static void
+main_detect_build_tree(void)
+{
+	char exe[PATH_MAX], want[PATH_MAX];
+	ssize_t n;
+
+	if (MOLT_BUILD_DIR[0] == '\0')
+		return;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	snprintf(want, sizeof(want), "%s/molt", MOLT_BUILD_DIR);
+	from_build_tree = strcmp(exe, want) == 0;
+}
+
+static void
+main_replace(char **value, const char *with)
+{
+	char *p = strdup(with);
+
+	if (p == NULL)
+		return;
+	free(*value);
+	*value = p;
+}
+
+void
+main_fixup_config(struct molt_config *cfg)
+{
+	struct conf_section *s;
+	struct conf_kv *kv;
+	char www[PATH_MAX];
+
+	if (cfg->server.modules_dir == NULL) {
+		if (from_build_tree)
+			cfg->server.modules_dir = strdup(MOLT_BUILD_DIR "/modules/.libs");
+		else
+			cfg->server.modules_dir = strdup(MOLT_MODULES_DIR);
+	}
+	snprintf(www, sizeof(www), "%s", from_build_tree ?
+	    MOLT_SRC_DIR "/etc/www" : MOLT_WWW_DIR);
+	/* The embedded config names the bundled web root symbolically. */
+	for (s = cfg->sections; s != NULL; s = s->next)
+		for (kv = s->kv; kv != NULL; kv = kv->next)
+			if (strcmp(kv->value, "@WWW@") == 0)
+				main_replace(&kv->value, www);
+}
+
+static struct molt_config *
+main_load(const char *path, struct conf_error *err)
+{
+	struct molt_config *cfg;
+
+	memset(err, 0, sizeof(*err));
+	cfg = config_load(path, err);
+	if (cfg != NULL)
+		main_fixup_config(cfg);
+	return cfg;
+}
+
+static int
+main_signal(const char *path, const char *what)
+{
+	static const struct { const char *name; int sig; } sigs[] = {
+		{ "stop", SIGTERM }, { "quit", SIGQUIT }, { "reload", SIGHUP },
+		{ "reopen", SIGUSR1 },
+	};
+	struct molt_config *cfg;
+	struct conf_error err;
+	char buf[32];
+	FILE *f;
+	size_t i;
+	long pid;
+	int sig = 0;
+
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (strcmp(what, sigs[i].name) == 0)
+			sig = sigs[i].sig;
+	if (sig == 0) {
+		fprintf(stderr, "molt: -s takes stop, quit, reload or reopen, not '%s'\n",
+		    what);
+		return 1;
+	}
+	if ((cfg = main_load(path, &err)) == NULL) {
+		fprintf(stderr, "%s:%d: %s\n", err.file, err.line, err.msg);
+		return 1;
+	}
+	if (cfg->server.pid_file == NULL) {
+		fprintf(stderr, "molt: %s sets no pid_file, so there is no master "
+		    "to signal\n", cfg->path);
+		config_free(cfg);
+		return 1;
+	}
+	f = fopen(cfg->server.pid_file, "r");
+	if (f == NULL || fgets(buf, sizeof(buf), f) == NULL ||
+	    (pid = strtol(buf, NULL, 10)) <= 1) {
+		fprintf(stderr, "molt: cannot read a pid from %s: %s\n",
+		    cfg->server.pid_file, f ? "bad contents" : strerror(errno));
+		if (f)
+			fclose(f);
+		config_free(cfg);
+		return 1;
+	}
+	fclose(f);
+	if (kill((pid_t)pid, sig) == -1) {
+		fprintf(stderr, "molt: kill(%ld, %s): %s\n", pid, what, strerror(errno));
+		config_free(cfg);
+		return 1;
+	}
+	config_free(cfg);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct molt_config *cfg;
+	struct conf_error err;
+	const char *path = NULL, *sig = NULL;
+	char msg[2048];
+	int ch, test = 0, daemonize = 0, rc;
+
+	while ((ch = getopt(argc, argv, "c:tds:Vh")) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 't': test = 1; break;
+		case 'd': daemonize = 1; break;
+		case 's': sig = optarg; break;
+		case 'V':
+			printf("molt %s (module ABI %d.%d)\n", PACKAGE_VERSION,
+			    MOLT_ABI_MAJOR, MOLT_ABI_MINOR);
+			return 0;
+		case 'h':
+			main_usage(stdout);
+			return 0;
+		default:
+			main_usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		main_usage(stderr);
+		return 1;
+	}
+	main_detect_build_tree();
+	if (sig != NULL)
+		return main_signal(path, sig);
+
+	if ((cfg = main_load(path, &err)) == NULL) {
+		fprintf(stderr, "%s:%d: %s\n", err.file, err.line, err.msg);
+		return 1;
+	}
+	if (test) {
+		/* -t is not the master: loading the modules here is fine. */
+		memset(&err, 0, sizeof(err));
+		rc = master_check_config(cfg, &err);
+		if (rc == -1)
+			fprintf(stderr, "%s:%d: %s\n", err.file, err.line, err.msg);
+		else
+			fprintf(stderr, "molt: %s: configuration ok\n", cfg->path);
+		config_free(cfg);
+		return rc == -1 ? 1 : 0;
+	}
+	/* Module code runs only in a child, even for this first check. */
+	if (master_validate(cfg, msg, sizeof(msg)) == -1) {
+		fprintf(stderr, "%s\n", msg);
+		config_free(cfg);
+		return 1;
+	}
+	if (log_open(cfg->server.error_log, cfg->server.log_level,
+	    cfg->server.access_log) == -1) {
+		config_free(cfg);
+		return 1;
+	}
+	rc = master_run(cfg, path, daemonize);
+	log_access_flush();
+	return rc;
+}

@@ -1,0 +1,1120 @@
+/*
+ * master.c - the master process.
+ *
+ * It binds the sockets, forks the workers and then only reacts: to a
+ * signal (through a self-pipe), to a worker's message (through the notify
+ * pipe), or to its next deadline (sampling, a respawn after backoff, a
+ * drain backstop).  It never runs module code and never sleeps in a loop.
+ *
+ * Recycling is graceful: the replacement is forked first, and the old
+ * worker is asked to drain only once the replacement says it is ready, so
+ * capacity never drops and no request is dropped.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "db.h"
+#include "listen.h"
+#include "log.h"
+#include "master.h"
+#include "memwatch.h"
+#include "module.h"
+#include "scoreboard.h"
+#include "worker.h"
+
+#define MAX_IDS            256
+#define BACKOFF_FIRST_MS   100
+#define BACKOFF_MAX_MS     30000
+#define READY_TIMEOUT_MS   30000
+#define STOP_BACKSTOP_MS   5000
+
+enum mw_state { MW_FREE, MW_STARTING, MW_READY, MW_RETIRING, MW_KILLED };
+
+/* The master's view of one worker slot. */
+struct mworker {
+	enum mw_state st;
+	pid_t    pid;
+	int      id;
+	unsigned gen;
+	int64_t  spawned_ms;
+	int64_t  ready_ms;
+	int64_t  retire_ms;
+	int      reason;          /* recycle reason, -1 for none */
+	char     detail[200];     /* "uss 300.0 MB > max_rss 256.0 MB" */
+	uint64_t req_limit;
+	int64_t  life_limit_ms;
+	int      over_rss, over_frag;
+	int      trim_pending;
+	int      trimmed;         /* a trim was tried for the current episode */
+	uint64_t trim_before;
+	int      replaced_by;     /* slot of the replacement being started */
+	int      replaces;        /* slot this one will replace */
+};
+
+static struct mworker mw[SB_SLOTS];
+static struct molt_config *cfg;
+static const char *conf_path;
+static unsigned generation = 1;
+static int sig_pipe[2] = { -1, -1 };
+static int notify_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t got_sig[NSIG];
+static int stopping;              /* 0, SIGTERM (fast) or SIGQUIT */
+static int64_t stop_deadline;
+static int fail_count[MAX_IDS];
+static int64_t next_spawn[MAX_IDS];
+static pid_t validator_pid = -1;
+static int validator_fd = -1;
+static struct molt_config *pending_cfg;
+
+static int64_t
+master_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+master_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Signals: the handler only records and wakes the loop                */
+
+static void
+master_sig_handler(int sig)
+{
+	int saved = errno;
+	unsigned char c = (unsigned char)sig;
+
+	got_sig[sig] = 1;
+	/* A full pipe already holds a wake-up; losing this byte is fine. */
+	(void)!write(sig_pipe[1], &c, 1);
+	errno = saved;
+}
+
+static int
+master_signals(void)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
+	    SIGCHLD };
+	struct sigaction sa;
+	size_t i;
+
+	if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) == -1 ||
+	    pipe2(notify_pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
+		log_error("pipe2: %s", strerror(errno));
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = master_sig_handler;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], &sa, NULL) == -1) {
+			log_error("sigaction(%d): %s", sigs[i], strerror(errno));
+			return -1;
+		}
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL) == -1) {
+		log_error("sigaction(SIGPIPE): %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* In a new child: forget the master's handlers and descriptors. */
+static void
+master_child_reset(void)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
+	    SIGCHLD };
+	struct sigaction sa;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	close(sig_pipe[0]);
+	close(sig_pipe[1]);
+	close(notify_pipe[0]);
+	if (validator_fd >= 0)
+		close(validator_fd);
+}
+
+void
+master_notify(int fd, int type, int slot)
+{
+	int32_t msg[2] = { type, slot };
+
+	/* 8 bytes < PIPE_BUF: atomic even with many workers writing. */
+	if (write(fd, msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+		log_error("notify master (type %d): %s", type, strerror(errno));
+}
+
+/* ------------------------------------------------------------------ */
+/* Validation in a child                                               */
+
+int
+master_check_config(struct molt_config *c, struct conf_error *err)
+{
+	struct module *mods = NULL;
+
+	if (db_config_check(c, err) == -1)
+		return -1;
+	if (module_check_all(c, &mods, err) == -1)
+		return -1;
+	module_unload_all(mods);
+	return config_check_unused(c, err);
+}
+
+static pid_t
+master_validate_start(struct molt_config *c, int *fdout)
+{
+	int fds[2];
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) == -1) {
+		log_error("pipe2: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid == -1) {
+		log_error("fork (validator): %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		struct conf_error err;
+		char msg[sizeof(err.msg) + sizeof(err.file) + 32];
+		int n;
+
+		master_child_reset();
+		close(fds[0]);
+		memset(&err, 0, sizeof(err));
+		if (master_check_config(c, &err) == 0)
+			_exit(0);
+		n = snprintf(msg, sizeof(msg), "%s:%d: %s", err.file, err.line,
+		    err.msg);
+		(void)!write(fds[1], msg, n > 0 ? (size_t)n : 0);
+		_exit(1);
+	}
+	close(fds[1]);
+	*fdout = fds[0];
+	return pid;
+}
+
+/* Reads the child's verdict: 0 if the config is good. */
+static int
+master_validate_finish(pid_t pid, int fd, int status, char *msg, size_t len)
+{
+	ssize_t n;
+
+	(void)pid;
+	n = read(fd, msg, len - 1);
+	msg[n > 0 ? n : 0] = '\0';
+	close(fd);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (msg[0] == '\0')
+		snprintf(msg, len, "the module check crashed (%s %d)",
+		    WIFSIGNALED(status) ? "signal" : "status",
+		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	return -1;
+}
+
+int
+master_validate(struct molt_config *c, char *msg, size_t msglen)
+{
+	int fd, status;
+	pid_t pid;
+
+	if ((pid = master_validate_start(c, &fd)) == -1) {
+		snprintf(msg, msglen, "cannot start the module check");
+		return -1;
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR) {
+			snprintf(msg, msglen, "waitpid: %s", strerror(errno));
+			close(fd);
+			return -1;
+		}
+	return master_validate_finish(pid, fd, status, msg, msglen);
+}
+
+/* ------------------------------------------------------------------ */
+/* Workers                                                             */
+
+static int
+master_free_slot(void)
+{
+	int i;
+
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st == MW_FREE)
+			return i;
+	return -1;
+}
+
+static int
+master_jitter(long long base, long long jitter)
+{
+	return jitter > 0 ? (int)(random() % (jitter + 1)) : 0;
+	(void)base;
+}
+
+static int
+master_spawn(int id, int replaces)
+{
+	struct mworker *m;
+	struct sb_slot *s;
+	int slot;
+	pid_t pid;
+
+	if ((slot = master_free_slot()) == -1) {
+		log_error("no free scoreboard slot for worker %d", id);
+		return -1;
+	}
+	s = &sb.slots[slot];
+	pid = fork();
+	if (pid == -1) {
+		log_error("fork (worker %d): %s", id, strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		master_child_reset();
+		/* Different jitter and hash seeds per worker. */
+		srandom((unsigned)getpid() ^ (unsigned)master_now());
+		worker_main(cfg, id, slot, generation, notify_pipe[1]);
+	}
+	m = &mw[slot];
+	memset(m, 0, sizeof(*m));
+	m->st = MW_STARTING;
+	m->pid = pid;
+	m->id = id;
+	m->gen = generation;
+	m->spawned_ms = master_now();
+	m->reason = -1;
+	m->replaced_by = -1;
+	m->replaces = replaces;
+	if (cfg->recycle.max_requests > 0)
+		m->req_limit = (uint64_t)(cfg->recycle.max_requests +
+		    master_jitter(0, cfg->recycle.max_requests_jitter));
+	if (cfg->recycle.max_lifetime_ms > 0)
+		m->life_limit_ms = cfg->recycle.max_lifetime_ms +
+		    master_jitter(0, cfg->recycle.max_lifetime_jitter_ms);
+	sb_begin(&s->m.seq);
+	s->m.pid = pid;
+	s->m.generation = generation;
+	s->m.id = id;
+	s->m.retiring = 0;
+	s->m.rss = s->m.uss = s->m.pss = s->m.rss_anon = 0;
+	s->m.trims = 0;
+	sb_end(&s->m.seq);
+	log_info("spawned worker %d pid %d (generation %u)", id, (int)pid,
+	    generation);
+	return slot;
+}
+
+/* Is there a worker serving id in the current generation (or starting)? */
+static int
+master_has_worker(int id)
+{
+	int i;
+
+	for (i = 0; i < SB_SLOTS; i++)
+		if ((mw[i].st == MW_STARTING || mw[i].st == MW_READY) &&
+		    mw[i].gen == generation && mw[i].id == id &&
+		    mw[i].replaces == -1)
+			return 1;
+	/* A replacement counts only once it is the one serving. */
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st == MW_READY && mw[i].gen == generation &&
+		    mw[i].id == id)
+			return 1;
+	return 0;
+}
+
+static int
+master_recycles_in_progress(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st == MW_RETIRING ||
+		    (mw[i].st == MW_READY && mw[i].replaced_by >= 0))
+			n++;
+	return n;
+}
+
+/* Starts whatever the current generation is missing. */
+static void
+master_reconcile(void)
+{
+	int64_t now = master_now();
+	int id;
+
+	if (stopping)
+		return;
+	for (id = 0; id < cfg->server.workers && id < MAX_IDS; id++) {
+		if (master_has_worker(id) || now < next_spawn[id])
+			continue;
+		master_spawn(id, -1);
+	}
+}
+
+static void
+master_retire(int slot)
+{
+	struct mworker *m = &mw[slot];
+	struct sb_slot *s = &sb.slots[slot];
+
+	if (m->st != MW_READY && m->st != MW_STARTING)
+		return;
+	m->st = MW_RETIRING;
+	m->retire_ms = master_now();
+	sb_begin(&s->m.seq);
+	s->m.retiring = 1;
+	sb_end(&s->m.seq);
+	if (kill(m->pid, SIGQUIT) == -1)
+		log_error("kill(%d, SIGQUIT): %s", (int)m->pid, strerror(errno));
+}
+
+/*
+ * Graceful recycle: fork the replacement now, drain the old worker when
+ * the replacement is ready (MSG_READY).
+ */
+static int
+master_recycle(int slot, int reason, const char *detail)
+{
+	struct mworker *m = &mw[slot];
+	struct sb_slot *s = &sb.slots[slot];
+	int r;
+
+	if (m->st != MW_READY || m->replaced_by >= 0)
+		return 0;
+	if (master_recycles_in_progress() >= cfg->recycle.max_concurrent_recycles)
+		return 0;       /* the next sample tries again */
+	if (master_now() < next_spawn[m->id])
+		return 0;       /* replacements keep failing: back off */
+	m->reason = reason;
+	snprintf(m->detail, sizeof(m->detail), "%s", detail);
+	if (s->w.req_route >= 0 && s->w.req_route < SB_ROUTES)
+		sb.hdr->retired_routes[s->w.req_route].recycles++;
+	r = master_spawn(m->id, slot);
+	if (r == -1)
+		return -1;
+	m->replaced_by = r;
+	log_debug("recycling worker %d pid %d: %s %s; replacement pid %d",
+	    m->id, (int)m->pid, sb_reason_names[reason], detail,
+	    (int)mw[r].pid);
+	return 1;
+}
+
+static void
+master_ready(int slot)
+{
+	struct mworker *m;
+	int i;
+
+	if (slot < 0 || slot >= SB_SLOTS || mw[slot].st != MW_STARTING)
+		return;     /* untrusted: a stale or bogus message */
+	m = &mw[slot];
+	m->st = MW_READY;
+	m->ready_ms = master_now();
+	fail_count[m->id] = 0;
+	if (m->replaces >= 0) {
+		int old = m->replaces;
+
+		m->replaces = -1;
+		if (mw[old].st == MW_READY && mw[old].replaced_by == slot) {
+			mw[old].replaced_by = -1;
+			master_retire(old);
+		}
+		return;
+	}
+	/* A new generation's worker takes over from the old one's id. */
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st == MW_READY && mw[i].gen != generation &&
+		    mw[i].id == m->id && mw[i].replaced_by < 0) {
+			mw[i].reason = R_RELOAD;
+			snprintf(mw[i].detail, sizeof(mw[i].detail),
+			    "generation %u replaced by %u", mw[i].gen, generation);
+			master_retire(i);
+			break;
+		}
+	/* Once the new generation is complete, nothing old keeps serving. */
+	for (i = 0; i < cfg->server.workers && i < MAX_IDS; i++) {
+		int j, ok = 0;
+		for (j = 0; j < SB_SLOTS; j++)
+			if (mw[j].st == MW_READY && mw[j].gen == generation &&
+			    mw[j].id == i)
+				ok = 1;
+		if (!ok)
+			return;
+	}
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st == MW_READY && mw[i].gen != generation) {
+			mw[i].reason = R_RELOAD;
+			snprintf(mw[i].detail, sizeof(mw[i].detail),
+			    "generation %u replaced by %u", mw[i].gen, generation);
+			master_retire(i);
+		}
+}
+
+static void
+master_retire_stats(int slot)
+{
+	struct sb_slot *s = &sb.slots[slot];
+	int i;
+
+	sb.hdr->retired_requests += s->w.requests;
+	if (mw[slot].gen != generation)
+		return;     /* route numbering belongs to another generation */
+	for (i = 0; i < SB_ROUTES; i++) {
+		sb.hdr->retired_routes[i].requests += s->routes[i].requests;
+		sb.hdr->retired_routes[i].allocs += s->routes[i].allocs;
+		sb.hdr->retired_routes[i].alloc_bytes += s->routes[i].alloc_bytes;
+		if (s->routes[i].max_growth > sb.hdr->retired_routes[i].max_growth)
+			sb.hdr->retired_routes[i].max_growth = s->routes[i].max_growth;
+	}
+}
+
+static void
+master_reaped(pid_t pid, int status)
+{
+	struct sb_slot snap;
+	struct mworker *m = NULL;
+	int slot, id;
+	char why[64];
+	int64_t now = master_now();
+
+	for (slot = 0; slot < SB_SLOTS; slot++)
+		if (mw[slot].st != MW_FREE && mw[slot].pid == pid) {
+			m = &mw[slot];
+			break;
+		}
+	if (m == NULL)
+		return;
+	id = m->id;
+	if (scoreboard_read_worker(slot, &snap) == -1)
+		memset(&snap, 0, sizeof(snap));
+	if (WIFSIGNALED(status))
+		snprintf(why, sizeof(why), "killed by signal %d (%s)",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		snprintf(why, sizeof(why), "exited with status %d",
+		    WEXITSTATUS(status));
+
+	if (m->st == MW_RETIRING && !(WIFSIGNALED(status))) {
+		if (m->reason >= 0 && m->reason < R_MAX) {
+			sb.hdr->recycles[m->reason]++;
+			log_info("recycled worker %d pid %d: reason=%s %s requests=%llu "
+			    "age=%.1fs drain=%lldms", id, (int)pid,
+			    sb_reason_names[m->reason], m->detail,
+			    (unsigned long long)snap.w.requests,
+			    (double)(now - m->spawned_ms) / 1000.0,
+			    (long long)(now - m->retire_ms));
+		} else {
+			log_info("worker %d pid %d stopped (%s)", id, (int)pid, why);
+		}
+	} else if (m->st == MW_KILLED) {
+		sb.hdr->recycles[R_HARD_RSS]++;
+		log_error("worker %d pid %d killed: reason=hard_rss %s requests=%llu",
+		    id, (int)pid, m->detail, (unsigned long long)snap.w.requests);
+	} else if (stopping) {
+		if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
+		    WTERMSIG(status) != SIGKILL)
+			log_error("worker %d pid %d %s while stopping", id, (int)pid, why);
+	} else if (m->st == MW_STARTING) {
+		int64_t delay;
+
+		fail_count[id]++;
+		delay = BACKOFF_FIRST_MS;
+		for (int k = 1; k < fail_count[id] && delay < BACKOFF_MAX_MS; k++)
+			delay *= 2;
+		if (delay > BACKOFF_MAX_MS)
+			delay = BACKOFF_MAX_MS;
+		next_spawn[id] = now + delay;
+		log_error("worker %d pid %d %s during start-up", id, (int)pid, why);
+		log_error("worker %d failed at start-up %d times in a row; next start "
+		    "in %lld ms", id, fail_count[id], (long long)delay);
+		/* A failed replacement leaves the old worker serving. */
+		if (m->replaces >= 0 && mw[m->replaces].replaced_by == slot)
+			mw[m->replaces].replaced_by = -1;
+	} else {
+		/* A crash in service: the request it had is worth naming. */
+		sb.hdr->recycles[R_CRASH]++;
+		if (snap.w.req_start_ms != 0)
+			log_error("worker %d pid %d %s while serving \"%s\" "
+			    "(%llu requests served)", id, (int)pid, why,
+			    snap.w.req_line, (unsigned long long)snap.w.requests);
+		else
+			log_error("worker %d pid %d %s (%llu requests served)", id,
+			    (int)pid, why, (unsigned long long)snap.w.requests);
+		if (m->replaced_by >= 0)
+			mw[m->replaced_by].replaces = -1;
+	}
+	master_retire_stats(slot);
+	memset(m, 0, sizeof(*m));
+	m->st = MW_FREE;
+	sb_begin(&sb.slots[slot].m.seq);
+	sb.slots[slot].m.pid = 0;
+	sb_end(&sb.slots[slot].m.seq);
+	sb_begin(&sb.slots[slot].w.seq);
+	sb.slots[slot].w.state = SB_FREE;
+	sb.slots[slot].w.pid = 0;
+	sb_end(&sb.slots[slot].w.seq);
+}
+
+/* ------------------------------------------------------------------ */
+/* Memory policy                                                       */
+
+static uint64_t
+master_measure(const struct sb_slot *s)
+{
+	switch (cfg->recycle.measure) {
+	case MEASURE_RSS: return s->m.rss;
+	case MEASURE_PSS: return s->m.pss;
+	default:          return s->m.uss;
+	}
+}
+
+static const char *
+master_measure_name(void)
+{
+	return cfg->recycle.measure == MEASURE_RSS ? "rss" :
+	    cfg->recycle.measure == MEASURE_PSS ? "pss" : "uss";
+}
+
+static int
+master_sample_one(int slot)
+{
+	struct sb_slot *s = &sb.slots[slot];
+	struct mem_sample ms;
+
+	if (memwatch_read(mw[slot].pid, &ms, cfg->recycle.measure != MEASURE_RSS) == -1)
+		return -1;
+	sb_begin(&s->m.seq);
+	s->m.rss = ms.rss;
+	s->m.rss_anon = ms.rss_anon;
+	s->m.uss = ms.uss;
+	s->m.pss = ms.pss;
+	s->m.measured_ms = master_wall_ms();
+	sb_end(&s->m.seq);
+	return 0;
+}
+
+static void
+master_ask_trim(int slot)
+{
+	struct mworker *m = &mw[slot];
+	struct sb_slot *s = &sb.slots[slot];
+
+	m->trim_pending = 1;
+	m->trimmed = 1;
+	m->trim_before = master_measure(s);
+	sb_begin(&s->m.seq);
+	s->m.trim_request++;
+	s->m.trims++;
+	sb_end(&s->m.seq);
+	if (kill(m->pid, SIGUSR2) == -1)
+		log_error("kill(%d, SIGUSR2): %s", (int)m->pid, strerror(errno));
+}
+
+/* Decides one ready worker's fate from its latest figures. */
+static void
+master_judge(int slot, int after_trim)
+{
+	const struct recycle_conf *rc = &cfg->recycle;
+	struct mworker *m = &mw[slot];
+	struct sb_slot snap;
+	char a[32], b[32], detail[200];
+	int64_t now = master_now();
+	uint64_t val;
+	double frag = 0;
+	int over_rss, over_frag;
+
+	if (scoreboard_read_worker(slot, &snap) == -1)
+		return;
+	val = master_measure(&snap);
+
+	if (rc->hard_max_rss > 0 && val > (uint64_t)rc->hard_max_rss) {
+		snprintf(m->detail, sizeof(m->detail), "%s=%s > hard_max_rss=%s%s%s%s",
+		    master_measure_name(), memwatch_fmt(val, a, sizeof(a)),
+		    memwatch_fmt((uint64_t)rc->hard_max_rss, b, sizeof(b)),
+		    snap.w.req_start_ms ? " while serving \"" : "",
+		    snap.w.req_start_ms ? snap.w.req_line : "",
+		    snap.w.req_start_ms ? "\"" : "");
+		m->st = MW_KILLED;
+		if (m->replaced_by >= 0)
+			mw[m->replaced_by].replaces = -1;
+		if (kill(m->pid, SIGKILL) == -1)
+			log_error("kill(%d, SIGKILL): %s", (int)m->pid, strerror(errno));
+		return;
+	}
+	if (m->st != MW_READY || m->replaced_by >= 0)
+		return;
+	if (m->req_limit > 0 && snap.w.requests >= m->req_limit) {
+		snprintf(detail, sizeof(detail), "requests=%llu >= max_requests=%llu",
+		    (unsigned long long)snap.w.requests,
+		    (unsigned long long)m->req_limit);
+		master_recycle(slot, R_REQUESTS, detail);
+		return;
+	}
+	if (m->life_limit_ms > 0 && now - m->spawned_ms >= m->life_limit_ms) {
+		snprintf(detail, sizeof(detail), "age=%.1fs >= max_lifetime=%.1fs",
+		    (now - m->spawned_ms) / 1000.0, m->life_limit_ms / 1000.0);
+		master_recycle(slot, R_LIFETIME, detail);
+		return;
+	}
+	if (now - m->spawned_ms < rc->min_lifetime_ms)
+		return;
+
+	over_rss = rc->max_rss > 0 && val > (uint64_t)rc->max_rss;
+	if (rc->max_fragmentation > 0 && val >= (uint64_t)rc->fragmentation_min_rss &&
+	    snap.w.heap_in_use > 0) {
+		frag = (double)val / (double)snap.w.heap_in_use;
+		over_frag = frag > rc->max_fragmentation;
+	} else {
+		over_frag = 0;
+	}
+	m->over_rss = over_rss ? m->over_rss + 1 : 0;
+	m->over_frag = over_frag ? m->over_frag + 1 : 0;
+	if (!over_rss && !over_frag) {
+		if (after_trim && m->trim_before > 0) {
+			sb.hdr->trims++;
+			sb.hdr->trim_reclaimed += m->trim_before > val ?
+			    m->trim_before - val : 0;
+			log_info("trimmed worker %d pid %d: %s %s -> %s, now under "
+			    "the limits; requests=%llu", m->id, (int)m->pid,
+			    master_measure_name(),
+			    memwatch_fmt(m->trim_before, a, sizeof(a)),
+			    memwatch_fmt(val, b, sizeof(b)),
+			    (unsigned long long)snap.w.requests);
+		}
+		m->trimmed = 0;
+		return;
+	}
+	if (!after_trim && m->over_rss < rc->samples_over &&
+	    m->over_frag < rc->samples_over)
+		return;
+	if (rc->trim && !m->trimmed) {
+		master_ask_trim(slot);
+		return;
+	}
+	if (after_trim) {
+		sb.hdr->trims++;
+		sb.hdr->trim_reclaimed += m->trim_before > val ? m->trim_before - val : 0;
+		log_info("trimmed worker %d pid %d: %s %s -> %s, still over the "
+		    "limit; recycling", m->id, (int)m->pid, master_measure_name(),
+		    memwatch_fmt(m->trim_before, a, sizeof(a)),
+		    memwatch_fmt(val, b, sizeof(b)));
+	}
+	if (over_rss) {
+		snprintf(detail, sizeof(detail), "%s=%s > max_rss=%s",
+		    master_measure_name(), memwatch_fmt(val, a, sizeof(a)),
+		    memwatch_fmt((uint64_t)rc->max_rss, b, sizeof(b)));
+		master_recycle(slot, R_RSS, detail);
+	} else {
+		snprintf(detail, sizeof(detail), "fragmentation=%.1f > "
+		    "max_fragmentation=%.1f (%s=%s, heap in use %s)", frag,
+		    rc->max_fragmentation, master_measure_name(),
+		    memwatch_fmt(val, a, sizeof(a)),
+		    memwatch_fmt(snap.w.heap_in_use, b, sizeof(b)));
+		master_recycle(slot, R_FRAGMENTATION, detail);
+	}
+}
+
+static void
+master_sample_all(void)
+{
+	int i;
+
+	for (i = 0; i < SB_SLOTS; i++) {
+		if (mw[i].st != MW_READY && mw[i].st != MW_RETIRING)
+			continue;
+		if (master_sample_one(i) == -1)
+			continue;
+		if (mw[i].st == MW_READY && !mw[i].trim_pending)
+			master_judge(i, 0);
+		else if (mw[i].st == MW_RETIRING && cfg->recycle.hard_max_rss > 0)
+			master_judge(i, 0);
+	}
+}
+
+static void
+master_trimmed(int slot)
+{
+	if (slot < 0 || slot >= SB_SLOTS || !mw[slot].trim_pending)
+		return;
+	mw[slot].trim_pending = 0;
+	if (master_sample_one(slot) == 0)
+		master_judge(slot, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reload                                                              */
+
+static void
+master_reload_start(void)
+{
+	struct conf_error err;
+	struct molt_config *nc;
+
+	log_info("reloading configuration from %s", conf_path ? conf_path :
+	    "(embedded)");
+	if (validator_pid != -1) {
+		log_warn("a reload is already being checked; ignoring SIGHUP");
+		return;
+	}
+	memset(&err, 0, sizeof(err));
+	nc = config_load(conf_path, &err);
+	if (nc == NULL) {
+		log_error("reload failed: %s:%d: %s; still serving generation %u",
+		    err.file, err.line, err.msg, generation);
+		return;
+	}
+	main_fixup_config(nc);
+	validator_pid = master_validate_start(nc, &validator_fd);
+	if (validator_pid == -1) {
+		config_free(nc);
+		return;
+	}
+	pending_cfg = nc;
+}
+
+static void
+master_reload_finish(int status)
+{
+	struct molt_config *nc = pending_cfg, *old = cfg;
+	char msg[1200];
+	int i;
+
+	pending_cfg = NULL;
+	if (master_validate_finish(validator_pid, validator_fd, status, msg,
+	    sizeof(msg)) == -1) {
+		validator_pid = -1;
+		validator_fd = -1;
+		log_error("reload failed: %s; still serving generation %u", msg,
+		    generation);
+		config_free(nc);
+		return;
+	}
+	validator_pid = -1;
+	validator_fd = -1;
+	if (listen_open(nc->server.listen, old->server.listen,
+	    (int)nc->server.backlog) == -1) {
+		log_error("reload failed: cannot bind the new listeners; still "
+		    "serving generation %u", generation);
+		listen_close(nc->server.listen);
+		config_free(nc);
+		return;
+	}
+	/* Old workers keep their own copies of sockets that went away. */
+	listen_close(old->server.listen);
+	if (log_open(nc->server.error_log, nc->server.log_level,
+	    nc->server.access_log) == -1)
+		log_error("reload: reopening the logs failed; keeping the old ones");
+	cfg = nc;
+	config_free(old);
+	generation++;
+	sb.hdr->generation = generation;
+	memset(sb.hdr->retired_routes, 0, sizeof(sb.hdr->retired_routes));
+	memset(sb.hdr->route_names, 0, sizeof(sb.hdr->route_names));
+	for (i = 0; i < MAX_IDS; i++) {
+		fail_count[i] = 0;
+		next_spawn[i] = 0;
+	}
+	log_info("configuration accepted; starting generation %u", generation);
+	/* Workers of the old generation that are still starting are useless. */
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st == MW_STARTING && mw[i].gen != generation)
+			kill(mw[i].pid, SIGTERM);
+	master_reconcile();
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop                                                            */
+
+static int
+master_live_workers(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st != MW_FREE)
+			n++;
+	return n;
+}
+
+static void
+master_signal_all(int sig)
+{
+	int i;
+
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st != MW_FREE && kill(mw[i].pid, sig) == -1 &&
+		    errno != ESRCH)
+			log_error("kill(%d, %d): %s", (int)mw[i].pid, sig,
+			    strerror(errno));
+}
+
+static void
+master_stop(int how)
+{
+	if (stopping == SIGTERM || stopping == how)
+		return;
+	stopping = how;
+	log_info("shutting down (%s)", how == SIGQUIT ? "graceful" : "fast");
+	stop_deadline = master_now() + STOP_BACKSTOP_MS +
+	    (how == SIGQUIT ? cfg->recycle.drain_timeout_ms : 0);
+	master_signal_all(how == SIGQUIT ? SIGQUIT : SIGTERM);
+}
+
+static void
+master_handle_signals(void)
+{
+	unsigned char buf[64];
+	int sig;
+
+	while (read(sig_pipe[0], buf, sizeof(buf)) > 0)
+		;
+	for (sig = 1; sig < NSIG; sig++) {
+		if (!got_sig[sig])
+			continue;
+		got_sig[sig] = 0;
+		switch (sig) {
+		case SIGTERM:
+		case SIGINT:
+			master_stop(SIGTERM);
+			break;
+		case SIGQUIT:
+			master_stop(SIGQUIT);
+			break;
+		case SIGHUP:
+			if (!stopping)
+				master_reload_start();
+			break;
+		case SIGUSR1:
+			log_info("reopening logs");
+			if (log_reopen() == -1)
+				log_error("reopening the logs failed");
+			master_signal_all(SIGUSR1);
+			break;
+		case SIGCHLD:
+			for (;;) {
+				int status;
+				pid_t pid = waitpid(-1, &status, WNOHANG);
+
+				if (pid <= 0)
+					break;
+				if (pid == validator_pid)
+					master_reload_finish(status);
+				else
+					master_reaped(pid, status);
+			}
+			break;
+		}
+	}
+}
+
+static void
+master_handle_notify(void)
+{
+	int32_t msg[2];
+
+	while (read(notify_pipe[0], msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
+		switch (msg[0]) {
+		case MSG_READY:
+			master_ready(msg[1]);
+			break;
+		case MSG_TRIMMED:
+			master_trimmed(msg[1]);
+			break;
+		}
+	}
+}
+
+/* Milliseconds until the next thing the master must do by itself. */
+static int64_t
+master_next_deadline(int64_t now, int64_t next_sample)
+{
+	int64_t t = next_sample;
+	int i;
+
+	for (i = 0; i < cfg->server.workers && i < MAX_IDS; i++)
+		if (next_spawn[i] > now && next_spawn[i] < t)
+			t = next_spawn[i];
+	if (stopping && stop_deadline < t)
+		t = stop_deadline;
+	return t > now ? t - now : 0;
+}
+
+static void
+master_backstops(int64_t now)
+{
+	int i;
+
+	for (i = 0; i < SB_SLOTS; i++) {
+		struct mworker *m = &mw[i];
+
+		/* The worker cuts off at drain_timeout; this is for a stuck one. */
+		if (m->st == MW_RETIRING && now - m->retire_ms >
+		    cfg->recycle.drain_timeout_ms + STOP_BACKSTOP_MS) {
+			log_error("worker %d pid %d did not finish draining in %lld ms; "
+			    "killing it", m->id, (int)m->pid,
+			    (long long)(now - m->retire_ms));
+			kill(m->pid, SIGKILL);
+			m->retire_ms = now;
+		}
+		if (m->st == MW_STARTING && now - m->spawned_ms > READY_TIMEOUT_MS) {
+			log_error("worker %d pid %d not ready after %d ms; killing it",
+			    m->id, (int)m->pid, READY_TIMEOUT_MS);
+			kill(m->pid, SIGKILL);
+			m->spawned_ms = now;
+		}
+	}
+}
+
+static int
+master_write_pid(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_error("cannot write pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		log_error("write(%s): %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+master_daemonize(void)
+{
+	pid_t pid;
+	int fd;
+
+	if ((pid = fork()) == -1) {
+		log_error("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid > 0)
+		_exit(0);
+	if (setsid() == -1) {
+		log_error("setsid: %s", strerror(errno));
+		return -1;
+	}
+	if ((fd = open("/dev/null", O_RDWR)) == -1) {
+		log_error("open(/dev/null): %s", strerror(errno));
+		return -1;
+	}
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	if (log_error_fd() != STDERR_FILENO)
+		dup2(log_error_fd(), STDERR_FILENO);
+	else
+		dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+	return 0;
+}
+
+int
+master_run(struct molt_config *c, const char *path, int daemonize)
+{
+	int64_t now, next_sample;
+	struct pollfd pfd[3];
+	int n;
+
+	cfg = c;
+	conf_path = path;
+	if (scoreboard_create() == -1)
+		return 1;
+	if (listen_open(cfg->server.listen, NULL, (int)cfg->server.backlog) == -1)
+		return 1;
+	if (daemonize && master_daemonize() == -1)
+		return 1;
+	if (cfg->server.pid_file != NULL && master_write_pid(cfg->server.pid_file) == -1)
+		return 1;
+	if (master_signals() == -1)
+		return 1;
+	sb.hdr->master_pid = getpid();
+	sb.hdr->master_start_ms = master_wall_ms();
+	sb.hdr->generation = generation;
+	srandom((unsigned)getpid() ^ (unsigned)master_now());
+	log_info("molt %s started: %d workers, generation %u", PACKAGE_VERSION,
+	    cfg->server.workers, generation);
+
+	master_reconcile();
+	next_sample = master_now() + cfg->recycle.sample_interval_ms;
+	for (;;) {
+		now = master_now();
+		if (stopping && master_live_workers() == 0)
+			break;
+		pfd[0].fd = sig_pipe[0];
+		pfd[0].events = POLLIN;
+		pfd[1].fd = notify_pipe[0];
+		pfd[1].events = POLLIN;
+		n = poll(pfd, 2, (int)master_next_deadline(now, next_sample));
+		if (n == -1 && errno != EINTR) {
+			log_error("poll: %s", strerror(errno));
+			break;
+		}
+		if (n > 0 && (pfd[0].revents & POLLIN))
+			master_handle_signals();
+		if (n > 0 && (pfd[1].revents & POLLIN))
+			master_handle_notify();
+		now = master_now();
+		if (now >= next_sample) {
+			if (!stopping)
+				master_sample_all();
+			next_sample = now + cfg->recycle.sample_interval_ms;
+		}
+		if (stopping && now >= stop_deadline) {
+			log_error("workers still running %lld ms after the stop; "
+			    "killing them", (long long)STOP_BACKSTOP_MS);
+			master_signal_all(SIGKILL);
+			stop_deadline = now + STOP_BACKSTOP_MS;
+		}
+		master_backstops(now);
+		master_reconcile();
+	}
+	if (cfg->server.pid_file != NULL && unlink(cfg->server.pid_file) == -1)
+		log_warn("unlink(%s): %s", cfg->server.pid_file, strerror(errno));
+	listen_close(cfg->server.listen);
+	log_info("exiting");
+	return 0;
+}

@@ -1,0 +1,30 @@
+/*
+ * master.h - the master process: binds, forks, watches, recycles.
+ */
+#ifndef MOLT_MASTER_H
+#define MOLT_MASTER_H
+
+struct molt_config;
+
+/* Messages from workers on the notify pipe (one atomic 8-byte write). */
+enum { MSG_READY = 1, MSG_TRIMMED = 2 };
+
+void master_notify(int fd, int type, int slot);
+
+/*
+ * Runs the master until it is told to stop.  cfg was loaded and checked
+ * (modules included) by the caller.  Returns the exit status.
+ */
+int  master_run(struct molt_config *cfg, const char *conf_path, int daemonize);
+
+/* Checks cfg completely, modules included, in a child process. */
+int  master_validate(struct molt_config *cfg, char *msg, size_t msglen);
+/* The checks themselves, for the child (and for molt -t). */
+int  master_check_config(struct molt_config *cfg, struct conf_error *err);
+
+
+
+/* In main.c: fills in what a loaded config leaves to the binary
+ * (modules_dir, the www dir of the embedded default). */
+void main_fixup_config(struct molt_config *cfg);
+#endif

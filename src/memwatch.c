@@ -1,0 +1,87 @@
+/*
+ * memwatch.c - per-process memory figures from /proc.
+ *
+ * USS (private pages) is the default measure: the copy-on-write pages a
+ * worker still shares with the master are not its own doing and would
+ * otherwise be charged once per worker.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "memwatch.h"
+
+static ssize_t
+memwatch_slurp(const char *path, char *buf, size_t len)
+{
+	ssize_t n, total = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	while ((size_t)total < len - 1) {
+		n = read(fd, buf + total, len - 1 - (size_t)total);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		total += n;
+	}
+	close(fd);
+	buf[total] = '\0';
+	return total;
+}
+
+/* Value of "Key:   1234 kB" in bytes, or 0. */
+static uint64_t
+memwatch_field(const char *buf, const char *key)
+{
+	const char *p = buf;
+	size_t kl = strlen(key);
+
+	while ((p = strstr(p, key)) != NULL) {
+		if ((p == buf || p[-1] == '\n') && p[kl] == ':')
+			return strtoull(p + kl + 1, NULL, 10) * 1024;
+		p += kl;
+	}
+	return 0;
+}
+
+int
+memwatch_read(pid_t pid, struct mem_sample *out, int with_smaps)
+{
+	char path[64], buf[4096];
+
+	memset(out, 0, sizeof(*out));
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (memwatch_slurp(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	out->rss = memwatch_field(buf, "VmRSS");
+	out->rss_anon = memwatch_field(buf, "RssAnon");
+	if (!with_smaps)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	if (memwatch_slurp(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	out->pss = memwatch_field(buf, "Pss");
+	out->uss = memwatch_field(buf, "Private_Clean") +
+	    memwatch_field(buf, "Private_Dirty");
+	return 0;
+}
+
+const char *
+memwatch_fmt(uint64_t bytes, char *buf, size_t len)
+{
+	if (bytes >= 1024ULL * 1024 * 1024)
+		snprintf(buf, len, "%.2f GB", bytes / (1024.0 * 1024 * 1024));
+	else if (bytes >= 1024 * 1024)
+		snprintf(buf, len, "%.1f MB", bytes / (1024.0 * 1024));
+	else
+		snprintf(buf, len, "%.1f kB", bytes / 1024.0);
+	return buf;
+}

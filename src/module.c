@@ -1,0 +1,403 @@
+/*
+ * module.c - finding, loading and checking handler modules.
+ *
+ * A module is refused before any of its hooks run if its magic or ABI does
+ * not match, with a message that names the file and both versions.  Its
+ * settings are resolved per route (route section, then [module NAME], then
+ * the declared default) and type-checked with the file:line they came from.
+ */
+#include "autoconfig.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "module.h"
+
+struct binding {
+	struct route_conf *rc;
+	struct molt_conf  *conf;
+	struct binding    *next;
+};
+
+static struct binding *bindings;
+
+static struct module *
+module_lookup(struct module *mods, const char *name)
+{
+	for (; mods != NULL; mods = mods->next)
+		if (strcmp(mods->name, name) == 0)
+			return mods;
+	return NULL;
+}
+
+const struct molt_module *
+module_find(struct module *mods, const char *name)
+{
+	struct module *m = module_lookup(mods, name);
+
+	return m ? m->m : NULL;
+}
+
+/* Finds NAME.so along the colon-separated search path. */
+static int
+module_path(const char *dirs, const char *name, char *out, size_t outlen)
+{
+	const char *p = dirs, *colon;
+
+	while (p != NULL && *p != '\0') {
+		size_t len;
+
+		colon = strchr(p, ':');
+		len = colon ? (size_t)(colon - p) : strlen(p);
+		if (len > 0 && (size_t)snprintf(out, outlen, "%.*s/%s.so", (int)len,
+		    p, name) < outlen && access(out, F_OK) == 0)
+			return 0;
+		p = colon ? colon + 1 : NULL;
+	}
+	return -1;
+}
+
+static struct module *
+module_load(const char *dirs, const char *name, char *err, size_t errlen)
+{
+	char path[1024];
+	const struct molt_module *m;
+	struct module *mod = NULL;
+	void *dl;
+	size_t i;
+
+	for (i = 0; name[i] != '\0'; i++)
+		if (name[i] == '/' || name[i] == '.') {
+			snprintf(err, errlen, "module name '%s' must be a plain name "
+			    "(the file NAME.so in modules_dir)", name);
+			return NULL;
+		}
+	if (dirs == NULL || module_path(dirs, name, path, sizeof(path)) == -1) {
+		snprintf(err, errlen, "module '%s' not found: no %s.so in "
+		    "modules_dir %s", name, name, dirs ? dirs : "(unset)");
+		return NULL;
+	}
+	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (dl == NULL) {
+		snprintf(err, errlen, "cannot load module %s: %s", path, dlerror());
+		return NULL;
+	}
+	m = dlsym(dl, "molt_module");
+	if (m == NULL) {
+		snprintf(err, errlen, "%s is not a molt module: it does not export "
+		    "the symbol molt_module", path);
+		goto fail;
+	}
+	if (m->magic != MOLT_MODULE_MAGIC) {
+		snprintf(err, errlen, "%s is not a molt module: bad magic 0x%08x "
+		    "(expected 0x%08x)", path, (unsigned)m->magic,
+		    (unsigned)MOLT_MODULE_MAGIC);
+		goto fail;
+	}
+	/* Same major, and a minor no newer than ours: everything it uses exists. */
+	if (m->abi_major != MOLT_ABI_MAJOR || m->abi_minor > MOLT_ABI_MINOR) {
+		snprintf(err, errlen, "%s was built for module ABI %u.%u, but this "
+		    "molt provides module ABI %u.%u; rebuild it against "
+		    "<molt/module.h> %u.%u", path, m->abi_major, m->abi_minor,
+		    MOLT_ABI_MAJOR, MOLT_ABI_MINOR, MOLT_ABI_MAJOR, MOLT_ABI_MINOR);
+		goto fail;
+	}
+	if (m->name == NULL || strcmp(m->name, name) != 0) {
+		snprintf(err, errlen, "%s calls itself '%s'; the file name says '%s'",
+		    path, m->name ? m->name : "(null)", name);
+		goto fail;
+	}
+	if (m->handle == NULL) {
+		snprintf(err, errlen, "module %s (%s) has no handle hook", name, path);
+		goto fail;
+	}
+	mod = calloc(1, sizeof(*mod));
+	if (mod == NULL || (mod->name = strdup(name)) == NULL ||
+	    (mod->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "out of memory loading %s", path);
+		goto fail;
+	}
+	mod->dl = dl;
+	mod->m = m;
+	return mod;
+fail:
+	if (mod != NULL) {
+		free(mod->name);
+		free(mod->path);
+		free(mod);
+	}
+	dlclose(dl);
+	return NULL;
+}
+
+static int
+module_parse_value(enum molt_conf_type type, const char *text, long long *num)
+{
+	int b;
+
+	switch (type) {
+	case MOLT_CONF_STRING:
+		*num = 0;
+		return 0;
+	case MOLT_CONF_INT:
+		return conf_parse_int(text, num);
+	case MOLT_CONF_SIZE:
+		return conf_parse_size(text, num);
+	case MOLT_CONF_DURATION:
+		return conf_parse_duration(text, num);
+	case MOLT_CONF_BOOL:
+		if (conf_parse_bool(text, &b) == -1)
+			return -1;
+		*num = b;
+		return 0;
+	}
+	return -1;
+}
+
+static const char *
+module_type_name(enum molt_conf_type type)
+{
+	switch (type) {
+	case MOLT_CONF_STRING:   return "a string";
+	case MOLT_CONF_INT:      return "an integer";
+	case MOLT_CONF_SIZE:     return "a size (e.g. 512k, 16m)";
+	case MOLT_CONF_DURATION: return "a duration (e.g. 250ms, 30s, 5m)";
+	case MOLT_CONF_BOOL:     return "on or off";
+	}
+	return "?";
+}
+
+/* Resolves one route's settings for its module. */
+static struct molt_conf *
+module_resolve(const struct molt_module *m, struct route_conf *rc,
+    const char *cfgpath, struct conf_error *err)
+{
+	const struct molt_conf_key *k;
+	struct molt_conf *conf;
+	size_t n = 0, i;
+
+	for (k = m->conf_keys; k != NULL && k->name != NULL; k++)
+		n++;
+	conf = calloc(1, sizeof(*conf) + n * sizeof(struct conf_val));
+	if (conf == NULL) {
+		conf_errorf(err, cfgpath, 0, "out of memory");
+		return NULL;
+	}
+	conf->route = rc->prefix;
+	conf->n = n;
+	conf->v = (struct conf_val *)(conf + 1);
+	for (i = 0, k = m->conf_keys; i < n; i++, k++) {
+		struct conf_val *v = &conf->v[i];
+		struct conf_kv *kv = NULL;
+		unsigned where = k->flags & (MOLT_CONF_MODULE | MOLT_CONF_ROUTE);
+		const struct conf_section *from = NULL;
+
+		v->key = k->name;
+		v->type = k->type;
+		if ((kv = conf_get(rc->section, k->name)) != NULL) {
+			from = rc->section;
+			if (where == MOLT_CONF_MODULE) {
+				conf_errorf(err, from->file, kv->line, "%s: this key of "
+				    "module %s belongs in [module %s], not in a route",
+				    k->name, m->name, m->name);
+				goto fail;
+			}
+		} else if (rc->module_section != NULL &&
+		    (kv = conf_get(rc->module_section, k->name)) != NULL) {
+			from = rc->module_section;
+			if (where == MOLT_CONF_ROUTE) {
+				conf_errorf(err, from->file, kv->line, "%s: this key of "
+				    "module %s belongs in each [route], not in [module %s]",
+				    k->name, m->name, m->name);
+				goto fail;
+			}
+		}
+		if (kv != NULL) {
+			v->text = kv->value;
+			v->file = from->file;
+			v->line = kv->line;
+		} else {
+			v->text = k->def;
+			v->file = "";
+			v->line = 0;
+		}
+		if (v->text == NULL) {
+			if (k->flags & MOLT_CONF_REQUIRED) {
+				conf_errorf(err, rc->section->file, rc->section->line,
+				    "[route %s] module %s needs %s = ... (%s)", rc->prefix,
+				    m->name, k->name, k->help ? k->help : "required");
+				goto fail;
+			}
+			continue;
+		}
+		if (module_parse_value(k->type, v->text, &v->num) == -1) {
+			if (kv != NULL)
+				conf_errorf(err, v->file, v->line, "%s: expected %s, "
+				    "got '%s'", k->name, module_type_name(k->type), v->text);
+			else
+				conf_errorf(err, cfgpath, 0, "module %s: default of %s "
+				    "('%s') is not %s", m->name, k->name, v->text,
+				    module_type_name(k->type));
+			goto fail;
+		}
+	}
+	return conf;
+fail:
+	free(conf);
+	return NULL;
+}
+
+int
+module_check_all(struct molt_config *cfg, struct module **mods,
+    struct conf_error *err)
+{
+	struct route_conf *rc;
+	struct conf_section *s;
+	struct module *mod;
+	char msg[1024];
+
+	*mods = NULL;
+	for (rc = cfg->routes; rc != NULL; rc = rc->next) {
+		struct molt_conf *conf;
+		struct binding *b;
+		struct conf_kv *kv = conf_get(rc->section, "module");
+		int line = kv ? kv->line : rc->section->line;
+
+		if ((mod = module_lookup(*mods, rc->module)) == NULL) {
+			mod = module_load(cfg->server.modules_dir, rc->module, msg,
+			    sizeof(msg));
+			if (mod == NULL) {
+				conf_errorf(err, rc->section->file, line, "%s", msg);
+				goto fail;
+			}
+			mod->next = *mods;
+			*mods = mod;
+		}
+		conf = module_resolve(mod->m, rc, cfg->path, err);
+		if (conf == NULL)
+			goto fail;
+		if ((b = calloc(1, sizeof(*b))) == NULL) {
+			free(conf);
+			conf_errorf(err, cfg->path, 0, "out of memory");
+			goto fail;
+		}
+		b->rc = rc;
+		b->conf = conf;
+		b->next = bindings;
+		bindings = b;
+		if (mod->m->check != NULL) {
+			msg[0] = '\0';
+			if (mod->m->check(conf, msg, sizeof(msg)) != 0) {
+				conf_errorf(err, rc->section->file, rc->section->line,
+				    "[route %s] module %s: %s", rc->prefix, mod->name,
+				    msg[0] ? msg : "settings refused");
+				goto fail;
+			}
+		}
+	}
+	/* A [module NAME] section nobody routes to is most likely a typo. */
+	for (s = cfg->sections; s != NULL; s = s->next) {
+		if (strcmp(s->kind, "module") != 0)
+			continue;
+		if (module_lookup(*mods, s->arg) == NULL) {
+			conf_errorf(err, s->file, s->line, "[module %s] is not used by "
+			    "any [route]", s->arg);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	module_unload_all(*mods);
+	*mods = NULL;
+	return -1;
+}
+
+struct molt_conf *
+module_conf_for(struct module *mods, struct route_conf *rc)
+{
+	struct binding *b;
+
+	(void)mods;
+	for (b = bindings; b != NULL; b = b->next)
+		if (b->rc == rc)
+			return b->conf;
+	return NULL;
+}
+
+void
+module_unload_all(struct module *mods)
+{
+	struct module *next;
+	struct binding *b;
+
+	while ((b = bindings) != NULL) {
+		bindings = b->next;
+		free(b->conf);
+		free(b);
+	}
+	for (; mods != NULL; mods = next) {
+		next = mods->next;
+		/* Modules may have registered atexit handlers; keep them mapped. */
+		free(mods->name);
+		free(mods->path);
+		free(mods);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The settings API for modules                                        */
+
+static const struct conf_val *
+module_val(const molt_conf *conf, const char *key)
+{
+	size_t i;
+
+	if (conf == NULL)
+		return NULL;
+	for (i = 0; i < conf->n; i++)
+		if (strcmp(conf->v[i].key, key) == 0)
+			return &conf->v[i];
+	molt_log(MOLT_LOG_ERROR, "route %s: a module asked for undeclared "
+	    "config key '%s'", conf->route, key);
+	return NULL;
+}
+
+const char *
+molt_conf_str(const molt_conf *conf, const char *key)
+{
+	const struct conf_val *v = module_val(conf, key);
+
+	return v ? v->text : NULL;
+}
+
+long long
+molt_conf_int(const molt_conf *conf, const char *key)
+{
+	const struct conf_val *v = module_val(conf, key);
+
+	return v && v->text ? v->num : 0;
+}
+
+int
+molt_conf_bool(const molt_conf *conf, const char *key)
+{
+	const struct conf_val *v = module_val(conf, key);
+
+	return v && v->text ? (int)v->num : 0;
+}
+
+const char *
+molt_conf_where(const molt_conf *conf, const char *key, int *line)
+{
+	const struct conf_val *v = module_val(conf, key);
+
+	if (line != NULL)
+		*line = v ? v->line : 0;
+	return v ? v->file : "";
+}

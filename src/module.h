@@ -1,0 +1,53 @@
+/*
+ * module.h - loading handler modules and resolving their settings.
+ *
+ * Only workers and the validating child ever dlopen a module: the master
+ * never runs module code, so a broken module can only take down a worker.
+ */
+#ifndef MOLT_MODULE_INTERNAL_H
+#define MOLT_MODULE_INTERNAL_H
+
+#include <stddef.h>
+
+#include "molt/module.h"
+
+struct molt_config;
+struct conf_error;
+struct route_conf;
+
+struct module {
+	char                      *name;
+	char                      *path;
+	void                      *dl;
+	const struct molt_module  *m;
+	struct module             *next;
+};
+
+struct conf_val {
+	const char          *key;
+	enum molt_conf_type  type;
+	const char          *text;   /* NULL: unset and no default */
+	long long            num;    /* parsed INT/SIZE/DURATION/BOOL */
+	const char          *file;
+	int                  line;
+};
+
+struct molt_conf {
+	const char      *route;      /* route prefix, for messages */
+	size_t           n;
+	struct conf_val *v;
+};
+
+/*
+ * Loads every module the routes use, checks ABI and settings, and runs
+ * each module's check().  On success *mods holds the loaded modules and
+ * each route_conf gets its resolved settings via module_route_conf().
+ */
+int  module_check_all(struct molt_config *cfg, struct module **mods,
+                      struct conf_error *err);
+/* The resolved settings of a route (after module_check_all). */
+struct molt_conf *module_conf_for(struct module *mods, struct route_conf *rc);
+const struct molt_module *module_find(struct module *mods, const char *name);
+void module_unload_all(struct module *mods);
+
+#endif

@@ -1,0 +1,686 @@
+/*
+ * request.c - the module API over a connection's current request.
+ *
+ * Strings handed to modules are NUL-terminated in the request's own copy
+ * of the head, so the accessors cost no allocation.  Replies are formatted
+ * straight into the connection's output buffer.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "pool.h"
+#include "request.h"
+#include "worker.h"
+
+#define SERVER_HEADER "Server: molt/" PACKAGE_VERSION "\r\n"
+
+static struct conn *
+req_conn(const molt_request *req)
+{
+	return req->conn;
+}
+
+/* ------------------------------------------------------------------ */
+/* Preparing a parsed request                                          */
+
+/*
+ * RFC 3986 5.2.4 on an already decoded path, in place.  Routing happens on
+ * the result, so "/public/../admin" is routed as "/admin".  Returns the new
+ * length, or -1 if the path climbs above the root.
+ */
+static ssize_t
+req_remove_dots(char *p, size_t len)
+{
+	size_t in = 0, out = 0;
+
+	while (in < len) {
+		/* p[in] is '/' here: every segment starts with one. */
+		size_t end = in + 1;
+
+		while (end < len && p[end] != '/')
+			end++;
+		if (end - in == 2 && p[in + 1] == '.') {
+			if (end == len)
+				p[out++] = '/';
+		} else if (end - in == 3 && p[in + 1] == '.' && p[in + 2] == '.') {
+			if (out == 0)
+				return -1;
+			while (out > 0 && p[--out] != '/')
+				;
+			if (end == len)
+				p[out++] = '/';
+		} else {
+			memmove(p + out, p + in, end - in);
+			out += end - in;
+		}
+		in = end;
+	}
+	if (out == 0)
+		p[out++] = '/';
+	p[out] = '\0';
+	return (ssize_t)out;
+}
+
+void
+req_clear(molt_request *req)
+{
+	req->method = req->target = req->path = req->path_info = NULL;
+	req->query = NULL;
+	req->route = NULL;
+	req->status = 0;
+	req->resp_flags = 0;
+	req->resp_headers = NULL;
+	req->bytes_out = 0;
+	req->head.nheaders = 0;
+	req->head.version = 11;
+	req->head.flags = 0;
+	req->on_abort = NULL;
+	req->on_drain = NULL;
+	req->start_ms = worker_now_ms(req->conn->w);
+}
+
+int
+req_prepare(molt_request *req)
+{
+	struct http_head *h = &req->head;
+	struct conn *c = req_conn(req);
+	struct wroute *r;
+	ssize_t n;
+	size_t i;
+
+	/* The copy of the head is ours: terminate strings in place. */
+	req->method = (char *)h->method;
+	req->method[h->method_len] = '\0';
+	req->target = (char *)h->target;
+	req->target[h->target_len] = '\0';
+	req->query = h->query_len ? (char *)h->query : (char *)"";
+	for (i = 0; i < h->nheaders; i++) {
+		((char *)h->headers[i].name)[h->headers[i].name_len] = '\0';
+		((char *)h->headers[i].value)[h->headers[i].value_len] = '\0';
+	}
+
+	req->path = molt_pstrndup(req->pool, h->path, h->path_len);
+	if (req->path == NULL)
+		return -1;
+	n = (ssize_t)h->path_len;
+	if (memchr(h->path, '%', h->path_len) != NULL) {
+		n = http_urldecode(req->path, h->path, h->path_len, 0);
+		if (n < 0) {
+			conn_error_reply(c, 400, "malformed percent-encoding in path", 1);
+			return 0;
+		}
+		req->path[n] = '\0';
+	}
+	if (n == 0 || req->path[0] != '/') {
+		/* "*" (OPTIONS) and the like: nothing here routes them. */
+		conn_error_reply(c, 404, "not found", 0);
+		return 0;
+	}
+	if (memmem(req->path, (size_t)n, "/.", 2) != NULL &&
+	    (n = req_remove_dots(req->path, (size_t)n)) < 0) {
+		conn_error_reply(c, 400, "path climbs above the root", 1);
+		return 0;
+	}
+
+	r = worker_route(c->w, req->path, (size_t)n);
+	if (r == NULL) {
+		conn_error_reply(c, 404, "not found", 0);
+		return 0;
+	}
+	req->route = r;
+	if (r->prefix_len == 1 || r->prefix[r->prefix_len - 1] == '/')
+		req->path_info = req->path + r->prefix_len - 1;
+	else
+		req->path_info = req->path + r->prefix_len;
+	if (r->methods != 0 &&
+	    !(r->methods & method_bit(h->method, h->method_len))) {
+		req_reply_core_error(req, 405, "method not allowed", 0);
+		req->route = NULL;
+		return 0;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Accessors                                                           */
+
+molt_pool *molt_req_pool(molt_request *req) { return req->pool; }
+molt_worker *molt_req_worker(molt_request *req) { return (molt_worker *)req->conn->w; }
+const molt_conf *molt_req_conf(const molt_request *req) { return req->route->conf; }
+void *molt_req_route_data(const molt_request *req) { return req->route->data; }
+const char *molt_req_method(const molt_request *req) { return req->method; }
+const char *molt_req_target(const molt_request *req) { return req->target; }
+const char *molt_req_path(const molt_request *req) { return req->path; }
+const char *molt_req_path_info(const molt_request *req) { return req->path_info; }
+const char *molt_req_query(const molt_request *req) { return req->query; }
+int molt_req_version(const molt_request *req) { return req->head.version; }
+const char *molt_req_peer(const molt_request *req) { return req->conn->peer; }
+
+const char *
+molt_req_header(const molt_request *req, const char *name)
+{
+	size_t i, len = strlen(name);
+
+	for (i = 0; i < req->head.nheaders; i++) {
+		const struct http_header *hd = &req->head.headers[i];
+		if (hd->name_len == len && strcasecmp(hd->name, name) == 0)
+			return hd->value;
+	}
+	return NULL;
+}
+
+size_t
+molt_req_header_count(const molt_request *req)
+{
+	return req->head.nheaders;
+}
+
+int
+molt_req_header_at(const molt_request *req, size_t i, const char **name,
+    const char **value)
+{
+	if (i >= req->head.nheaders)
+		return -1;
+	*name = req->head.headers[i].name;
+	*value = req->head.headers[i].value;
+	return 0;
+}
+
+const void *
+molt_req_body(const molt_request *req, size_t *len)
+{
+	if (len != NULL)
+		*len = req->body_len;
+	return req->body_len ? req->body : NULL;
+}
+
+/* Splits and decodes the query string into the pool, once. */
+static int
+req_parse_params(molt_request *req)
+{
+	const char *q = req->query, *p, *amp, *eq;
+	size_t n = 0, i = 0;
+
+	req->params_parsed = 1;
+	if (*q == '\0')
+		return 0;
+	for (p = q; *p; p++)
+		if (*p == '&')
+			n++;
+	n++;
+	req->pnames = molt_palloc(req->pool, n * sizeof(char *));
+	req->pvalues = molt_palloc(req->pool, n * sizeof(char *));
+	if (req->pnames == NULL || req->pvalues == NULL)
+		return -1;
+	for (p = q; *p != '\0'; p = *amp ? amp + 1 : amp) {
+		size_t len, nlen;
+		ssize_t d;
+		char *name, *val;
+
+		amp = strchr(p, '&');
+		if (amp == NULL)
+			amp = p + strlen(p);
+		len = (size_t)(amp - p);
+		if (len == 0)
+			continue;
+		eq = memchr(p, '=', len);
+		nlen = eq ? (size_t)(eq - p) : len;
+		name = molt_palloc(req->pool, nlen + 1);
+		val = molt_palloc(req->pool, eq ? len - nlen : 1);
+		if (name == NULL || val == NULL)
+			return -1;
+		/* A malformed escape is kept literally rather than failing. */
+		if ((d = http_urldecode(name, p, nlen, 1)) < 0) {
+			memcpy(name, p, nlen);
+			d = (ssize_t)nlen;
+		}
+		name[d] = '\0';
+		if (eq != NULL) {
+			if ((d = http_urldecode(val, eq + 1, len - nlen - 1, 1)) < 0) {
+				memcpy(val, eq + 1, len - nlen - 1);
+				d = (ssize_t)(len - nlen - 1);
+			}
+			val[d] = '\0';
+		} else {
+			val[0] = '\0';
+		}
+		req->pnames[i] = name;
+		req->pvalues[i] = val;
+		i++;
+	}
+	req->nparams = i;
+	return 0;
+}
+
+const char *
+molt_req_param(molt_request *req, const char *name)
+{
+	size_t i;
+
+	if (!req->params_parsed && req_parse_params(req) == -1)
+		return NULL;
+	for (i = 0; i < req->nparams; i++)
+		if (strcmp(req->pnames[i], name) == 0)
+			return req->pvalues[i];
+	return NULL;
+}
+
+size_t
+molt_req_param_count(molt_request *req)
+{
+	if (!req->params_parsed)
+		req_parse_params(req);
+	return req->nparams;
+}
+
+int
+molt_req_param_at(molt_request *req, size_t i, const char **name,
+    const char **value)
+{
+	if (!req->params_parsed)
+		req_parse_params(req);
+	if (i >= req->nparams)
+		return -1;
+	*name = req->pnames[i];
+	*value = req->pvalues[i];
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Response heads                                                      */
+
+static int
+req_header_ok(const char *s, int is_name)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '\r' || ch == '\n' || ch == '\0')
+			return 0;
+		if (is_name && (ch <= ' ' || ch == ':' || ch >= 0x7f))
+			return 0;
+	}
+	return 1;
+}
+
+int
+molt_resp_header(molt_request *req, const char *name, const char *value)
+{
+	struct resp_header *h;
+
+	if (req->resp_flags & RESP_STARTED) {
+		molt_log(MOLT_LOG_ERROR, "molt_resp_header(%s) after the reply "
+		    "started, for %s", name, req->target);
+		return -1;
+	}
+	/* A CR or LF from a module would let a client split the response. */
+	if (*name == '\0' || !req_header_ok(name, 1) || !req_header_ok(value, 0)) {
+		molt_log(MOLT_LOG_ERROR, "refusing invalid response header "
+		    "'%s' for %s", name, req->target);
+		return -1;
+	}
+	h = molt_palloc(req->pool, sizeof(*h));
+	if (h == NULL)
+		return -1;
+	h->name = molt_pstrdup(req->pool, name);
+	h->value = molt_pstrdup(req->pool, value);
+	if (h->name == NULL || h->value == NULL)
+		return -1;
+	h->next = req->resp_headers;
+	req->resp_headers = h;
+	return 0;
+}
+
+static int
+req_must_close(molt_request *req)
+{
+	struct conn *c = req->conn;
+	const struct server_conf *sc = &c->w->cfg->server;
+
+	return (c->flags & CONN_CLOSING) || (req->head.flags & HTTP_F_CLOSE) ||
+	    c->w->draining ||
+	    (sc->keepalive_requests > 0 &&
+	     c->nreq + 1 >= (unsigned long long)sc->keepalive_requests);
+}
+
+static size_t
+req_put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return n;
+}
+
+static size_t
+req_put_uint(char *p, unsigned long long v)
+{
+	char tmp[24];
+	size_t n = 0, i;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	for (i = 0; i < n; i++)
+		p[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/*
+ * Queues the status line and headers.  clen >= 0 sends Content-Length,
+ * -1 means chunked, -2 means close-delimited, -3 means no length at all
+ * (1xx, 204, 304).
+ */
+static int
+req_send_head(molt_request *req, int status, const char *ctype, long long clen)
+{
+	struct conn *c = req->conn;
+	struct resp_header *rh;
+	const char *reason = http_reason(status);
+	const char *date = worker_date_header(c->w);
+	size_t need, off = 0;
+	char *p;
+
+	if (status < 100 || status > 999)
+		status = 500;
+	if (req_must_close(req) || clen == -2)
+		req->resp_flags |= RESP_CLOSE;
+	need = 64 + strlen(reason) + strlen(date) + sizeof(SERVER_HEADER) +
+	    (ctype ? strlen(ctype) + 16 : 0);
+	for (rh = req->resp_headers; rh != NULL; rh = rh->next)
+		need += strlen(rh->name) + strlen(rh->value) + 4;
+
+	/* Straight into the output buffer when it fits; it nearly always does. */
+	if (c->oq == NULL && need <= CONN_OBUF_SIZE - c->olen)
+		p = c->obuf + c->olen;
+	else if ((p = molt_palloc(req->pool, need)) == NULL)
+		return -1;
+
+	off += req_put(p + off, "HTTP/1.1 ", 9);
+	p[off++] = (char)('0' + status / 100);
+	p[off++] = (char)('0' + status / 10 % 10);
+	p[off++] = (char)('0' + status % 10);
+	p[off++] = ' ';
+	off += req_put(p + off, reason, strlen(reason));
+	off += req_put(p + off, "\r\n" SERVER_HEADER, 2 + sizeof(SERVER_HEADER) - 1);
+	off += req_put(p + off, date, strlen(date));
+	if (ctype != NULL) {
+		off += req_put(p + off, "Content-Type: ", 14);
+		off += req_put(p + off, ctype, strlen(ctype));
+		off += req_put(p + off, "\r\n", 2);
+	}
+	if (clen >= 0) {
+		off += req_put(p + off, "Content-Length: ", 16);
+		off += req_put_uint(p + off, (unsigned long long)clen);
+		off += req_put(p + off, "\r\n", 2);
+	} else if (clen == -1) {
+		off += req_put(p + off, "Transfer-Encoding: chunked\r\n", 28);
+	}
+	if (req->resp_flags & RESP_CLOSE)
+		off += req_put(p + off, "Connection: close\r\n", 19);
+	else if (req->head.version == 10)
+		off += req_put(p + off, "Connection: keep-alive\r\n", 24);
+	for (rh = req->resp_headers; rh != NULL; rh = rh->next) {
+		off += req_put(p + off, rh->name, strlen(rh->name));
+		off += req_put(p + off, ": ", 2);
+		off += req_put(p + off, rh->value, strlen(rh->value));
+		off += req_put(p + off, "\r\n", 2);
+	}
+	off += req_put(p + off, "\r\n", 2);
+
+	req->status = status;
+	req->resp_flags |= RESP_STARTED;
+	if (p == c->obuf + c->olen) {
+		c->olen += off;
+		c->queued += off;
+		return 0;
+	}
+	return conn_out(c, p, off);
+}
+
+static int
+req_check_fresh(molt_request *req, const char *fn)
+{
+	if (req->resp_flags & RESP_STARTED) {
+		molt_log(MOLT_LOG_ERROR, "%s: a reply was already given for %s %s",
+		    fn, req->method ? req->method : "-",
+		    req->target ? req->target : "-");
+		return -1;
+	}
+	return 0;
+}
+
+/* The reply is queued; push it out now if nothing else will. */
+static void
+req_complete(molt_request *req)
+{
+	struct conn *c = req->conn;
+
+	req->resp_flags |= RESP_DONE;
+	conn_reply_complete(c);
+	if (!(c->flags & CONN_DISPATCH))
+		conn_flush(c);
+}
+
+static int
+req_no_body(int status)
+{
+	return status < 200 || status == 204 || status == 304;
+}
+
+int
+molt_reply(molt_request *req, int status, const char *content_type,
+    const void *body, size_t len)
+{
+	int rc;
+
+	if (req_check_fresh(req, "molt_reply") == -1)
+		return -1;
+	if (req_no_body(status)) {
+		rc = req_send_head(req, status, NULL, -3);
+	} else {
+		rc = req_send_head(req, status, content_type, (long long)len);
+		if (rc == 0 && !(req->resp_flags & RESP_HEAD) && len > 0) {
+			rc = conn_out(req->conn, body, len);
+			req->bytes_out = len;
+		}
+	}
+	req_complete(req);
+	return rc == -1 ? -1 : MOLT_DONE;
+}
+
+/* JSON-escapes msg into the pool. */
+static int
+req_error_body(molt_request *req, int status, const char *msg, char **out)
+{
+	size_t len = strlen(msg);
+	char *esc = molt_palloc(req->pool, 6 * len + 1);
+	char *b;
+
+	if (esc == NULL)
+		return -1;
+	molt_json_escape(esc, msg, len);
+	b = molt_psprintf(req->pool, "{\"error\":\"%s\",\"status\":%d}\n", esc,
+	    status);
+	if (b == NULL)
+		return -1;
+	*out = b;
+	return (int)strlen(b);
+}
+
+int
+molt_reply_error(molt_request *req, int status, const char *msg)
+{
+	char *body;
+	int n;
+
+	if ((n = req_error_body(req, status, msg, &body)) < 0)
+		return molt_reply(req, 500, "text/plain", "out of memory\n", 14);
+	return molt_reply(req, status, "application/json", body, (size_t)n);
+}
+
+void
+req_reply_core_error(molt_request *req, int status, const char *msg, int close)
+{
+	struct conn *c = req->conn;
+	char buf[256];
+	int n;
+
+	if (close)
+		c->flags |= CONN_CLOSING;
+	if (req->resp_flags & RESP_STARTED) {
+		/* Too late for a status: only closing can tell the client. */
+		c->flags |= CONN_CLOSING | CONN_ERROR;
+		c->state = REQ_DONE;
+		return;
+	}
+	req->resp_headers = NULL;
+	if (status == 405 && req->route != NULL) {
+		static const char *names[] = { "GET", "HEAD", "POST", "PUT",
+		    "DELETE", "PATCH", "OPTIONS" };
+		char allow[64];
+		size_t i, off = 0;
+
+		allow[0] = '\0';
+		for (i = 0; i < 7; i++)
+			if (req->route->methods & (1u << i))
+				off += (size_t)snprintf(allow + off, sizeof(allow) - off,
+				    "%s%s", off ? ", " : "", names[i]);
+		if (req->pool != NULL)
+			molt_resp_header(req, "Allow", allow);
+	}
+	n = snprintf(buf, sizeof(buf), "{\"error\":\"%s\",\"status\":%d}\n", msg,
+	    status);
+	if (req_send_head(req, status, "application/json", n) == 0 &&
+	    !(req->resp_flags & RESP_HEAD)) {
+		conn_out(c, buf, (size_t)n);
+		req->bytes_out = (uint64_t)n;
+	}
+	req->resp_flags |= RESP_DONE;
+	c->state = REQ_DONE;
+}
+
+int
+molt_reply_file(molt_request *req, int status, const char *content_type,
+    int fd, off_t offset, off_t len)
+{
+	int rc;
+
+	if (req_check_fresh(req, "molt_reply_file") == -1 || len < 0) {
+		close(fd);
+		return -1;
+	}
+	rc = req_send_head(req, status, content_type, (long long)len);
+	if (rc == 0 && !(req->resp_flags & RESP_HEAD) && len > 0) {
+		rc = conn_out_file(req->conn, fd, offset, (size_t)len);
+		req->bytes_out = (uint64_t)len;
+	} else {
+		close(fd);
+	}
+	req_complete(req);
+	return rc == -1 ? -1 : MOLT_DONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Streams                                                             */
+
+int
+molt_stream_start(molt_request *req, int status, const char *content_type)
+{
+	int chunked = req->head.version >= 11;
+
+	if (req_check_fresh(req, "molt_stream_start") == -1)
+		return -1;
+	if (req_send_head(req, status, content_type, chunked ? -1 : -2) == -1)
+		return -1;
+	req->resp_flags |= RESP_STREAM | (chunked ? RESP_CHUNKED : 0);
+	if (!(req->conn->flags & CONN_DISPATCH) && conn_flush(req->conn) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+req_stream_pushed(molt_request *req)
+{
+	struct conn *c = req->conn;
+
+	if (!(c->flags & CONN_DISPATCH) && c->queued > REQ_LOW_WATER &&
+	    conn_flush(c) == -1) {
+		/* The abort callback follows from the loop, not from in here. */
+		event_active(&c->post, 0, 0);
+		return -1;
+	}
+	return c->queued > REQ_HIGH_WATER ? MOLT_AGAIN : 0;
+}
+
+int
+molt_stream_write(molt_request *req, const void *data, size_t len)
+{
+	struct conn *c = req->conn;
+	char hdr[24];
+	int n;
+
+	if (!(req->resp_flags & RESP_STREAM) || (req->resp_flags & RESP_DONE))
+		return -1;
+	if (c->flags & CONN_ERROR)
+		return -1;
+	if (len == 0 || (req->resp_flags & RESP_HEAD))
+		return req_stream_pushed(req);
+	if (req->resp_flags & RESP_CHUNKED) {
+		n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+		if (conn_out(c, hdr, (size_t)n) == -1 ||
+		    conn_out(c, data, len) == -1 ||
+		    conn_out(c, "\r\n", 2) == -1)
+			goto gone;
+	} else if (conn_out(c, data, len) == -1) {
+		goto gone;
+	}
+	req->bytes_out += len;
+	return req_stream_pushed(req);
+gone:
+	event_active(&c->post, 0, 0);
+	return -1;
+}
+
+int
+molt_stream_end(molt_request *req)
+{
+	struct conn *c = req->conn;
+
+	if (!(req->resp_flags & RESP_STREAM) || (req->resp_flags & RESP_DONE))
+		return -1;
+	if ((req->resp_flags & RESP_CHUNKED) && !(req->resp_flags & RESP_HEAD) &&
+	    conn_out(c, "0\r\n\r\n", 5) == -1) {
+		event_active(&c->post, 0, 0);
+		return -1;
+	}
+	req_complete(req);
+	return 0;
+}
+
+void
+molt_stream_on_drain(molt_request *req, void (*cb)(molt_request *, void *),
+    void *arg)
+{
+	struct conn *c = req->conn;
+
+	req->on_drain = cb;
+	req->drain_arg = arg;
+	/* Already drained: tell the module from the loop, never re-entrantly. */
+	if (cb != NULL && c->queued <= REQ_LOW_WATER)
+		event_active(&c->post, 0, 0);
+}
+
+void
+molt_req_on_abort(molt_request *req, void (*cb)(molt_request *, void *),
+    void *arg)
+{
+	req->on_abort = cb;
+	req->abort_arg = arg;
+}

@@ -1,0 +1,75 @@
+/*
+ * scoreboard.c - the shared memory that workers report into.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "log.h"
+#include "scoreboard.h"
+
+struct scoreboard sb;
+
+const char *const sb_reason_names[R_MAX] = {
+	"rss", "hard_rss", "fragmentation", "requests", "lifetime", "crash",
+	"reload",
+};
+
+const char *const sb_state_names[] = {
+	"free", "starting", "idle", "busy", "draining", "exited",
+};
+
+int
+scoreboard_create(void)
+{
+	size_t len = sizeof(struct sb_header) + SB_SLOTS * sizeof(struct sb_slot);
+	void *p;
+
+	/* Anonymous and shared: inherited by every fork, gone with the last. */
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	    -1, 0);
+	if (p == MAP_FAILED) {
+		log_error("mmap of a %zu-byte scoreboard failed: %s", len,
+		    strerror(errno));
+		return -1;
+	}
+	sb.hdr = p;
+	sb.slots = (struct sb_slot *)((char *)p + sizeof(struct sb_header));
+	sb.hdr->nslots = SB_SLOTS;
+	return 0;
+}
+
+int
+scoreboard_read_worker(int i, struct sb_slot *out)
+{
+	struct sb_slot *s;
+	uint32_t a, b;
+	int tries;
+
+	if (i < 0 || i >= SB_SLOTS)
+		return -1;
+	s = &sb.slots[i];
+	for (tries = 0; tries < 100; tries++) {
+		a = s->w.seq;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		memcpy(&out->w, (const void *)&s->w, sizeof(out->w));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		b = s->w.seq;
+		if (a == b && !(a & 1))
+			break;
+	}
+	if (tries == 100)
+		return -1;
+	memcpy(&out->m, (const void *)&s->m, sizeof(out->m));
+	/* Untrusted: clamp what could index or print badly. */
+	if (out->w.state > SB_EXITED)
+		out->w.state = SB_EXITED;
+	out->w.req_line[SB_REQ_LEN - 1] = '\0';
+	if (out->w.req_route < -1 || out->w.req_route >= SB_ROUTES)
+		out->w.req_route = -1;
+	if (out->w.allocator > SB_ALLOC_JEMALLOC)
+		out->w.allocator = SB_ALLOC_UNKNOWN;
+	return 0;
+}

@@ -1,0 +1,104 @@
+/*
+ * scoreboard.h - shared memory between the master and its workers.
+ *
+ * Created before the first fork and never resized.  A slot is written by
+ * one worker (the "w_" half) and by the master (the "m_" half), each half
+ * on its own cache lines so neither side's writes bounce the other's
+ * lines.  The master reads the worker half as untrusted input: a crashing
+ * or hostile module can scribble anything there.
+ */
+#ifndef MOLT_SCOREBOARD_H
+#define MOLT_SCOREBOARD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SB_SLOTS       512   /* 2 x the worker limit, for replacements */
+#define SB_ROUTES      64    /* routes with their own statistics */
+#define SB_REQ_LEN     80
+
+enum sb_state { SB_FREE, SB_STARTING, SB_IDLE, SB_BUSY, SB_DRAINING, SB_EXITED };
+enum sb_alloc { SB_ALLOC_UNKNOWN, SB_ALLOC_GLIBC, SB_ALLOC_JEMALLOC };
+
+struct sb_route_stats {
+	uint64_t requests;
+	uint64_t allocs;         /* malloc calls while serving (route_stats) */
+	uint64_t alloc_bytes;    /* bytes asked for while serving */
+	int64_t  max_growth;     /* largest heap growth one request left */
+	uint64_t recycles;       /* recycles triggered while this route ran */
+};
+
+struct sb_slot {
+	/* Worker half: written only by the worker in this slot. */
+	struct {
+		volatile uint32_t seq;      /* odd while being written */
+		uint32_t state;
+		pid_t    pid;
+		uint32_t generation;
+		int64_t  start_ms;
+		uint64_t requests;
+		uint32_t connections;
+		uint32_t active;
+		int64_t  req_start_ms;      /* 0 when idle */
+		int32_t  req_route;         /* route index or -1 */
+		char     req_line[SB_REQ_LEN]; /* "GET /x" of the last request */
+		uint32_t allocator;
+		int64_t  sampled_ms;
+		uint64_t heap_in_use;
+		uint64_t heap_held;
+		uint64_t heap_free;
+		uint64_t trims;
+		uint64_t trim_reclaimed;
+		uint32_t trim_seen;         /* last trim request served */
+	} w __attribute__((aligned(64)));
+	/* Master half. */
+	struct {
+		volatile uint32_t seq;
+		uint32_t trim_request;      /* bumped to ask for a trim */
+		pid_t    pid;
+		uint32_t generation;
+		int      id;
+		uint32_t retiring;
+		uint64_t rss, uss, pss, rss_anon;
+		int64_t  measured_ms;
+		uint64_t trims;             /* trims the master asked for */
+	} m __attribute__((aligned(64)));
+	struct sb_route_stats routes[SB_ROUTES] __attribute__((aligned(64)));
+} __attribute__((aligned(64)));
+
+/* Fleet totals, written by the master. */
+enum sb_reason { R_RSS, R_HARD_RSS, R_FRAGMENTATION, R_REQUESTS, R_LIFETIME,
+	R_CRASH, R_RELOAD, R_MAX };
+
+struct sb_header {
+	volatile uint32_t seq;
+	uint32_t nslots;
+	int64_t  master_start_ms;
+	pid_t    master_pid;
+	uint32_t generation;
+	uint64_t recycles[R_MAX];
+	uint64_t trims;
+	uint64_t trim_reclaimed;
+	uint64_t retired_requests;      /* requests by workers that are gone */
+	struct sb_route_stats retired_routes[SB_ROUTES];
+	char     route_names[SB_ROUTES][64];
+	uint32_t nroutes;
+} __attribute__((aligned(64)));
+
+struct scoreboard {
+	struct sb_header *hdr;
+	struct sb_slot   *slots;
+};
+
+extern struct scoreboard sb;
+extern const char *const sb_reason_names[R_MAX];
+extern const char *const sb_state_names[];
+
+int  scoreboard_create(void);
+/* Worker side: seqlock-style updates so readers see consistent figures. */
+static inline void sb_begin(volatile uint32_t *seq) { (*seq)++; __atomic_thread_fence(__ATOMIC_RELEASE); }
+static inline void sb_end(volatile uint32_t *seq) { __atomic_thread_fence(__ATOMIC_RELEASE); (*seq)++; }
+/* Copies a slot's worker half consistently; -1 if it kept changing. */
+int  scoreboard_read_worker(int i, struct sb_slot *out);
+
+#endif

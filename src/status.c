@@ -1,0 +1,367 @@
+/*
+ * status.c - the status page: what every worker is doing and holding.
+ *
+ * Served by the workers themselves from the scoreboard, so a busy master
+ * never delays it.  Everything read from the scoreboard was written by
+ * other processes and is clamped before use.
+ */
+#include "autoconfig.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "pool.h"
+#include "scoreboard.h"
+#include "status.h"
+#include "worker.h"
+
+struct sbuf {
+	molt_pool *pool;
+	char      *p;
+	size_t     len, cap;
+	int        oom;
+};
+
+static void
+sbuf_printf(struct sbuf *b, const char *fmt, ...) MOLT_PRINTF(2, 3);
+
+static void
+sbuf_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = 1;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		{
+			size_t cap = b->cap * 2 + (size_t)n;
+			char *np = molt_palloc(b->pool, cap);
+
+			if (np == NULL) {
+				b->oom = 1;
+				return;
+			}
+			memcpy(np, b->p, b->len);
+			b->p = np;
+			b->cap = cap;
+		}
+	}
+}
+
+static int64_t
+status_now_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int
+status_allowed(const struct molt_config *cfg, const struct conn *c)
+{
+	const struct allow_net *a;
+	const struct sockaddr_storage *ss = &c->peer_sa;
+
+	if (ss->ss_family == AF_UNIX)
+		return 1;   /* a local socket: filesystem permissions apply */
+	for (a = cfg->status.allow; a != NULL; a = a->next) {
+		const unsigned char *x, *y;
+		int bits = a->prefix, i;
+
+		if (a->net.ss_family != ss->ss_family)
+			continue;
+		if (ss->ss_family == AF_INET) {
+			x = (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+			y = (const void *)&((const struct sockaddr_in *)&a->net)->sin_addr;
+		} else {
+			x = (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+			y = (const void *)&((const struct sockaddr_in6 *)&a->net)->sin6_addr;
+		}
+		for (i = 0; bits >= 8; i++, bits -= 8)
+			if (x[i] != y[i])
+				break;
+		if (bits >= 8)
+			continue;
+		if (bits > 0 && ((x[i] ^ y[i]) & (0xff << (8 - bits)) & 0xff))
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+struct status_totals {
+	int      workers;
+	uint64_t requests, rss, uss, pss, heap_in_use, heap_held;
+};
+
+static double
+status_frag(const struct sb_slot *s, uint64_t measure)
+{
+	return s->w.heap_in_use ? (double)measure / (double)s->w.heap_in_use : 0;
+}
+
+static uint64_t
+status_measure(const struct molt_config *cfg, const struct sb_slot *s)
+{
+	return cfg->recycle.measure == MEASURE_RSS ? s->m.rss :
+	    cfg->recycle.measure == MEASURE_PSS ? s->m.pss : s->m.uss;
+}
+
+static void
+status_route_sum(int r, struct sb_route_stats *out)
+{
+	int i;
+
+	*out = sb.hdr->retired_routes[r];
+	for (i = 0; i < SB_SLOTS; i++) {
+		const struct sb_slot *s = &sb.slots[i];
+		const struct sb_route_stats *rs = &s->routes[r];
+
+		if (s->m.pid == 0 || s->m.generation != sb.hdr->generation)
+			continue;
+		out->requests += rs->requests;
+		out->allocs += rs->allocs;
+		out->alloc_bytes += rs->alloc_bytes;
+		if (rs->max_growth > out->max_growth)
+			out->max_growth = rs->max_growth;
+	}
+}
+
+static void
+status_json(struct sbuf *b, const struct molt_config *cfg)
+{
+	struct status_totals t;
+	struct sb_slot s;
+	int64_t now = status_now_ms();
+	int i, first = 1, nroutes;
+
+	memset(&t, 0, sizeof(t));
+	sbuf_printf(b, "{\"server\":{\"version\":\"%s\",\"abi\":\"%d.%d\","
+	    "\"master_pid\":%d,\"uptime_s\":%.1f,\"generation\":%u,"
+	    "\"measure\":\"%s\",\"allocator\":\"%s\"},\n\"workers\":[",
+	    PACKAGE_VERSION, MOLT_ABI_MAJOR, MOLT_ABI_MINOR,
+	    (int)sb.hdr->master_pid, (now - sb.hdr->master_start_ms) / 1000.0,
+	    sb.hdr->generation,
+	    cfg->recycle.measure == MEASURE_RSS ? "rss" :
+	    cfg->recycle.measure == MEASURE_PSS ? "pss" : "uss", alloc_name());
+	for (i = 0; i < SB_SLOTS; i++) {
+		if (sb.slots[i].m.pid == 0)
+			continue;
+		if (scoreboard_read_worker(i, &s) == -1 || s.w.state == SB_FREE)
+			continue;
+		sbuf_printf(b, "%s\n {\"slot\":%d,\"id\":%d,\"pid\":%d,"
+		    "\"generation\":%u,\"state\":\"%s\",\"retiring\":%s,"
+		    "\"age_s\":%.1f,\"requests\":%llu,\"connections\":%u,"
+		    "\"active\":%u,\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
+		    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"heap_free\":%llu,"
+		    "\"fragmentation\":%.2f,\"trims\":%llu,\"trim_reclaimed\":%llu,"
+		    "\"allocator\":\"%s\",\"measured_ms_ago\":%lld,"
+		    "\"sampled_ms_ago\":%lld}",
+		    first ? "" : ",", i, s.m.id, (int)s.m.pid, s.m.generation,
+		    sb_state_names[s.w.state], s.m.retiring ? "true" : "false",
+		    s.w.start_ms ? (now - s.w.start_ms) / 1000.0 : 0.0,
+		    (unsigned long long)s.w.requests, s.w.connections, s.w.active,
+		    (unsigned long long)s.m.rss, (unsigned long long)s.m.uss,
+		    (unsigned long long)s.m.pss,
+		    (unsigned long long)s.w.heap_in_use,
+		    (unsigned long long)s.w.heap_held,
+		    (unsigned long long)s.w.heap_free,
+		    status_frag(&s, status_measure(cfg, &s)),
+		    (unsigned long long)s.w.trims,
+		    (unsigned long long)s.w.trim_reclaimed,
+		    s.w.allocator == SB_ALLOC_JEMALLOC ? "jemalloc" : "glibc",
+		    s.m.measured_ms ? (long long)(now - s.m.measured_ms) : -1LL,
+		    s.w.sampled_ms ? (long long)(now - s.w.sampled_ms) : -1LL);
+		first = 0;
+		t.workers++;
+		t.requests += s.w.requests;
+		t.rss += s.m.rss;
+		t.uss += s.m.uss;
+		t.pss += s.m.pss;
+		t.heap_in_use += s.w.heap_in_use;
+		t.heap_held += s.w.heap_held;
+	}
+	sbuf_printf(b, "\n],\n\"recycles\":{");
+	for (i = 0; i < R_MAX; i++)
+		sbuf_printf(b, "%s\"%s\":%llu", i ? "," : "", sb_reason_names[i],
+		    (unsigned long long)sb.hdr->recycles[i]);
+	sbuf_printf(b, "},\n\"trims\":{\"count\":%llu,\"reclaimed_bytes\":%llu},"
+	    "\n\"routes\":[", (unsigned long long)sb.hdr->trims,
+	    (unsigned long long)sb.hdr->trim_reclaimed);
+	nroutes = (int)sb.hdr->nroutes;
+	if (nroutes > SB_ROUTES)
+		nroutes = SB_ROUTES;
+	for (i = 0; i < nroutes; i++) {
+		struct sb_route_stats rs;
+		char name[64];
+
+		status_route_sum(i, &rs);
+		memcpy(name, sb.hdr->route_names[i], sizeof(name));
+		name[sizeof(name) - 1] = '\0';
+		if (strchr(name, '"') || strchr(name, '\\'))
+			continue;   /* never produce broken JSON from shared memory */
+		sbuf_printf(b, "%s\n {\"prefix\":\"%s\",\"requests\":%llu,"
+		    "\"allocs_per_request\":%.1f,\"bytes_per_request\":%.1f,"
+		    "\"max_growth\":%lld,\"recycles\":%llu}", i ? "," : "", name,
+		    (unsigned long long)rs.requests,
+		    rs.requests ? (double)rs.allocs / rs.requests : 0.0,
+		    rs.requests ? (double)rs.alloc_bytes / rs.requests : 0.0,
+		    (long long)rs.max_growth,
+		    (unsigned long long)sb.hdr->retired_routes[i].recycles);
+	}
+	sbuf_printf(b, "\n],\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
+	    "\"requests_all_time\":%llu,\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
+	    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"route_stats\":%s}}\n",
+	    t.workers, (unsigned long long)t.requests,
+	    (unsigned long long)(t.requests + sb.hdr->retired_requests),
+	    (unsigned long long)t.rss, (unsigned long long)t.uss,
+	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,
+	    (unsigned long long)t.heap_held,
+	    worker_self->route_stats ? "true" : "false");
+}
+
+static void
+status_metrics(struct sbuf *b)
+{
+	static const struct {
+		const char *name, *help;
+		int what;
+	} gauges[] = {
+		{ "molt_worker_rss_bytes", "Resident set size of the worker", 0 },
+		{ "molt_worker_uss_bytes", "Unique (private) memory of the worker", 1 },
+		{ "molt_worker_pss_bytes", "Proportional set size of the worker", 2 },
+		{ "molt_worker_heap_in_use_bytes", "Bytes the allocator handed out", 3 },
+		{ "molt_worker_heap_held_bytes", "Bytes the allocator holds", 4 },
+		{ "molt_worker_requests_total", "Requests served by the worker", 5 },
+		{ "molt_worker_connections", "Open connections of the worker", 6 },
+		{ "molt_worker_trims_total", "Trims done by the worker", 7 },
+	};
+	struct sb_slot s;
+	size_t g;
+	int i, nroutes;
+
+	for (g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+		sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", gauges[g].name,
+		    gauges[g].help, gauges[g].name,
+		    strstr(gauges[g].name, "_total") ? "counter" : "gauge");
+		for (i = 0; i < SB_SLOTS; i++) {
+			unsigned long long v = 0;
+
+			if (sb.slots[i].m.pid == 0 ||
+			    scoreboard_read_worker(i, &s) == -1 || s.w.state == SB_FREE)
+				continue;
+			switch (gauges[g].what) {
+			case 0: v = s.m.rss; break;
+			case 1: v = s.m.uss; break;
+			case 2: v = s.m.pss; break;
+			case 3: v = s.w.heap_in_use; break;
+			case 4: v = s.w.heap_held; break;
+			case 5: v = s.w.requests; break;
+			case 6: v = s.w.connections; break;
+			case 7: v = s.w.trims; break;
+			}
+			sbuf_printf(b, "%s{worker=\"%d\",pid=\"%d\",generation=\"%u\"} %llu\n",
+			    gauges[g].name, s.m.id, (int)s.m.pid, s.m.generation, v);
+		}
+	}
+	sbuf_printf(b, "# HELP molt_recycles_total Worker recycles by reason\n"
+	    "# TYPE molt_recycles_total counter\n");
+	for (i = 0; i < R_MAX; i++)
+		sbuf_printf(b, "molt_recycles_total{reason=\"%s\"} %llu\n",
+		    sb_reason_names[i], (unsigned long long)sb.hdr->recycles[i]);
+	sbuf_printf(b, "# HELP molt_trims_total Trims the master asked for\n"
+	    "# TYPE molt_trims_total counter\nmolt_trims_total %llu\n"
+	    "# HELP molt_trim_reclaimed_bytes_total Memory given back by trims\n"
+	    "# TYPE molt_trim_reclaimed_bytes_total counter\n"
+	    "molt_trim_reclaimed_bytes_total %llu\n",
+	    (unsigned long long)sb.hdr->trims,
+	    (unsigned long long)sb.hdr->trim_reclaimed);
+	sbuf_printf(b, "# HELP molt_route_requests_total Requests per route\n"
+	    "# TYPE molt_route_requests_total counter\n");
+	nroutes = (int)sb.hdr->nroutes;
+	if (nroutes > SB_ROUTES)
+		nroutes = SB_ROUTES;
+	for (i = 0; i < nroutes; i++) {
+		struct sb_route_stats rs;
+		char name[64];
+
+		status_route_sum(i, &rs);
+		memcpy(name, sb.hdr->route_names[i], sizeof(name));
+		name[sizeof(name) - 1] = '\0';
+		if (strchr(name, '"') || strchr(name, '\\'))
+			continue;
+		sbuf_printf(b, "molt_route_requests_total{route=\"%s\"} %llu\n",
+		    name, (unsigned long long)rs.requests);
+	}
+}
+
+static int
+status_handle(molt_request *req)
+{
+	struct worker *w = worker_self;
+	struct sbuf b;
+	const char *pi = molt_req_path_info(req);
+
+	if (!status_allowed(w->cfg, req->conn))
+		return molt_reply_error(req, 403, "forbidden");
+	b.pool = molt_req_pool(req);
+	b.cap = 16384;
+	b.len = 0;
+	b.oom = 0;
+	if ((b.p = molt_palloc(b.pool, b.cap)) == NULL)
+		return MOLT_ERROR;
+	molt_resp_header(req, "Cache-Control", "no-store");
+	if (*pi == '\0' || strcmp(pi, "/") == 0) {
+		status_json(&b, w->cfg);
+		if (b.oom)
+			return MOLT_ERROR;
+		return molt_reply(req, 200, "application/json", b.p, b.len);
+	}
+	if (strcmp(pi, "/metrics") == 0) {
+		status_metrics(&b);
+		if (b.oom)
+			return MOLT_ERROR;
+		return molt_reply(req, 200, "text/plain; version=0.0.4", b.p, b.len);
+	}
+	return molt_reply_error(req, 404, "not found");
+}
+
+static const struct molt_module status_module = {
+	MOLT_MODULE_HEADER,
+	.name = "status",
+	.version = PACKAGE_VERSION,
+	.description = "built-in status page",
+	.handle = status_handle,
+};
+
+void
+status_fill_route(struct worker *w, struct wroute *r)
+{
+	r->prefix = w->cfg->status.path;
+	r->prefix_len = strlen(r->prefix);
+	r->methods = METHOD_GET | METHOD_HEAD;
+	r->mod = &status_module;
+	r->conf = NULL;
+	r->data = NULL;
+}

@@ -1,0 +1,749 @@
+/*
+ * worker.c - a worker process: loads the modules, accepts connections on
+ * the shared sockets and serves them on one libevent loop until the master
+ * tells it to stop.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "conn.h"
+#include "db.h"
+#include "log.h"
+#include "master.h"
+#include "module.h"
+#include "pool.h"
+#include "scoreboard.h"
+#include "status.h"
+#include "worker.h"
+
+#define ACCEPT_BATCH      64
+#define ACCEPT_RETRY_MS   100
+
+struct worker *worker_self;
+
+static void worker_check_done(struct worker *w);
+
+/* ------------------------------------------------------------------ */
+/* Module API: the worker                                              */
+
+struct event_base *
+molt_worker_base(molt_worker *mw)
+{
+	struct worker *w = (struct worker *)mw;
+
+	return w ? w->base : worker_self->base;
+}
+
+int
+molt_worker_id(const molt_worker *mw)
+{
+	const struct worker *w = (const struct worker *)mw;
+
+	return w ? w->id : worker_self->id;
+}
+
+/* ------------------------------------------------------------------ */
+/* Time                                                                */
+
+int64_t
+worker_now_ms(struct worker *w)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(w->base, &tv);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+const char *
+worker_date_header(struct worker *w)
+{
+	struct timeval tv;
+
+	/* The loop's cached clock: no syscall per request. */
+	event_base_gettimeofday_cached(w->base, &tv);
+	if (tv.tv_sec != w->date_sec) {
+		char d[30];
+
+		http_date(tv.tv_sec, d);
+		snprintf(w->date, sizeof(w->date), "Date: %s\r\n", d);
+		w->date_sec = tv.tv_sec;
+	}
+	return w->date;
+}
+
+const struct timeval *
+worker_timeout(struct worker *w, int kind)
+{
+	return w->timeouts[kind];
+}
+
+static void
+worker_init_timeouts(struct worker *w)
+{
+	const struct server_conf *sc = &w->cfg->server;
+	long long ms[WT_MAX];
+	int i;
+
+	ms[WT_HEADER] = sc->header_timeout_ms;
+	ms[WT_BODY] = sc->body_timeout_ms;
+	ms[WT_KEEPALIVE] = sc->keepalive_timeout_ms;
+	ms[WT_DRAIN_IDLE] = sc->keepalive_timeout_ms < 2000 ?
+	    sc->keepalive_timeout_ms : 2000;
+	ms[WT_LINGER] = 2000;
+	ms[WT_WRITE] = sc->write_timeout_ms;
+	for (i = 0; i < WT_MAX; i++) {
+		struct timeval tv = { ms[i] / 1000, (ms[i] % 1000) * 1000 };
+		const struct timeval *ct;
+
+		/* Same-length timeouts go to a queue, not the heap. */
+		ct = event_base_init_common_timeout(w->base, &tv);
+		if (ct == NULL) {
+			static struct timeval fallback[WT_MAX];
+			fallback[i] = tv;
+			ct = &fallback[i];
+		}
+		w->timeouts[i] = ct;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing                                                             */
+
+struct wroute *
+worker_route(struct worker *w, const char *path, size_t len)
+{
+	int i;
+
+	/* Routes are sorted longest prefix first; the first match wins. */
+	for (i = 0; i < w->nroutes; i++) {
+		struct wroute *r = &w->routes[i];
+		size_t pl = r->prefix_len;
+
+		if (len < pl || memcmp(path, r->prefix, pl) != 0)
+			continue;
+		/* "/hello" matches "/hello" and "/hello/x", not "/helloworld". */
+		if (len == pl || r->prefix[pl - 1] == '/' || path[pl] == '/')
+			return r;
+	}
+	return NULL;
+}
+
+static int
+worker_route_cmp(const void *a, const void *b)
+{
+	const struct wroute *x = a, *y = b;
+
+	if (x->prefix_len != y->prefix_len)
+		return x->prefix_len > y->prefix_len ? -1 : 1;
+	return strcmp(x->prefix, y->prefix);
+}
+
+static int
+worker_build_routes(struct worker *w)
+{
+	struct molt_config *cfg = w->cfg;
+	struct route_conf *rc;
+	int n = 0, i = 0;
+
+	for (rc = cfg->routes; rc != NULL; rc = rc->next)
+		n++;
+	w->routes = calloc((size_t)n + 1, sizeof(*w->routes));
+	if (w->routes == NULL)
+		return -1;
+	for (rc = cfg->routes; rc != NULL; rc = rc->next, i++) {
+		struct wroute *r = &w->routes[i];
+
+		r->prefix = rc->prefix;
+		r->prefix_len = rc->prefix_len;
+		r->methods = rc->methods;
+		r->mod = module_find(w->modules, rc->module);
+		r->conf = module_conf_for(w->modules, rc);
+	}
+	if (cfg->status.path != NULL)
+		status_fill_route(w, &w->routes[i++]);
+	w->nroutes = i;
+	/* Longest prefix first, so the first match is the best one. */
+	qsort(w->routes, (size_t)w->nroutes, sizeof(*w->routes), worker_route_cmp);
+	for (i = 0; i < w->nroutes; i++) {
+		w->routes[i].index = i;
+		/* Names for the status page; every worker of a generation agrees. */
+		if (i < SB_ROUTES && w->generation == sb.hdr->generation)
+			snprintf(sb.hdr->route_names[i], sizeof(sb.hdr->route_names[i]),
+			    "%s", w->routes[i].prefix);
+	}
+	if (w->generation == sb.hdr->generation)
+		sb.hdr->nroutes = (uint32_t)(w->nroutes < SB_ROUTES ? w->nroutes : SB_ROUTES);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Accepting                                                           */
+
+static void
+worker_listen_enable(struct worker *w, int on)
+{
+	int i;
+
+	for (i = 0; i < w->nls; i++) {
+		if (w->ls[i].on == on)
+			continue;
+		if (on ? event_add(&w->ls[i].ev, NULL) : event_del(&w->ls[i].ev))
+			log_error("cannot %s listener %d", on ? "enable" : "disable", i);
+		w->ls[i].on = on;
+	}
+}
+
+static void
+worker_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (!w->draining && w->nconns < w->cfg->server.max_connections)
+		worker_listen_enable(w, 1);
+}
+
+static void
+worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, i;
+
+	(void)what;
+	/* Bounded, so one busy socket cannot starve the loop's other work. */
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if (w->nconns >= w->cfg->server.max_connections) {
+			/* Leave the rest in the queue for the other workers. */
+			worker_listen_enable(w, 0);
+			return;
+		}
+		sl = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
+
+				/* Out of descriptors: pause instead of spinning. */
+				log_error("accept4: %s; pausing accepts for %d ms "
+				    "(%d connections open)", strerror(errno),
+				    ACCEPT_RETRY_MS, w->nconns);
+				worker_listen_enable(w, 0);
+				evtimer_add(w->accept_retry_ev, &tv);
+				return;
+			}
+			log_error("accept4: %s", strerror(errno));
+			return;
+		}
+		if (sl == 0)
+			ss.ss_family = AF_UNIX;
+		conn_accept(w, fd, (struct sockaddr *)&ss, sl);
+		if (w->draining)
+			return;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Bookkeeping for conn.c                                              */
+
+static void
+worker_slot_state(struct worker *w)
+{
+	struct sb_slot *s = w->slot;
+	uint32_t st;
+
+	st = w->draining ? SB_DRAINING : w->nactive > 0 ? SB_BUSY : SB_IDLE;
+	if (s->w.state != st || s->w.connections != (uint32_t)w->nconns) {
+		sb_begin(&s->w.seq);
+		s->w.state = st;
+		s->w.connections = (uint32_t)w->nconns;
+		s->w.active = (uint32_t)w->nactive;
+		sb_end(&s->w.seq);
+	}
+}
+
+void
+worker_conn_opened(struct worker *w, struct conn *c)
+{
+	c->prev = NULL;
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+}
+
+void
+worker_conn_closed(struct worker *w, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	w->nconns--;
+	if (!w->draining && w->nconns == w->cfg->server.max_connections - 1)
+		worker_listen_enable(w, 1);
+	worker_slot_state(w);
+	if (w->draining)
+		worker_check_done(w);
+}
+
+void
+worker_request_begin(struct worker *w, molt_request *req)
+{
+	struct sb_slot *s = w->slot;
+	size_t ml, tl;
+
+	req->resp_flags |= RESP_BEGUN;
+	w->nactive++;
+	sb_begin(&s->w.seq);
+	s->w.state = SB_BUSY;
+	s->w.req_start_ms = req->start_ms;
+	s->w.req_route = req->route->index < SB_ROUTES ? req->route->index : -1;
+	/* The request line survives a crash here; the master logs it. */
+	ml = req->head.method_len;
+	tl = req->head.target_len;
+	if (ml > 15)
+		ml = 15;
+	if (ml + 1 + tl > SB_REQ_LEN - 1)
+		tl = SB_REQ_LEN - 2 - ml;
+	memcpy(s->w.req_line, req->method, ml);
+	s->w.req_line[ml] = ' ';
+	memcpy(s->w.req_line + ml + 1, req->target, tl);
+	s->w.req_line[ml + 1 + tl] = '\0';
+	sb_end(&s->w.seq);
+	if (w->route_stats) {
+		uint64_t cnt, bytes;
+		int64_t in_use;
+
+		alloc_counters(&cnt, &bytes, &in_use);
+		req->alloc_count_mark = cnt;
+		req->alloc_mark = bytes;
+		req->in_use_mark = (uint64_t)in_use;
+	}
+}
+
+static void
+worker_access_log(struct worker *w, molt_request *req)
+{
+	static char when[40];
+	static time_t when_sec;
+	struct timeval tv;
+	const char *ref = NULL, *ua = NULL, *colon;
+	char line[2048];
+	size_t hl;
+	int n;
+
+	event_base_gettimeofday_cached(w->base, &tv);
+	if (tv.tv_sec != when_sec) {
+		struct tm tm;
+
+		gmtime_r(&tv.tv_sec, &tm);
+		strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+		when_sec = tv.tv_sec;
+	}
+	if (req->method != NULL) {
+		ref = molt_req_header(req, "Referer");
+		ua = molt_req_header(req, "User-Agent");
+	}
+	colon = strrchr(req->conn->peer, ':');
+	hl = colon && req->conn->peer[0] != 'u' ? (size_t)(colon - req->conn->peer)
+	                                        : strlen(req->conn->peer);
+	n = snprintf(line, sizeof(line),
+	    "%.*s - - [%s] \"%s %.1024s HTTP/1.%d\" %d %llu \"%.256s\" \"%.256s\"\n",
+	    (int)hl, req->conn->peer, when,
+	    req->method ? req->method : "-", req->target ? req->target : "-",
+	    req->head.version == 10 ? 0 : 1, req->status,
+	    (unsigned long long)req->bytes_out, ref ? ref : "-", ua ? ua : "-");
+	if (n > 0)
+		log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+void
+worker_request_end(struct worker *w, molt_request *req)
+{
+	struct sb_slot *s = w->slot;
+	int begun = req->resp_flags & RESP_BEGUN;
+
+	if (log_access_enabled())
+		worker_access_log(w, req);
+	w->requests++;
+	if (begun)
+		w->nactive--;
+	req->resp_flags &= ~RESP_BEGUN;
+	sb_begin(&s->w.seq);
+	s->w.requests = w->requests;
+	s->w.req_start_ms = 0;
+	s->w.active = (uint32_t)w->nactive;
+	if (w->nactive == 0)
+		s->w.state = w->draining ? SB_DRAINING : SB_IDLE;
+	sb_end(&s->w.seq);
+	if (begun && req->route != NULL && req->route->index < SB_ROUTES) {
+		struct sb_route_stats *rs = &s->routes[req->route->index];
+
+		rs->requests++;
+		if (w->route_stats) {
+			uint64_t cnt, bytes;
+			int64_t in_use, growth;
+
+			alloc_counters(&cnt, &bytes, &in_use);
+			rs->allocs += cnt - req->alloc_count_mark;
+			rs->alloc_bytes += bytes - req->alloc_mark;
+			growth = in_use - (int64_t)req->in_use_mark;
+			if (growth > rs->max_growth)
+				rs->max_growth = growth;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Stopping                                                            */
+
+static void
+worker_check_done(struct worker *w)
+{
+	if (w->nconns == 0 && db_inflight() == 0) {
+		log_debug("worker %d drained", w->id);
+		event_base_loopbreak(w->base);
+	}
+}
+
+static void
+worker_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	log_warn("worker %d: drain timeout after %lld ms; cutting off %d "
+	    "connection(s) and %d request(s) in flight", w->id,
+	    w->cfg->recycle.drain_timeout_ms, w->nconns, w->nactive);
+	conn_close_all(w, "drain timeout");
+	event_base_loopbreak(w->base);
+}
+
+static void
+worker_start_drain(struct worker *w)
+{
+	struct timeval tv;
+	int i;
+
+	if (w->draining)
+		return;
+	w->draining = 1;
+	w->drain_start_ms = worker_now_ms(w);
+	log_info("worker %d draining: %d connection(s), %d request(s) in flight",
+	    w->id, w->nconns, w->nactive);
+	/* Queued connections are taken by the other workers on the socket. */
+	worker_listen_enable(w, 0);
+	for (i = 0; i < w->nls; i++) {
+		close(w->ls[i].fd);
+		w->ls[i].fd = -1;
+	}
+	worker_slot_state(w);
+	conn_drain_all(w);
+	tv.tv_sec = w->cfg->recycle.drain_timeout_ms / 1000;
+	tv.tv_usec = (w->cfg->recycle.drain_timeout_ms % 1000) * 1000;
+	w->drain_ev = evtimer_new(w->base, worker_drain_timeout, w);
+	if (w->drain_ev == NULL || evtimer_add(w->drain_ev, &tv) == -1)
+		log_error("worker %d: cannot arm the drain timer", w->id);
+	worker_check_done(w);
+}
+
+static void
+worker_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)what;
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		w->exiting = 1;
+		event_base_loopbreak(w->base);
+		break;
+	case SIGQUIT:
+		worker_start_drain(w);
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_error("worker %d: reopening the logs failed", w->id);
+		break;
+	case SIGUSR2: {
+		/* The master asks for a trim before it considers a recycle. */
+		uint64_t u0, h0, f0, u1, h1, f1;
+
+		alloc_sample(&u0, &h0, &f0);
+		alloc_trim();
+		alloc_sample(&u1, &h1, &f1);
+		sb_begin(&w->slot->w.seq);
+		w->slot->w.trims++;
+		w->slot->w.trim_reclaimed += h0 > h1 ? h0 - h1 : 0;
+		w->slot->w.trim_seen = w->slot->m.trim_request;
+		w->slot->w.heap_in_use = u1;
+		w->slot->w.heap_held = h1;
+		w->slot->w.heap_free = f1;
+		w->slot->w.sampled_ms = worker_now_ms(w);
+		sb_end(&w->slot->w.seq);
+		master_notify(w->notify_fd, MSG_TRIMMED, w->slot_index);
+		break;
+	}
+	}
+}
+
+static void
+worker_sample_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t in_use, held, fr;
+
+	(void)fd;
+	(void)what;
+	if (alloc_sample(&in_use, &held, &fr) == -1)
+		return;
+	sb_begin(&w->slot->w.seq);
+	w->slot->w.allocator = (uint32_t)alloc_kind();
+	w->slot->w.heap_in_use = in_use;
+	w->slot->w.heap_held = held;
+	w->slot->w.heap_free = fr;
+	w->slot->w.sampled_ms = worker_now_ms(w);
+	sb_end(&w->slot->w.seq);
+}
+
+/* ------------------------------------------------------------------ */
+/* Start-up                                                            */
+
+static int
+worker_drop_privileges(struct worker *w)
+{
+	const struct server_conf *sc = &w->cfg->server;
+	struct passwd *pw = NULL;
+	struct group *gr = NULL;
+	gid_t gid;
+
+	if (sc->user == NULL && sc->group == NULL)
+		return 0;
+	if (geteuid() != 0) {
+		log_warn("user/group set but molt is not running as root; "
+		    "workers keep uid %d", (int)geteuid());
+		return 0;
+	}
+	if (sc->user != NULL && (pw = getpwnam(sc->user)) == NULL) {
+		log_error("unknown user '%s'", sc->user);
+		return -1;
+	}
+	if (sc->group != NULL && (gr = getgrnam(sc->group)) == NULL) {
+		log_error("unknown group '%s'", sc->group);
+		return -1;
+	}
+	gid = gr ? gr->gr_gid : pw->pw_gid;
+	if (setgroups(0, NULL) == -1 && (pw == NULL ||
+	    initgroups(pw->pw_name, gid) == -1)) {
+		log_error("setgroups: %s", strerror(errno));
+		return -1;
+	}
+	if (pw != NULL && initgroups(pw->pw_name, gid) == -1) {
+		log_error("initgroups(%s): %s", pw->pw_name, strerror(errno));
+		return -1;
+	}
+	if (setresgid(gid, gid, gid) == -1) {
+		log_error("setresgid(%d): %s", (int)gid, strerror(errno));
+		return -1;
+	}
+	if (pw != NULL && setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
+		log_error("setresuid(%s): %s", pw->pw_name, strerror(errno));
+		return -1;
+	}
+	/* Core dumps of a setuid-dropped process are off by default; keep
+	 * them possible so a crashing module can be debugged. */
+	if (prctl(PR_SET_DUMPABLE, 1) == -1)
+		log_debug("PR_SET_DUMPABLE: %s", strerror(errno));
+	return 0;
+}
+
+static int
+worker_init_modules(struct worker *w)
+{
+	struct conf_error err;
+	struct module *m;
+	int i;
+
+	memset(&err, 0, sizeof(err));
+	if (module_check_all(w->cfg, &w->modules, &err) == -1) {
+		log_error("%s:%d: %s", err.file, err.line, err.msg);
+		return -1;
+	}
+	for (m = w->modules; m != NULL; m = m->next) {
+		if (m->m->worker_init != NULL &&
+		    m->m->worker_init((molt_worker *)w) != 0) {
+			log_error("module %s: worker_init failed in worker %d",
+			    m->name, w->id);
+			return -1;
+		}
+	}
+	if (worker_build_routes(w) == -1)
+		return -1;
+	for (i = 0; i < w->nroutes; i++) {
+		struct wroute *r = &w->routes[i];
+
+		if (r->mod->route_init != NULL &&
+		    r->mod->route_init((molt_worker *)w, r->conf, &r->data) != 0) {
+			log_error("module %s: route_init failed for route %s",
+			    r->mod->name, r->prefix);
+			return -1;
+		}
+		r->inited = 1;
+	}
+	return 0;
+}
+
+static void
+worker_exit_modules(struct worker *w)
+{
+	struct module *m;
+	int i;
+
+	for (i = 0; i < w->nroutes; i++)
+		if (w->routes[i].inited && w->routes[i].mod->route_exit != NULL)
+			w->routes[i].mod->route_exit((molt_worker *)w,
+			    w->routes[i].data);
+	for (m = w->modules; m != NULL; m = m->next)
+		if (m->m->worker_exit != NULL)
+			m->m->worker_exit((molt_worker *)w);
+}
+
+static int
+worker_listen(struct worker *w)
+{
+	struct listen_addr *la;
+	int n = 0, i = 0;
+
+	for (la = w->cfg->server.listen; la != NULL; la = la->next)
+		n++;
+	w->ls = calloc((size_t)n, sizeof(*w->ls));
+	if (w->ls == NULL)
+		return -1;
+	for (la = w->cfg->server.listen; la != NULL; la = la->next, i++) {
+		w->ls[i].fd = la->fd;
+		event_assign(&w->ls[i].ev, w->base, la->fd, EV_READ | EV_PERSIST,
+		    worker_accept_cb, w);
+	}
+	w->nls = n;
+	return 0;
+}
+
+void
+worker_main(struct molt_config *cfg, int id, int slot_index,
+    unsigned generation, int notify_fd)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 };
+	static struct worker wk;
+	struct worker *w = &wk;
+	struct sb_slot *s = &sb.slots[slot_index];
+	struct timeval tv;
+	size_t i;
+	int rc = 1;
+
+	w->cfg = cfg;
+	w->id = id;
+	w->slot_index = slot_index;
+	w->generation = generation;
+	w->slot = s;
+	w->notify_fd = notify_fd;
+	worker_self = w;
+
+	/* If the master dies, finish what is in flight and go. */
+	if (prctl(PR_SET_PDEATHSIG, SIGQUIT) == -1)
+		log_warn("PR_SET_PDEATHSIG: %s", strerror(errno));
+
+	sb_begin(&s->w.seq);
+	memset((char *)&s->w + sizeof(s->w.seq), 0, sizeof(s->w) - sizeof(s->w.seq));
+	s->w.state = SB_STARTING;
+	s->w.pid = getpid();
+	s->w.generation = generation;
+	s->w.req_route = -1;
+	sb_end(&s->w.seq);
+	memset(s->routes, 0, sizeof(s->routes));
+
+	if (worker_drop_privileges(w) == -1)
+		goto out;
+	alloc_init();
+	w->route_stats = cfg->status.route_stats && alloc_counting();
+	if ((w->base = event_base_new()) == NULL) {
+		log_error("worker %d: event_base_new failed", id);
+		goto out;
+	}
+	worker_init_timeouts(w);
+	if (worker_init_modules(w) == -1)
+		goto out;
+	if (db_worker_init(cfg, w->base) == -1)
+		goto out;
+	if (worker_listen(w) == -1)
+		goto out;
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		w->sig_ev[i] = evsignal_new(w->base, sigs[i], worker_signal_cb, w);
+		if (w->sig_ev[i] == NULL || evsignal_add(w->sig_ev[i], NULL) == -1) {
+			log_error("worker %d: cannot watch signal %d", id, sigs[i]);
+			goto out;
+		}
+	}
+	w->accept_retry_ev = evtimer_new(w->base, worker_accept_retry, w);
+	w->sample_ev = event_new(w->base, -1, EV_PERSIST, worker_sample_cb, w);
+	tv.tv_sec = cfg->recycle.sample_interval_ms / 1000;
+	tv.tv_usec = (cfg->recycle.sample_interval_ms % 1000) * 1000;
+	if (w->accept_retry_ev == NULL || w->sample_ev == NULL ||
+	    event_add(w->sample_ev, &tv) == -1) {
+		log_error("worker %d: cannot create timers", id);
+		goto out;
+	}
+	worker_sample_cb(-1, 0, w);
+	worker_listen_enable(w, 1);
+
+	sb_begin(&s->w.seq);
+	s->w.state = SB_IDLE;
+	s->w.start_ms = worker_now_ms(w);
+	sb_end(&s->w.seq);
+	master_notify(notify_fd, MSG_READY, slot_index);
+	log_info("worker %d ready (generation %u)", id, generation);
+
+	if (event_base_dispatch(w->base) == -1)
+		log_error("worker %d: event loop failed", id);
+
+	if (w->exiting) {
+		/* Fast stop: no hooks, no waiting. */
+		log_access_flush();
+		_exit(0);
+	}
+	worker_exit_modules(w);
+	db_worker_exit();
+	rc = 0;
+out:
+	log_access_flush();
+	sb_begin(&s->w.seq);
+	s->w.state = SB_EXITED;
+	sb_end(&s->w.seq);
+	exit(rc);
+}

@@ -1,0 +1,89 @@
+/*
+ * worker.h - a worker process: one libevent loop serving HTTP.
+ */
+#ifndef MOLT_WORKER_H
+#define MOLT_WORKER_H
+
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "molt/module.h"
+
+struct conn;
+struct molt_config;
+struct listen_addr;
+struct sb_slot;
+struct module;
+
+/* A route as the worker serves it. */
+struct wroute {
+	const char                 *prefix;
+	size_t                      prefix_len;
+	unsigned                    methods;
+	const struct molt_module   *mod;
+	struct molt_conf           *conf;
+	void                       *data;    /* from route_init */
+	int                         index;   /* into the per-route stats */
+	int                         inited;
+};
+
+/* Timeouts shared by many connections (libevent common timeouts: O(1)). */
+enum { WT_HEADER, WT_BODY, WT_KEEPALIVE, WT_DRAIN_IDLE, WT_LINGER, WT_WRITE, WT_MAX };
+
+struct worker {
+	struct event_base   *base;
+	struct molt_config  *cfg;
+	struct sb_slot      *slot;
+	int                  id;          /* logical worker number */
+	int                  slot_index;
+	unsigned             generation;
+	struct wroute       *routes;
+	int                  nroutes;
+	struct module       *modules;
+	struct listen_sock {
+		int           fd;
+		struct event  ev;
+		int           on;
+	}                   *ls;
+	int                  nls;
+	struct event        *sig_ev[6];
+	const struct timeval *timeouts[WT_MAX];
+	int                  notify_fd;
+	int                  route_stats;
+	struct event        *sample_ev;
+	struct event        *drain_ev;
+	struct event        *accept_retry_ev;
+	struct conn         *conns;        /* open connections */
+	struct conn         *free_conns;   /* cache, so churn costs no malloc */
+	int                  nfree;
+	int                  nconns;
+	int                  nactive;      /* requests in a handler */
+	int                  draining;
+	int                  exiting;
+	int64_t              drain_start_ms;
+	char                 date[40];     /* "Date: ...\r\n" cache */
+	int64_t              date_sec;
+	uint64_t             requests;
+};
+
+extern struct worker *worker_self;
+
+const struct timeval *worker_timeout(struct worker *w, int kind);
+
+/* Runs a worker; never returns. */
+void worker_main(struct molt_config *cfg, int id, int slot_index,
+                 unsigned generation, int notify_fd) __attribute__((noreturn));
+
+/* Called by conn.c. */
+void conn_free_cache(struct worker *w);
+void worker_conn_opened(struct worker *w, struct conn *c);
+void worker_conn_closed(struct worker *w, struct conn *c);
+void worker_request_begin(struct worker *w, molt_request *req);
+void worker_request_end(struct worker *w, molt_request *req);
+int64_t worker_now_ms(struct worker *w);
+const char *worker_date_header(struct worker *w);
+struct wroute *worker_route(struct worker *w, const char *path, size_t len);
+
+#endif /* MOLT_WORKER_H */
