@@ -10,6 +10,8 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -106,6 +108,190 @@ alloc_trim(void)
 #endif
 }
 
+/* ------------------------------------------------------------------ */
+/* Counting malloc for per-route statistics (glibc)                    */
+
+#if !defined(MOLT_WITH_JEMALLOC) && !defined(MOLT_SANITIZERS)
+/*
+ * molt interposes malloc and friends so that, when [status] route_stats is
+ * on, each request's allocations can be counted without a call into the
+ * allocator.  The real functions are found with dlsym(RTLD_NEXT), so a
+ * preloaded jemalloc still does the allocating.  dlsym itself may allocate
+ * while we look it up; that memory comes from a small static arena that is
+ * never freed.
+ */
+typedef void *(*malloc_fn)(size_t);
+typedef void  (*free_fn)(void *);
+typedef void *(*calloc_fn)(size_t, size_t);
+typedef void *(*realloc_fn)(void *, size_t);
+typedef size_t (*usable_fn)(void *);
+
+static malloc_fn  real_malloc;
+static free_fn    real_free;
+static calloc_fn  real_calloc;
+static realloc_fn real_realloc;
+static usable_fn  real_usable;
+static int        resolving;
+static char       boot_arena[4096] __attribute__((aligned(16)));
+static size_t     boot_used;
+
+static int        counting;
+static uint64_t   cnt_calls, cnt_bytes;
+static int64_t    cnt_in_use;
+
+static void *
+alloc_boot(size_t n)
+{
+	void *p;
+
+	n = (n + 15) & ~(size_t)15;
+	if (boot_used + n > sizeof(boot_arena))
+		return NULL;
+	p = boot_arena + boot_used;
+	boot_used += n;
+	return p;
+}
+
+static int
+alloc_is_boot(const void *p)
+{
+	return (const char *)p >= boot_arena &&
+	    (const char *)p < boot_arena + sizeof(boot_arena);
+}
+
+static void
+alloc_resolve(void)
+{
+	resolving = 1;
+	real_malloc = (malloc_fn)(uintptr_t)dlsym(RTLD_NEXT, "malloc");
+	real_free = (free_fn)(uintptr_t)dlsym(RTLD_NEXT, "free");
+	real_calloc = (calloc_fn)(uintptr_t)dlsym(RTLD_NEXT, "calloc");
+	real_realloc = (realloc_fn)(uintptr_t)dlsym(RTLD_NEXT, "realloc");
+	real_usable = (usable_fn)(uintptr_t)dlsym(RTLD_NEXT, "malloc_usable_size");
+	resolving = 0;
+}
+
+void *malloc(size_t n);
+void  free(void *p);
+void *calloc(size_t a, size_t b);
+void *realloc(void *p, size_t n);
+
+void *
+malloc(size_t n)
+{
+	void *p;
+
+	if (real_malloc == NULL) {
+		if (resolving)
+			return alloc_boot(n);
+		alloc_resolve();
+	}
+	p = real_malloc(n);
+	if (counting && p != NULL) {
+		cnt_calls++;
+		cnt_bytes += n;
+		cnt_in_use += (int64_t)real_usable(p);
+	}
+	return p;
+}
+
+void
+free(void *p)
+{
+	if (p == NULL || alloc_is_boot(p))
+		return;
+	if (real_free == NULL)
+		alloc_resolve();
+	if (counting)
+		cnt_in_use -= (int64_t)real_usable(p);
+	real_free(p);
+}
+
+void *
+calloc(size_t a, size_t b)
+{
+	void *p;
+
+	if (real_calloc == NULL) {
+		if (resolving) {
+			/* The static arena is zeroed and never reused. */
+			if (b != 0 && a > SIZE_MAX / b)
+				return NULL;
+			return alloc_boot(a * b);
+		}
+		alloc_resolve();
+	}
+	p = real_calloc(a, b);
+	if (counting && p != NULL) {
+		cnt_calls++;
+		cnt_bytes += a * b;
+		cnt_in_use += (int64_t)real_usable(p);
+	}
+	return p;
+}
+
+void *
+realloc(void *p, size_t n)
+{
+	size_t old = 0;
+	void *q;
+
+	if (real_realloc == NULL)
+		alloc_resolve();
+	if (p != NULL && alloc_is_boot(p)) {
+		q = malloc(n);
+		if (q != NULL)
+			memcpy(q, p, n < 64 ? n : 64);
+		return q;
+	}
+	if (counting && p != NULL)
+		old = real_usable(p);
+	q = real_realloc(p, n);
+	if (counting && (q != NULL || n == 0)) {
+		cnt_calls++;
+		cnt_bytes += n;
+		cnt_in_use += (int64_t)(q ? real_usable(q) : 0) - (int64_t)old;
+	}
+	return q;
+}
+
+void
+alloc_count_enable(int on)
+{
+	counting = on;
+}
+
+int
+alloc_counting(void)
+{
+	return je_allocated != NULL || counting;
+}
+
+void
+alloc_counters(uint64_t *count, uint64_t *bytes, int64_t *in_use)
+{
+	if (counting) {
+		*count = cnt_calls;
+		*bytes = cnt_bytes;
+		*in_use = cnt_in_use;
+		return;
+	}
+	if (je_allocated != NULL) {
+		*count = 0;
+		*bytes = *je_allocated;
+		*in_use = (int64_t)(*je_allocated - *je_deallocated);
+		return;
+	}
+	*count = *bytes = 0;
+	*in_use = 0;
+}
+#else
+void
+alloc_count_enable(int on)
+{
+	(void)on;
+}
+
 int
 alloc_counting(void)
 {
@@ -124,3 +310,4 @@ alloc_counters(uint64_t *count, uint64_t *bytes, int64_t *in_use)
 	*count = *bytes = 0;
 	*in_use = 0;
 }
+#endif

@@ -26,5 +26,7 @@ void alloc_trim(void);
  */
 void alloc_counters(uint64_t *count, uint64_t *bytes, int64_t *in_use);
 int  alloc_counting(void);
+/* Turns the counting malloc on (route_stats); glibc builds only. */
+void alloc_count_enable(int on);
 
 #endif

@@ -129,6 +129,11 @@ struct molt_config {
  */
 struct molt_config *config_load(const char *path, struct conf_error *err);
 void config_free(struct molt_config *cfg);
+/* The same from text in memory; name is used in messages. */
+struct molt_config *config_load_string(const char *name, const char *text,
+                                       struct conf_error *err);
+/* The embedded default; "@WWW@" stands for the bundled web root. */
+extern const char config_default_text[];
 
 /*
  * After every checker ran (core, databases, modules): the first key no one

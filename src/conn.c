@@ -541,21 +541,21 @@ conn_dispatch(struct conn *c)
 	int rc;
 
 	c->state = REQ_HANDLER;
+	/* A body or header deadline armed earlier no longer applies. */
+	c->timer_kind = T_NONE;
 	worker_request_begin(c->w, req);
 	rc = req->route->mod->handle(req);
-	if (c->state == REQ_HANDLER && rc != MOLT_PENDING &&
-	    !(req->resp_flags & RESP_STREAM)) {
-		/* MOLT_ERROR, or DONE without a reply: answer for the module. */
-		if (!(req->resp_flags & RESP_STARTED)) {
-			if (rc != MOLT_ERROR)
-				log_error("module %s returned without a reply for %s",
-				    req->route->mod->name, req->target);
-			req_reply_core_error(req, 500, "internal server error", 0);
-		} else {
-			/* Half a reply went out: only closing tells the client. */
-			c->flags |= CONN_CLOSING | CONN_ERROR;
-			c->state = REQ_DONE;
-		}
+	if (c->state != REQ_HANDLER)
+		return;
+	if (rc == MOLT_ERROR) {
+		/* molt answers for the module, or cuts a half-sent reply. */
+		req_reply_core_error(req, 500, "internal server error", 0);
+		if (req->resp_flags & RESP_STREAM)
+			req->resp_flags |= RESP_DONE;
+	} else if (rc != MOLT_PENDING && !(req->resp_flags & RESP_STREAM)) {
+		log_error("module %s returned without a reply for %s",
+		    req->route->mod->name, req->target);
+		req_reply_core_error(req, 500, "internal server error", 0);
 	}
 }
 

@@ -66,7 +66,7 @@ module_path(const char *dirs, const char *name, char *out, size_t outlen)
 static struct module *
 module_load(const char *dirs, const char *name, char *err, size_t errlen)
 {
-	char path[1024];
+	char path[512];
 	const struct molt_module *m;
 	struct module *mod = NULL;
 	void *dl;
@@ -260,7 +260,7 @@ module_check_all(struct molt_config *cfg, struct module **mods,
 	struct route_conf *rc;
 	struct conf_section *s;
 	struct module *mod;
-	char msg[1024];
+	char msg[1536];
 
 	*mods = NULL;
 	for (rc = cfg->routes; rc != NULL; rc = rc->next) {

@@ -88,6 +88,15 @@ req_clear(molt_request *req)
 	req->start_ms = worker_now_ms(req->conn->w);
 }
 
+/* An early error reply leaves an unread body behind: the connection
+ * cannot be reused, since the body would be parsed as a request. */
+static int
+req_has_body(const molt_request *req)
+{
+	return (req->head.flags & HTTP_F_CHUNKED) ||
+	    ((req->head.flags & HTTP_F_HAS_LENGTH) && req->head.content_length > 0);
+}
+
 int
 req_prepare(molt_request *req)
 {
@@ -122,7 +131,7 @@ req_prepare(molt_request *req)
 	}
 	if (n == 0 || req->path[0] != '/') {
 		/* "*" (OPTIONS) and the like: nothing here routes them. */
-		conn_error_reply(c, 404, "not found", 0);
+		conn_error_reply(c, 404, "not found", req_has_body(req));
 		return 0;
 	}
 	if (memmem(req->path, (size_t)n, "/.", 2) != NULL &&
@@ -133,7 +142,7 @@ req_prepare(molt_request *req)
 
 	r = worker_route(c->w, req->path, (size_t)n);
 	if (r == NULL) {
-		conn_error_reply(c, 404, "not found", 0);
+		conn_error_reply(c, 404, "not found", req_has_body(req));
 		return 0;
 	}
 	req->route = r;
@@ -143,7 +152,7 @@ req_prepare(molt_request *req)
 		req->path_info = req->path + r->prefix_len;
 	if (r->methods != 0 &&
 	    !(r->methods & method_bit(h->method, h->method_len))) {
-		req_reply_core_error(req, 405, "method not allowed", 0);
+		req_reply_core_error(req, 405, "method not allowed", req_has_body(req));
 		req->route = NULL;
 		return 0;
 	}

@@ -691,6 +691,9 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	if (worker_drop_privileges(w) == -1)
 		goto out;
 	alloc_init();
+	/* jemalloc counts for free; with glibc our malloc wrapper counts. */
+	if (cfg->status.route_stats && alloc_kind() == SB_ALLOC_GLIBC)
+		alloc_count_enable(1);
 	w->route_stats = cfg->status.route_stats && alloc_counting();
 	if ((w->base = event_base_new()) == NULL) {
 		log_error("worker %d: event_base_new failed", id);
