@@ -93,6 +93,36 @@ fail:
 	return -1;
 }
 
+/*
+ * Whether a configured address is the one an open socket is bound to.
+ * The bound address counts, so "127.0.0.1:0" in the old config matches
+ * the ephemeral port it got, which is what a rewritten config names.
+ */
+static int
+listen_same(const struct listen_addr *want, const struct listen_addr *have)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (strcmp(want->text, have->text) == 0)
+		return 1;
+	if (want->ss.ss_family != have->ss.ss_family)
+		return 0;
+	if (getsockname(have->fd, (struct sockaddr *)&ss, &sl) == -1)
+		return 0;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)&want->ss, *b = (const void *)&ss;
+		return a->sin_port == b->sin_port &&
+		    a->sin_addr.s_addr == b->sin_addr.s_addr;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)&want->ss, *b = (const void *)&ss;
+		return a->sin6_port == b->sin6_port &&
+		    memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+	}
+	return 0;
+}
+
 int
 listen_open(struct listen_addr *list, struct listen_addr *old, int backlog)
 {
@@ -102,7 +132,7 @@ listen_open(struct listen_addr *list, struct listen_addr *old, int backlog)
 		if (la->fd >= 0)
 			continue;
 		for (o = old; o != NULL; o = o->next) {
-			if (o->fd >= 0 && strcmp(o->text, la->text) == 0) {
+			if (o->fd >= 0 && listen_same(la, o)) {
 				la->fd = o->fd;
 				o->fd = -1;     /* moved, so closing old keeps it */
 				break;

@@ -523,8 +523,9 @@ master_reaped(pid_t pid, int status)
 	if (scoreboard_read_worker(slot, &snap) == -1)
 		memset(&snap, 0, sizeof(snap));
 	if (WIFSIGNALED(status))
-		snprintf(why, sizeof(why), "killed by signal %d (%s)",
-		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		snprintf(why, sizeof(why), "killed by signal %d (SIG%s)",
+		    WTERMSIG(status), sigabbrev_np(WTERMSIG(status)) ?
+		    sigabbrev_np(WTERMSIG(status)) : "?");
 	else
 		snprintf(why, sizeof(why), "exited with status %d",
 		    WEXITSTATUS(status));

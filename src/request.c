@@ -354,8 +354,13 @@ req_must_close(molt_request *req)
 	struct conn *c = req->conn;
 	const struct server_conf *sc = &c->w->cfg->server;
 
+	/*
+	 * A draining worker closes keep-alive connections, but only after
+	 * answering what the client already sent: pipelined requests in the
+	 * buffer are served first.
+	 */
 	return (c->flags & CONN_CLOSING) || (req->head.flags & HTTP_F_CLOSE) ||
-	    c->w->draining ||
+	    (c->w->draining && c->in_len == c->in_pos) ||
 	    (sc->keepalive_requests > 0 &&
 	     c->nreq + 1 >= (unsigned long long)sc->keepalive_requests);
 }

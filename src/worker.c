@@ -346,6 +346,29 @@ worker_request_begin(struct worker *w, molt_request *req)
 	}
 }
 
+/* Quotes, backslashes and control bytes as \xHH, like nginx, so a
+ * client cannot forge fields or lines in the access log. */
+static const char *
+worker_log_escape(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	if (s == NULL)
+		return "-";
+	for (; *s != '\0' && o + 5 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f) {
+			snprintf(buf + o, len - o, "\\x%02X", ch);
+			o += 4;
+		} else {
+			buf[o++] = (char)ch;
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 static void
 worker_access_log(struct worker *w, molt_request *req)
 {
@@ -353,7 +376,7 @@ worker_access_log(struct worker *w, molt_request *req)
 	static time_t when_sec;
 	struct timeval tv;
 	const char *ref = NULL, *ua = NULL, *colon;
-	char line[2048];
+	char line[4096], t[1100], r[300], u[300];
 	size_t hl;
 	int n;
 
@@ -373,11 +396,13 @@ worker_access_log(struct worker *w, molt_request *req)
 	hl = colon && req->conn->peer[0] != 'u' ? (size_t)(colon - req->conn->peer)
 	                                        : strlen(req->conn->peer);
 	n = snprintf(line, sizeof(line),
-	    "%.*s - - [%s] \"%s %.1024s HTTP/1.%d\" %d %llu \"%.256s\" \"%.256s\"\n",
+	    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"%s\" \"%s\"\n",
 	    (int)hl, req->conn->peer, when,
-	    req->method ? req->method : "-", req->target ? req->target : "-",
+	    req->method ? req->method : "-",
+	    worker_log_escape(req->target, t, sizeof(t)),
 	    req->head.version == 10 ? 0 : 1, req->status,
-	    (unsigned long long)req->bytes_out, ref ? ref : "-", ua ? ua : "-");
+	    (unsigned long long)req->bytes_out, worker_log_escape(ref, r, sizeof(r)),
+	    worker_log_escape(ua, u, sizeof(u)));
 	if (n > 0)
 		log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -675,6 +700,8 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	w->notify_fd = notify_fd;
 	worker_self = w;
 
+	/* A terminal hangup is for the master (reload), not for us. */
+	signal(SIGHUP, SIG_IGN);
 	/* If the master dies, finish what is in flight and go. */
 	if (prctl(PR_SET_PDEATHSIG, SIGQUIT) == -1)
 		log_warn("PR_SET_PDEATHSIG: %s", strerror(errno));
