@@ -1,0 +1,634 @@
+"""
+MariaDB on the event loop (issue #4), against a real mariadbd started by
+tests/mariadb_server.py (no mocks): config checking, the type mapping and
+escaping, parameters (hostile ones too), the three formats, a 1,000,000-row
+result streamed in O(1) memory, slow and vanishing clients, 200 concurrent
+SLEEP(0.5) queries on 2 workers, a database outage under load, and a
+recycle while a query is in flight.
+
+The whole module is skipped when mariadbd is not installed (Debian package
+mariadb-server).
+"""
+
+import base64
+import csv
+import decimal
+import io
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from urllib.parse import quote
+
+import pytest
+
+from conftest import RawConn, pid_alive, proc_rss_kb, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mariadb_server  # noqa: E402
+from mariadb_server import MariaDBServer, big_row  # noqa: E402
+
+pytestmark = pytest.mark.skipif(mariadb_server.available() is not None,
+                                reason=str(mariadb_server.available()))
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def db():
+    srv = MariaDBServer()
+    try:
+        srv.start()
+        srv.load_fixtures()
+        yield srv
+    finally:
+        srv.destroy()
+
+
+@pytest.fixture
+def db_up(db):
+    """The server, running (a test that stopped it may have failed)."""
+    if not db.running():
+        db.start()
+    return db
+
+
+ROUTES = """
+[route /types]
+module = mariadb
+database = main
+query = SELECT * FROM types ORDER BY id
+
+[route /users]
+module = mariadb
+database = main
+query = SELECT id, name, email FROM users
+    WHERE id > ? ORDER BY id LIMIT ?
+params = after, limit
+
+[route /byname]
+module = mariadb
+database = main
+query = SELECT id, name FROM users WHERE name = ? ORDER BY id
+params = name
+
+[route /big]
+module = mariadb
+database = main
+query = SELECT id, name, amt FROM big ORDER BY id
+
+[route /sleep]
+module = mariadb
+database = main
+query = SELECT SLEEP(?) AS slept
+params = s
+
+[route /bad]
+module = mariadb
+database = main
+query = SELECT nope FROM nowhere
+
+[route /touch]
+module = mariadb
+database = main
+query = UPDATE users SET email = CONCAT('user', id, '@example.org') WHERE id <= ?
+params = n
+
+[status]
+path = /molt/status
+allow = 127.0.0.0/8
+"""
+
+
+def start(molt, db, workers=2, pool_size=4, extra_db="", recycle="", **kw):
+    conf = db.database_section(pool_size=pool_size) + extra_db + ROUTES
+    if recycle:
+        conf += "\n[recycle]\n" + recycle.strip() + "\n"
+    return molt(conf=conf, workers=workers, **kw)
+
+
+def get_json(m, path, status=200, headers=None):
+    st, h, body = m.get(path, headers=headers)
+    assert st == status, (st, body[:500])
+    assert h["content-type"].startswith("application/json"), h
+    return json.loads(body, parse_float=decimal.Decimal)
+
+
+# ----------------------------------------------------------------- config
+
+def test_config_check_valid_does_not_connect(molt_check, tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    r = molt_check("""
+[database main]
+socket = /nonexistent/mysql.sock
+user = web
+password_file = %s
+database = shop
+pool_size = 8
+connect_timeout = 2s
+read_timeout = 10s
+query_timeout = 500ms
+
+[database other]
+host = 127.0.0.1
+port = 3307
+user = web
+password = x
+ssl = on
+ssl_verify_server_cert = on
+
+[route /u]
+module = mariadb
+database = main
+query = SELECT id FROM users
+    WHERE id > ?
+params = after
+""" % pw)
+    assert r.rc == 0, r.stderr
+    assert "configuration ok" in r.stderr
+
+
+@pytest.mark.parametrize("body,needle,msg", [
+    ("pool_size = 0", "pool_size", "pool_size"),
+    ("pool_size = lots", "pool_size", "pool_size"),
+    ("query_timeout = soon", "query_timeout", "query_timeout"),
+    ("port = 3306", "port", "needs host"),
+    ("password_file = /nonexistent/pw", "password_file", "password_file"),
+    ("ssl_ca = /etc/hostname", "ssl_ca", "ssl = on"),
+    ("bogus = 1", "bogus", "bogus"),
+])
+def test_config_check_errors(molt_check, body, needle, msg):
+    r = molt_check("""
+[database main]
+socket = /tmp/x.sock
+user = web
+password = hunter2
+%s
+""" % body)
+    assert r.rc == 1, r.stderr
+    line = r.line_of(needle, start=r.line_of("[database main]"))
+    assert "%s:%d:" % (r.path, line) in r.stderr, r.stderr
+    assert msg in r.stderr, r.stderr
+    assert "hunter2" not in r.stderr
+
+
+def test_config_check_route_errors(molt_check):
+    base = """
+[database main]
+socket = /tmp/x.sock
+user = web
+"""
+    r = molt_check(base + """
+[route /u]
+module = mariadb
+database = nosuch
+query = SELECT 1
+""")
+    assert r.rc == 1 and "nosuch" in r.stderr, r.stderr
+    r = molt_check(base + """
+[route /u]
+module = mariadb
+database = main
+query = SELECT id FROM t WHERE a = ? AND b = ? AND c = '?'
+params = a
+""")
+    assert r.rc == 1 and "placeholder" in r.stderr, r.stderr
+    r = molt_check(base + """
+[route /u]
+module = mariadb
+database = main
+query = SELECT 1
+format = xml
+""")
+    assert r.rc == 1 and "format" in r.stderr, r.stderr
+
+
+# ------------------------------------------------------- types, escaping
+
+TYPES_ROW1 = {
+    "id": 1, "i8": -128, "i64": -9223372036854775808, "u64": 18446744073709551615,
+    "dec1": decimal.Decimal("1234567890123456789012.0123456789"),
+    "dbl": decimal.Decimal("0.1"), "flt": decimal.Decimal("1.5"),
+    "d": "2024-02-29", "t": "-838:59:59.000000", "dt": "2024-02-29 23:59:59.123456",
+    "yr": 2024,
+    "s": 'h\u00e9llo "quoted" \\ back\nnew\ttab \U0001F600 </script>',
+    "b": base64.b64encode(b"\x00\xff\x10").decode(),
+    "bl": base64.b64encode(b"\xde\xad\xbe\xef\x00").decode(),
+    "tx": 'plain, text "with" csv\nstuff',
+}
+
+
+def test_types_json(molt, db_up):
+    m = start(molt, db_up)
+    st, h, body = m.get("/types")
+    assert st == 200, body
+    assert h["content-type"] == "application/json"
+    assert h.get("transfer-encoding") == "chunked"
+    rows = json.loads(body, parse_float=decimal.Decimal)
+    assert len(rows) == 4
+    assert rows[0] == TYPES_ROW1
+    assert list(rows[0]) == list(TYPES_ROW1)           # column order kept
+    assert all(v is None for k, v in rows[1].items() if k != "id")
+    r3 = rows[2]
+    assert r3["i64"] == 9223372036854775807 and r3["u64"] == 0
+    assert r3["dec1"] == decimal.Decimal("-0.0000000001")
+    assert r3["dbl"] == decimal.Decimal("1e308")
+    assert r3["t"] == "00:00:00.000001" and r3["dt"] == "1970-01-01 00:00:00.000000"
+    assert r3["s"] == "" and r3["b"] == "" and r3["tx"] == ""
+    r4 = rows[3]
+    assert r4["dbl"] == decimal.Decimal("123456789.12345679")   # shortest round trip
+    assert float(r4["dbl"]) == 123456789.123456789
+    assert r4["dec1"] == decimal.Decimal("0.0000000000")
+    assert r4["s"] == "ctl\x01\x1fx"
+    assert base64.b64decode(r4["b"]) == "\u20ac".encode()
+    assert base64.b64decode(r4["bl"]) == b"\xff"
+    assert r4["tx"] == "'; DROP TABLE users; --"
+    # Exact text: the decimal and 64-bit numbers are JSON numbers, verbatim.
+    assert b'"dec1":1234567890123456789012.0123456789,' in body
+    assert b'"u64":18446744073709551615,' in body
+    assert b'"i8":null,' in body
+    # Control characters are escaped, never raw.
+    assert not re.search(rb"[\x00-\x1f]", body.replace(b"\n", b""))
+
+
+def test_formats_exact_bytes(molt, db_up):
+    m = start(molt, db_up, workers=1)
+    q = "/users?after=0&limit=2"
+    st, h, body = m.get(q)
+    assert st == 200 and h["content-type"] == "application/json"
+    assert body == (b'[\n{"id":1,"name":"user1","email":"user1@example.org"},\n'
+                    b'{"id":2,"name":"user2","email":"user2@example.org"}\n]\n')
+    st, h, body = m.get(q, headers={"Accept": "application/x-ndjson"})
+    assert st == 200 and h["content-type"] == "application/x-ndjson"
+    assert body == (b'{"id":1,"name":"user1","email":"user1@example.org"}\n'
+                    b'{"id":2,"name":"user2","email":"user2@example.org"}\n')
+    st, h, body = m.get(q, headers={"Accept": "text/html, text/csv;q=0.9, */*;q=0.1"})
+    assert st == 200 and h["content-type"].startswith("text/csv")
+    assert body == (b"id,name,email\r\n1,user1,user1@example.org\r\n"
+                    b"2,user2,user2@example.org\r\n")
+    # Nothing matches: the route's format.
+    st, h, body = m.get(q, headers={"Accept": "image/png"})
+    assert st == 200 and h["content-type"] == "application/json"
+    # No rows.
+    st, h, body = m.get("/users?after=99999&limit=2")
+    assert st == 200 and body == b"[\n]\n"
+    st, h, body = m.get("/users?after=99999&limit=2", headers={"Accept": "text/csv"})
+    assert body == b"id,name,email\r\n"
+    # HEAD: headers only.
+    st, h, body = m.get(q, method="HEAD")
+    assert st == 200 and body == b""
+
+
+def test_formats_types_ndjson_csv(molt, db_up):
+    m = start(molt, db_up, workers=1)
+    st, h, body = m.get("/types", headers={"Accept": "application/x-ndjson"})
+    lines = body.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 5
+    assert json.loads(lines[0], parse_float=decimal.Decimal) == TYPES_ROW1
+
+    st, h, body = m.get("/types", headers={"Accept": "text/csv"})
+    assert st == 200
+    assert body.endswith(b"\r\n")
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
+    assert rows[0] == list(TYPES_ROW1)
+    want = [str(v) for v in TYPES_ROW1.values()]
+    assert rows[1] == want
+    # NULL is an empty unquoted field; the empty string is "".
+    assert body.split(b"\r\n")[2] == b"2" + b"," * 14
+    assert b',"",' in body.split(b"\r\n")[3]
+
+
+# ------------------------------------------------------------- parameters
+
+def test_params_bound_not_pasted(molt, db_up):
+    m = start(molt, db_up)
+    rows = get_json(m, "/users?after=10&limit=3")
+    assert [r["id"] for r in rows] == [11, 12, 13]
+    # Quotes, comments and statement separators are just data.
+    hostile = "Robert'); DROP TABLE users; --"
+    rows = get_json(m, "/byname?name=" + quote(hostile, safe=""))
+    assert rows == [{"id": 1000, "name": hostile}]
+    for evil in ["' OR '1'='1", "1 OR 1=1", "\\' OR 1=1 -- ", "x\"; SELECT 1; --",
+                 "%00", "?"]:
+        rows = get_json(m, "/byname?name=" + quote(evil, safe=""))
+        assert rows == [], (evil, rows)
+    # "1 OR 1=1" as `after` is compared as a value, not spliced into SQL.
+    rows = get_json(m, "/users?after=" + quote("1000 OR 1=1") + "&limit=5")
+    assert rows == []
+    assert db_up.sql("SELECT COUNT(*) FROM users", db="moltdb") == [["101"]]
+
+
+def test_missing_param_400_and_query_error_500(molt, db_up):
+    m = start(molt, db_up)
+    j = get_json(m, "/users?after=1", status=400)
+    assert j["status"] == 400 and "limit" in j["error"]
+    j = get_json(m, "/bad", status=500)
+    assert j["status"] == 500
+    assert "nowhere" in j["error"] and "doesn't exist" in j["error"]
+    st, h, body = m.get("/bad")
+    assert db_up.password.encode() not in body
+    # A statement without a result set reports what it changed.
+    j = get_json(m, "/touch?n=3")
+    assert set(j) == {"affected_rows"}
+    # The connection is still good after an error.
+    assert len(get_json(m, "/users?after=0&limit=5")) == 5
+    m.stop()
+    assert db_up.password not in m.log()
+
+
+# ------------------------------------------------------- status endpoint
+
+def worker_heap(m, pid=None):
+    """heap_in_use of one worker from the status endpoint, or None."""
+    st, h, body = m.get("/molt/status")
+    if st != 200:
+        return None
+    j = json.loads(body)
+    ws = [w for w in j.get("workers", []) if "heap_in_use" in w]
+    if pid is not None:
+        ws = [w for w in ws if w.get("pid") == pid] or ws
+    return ws[0]["heap_in_use"] if ws else None
+
+
+def need_status(m):
+    if worker_heap(m) is None:
+        pytest.skip("the status endpoint (/molt/status with workers[].heap_in_use) "
+                    "is not available in this build")
+
+
+def expected_big():
+    parts = [b"["]
+    sep = b"\n"
+    for i in range(1, mariadb_server.BIG_ROWS + 1):
+        a, name, amt = big_row(i)
+        parts.append(b'%s{"id":%d,"name":"%s","amt":%s}' % (sep, a, name.encode(),
+                                                            amt.encode()))
+        sep = b",\n"
+    parts.append(b"\n]\n")
+    return b"".join(parts)
+
+
+class Resp:
+    def __init__(self, status, headers, body, chunked):
+        self.status, self.headers, self.body, self.chunked = status, headers, body, chunked
+
+
+def parse_response(raw):
+    """A whole HTTP/1.1 response read until close; de-chunks in linear time."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(b":")
+        headers[k.decode().lower()] = v.strip().decode("latin-1")
+    if headers.get("transfer-encoding") != "chunked":
+        return Resp(status, headers, bytes(rest), False)
+    out, pos = [], 0
+    while True:
+        eol = rest.index(b"\r\n", pos)
+        size = int(rest[pos:eol].split(b";")[0], 16)
+        pos = eol + 2
+        if size == 0:
+            assert rest[pos:pos + 2] == b"\r\n", "bad chunked trailer"
+            break
+        out.append(rest[pos:pos + size])
+        assert rest[pos + size:pos + size + 2] == b"\r\n", "chunk without CRLF"
+        pos += size + 2
+    return Resp(status, headers, b"".join(out), True)
+
+
+def stream_reader(m, path, out, delay=0.0, stop_after=None):
+    """GET path on its own socket in a thread, reading until the server
+    closes (optionally slowly, or hanging up after stop_after bytes).
+    Fills out["resp"], out["stopped_at"] or out["exc"], then out["done"]."""
+    def run():
+        s = socket.create_connection(("127.0.0.1", m.port), timeout=120)
+        try:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                       % path).encode())
+            parts, got = [], 0
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                parts.append(data)
+                got += len(data)
+                if stop_after and got >= stop_after:
+                    out["stopped_at"] = got
+                    return
+                if delay:
+                    time.sleep(delay)
+            out["resp"] = parse_response(bytearray().join(parts))
+        except BaseException as e:   # reported by the test
+            out["exc"] = e
+        finally:
+            s.close()
+            out["done"] = True
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_million_rows_streamed_in_constant_memory(molt, db_up):
+    m = start(molt, db_up, workers=1, recycle="sample_interval = 50ms")
+    need_status(m)
+    pid = m.worker_pids()[0]
+    # Warm up: connections, statement cache, buffers.
+    get_json(m, "/users?after=0&limit=10")
+    time.sleep(0.2)
+    base = worker_heap(m, pid)
+    want = expected_big()
+
+    out = {}
+    t = stream_reader(m, "/big", out)
+    peak = base
+    samples = 0
+    while not out.get("done"):
+        h = worker_heap(m, pid)
+        peak = max(peak, h)
+        samples += 1
+        time.sleep(0.02)
+    t.join()
+    assert "exc" not in out, out.get("exc")
+    r = out["resp"]
+    assert r.status == 200 and r.chunked
+    assert len(r.body) == len(want)
+    assert r.body == want
+    print("1M rows: %d bytes, heap base %d, peak %d (+%d), %d samples"
+          % (len(want), base, peak, peak - base, samples))
+    assert samples >= 3, "the stream ended before the heap could be sampled"
+    assert peak - base <= 4 * MB, "heap grew by %d bytes while streaming" % (peak - base)
+
+
+def test_slow_client_keeps_memory_flat(molt, db_up):
+    m = start(molt, db_up, workers=1, recycle="sample_interval = 50ms")
+    need_status(m)
+    pid = m.worker_pids()[0]
+    get_json(m, "/users?after=0&limit=10")
+    time.sleep(0.2)
+    base, rss0 = worker_heap(m, pid), proc_rss_kb(pid)
+    out = {}
+    # About 6.4 MB/s: the database could send far faster.
+    t = stream_reader(m, "/big", out, delay=0.01, stop_after=25 * MB)
+    peak, rss_peak = base, rss0
+    while not out.get("done"):
+        peak = max(peak, worker_heap(m, pid))
+        rss_peak = max(rss_peak, proc_rss_kb(pid))
+        time.sleep(0.05)
+    t.join()
+    assert "exc" not in out, out.get("exc")
+    print("slow client: heap +%d bytes, RSS +%d kB" % (peak - base, rss_peak - rss0))
+    assert peak - base <= 4 * MB
+    assert rss_peak - rss0 <= 8 * 1024
+    # The abandoned stream left the worker healthy.
+    assert len(get_json(m, "/users?after=0&limit=3")) == 3
+
+
+def test_client_disconnect_mid_stream(molt, db_up):
+    m = start(molt, db_up, workers=1, pool_size=2, recycle="sample_interval = 50ms")
+    pids = m.worker_pids()
+    have_status = worker_heap(m) is not None
+    get_json(m, "/users?after=0&limit=10")
+    base = worker_heap(m) if have_status else None
+    for i in range(20):
+        c = RawConn(m.port, timeout=10)
+        c.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        c._need(200000 + i * 1000)
+        c.close()
+    # Each cancelled query discarded its connection; the pool reconnects
+    # and the next requests are served normally.
+    for i in range(10):
+        rows = get_json(m, "/users?after=%d&limit=2" % i)
+        assert [r["id"] for r in rows] == [i + 1, i + 2]
+    assert m.worker_pids() == pids
+    if have_status:
+        time.sleep(0.3)
+        assert worker_heap(m) - base <= 1 * MB
+    # Server side, the discarded sessions go away: no pile-up.
+    def sessions():
+        return int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                             "WHERE USER = 'molt'")[0][0])
+    wait_for(lambda: sessions() <= 2, 10, what="molt's sessions to go back to the pool size")
+
+
+# ------------------------------------------------------------ concurrency
+
+def test_200_concurrent_sleeps_do_not_block(molt, db_up):
+    m = start(molt, db_up, workers=2, pool_size=200,
+              extra_db="", server_extra="max_connections = 1024")
+    # All 400 connections up before timing.
+    def sessions():
+        return int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                             "WHERE USER = 'molt'")[0][0])
+    wait_for(lambda: sessions() >= 400, 20, what="400 pooled connections")
+    results = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(201)
+
+    def one():
+        barrier.wait()
+        try:
+            st, h, body = m.get("/sleep?s=0.5", timeout=30)
+        except Exception as e:
+            st, body = None, repr(e).encode()
+        with lock:
+            results.append((st, body))
+
+    threads = [threading.Thread(target=one) for _ in range(200)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.monotonic()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    bad = [r for r in results if r[0] != 200 or json.loads(r[1]) != [{"slept": 0}]]
+    assert not bad, bad[:5]
+    print("200 x SLEEP(0.5) on 2 workers: %.3f s" % wall)
+    assert 0.5 <= wall < 1.5, wall
+
+
+# ----------------------------------------------------------------- outage
+
+def test_database_outage_under_load(molt, db_up):
+    m = start(molt, db_up, workers=2, pool_size=4)
+    m.expect_errors(r"database main")
+    pids = m.worker_pids()
+    assert len(get_json(m, "/users?after=0&limit=3")) == 3
+
+    statuses = []
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                st, h, body = m.get("/users?after=0&limit=3", timeout=15)
+                if st == 503:
+                    j = json.loads(body)
+                    assert j["status"] == 503 and "unavailable" in j["error"], j
+                    assert db_up.password not in j["error"]
+                statuses.append(st)
+            except Exception as e:
+                statuses.append(repr(e))
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        db_up.stop()
+        wait_for(lambda: statuses[-8:].count(503) == 8, 15, what="503s during the outage")
+        n_down = len(statuses)
+        time.sleep(1.0)
+        assert m.worker_pids() == pids, "a worker died during the outage"
+        db_up.start()
+        wait_for(lambda: len(statuses) > n_down and statuses[-8:].count(200) == 8, 20,
+                 what="recovery after the restart")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    unexpected = [s for s in statuses if s not in (200, 503)]
+    assert not unexpected, unexpected[:10]
+    assert 503 in statuses and statuses[-1] == 200
+    assert m.worker_pids() == pids
+    assert all(pid_alive(p) for p in pids)
+
+
+# ---------------------------------------------------------------- recycle
+
+def test_recycle_waits_for_query_in_flight(molt, db_up):
+    m = start(molt, db_up, workers=1)
+    old = m.worker_pids()
+    out = {}
+    t = stream_reader(m, "/sleep?s=1.5", out)
+    time.sleep(0.4)        # the query is on the server now
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"worker \d+ ready", since=mark, timeout=10)
+    t.join(10)
+    assert "exc" not in out, out.get("exc")
+    r = out["resp"]
+    assert r.status == 200 and json.loads(r.body) == [{"slept": 0}]
+    wait_for(lambda: not any(pid_alive(p) for p in old), 10, what="the old worker to exit")
+    assert len(get_json(m, "/users?after=0&limit=2")) == 2
+
+
+def test_worker_exit_closes_connections_cleanly(molt, db_up):
+    before = db_up.tail_log(10 ** 7).count("user: 'molt'")
+    m = start(molt, db_up, workers=2, pool_size=3)
+    assert len(get_json(m, "/users?after=0&limit=2")) == 2
+    m.stop()
+    # COM_QUIT on every connection: the server logs no aborted connection.
+    time.sleep(0.3)
+    after = db_up.tail_log(10 ** 7).count("user: 'molt'")
+    assert after == before, db_up.tail_log()
+    assert int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                         "WHERE USER = 'molt'")[0][0]) == 0
