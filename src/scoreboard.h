@@ -50,6 +50,7 @@ struct sb_slot {
 		uint64_t trims;
 		uint64_t trim_reclaimed;
 		uint32_t trim_seen;         /* last trim request served */
+		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {

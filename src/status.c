@@ -176,7 +176,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    "\"active\":%u,\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 		    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"heap_free\":%llu,"
 		    "\"fragmentation\":%.2f,\"trims\":%llu,\"trim_reclaimed\":%llu,"
-		    "\"allocator\":\"%s\",\"measured_ms_ago\":%lld,"
+		    "\"allocator\":\"%s\",\"mallocs\":%lld,\"measured_ms_ago\":%lld,"
 		    "\"sampled_ms_ago\":%lld}",
 		    first ? "" : ",", i, s.m.id, (int)s.m.pid, s.m.generation,
 		    sb_state_names[s.w.state], s.m.retiring ? "true" : "false",
@@ -191,6 +191,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    (unsigned long long)s.w.trims,
 		    (unsigned long long)s.w.trim_reclaimed,
 		    s.w.allocator == SB_ALLOC_JEMALLOC ? "jemalloc" : "glibc",
+		    (long long)s.w.mallocs,
 		    s.m.measured_ms ? (long long)(now - s.m.measured_ms) : -1LL,
 		    s.w.sampled_ms ? (long long)(now - s.w.sampled_ms) : -1LL);
 		first = 0;

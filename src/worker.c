@@ -551,6 +551,14 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	sb_begin(&w->slot->w.seq);
 	w->slot->w.allocator = (uint32_t)alloc_kind();
+	w->slot->w.mallocs = -1;
+	if (w->route_stats && alloc_kind() == SB_ALLOC_GLIBC) {
+		uint64_t cnt, bytes;
+		int64_t iu;
+
+		alloc_counters(&cnt, &bytes, &iu);
+		w->slot->w.mallocs = (int64_t)cnt;
+	}
 	w->slot->w.heap_in_use = in_use;
 	w->slot->w.heap_held = held;
 	w->slot->w.heap_free = fr;
