@@ -47,6 +47,7 @@
 #include "molt/module.h"
 #include "config.h"
 #include "db.h"
+#include "worker.h"
 
 #define DB_POOL_MAX          1024   /* pool_size upper bound */
 #define DB_QUEUE_MAX         100000
@@ -57,6 +58,7 @@
 #define DB_STRBUF_MIN        256    /* first size of a column's text buffer */
 #define DB_TEXT_SLOT         64     /* numbers, dates: fits any of them */
 #define DB_ABORT_TRIES       16
+#define DB_CONNECT_BURST     8      /* first connects in flight per pool */
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
@@ -155,6 +157,7 @@ struct db_conn {
 	enum db_op       op;           /* the operation suspended in the library */
 	enum db_op       phase;        /* where the query is, for error handling */
 	int              starting;     /* a query was assigned; runs from the loop */
+	int              never_started;/* waits for its first connect (see db_pool_start_next) */
 	int              lib_timeout;  /* the library asked for MYSQL_WAIT_TIMEOUT */
 	int              in_cb;        /* inside a module callback */
 	unsigned         failures;     /* connect attempts failed in a row */
@@ -222,6 +225,7 @@ static struct db_pool    *db_pools;
 static int                db_inflight_count;
 
 static void db_conn_connect(struct db_conn *c);
+static void db_pool_start_next(struct db_pool *p);
 static void db_conn_discard(struct db_conn *c, int backoff);
 static void db_conn_idle(struct db_conn *c);
 static void db_conn_run(struct db_conn *c);
@@ -554,6 +558,24 @@ db_config_check(struct molt_config *cfg, struct conf_error *err)
 	return 0;
 }
 
+/* The parsed sections of cfg: cached, or parsed now (and cached). */
+static const struct db_conf *
+db_conf_for(const struct molt_config *cfg)
+{
+	struct conf_error err;
+	int i;
+
+	for (i = 0; i < DB_CONF_KEEP; i++)
+		if (db_confs[i].cfg == cfg)
+			return db_confs[i].dbs;
+	memset(&err, 0, sizeof(err));
+	if (db_config_check((struct molt_config *)cfg, &err) == -1) {
+		molt_log(MOLT_LOG_ERROR, "%s:%d: %s", err.file, err.line, err.msg);
+		return NULL;
+	}
+	return db_checked;
+}
+
 int
 molt_db_exists(const char *name)
 {
@@ -565,7 +587,15 @@ molt_db_exists(const char *name)
 	for (p = db_pools; p != NULL; p = p->next)
 		if (strcmp(p->conf->name, name) == 0)
 			return 1;
-	for (d = db_checked; d != NULL; d = d->next)
+	/*
+	 * A worker checks its modules again before db_worker_init, in a
+	 * process where db_config_check may never have run (the master
+	 * validates in a child): parse the worker's config here then.
+	 */
+	d = db_checked;
+	if (worker_self != NULL && worker_self->cfg != NULL)
+		d = db_conf_for(worker_self->cfg);
+	for (; d != NULL; d = d->next)
 		if (strcmp(d->name, name) == 0)
 			return 1;
 	return 0;
@@ -930,28 +960,52 @@ db_conn_connect(struct db_conn *c)
 	db_op_done(c);
 }
 
+/*
+ * Opening a whole pool at once would hit the server with pool_size x
+ * workers handshakes in the same millisecond, overflowing its accept
+ * backlog.  Connections are first opened DB_CONNECT_BURST at a time, each
+ * finished attempt starting the next.
+ */
+static void
+db_pool_start_next(struct db_pool *p)
+{
+	int i;
+
+	for (i = 0; i < p->nconns; i++) {
+		if (p->conns[i].never_started) {
+			p->conns[i].never_started = 0;
+			db_conn_connect(&p->conns[i]);
+			return;
+		}
+	}
+}
+
 static void
 db_connect_done(struct db_conn *c)
 {
 	struct db_pool *p = c->pool;
 
 	if (c->ret_mysql == NULL) {
-		/* mysql_error never contains the password. */
+		/*
+		 * Said once when the pool goes down, not once per connection
+		 * per retry.  mysql_error never contains the password.
+		 */
 		snprintf(p->last_error, sizeof(p->last_error), "%s", mysql_error(c->mysql));
-		if (c->failures == 0 || c->failures % 10 == 0)
-			molt_log(MOLT_LOG_ERROR, "database %s: connection %d: %s",
-			    p->conf->name, c->index, p->last_error);
+		if (!p->down)
+			molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
+			    p->conf->name, p->last_error);
 		db_conn_discard(c, 1);
+		db_pool_start_next(p);
 		return;
 	}
-	if (c->failures > 0)
-		molt_log(MOLT_LOG_INFO, "database %s: connection %d is back after %u failed attempts",
-		    p->conf->name, c->index, c->failures);
+	if (p->down && p->nlive == 0)
+		molt_log(MOLT_LOG_INFO, "database %s: connected again", p->conf->name);
 	c->failures = 0;
 	p->down = 0;
 	p->nlive++;
 	c->state = DB_C_IDLE;
 	db_conn_idle(c);
+	db_pool_start_next(p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1976,20 +2030,14 @@ db_resolve(struct db_conf *d)
 int
 db_worker_init(const struct molt_config *cfg, struct event_base *base)
 {
-	struct db_conf *dbs = NULL, *d;
+	struct db_conf *dbs, *d;
 	struct db_pool *p;
-	struct conf_error err;
 	int i;
 
-	for (i = 0; i < DB_CONF_KEEP; i++)
-		if (db_confs[i].cfg == cfg)
-			dbs = db_confs[i].dbs;
-	if (dbs == NULL && db_parse_all((struct molt_config *)cfg, &dbs, &err) == -1) {
-		molt_log(MOLT_LOG_ERROR, "%s:%d: %s", err.file, err.line, err.msg);
-		return -1;
-	}
-	if (dbs == NULL)
+	if (conf_find((struct molt_config *)cfg, "database", NULL) == NULL)
 		return 0;
+	if ((dbs = (struct db_conf *)db_conf_for(cfg)) == NULL)
+		return -1;
 	if (mysql_library_init(0, NULL, NULL) != 0) {
 		molt_log(MOLT_LOG_ERROR, "database: mysql_library_init failed");
 		return -1;
@@ -2018,8 +2066,10 @@ db_worker_init(const struct molt_config *cfg, struct event_base *base)
 			event_assign(&c->io, base, -1, 0, db_conn_io, c);
 			evtimer_assign(&c->timer, base, db_conn_timer, c);
 			event_assign(&c->kick, base, -1, 0, db_conn_kick, c);
-			db_conn_connect(c);
+			c->never_started = 1;
 		}
+		for (i = 0; i < p->nconns && i < DB_CONNECT_BURST; i++)
+			db_pool_start_next(p);
 	}
 	return 0;
 }
