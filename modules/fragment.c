@@ -7,7 +7,7 @@
  *       mallocs N objects of S bytes and writes to each, keeps every K-th
  *       in a module-level cache that outlives the request, frees the rest.
  *       Replies {"allocated":N,"kept":..,"cache_objects":..,"cache_bytes":..}
- *       (kept: by this request; cache_*: the whole cache now).  Defaults:
+ *       (kept: by this request; cache_*: this worker's whole cache).  Defaults:
  *       objects=1000, size=48, keep_every=64.  Bounds: N <= 10,000,000,
  *       1 <= S <= 1 MiB, N * S <= 4 GiB, K >= 1; else 400.
  *   GET /fragment/reset
