@@ -61,6 +61,7 @@ struct mworker {
 	int      trim_pending;
 	int      trimmed;         /* a trim was tried for the current episode */
 	uint64_t trim_before;
+	char     trim_why[120];   /* "reason=rss max_rss=256.0 MB" */
 	int      replaced_by;     /* slot of the replacement being started */
 	int      replaces;        /* slot this one will replace */
 };
@@ -710,9 +711,9 @@ master_judge(int slot, int after_trim)
 			sb.hdr->trims++;
 			sb.hdr->trim_reclaimed += m->trim_before > val ?
 			    m->trim_before - val : 0;
-			log_info("trimmed worker %d pid %d: %s %s -> %s, now under "
+			log_info("trimmed worker %d pid %d: %s %s %s -> %s, now under "
 			    "the limits; requests=%llu", m->id, (int)m->pid,
-			    master_measure_name(),
+			    m->trim_why, master_measure_name(),
 			    memwatch_fmt(m->trim_before, a, sizeof(a)),
 			    memwatch_fmt(val, b, sizeof(b)),
 			    (unsigned long long)snap.w.requests);
@@ -724,14 +725,22 @@ master_judge(int slot, int after_trim)
 	    m->over_frag < rc->samples_over)
 		return;
 	if (rc->trim && !m->trimmed) {
+		if (over_rss)
+			snprintf(m->trim_why, sizeof(m->trim_why), "reason=rss max_rss=%s",
+			    memwatch_fmt((uint64_t)rc->max_rss, a, sizeof(a)));
+		else
+			snprintf(m->trim_why, sizeof(m->trim_why), "reason=fragmentation "
+			    "fragmentation=%.1f max_fragmentation=%.1f", frag,
+			    rc->max_fragmentation);
 		master_ask_trim(slot);
 		return;
 	}
 	if (after_trim) {
 		sb.hdr->trims++;
 		sb.hdr->trim_reclaimed += m->trim_before > val ? m->trim_before - val : 0;
-		log_info("trimmed worker %d pid %d: %s %s -> %s, still over the "
-		    "limit; recycling", m->id, (int)m->pid, master_measure_name(),
+		log_info("trimmed worker %d pid %d: %s %s %s -> %s, still over the "
+		    "limit; recycling", m->id, (int)m->pid, m->trim_why,
+		    master_measure_name(),
 		    memwatch_fmt(m->trim_before, a, sizeof(a)),
 		    memwatch_fmt(val, b, sizeof(b)));
 	}
