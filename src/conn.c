@@ -788,7 +788,9 @@ conn_process(struct conn *c)
 		return -1;
 	}
 	if (c->state == REQ_NONE && c->queued == 0) {
-		if ((c->flags & CONN_CLOSING) && (c->flags & CONN_EOF)) {
+		if ((c->flags & CONN_CLOSING) && ((c->flags & CONN_EOF) ||
+		    (c->req.status < 400 && c->in_len == c->in_pos))) {
+			/* Nothing unread: a plain close cannot turn into a RST. */
 			conn_close(c);
 			return -1;
 		} else if (c->flags & CONN_CLOSING) {
