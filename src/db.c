@@ -1079,15 +1079,15 @@ db_query_fail(struct molt_db_query *q, int status, const char *msg)
 	struct db_pool *p = q->pool;
 	struct db_conn *c = q->conn;
 	struct timeval tv = { 0, 0 };
-	char buf[320];
+	char down[160], buf[320];
 
 	if (msg == NULL) {
 		/*
 		 * The server's connect error stays in the log: it names
 		 * hosts, sockets and users, which clients need not see.
 		 */
-		snprintf(buf, sizeof(buf), "database %s is unavailable", p->conf->name);
-		msg = buf;
+		snprintf(down, sizeof(down), "database %s is unavailable", p->conf->name);
+		msg = down;
 	}
 	if (q->state == DB_Q_QUEUED) {
 		db_query_finish(q);       /* leaves the queue */
