@@ -226,6 +226,7 @@ static int                db_inflight_count;
 
 static void db_conn_connect(struct db_conn *c);
 static void db_pool_start_next(struct db_pool *p);
+static void db_conn_orphan(struct db_conn *c);
 static void db_conn_discard(struct db_conn *c, int backoff);
 static void db_conn_idle(struct db_conn *c);
 static void db_conn_run(struct db_conn *c);
@@ -856,6 +857,32 @@ db_conn_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * The connection is going away under a query (the server closed it just
+ * as a query was assigned).  A query not yet sent waits for another
+ * connection; one that was sent fails, since running it twice might not
+ * be safe.  Either way the module hears from the event loop.
+ */
+static void
+db_conn_orphan(struct db_conn *c)
+{
+	struct molt_db_query *q = c->q;
+	struct db_pool *p = c->pool;
+	int sent = !c->starting;
+
+	c->q = NULL;
+	c->starting = 0;
+	q->conn = NULL;
+	q->state = DB_Q_QUEUED;
+	q->next = p->queue_head;
+	p->queue_head = q;
+	if (p->queue_tail == &p->queue_head)
+		p->queue_tail = &q->next;
+	p->queued++;
+	if (sent)
+		db_query_fail(q, 503, NULL);
+}
+
+/*
  * Throw the connection away and schedule a new one: at once after a
  * cancel (the server is fine), with exponential backoff after a failure.
  */
@@ -871,6 +898,8 @@ db_conn_discard(struct db_conn *c, int backoff)
 		/* The caller of the callback notices c->q changed and comes back. */
 		return;
 	}
+	if (c->q != NULL)
+		db_conn_orphan(c);
 	if (db_conn_abort_op(c) == -1) {
 		c->state = DB_C_DEAD;
 		return;
