@@ -130,7 +130,7 @@ query = %(q)s
         dt = time.monotonic() - t
         code, size = out.split()
         assert code == "200", out
-        return dt, int(size), status_kb(worker, "VmHWM") - rss0, status_kb(worker, "VmRSS")
+        return dt, int(size), max(0, status_kb(worker, "VmHWM") - rss0), status_kb(worker, "VmRSS")
 
     def cli():
         t = time.monotonic()
@@ -172,14 +172,16 @@ socket, %(cpu)s, %(ncpu)d CPUs.  Query: `%(q)s`, %(rows)s rows,
 
 ## Rows per second
 
-| reader | median time | rows/s |
-|---|---:|---:|
-| `mariadb --quick --batch` CLI to /dev/null | %(cli).3f s | %(cli_rps)s |
-| molt, `mariadb` module (streamed JSON over HTTP, curl to /dev/null) | %(st).3f s | %(st_rps)s |
-| molt, `mariadb_buffered` (bench only: store_result, whole body in memory) | %(bf).3f s | %(bf_rps)s |
+| reader | median time | min - max | rows/s (median) |
+|---|---:|---:|---:|
+| `mariadb --quick --batch` CLI to /dev/null | %(cli).3f s | %(cli_r)s | %(cli_rps)s |
+| molt, `mariadb` module (streamed JSON over HTTP, curl to /dev/null) | %(st).3f s | %(st_r)s | %(st_rps)s |
+| molt, `mariadb_buffered` (bench only: store_result, whole body in memory) | %(bf).3f s | %(bf_r)s | %(bf_rps)s |
 
 The CLI writes tab-separated text; molt also formats JSON, escapes
-strings, frames HTTP chunks and goes through a socket to curl.
+strings, frames HTTP chunks and goes through a socket to curl.  Times
+move by a third between runs when the machine is shared (see min - max);
+the memory figures do not.
 
 ## Peak worker memory for the 1M-row response
 
@@ -196,19 +198,25 @@ buffers per connection and at most ~64 KiB queued for the client, so its
 peak does not depend on the number of rows.  The buffered variant holds
 the whole result set and the whole body (and molt's copy of it) at once:
 its peak grows with the rows, and with every such request running at the
-same time in other workers.  Here glibc returned that memory after the
-request (its blocks are large enough to be mmapped or trimmed), so the
-RSS left afterwards is the same; with smaller rows interleaved with
-long-lived allocations it is not, which is the fragmentation the Vapor
-report describes.  The integration test
+same time in other workers.  %(after)s  The integration test
 `test_million_rows_streamed_in_constant_memory` checks the bound from the
 heap's side (heap in use grows by well under 4 MB during the stream).
 """ % {"runs": RUNS, "ver": ver, "mdb": srv.sql("SELECT VERSION()")[0][0],
        "cpu": cpu or "unknown CPU", "ncpu": os.cpu_count(), "q": QUERY,
        "rows": format(BIG_ROWS, ","), "size": size / 1e6,
+       "cli_r": "%.3f - %.3f" % (min(r["cli"]), max(r["cli"])),
+       "st_r": "%.3f - %.3f" % (min(x[0] for x in r["stream"]), max(x[0] for x in r["stream"])),
+       "bf_r": "%.3f - %.3f" % (min(x[0] for x in r["buf"]), max(x[0] for x in r["buf"])),
        "cli": cli_t, "cli_rps": format(int(BIG_ROWS / cli_t), ","),
        "st": st_t, "st_rps": format(int(BIG_ROWS / st_t), ","),
        "bf": bf_t, "bf_rps": format(int(BIG_ROWS / bf_t), ","),
+       "after": ("After the request the buffered worker kept %.1f MB more resident "
+                 "than the streamed one: memory glibc did not return, the "
+                 "fragmentation the Vapor report describes." % ((bf_ret - st_ret) / 1024)
+                 if bf_ret - st_ret > 512 else
+                 "After the request glibc returned the buffered variant's memory "
+                 "(its blocks are large enough to be unmapped or trimmed), so the "
+                 "RSS left is about the same; the cost is the peak."),
        "st_peak_kb": st_peak, "bf_peak_kb": bf_peak, "bf_peak": bf_peak / 1024,
        "st_ret": st_ret / 1024, "bf_ret": bf_ret / 1024}
     print(md)
