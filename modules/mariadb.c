@@ -400,8 +400,7 @@ on_drain(molt_request *req, void *arg)
 	struct mreq *m = arg;
 
 	(void)req;
-	molt_stream_on_drain(m->req, NULL, NULL);
-	molt_db_resume(m->q);
+	molt_db_resume(m->q);    /* on_drain is one-shot: on_row sets it again */
 }
 
 static int

@@ -1242,7 +1242,7 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 	size_t need, sql_len, i, off;
 	char *mem;
 
-	if (req == NULL || db == NULL || sql == NULL || h == NULL ||
+	if (db_base == NULL || req == NULL || db == NULL || sql == NULL || h == NULL ||
 	    h->on_done == NULL || h->on_error == NULL || (nparams > 0 && params == NULL))
 		return NULL;
 	if ((p = db_pool_find(db)) == NULL) {
