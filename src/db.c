@@ -1027,6 +1027,22 @@ db_connect_done(struct db_conn *c)
 		db_pool_start_next(p);
 		return;
 	}
+	if (p->conf->ssl && mysql_get_ssl_cipher(c->mysql) == NULL) {
+		/*
+		 * Connector/C 3.3 only refuses a server without TLS when the
+		 * certificate is verified too; with ssl = on alone it falls
+		 * back to plain text.  Refuse it here instead.
+		 */
+		snprintf(p->last_error, sizeof(p->last_error),
+		    "ssl = on, but the server did not negotiate TLS");
+		if (!p->down)
+			molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
+			    p->conf->name, p->last_error);
+		c->state = DB_C_CONNECTING;   /* not counted as live */
+		db_conn_discard(c, 1);
+		db_pool_start_next(p);
+		return;
+	}
 	if (p->down && p->nlive == 0)
 		molt_log(MOLT_LOG_INFO, "database %s: connected again", p->conf->name);
 	c->failures = 0;

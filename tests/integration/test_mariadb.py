@@ -633,3 +633,33 @@ def test_worker_exit_closes_connections_cleanly(molt, db_up):
     assert after == before, db_up.tail_log()
     assert int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
                          "WHERE USER = 'molt'")[0][0]) == 0
+
+
+# --------------------------------------------------- timeouts and TLS
+
+def test_query_timeout_504_and_tls_enforced(molt, db_up):
+    extra = (db_up.database_section("quick", query_timeout="300ms") +
+             db_up.database_section("tls", tcp=True, ssl="on") + """
+[route /quick]
+module = mariadb
+database = quick
+query = SELECT SLEEP(?) AS slept
+params = s
+
+[route /tls]
+module = mariadb
+database = tls
+query = SELECT 1 AS one
+""")
+    m = start(molt, db_up, workers=1, extra_db=extra)
+    m.expect_errors(r"database tls: cannot connect")
+    t = time.monotonic()
+    j = get_json(m, "/quick?s=3", status=504)
+    assert j["status"] == 504 and "timed out" in j["error"]
+    assert time.monotonic() - t < 2
+    # The timed-out query's connection was replaced: the next one works.
+    assert get_json(m, "/quick?s=0") == [{"slept": 0}]
+    # ssl = on against a server without TLS: never falls back to plain text.
+    j = get_json(m, "/tls", status=503)
+    assert "unavailable" in j["error"]
+    m.wait_log(r"database tls: cannot connect")
