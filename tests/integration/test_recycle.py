@@ -493,3 +493,363 @@ def test_reload_recycles_every_worker(molt):
     assert js["server"]["generation"] == 2
     assert sorted(w["pid"] for w in js["workers"]) == new
     assert all(w["generation"] == 2 for w in js["workers"]), js["workers"]
+
+
+# ------------------------------------------------- no request lost under load
+
+def test_no_failed_request_under_keepalive_load_with_recycles(molt):
+    """Several keep-alive clients (hello, and slow deferred replies that are
+    in flight whenever a worker drains) for ~15 s while workers are recycled
+    every couple of seconds, by lifetime and by request count: not one
+    request may fail, be reset or go unanswered."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 100ms
+max_lifetime = 2s
+max_lifetime_jitter = 1s
+max_requests = 20000
+max_requests_jitter = 10000
+drain_timeout = 10s
+"""), workers=2)
+    mark = m.mark()
+    load = Load(m.port, hello=4, deferred=3, lo_ms=300, hi_ms=800).start()
+    duration = 15.0
+    time.sleep(duration)
+    load.stop()
+    fails = load.failures
+    total = load.total()
+    rate = total / load.elapsed
+    recycles = recycle_lines(m, mark)
+    summary = ("%d ok (%.0f/s; %d deferred), %d connections, %d Connection: "
+               "close, %d recycles: %s" % (
+                   total, rate, load.total("deferred"), load.connects(),
+                   load.closes(), len(recycles),
+                   sorted(set(r[2] for r in recycles))))
+    print(summary)
+    assert not fails, "%d failed requests (%s):\n%s" % (
+        len(fails), summary, "\n".join("%.2fs %s %s %s" % f for f in fails[:30]))
+    assert len(recycles) >= 6, summary
+    assert rate >= 200, "load too light to mean anything: " + summary
+    assert load.total("deferred") >= 30, summary
+    # draining workers told their keep-alive clients to reconnect
+    assert load.closes() >= len(recycles) // 2, summary
+    # every drain finished by itself, well before drain_timeout
+    assert "drain timeout" not in m.log(mark)
+    assert all(r[6] < 5000 for r in recycles), recycles
+    js = status(m)
+    assert js["recycles"]["lifetime"] + js["recycles"]["requests"] >= len(recycles)
+    assert all(js["recycles"][r] == 0 for r in REASONS
+               if r not in ("lifetime", "requests")), js["recycles"]
+
+
+# ------------------------------------------- max_concurrent_recycles, jitter
+
+class StatusSampler(threading.Thread):
+    """Reads the status JSON as fast as it can on a keep-alive connection
+    and keeps the largest number of workers seen retiring at once."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.halt = threading.Event()
+        self.samples = 0
+        self.max_retiring = 0
+        self.worst = None
+        self.errors = []
+
+    def run(self):
+        c = None
+        while not self.halt.is_set():
+            try:
+                if c is None:
+                    c = RawConn(self.port, timeout=10)
+                r = ask(c, "/molt/status")
+                assert r.status == 200, r
+                js = json.loads(r.body)
+            except (AssertionError, OSError, ValueError) as e:
+                self.errors.append(repr(e))
+                if c is not None:
+                    c.close()
+                c = None
+                continue
+            if r.headers.get("connection", "").lower() == "close":
+                c.close()
+                c = None
+            self.samples += 1
+            ret = [w for w in js["workers"]
+                   if w["retiring"] or w["state"] == "draining"]
+            if len(ret) > self.max_retiring:
+                self.max_retiring = len(ret)
+                self.worst = js["workers"]
+            time.sleep(0.005)
+        if c is not None:
+            c.close()
+
+    def stop(self):
+        self.halt.set()
+        self.join(20)
+
+
+def max_overlap(recycles):
+    """Most drains in progress at once, from the recycle log lines: each
+    drain ran from (logged - drain) to logged."""
+    ev = []
+    for r in recycles:
+        end = r[7]
+        ev.append((end - r[6] / 1000.0 + 0.002, 1))   # ms rounding
+        ev.append((end, -1))
+    n = best = 0
+    for _, d in sorted(ev, key=lambda e: (e[0], e[1])):
+        n += d
+        best = max(best, n)
+    return best
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_max_concurrent_recycles_holds(molt, limit):
+    """Four workers all reach max_lifetime at the same moment, each with slow
+    deferred requests to finish, so every drain takes a while: never more
+    than max_concurrent_recycles of them drain at once, in the status page
+    as in the log, and every one of them is recycled in the end."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 100ms
+max_lifetime = 1500ms
+max_concurrent_recycles = %d
+drain_timeout = 10s
+""" % limit), workers=4)
+    first = m.worker_pids()
+    mark = m.mark()
+    load = Load(m.port, hello=1, deferred=8, lo_ms=500, hi_ms=900).start()
+    sampler = StatusSampler(m.port)
+    sampler.start()
+    try:
+        wait_for(lambda: set(r[1] for r in recycle_lines(m, mark)) >= set(first),
+                 30, interval=0.1, what="all four first workers to be recycled")
+    finally:
+        sampler.stop()
+        load.stop()
+    recycles = recycle_lines(m, mark)
+    assert not load.failures, load.failures[:20]
+    assert not sampler.errors, sampler.errors[:10]
+    assert sampler.samples >= 50, sampler.samples
+    assert 1 <= sampler.max_retiring <= limit, (sampler.max_retiring, sampler.worst)
+    assert max_overlap(recycles) <= limit, recycles
+    assert all(r[2] == "lifetime" for r in recycles), recycles
+    print("limit %d: %d samples, max retiring seen %d, max overlap in log %d, "
+          "drains %s" % (limit, sampler.samples, sampler.max_retiring,
+                         max_overlap(recycles), [r[6] for r in recycles]))
+
+
+@pytest.mark.parametrize("jitter", ["0", "1500ms"])
+def test_lifetime_jitter_spreads_recycles(molt, jitter):
+    """Four workers started together, max_lifetime = 2s: with
+    max_lifetime_jitter each one gets its own limit and they are recycled
+    at different times; without it (the control) they all go in the same
+    sample.  max_concurrent_recycles = 4 so that only the jitter spreads
+    them."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 100ms
+max_lifetime = 2s
+max_lifetime_jitter = %s
+max_concurrent_recycles = 4
+""" % jitter), workers=4)
+    first = m.worker_pids()
+    mark = m.mark()
+    wait_for(lambda: set(r[1] for r in recycle_lines(m, mark)) >= set(first),
+             20, interval=0.1, what="all four first workers to be recycled")
+    rl = [r for r in recycle_lines(m, mark) if r[1] in first]
+    limits, ages = [], []
+    for r in rl:
+        mm = re.match(r"age=(\d+\.\d)s >= max_lifetime=(\d+\.\d)s$", r[3])
+        assert mm and r[2] == "lifetime", r
+        ages.append(float(mm.group(1)))
+        limits.append(float(mm.group(2)))
+        assert float(mm.group(1)) >= float(mm.group(2)), r
+    # the recycle is decided when the limit passes (a sample or two late)
+    assert all(a - l < 1.0 for a, l in zip(ages, limits)), rl
+    if jitter == "0":
+        assert set(limits) == {2.0}, rl
+        assert max(ages) - min(ages) <= 0.2, rl
+    else:
+        assert all(2.0 <= l <= 3.5 for l in limits), rl
+        assert len(set(limits)) >= 2, rl
+        assert max(ages) - min(ages) >= 0.1, rl
+
+
+# ------------------------------------------------------ status page vs /proc
+
+def proc_mem(pid):
+    """(VmRSS, Private_Clean + Private_Dirty) in bytes, read now."""
+    rss = uss = None
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    uss = 0
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                uss += int(line.split()[1]) * 1024
+    return rss, uss
+
+
+def close_enough(a, b, rel=0.10, absolute=2 * MB):
+    return abs(a - b) <= max(absolute, rel * max(a, b))
+
+
+def test_status_json_and_metrics_agree_with_proc(molt):
+    m = molt(conf=conf("""
+sample_interval = 100ms
+"""), workers=2)
+    c = m.raw_conn()
+    pid = pid_of(c)
+    # make one worker clearly bigger than the other (no limits are set)
+    r = ask(c, "/leak?bytes=30000000")
+    assert r.status == 200, r
+    time.sleep(0.5)          # several samples since the growth
+
+    st, h, body = m.get("/molt/status")
+    now_mem = {p: proc_mem(p) for p in m.worker_pids()}
+    assert st == 200 and h.get("cache-control") == "no-store", (st, h)
+    js = json.loads(body)
+
+    srv = js["server"]
+    assert srv["master_pid"] == m.pid and srv["generation"] == 1, srv
+    assert srv["measure"] == "uss" and srv["uptime_s"] >= 0, srv
+    workers = js["workers"]
+    # the pids are exactly the master's live children
+    assert sorted(w["pid"] for w in workers) == sorted(now_mem) == \
+        children_of(m.pid), (workers, now_mem)
+    assert sorted(w["id"] for w in workers) == [0, 1], workers
+    for w in workers:
+        rss, uss = now_mem[w["pid"]]
+        assert w["state"] in ("idle", "busy") and not w["retiring"], w
+        assert w["generation"] == 1 and w["age_s"] >= 0, w
+        assert 0 <= w["measured_ms_ago"] <= 1000, w
+        assert close_enough(w["rss"], rss), ("rss", w, rss)
+        assert close_enough(w["uss"], uss), ("uss", w, uss)
+        assert w["uss"] <= w["pss"] <= w["rss"], w
+        if not SANITIZED:
+            assert w["heap_in_use"] > 0 and w["heap_held"] >= w["heap_in_use"], w
+            assert w["allocator"] == "glibc", w
+    big = [w for w in workers if w["pid"] == pid][0]
+    small = [w for w in workers if w["pid"] != pid][0]
+    assert big["uss"] >= 30000000 > small["uss"] + 20 * MB, (big, small)
+    assert big["requests"] >= 2, big       # /stream/pid and /leak
+    if not SANITIZED:
+        assert big["heap_in_use"] >= 30000000, big
+    t = js["totals"]
+    assert t["workers"] == 2
+    for k in ("requests", "rss", "uss", "pss", "heap_in_use", "heap_held"):
+        assert t[k] == sum(w[k] for w in workers), (k, t, workers)
+    assert t["requests_all_time"] >= t["requests"]
+    assert set(js["recycles"]) == set(REASONS)
+    assert all(v == 0 for v in js["recycles"].values()), js["recycles"]
+    assert js["trims"] == {"count": 0, "reclaimed_bytes": 0}, js["trims"]
+    prefixes = [r["prefix"] for r in js["routes"]]
+    for p in ("/hello", "/leak", "/stream", "/fragment", "/molt/status"):
+        assert p in prefixes, prefixes
+
+    # the metrics say the same, and agree with /proc too
+    fams = parse_prometheus(metrics_text(m))
+    now_mem = {p: proc_mem(p) for p in m.worker_pids()}
+    for name, field in (("molt_worker_rss_bytes", "rss"),
+                        ("molt_worker_uss_bytes", "uss"),
+                        ("molt_worker_pss_bytes", "pss"),
+                        ("molt_worker_heap_in_use_bytes", "heap_in_use"),
+                        ("molt_worker_requests_total", "requests")):
+        f = fams[name]
+        got = {int(dict(k)["pid"]): v for k, v in f["samples"].items()}
+        assert sorted(got) == sorted(now_mem), (name, got)
+        for k in f["samples"]:
+            d = dict(k)
+            assert set(d) == {"worker", "pid", "generation"}, (name, k)
+            assert d["generation"] == "1", (name, k)
+        for w in workers:
+            if field == "requests":
+                # the JSON request itself came in between
+                assert w["requests"] <= got[w["pid"]] <= w["requests"] + 2, (name, w, got)
+            else:
+                assert close_enough(got[w["pid"]], w[field]), (name, w, got)
+        if field in ("rss", "uss"):
+            for p, v in got.items():
+                assert close_enough(v, now_mem[p][0 if field == "rss" else 1]), \
+                    (name, p, v, now_mem[p])
+    rec = {dict(k)["reason"]: v for k, v in
+           fams["molt_recycles_total"]["samples"].items()}
+    assert rec == {r: 0 for r in REASONS}, rec
+    assert fams["molt_recycles_total"]["type"] == "counter"
+    assert fams["molt_worker_rss_bytes"]["type"] == "gauge"
+    routes = {dict(k)["route"]: v for k, v in
+              fams["molt_route_requests_total"]["samples"].items()}
+    assert routes["/leak"] == 1 and routes["/stream"] >= 1, routes
+    c.close()
+
+
+def test_status_allow_list(molt):
+    m = molt(conf=conf("", status="allow = 127.0.0.1"), workers=1)
+    for path in (b"/molt/status", b"/molt/status/metrics"):
+        c = bound_conn(m.port, "127.0.0.2")
+        c.send(GET % path)
+        r = c.read_response()
+        assert r.status == 403, (path, r)
+        assert b"workers" not in r.body and b"molt_" not in r.body, r
+        c.close()
+        c = bound_conn(m.port, "127.0.0.1")
+        c.send(GET % path)
+        assert c.read_response().status == 200, path
+        c.close()
+    # only the status page is restricted
+    c = bound_conn(m.port, "127.0.0.2")
+    c.send(GET % b"/hello")
+    assert c.read_response().status == 200
+    c.close()
+
+
+def test_status_allow_list_default_is_loopback(molt):
+    m = molt(conf=conf(""), workers=1)
+    c = bound_conn(m.port, "127.0.0.2")       # 127.0.0.0/8 is loopback
+    c.send(GET % b"/molt/status")
+    assert c.read_response().status == 200
+    c.close()
+    m2 = molt(conf=conf("", status="allow = 10.0.0.0/8, ::1"), workers=1)
+    st, _, _ = m2.get("/molt/status")
+    assert st == 403
+
+
+# ------------------------------------------------------------ per-route stats
+
+def test_route_stats_and_recycle_attribution(molt):
+    m = molt(conf=conf(BASE + "max_rss = 40m\n", status="route_stats = on"),
+             workers=2)
+    c = m.raw_conn(timeout=30)
+    pid = pid_of(c)
+    for _ in range(50):
+        assert ask(c, "/hello").status == 200
+    mark = m.mark()
+    r = ask(c, PINNING)         # the last request this worker serves
+    assert r.status == 200, r
+    m.wait_log(recycled_re("rss", pid), since=mark, timeout=15)
+    js = status(m)
+    routes = {r["prefix"]: r for r in js["routes"]}
+    frag, hello = routes["/fragment"], routes["/hello"]
+    assert frag["requests"] == 1 and hello["requests"] >= 50, routes
+    # the recycle is charged to the route that grew the heap
+    assert frag["recycles"] == 1, routes
+    assert all(r["recycles"] == 0 for p, r in routes.items() if p != "/fragment"), routes
+    if SANITIZED:
+        assert js["totals"]["route_stats"] is False, js["totals"]
+        return
+    assert js["totals"]["route_stats"] is True, js["totals"]
+    # 1,000,000 mallocs of 48 bytes, and the batch array (8 MB)
+    assert 1000000 <= frag["allocs_per_request"] <= 1000100, frag
+    assert 48000000 <= frag["bytes_per_request"] <= 48000000 + 8000000 + 1000000, frag
+    # the cache keeps 15625 objects of 48 bytes (and its pointer array)
+    assert frag["max_growth"] >= 15625 * 48, frag
+    assert frag["max_growth"] < 4 * MB, frag
+    assert hello["allocs_per_request"] < 0.5, hello
+    assert hello["bytes_per_request"] < 100, hello
+    assert hello["max_growth"] < 64 * 1024, hello
+    c.close()
