@@ -713,10 +713,12 @@ db_conn_timed_out(struct db_conn *c)
 	if (c->op == DB_OP_CONNECT) {
 		snprintf(msg, sizeof(msg), "connect timed out after %lld ms",
 		    conf->connect_timeout_ms);
-		molt_log(MOLT_LOG_ERROR, "database %s: connection %d: %s",
-		    conf->name, c->index, msg);
+		if (!c->pool->down)
+			molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
+			    conf->name, msg);
 		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
 		db_conn_discard(c, 1);
+		db_pool_start_next(c->pool);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "no answer from the database for %lld ms (read_timeout)",
@@ -1406,7 +1408,14 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 	const char *msg = st ? mysql_stmt_error(st) : mysql_error(c->mysql);
 	struct molt_db_query *q = c->q;
 
-	if (db_errno_is_lost(e)) {
+	/* A failed fetch can leave its error on the connection only. */
+	if (e == 0) {
+		e = mysql_errno(c->mysql);
+		msg = mysql_error(c->mysql);
+	}
+	if (e == 0 || db_errno_is_lost(e)) {
+		if (e == 0)
+			msg = "lost the connection";
 		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
 		molt_log(MOLT_LOG_ERROR, "database %s: connection %d lost: %s",
 		    c->pool->conf->name, c->index, msg);

@@ -663,3 +663,28 @@ query = SELECT 1 AS one
     j = get_json(m, "/tls", status=503)
     assert "unavailable" in j["error"]
     m.wait_log(r"database tls: cannot connect")
+
+
+def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
+    m = start(molt, db_up, workers=1)
+    m.expect_errors(r"database main")
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=30)
+    try:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        parts = [s.recv(65536)]
+        db_up.stop()          # rows still in flight: the query loses its server
+        while True:
+            data = s.recv(1 << 20)
+            if not data:
+                break
+            parts.append(data)
+    finally:
+        s.close()
+        db_up.start()
+    r = parse_response(bytearray().join(parts))
+    assert r.status == 200 and r.chunked           # the status was long sent
+    tail = r.body[-200:]
+    assert tail.endswith(b',"status":503}\n'), tail
+    assert not r.body.endswith(b"\n]\n")           # a truncated array never parses
+    with pytest.raises(ValueError):
+        json.loads(r.body)
