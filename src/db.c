@@ -1326,7 +1326,6 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 			return q;
 		}
 	}
-	(void)c;
 	if (p->queued > p->conf->queue_size) {
 		char msg[160];
 

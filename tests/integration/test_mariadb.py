@@ -551,7 +551,9 @@ def test_200_concurrent_sleeps_do_not_block(molt, db_up):
     bad = [r for r in results if r[0] != 200 or json.loads(r[1]) != [{"slept": 0}]]
     assert not bad, bad[:5]
     print("200 x SLEEP(0.5) on 2 workers: %.3f s" % wall)
-    assert 0.5 <= wall < 1.5, wall
+    # Measured about 0.6 s.  Blocking workers would need 50 s (2 x 100
+    # sleeps in series); 2 s leaves room for a busy CI machine.
+    assert 0.5 <= wall < 2.0, wall
 
 
 # ----------------------------------------------------------------- outage
