@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "master.h"
 
@@ -95,8 +96,17 @@ main_load(const char *path, struct conf_error *err)
 
 	memset(err, 0, sizeof(*err));
 	cfg = config_load(path, err);
-	if (cfg != NULL)
-		main_fixup_config(cfg);
+	if (cfg == NULL)
+		return NULL;
+	main_fixup_config(cfg);
+	/*
+	 * [database] sections are plain data, so the master parses them (and
+	 * reads password files while it is still root); workers inherit it.
+	 */
+	if (db_config_check(cfg, err) == -1) {
+		config_free(cfg);
+		return NULL;
+	}
 	return cfg;
 }
 

@@ -809,6 +809,12 @@ master_reload_start(void)
 		return;
 	}
 	main_fixup_config(nc);
+	if (db_config_check(nc, &err) == -1) {
+		log_error("reload failed: %s:%d: %s; still serving generation %u",
+		    err.file, err.line, err.msg, generation);
+		config_free(nc);
+		return;
+	}
 	validator_pid = master_validate_start(nc, &validator_fd);
 	if (validator_pid == -1) {
 		config_free(nc);

@@ -292,10 +292,12 @@ struct molt_db_handler {
 	/* Each row.  Return 0 for more, MOLT_AGAIN to pause until
 	 * molt_db_resume(), -1 to cancel (on_error is not called then). */
 	int  (*on_row)(void *arg, const struct molt_db_value *vals, size_t n);
-	/* Exactly one of these ends every query that was not cancelled. */
-	void (*on_done)(void *arg, unsigned long long affected_rows);
-	/* status: 503 if the database is unreachable, 500 for a query error.
-	 * msg is the server's message; it never contains credentials. */
+	/* Exactly one of these ends every query that was not cancelled.
+	 * on_done gets the rows delivered (SELECT) or the affected rows. */
+	void (*on_done)(void *arg, unsigned long long rows);
+	/* status: 503 if the database is unreachable (or the wait queue is
+	 * full), 504 if query_timeout or read_timeout expired, 500 for a
+	 * query error.  msg is the server's message; never credentials. */
 	void (*on_error)(void *arg, int status, const char *msg);
 };
 
