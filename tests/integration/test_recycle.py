@@ -913,7 +913,8 @@ drain_timeout = 1s
     m.wait_log(r"\[warn\] \d+: worker 0: drain timeout after 1000 ms; cutting "
                r"off 1 connection\(s\) and 1 request\(s\) in flight", since=mark)
     rl = m.wait_log(recycled_re("requests", pid), since=mark)
-    assert 1000 <= int(rl.group(5)) < 5000, rl.group(0)
+    # (the master's ms clock and the worker's timer may differ by a ms)
+    assert 990 <= int(rl.group(5)) < 5000, rl.group(0)
 
 
 @pytest.mark.xfail(strict=True, reason="server bug: the scoreboard keeps one "
@@ -935,7 +936,13 @@ hard_max_rss = 64m
     mark = m.mark()
     slow.send(GET % b"/stream/deferred?ms=8000")
     time.sleep(0.3)
-    leak.send(GET % b"/leak?bytes=100000000")
+    # Most of the way up in a first step, then a small step across the
+    # limit, so that the leak request has ended when the master looks.
+    r = ask(leak, "/leak?bytes=45000000")
+    assert r.status == 200, r
+    time.sleep(0.3)
+    assert pid_alive(pid), "killed below the hard limit?\n" + m.log(mark)
+    leak.send(GET % b"/leak?bytes=25000000")
     try:
         answered = leak.read_response().status == 200
     except AssertionError:
@@ -944,13 +951,15 @@ hard_max_rss = 64m
     k = m.wait_log(r"worker 0 pid %d killed: reason=hard_rss uss=%s > "
                    r"hard_max_rss=64\.0 MB(.*) requests=\d+$" % (pid, SIZE),
                    since=mark)
-    if answered:
-        assert k.group(1) == ' while serving "GET /stream/deferred?ms=8000"', \
-            k.group(0)
-    else:
+    if not answered:
+        # The master looked while the leak ran: that request was in flight
+        # too, and naming it is right; this run cannot show the bug.
         assert k.group(1) in (' while serving "GET /stream/deferred?ms=8000"',
-                              ' while serving "GET /leak?bytes=100000000"'), \
+                              ' while serving "GET /leak?bytes=25000000"'), \
             k.group(0)
+        pytest.skip("the kill came during the leak request itself")
+    assert k.group(1) == ' while serving "GET /stream/deferred?ms=8000"', \
+        k.group(0)
     slow.close()
     leak.close()
 
