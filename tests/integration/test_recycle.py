@@ -507,8 +507,8 @@ min_lifetime = 0
 sample_interval = 100ms
 max_lifetime = 2s
 max_lifetime_jitter = 1s
-max_requests = 20000
-max_requests_jitter = 10000
+max_requests = 10000
+max_requests_jitter = 5000
 drain_timeout = 10s
 """), workers=2)
     mark = m.mark()
@@ -536,6 +536,12 @@ drain_timeout = 10s
     # every drain finished by itself, well before drain_timeout
     assert "drain timeout" not in m.log(mark)
     assert all(r[6] < 5000 for r in recycles), recycles
+    # max_requests_jitter: each worker got its own request limit
+    limits = [int(re.search(r"max_requests=(\d+)$", r[3]).group(1))
+              for r in recycles if r[2] == "requests"]
+    assert all(10000 <= l <= 15000 for l in limits), limits
+    if len(limits) >= 3:
+        assert len(set(limits)) >= 2, limits
     js = status(m)
     assert js["recycles"]["lifetime"] + js["recycles"]["requests"] >= len(recycles)
     assert all(js["recycles"][r] == 0 for r in REASONS
