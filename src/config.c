@@ -9,6 +9,11 @@
  * file is read into memory and fed to ini_parse_stream line by line by our
  * own reader, which therefore always knows the current line.
  *
+ * The reader also classifies each line exactly as inih r55 will (comment,
+ * section header, key, continuation) because inih tells its handler only
+ * about keys: sections are opened here, and the handler learns from the
+ * reader whether a call is a new key or a continuation.
+ *
  * Parsing builds a generic list of sections and keys with line numbers.
  * Checkers for each kind of section then claim the keys they know;
  * config_check_unused() reports whatever nobody claimed.
@@ -33,7 +38,16 @@
 #include "http_parse.h"
 #include "log.h"
 
-#define NAME_MAX_INIH 50    /* inih's section and key buffers */
+/* inih's section and key buffers (MAX_SECTION, MAX_NAME in ini.c). */
+#define NAME_MAX_INIH 50
+/* Largest config file we read; a bigger one is a mistake, not a config. */
+#define CONFIG_MAX_FILE (16 * 1024 * 1024)
+
+#define KIB 1024LL
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+#define SEC 1000LL
+#define HOUR (3600LL * 1000)
 
 const char config_default_text[] =
 	"; the embedded default configuration (molt without -c)\n"
@@ -66,18 +80,22 @@ const char config_default_text[] =
 	"[module static]\n"
 	"root = @WWW@\n";
 
+/* What the reader decided the line it just handed to inih is. */
+enum line_kind { LINE_BLANK, LINE_SECTION, LINE_KEY, LINE_CONT };
+
 struct parse_state {
-	struct molt_config  *cfg;
-	const char          *file;     /* owned by cfg->path */
-	const char          *text;
-	size_t               len, pos;
-	int                  line;     /* line most recently handed to inih */
-	int                  indented; /* that line starts with white space */
-	struct conf_section *cur;
+	struct molt_config   *cfg;
+	const char           *file;     /* owned by cfg->path */
+	const char           *text;
+	size_t                len, pos;
+	int                   line;     /* line most recently handed to inih */
+	enum line_kind        kind;     /* ... and what it is */
+	int                   have_prev; /* inih's prev_name is set */
+	struct conf_section  *cur;
 	struct conf_section **tail;
-	struct conf_kv      *last_kv;
-	struct conf_error   *err;
-	int                  failed;
+	struct conf_kv       *last_kv;
+	struct conf_error    *err;
+	int                   failed;
 };
 
 /* ------------------------------------------------------------------ */
@@ -133,7 +151,9 @@ conf_parse_int(const char *s, long long *out)
 	long long v;
 
 	s = conf_skip_ws(s);
-	if (*s == '\0')
+	/* strtoll alone would take leading white space after a sign. */
+	if (!isdigit((unsigned char)*s) &&
+	    !((*s == '-' || *s == '+') && isdigit((unsigned char)s[1])))
 		return -1;
 	errno = 0;
 	v = strtoll(s, &end, 10);
@@ -143,79 +163,107 @@ conf_parse_int(const char *s, long long *out)
 	return 0;
 }
 
-/* A non-negative decimal number with an optional fraction, then a unit. */
+/*
+ * A non-negative decimal, "12" or "1.5", scaled by mul.  Written by hand
+ * because strtod would also take "0x10", "1e3", "inf" and "nan", none of
+ * which belongs in a size or a timeout.  *end is left after the number.
+ */
 static int
-conf_parse_scaled(const char *s, const char **unit, double *out)
+conf_parse_scaled(const char *s, long long mul, const char **end,
+    long long *out)
 {
-	char *end;
-	double v;
+	long long ip = 0, num = 0, den = 1, frac;
 
 	s = conf_skip_ws(s);
 	if (!isdigit((unsigned char)*s))
 		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || v < 0)
+	for (; isdigit((unsigned char)*s); s++) {
+		if (ip > (LLONG_MAX - (*s - '0')) / 10)
+			return -1;
+		ip = ip * 10 + (*s - '0');
+	}
+	if (*s == '.') {
+		s++;
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		/* Nine digits are finer than any unit here; ignore the rest. */
+		for (; isdigit((unsigned char)*s); s++)
+			if (den < 1000000000LL) {
+				num = num * 10 + (*s - '0');
+				den *= 10;
+			}
+	}
+	if (ip > LLONG_MAX / mul)
 		return -1;
-	*unit = end;
-	*out = v;
+	/* num < den <= 1e9, so the fraction fits a double exactly enough. */
+	frac = (long long)((double)num * (double)mul / (double)den);
+	if (ip * mul > LLONG_MAX - frac)
+		return -1;
+	*out = ip * mul + frac;
+	*end = s;
 	return 0;
 }
 
 int
 conf_parse_size(const char *s, long long *out)
 {
-	const char *u;
-	double v, mul = 1;
+	static const struct { char c; long long mul; } units[] = {
+		{ 'k', KIB }, { 'm', MIB }, { 'g', GIB }, { 't', GIB * 1024 },
+	};
+	const char *p = conf_skip_ws(s), *unit, *u;
+	long long mul = 1;
+	size_t i;
 
-	if (conf_parse_scaled(s, &u, &v) == -1)
+	/* Find the unit first: it decides the scale of a fraction. */
+	for (unit = p; isdigit((unsigned char)*unit) || *unit == '.'; unit++)
+		;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (tolower((unsigned char)*unit) == units[i].c)
+			mul = units[i].mul;
+	if (conf_parse_scaled(p, mul, &u, out) == -1 || u != unit)
 		return -1;
-	switch (tolower((unsigned char)*u)) {
-	case 'k': mul = 1024.0; u++; break;
-	case 'm': mul = 1024.0 * 1024; u++; break;
-	case 'g': mul = 1024.0 * 1024 * 1024; u++; break;
-	case 't': mul = 1024.0 * 1024 * 1024 * 1024; u++; break;
-	}
+	if (mul != 1)
+		u++;
 	if (tolower((unsigned char)*u) == 'b')
 		u++;
 	if (*conf_skip_ws(u) != '\0')
 		return -1;
-	v *= mul;
-	if (v > (double)LLONG_MAX / 2)
+	/* "1.5" bytes has no meaning. */
+	if (mul == 1 && strchr(p, '.') != NULL)
 		return -1;
-	*out = (long long)v;
 	return 0;
 }
 
 int
 conf_parse_duration(const char *s, long long *ms)
 {
-	const char *u;
-	double v, mul;
+	const char *p = conf_skip_ws(s), *unit, *u;
+	long long mul;
+	size_t ulen;
 
-	if (conf_parse_scaled(s, &u, &v) == -1)
-		return -1;
+	for (unit = p; isdigit((unsigned char)*unit) || *unit == '.'; unit++)
+		;
+	u = unit;
 	if (strncasecmp(u, "ms", 2) == 0) {
 		mul = 1;
-		u += 2;
+		ulen = 2;
 	} else if (*u == 's' || *u == 'S') {
-		mul = 1000;
-		u++;
+		mul = SEC;
+		ulen = 1;
 	} else if (*u == 'm' || *u == 'M') {
-		mul = 60000;
-		u++;
+		mul = 60 * SEC;
+		ulen = 1;
 	} else if (*u == 'h' || *u == 'H') {
-		mul = 3600000;
-		u++;
+		mul = HOUR;
+		ulen = 1;
 	} else {
-		mul = 1000;     /* a bare number is seconds */
+		mul = SEC;      /* a bare number is seconds */
+		ulen = 0;
 	}
-	if (*conf_skip_ws(u) != '\0')
+	if (conf_parse_scaled(p, mul, &u, ms) == -1 || u != unit)
 		return -1;
-	v *= mul;
-	if (v > (double)LLONG_MAX / 2)
+	if (*conf_skip_ws(u + ulen) != '\0')
 		return -1;
-	*ms = (long long)v;
 	return 0;
 }
 
@@ -226,7 +274,7 @@ conf_parse_bool(const char *s, int *out)
 	static const char *no[] = { "off", "no", "false", "0" };
 	size_t i;
 
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		if (strcasecmp(s, yes[i]) == 0) {
 			*out = 1;
 			return 0;
@@ -237,6 +285,35 @@ conf_parse_bool(const char *s, int *out)
 		}
 	}
 	return -1;
+}
+
+/* For messages: 16384 -> "16k", 100 -> "100"; durations 1500 -> "1500ms". */
+static const char *
+conf_fmt_size(long long v, char *buf, size_t len)
+{
+	if (v >= GIB && v % GIB == 0)
+		snprintf(buf, len, "%lldg", v / GIB);
+	else if (v >= MIB && v % MIB == 0)
+		snprintf(buf, len, "%lldm", v / MIB);
+	else if (v >= KIB && v % KIB == 0)
+		snprintf(buf, len, "%lldk", v / KIB);
+	else
+		snprintf(buf, len, "%lld", v);
+	return buf;
+}
+
+static const char *
+conf_fmt_ms(long long v, char *buf, size_t len)
+{
+	if (v >= HOUR && v % HOUR == 0)
+		snprintf(buf, len, "%lldh", v / HOUR);
+	else if (v >= 60 * SEC && v % (60 * SEC) == 0)
+		snprintf(buf, len, "%lldm", v / (60 * SEC));
+	else if (v >= SEC && v % SEC == 0)
+		snprintf(buf, len, "%llds", v / SEC);
+	else
+		snprintf(buf, len, "%lldms", v);
+	return buf;
 }
 
 unsigned
@@ -259,15 +336,15 @@ method_bit(const char *m, size_t len)
 int
 listen_parse(const char *text, struct listen_addr *la, char *msg, size_t msglen)
 {
-	char host[128];
-	const char *colon, *h;
-	char *end;
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *colon, *h, *p;
 	long port;
 
 	memset(la, 0, sizeof(*la));
 	la->fd = -1;
 	if (strlen(text) >= sizeof(la->text)) {
-		snprintf(msg, msglen, "address too long");
+		snprintf(msg, msglen, "address longer than %zu characters",
+		    sizeof(la->text) - 1);
 		return -1;
 	}
 	snprintf(la->text, sizeof(la->text), "%s", text);
@@ -276,12 +353,12 @@ listen_parse(const char *text, struct listen_addr *la, char *msg, size_t msglen)
 		const char *path = text + 5;
 
 		if (*path != '/' || strlen(path) >= sizeof(sun->sun_path)) {
-			snprintf(msg, msglen, "unix:PATH needs an absolute path shorter "
-			    "than %zu bytes", sizeof(sun->sun_path));
+			snprintf(msg, msglen, "unix:PATH needs an absolute path "
+			    "shorter than %zu bytes", sizeof(sun->sun_path));
 			return -1;
 		}
 		sun->sun_family = AF_UNIX;
-		strcpy(sun->sun_path, path);
+		memcpy(sun->sun_path, path, strlen(path) + 1);
 		la->sslen = sizeof(*sun);
 		return 0;
 	}
@@ -292,27 +369,45 @@ listen_parse(const char *text, struct listen_addr *la, char *msg, size_t msglen)
 			snprintf(msg, msglen, "expected [v6-address]:port");
 			return -1;
 		}
+		if ((size_t)(rb - text - 1) >= sizeof(host)) {
+			snprintf(msg, msglen, "bad IPv6 address");
+			return -1;
+		}
 		snprintf(host, sizeof(host), "%.*s", (int)(rb - text - 1), text + 1);
 		colon = rb + 1;
 	} else {
 		colon = strrchr(text, ':');
-		if (colon == NULL) {
-			snprintf(msg, msglen, "expected host:port, [v6]:port or unix:/path");
+		if (colon == NULL || colon == text) {
+			snprintf(msg, msglen, "expected host:port, *:port, "
+			    "[v6-address]:port or unix:/path");
+			return -1;
+		}
+		if (memchr(text, ':', (size_t)(colon - text)) != NULL) {
+			snprintf(msg, msglen, "write an IPv6 address in brackets, "
+			    "as in [::1]:8080");
+			return -1;
+		}
+		if ((size_t)(colon - text) >= sizeof(host)) {
+			snprintf(msg, msglen, "bad IPv4 address (numeric addresses "
+			    "only)");
 			return -1;
 		}
 		snprintf(host, sizeof(host), "%.*s", (int)(colon - text), text);
 	}
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0 ||
-	    port > 65535) {
-		snprintf(msg, msglen, "bad port '%s' (0-65535)", colon + 1);
+	/* Digits only: strtol would also take " +80". */
+	port = 0;
+	for (p = colon + 1; isdigit((unsigned char)*p) && port <= 65535; p++)
+		port = port * 10 + (*p - '0');
+	if (p == colon + 1 || *p != '\0' || port > 65535) {
+		snprintf(msg, msglen, "bad port '%s' (0-65535; 0 picks a free one)",
+		    colon + 1);
 		return -1;
 	}
 	h = host;
+	/* The one name we know without DNS, which start-up must not need. */
 	if (strcmp(h, "localhost") == 0)
 		h = "127.0.0.1";
-	if (strcmp(h, "*") == 0 || *h == '\0')
+	if (strcmp(h, "*") == 0)
 		h = "0.0.0.0";
 	if (text[0] == '[') {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&la->ss;
@@ -342,82 +437,22 @@ listen_parse(const char *text, struct listen_addr *la, char *msg, size_t msglen)
 /* ------------------------------------------------------------------ */
 /* Reading: our line reader and inih's handler                         */
 
-static struct conf_section *config_new_section(struct parse_state *ps,
-    const char *header);
-
-/* fgets() for inih, over the in-memory file, with line accounting. */
-static char *
-config_reader(char *str, int num, void *stream)
+/*
+ * inih's rule for where a match or an inline comment starts: ';' begins a
+ * comment only after white space, so "a;b" is a value.  Returns e if
+ * neither was found.
+ */
+static const char *
+conf_find_chars_or_comment(const char *s, const char *e, const char *chars)
 {
-	struct parse_state *ps = stream;
-	const char *start, *nl;
-	size_t n, content;
+	int was_space = 0;
 
-	if (ps->failed || ps->pos >= ps->len)
-		return NULL;
-	start = ps->text + ps->pos;
-	nl = memchr(start, '\n', ps->len - ps->pos);
-	n = nl ? (size_t)(nl - start) + 1 : ps->len - ps->pos;
-	ps->line++;
-	content = n;
-	while (content > 0 && (start[content - 1] == '\n' ||
-	    start[content - 1] == '\r'))
-		content--;
-	/* inih needs room for "\r\n\0"; a longer line it would split. */
-	if (content + 3 > (size_t)num) {
-		config_fail(ps, ps->line, "line too long (%zu characters, at most "
-		    "%d); split the value over indented continuation lines",
-		    content, num - 3);
-		return NULL;
+	while (s < e && (chars == NULL || strchr(chars, *s) == NULL) &&
+	    !(was_space && *s == ';')) {
+		was_space = isspace((unsigned char)*s);
+		s++;
 	}
-	if (memchr(start, '\0', n) != NULL) {
-		config_fail(ps, ps->line, "NUL byte in the file");
-		return NULL;
-	}
-	memcpy(str, start, n);
-	str[n] = '\0';
-	ps->pos += n;
-	ps->indented = (*start == ' ' || *start == '\t');
-
-	/* Names inih would truncate to its 50-byte buffers. */
-	{
-		const char *p = start, *e;
-
-		while (p < start + content && (*p == ' ' || *p == '\t'))
-			p++;
-		if (p < start + content && *p == '[') {
-			char hdr[NAME_MAX_INIH + 1];
-
-			e = memchr(p, ']', content - (size_t)(p - start));
-			if (e == NULL) {
-				config_fail(ps, ps->line, "section header without ']'");
-				return NULL;
-			}
-			if (e - p - 1 >= NAME_MAX_INIH) {
-				config_fail(ps, ps->line, "section header longer than "
-				    "%d characters", NAME_MAX_INIH - 1);
-				return NULL;
-			}
-			/* Sections are opened here: inih only reports keys. */
-			snprintf(hdr, sizeof(hdr), "%.*s", (int)(e - p - 1), p + 1);
-			ps->last_kv = NULL;
-			if ((ps->cur = config_new_section(ps, hdr)) == NULL)
-				return NULL;
-		} else if (p < start + content && *p != ';' && *p != '#' &&
-		    !ps->indented) {
-			e = p;
-			while (e < start + content && *e != '=' && *e != ':')
-				e++;
-			while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-				e--;
-			if (e - p >= NAME_MAX_INIH) {
-				config_fail(ps, ps->line, "key longer than %d characters",
-				    NAME_MAX_INIH - 1);
-				return NULL;
-			}
-		}
-	}
-	return str;
+	return s;
 }
 
 static int
@@ -434,23 +469,28 @@ config_no_arg_kind(const char *kind)
 	    strcmp(kind, "status") == 0;
 }
 
+/* Opens the section of header h[0..len), the text between '[' and ']'. */
 static struct conf_section *
-config_new_section(struct parse_state *ps, const char *header)
+config_new_section(struct parse_state *ps, const char *h, size_t len)
 {
 	struct conf_section *s, *o;
-	char kind[64], arg[64];
-	const char *sp;
+	char kind[NAME_MAX_INIH], arg[NAME_MAX_INIH];
+	const char *e = h + len, *k, *a;
 
-	header = conf_skip_ws(header);
-	sp = strpbrk(header, " \t");
-	snprintf(kind, sizeof(kind), "%.*s", sp ? (int)(sp - header) :
-	    (int)strlen(header), header);
-	snprintf(arg, sizeof(arg), "%s", sp ? conf_skip_ws(sp) : "");
-	while (*arg && (arg[strlen(arg) - 1] == ' ' || arg[strlen(arg) - 1] == '\t'))
-		arg[strlen(arg) - 1] = '\0';
+	/* The reader bounds len below NAME_MAX_INIH, so these cannot cut. */
+	while (h < e && isspace((unsigned char)*h))
+		h++;
+	while (e > h && isspace((unsigned char)e[-1]))
+		e--;
+	for (k = h; k < e && !isspace((unsigned char)*k); k++)
+		;
+	for (a = k; a < e && isspace((unsigned char)*a); a++)
+		;
+	snprintf(kind, sizeof(kind), "%.*s", (int)(k - h), h);
+	snprintf(arg, sizeof(arg), "%.*s", (int)(e - a), a);
 
 	if (config_no_arg_kind(kind)) {
-		if (*arg) {
+		if (*arg != '\0') {
 			config_fail(ps, ps->line, "[%s] takes no argument", kind);
 			return NULL;
 		}
@@ -467,7 +507,7 @@ config_new_section(struct parse_state *ps, const char *header)
 			return NULL;
 		}
 	} else {
-		config_fail(ps, ps->line, "unknown section [%s]", header);
+		config_fail(ps, ps->line, "unknown section [%.*s]", (int)(e - h), h);
 		return NULL;
 	}
 	for (o = ps->cfg->sections; o != NULL; o = o->next)
@@ -476,21 +516,179 @@ config_new_section(struct parse_state *ps, const char *header)
 			    "line %d", kind, *arg ? " " : "", arg, o->line);
 			return NULL;
 		}
-	s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->kind = strdup(kind)) == NULL ||
-	    (s->arg = strdup(arg)) == NULL) {
-		if (s)
-			free(s->kind);
-		free(s);
-		config_fail(ps, ps->line, "out of memory");
-		return NULL;
-	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		goto fail;
+	if ((s->kind = strdup(kind)) == NULL || (s->arg = strdup(arg)) == NULL)
+		goto fail;
 	s->file = ps->file;
 	s->line = ps->line;
 	s->kv_tail = &s->kv;
 	*ps->tail = s;
 	ps->tail = &s->next;
 	return s;
+fail:
+	if (s != NULL)
+		free(s->kind);
+	free(s);
+	config_fail(ps, ps->line, "out of memory");
+	return NULL;
+}
+
+/*
+ * Decides what inih will make of line[0..len) (no line ending), in inih
+ * r55's order: comments first, then an indented line after a key is a
+ * continuation (even "  [x]" or "  a = b"), then a section, then a key.
+ * Opens sections, and catches what inih would mangle or only call a
+ * syntax error without saying why.
+ */
+static int
+config_classify(struct parse_state *ps, const char *line, size_t len)
+{
+	const char *p = line, *e = line + len, *q, *n;
+
+	while (p < e && isspace((unsigned char)*p))
+		p++;
+	while (e > p && isspace((unsigned char)e[-1]))
+		e--;
+	if (p == e || *p == ';' || *p == '#') {
+		ps->kind = LINE_BLANK;
+		return 0;
+	}
+	if (p > line && ps->have_prev) {
+		ps->kind = LINE_CONT;
+		return 0;
+	}
+	if (*p == '[') {
+		q = conf_find_chars_or_comment(p + 1, e, "]");
+		if (q == e || *q != ']') {
+			config_fail(ps, ps->line, "section header without ']'");
+			return -1;
+		}
+		/* inih ignores text after ']'; a typo there should not vanish. */
+		n = q + 1;
+		while (n < e && isspace((unsigned char)*n))
+			n++;
+		if (n < e && *n != ';') {
+			config_fail(ps, ps->line, "unexpected text after ']': '%.*s'",
+			    (int)(e - n), n);
+			return -1;
+		}
+		if (q - (p + 1) >= NAME_MAX_INIH) {
+			config_fail(ps, ps->line, "section header longer than %d "
+			    "characters", NAME_MAX_INIH - 1);
+			return -1;
+		}
+		ps->kind = LINE_SECTION;
+		ps->have_prev = 0;
+		ps->last_kv = NULL;
+		ps->cur = config_new_section(ps, p + 1, (size_t)(q - (p + 1)));
+		return ps->cur == NULL ? -1 : 0;
+	}
+	q = conf_find_chars_or_comment(p, e, "=:");
+	if (q == e || (*q != '=' && *q != ':')) {
+		config_fail(ps, ps->line, "syntax error: expected key = value, "
+		    "[section] or a ; comment");
+		return -1;
+	}
+	for (n = q; n > p && isspace((unsigned char)n[-1]); n--)
+		;
+	if (n == p) {
+		config_fail(ps, ps->line, "syntax error: no key before '%c'", *q);
+		return -1;
+	}
+	/* inih would cut the name it keeps for continuation lines. */
+	if (n - p >= NAME_MAX_INIH) {
+		config_fail(ps, ps->line, "key '%.*s...' is longer than %d "
+		    "characters", 20, p, NAME_MAX_INIH - 1);
+		return -1;
+	}
+	ps->kind = LINE_KEY;
+	ps->have_prev = 1;
+	return 0;
+}
+
+/* fgets() for inih, over the in-memory file, with line accounting. */
+static char *
+config_reader(char *str, int num, void *stream)
+{
+	struct parse_state *ps = stream;
+	const char *start, *nl;
+	size_t n, content;
+
+	if (ps->failed || ps->pos >= ps->len)
+		return NULL;
+	start = ps->text + ps->pos;
+	nl = memchr(start, '\n', ps->len - ps->pos);
+	n = nl ? (size_t)(nl - start) + 1 : ps->len - ps->pos;
+	ps->line++;
+	content = n;
+	if (content > 0 && start[content - 1] == '\n')
+		content--;
+	if (content > 0 && start[content - 1] == '\r')
+		content--;
+	if (memchr(start, '\0', n) != NULL) {
+		config_fail(ps, ps->line, "NUL byte in the file");
+		return NULL;
+	}
+	/*
+	 * inih reads into a num-byte buffer that must also hold "\r\n\0".
+	 * A longer line it would split: the value cut short, the rest parsed
+	 * as a line of its own, and every line number after it off by one.
+	 */
+	if (content + 3 > (size_t)num) {
+		config_fail(ps, ps->line, "line too long (max %d characters); "
+		    "split the value with indented continuation lines", num - 3);
+		return NULL;
+	}
+	if (config_classify(ps, start, content) == -1)
+		return NULL;
+	memcpy(str, start, n);
+	str[n] = '\0';
+	ps->pos += n;
+	return str;
+}
+
+/* Cuts an inline comment off a continuation line (inih r55 does not). */
+static void
+config_strip_comment(char *v)
+{
+	char *e = (char *)conf_find_chars_or_comment(v, v + strlen(v), NULL);
+
+	while (e > v && isspace((unsigned char)e[-1]))
+		e--;
+	*e = '\0';
+}
+
+static int
+config_continue(struct parse_state *ps, const char *value)
+{
+	struct conf_kv *kv = ps->last_kv;
+	char *piece, *v;
+	size_t a, b;
+
+	if ((piece = strdup(value)) == NULL) {
+		config_fail(ps, ps->line, "out of memory");
+		return 0;
+	}
+	config_strip_comment(piece);
+	a = strlen(kv->value);
+	b = strlen(piece);
+	if (b == 0) {
+		free(piece);
+		return 1;
+	}
+	if ((v = realloc(kv->value, a + b + 2)) == NULL) {
+		free(piece);
+		config_fail(ps, ps->line, "out of memory");
+		return 0;
+	}
+	/* "key =" followed by indented lines: no leading space. */
+	if (a > 0)
+		v[a++] = ' ';
+	memcpy(v + a, piece, b + 1);
+	kv->value = v;
+	free(piece);
+	return 1;
 }
 
 static int
@@ -501,30 +699,21 @@ config_handler(void *user, const char *section, const char *name,
 	struct conf_section *s = ps->cur;
 	struct conf_kv *kv;
 
-	(void)section;
+	(void)section;      /* cut to 49 bytes by inih; we keep our own */
 	if (ps->failed)
 		return 0;
+	if (ps->kind == LINE_CONT && ps->last_kv != NULL)
+		return config_continue(ps, value);
+	if (ps->kind != LINE_KEY) {
+		/* Only if inih changed how it reads lines under us. */
+		config_fail(ps, ps->line, "cannot parse this line (inih and molt "
+		    "disagree about it)");
+		return 0;
+	}
 	if (s == NULL) {
 		config_fail(ps, ps->line, "'%s' is outside any section; start "
 		    "with [server]", name);
 		return 0;
-	}
-	/* An indented line continues the previous key (INI_ALLOW_MULTILINE). */
-	if (ps->indented && ps->last_kv != NULL &&
-	    strcmp(ps->last_kv->key, name) == 0) {
-		size_t a = strlen(ps->last_kv->value), b = strlen(value);
-		char *v = realloc(ps->last_kv->value, a + b + 2);
-
-		if (v == NULL) {
-			config_fail(ps, ps->line, "out of memory");
-			return 0;
-		}
-		v[a] = ' ';
-		memcpy(v + a + 1, value, b + 1);
-		if (a == 0)
-			memmove(v, v + 1, b + 1);
-		ps->last_kv->value = v;
-		return 1;
 	}
 	for (kv = s->kv; kv != NULL; kv = kv->next)
 		if (strcmp(kv->key, name) == 0 && strcmp(name, "listen") != 0) {
@@ -532,20 +721,22 @@ config_handler(void *user, const char *section, const char *name,
 			    name, kv->line);
 			return 0;
 		}
-	kv = calloc(1, sizeof(*kv));
-	if (kv == NULL || (kv->key = strdup(name)) == NULL ||
-	    (kv->value = strdup(value)) == NULL) {
-		if (kv)
-			free(kv->key);
-		free(kv);
-		config_fail(ps, ps->line, "out of memory");
-		return 0;
-	}
+	if ((kv = calloc(1, sizeof(*kv))) == NULL)
+		goto fail;
+	if ((kv->key = strdup(name)) == NULL ||
+	    (kv->value = strdup(value)) == NULL)
+		goto fail;
 	kv->line = ps->line;
 	*s->kv_tail = kv;
 	s->kv_tail = &kv->next;
 	ps->last_kv = kv;
 	return 1;
+fail:
+	if (kv != NULL)
+		free(kv->key);
+	free(kv);
+	config_fail(ps, ps->line, "out of memory");
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -578,20 +769,29 @@ conf_find(struct molt_config *cfg, const char *kind, const char *arg)
 	return NULL;
 }
 
+static int
+config_first_unused(struct conf_section *s, struct conf_error *err)
+{
+	struct conf_kv *kv;
+
+	for (kv = s->kv; kv != NULL; kv = kv->next)
+		if (!kv->used) {
+			conf_errorf(err, s->file, kv->line, "unknown key '%s' in "
+			    "[%s%s%s]", kv->key, s->kind, *s->arg ? " " : "",
+			    s->arg);
+			return -1;
+		}
+	return 0;
+}
+
 int
 config_check_unused(struct molt_config *cfg, struct conf_error *err)
 {
 	struct conf_section *s;
-	struct conf_kv *kv;
 
 	for (s = cfg->sections; s != NULL; s = s->next)
-		for (kv = s->kv; kv != NULL; kv = kv->next)
-			if (!kv->used) {
-				conf_errorf(err, s->file, kv->line, "unknown key '%s' in "
-				    "[%s%s%s]", kv->key, s->kind, *s->arg ? " " : "",
-				    s->arg);
-				return -1;
-			}
+		if (config_first_unused(s, err) == -1)
+			return -1;
 	return 0;
 }
 
@@ -605,6 +805,10 @@ struct checker {
 	int                  failed;
 };
 
+/* How a size or duration key treats 0. */
+#define ZERO_NO  0      /* 0 must also be within min..max */
+#define ZERO_OFF 1      /* 0 means off and is always accepted */
+
 static void
 check_fail(struct checker *ck, struct conf_kv *kv, const char *fmt, ...)
     MOLT_PRINTF(3, 4);
@@ -613,7 +817,7 @@ static void
 check_fail(struct checker *ck, struct conf_kv *kv, const char *fmt, ...)
 {
 	va_list ap;
-	char msg[400];
+	char msg[sizeof(ck->err->msg)];
 
 	if (ck->failed)
 		return;
@@ -621,7 +825,8 @@ check_fail(struct checker *ck, struct conf_kv *kv, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	conf_errorf(ck->err, ck->s->file, kv ? kv->line : ck->s->line, "%s", msg);
+	conf_errorf(ck->err, ck->s ? ck->s->file : "", kv ? kv->line :
+	    ck->s ? ck->s->line : 0, "%s", msg);
 }
 
 static void
@@ -642,26 +847,30 @@ get_int(struct checker *ck, const char *key, long long *out, long long min,
 }
 
 static void
+get_int32(struct checker *ck, const char *key, int *out, int min, int max)
+{
+	long long v = *out;
+
+	get_int(ck, key, &v, min, max);
+	*out = (int)v;
+}
+
+static void
 get_size(struct checker *ck, const char *key, long long *out, long long min,
-    long long max)
+    long long max, int zero)
 {
 	struct conf_kv *kv = conf_get(ck->s, key);
+	char a[32], b[32];
 	long long v;
 
 	if (kv == NULL)
 		return;
-	if (conf_parse_size(kv->value, &v) == -1) {
-		check_fail(ck, kv, "%s: expected a size such as 512k, 16m or 1g, "
-		    "got '%s'", key, kv->value);
-		return;
-	}
-	if (v != 0 && (v < min || v > max)) {
-		check_fail(ck, kv, "%s: %s is out of range (%lld to %lld bytes)",
-		    key, kv->value, min, max);
-		return;
-	}
-	if (v == 0 && min > 0) {
-		check_fail(ck, kv, "%s: must not be 0", key);
+	if (conf_parse_size(kv->value, &v) == -1 ||
+	    ((v < min || v > max) && !(v == 0 && zero == ZERO_OFF))) {
+		check_fail(ck, kv, "%s: expected a size between %s and %s%s, "
+		    "got '%s'", key, conf_fmt_size(min, a, sizeof(a)),
+		    conf_fmt_size(max, b, sizeof(b)), zero == ZERO_OFF ?
+		    " (or 0 for off)" : "", kv->value);
 		return;
 	}
 	*out = v;
@@ -669,21 +878,20 @@ get_size(struct checker *ck, const char *key, long long *out, long long min,
 
 static void
 get_duration(struct checker *ck, const char *key, long long *out,
-    long long min, long long max)
+    long long min, long long max, int zero)
 {
 	struct conf_kv *kv = conf_get(ck->s, key);
+	char a[32], b[32];
 	long long v;
 
 	if (kv == NULL)
 		return;
-	if (conf_parse_duration(kv->value, &v) == -1) {
-		check_fail(ck, kv, "%s: expected a duration such as 250ms, 30s, 5m "
-		    "or 1h, got '%s'", key, kv->value);
-		return;
-	}
-	if (v < min || v > max) {
-		check_fail(ck, kv, "%s: %s is out of range (%lld ms to %lld ms)",
-		    key, kv->value, min, max);
+	if (conf_parse_duration(kv->value, &v) == -1 ||
+	    ((v < min || v > max) && !(v == 0 && zero == ZERO_OFF))) {
+		check_fail(ck, kv, "%s: expected a duration between %s and %s%s, "
+		    "got '%s'", key, conf_fmt_ms(min, a, sizeof(a)),
+		    conf_fmt_ms(max, b, sizeof(b)), zero == ZERO_OFF ?
+		    " (or 0 for off)" : "", kv->value);
 		return;
 	}
 	*out = v;
@@ -703,6 +911,7 @@ static void
 get_str(struct checker *ck, const char *key, char **out)
 {
 	struct conf_kv *kv = conf_get(ck->s, key);
+	char *v;
 
 	if (kv == NULL)
 		return;
@@ -710,9 +919,12 @@ get_str(struct checker *ck, const char *key, char **out)
 		check_fail(ck, kv, "%s: empty value", key);
 		return;
 	}
-	free(*out);
-	if ((*out = strdup(kv->value)) == NULL)
+	if ((v = strdup(kv->value)) == NULL) {
 		check_fail(ck, kv, "out of memory");
+		return;
+	}
+	free(*out);
+	*out = v;
 }
 
 static void
@@ -724,26 +936,52 @@ config_defaults(struct molt_config *cfg)
 
 	sc->workers = n > 0 ? (n > 256 ? 256 : (int)n) : 2;
 	sc->log_level = MOLT_LOG_INFO;
-	sc->max_header_size = 16 * 1024;
-	sc->max_uri_size = 8 * 1024;
+	sc->max_header_size = 16 * KIB;
+	sc->max_uri_size = 8 * KIB;
 	sc->max_headers = 100;
-	sc->max_body_size = 1024 * 1024;
-	sc->header_timeout_ms = 10000;
-	sc->body_timeout_ms = 30000;
-	sc->keepalive_timeout_ms = 60000;
-	sc->write_timeout_ms = 60000;
+	sc->max_body_size = 1 * MIB;
+	sc->header_timeout_ms = 10 * SEC;
+	sc->body_timeout_ms = 30 * SEC;
+	sc->keepalive_timeout_ms = 60 * SEC;
+	sc->write_timeout_ms = 60 * SEC;
 	sc->max_connections = 4096;
 	sc->keepalive_requests = 10000;
 	sc->backlog = 511;
 
-	rc->fragmentation_min_rss = 64LL * 1024 * 1024;
+	rc->fragmentation_min_rss = 64 * MIB;
 	rc->trim = 1;
-	rc->min_lifetime_ms = 10000;
+	rc->min_lifetime_ms = 10 * SEC;
 	rc->max_concurrent_recycles = 1;
-	rc->drain_timeout_ms = 30000;
-	rc->sample_interval_ms = 1000;
+	rc->drain_timeout_ms = 30 * SEC;
+	rc->sample_interval_ms = 1 * SEC;
 	rc->samples_over = 2;
 	rc->measure = MEASURE_USS;
+}
+
+static int
+config_check_listen(struct checker *ck, struct server_conf *sc)
+{
+	struct listen_addr **tail = &sc->listen, *la;
+	struct conf_kv *kv;
+	char msg[200];
+
+	for (kv = ck->s->kv; kv != NULL; kv = kv->next) {
+		if (strcmp(kv->key, "listen") != 0)
+			continue;
+		kv->used = 1;
+		if ((la = calloc(1, sizeof(*la))) == NULL) {
+			check_fail(ck, kv, "out of memory");
+			return -1;
+		}
+		if (listen_parse(kv->value, la, msg, sizeof(msg)) == -1) {
+			free(la);
+			check_fail(ck, kv, "listen: %s: %s", kv->value, msg);
+			return -1;
+		}
+		*tail = la;
+		tail = &la->next;
+	}
+	return 0;
 }
 
 static int
@@ -752,36 +990,16 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 {
 	struct server_conf *sc = &cfg->server;
 	struct checker ck = { s, err, 0 };
-	struct listen_addr **tail = &sc->listen;
 	struct conf_kv *kv;
-	long long v;
 
-	for (kv = s->kv; kv != NULL; kv = kv->next) {
-		struct listen_addr *la;
-		char msg[200];
-
-		if (strcmp(kv->key, "listen") != 0)
-			continue;
-		kv->used = 1;
-		if ((la = calloc(1, sizeof(*la))) == NULL) {
-			check_fail(&ck, kv, "out of memory");
-			return -1;
-		}
-		if (listen_parse(kv->value, la, msg, sizeof(msg)) == -1) {
-			free(la);
-			check_fail(&ck, kv, "listen: %s: %s", kv->value, msg);
-			return -1;
-		}
-		*tail = la;
-		tail = &la->next;
-	}
-	v = sc->workers;
-	get_int(&ck, "workers", &v, 1, 256);
-	sc->workers = (int)v;
+	if (config_check_listen(&ck, sc) == -1)
+		return -1;
+	get_int32(&ck, "workers", &sc->workers, 1, 256);
 	get_str(&ck, "modules_dir", &sc->modules_dir);
 	get_str(&ck, "pid_file", &sc->pid_file);
 	get_str(&ck, "error_log", &sc->error_log);
 	get_str(&ck, "access_log", &sc->access_log);
+	/* Both mean "the default" and are spelled out so a file can say so. */
 	if (sc->error_log && strcmp(sc->error_log, "stderr") == 0) {
 		free(sc->error_log);
 		sc->error_log = NULL;
@@ -790,25 +1008,50 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 		free(sc->access_log);
 		sc->access_log = NULL;
 	}
-	if ((kv = conf_get(s, "log_level")) != NULL &&
-	    (sc->log_level = log_parse_level(kv->value)) < 0)
-		check_fail(&ck, kv, "log_level: expected error, warn, info or "
-		    "debug, got '%s'", kv->value);
+	if ((kv = conf_get(s, "log_level")) != NULL) {
+		int level = log_parse_level(kv->value);
+
+		if (level < 0)
+			check_fail(&ck, kv, "log_level: expected error, warn, info "
+			    "or debug, got '%s'", kv->value);
+		else
+			sc->log_level = level;
+	}
 	get_str(&ck, "user", &sc->user);
 	get_str(&ck, "group", &sc->group);
-	get_size(&ck, "max_header_size", &sc->max_header_size, 1024, 1024 * 1024);
-	get_size(&ck, "max_uri_size", &sc->max_uri_size, 256, 1024 * 1024);
+	get_size(&ck, "max_header_size", &sc->max_header_size, 1 * KIB, 1 * MIB,
+	    ZERO_NO);
+	get_size(&ck, "max_uri_size", &sc->max_uri_size, 256, 1 * MIB, ZERO_NO);
 	get_int(&ck, "max_headers", &sc->max_headers, 1, HTTP_MAX_HEADERS_HARD);
-	get_size(&ck, "max_body_size", &sc->max_body_size, 0, 1LL << 40);
-	get_duration(&ck, "header_timeout", &sc->header_timeout_ms, 100, 86400000);
-	get_duration(&ck, "body_timeout", &sc->body_timeout_ms, 100, 86400000);
+	get_size(&ck, "max_body_size", &sc->max_body_size, 0, 1024 * GIB,
+	    ZERO_NO);
+	get_duration(&ck, "header_timeout", &sc->header_timeout_ms, 100,
+	    24 * HOUR, ZERO_NO);
+	get_duration(&ck, "body_timeout", &sc->body_timeout_ms, 100, 24 * HOUR,
+	    ZERO_NO);
 	get_duration(&ck, "keepalive_timeout", &sc->keepalive_timeout_ms, 100,
-	    86400000);
-	get_duration(&ck, "write_timeout", &sc->write_timeout_ms, 100, 86400000);
+	    24 * HOUR, ZERO_NO);
+	get_duration(&ck, "write_timeout", &sc->write_timeout_ms, 100,
+	    24 * HOUR, ZERO_NO);
 	get_int(&ck, "max_connections", &sc->max_connections, 1, 1000000);
-	get_int(&ck, "keepalive_requests", &sc->keepalive_requests, 0, 1LL << 40);
+	get_int(&ck, "keepalive_requests", &sc->keepalive_requests, 0,
+	    1LL << 40);
 	get_int(&ck, "backlog", &sc->backlog, 1, 65535);
 	return ck.failed ? -1 : 0;
+}
+
+/* "2.5": a ratio, with the same strictness as sizes (no "nan", no "1e3"). */
+static int
+config_parse_ratio(const char *s, double *out)
+{
+	const char *end;
+	long long milli;
+
+	if (conf_parse_scaled(s, 1000, &end, &milli) == -1 ||
+	    *conf_skip_ws(end) != '\0')
+		return -1;
+	*out = (double)milli / 1000.0;
+	return 0;
 }
 
 static int
@@ -818,37 +1061,40 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 	struct recycle_conf *rc = &cfg->recycle;
 	struct checker ck = { s, err, 0 };
 	struct conf_kv *kv;
-	long long v;
 
-	get_size(&ck, "max_rss", &rc->max_rss, 1024 * 1024, 1LL << 42);
-	get_size(&ck, "hard_max_rss", &rc->hard_max_rss, 1024 * 1024, 1LL << 42);
+	get_size(&ck, "max_rss", &rc->max_rss, 1 * MIB, 4096 * GIB, ZERO_OFF);
+	get_size(&ck, "hard_max_rss", &rc->hard_max_rss, 1 * MIB, 4096 * GIB,
+	    ZERO_OFF);
 	if ((kv = conf_get(s, "max_fragmentation")) != NULL) {
-		char *end;
-		double d = strtod(kv->value, &end);
+		double d;
 
-		if (end == kv->value || *conf_skip_ws(end) != '\0' ||
+		if (config_parse_ratio(kv->value, &d) == -1 ||
 		    (d != 0 && d < 1.5) || d > 1000)
-			check_fail(&ck, kv, "max_fragmentation: expected 0 (off) or a "
-			    "ratio from 1.5 to 1000, got '%s'", kv->value);
-		rc->max_fragmentation = d;
+			check_fail(&ck, kv, "max_fragmentation: expected a ratio "
+			    "from 1.5 to 1000 (heap held / bytes in use), or 0 for "
+			    "off, got '%s'", kv->value);
+		else
+			rc->max_fragmentation = d;
 	}
 	get_size(&ck, "fragmentation_min_rss", &rc->fragmentation_min_rss, 0,
-	    1LL << 42);
+	    4096 * GIB, ZERO_NO);
 	get_bool(&ck, "trim", &rc->trim);
 	get_int(&ck, "max_requests", &rc->max_requests, 0, 1LL << 50);
-	get_int(&ck, "max_requests_jitter", &rc->max_requests_jitter, 0, 1LL << 50);
-	get_duration(&ck, "max_lifetime", &rc->max_lifetime_ms, 0, 1LL << 40);
+	get_int(&ck, "max_requests_jitter", &rc->max_requests_jitter, 0,
+	    1LL << 50);
+	get_duration(&ck, "max_lifetime", &rc->max_lifetime_ms, 1 * SEC,
+	    1LL << 40, ZERO_OFF);
 	get_duration(&ck, "max_lifetime_jitter", &rc->max_lifetime_jitter_ms, 0,
-	    1LL << 40);
-	get_duration(&ck, "min_lifetime", &rc->min_lifetime_ms, 0, 1LL << 40);
-	v = rc->max_concurrent_recycles;
-	get_int(&ck, "max_concurrent_recycles", &v, 1, 256);
-	rc->max_concurrent_recycles = (int)v;
-	get_duration(&ck, "drain_timeout", &rc->drain_timeout_ms, 100, 86400000);
-	get_duration(&ck, "sample_interval", &rc->sample_interval_ms, 50, 3600000);
-	v = rc->samples_over;
-	get_int(&ck, "samples_over", &v, 1, 100);
-	rc->samples_over = (int)v;
+	    1LL << 40, ZERO_NO);
+	get_duration(&ck, "min_lifetime", &rc->min_lifetime_ms, 0, 1LL << 40,
+	    ZERO_NO);
+	get_int32(&ck, "max_concurrent_recycles", &rc->max_concurrent_recycles,
+	    1, 256);
+	get_duration(&ck, "drain_timeout", &rc->drain_timeout_ms, 100,
+	    24 * HOUR, ZERO_NO);
+	get_duration(&ck, "sample_interval", &rc->sample_interval_ms, 50,
+	    1 * HOUR, ZERO_NO);
+	get_int32(&ck, "samples_over", &rc->samples_over, 1, 100);
 	if ((kv = conf_get(s, "measure")) != NULL) {
 		if (strcmp(kv->value, "uss") == 0)
 			rc->measure = MEASURE_USS;
@@ -862,11 +1108,13 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 	}
 	if (ck.failed)
 		return -1;
+	/* A hard limit at or below the soft one would kill before draining. */
 	if (rc->max_rss && rc->hard_max_rss && rc->hard_max_rss <= rc->max_rss) {
 		check_fail(&ck, conf_get(s, "hard_max_rss"), "hard_max_rss must be "
 		    "above max_rss");
 		return -1;
 	}
+	/* Jitter is subtracted from the limit; it must leave a positive one. */
 	if (rc->max_requests_jitter && rc->max_requests_jitter >= rc->max_requests) {
 		check_fail(&ck, conf_get(s, "max_requests_jitter"),
 		    "max_requests_jitter must be below max_requests");
@@ -881,21 +1129,27 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 	return 0;
 }
 
+/* "10.0.0.0/8", "::1", "unix": one entry of [status] allow. */
 static int
 config_parse_net(const char *text, struct allow_net *an)
 {
-	char buf[80], *slash;
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
 	long bits, max;
-	char *end;
 
+	memset(an, 0, sizeof(*an));
+	/* Unix-socket peers: an explicit entry, so "allow = unix" alone is
+	 * not mistaken for an empty list and replaced by loopback. */
+	if (strcmp(text, "unix") == 0) {
+		an->net.ss_family = AF_UNIX;
+		return 0;
+	}
 	if (strlen(text) >= sizeof(buf))
 		return -1;
-	strcpy(buf, text);
-	slash = strchr(buf, '/');
-	if (slash != NULL)
+	memcpy(buf, text, strlen(text) + 1);
+	if ((slash = strchr(buf, '/')) != NULL)
 		*slash = '\0';
-	memset(an, 0, sizeof(*an));
-	if (inet_pton(AF_INET, buf, &((struct sockaddr_in *)&an->net)->sin_addr) == 1) {
+	if (inet_pton(AF_INET, buf,
+	    &((struct sockaddr_in *)&an->net)->sin_addr) == 1) {
 		an->net.ss_family = AF_INET;
 		max = 32;
 	} else if (inet_pton(AF_INET6, buf,
@@ -907,9 +1161,11 @@ config_parse_net(const char *text, struct allow_net *an)
 	}
 	bits = max;
 	if (slash != NULL) {
+		if (!isdigit((unsigned char)slash[1]))
+			return -1;
 		errno = 0;
 		bits = strtol(slash + 1, &end, 10);
-		if (slash[1] == '\0' || *end != '\0' || errno || bits < 0 || bits > max)
+		if (*end != '\0' || errno != 0 || bits > max)
 			return -1;
 	}
 	an->prefix = (int)bits;
@@ -920,29 +1176,39 @@ static int
 config_set_allow(struct checker *ck, struct status_conf *st,
     struct conf_kv *kv, const char *text)
 {
-	char buf[1024], *tok, *save;
-	struct allow_net **tail = &st->allow;
+	struct allow_net **tail = &st->allow, *an;
+	char *buf, *tok, *save;
 
-	snprintf(buf, sizeof(buf), "%s", text);
+	/* A copy as long as the value: continuation lines make it any size. */
+	if ((buf = strdup(text)) == NULL) {
+		check_fail(ck, kv, "out of memory");
+		return -1;
+	}
 	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
 	    tok = strtok_r(NULL, ", \t", &save)) {
-		struct allow_net *an = malloc(sizeof(*an));
-
-		if (an == NULL) {
+		if ((an = malloc(sizeof(*an))) == NULL) {
 			check_fail(ck, kv, "out of memory");
-			return -1;
+			goto fail;
 		}
 		if (config_parse_net(tok, an) == -1) {
 			free(an);
-			check_fail(ck, kv, "allow: '%s' is not an IP address or "
-			    "CIDR network", tok);
-			return -1;
+			check_fail(ck, kv, "allow: '%s' is not an IP address, a "
+			    "CIDR network or 'unix'", tok);
+			goto fail;
 		}
 		an->next = NULL;
 		*tail = an;
 		tail = &an->next;
 	}
+	free(buf);
+	if (st->allow == NULL) {
+		check_fail(ck, kv, "allow: empty list");
+		return -1;
+	}
 	return 0;
+fail:
+	free(buf);
+	return -1;
 }
 
 static int
@@ -955,7 +1221,8 @@ config_check_status(struct molt_config *cfg, struct conf_section *s,
 
 	get_str(&ck, "path", &st->path);
 	if (st->path != NULL && st->path[0] != '/') {
-		check_fail(&ck, conf_get(s, "path"), "path: must start with '/'");
+		check_fail(&ck, conf_get(s, "path"), "path: must start with '/', "
+		    "got '%s'", st->path);
 		return -1;
 	}
 	if ((kv = conf_get(s, "allow")) != NULL &&
@@ -966,52 +1233,74 @@ config_check_status(struct molt_config *cfg, struct conf_section *s,
 }
 
 static int
+config_route_methods(struct checker *ck, struct conf_kv *kv, unsigned *out)
+{
+	char *buf, *tok, *save, *c;
+	unsigned bit, m = 0;
+
+	if ((buf = strdup(kv->value)) == NULL) {
+		check_fail(ck, kv, "out of memory");
+		return -1;
+	}
+	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", \t", &save)) {
+		for (c = tok; *c; c++)
+			*c = (char)toupper((unsigned char)*c);
+		bit = method_bit(tok, strlen(tok));
+		if (bit == METHOD_OTHER) {
+			check_fail(ck, kv, "methods: unknown method '%s' (GET, HEAD, "
+			    "POST, PUT, DELETE, PATCH, OPTIONS)", tok);
+			free(buf);
+			return -1;
+		}
+		m |= bit;
+	}
+	free(buf);
+	/* 0 would mean "any method": an empty list must not widen a route. */
+	if (m == 0) {
+		check_fail(ck, kv, "methods: empty list");
+		return -1;
+	}
+	/* HEAD is GET without the body; never refuse it where GET works. */
+	if (m & METHOD_GET)
+		m |= METHOD_HEAD;
+	*out = m;
+	return 0;
+}
+
+static int
 config_check_route(struct molt_config *cfg, struct conf_section *s,
     struct conf_error *err)
 {
 	struct checker ck = { s, err, 0 };
 	struct route_conf *r, **pp;
 	struct conf_kv *kv;
+	unsigned methods = 0;
 
+	if ((kv = conf_get(s, "module")) == NULL) {
+		check_fail(&ck, NULL, "[route %s] needs module = NAME", s->arg);
+		return -1;
+	}
+	if (*kv->value == '\0') {
+		check_fail(&ck, kv, "module: empty value");
+		return -1;
+	}
+	if ((kv = conf_get(s, "methods")) != NULL &&
+	    config_route_methods(&ck, kv, &methods) == -1)
+		return -1;
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		check_fail(&ck, NULL, "out of memory");
 		return -1;
 	}
+	/* Strings stay owned by the section, which lives as long as cfg. */
 	r->section = s;
 	r->prefix = s->arg;
 	r->prefix_len = strlen(s->arg);
-	if ((kv = conf_get(s, "module")) == NULL) {
-		free(r);
-		check_fail(&ck, NULL, "[route %s] needs module = NAME", s->arg);
-		return -1;
-	}
-	r->module = kv->value;
-	if ((kv = conf_get(s, "methods")) != NULL) {
-		char buf[256], *tok, *save;
-
-		snprintf(buf, sizeof(buf), "%s", kv->value);
-		for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
-		    tok = strtok_r(NULL, ", \t", &save)) {
-			unsigned bit;
-			char *c;
-
-			for (c = tok; *c; c++)
-				*c = (char)toupper((unsigned char)*c);
-			bit = method_bit(tok, strlen(tok));
-			if (bit == METHOD_OTHER) {
-				free(r);
-				check_fail(&ck, kv, "methods: unknown method '%s' (GET, "
-				    "HEAD, POST, PUT, DELETE, PATCH, OPTIONS)", tok);
-				return -1;
-			}
-			r->methods |= bit;
-		}
-		/* HEAD is GET without the body; never refuse it where GET works. */
-		if (r->methods & METHOD_GET)
-			r->methods |= METHOD_HEAD;
-	}
+	r->module = conf_get(s, "module")->value;
+	r->methods = methods;
 	r->module_section = conf_find(cfg, "module", r->module);
-	/* Longest prefix first: the worker takes the first match. */
+	/* Longest prefix first, so the worker takes the first match; equal
+	 * lengths (never equal prefixes) keep file order. */
 	for (pp = &cfg->routes; *pp != NULL && (*pp)->prefix_len >= r->prefix_len;
 	    pp = &(*pp)->next)
 		;
@@ -1023,8 +1312,55 @@ config_check_route(struct molt_config *cfg, struct conf_section *s,
 /* ------------------------------------------------------------------ */
 /* Loading                                                             */
 
-struct molt_config *
-config_load_string(const char *name, const char *text, struct conf_error *err)
+/* The core sections are ours alone: an unknown key there is an error now. */
+static int
+config_check_section(struct molt_config *cfg, struct conf_section *s,
+    struct conf_error *err)
+{
+	int rc;
+
+	if (strcmp(s->kind, "server") == 0)
+		rc = config_check_server(cfg, s, err);
+	else if (strcmp(s->kind, "recycle") == 0)
+		rc = config_check_recycle(cfg, s, err);
+	else if (strcmp(s->kind, "status") == 0)
+		rc = config_check_status(cfg, s, err);
+	else if (strcmp(s->kind, "route") == 0)
+		return config_check_route(cfg, s, err);
+	else
+		return 0;   /* [module] and [database]: their owners check */
+	if (rc == -1)
+		return -1;
+	return config_first_unused(s, err);
+}
+
+static int
+config_finish(struct molt_config *cfg, struct conf_error *err)
+{
+	struct checker ck = { conf_find(cfg, "status", NULL), err, 0 };
+	char msg[100];
+
+	if (cfg->server.listen == NULL) {
+		if ((cfg->server.listen = calloc(1, sizeof(*cfg->server.listen)))
+		    == NULL) {
+			conf_errorf(err, cfg->path, 0, "out of memory");
+			return -1;
+		}
+		if (listen_parse("127.0.0.1:8080", cfg->server.listen, msg,
+		    sizeof(msg)) == -1) {
+			conf_errorf(err, cfg->path, 0, "default listen: %s", msg);
+			return -1;
+		}
+	}
+	if (cfg->status.allow == NULL &&
+	    config_set_allow(&ck, &cfg->status, NULL, "127.0.0.0/8 ::1") == -1)
+		return -1;
+	return 0;
+}
+
+static struct molt_config *
+config_load_mem(const char *name, const char *text, size_t len,
+    struct conf_error *err)
 {
 	struct parse_state ps;
 	struct molt_config *cfg;
@@ -1039,53 +1375,39 @@ config_load_string(const char *name, const char *text, struct conf_error *err)
 		return NULL;
 	}
 	config_defaults(cfg);
+	/* A UTF-8 BOM: skipped here, so line 1 is classified like any other. */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+		text += 3;
+		len -= 3;
+	}
 	memset(&ps, 0, sizeof(ps));
 	ps.cfg = cfg;
 	ps.file = cfg->path;
 	ps.text = text;
-	ps.len = strlen(text);
+	ps.len = len;
 	ps.tail = &cfg->sections;
 	ps.err = err;
 	rc = ini_parse_stream(config_reader, &ps, config_handler, &ps);
+	/*
+	 * inih goes on after an error it finds itself, so a later one of ours
+	 * may be recorded too: report whichever line comes first.
+	 */
+	if (rc > 0 && (!ps.failed || rc < err->line)) {
+		conf_errorf(err, cfg->path, rc, "syntax error: expected [section], "
+		    "key = value, or a ; comment");
+		goto fail;
+	}
 	if (ps.failed)
 		goto fail;
 	if (rc != 0) {
-		conf_errorf(err, cfg->path, rc > 0 ? rc : 0, rc > 0 ? "syntax error: "
-		    "expected [section], key = value, or a ; comment" :
-		    "cannot parse");
+		conf_errorf(err, cfg->path, 0, "cannot parse (inih error %d)", rc);
 		goto fail;
 	}
-	for (s = cfg->sections; s != NULL; s = s->next) {
-		if (strcmp(s->kind, "server") == 0)
-			rc = config_check_server(cfg, s, err);
-		else if (strcmp(s->kind, "recycle") == 0)
-			rc = config_check_recycle(cfg, s, err);
-		else if (strcmp(s->kind, "status") == 0)
-			rc = config_check_status(cfg, s, err);
-		else if (strcmp(s->kind, "route") == 0)
-			rc = config_check_route(cfg, s, err);
-		else
-			rc = 0;     /* [module] and [database]: their owners check */
-		if (rc == -1)
+	for (s = cfg->sections; s != NULL; s = s->next)
+		if (config_check_section(cfg, s, err) == -1)
 			goto fail;
-	}
-	if (cfg->server.listen == NULL) {
-		char msg[100];
-
-		cfg->server.listen = calloc(1, sizeof(*cfg->server.listen));
-		if (cfg->server.listen == NULL ||
-		    listen_parse("127.0.0.1:8080", cfg->server.listen, msg,
-		    sizeof(msg)) == -1) {
-			conf_errorf(err, cfg->path, 0, "out of memory");
-			goto fail;
-		}
-	}
-	if (cfg->status.path != NULL && cfg->status.allow == NULL) {
-		struct checker ck = { conf_find(cfg, "status", NULL), err, 0 };
-
-		if (config_set_allow(&ck, &cfg->status, NULL, "127.0.0.0/8 ::1") == -1)
-			goto fail;
-	}
+	if (config_finish(cfg, err) == -1)
+		goto fail;
 	return cfg;
 fail:
 	config_free(cfg);
@@ -1093,11 +1415,17 @@ fail:
 }
 
 struct molt_config *
+config_load_string(const char *name, const char *text, struct conf_error *err)
+{
+	return config_load_mem(name, text, strlen(text), err);
+}
+
+struct molt_config *
 config_load(const char *path, struct conf_error *err)
 {
-	struct molt_config *cfg;
+	struct molt_config *cfg = NULL;
 	struct stat st;
-	char *text;
+	char *text = NULL;
 	FILE *f;
 	size_t n;
 
@@ -1108,28 +1436,30 @@ config_load(const char *path, struct conf_error *err)
 		conf_errorf(err, path, 0, "cannot open: %s", strerror(errno));
 		return NULL;
 	}
-	if (fstat(fileno(f), &st) == -1 || !S_ISREG(st.st_mode) ||
-	    st.st_size > 16 * 1024 * 1024) {
-		conf_errorf(err, path, 0, "not a regular file of at most 16 MB");
-		fclose(f);
-		return NULL;
+	if (fstat(fileno(f), &st) == -1) {
+		conf_errorf(err, path, 0, "cannot stat: %s", strerror(errno));
+		goto done;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_FILE) {
+		conf_errorf(err, path, 0, "not a regular file of at most %d MB",
+		    CONFIG_MAX_FILE / (1024 * 1024));
+		goto done;
 	}
 	if ((text = malloc((size_t)st.st_size + 1)) == NULL) {
 		conf_errorf(err, path, 0, "out of memory");
-		fclose(f);
-		return NULL;
+		goto done;
 	}
 	n = fread(text, 1, (size_t)st.st_size, f);
 	if (ferror(f)) {
 		conf_errorf(err, path, 0, "read error: %s", strerror(errno));
-		fclose(f);
-		free(text);
-		return NULL;
+		goto done;
 	}
-	fclose(f);
 	text[n] = '\0';
-	cfg = config_load_string(path, text, err);
+	/* With the length, so a NUL byte is reported instead of ending it. */
+	cfg = config_load_mem(path, text, n, err);
+done:
 	free(text);
+	fclose(f);
 	return cfg;
 }
 
