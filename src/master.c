@@ -678,7 +678,7 @@ master_judge(int slot, int after_trim)
 			log_error("kill(%d, SIGKILL): %s", (int)m->pid, strerror(errno));
 		return;
 	}
-	if (m->st != MW_READY || m->replaced_by >= 0)
+	if (m->st != MW_READY || m->replaced_by >= 0 || m->trim_pending)
 		return;
 	if (m->req_limit > 0 && snap.w.requests >= m->req_limit) {
 		snprintf(detail, sizeof(detail), "requests=%llu >= max_requests=%llu",
@@ -771,7 +771,9 @@ master_sample_all(void)
 			continue;
 		if (mw[i].st == MW_READY && !mw[i].trim_pending)
 			master_judge(i, 0);
-		else if (mw[i].st == MW_RETIRING && cfg->recycle.hard_max_rss > 0)
+		else if (cfg->recycle.hard_max_rss > 0)
+			/* A worker stuck in a long request never answers the
+			 * trim; the hard limit must still hold. */
 			master_judge(i, 0);
 	}
 }

@@ -311,21 +311,14 @@ worker_conn_closed(struct worker *w, struct conn *c)
 		worker_check_done(w);
 }
 
-void
-worker_request_begin(struct worker *w, molt_request *req)
+/* The request line survives a crash or a kill; the master logs it. */
+static void
+worker_slot_request(struct sb_slot *s, const molt_request *req)
 {
-	struct sb_slot *s = w->slot;
-	size_t ml, tl;
+	size_t ml = req->head.method_len, tl = req->head.target_len;
 
-	req->resp_flags |= RESP_BEGUN;
-	w->nactive++;
-	sb_begin(&s->w.seq);
-	s->w.state = SB_BUSY;
 	s->w.req_start_ms = req->start_ms;
 	s->w.req_route = req->route->index < SB_ROUTES ? req->route->index : -1;
-	/* The request line survives a crash here; the master logs it. */
-	ml = req->head.method_len;
-	tl = req->head.target_len;
 	if (ml > 15)
 		ml = 15;
 	if (ml + 1 + tl > SB_REQ_LEN - 1)
@@ -334,6 +327,18 @@ worker_request_begin(struct worker *w, molt_request *req)
 	s->w.req_line[ml] = ' ';
 	memcpy(s->w.req_line + ml + 1, req->target, tl);
 	s->w.req_line[ml + 1 + tl] = '\0';
+}
+
+void
+worker_request_begin(struct worker *w, molt_request *req)
+{
+	struct sb_slot *s = w->slot;
+
+	req->resp_flags |= RESP_BEGUN;
+	w->nactive++;
+	sb_begin(&s->w.seq);
+	s->w.state = SB_BUSY;
+	worker_slot_request(s, req);
 	sb_end(&s->w.seq);
 	if (w->route_stats) {
 		uint64_t cnt, bytes;
@@ -421,7 +426,20 @@ worker_request_end(struct worker *w, molt_request *req)
 	req->resp_flags &= ~RESP_BEGUN;
 	sb_begin(&s->w.seq);
 	s->w.requests = w->requests;
-	s->w.req_start_ms = 0;
+	if (w->nactive == 0) {
+		s->w.req_start_ms = 0;
+	} else if (begun) {
+		/* Name a request that is still running (bounded search). */
+		struct conn *c;
+		int n = 0;
+
+		for (c = w->conns; c != NULL && n < 64; c = c->next, n++)
+			if (&c->req != req && c->state == REQ_HANDLER &&
+			    (c->req.resp_flags & RESP_BEGUN)) {
+				worker_slot_request(s, &c->req);
+				break;
+			}
+	}
 	s->w.active = (uint32_t)w->nactive;
 	if (w->nactive == 0)
 		s->w.state = w->draining ? SB_DRAINING : SB_IDLE;

@@ -213,7 +213,7 @@ def test_binary_body_and_headers_reach_the_module(molt):
     body = bytes(range(256)) * 40
     with m.raw_conn() as c:
         c.send(b"PUT /echo/bin?a=1&a=2&b=x+y%21 HTTP/1.1\r\nHost: t\r\n"
-               b"X-Test:   spaced value \t\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+               + b"X-Test:   spaced value \t\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         r = c.read_response()
     assert r.status == 200
     j = echo_json(r.body)

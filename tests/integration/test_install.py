@@ -110,7 +110,10 @@ def test_out_of_tree_module(installed, tmp_path):
                        shell=True, cwd=str(work), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, universal_newlines=True)
     assert p.returncode == 0, p.stdout
-    p = subprocess.run(["pkg-config", "--variable=moduledir", "molt-module"], env=env,
+    # pkgconf prefixes the sysroot to path variables too; ask without it.
+    env_var = dict(env)
+    env_var.pop("PKG_CONFIG_SYSROOT_DIR", None)
+    p = subprocess.run(["pkg-config", "--variable=moduledir", "molt-module"], env=env_var,
                        stdout=subprocess.PIPE, universal_newlines=True)
     assert p.stdout.strip() == os.path.join(v["libdir"], "molt", "modules")
 

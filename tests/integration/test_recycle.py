@@ -923,9 +923,6 @@ drain_timeout = 1s
     assert 990 <= int(rl.group(5)) < 5000, rl.group(0)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: the scoreboard keeps one "
-                   "request per worker and any request's end clears it, so a "
-                   "request still in flight is not named")
 def test_hard_limit_names_request_in_flight_on_another_connection(molt):
     """One worker holds a slow request on one connection when a leak on
     another connection takes it past hard_max_rss.  Once the leak has been
@@ -972,11 +969,7 @@ hard_max_rss = 64m
 
 @pytest.mark.parametrize("trim", [
     "off",
-    pytest.param("on", marks=pytest.mark.xfail(
-        strict=True, reason="server bug: while a trim is pending "
-        "(master_sample_all skips master_judge), the hard limit is not "
-        "checked, so a worker busy in a runaway request is killed only "
-        "after that request ends")),
+    "on",
 ])
 def test_hard_limit_stops_a_runaway_request(molt, trim):
     """A single request that keeps allocating (10,000,000 mallocs, ~600 MB
