@@ -1,0 +1,184 @@
+# bench/stats.sh - sourced by bench/run: medians, ranges and ratios from
+# results.tsv, the scenario 4 memory figures, the gnuplot plot, and the
+# generated summary.md.
+
+# table SCENARIO REF: one markdown table per test of that scenario.
+#   REF=nginx: ratio against nginx's median; REF=self: against the same
+#   server's base instance (key before the "+").
+table() {
+	local sc=$1 ref=$2
+	awk -F'\t' -v sc="$sc" -v ref="$ref" '
+	function med(s,    a, n, i, j, t) {
+		n = split(s, a, " ")
+		for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j+1] = a[j]; a[j+1] = t }
+		if (n == 0) return 0
+		return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+	}
+	function mn(s,   a, n, i, m) { n = split(s, a, " "); m = a[1] + 0; for (i = 2; i <= n; i++) if (a[i] + 0 < m) m = a[i] + 0; return m }
+	function mx(s,   a, n, i, m) { n = split(s, a, " "); m = a[1] + 0; for (i = 2; i <= n; i++) if (a[i] + 0 > m) m = a[i] + 0; return m }
+	NR > 1 && $1 == sc {
+		t = $2; k = $3
+		if (!(t in tseen)) { tseen[t] = 1; tests[++nt] = t }
+		if (!((t, k) in kseen)) { kseen[t, k] = 1; keys[t, ++nk[t]] = k }
+		rps[t, k] = rps[t, k] " " $5; p50[t, k] = p50[t, k] " " $6; p99[t, k] = p99[t, k] " " $7
+		err[t, k] += $8; req[t, k] += $9; runs[t, k]++
+	}
+	END {
+		for (x = 1; x <= nt; x++) {
+			t = tests[x]
+			printf "\n**%s**\n\n", t
+			if (ref == "nginx") rc = "x nginx"; else rc = "x no recycling"
+			printf "| server | req/s median | req/s min-max | %s | p50 ms | p99 ms median | p99 ms min-max | failed / requests | runs |\n", rc
+			printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+			for (y = 1; y <= nk[t]; y++) {
+				k = keys[t, y]
+				m = med(rps[t, k])
+				r = (ref == "nginx") ? "nginx" : k; sub(/\+.*/, "", r)
+				if ((t, r) in rps) { rm = med(rps[t, r]); ratio = rm > 0 ? sprintf("%.2f", m / rm) : "-" } else ratio = "-"
+				printf "| %s | %.0f | %.0f-%.0f | %s | %.2f | %.2f | %.2f-%.2f | %d / %d | %d |\n",
+					k, m, mn(rps[t, k]), mx(rps[t, k]), ratio, med(p50[t, k]) / 1000,
+					med(p99[t, k]) / 1000, mn(p99[t, k]) / 1000, mx(p99[t, k]) / 1000,
+					err[t, k], req[t, k], runs[t, k]
+			}
+		}
+	}' "$RESULTS"
+}
+
+# mem_table OUT: one row per scenario 4 run
+mem_table() {
+	local out=$1 f key pfx bound
+	bound=$(awk -v m="$BENCH_MAX_RSS_MB" 'BEGIN{printf "%.1f", m * 2 * 1.10}')
+	echo "| run | requests | req/s | failed | recycles (sampler / log) | fleet USS peak MB | peak after 1st recycle MB | final MB | within ${bound} MB after 1st recycle |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+	for f in "$out"/mem/*.fleet.csv; do
+		[ -e "$f" ] || continue
+		pfx=${f%.fleet.csv}
+		key=$(basename "$pfx")
+		local line reqs rps failed ev logc
+		line=$(grep '^BENCH ' "$pfx.wrk.txt" 2>/dev/null | tail -1)
+		reqs=$(echo "$line" | tr ' ' '\n' | sed -n 's/^requests=//p')
+		rps=$(echo "$line" | awk '{for(i=2;i<=NF;i++){split($i,a,"=");v[a[1]]=a[2]} if (v["duration_us"]>0) printf "%.0f", v["requests"]/(v["duration_us"]/1e6)}')
+		failed=$(echo "$line" | awk '{for(i=2;i<=NF;i++){split($i,a,"=");v[a[1]]=a[2]} print v["connect"]+v["read"]+v["write"]+v["timeout"]+v["status"]}')
+		ev=$(grep -c ',exit,' "$pfx.events.csv" 2>/dev/null || true)
+		logc=$(sed -n 's/^log_recycles=//p' "$pfx.meta" 2>/dev/null)
+		awk -F, -v key="$key" -v reqs="${reqs:-0}" -v rps="${rps:-0}" -v failed="${failed:-?}" \
+			-v ev="${ev:-0}" -v logc="${logc:-?}" -v bound="$bound" -v evf="$pfx.events.csv" '
+		BEGIN {
+			first = -1
+			while ((getline l < evf) > 0) { split(l, a, ","); if (a[2] == "exit" && first < 0) first = a[1] + 0 }
+		}
+		NR > 1 { t = $1 + 0; m = $2 + 0; if (m > peak) peak = m; last = m
+			if (first >= 0 && t > first && m > after) after = m }
+		END {
+			if (first < 0) { a = "-"; w = "no recycle" } else { a = sprintf("%.1f", after); w = (after <= bound) ? "yes" : "no" }
+			printf "| %s | %d | %d | %s | %d / %s | %.1f | %s | %.1f | %s |\n", key, reqs, rps, failed, ev, logc, peak, a, last, w
+		}' "$f"
+	done
+}
+
+# plot_memory OUT: OUT/memory.png, fleet USS of every scenario 4 run over
+# time, recycle events (worker exits seen by the sampler) as marks.
+plot_memory() {
+	local out=$1 f key plots="" marks="" i=0 bound
+	command -v gnuplot >/dev/null || return 1
+	bound=$(awk -v m="$BENCH_MAX_RSS_MB" 'BEGIN{printf "%.1f", m * 2 * 1.10}')
+	local colors=("#1f77b4" "#2ca02c" "#d62728" "#ff7f0e" "#9467bd")
+	for f in "$out"/mem/*.fleet.csv; do
+		[ -e "$f" ] || continue
+		key=$(basename "${f%.fleet.csv}")
+		local c=${colors[$((i % ${#colors[@]}))]}
+		# events at y = -8 - 6*i so the marks of each run sit on their own row
+		awk -F, 'NR > 1 && $2 == "exit" {print $1}' "${f%.fleet.csv}.events.csv" >"$out/mem/$key.exits.dat"
+		plots="$plots${plots:+, }'$f' using 1:2 with lines lw 2 lc rgb '$c' title '$key'"
+		if [ -s "$out/mem/$key.exits.dat" ]; then
+			marks="$marks, '$out/mem/$key.exits.dat' using 1:($((-8 - 6 * i))) with points pt 9 ps 1.2 lc rgb '$c' title '$key recycles'"
+		fi
+		i=$((i + 1))
+	done
+	[ -n "$plots" ] || return 0
+	gnuplot <<EOF
+set terminal pngcairo size 1200,700 font ",11" noenhanced
+set output '$out/memory.png'
+set datafile separator ','
+set key top left
+set grid
+set title "Fleet USS (2 workers) under GET /fragment?$BENCH_FRAG_QUERY"
+set xlabel 'seconds (load from 1 s to $((BENCH_MEM_DURATION + 1)) s)'
+set ylabel 'fleet USS, MB'
+set yrange [-8 - 6 * $i:*]
+set arrow from graph 0, first $bound to graph 1, first $bound nohead dt 2 lc rgb '#555555'
+set label 'max_rss x 2 workers + 10% = $bound MB' at graph 0.6, first $bound offset 0,0.7
+plot $plots$marks
+EOF
+	# a second plot with the y axis cut at 4x the bound, for the bounded runs
+	gnuplot <<EOF
+set terminal pngcairo size 1200,700 font ",11" noenhanced
+set output '$out/memory-bounded.png'
+set datafile separator ','
+set key top left
+set grid
+set title "Fleet USS (2 workers), zoomed to the limit: GET /fragment?$BENCH_FRAG_QUERY"
+set xlabel 'seconds (load from 1 s to $((BENCH_MEM_DURATION + 1)) s)'
+set ylabel 'fleet USS, MB'
+set yrange [-8 - 6 * $i:$(awk -v b="$bound" 'BEGIN{print b * 2.5}')]
+set arrow from graph 0, first $bound to graph 1, first $bound nohead dt 2 lc rgb '#555555'
+set label 'max_rss x 2 workers + 10% = $bound MB' at graph 0.6, first $bound offset 0,0.7
+plot $plots$marks
+EOF
+}
+
+summarize() {
+	local out=$1
+	echo "# molt benchmark run $(basename "$out")"
+	echo
+	echo "Generated by bench/run. Raw wrk output in raw/, per-run rows in results.tsv."
+	echo
+	echo '```'
+	cat "$out/machine.txt"
+	echo '```'
+	if [ -s "$out/not-measured.tsv" ]; then
+		echo
+		echo "## Not measured"
+		echo
+		awk -F'\t' '{printf "- %s: not measured: %s\n", $1, $2}' "$out/not-measured.tsv"
+	fi
+	if grep -q $'^1\t' "$RESULTS"; then
+		echo
+		echo "## Scenario 1: hello world (wrk -t$BENCH_THREADS, ${BENCH_DURATION}s x $BENCH_ROUNDS rounds)"
+		echo
+		echo "ka = keep-alive, close = Connection: close on every request; -64/-512 = connections."
+		table 1 nginx
+	fi
+	if grep -q $'^2\t' "$RESULTS"; then
+		echo
+		echo "## Scenario 2: static files, keep-alive, 64 connections"
+		table 2 nginx
+	fi
+	if grep -q $'^3\t' "$RESULTS"; then
+		echo
+		echo "## Scenario 3: recycling every $BENCH_RECYCLE_REQUESTS requests per worker (hello, keep-alive, 64 connections)"
+		table 3 self
+		if [ -s "$out/s3-recycles.tsv" ]; then
+			echo
+			echo "Recycles counted in the servers' logs over all rounds:"
+			echo
+			awk -F'\t' '{printf "- %s: %s\n", $1, $2}' "$out/s3-recycles.tsv"
+		fi
+	fi
+	if ls "$out"/mem/*.fleet.csv >/dev/null 2>&1; then
+		echo
+		echo "## Scenario 4: memory under GET /fragment?$BENCH_FRAG_QUERY (${BENCH_MEM_DURATION}s, $BENCH_MEM_CONNS connections, limit ${BENCH_MAX_RSS_MB} MB per worker)"
+		echo
+		mem_table "$out"
+		echo
+		echo "![fleet USS](memory.png)"
+		echo
+		echo "![fleet USS, zoomed](memory-bounded.png)"
+	fi
+	if [ -s "$out/notes.txt" ]; then
+		echo
+		echo "## Notes from the run"
+		echo
+		sed 's/^/- /' "$out/notes.txt"
+	fi
+}
