@@ -1082,8 +1082,8 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 	get_int(&ck, "max_requests", &rc->max_requests, 0, 1LL << 50);
 	get_int(&ck, "max_requests_jitter", &rc->max_requests_jitter, 0,
 	    1LL << 50);
-	get_duration(&ck, "max_lifetime", &rc->max_lifetime_ms, 1 * SEC,
-	    1LL << 40, ZERO_OFF);
+	get_duration(&ck, "max_lifetime", &rc->max_lifetime_ms, 100, 1LL << 40,
+	    ZERO_OFF);
 	get_duration(&ck, "max_lifetime_jitter", &rc->max_lifetime_jitter_ms, 0,
 	    1LL << 40, ZERO_NO);
 	get_duration(&ck, "min_lifetime", &rc->min_lifetime_ms, 0, 1LL << 40,
