@@ -254,6 +254,8 @@ wait_http() { # url timeout_s
 	return 1
 }
 
+# Every server runs in its own session (setsid): Apache's parent signals its
+# whole process group when it stops, which would otherwise hit this script.
 # start_peer NAME VARIANT -> instance key "NAME" for variant base, else
 # "NAME+VARIANT"; each instance gets its own port, so several run at once
 # and the load runs can be interleaved.
@@ -270,26 +272,26 @@ start_peer() {
 	molt)
 		[ -n "$MOLT_BIN" ] || return 1
 		write_molt_conf "$variant" "$dir" "$port"
-		"$MOLT_BIN" -c "$dir/molt.conf" >"$dir/stderr.log" 2>&1 &
+		setsid "$MOLT_BIN" -c "$dir/molt.conf" >"$dir/stderr.log" 2>&1 &
 		pid=$!
 		;;
 	nginx)
 		write_nginx_conf "$dir" "$port"
-		nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' >"$dir/stderr.log" 2>&1 &
+		setsid nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' >"$dir/stderr.log" 2>&1 &
 		pid=$!
 		;;
 	apache)
 		local mcpc=0
 		[ "$variant" = recycle ] && mcpc=$BENCH_RECYCLE_REQUESTS
 		write_apache_conf "$dir" "$port" "$mcpc"
-		apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stderr.log" 2>&1 &
+		setsid apache2 -f "$dir/httpd.conf" -DFOREGROUND >"$dir/stderr.log" 2>&1 &
 		pid=$!
 		;;
 	uwsgi)
 		write_uwsgi_args "$dir" "$port" "$variant"
 		local args=()
 		mapfile -t args <"$dir/uwsgi.args"
-		uwsgi "${args[@]}" >"$dir/stderr.log" 2>&1 &
+		setsid uwsgi "${args[@]}" >"$dir/stderr.log" 2>&1 &
 		pid=$!
 		;;
 	*) say "unknown peer $name"; return 1 ;;
