@@ -128,6 +128,8 @@ write_molt_conf() {
 			echo "[recycle]"
 			echo "max_requests = $BENCH_RECYCLE_REQUESTS"
 			echo "max_requests_jitter = $((BENCH_RECYCLE_REQUESTS / 10))"
+			# molt checks max_requests on its sampling timer (default 1s)
+			echo "sample_interval = 100ms"
 			;;
 		mem-trim)
 			echo "[recycle]"

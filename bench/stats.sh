@@ -70,8 +70,8 @@ mem_table() {
 		NR > 1 { t = $1 + 0; m = $2 + 0; if (m > peak) peak = m; last = m
 			if (first >= 0 && t > first && m > after) after = m }
 		END {
-			if (first < 0) { a = "-"; w = "no recycle" } else { a = sprintf("%.1f", after); w = (after <= bound) ? "yes" : "no" }
-			printf "| %s | %d | %d | %s | %d / %s | %.1f | %s | %.1f | %s |\n", key, reqs, rps, failed, ev, logc, peak, a, last, w
+			if (first < 0) { aft = "-"; w = "no recycle" } else { aft = sprintf("%.1f", after); w = (after <= bound) ? "yes" : "no" }
+			printf "| %s | %d | %d | %s | %d / %s | %.1f | %s | %.1f | %s |\n", key, reqs, rps, failed, ev, logc, peak, aft, last, w
 		}' "$f"
 	done
 }
