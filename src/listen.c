@@ -133,8 +133,12 @@ listen_open(struct listen_addr *list, struct listen_addr *old, int backlog)
 			continue;
 		for (o = old; o != NULL; o = o->next) {
 			if (o->fd >= 0 && listen_same(la, o)) {
+				char where[160];
+
 				la->fd = o->fd;
 				o->fd = -1;     /* moved, so closing old keeps it */
+				listen_describe(la->fd, la, where, sizeof(where));
+				log_info("listening on %s (kept)", where);
 				break;
 			}
 		}

@@ -534,6 +534,8 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 	case SIGUSR1:
 		if (log_reopen() == -1)
 			log_error("worker %d: reopening the logs failed", w->id);
+		else
+			log_info("worker %d reopened the logs", w->id);
 		break;
 	case SIGUSR2: {
 		/* The master asks for a trim before it considers a recycle. */

@@ -170,6 +170,22 @@ def test_hup_reload(molt):
     assert m.running()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGTERM])
+def test_stop_while_reload_spawns(molt, sig):
+    """A stop signal that lands just as a reload forks the new generation
+    still stops everything promptly and cleanly: no new worker dies by the
+    signal's default action, none is left running or forgotten."""
+    m = molt(conf=CONFKEYS % "one")
+    m.write_conf(CONFKEYS % "two")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"spawned worker \d+ pid \d+ \(generation 2\)", since=mark, timeout=10)
+    m.signal(sig)
+    assert m.wait_exit(10) == 0
+    m.stopped = True
+    assert not children_of(m.pid)
+
+
 def test_hup_reload_broken_config_keeps_old_generation(molt):
     m = molt(conf=CONFKEYS % "one")
     old = m.worker_pids()
@@ -209,6 +225,9 @@ def test_usr1_reopens_logs(molt):
     os.rename(m.access_log, m.access_log + ".1") if os.path.exists(m.access_log) else None
     m.signal(signal.SIGUSR1)
     wait_for(lambda: os.path.exists(m.error_log), 5, what="a new error log")
+    # Each worker reopens on its own signal: wait until both did.
+    wait_for(lambda: read_text(m.error_log).count("reopened the logs") == 2, 10,
+             what="every worker to reopen its logs")
     # A worker's line (not the master's) must reach the new file.
     c = m.raw_conn()
     c.send(GET % b"/stream/chunks?n=100000&size=1000&delay_ms=1")
@@ -220,7 +239,7 @@ def test_usr1_reopens_logs(molt):
     get_ok(m, "/hello?after")
     mark = m.mark()
     m.signal(signal.SIGHUP)   # and master lines
-    m.wait_log(r"reloading configuration", since=mark)
+    m.wait_ready(since=mark)  # the reload is over before the stop below
     assert "reloading configuration" in read_text(m.error_log)
     assert "reloading configuration" not in read_text(m.error_log + ".1")
     # the access log may be buffered: a graceful stop flushes it
@@ -243,6 +262,9 @@ def test_dash_s_reload_reopen_quit(molt):
     p = run_molt(["-s", "reopen", "-c", m.conf_path])
     assert p.returncode == 0, p.stderr
     wait_for(lambda: os.path.exists(m.error_log), 5, what="a new error log")
+    # Each worker reopens on its own signal: wait until both did.
+    wait_for(lambda: read_text(m.error_log).count("reopened the logs") == 2, 10,
+             what="every worker to reopen its logs")
 
     p = run_molt(["-s", "quit", "-c", m.conf_path])
     assert p.returncode == 0, p.stderr
