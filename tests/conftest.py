@@ -454,7 +454,8 @@ class Molt:
         """Wait for the listening line and for n distinct workers to log
         'worker N ready'."""
         n = self.workers if n is None else n
-        self.wait_listening(timeout)
+        if not self.listens:     # (the log may have been rotated since)
+            self.wait_listening(timeout)
 
         def ready():
             if not self.running():
