@@ -242,6 +242,9 @@ def test_usr1_reopens_logs(molt):
     os.rename(m.access_log, m.access_log + ".1") if os.path.exists(m.access_log) else None
     m.signal(signal.SIGUSR1)
     wait_for(lambda: os.path.exists(m.error_log), 5, what="a new error log")
+    # Each worker reopens on its own signal: wait until both did.
+    wait_for(lambda: read_text(m.error_log).count("reopened the logs") == 2, 10,
+             what="every worker to reopen its logs")
     # A worker's line (not the master's) must reach the new file.
     c = m.raw_conn()
     c.send(GET % b"/stream/chunks?n=100000&size=1000&delay_ms=1")
@@ -276,6 +279,9 @@ def test_dash_s_reload_reopen_quit(molt):
     p = run_molt(["-s", "reopen", "-c", m.conf_path])
     assert p.returncode == 0, p.stderr
     wait_for(lambda: os.path.exists(m.error_log), 5, what="a new error log")
+    # Each worker reopens on its own signal: wait until both did.
+    wait_for(lambda: read_text(m.error_log).count("reopened the logs") == 2, 10,
+             what="every worker to reopen its logs")
 
     p = run_molt(["-s", "quit", "-c", m.conf_path])
     assert p.returncode == 0, p.stderr
