@@ -117,85 +117,19 @@ content_type(const char *name)
 	return "application/octet-stream";
 }
 
-/* ------------------------------------------------------------------ */
-/* Dates (RFC 9110 IMF-fixdate), without the locale strftime would use */
-
-static const char wdays[7][4] = {
-	"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
-};
-static const char months[12][4] = {
-	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-};
-
-static int
-http_date(char *buf, size_t len, time_t t)
-{
-	struct tm tm;
-	int n;
-
-	if (gmtime_r(&t, &tm) == NULL)
-		return -1;
-	n = snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-	    wdays[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	return n > 0 && (size_t)n < len ? 0 : -1;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant). */
-static long long
-days_from_civil(long long y, unsigned m, unsigned d)
-{
-	long long era;
-	unsigned yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = (unsigned)(y - era * 400);
-	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (long long)doe - 719468;
-}
-
-/* Two digits at s, or -1. */
-static int
-two_digits(const char *s)
-{
-	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
-		return -1;
-	return (s[0] - '0') * 10 + (s[1] - '0');
-}
-
 /*
- * Parses an IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT", which has a
- * fixed layout.  The obsolete RFC 850 and asctime forms are not accepted:
- * a date that does not parse makes the condition false, so the full reply
- * is sent, which is always safe.
+ * Dates are IMF-fixdate only (molt_http_parse_date): a date in an obsolete
+ * form makes the condition false, so the full reply is sent, which is
+ * always safe.
  */
 static int
 parse_http_date(const char *s, time_t *out)
 {
-	int day, year, hh, mm, ss, m, hi, lo;
+	time_t t = molt_http_parse_date(s, strlen(s));
 
-	if (strlen(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' ||
-	    s[11] != ' ' || s[16] != ' ' || s[19] != ':' || s[22] != ':' ||
-	    strcmp(s + 25, " GMT") != 0)
+	if (t == (time_t)-1)
 		return -1;
-	for (m = 0; m < 12; m++)
-		if (memcmp(s + 8, months[m], 3) == 0)
-			break;
-	day = two_digits(s + 5);
-	hi = two_digits(s + 12);
-	lo = two_digits(s + 14);
-	hh = two_digits(s + 17);
-	mm = two_digits(s + 20);
-	ss = two_digits(s + 23);
-	if (m == 12 || day < 1 || day > 31 || hi < 0 || lo < 0 || hh < 0 ||
-	    hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
-		return -1;
-	year = hi * 100 + lo;
-	*out = (time_t)(days_from_civil(year, (unsigned)m + 1,
-	    (unsigned)day) * 86400 + hh * 3600 + mm * 60 + ss);
+	*out = t;
 	return 0;
 }
 
@@ -605,11 +539,9 @@ static_handle(molt_request *req)
 	/* Validators, sent with 200, 206 and 304 alike. */
 	snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"",
 	    (uint64_t)st.st_mtime, (uint64_t)st.st_size);
-	if (http_date(lastmod, sizeof(lastmod), st.st_mtime) == -1)
-		lastmod[0] = '\0';
+	molt_http_date(st.st_mtime, lastmod);
 	if (molt_resp_header(req, "ETag", etag) == -1 ||
-	    (lastmod[0] != '\0' &&
-	     molt_resp_header(req, "Last-Modified", lastmod) == -1) ||
+	    molt_resp_header(req, "Last-Modified", lastmod) == -1 ||
 	    molt_resp_header(req, "Accept-Ranges", "bytes") == -1)
 		goto fail;
 

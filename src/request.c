@@ -698,3 +698,18 @@ molt_req_on_abort(molt_request *req, void (*cb)(molt_request *, void *),
 	req->on_abort = cb;
 	req->abort_arg = arg;
 }
+
+/* ------------------------------------------------------------------ */
+/* HTTP dates for modules: the parser's own routines                   */
+
+void
+molt_http_date(time_t t, char out[30])
+{
+	http_date(t, out);
+}
+
+time_t
+molt_http_parse_date(const char *s, size_t len)
+{
+	return http_parse_date(s, len);
+}

@@ -29,7 +29,8 @@
  * ABI changelog (major changes break modules, minor ones only add):
  *   2026-11-25  1.0  First release: module struct, config keys, request
  *                    accessors, whole/streamed/deferred/file replies,
- *                    request pools and cleanups, MariaDB async queries.
+ *                    request pools and cleanups, JSON and HTTP-date helpers,
+ *                    MariaDB async queries.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -38,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -248,6 +250,12 @@ void molt_req_on_abort(molt_request *req,
 size_t molt_json_escape(char *dst, const char *src, size_t len);
 /* Standard base64 with padding; dst needs 4 * ((len + 2) / 3) + 1 bytes. */
 size_t molt_base64(char *dst, const void *src, size_t len);
+
+/* HTTP dates (IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT"), as molt's own
+ * Date header: out gets 29 characters and a NUL. */
+void   molt_http_date(time_t t, char out[30]);
+/* Parses an IMF-fixdate; (time_t)-1 if s is not one. */
+time_t molt_http_parse_date(const char *s, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* MariaDB: asynchronous prepared statements on the worker's loop      */
