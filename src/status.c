@@ -148,6 +148,27 @@ status_route_sum(int r, struct sb_route_stats *out)
 	}
 }
 
+static int
+status_nroutes(void)
+{
+	int n = (int)sb.hdr->nroutes;
+
+	return n > SB_ROUTES ? SB_ROUTES : n;
+}
+
+/*
+ * Route i's figures summed over the fleet, and its name.  -1 if the name
+ * (shared memory, so untrusted) could break the JSON or metrics quoting.
+ */
+static int
+status_route(int i, struct sb_route_stats *rs, char name[64])
+{
+	status_route_sum(i, rs);
+	memcpy(name, sb.hdr->route_names[i], 64);
+	name[63] = '\0';
+	return strchr(name, '"') || strchr(name, '\\') ? -1 : 0;
+}
+
 static void
 status_json(struct sbuf *b, const struct molt_config *cfg)
 {
@@ -210,18 +231,13 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	sbuf_printf(b, "},\n\"trims\":{\"count\":%llu,\"reclaimed_bytes\":%llu},"
 	    "\n\"routes\":[", (unsigned long long)sb.hdr->trims,
 	    (unsigned long long)sb.hdr->trim_reclaimed);
-	nroutes = (int)sb.hdr->nroutes;
-	if (nroutes > SB_ROUTES)
-		nroutes = SB_ROUTES;
+	nroutes = status_nroutes();
 	for (i = 0; i < nroutes; i++) {
 		struct sb_route_stats rs;
 		char name[64];
 
-		status_route_sum(i, &rs);
-		memcpy(name, sb.hdr->route_names[i], sizeof(name));
-		name[sizeof(name) - 1] = '\0';
-		if (strchr(name, '"') || strchr(name, '\\'))
-			continue;   /* never produce broken JSON from shared memory */
+		if (status_route(i, &rs, name) == -1)
+			continue;
 		sbuf_printf(b, "%s\n {\"prefix\":\"%s\",\"requests\":%llu,"
 		    "\"allocs_per_request\":%.1f,\"bytes_per_request\":%.1f,"
 		    "\"max_growth\":%lld,\"recycles\":%llu}", i ? "," : "", name,
@@ -300,17 +316,12 @@ status_metrics(struct sbuf *b)
 	    (unsigned long long)sb.hdr->trim_reclaimed);
 	sbuf_printf(b, "# HELP molt_route_requests_total Requests per route\n"
 	    "# TYPE molt_route_requests_total counter\n");
-	nroutes = (int)sb.hdr->nroutes;
-	if (nroutes > SB_ROUTES)
-		nroutes = SB_ROUTES;
+	nroutes = status_nroutes();
 	for (i = 0; i < nroutes; i++) {
 		struct sb_route_stats rs;
 		char name[64];
 
-		status_route_sum(i, &rs);
-		memcpy(name, sb.hdr->route_names[i], sizeof(name));
-		name[sizeof(name) - 1] = '\0';
-		if (strchr(name, '"') || strchr(name, '\\'))
+		if (status_route(i, &rs, name) == -1)
 			continue;
 		sbuf_printf(b, "molt_route_requests_total{route=\"%s\"} %llu\n",
 		    name, (unsigned long long)rs.requests);
