@@ -690,6 +690,16 @@ db_wait(struct db_conn *c, int status)
 		    c->pool->conf->name, c->index);
 }
 
+/* After a *_start call: wait for the socket, or take the result now. */
+static void
+db_started(struct db_conn *c, int st)
+{
+	if (st != 0)
+		db_wait(c, st);
+	else
+		db_op_done(c);
+}
+
 /* Run _cont, then either wait again or move on. */
 static void
 db_step(struct db_conn *c, int status)
@@ -697,11 +707,7 @@ db_step(struct db_conn *c, int status)
 	int st;
 
 	st = db_op_cont(c, status);
-	if (st != 0) {
-		db_wait(c, st);
-		return;
-	}
-	db_op_done(c);
+	db_started(c, st);
 }
 
 static void
@@ -984,11 +990,7 @@ db_conn_connect(struct db_conn *c)
 	st = mysql_real_connect_start(&c->ret_mysql, c->mysql, conf->host, conf->user,
 	    conf->password, conf->database, conf->host ? conf->port : 0, conf->socket,
 	    CLIENT_MULTI_RESULTS);
-	if (st != 0) {
-		db_wait(c, st);
-		return;
-	}
-	db_op_done(c);
+	db_started(c, st);
 }
 
 /*
@@ -1504,11 +1506,7 @@ db_conn_run(struct db_conn *c)
 	}
 	c->op = DB_OP_PREPARE;
 	st = mysql_stmt_prepare_start(&c->ret_int, c->stmt, q->sql, (unsigned long)q->sql_len);
-	if (st != 0) {
-		db_wait(c, st);
-		return;
-	}
-	db_op_done(c);
+	db_started(c, st);
 }
 
 /* Grow the per-connection arrays; they never shrink. */
@@ -2012,11 +2010,7 @@ db_prepare_done(struct db_conn *c)
 	}
 	c->op = c->phase = DB_OP_EXECUTE;
 	st = mysql_stmt_execute_start(&c->ret_int, c->stmt);
-	if (st != 0) {
-		db_wait(c, st);
-		return;
-	}
-	db_op_done(c);
+	db_started(c, st);
 }
 
 /* An operation completed (ret_* hold its result). */
