@@ -144,25 +144,67 @@ master_signals(void)
 	return 0;
 }
 
-/* In a new child: forget the master's handlers and descriptors. */
-static void
-master_child_reset(void)
+static const int master_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
+    SIGUSR2, SIGCHLD };
+
+/*
+ * fork(2) with the master's signals blocked across it.  Without this a
+ * stop signal aimed at a just-forked child can land before the child has
+ * handlers of its own: it then runs the master's handler (writing to the
+ * master's pipe, so the child never hears it) or the default action.
+ * The child comes back with its handlers reset and the signals still
+ * blocked; whoever runs in it unblocks them once it can take them
+ * (worker_main after its signal events exist).  A signal that arrived
+ * in between is pending, not lost.
+ */
+static pid_t
+master_fork(const char *what)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
-	    SIGCHLD };
+	sigset_t block, saved;
 	struct sigaction sa;
 	size_t i;
+	pid_t pid;
+	int e;
 
+	sigemptyset(&block);
+	for (i = 0; i < sizeof(master_sigs) / sizeof(master_sigs[0]); i++)
+		sigaddset(&block, master_sigs[i]);
+	if (sigprocmask(SIG_BLOCK, &block, &saved) == -1) {
+		log_error("sigprocmask (%s): %s", what, strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid != 0) {
+		e = errno;
+		if (pid == -1)
+			log_error("fork (%s): %s", what, strerror(e));
+		if (sigprocmask(SIG_SETMASK, &saved, NULL) == -1)
+			log_error("sigprocmask (%s): %s", what, strerror(errno));
+		errno = e;
+		return pid;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
 	sigemptyset(&sa.sa_mask);
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
+	for (i = 0; i < sizeof(master_sigs) / sizeof(master_sigs[0]); i++)
+		sigaction(master_sigs[i], &sa, NULL);
 	close(sig_pipe[0]);
 	close(sig_pipe[1]);
 	close(notify_pipe[0]);
 	if (validator_fd >= 0)
 		close(validator_fd);
+	return 0;
+}
+
+/* Undo master_fork's blocking in a child that is ready for its signals. */
+void
+master_child_unblock(void)
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) == -1)
+		log_error("sigprocmask: %s", strerror(errno));
 }
 
 void
@@ -201,9 +243,8 @@ master_validate_start(struct molt_config *c, int *fdout)
 		log_error("pipe2: %s", strerror(errno));
 		return -1;
 	}
-	pid = fork();
+	pid = master_fork("validator");
 	if (pid == -1) {
-		log_error("fork (validator): %s", strerror(errno));
 		close(fds[0]);
 		close(fds[1]);
 		return -1;
@@ -213,7 +254,7 @@ master_validate_start(struct molt_config *c, int *fdout)
 		char msg[sizeof(err.msg) + sizeof(err.file) + 32];
 		int n;
 
-		master_child_reset();
+		master_child_unblock();
 		close(fds[0]);
 		memset(&err, 0, sizeof(err));
 		if (master_check_config(c, &err) == 0)
@@ -300,13 +341,9 @@ master_spawn(int id, int replaces)
 		return -1;
 	}
 	s = &sb.slots[slot];
-	pid = fork();
-	if (pid == -1) {
-		log_error("fork (worker %d): %s", id, strerror(errno));
+	if ((pid = master_fork("worker")) == -1)
 		return -1;
-	}
 	if (pid == 0) {
-		master_child_reset();
 		/* Different jitter and hash seeds per worker. */
 		srandom((unsigned)getpid() ^ (unsigned)master_now());
 		worker_main(cfg, id, slot, generation, notify_pipe[1]);

@@ -10,6 +10,7 @@ struct molt_config;
 enum { MSG_READY = 1, MSG_TRIMMED = 2 };
 
 void master_notify(int fd, int type, int slot);
+void master_child_unblock(void);
 
 /*
  * Runs the master until it is told to stop.  cfg was loaded and checked

@@ -768,6 +768,8 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 			goto out;
 		}
 	}
+	/* Stop signals sent since the fork were held for us; take them now. */
+	master_child_unblock();
 	w->accept_retry_ev = evtimer_new(w->base, worker_accept_retry, w);
 	w->sample_ev = event_new(w->base, -1, EV_PERSIST, worker_sample_cb, w);
 	tv.tv_sec = cfg->recycle.sample_interval_ms / 1000;

@@ -170,13 +170,6 @@ def test_hup_reload(molt):
     assert m.running()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (race): a stop signal that reaches a worker forked by a "
-    "reload before it set up its signal handling is lost or kills it: QUIT "
-    "-> '[error] worker N pid P killed by signal 3 (SIGQUIT) while stopping', "
-    "or the worker logs ready after 'shutting down' and the master never "
-    "exits; TERM -> '[error] workers still running 5000 ms after the stop; "
-    "killing them'"))
 @pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGTERM])
 def test_stop_while_reload_spawns(molt, sig):
     """A stop signal that lands just as a reload forks the new generation
