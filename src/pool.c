@@ -116,6 +116,9 @@ molt_palloc(molt_pool *p, size_t n)
 	struct pool_block *b;
 	char *r;
 
+	/* A size near SIZE_MAX would wrap in the rounding or the header. */
+	if (n > SIZE_MAX / 2)
+		return NULL;
 	n = (n + POOL_ALIGN - 1) & ~(size_t)(POOL_ALIGN - 1);
 	if (n == 0)
 		n = POOL_ALIGN;
@@ -154,7 +157,11 @@ molt_pcalloc(molt_pool *p, size_t n)
 char *
 molt_pstrndup(molt_pool *p, const char *s, size_t n)
 {
-	char *r = molt_palloc(p, n + 1);
+	char *r;
+
+	/* Like strndup(3): s need not be n bytes long if it ends before. */
+	n = strnlen(s, n);
+	r = molt_palloc(p, n + 1);
 
 	if (r != NULL) {
 		memcpy(r, s, n);

@@ -159,10 +159,12 @@ void molt_log(int level, const char *fmt, ...) MOLT_PRINTF(2, 3);
 /* ------------------------------------------------------------------ */
 /* Memory: one pool per request, freed in one go when it ends          */
 
-/* All return NULL only when memory is exhausted.  Blocks are 16-byte aligned. */
+/* All return NULL only when memory is exhausted (or n > SIZE_MAX / 2).
+ * Blocks are 16-byte aligned. */
 void *molt_palloc(molt_pool *p, size_t n);
 void *molt_pcalloc(molt_pool *p, size_t n);
 char *molt_pstrdup(molt_pool *p, const char *s);
+/* At most n bytes of s, which may end sooner (as strndup(3)). */
 char *molt_pstrndup(molt_pool *p, const char *s, size_t n);
 char *molt_psprintf(molt_pool *p, const char *fmt, ...) MOLT_PRINTF(2, 3);
 /* fn(arg) runs when the pool is destroyed, last registered first. */

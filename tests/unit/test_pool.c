@@ -140,11 +140,35 @@ test_cleanups_and_reset(void)
 	pool_destroy(NULL);
 }
 
+/* Sizes that would wrap, and strndup's stop at the end of the string. */
+static void
+test_limits(void)
+{
+	struct molt_pool *p = pool_create(4096);
+	char *s;
+
+	CHECK(p != NULL);
+	if (p == NULL)
+		return;
+	CHECK(molt_palloc(p, SIZE_MAX) == NULL);
+	CHECK(molt_palloc(p, SIZE_MAX - 15) == NULL);
+	CHECK(molt_palloc(p, SIZE_MAX / 2 + 1) == NULL);
+	CHECK(molt_pcalloc(p, SIZE_MAX) == NULL);
+	/* the pool still works after a refusal */
+	CHECK(molt_palloc(p, 100) != NULL);
+	s = molt_pstrndup(p, "ab", 4096);
+	CHECK(s != NULL && strcmp(s, "ab") == 0);
+	s = molt_pstrndup(p, "abcdef", 3);
+	CHECK(s != NULL && strcmp(s, "abc") == 0);
+	pool_destroy(p);
+}
+
 int
 main(void)
 {
 	test_alloc();
 	test_cleanups_and_reset();
+	test_limits();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
