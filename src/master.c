@@ -333,6 +333,7 @@ master_spawn(int id, int replaces)
 {
 	struct mworker *m;
 	struct sb_slot *s;
+	uint64_t req_limit;
 	int slot;
 	pid_t pid;
 
@@ -341,15 +342,20 @@ master_spawn(int id, int replaces)
 		return -1;
 	}
 	s = &sb.slots[slot];
+	/* Drawn before the fork: the worker needs its own request limit. */
+	req_limit = cfg->recycle.max_requests > 0 ?
+	    (uint64_t)(cfg->recycle.max_requests +
+	    master_jitter(0, cfg->recycle.max_requests_jitter)) : 0;
 	if ((pid = master_fork("worker")) == -1)
 		return -1;
 	if (pid == 0) {
 		/* Different jitter and hash seeds per worker. */
 		srandom((unsigned)getpid() ^ (unsigned)master_now());
-		worker_main(cfg, id, slot, generation, notify_pipe[1]);
+		worker_main(cfg, id, slot, generation, notify_pipe[1], req_limit);
 	}
 	m = &mw[slot];
 	memset(m, 0, sizeof(*m));
+	m->req_limit = req_limit;
 	m->st = MW_STARTING;
 	m->pid = pid;
 	m->id = id;
@@ -358,9 +364,6 @@ master_spawn(int id, int replaces)
 	m->reason = -1;
 	m->replaced_by = -1;
 	m->replaces = replaces;
-	if (cfg->recycle.max_requests > 0)
-		m->req_limit = (uint64_t)(cfg->recycle.max_requests +
-		    master_jitter(0, cfg->recycle.max_requests_jitter));
 	if (cfg->recycle.max_lifetime_ms > 0)
 		m->life_limit_ms = cfg->recycle.max_lifetime_ms +
 		    master_jitter(0, cfg->recycle.max_lifetime_jitter_ms);
@@ -685,6 +688,57 @@ master_ask_trim(int slot)
 }
 
 /* Decides one ready worker's fate from its latest figures. */
+/*
+ * max_requests and max_lifetime: counted limits, not memory, so no
+ * samples_over and no trim.  Returns 1 if the worker is past one (its
+ * recycle may still wait for max_concurrent_recycles or a backoff).
+ */
+static int
+master_limits(int slot, const struct sb_slot *snap, int64_t now)
+{
+	struct mworker *m = &mw[slot];
+	char detail[200];
+
+	if (m->req_limit > 0 && snap->w.requests >= m->req_limit) {
+		snprintf(detail, sizeof(detail), "requests=%llu >= max_requests=%llu",
+		    (unsigned long long)snap->w.requests,
+		    (unsigned long long)m->req_limit);
+		master_recycle(slot, R_REQUESTS, detail);
+		return 1;
+	}
+	if (m->life_limit_ms > 0 && now - m->spawned_ms >= m->life_limit_ms) {
+		snprintf(detail, sizeof(detail), "age=%.1fs >= max_lifetime=%.1fs",
+		    (now - m->spawned_ms) / 1000.0, m->life_limit_ms / 1000.0);
+		master_recycle(slot, R_LIFETIME, detail);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The limits again, between samples: a worker's MSG_LIMIT, a lifetime
+ * deadline, or a finished recycle that frees a max_concurrent_recycles
+ * place wakes the master, and the recycle starts then.
+ */
+static void
+master_check_limits(int64_t now)
+{
+	struct sb_slot snap;
+	int i;
+
+	if (stopping)
+		return;
+	for (i = 0; i < SB_SLOTS; i++) {
+		struct mworker *m = &mw[i];
+
+		if (m->st != MW_READY || m->replaced_by >= 0 || m->trim_pending ||
+		    (m->req_limit == 0 && m->life_limit_ms == 0))
+			continue;
+		if (scoreboard_read_worker(i, &snap) == 0)
+			master_limits(i, &snap, now);
+	}
+}
+
 static void
 master_judge(int slot, int after_trim)
 {
@@ -717,19 +771,8 @@ master_judge(int slot, int after_trim)
 	}
 	if (m->st != MW_READY || m->replaced_by >= 0 || m->trim_pending)
 		return;
-	if (m->req_limit > 0 && snap.w.requests >= m->req_limit) {
-		snprintf(detail, sizeof(detail), "requests=%llu >= max_requests=%llu",
-		    (unsigned long long)snap.w.requests,
-		    (unsigned long long)m->req_limit);
-		master_recycle(slot, R_REQUESTS, detail);
+	if (master_limits(slot, &snap, now))
 		return;
-	}
-	if (m->life_limit_ms > 0 && now - m->spawned_ms >= m->life_limit_ms) {
-		snprintf(detail, sizeof(detail), "age=%.1fs >= max_lifetime=%.1fs",
-		    (now - m->spawned_ms) / 1000.0, m->life_limit_ms / 1000.0);
-		master_recycle(slot, R_LIFETIME, detail);
-		return;
-	}
 	if (now - m->spawned_ms < rc->min_lifetime_ms)
 		return;
 
@@ -1010,6 +1053,9 @@ master_handle_notify(void)
 		case MSG_TRIMMED:
 			master_trimmed(msg[1]);
 			break;
+		case MSG_LIMIT:
+			/* Acted on by master_check_limits in this loop turn. */
+			break;
 		}
 	}
 }
@@ -1024,6 +1070,13 @@ master_next_deadline(int64_t now, int64_t next_sample)
 	for (i = 0; i < cfg->server.workers && i < MAX_IDS; i++)
 		if (next_spawn[i] > now && next_spawn[i] < t)
 			t = next_spawn[i];
+	for (i = 0; i < SB_SLOTS; i++)
+		if (mw[i].st == MW_READY && mw[i].replaced_by < 0 &&
+		    mw[i].life_limit_ms > 0 &&
+		    /* past and deferred: the next event retries, no spin */
+		    mw[i].spawned_ms + mw[i].life_limit_ms > now &&
+		    mw[i].spawned_ms + mw[i].life_limit_ms < t)
+			t = mw[i].spawned_ms + mw[i].life_limit_ms;
 	if (stopping && stop_deadline < t)
 		t = stop_deadline;
 	return t > now ? t - now : 0;
@@ -1165,6 +1218,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 			stop_deadline = now + STOP_BACKSTOP_MS;
 		}
 		master_backstops(now);
+		master_check_limits(now);
 		master_reconcile();
 	}
 	if (cfg->server.pid_file != NULL && unlink(cfg->server.pid_file) == -1)

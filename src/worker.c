@@ -444,6 +444,10 @@ worker_request_end(struct worker *w, molt_request *req)
 	if (w->nactive == 0)
 		s->w.state = w->draining ? SB_DRAINING : SB_IDLE;
 	sb_end(&s->w.seq);
+	/* max_requests is exact: the master hears it now, not at its next
+	 * sample.  It still checks the count in the scoreboard itself. */
+	if (w->requests == w->req_limit && !w->draining)
+		master_notify(w->notify_fd, MSG_LIMIT, w->slot_index);
 	if (begun && req->route != NULL && req->route->index < SB_ROUTES) {
 		struct sb_route_stats *rs = &s->routes[req->route->index];
 
@@ -710,7 +714,7 @@ worker_listen(struct worker *w)
 
 void
 worker_main(struct molt_config *cfg, int id, int slot_index,
-    unsigned generation, int notify_fd)
+    unsigned generation, int notify_fd, uint64_t req_limit)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 };
 	static struct worker wk;
@@ -726,6 +730,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	w->generation = generation;
 	w->slot = s;
 	w->notify_fd = notify_fd;
+	w->req_limit = req_limit;
 	worker_self = w;
 
 	/* A terminal hangup is for the master (reload), not for us. */

@@ -66,6 +66,7 @@ struct worker {
 	char                 date[40];     /* "Date: ...\r\n" cache */
 	int64_t              date_sec;
 	uint64_t             requests;
+	uint64_t             req_limit;    /* max_requests with jitter, or 0 */
 };
 
 extern struct worker *worker_self;
@@ -74,7 +75,8 @@ const struct timeval *worker_timeout(struct worker *w, int kind);
 
 /* Runs a worker; never returns. */
 void worker_main(struct molt_config *cfg, int id, int slot_index,
-                 unsigned generation, int notify_fd) __attribute__((noreturn));
+                 unsigned generation, int notify_fd, uint64_t req_limit)
+                 __attribute__((noreturn));
 
 /* Called by conn.c. */
 void conn_free_cache(struct worker *w);
