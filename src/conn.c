@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "handoff.h"
 #include "log.h"
 #include "pool.h"
 #include "request.h"
@@ -101,8 +102,8 @@ conn_format_peer(struct conn *c, const struct sockaddr *sa, socklen_t salen)
 	}
 }
 
-void
-conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+static struct conn *
+conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	struct conn *c;
 	int one = 1;
@@ -113,7 +114,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	} else if ((c = malloc(sizeof(*c))) == NULL) {
 		log_error("out of memory for a connection; closing it");
 		close(fd);
-		return;
+		return NULL;
 	} else {
 		c->in = NULL;
 		c->in_size = 0;
@@ -124,7 +125,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		free(c->in);
 		free(c);
 		close(fd);
-		return;
+		return NULL;
 	}
 	c->w = w;
 	c->fd = fd;
@@ -161,12 +162,70 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		c->next = w->free_conns;
 		w->free_conns = c;
 		w->nfree++;
-		return;
+		return NULL;
 	}
 	worker_conn_opened(w, c);
+	return c;
+}
+
+void
+conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	struct conn *c;
+
+	if ((c = conn_new(w, fd, sa, salen)) == NULL)
+		return;
 	conn_timer(c, T_HEADER);
 	/* Clients usually send right after connecting: try before epoll. */
 	conn_read_cb(fd, EV_READ, c);
+}
+
+void
+conn_adopt(struct worker *w, int fd, unsigned nreq)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct conn *c;
+
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1) {
+		/* The client left while the connection was on its way. */
+		log_debug("getpeername (handed-over connection): %s",
+		    strerror(errno));
+		close(fd);
+		return;
+	}
+	if (sl == 0)
+		ss.ss_family = AF_UNIX;
+	if ((c = conn_new(w, fd, (struct sockaddr *)&ss, sl)) == NULL)
+		return;
+	/* Still the same keep-alive connection to its client. */
+	c->nreq = nreq;
+	conn_timer(c, T_KEEPALIVE);
+	/* Its next request may be waiting in the socket already. */
+	conn_read_cb(fd, EV_READ, c);
+}
+
+/*
+ * A recycled worker's idle connection goes to a live worker instead of
+ * being closed (handoff.c).  Idle means at a request boundary with
+ * nothing read and nothing to send.  Returns 0 if it went (and c is
+ * gone), -1 if it stays here and closes when the drain says so.
+ */
+static int
+conn_handoff(struct conn *c)
+{
+	if (!c->w->handoff || (c->flags & (CONN_NOHANDOFF | CONN_CLOSING |
+	    CONN_EOF | CONN_ERROR)) || c->state != REQ_NONE ||
+	    c->in_len != c->in_pos || c->queued != 0)
+		return -1;
+	if (handoff_send(c->fd, c->nreq) == -1) {
+		c->flags |= CONN_NOHANDOFF;
+		return -1;
+	}
+	c->w->handed_off++;
+	conn_close(c);
+	return 0;
 }
 
 static void
@@ -805,6 +864,8 @@ conn_process(struct conn *c)
 		} else if (c->flags & CONN_EOF) {
 			conn_close(c);
 			return -1;
+		} else if (c->w->draining && conn_handoff(c) == 0) {
+			return -1;
 		} else if (c->in_len == c->in_pos && c->timer_kind != T_KEEPALIVE) {
 			conn_timer(c, T_KEEPALIVE);
 		}
@@ -1028,7 +1089,8 @@ conn_drain_all(struct worker *w)
 		 * request is answered (with Connection: close), not dropped.
 		 */
 		if (c->state == REQ_NONE && c->in_len == c->in_pos &&
-		    c->queued == 0 && c->timer_kind == T_KEEPALIVE)
+		    c->queued == 0 && c->timer_kind == T_KEEPALIVE &&
+		    conn_handoff(c) == -1)
 			conn_timer(c, T_KEEPALIVE);
 	}
 }

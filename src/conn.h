@@ -129,10 +129,14 @@ struct conn {
 #define CONN_WRITE_ON   0x10  /* write event pending */
 #define CONN_DEAD       0x20  /* closed; waiting to be freed */
 #define CONN_ERROR      0x40  /* write failed: peer is gone */
+#define CONN_NOHANDOFF  0x80  /* draining, and the handoff refused it */
 
 /* Called by the worker for a new socket from accept4. */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
-/* Drain mode: close idle connections, mark the rest to close after their reply. */
+/* A connection handed over by a recycled worker (handoff.c). */
+void conn_adopt(struct worker *w, int fd, unsigned nreq);
+/* Drain mode: hand over or close idle connections, and the rest after
+ * their reply. */
 void conn_drain_all(struct worker *w);
 /* Cut every connection now (drain timeout, fast stop); logs what was cut. */
 void conn_close_all(struct worker *w, const char *why);

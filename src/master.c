@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "handoff.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
@@ -438,7 +439,8 @@ master_retire(int slot)
 	m->st = MW_RETIRING;
 	m->retire_ms = master_now();
 	sb_begin(&s->m.seq);
-	s->m.retiring = 1;
+	/* A reload may change the listeners: its connections do not move. */
+	s->m.retiring = m->reason == R_RELOAD ? SB_RETIRE_CLOSE : SB_RETIRE_HANDOFF;
 	sb_end(&s->m.seq);
 	if (kill(m->pid, SIGQUIT) == -1)
 		log_error("kill(%d, SIGQUIT): %s", (int)m->pid, strerror(errno));
@@ -987,6 +989,7 @@ master_stop(int how)
 	if (stopping == SIGTERM || stopping == how)
 		return;
 	stopping = how;
+	sb.hdr->stopping = 1;   /* before the signals: no handoff from here */
 	log_info("shutting down (%s)", how == SIGQUIT ? "graceful" : "fast");
 	stop_deadline = master_now() + STOP_BACKSTOP_MS +
 	    (how == SIGQUIT ? cfg->recycle.drain_timeout_ms : 0);
@@ -1173,6 +1176,9 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 		return 1;
 	if (listen_open(cfg->server.listen, NULL, (int)cfg->server.backlog) == -1)
 		return 1;
+	/* Without it recycles still work; clients just reconnect. */
+	if (handoff_init() == -1)
+		log_warn("recycled workers will close their idle connections");
 	if (daemonize && master_daemonize() == -1)
 		return 1;
 	if (cfg->server.pid_file != NULL && master_write_pid(cfg->server.pid_file) == -1)

@@ -357,10 +357,12 @@ req_must_close(molt_request *req)
 	/*
 	 * A draining worker closes keep-alive connections, but only after
 	 * answering what the client already sent: pipelined requests in the
-	 * buffer are served first.
+	 * buffer are served first.  A recycled one hands them over instead,
+	 * unless the handoff already refused this one.
 	 */
 	return (c->flags & CONN_CLOSING) || (req->head.flags & HTTP_F_CLOSE) ||
-	    (c->w->draining && c->in_len == c->in_pos) ||
+	    (c->w->draining && c->in_len == c->in_pos &&
+	     (!c->w->handoff || (c->flags & CONN_NOHANDOFF))) ||
 	    (sc->keepalive_requests > 0 &&
 	     c->nreq + 1 >= (unsigned long long)sc->keepalive_requests);
 }

@@ -59,7 +59,7 @@ struct sb_slot {
 		pid_t    pid;
 		uint32_t generation;
 		int      id;
-		uint32_t retiring;
+		uint32_t retiring;          /* SB_RETIRE_*: why SIGQUIT came */
 		uint64_t rss, uss, pss, rss_anon;
 		int64_t  measured_ms;
 		uint64_t trims;             /* trims the master asked for */
@@ -70,6 +70,13 @@ struct sb_slot {
 /* Fleet totals, written by the master. */
 enum sb_reason { R_RSS, R_HARD_RSS, R_FRAGMENTATION, R_REQUESTS, R_LIFETIME,
 	R_CRASH, R_RELOAD, R_MAX };
+
+/* Set by the master before it sends a worker SIGQUIT to retire it. */
+enum {
+	SB_RETIRE_NONE = 0,
+	SB_RETIRE_HANDOFF = 1,      /* recycled: idle connections move on */
+	SB_RETIRE_CLOSE = 2         /* reload: they are closed */
+};
 
 struct sb_header {
 	volatile uint32_t seq;
@@ -84,6 +91,7 @@ struct sb_header {
 	struct sb_route_stats retired_routes[SB_ROUTES];
 	char     route_names[SB_ROUTES][64];
 	uint32_t nroutes;
+	volatile uint32_t stopping;     /* the master is stopping: no handoff */
 } __attribute__((aligned(64)));
 
 struct scoreboard {

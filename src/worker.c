@@ -21,6 +21,7 @@
 #include "config.h"
 #include "conn.h"
 #include "db.h"
+#include "handoff.h"
 #include "log.h"
 #include "master.h"
 #include "module.h"
@@ -31,6 +32,8 @@
 
 #define ACCEPT_BATCH      64
 #define ACCEPT_RETRY_MS   100
+#define ADOPT_SLACK       4     /* connections above the least loaded */
+#define ADOPT_DEFER_MS    2
 
 struct worker *worker_self;
 
@@ -206,6 +209,94 @@ worker_listen_enable(struct worker *w, int on)
 	}
 }
 
+/*
+ * Connections handed over by recycled workers (handoff.c) are taken like
+ * new ones, by every worker that is not itself handing its own over.
+ */
+static void
+worker_adopt_enable(struct worker *w, int on)
+{
+	if (w->adopt_ev == NULL || w->adopt_on == on)
+		return;
+	if (on ? event_add(w->adopt_ev, NULL) : event_del(w->adopt_ev))
+		log_error("worker %d: cannot %s the handoff socket", w->id,
+		    on ? "watch" : "unwatch");
+	w->adopt_on = on;
+}
+
+/* The fewest connections another live worker has, or -1 if none. */
+static long
+worker_least_loaded(struct worker *w)
+{
+	long least = -1;
+	int i;
+
+	for (i = 0; i < SB_SLOTS; i++) {
+		const struct sb_slot *s = &sb.slots[i];
+		uint32_t st = s->w.state;
+
+		/* Racy reads: a hint for balance, nothing depends on it. */
+		if (s == w->slot || s->m.pid == 0 || s->m.retiring ||
+		    s->w.pid != s->m.pid || (st != SB_IDLE && st != SB_BUSY))
+			continue;
+		if (least == -1 || (long)s->w.connections < least)
+			least = (long)s->w.connections;
+	}
+	return least;
+}
+
+/*
+ * Every live worker is woken for a handed-over connection, and the one
+ * least busy would lose the race: left alone, a recycled worker's
+ * connections pile up on whichever worker is idle at that instant.  So
+ * a worker well above the least loaded one leaves them, and looks again
+ * after ADOPT_DEFER_MS (then taking one regardless: the scoreboard is a
+ * hint, and a connection must not wait on a worker that cannot come).
+ */
+static void
+worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval tv = { 0, ADOPT_DEFER_MS * 1000 };
+	int force = fd == -1;   /* from the defer timer */
+	unsigned nreq;
+	long least;
+	int cfd, i;
+
+	(void)what;
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if (w->nconns >= w->cfg->server.max_connections) {
+			worker_adopt_enable(w, 0);
+			return;
+		}
+		if (!force && !w->draining &&
+		    (least = worker_least_loaded(w)) >= 0 &&
+		    w->nconns > least + ADOPT_SLACK) {
+			worker_adopt_enable(w, 0);
+			if (evtimer_add(w->adopt_defer_ev, &tv) == -1)
+				worker_adopt_enable(w, 1);
+			return;
+		}
+		force = 0;
+		if (handoff_recv(&cfd, &nreq) != 1)
+			return;
+		conn_adopt(w, cfd, nreq);
+	}
+}
+
+static void
+worker_adopt_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (w->handoff)
+		return;
+	worker_adopt_enable(w, 1);
+	worker_adopt_cb(-1, EV_READ, w);
+}
+
 static void
 worker_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
@@ -231,6 +322,7 @@ worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		if (w->nconns >= w->cfg->server.max_connections) {
 			/* Leave the rest in the queue for the other workers. */
 			worker_listen_enable(w, 0);
+			worker_adopt_enable(w, 0);
 			return;
 		}
 		sl = sizeof(ss);
@@ -292,6 +384,8 @@ worker_conn_opened(struct worker *w, struct conn *c)
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
+	/* The other workers balance handed-over connections by this. */
+	worker_slot_state(w);
 }
 
 void
@@ -304,8 +398,11 @@ worker_conn_closed(struct worker *w, struct conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	w->nconns--;
-	if (!w->draining && w->nconns == w->cfg->server.max_connections - 1)
-		worker_listen_enable(w, 1);
+	if (w->nconns == w->cfg->server.max_connections - 1) {
+		if (!w->draining)
+			worker_listen_enable(w, 1);
+		worker_adopt_enable(w, !w->handoff);
+	}
 	worker_slot_state(w);
 	if (w->draining)
 		worker_check_done(w);
@@ -472,10 +569,24 @@ worker_request_end(struct worker *w, molt_request *req)
 static void
 worker_check_done(struct worker *w)
 {
-	if (w->nconns == 0 && db_inflight() == 0) {
-		log_debug("worker %d drained", w->id);
-		event_base_loopbreak(w->base);
+	char c;
+
+	if (w->nconns != 0 || db_inflight() != 0)
+		return;
+	/*
+	 * On a stop, connections a recycled worker handed over just before
+	 * may still wait in the handoff socket: whoever leaves last takes
+	 * them (answering with Connection: close), so none is dropped
+	 * unanswered.  Peeking does not take the descriptor.
+	 */
+	if (!w->handoff && w->adopt_ev != NULL &&
+	    recv(handoff_fd(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+		event_active(w->adopt_ev, EV_READ, 0);
+		return;
 	}
+	log_debug("worker %d drained: %u connection(s) handed over", w->id,
+	    w->handed_off);
+	event_base_loopbreak(w->base);
 }
 
 static void
@@ -498,8 +609,17 @@ worker_start_drain(struct worker *w)
 	struct timeval tv;
 	int i;
 
-	if (w->draining)
+	/* Hand idle connections over only when the master recycles us and
+	 * live workers stay; on a stop (even one that came mid-drain) and on
+	 * a reload they are closed. */
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	w->handoff = w->adopt_ev != NULL && !sb.hdr->stopping &&
+	    w->slot->m.retiring == SB_RETIRE_HANDOFF;
+	worker_adopt_enable(w, !w->handoff);
+	if (w->draining) {
+		conn_drain_all(w);
 		return;
+	}
 	w->draining = 1;
 	w->drain_start_ms = worker_now_ms(w);
 	log_info("worker %d draining: %d connection(s), %d request(s) in flight",
@@ -775,6 +895,13 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	}
 	/* Stop signals sent since the fork were held for us; take them now. */
 	master_child_unblock();
+	if (handoff_fd() >= 0 && ((w->adopt_ev = event_new(w->base, handoff_fd(),
+	    EV_READ | EV_PERSIST, worker_adopt_cb, w)) == NULL ||
+	    (w->adopt_defer_ev = evtimer_new(w->base, worker_adopt_defer_cb,
+	    w)) == NULL)) {
+		log_error("worker %d: cannot watch the handoff socket", w->id);
+		goto out;
+	}
 	w->accept_retry_ev = evtimer_new(w->base, worker_accept_retry, w);
 	w->sample_ev = event_new(w->base, -1, EV_PERSIST, worker_sample_cb, w);
 	tv.tv_sec = cfg->recycle.sample_interval_ms / 1000;
@@ -786,6 +913,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	}
 	worker_sample_cb(-1, 0, w);
 	worker_listen_enable(w, 1);
+	worker_adopt_enable(w, 1);
 
 	sb_begin(&s->w.seq);
 	s->w.state = SB_IDLE;

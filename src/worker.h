@@ -67,6 +67,11 @@ struct worker {
 	int64_t              date_sec;
 	uint64_t             requests;
 	uint64_t             req_limit;    /* max_requests with jitter, or 0 */
+	struct event        *adopt_ev;     /* handed-over connections */
+	struct event        *adopt_defer_ev;
+	int                  adopt_on;
+	int                  handoff;      /* draining: hand idle conns over */
+	unsigned             handed_off;
 };
 
 extern struct worker *worker_self;

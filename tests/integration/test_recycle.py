@@ -866,13 +866,14 @@ def chunks_body(n, size):
     return bytes(ord("a") + i % 26 for i in range(n * size))
 
 
-def test_graceful_recycle_finishes_inflight_and_closes_keepalive(molt):
+def test_graceful_recycle_finishes_inflight_and_hands_over_keepalive(molt):
     """A recycled worker finishes a streamed and a deferred reply that are
-    in flight, answers the next request on an idle keep-alive connection
-    with Connection: close, and only then exits."""
+    in flight, and only then exits.  Its keep-alive connections are not
+    closed: each moves to a live worker when it is idle (at once, or after
+    its reply), which answers the next request on it as on any other."""
     m = molt(conf=conf("""
 min_lifetime = 0
-sample_interval = 100ms
+sample_interval = 1h
 max_requests = 5
 drain_timeout = 20s
 """), workers=1)
@@ -885,20 +886,58 @@ drain_timeout = 20s
         assert ask(idle, "/hello").status == 200
     m.wait_log(r"worker 0 draining: 3 connection\(s\), 2 request\(s\) in flight",
                since=mark, timeout=10)
-    r = ask(idle, "/hello")
-    assert r.status == 200 and r.headers.get("connection", "").lower() == "close", r
-    assert idle.is_closed(5)
+    # the same connection, now served by the replacement, still keep-alive
+    r = ask(idle, "/stream/pid")
+    assert r.status == 200 and "connection" not in r.headers, r
+    assert int(r.body) != pid and int(r.body) in m.worker_pids(), (r.body, pid)
+    assert ask(idle, "/hello").status == 200
+    assert not idle.is_closed(0.3)
     ra = a.read_response()
     assert ra.status == 200 and ra.body == chunks_body(20, 100), ra
     rb = b.read_response()
     assert rb.status == 200 and rb.body == b"deferred 1500\n", rb
-    for c in (a, b):
-        assert c.read_all(10) == b""          # then closed, nothing more
+    assert "connection" not in ra.headers and "connection" not in rb.headers
     rl = m.wait_log(recycled_re("requests", pid), since=mark)
     assert int(rl.group(5)) >= 1000, rl.group(0)   # drained ~1.5-2 s
     assert "drain timeout" not in m.log(mark)
+    wait_for(lambda: not pid_alive(pid), 10, what="the old worker to exit")
+    # they, too, moved on once their replies were complete
+    for c in (a, b):
+        assert pid_of(c) in m.worker_pids()
+    r = ask(idle, "/hello")
+    assert r.status == 200 and "connection" not in r.headers, r
     for c in (a, b, idle):
         c.close()
+
+
+def test_keepalive_clients_keep_their_connections_across_recycles(molt):
+    """Recycling every few requests under keep-alive load: every client
+    keeps its one TCP connection through many recycles, every request is
+    answered, and the connections stay spread over both workers."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 40
+max_requests_jitter = 10
+"""), workers=2)
+    mark = m.mark()
+    conns = [m.raw_conn(timeout=30) for _ in range(8)]
+    served_by = set()
+    for i in range(60):
+        for c in conns:
+            r = ask(c, "/stream/pid" if i % 10 == 0 else "/hello")
+            assert r.status == 200 and "connection" not in r.headers, (i, r)
+            if i % 10 == 0:
+                served_by.add(int(r.body))
+    final = {pid_of(c) for c in conns}
+    assert len(final) >= 2, "all 8 connections on one worker: %s" % final
+    for c in conns:
+        assert not c.is_closed(0.1)
+        c.close()
+    n = len(recycle_lines(m, mark))
+    assert n >= 6, m.log(mark)          # 480 requests / ~45 per worker
+    assert len(served_by) >= 4, served_by
+    assert "[error]" not in m.log(mark)
 
 
 def test_drain_timeout_cuts_off_what_is_left(molt):

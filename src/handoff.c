@@ -1,0 +1,138 @@
+/*
+ * handoff.c - passing idle keep-alive connections from a recycled worker
+ * to the live ones.
+ *
+ * A recycle used to cost every client of the old worker its connection:
+ * the drain answered the next request with "Connection: close" and the
+ * client had to reconnect.  At one recycle every thousand requests that
+ * was a TCP handshake per client per recycle.  Instead, a draining worker
+ * sends each connection that sits idle at a request boundary, with nothing
+ * of it read, over one SOCK_SEQPACKET socketpair that the master makes
+ * before the first fork.  Every live worker watches the other end, like a
+ * second listening socket, and whichever is woken first adopts it.  Bytes
+ * the client sent meanwhile wait in the socket and travel with it.
+ *
+ * SEQPACKET, not DGRAM: a datagram socketpair refuses a sender once ten
+ * messages wait (net.unix.max_dgram_qlen), fewer than one worker's
+ * connections; SEQPACKET queues up to the socket buffer and keeps one
+ * message per connection.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "handoff.h"
+#include "log.h"
+
+#define HANDOFF_MAGIC 0x6d6f6c74u      /* "molt" */
+
+struct handoff_msg {
+	uint32_t magic;
+	uint32_t nreq;
+};
+
+static int hand_fds[2] = { -1, -1 };   /* [0] send, [1] receive */
+
+int
+handoff_init(void)
+{
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0, hand_fds) == -1) {
+		log_error("socketpair (connection handoff): %s", strerror(errno));
+		hand_fds[0] = hand_fds[1] = -1;
+		return -1;
+	}
+	return 0;
+}
+
+int
+handoff_fd(void)
+{
+	return hand_fds[1];
+}
+
+int
+handoff_send(int fd, unsigned nreq)
+{
+	struct handoff_msg m = { HANDOFF_MAGIC, nreq };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr msg;
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	if (hand_fds[0] == -1)
+		return -1;
+	memset(&msg, 0, sizeof(msg));
+	memset(&u, 0, sizeof(u));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	do
+		n = sendmsg(hand_fds[0], &msg, MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	if (n == (ssize_t)sizeof(m))
+		return 0;
+	/* EAGAIN: the live workers are behind; the caller closes instead. */
+	if (n == -1 && errno != EAGAIN)
+		log_error("sendmsg (connection handoff): %s", strerror(errno));
+	return -1;
+}
+
+int
+handoff_recv(int *fd, unsigned *nreq)
+{
+	struct handoff_msg m;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr msg;
+	struct cmsghdr *cm;
+	ssize_t n;
+	int got = -1;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	do
+		n = recvmsg(hand_fds[1], &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	while (n == -1 && errno == EINTR);
+	if (n == -1) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		log_error("recvmsg (connection handoff): %s", strerror(errno));
+		return -1;
+	}
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&got, CMSG_DATA(cm), sizeof(int));
+	/* Only molt's workers hold this socket, but check what came anyway. */
+	if (n != (ssize_t)sizeof(m) || m.magic != HANDOFF_MAGIC || got == -1 ||
+	    (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		log_error("connection handoff: a malformed message (%zd bytes)", n);
+		if (got != -1)
+			close(got);
+		return -1;
+	}
+	*fd = got;
+	*nreq = m.nreq;
+	return 1;
+}
