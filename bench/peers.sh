@@ -100,6 +100,7 @@ build_molt() {
 #   base         2 workers, no recycling triggers (memory monitoring is on:
 #                it is always on in molt)
 #   recycle      [recycle] max_requests = $BENCH_RECYCLE_REQUESTS
+#   nomon        [recycle] sample_interval = 1h: memory sampling as good as off
 #   mem-trim     [recycle] max_rss = $BENCH_MAX_RSS_MB M, trim = on
 #   mem-off      no [recycle] limits at all
 write_molt_conf() {
@@ -128,8 +129,14 @@ write_molt_conf() {
 			echo "[recycle]"
 			echo "max_requests = $BENCH_RECYCLE_REQUESTS"
 			echo "max_requests_jitter = $((BENCH_RECYCLE_REQUESTS / 10))"
-			# molt checks max_requests on its sampling timer (default 1s)
-			echo "sample_interval = 100ms"
+			;;
+		nomon)
+			# Memory sampling (worker mallinfo2, master /proc reads)
+			# as good as off: the first sample at start, then one an
+			# hour.  The per-request scoreboard counters stay: they
+			# are not optional.
+			echo "[recycle]"
+			echo "sample_interval = 1h"
 			;;
 		mem-trim)
 			echo "[recycle]"

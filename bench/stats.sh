@@ -5,9 +5,10 @@
 # table SCENARIO REF: one markdown table per test of that scenario.
 #   REF=nginx: ratio against nginx's median; REF=self: against the same
 #   server's base instance (key before the "+").
+#   LABEL names the ratio column (default: "x nginx" or "x no recycling").
 table() {
-	local sc=$1 ref=$2
-	awk -F'\t' -v sc="$sc" -v ref="$ref" '
+	local sc=$1 ref=$2 label=${3:-}
+	awk -F'\t' -v sc="$sc" -v ref="$ref" -v label="$label" '
 	function med(s,    a, n, i, j, t) {
 		n = split(s, a, " ")
 		for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j+1] = a[j]; a[j+1] = t }
@@ -27,7 +28,7 @@ table() {
 		for (x = 1; x <= nt; x++) {
 			t = tests[x]
 			printf "\n**%s**\n\n", t
-			if (ref == "nginx") rc = "x nginx"; else rc = "x no recycling"
+			if (label != "") rc = label; else if (ref == "nginx") rc = "x nginx"; else rc = "x no recycling"
 			printf "| server | req/s median | req/s min-max | %s | p50 ms | p99 ms median | p99 ms min-max | failed / requests | runs |\n", rc
 			printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 			for (y = 1; y <= nk[t]; y++) {
@@ -164,6 +165,14 @@ summarize() {
 			echo
 			awk -F'\t' '{printf "- %s: %s\n", $1, $2}' "$out/s3-recycles.tsv"
 		fi
+	fi
+	if grep -q $'^5\t' "$RESULTS"; then
+		echo
+		echo "## Scenario 5: the cost of memory monitoring (hello, keep-alive, 64 connections)"
+		echo
+		echo "molt samples memory every second by default; molt+nomon once an hour (as good as off)."
+		echo "The overhead of monitoring is 1 - 1 / (molt+nomon x molt)."
+		table 5 self "x molt (sampling every 1 s)"
 	fi
 	if ls "$out"/mem/*.fleet.csv >/dev/null 2>&1; then
 		echo
