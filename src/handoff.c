@@ -37,6 +37,27 @@ struct handoff_msg {
 
 static int hand_fds[2] = { -1, -1 };   /* [0] send, [1] receive */
 
+/* Room for one descriptor, aligned for struct cmsghdr. */
+union handoff_cbuf {
+	struct cmsghdr h;
+	char buf[CMSG_SPACE(sizeof(int))];
+};
+
+/* One message: m as the payload, cb for the descriptor. */
+static void
+handoff_msghdr(struct msghdr *msg, struct iovec *iov, struct handoff_msg *m,
+    union handoff_cbuf *cb)
+{
+	memset(msg, 0, sizeof(*msg));
+	memset(cb, 0, sizeof(*cb));
+	iov->iov_base = m;
+	iov->iov_len = sizeof(*m);
+	msg->msg_iov = iov;
+	msg->msg_iovlen = 1;
+	msg->msg_control = cb->buf;
+	msg->msg_controllen = sizeof(cb->buf);
+}
+
 int
 handoff_init(void)
 {
@@ -59,23 +80,15 @@ int
 handoff_send(int fd, unsigned nreq)
 {
 	struct handoff_msg m = { HANDOFF_MAGIC, nreq };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct iovec iov = { &m, sizeof(m) };
+	union handoff_cbuf cb;
+	struct iovec iov;
 	struct msghdr msg;
 	struct cmsghdr *cm;
 	ssize_t n;
 
 	if (hand_fds[0] == -1)
 		return -1;
-	memset(&msg, 0, sizeof(msg));
-	memset(&u, 0, sizeof(u));
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = u.buf;
-	msg.msg_controllen = sizeof(u.buf);
+	handoff_msghdr(&msg, &iov, &m, &cb);
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
@@ -96,21 +109,14 @@ int
 handoff_recv(int *fd, unsigned *nreq)
 {
 	struct handoff_msg m;
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct iovec iov = { &m, sizeof(m) };
+	union handoff_cbuf cb;
+	struct iovec iov;
 	struct msghdr msg;
 	struct cmsghdr *cm;
 	ssize_t n;
 	int got = -1;
 
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = u.buf;
-	msg.msg_controllen = sizeof(u.buf);
+	handoff_msghdr(&msg, &iov, &m, &cb);
 	do
 		n = recvmsg(hand_fds[1], &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n == -1 && errno == EINTR);
