@@ -917,8 +917,8 @@ def test_keepalive_clients_keep_their_connections_across_recycles(molt):
     m = molt(conf=conf("""
 min_lifetime = 0
 sample_interval = 1h
-max_requests = 40
-max_requests_jitter = 10
+max_requests = 20
+max_requests_jitter = 5
 """), workers=2)
     mark = m.mark()
     conns = [m.raw_conn(timeout=30) for _ in range(8)]
@@ -934,8 +934,10 @@ max_requests_jitter = 10
     for c in conns:
         assert not c.is_closed(0.1)
         c.close()
-    n = len(recycle_lines(m, mark))
-    assert n >= 6, m.log(mark)          # 480 requests / ~45 per worker
+    # 480 requests; a worker serves its 20-25 and whatever comes while its
+    # replacement starts, so a dozen recycles are typical.  4 is plenty.
+    wait_for(lambda: len(recycle_lines(m, mark)) >= 4, 10,
+             what="at least 4 recycles in the log")
     assert len(served_by) >= 4, served_by
     assert "[error]" not in m.log(mark)
 
