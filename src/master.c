@@ -115,11 +115,13 @@ master_sig_handler(int sig)
 	errno = saved;
 }
 
+/* The signals the master handles; a child resets and unblocks them. */
+static const int master_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
+    SIGCHLD };
+
 static int
 master_signals(void)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
-	    SIGCHLD };
 	struct sigaction sa;
 	size_t i;
 
@@ -132,9 +134,9 @@ master_signals(void)
 	sa.sa_handler = master_sig_handler;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		if (sigaction(sigs[i], &sa, NULL) == -1) {
-			log_error("sigaction(%d): %s", sigs[i], strerror(errno));
+	for (i = 0; i < sizeof(master_sigs) / sizeof(master_sigs[0]); i++)
+		if (sigaction(master_sigs[i], &sa, NULL) == -1) {
+			log_error("sigaction(%d): %s", master_sigs[i], strerror(errno));
 			return -1;
 		}
 	sa.sa_handler = SIG_IGN;
@@ -145,8 +147,6 @@ master_signals(void)
 	return 0;
 }
 
-static const int master_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
-    SIGUSR2, SIGCHLD };
 
 /*
  * fork(2) with the master's signals blocked across it.  Without this a
