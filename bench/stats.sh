@@ -2,6 +2,9 @@
 # results.tsv, the scenario 4 memory figures, the gnuplot plot, and the
 # generated summary.md.
 
+# has_rows SCENARIO: did the run measure it?
+has_rows() { grep -q "^$1"$'\t' "$RESULTS"; }
+
 # table SCENARIO REF: one markdown table per test of that scenario.
 #   REF=nginx: ratio against nginx's median; REF=self: against the same
 #   server's base instance (key before the "+").
@@ -143,19 +146,19 @@ summarize() {
 		echo
 		awk -F'\t' '{printf "- %s: not measured: %s\n", $1, $2}' "$out/not-measured.tsv"
 	fi
-	if grep -q $'^1\t' "$RESULTS"; then
+	if has_rows 1; then
 		echo
 		echo "## Scenario 1: hello world (wrk -t$BENCH_THREADS, ${BENCH_DURATION}s x $BENCH_ROUNDS rounds)"
 		echo
 		echo "ka = keep-alive, close = Connection: close on every request; -64/-512 = connections."
 		table 1 nginx
 	fi
-	if grep -q $'^2\t' "$RESULTS"; then
+	if has_rows 2; then
 		echo
 		echo "## Scenario 2: static files, keep-alive, 64 connections"
 		table 2 nginx
 	fi
-	if grep -q $'^3\t' "$RESULTS"; then
+	if has_rows 3; then
 		echo
 		echo "## Scenario 3: recycling every $BENCH_RECYCLE_REQUESTS requests per worker (hello, keep-alive, 64 connections)"
 		table 3 self
@@ -166,7 +169,7 @@ summarize() {
 			awk -F'\t' '{printf "- %s: %s\n", $1, $2}' "$out/s3-recycles.tsv"
 		fi
 	fi
-	if grep -q $'^5\t' "$RESULTS"; then
+	if has_rows 5; then
 		echo
 		echo "## Scenario 5: the cost of memory monitoring (hello, keep-alive, 64 connections)"
 		echo
