@@ -246,9 +246,9 @@ worker_least_loaded(struct worker *w)
 }
 
 /*
- * Every live worker is woken for a handed-over connection, and the one
- * least busy would lose the race: left alone, a recycled worker's
- * connections pile up on whichever worker is idle at that instant.  So
+ * Every live worker is woken for a handed-over connection and the first
+ * to read takes it: left alone, a recycled worker's connections pile up
+ * on whichever worker happens to be idle at that instant.  So
  * a worker well above the least loaded one leaves them, and looks again
  * after ADOPT_DEFER_MS (then taking one regardless: the scoreboard is a
  * hint, and a connection must not wait on a worker that cannot come).
