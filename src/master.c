@@ -347,6 +347,9 @@ master_spawn(int id, int replaces)
 	req_limit = cfg->recycle.max_requests > 0 ?
 	    (uint64_t)(cfg->recycle.max_requests +
 	    master_jitter(0, cfg->recycle.max_requests_jitter)) : 0;
+	/* Before the fork, so the new worker sees itself and its peers. */
+	if ((uint32_t)slot >= sb.hdr->slots_hi)
+		sb.hdr->slots_hi = (uint32_t)slot + 1;
 	if ((pid = master_fork("worker")) == -1)
 		return -1;
 	if (pid == 0) {
@@ -632,6 +635,8 @@ master_reaped(pid_t pid, int status)
 	sb.slots[slot].w.state = SB_FREE;
 	sb.slots[slot].w.pid = 0;
 	sb_end(&sb.slots[slot].w.seq);
+	while (sb.hdr->slots_hi > 0 && mw[sb.hdr->slots_hi - 1].st == MW_FREE)
+		sb.hdr->slots_hi--;
 }
 
 /* ------------------------------------------------------------------ */

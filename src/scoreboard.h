@@ -51,6 +51,7 @@ struct sb_slot {
 		uint64_t trim_reclaimed;
 		uint32_t trim_seen;         /* last trim request served */
 		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
+		int64_t  defer_until_ms;    /* leaving new connections to others */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {
@@ -92,6 +93,7 @@ struct sb_header {
 	char     route_names[SB_ROUTES][64];
 	uint32_t nroutes;
 	volatile uint32_t stopping;     /* the master is stopping: no handoff */
+	volatile uint32_t slots_hi;     /* slots at or past this are free */
 } __attribute__((aligned(64)));
 
 struct scoreboard {

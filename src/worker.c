@@ -32,8 +32,10 @@
 
 #define ACCEPT_BATCH      64
 #define ACCEPT_RETRY_MS   100
-#define ADOPT_SLACK       4     /* connections above the least loaded */
+#define BALANCE_SLACK     4     /* connections above the least loaded */
 #define ADOPT_DEFER_MS    2
+#define ACCEPT_DEFER_MS   2     /* looks again this often */
+#define ACCEPT_STUCK_MS   20    /* least loaded took nothing for this long */
 
 struct worker *worker_self;
 
@@ -224,14 +226,22 @@ worker_adopt_enable(struct worker *w, int on)
 	w->adopt_on = on;
 }
 
-/* The fewest connections another live worker has, or -1 if none. */
+/*
+ * The fewest connections another live worker has, or -1 if none; with
+ * deferring, whether that worker is itself leaving new connections to
+ * the others (so it is not stuck, only waiting on us).
+ */
 static long
-worker_least_loaded(struct worker *w)
+worker_least_loaded(struct worker *w, int *deferring)
 {
 	long least = -1;
+	uint32_t n = sb.hdr->slots_hi;
 	int i;
 
-	for (i = 0; i < SB_SLOTS; i++) {
+	/* Bounded by the master: the slots past it are free. */
+	if (n > SB_SLOTS)
+		n = SB_SLOTS;
+	for (i = 0; i < (int)n; i++) {
 		const struct sb_slot *s = &sb.slots[i];
 		uint32_t st = s->w.state;
 
@@ -239,8 +249,14 @@ worker_least_loaded(struct worker *w)
 		if (s == w->slot || s->m.pid == 0 || s->m.retiring ||
 		    s->w.pid != s->m.pid || (st != SB_IDLE && st != SB_BUSY))
 			continue;
-		if (least == -1 || (long)s->w.connections < least)
+		if (least == -1 || (long)s->w.connections < least) {
 			least = (long)s->w.connections;
+			/* Its timer overdue: its loop is stuck, not waiting. */
+			if (deferring != NULL)
+				*deferring = s->w.defer_until_ms != 0 &&
+				    s->w.defer_until_ms + ACCEPT_STUCK_MS >=
+				    worker_now_ms(w);
+		}
 	}
 	return least;
 }
@@ -270,8 +286,8 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (!force && !w->draining &&
-		    (least = worker_least_loaded(w)) >= 0 &&
-		    w->nconns > least + ADOPT_SLACK) {
+		    (least = worker_least_loaded(w, NULL)) >= 0 &&
+		    w->nconns > least + BALANCE_SLACK) {
 			worker_adopt_enable(w, 0);
 			if (evtimer_add(w->adopt_defer_ev, &tv) == -1)
 				worker_adopt_enable(w, 1);
@@ -308,15 +324,63 @@ worker_accept_retry(evutil_socket_t fd, short what, void *arg)
 		worker_listen_enable(w, 1);
 }
 
-static void
-worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
+/*
+ * Every worker sleeps on the same listening socket, and the first one the
+ * kernel wakes would take the whole queue: a burst of keep-alive clients
+ * then lands 55/9 on two workers, and one core idles while the other
+ * queues.  So a worker more than BALANCE_SLACK connections above the least
+ * loaded one leaves new connections to it, and looks again every
+ * ACCEPT_DEFER_MS.  If the least loaded worker takes nothing for
+ * ACCEPT_STUCK_MS (a blocking handler, no CPU), it is stuck: what is
+ * queued is taken without looking, and so is everything after, until its
+ * count moves again.  A client must not wait on a worker that does not
+ * come, and pays that wait once per stall, not once per connection.
+ *
+ * Two workers can each leave connections to the other on figures gone
+ * stale in between, and with short connections the counts swing enough
+ * for that to be common: then neither takes any.  So a worker does not
+ * wait on one that is itself waiting (defer_until_ms in the scoreboard)
+ * until it is BALANCE_SLACK further ahead; the other looks again within
+ * ACCEPT_DEFER_MS.  Returns 1 if it deferred.
+ */
+static int
+worker_accept_defer(struct worker *w, long least)
 {
-	struct worker *w = arg;
+	struct timeval tv = { 0, ACCEPT_DEFER_MS * 1000 };
+	int64_t now = worker_now_ms(w);
+	int deferring = 0;
+
+	if (w->nconns <= least + BALANCE_SLACK)
+		return 0;
+	least = worker_least_loaded(w, &deferring);
+	if (least < 0 || (deferring && w->nconns <= least + 2 * BALANCE_SLACK) ||
+	    evtimer_add(w->accept_defer_ev, &tv) == -1)
+		return 0;
+	w->slot->w.defer_until_ms = now + ACCEPT_DEFER_MS;
+	if (w->defer_since_ms == 0 || least != w->defer_least) {
+		w->defer_least = least;
+		w->defer_since_ms = now;
+	}
+	worker_listen_enable(w, 0);
+	return 1;
+}
+
+static void
+worker_accept(struct worker *w, int lfd, int force)
+{
+	struct timeval tv;
 	struct sockaddr_storage ss;
 	socklen_t sl;
+	long least = -1;
 	int fd, i;
 
-	(void)what;
+	if (!force) {
+		least = worker_least_loaded(w, NULL);
+		if (least == w->stuck_least)
+			least = -1;
+		else
+			w->stuck_least = -1;
+	}
 	/* Bounded, so one busy socket cannot starve the loop's other work. */
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		if (w->nconns >= w->cfg->server.max_connections) {
@@ -325,6 +389,8 @@ worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
 			worker_adopt_enable(w, 0);
 			return;
 		}
+		if (least >= 0 && worker_accept_defer(w, least))
+			return;
 		sl = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -335,8 +401,8 @@ worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
 				continue;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
-				struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
-
+				tv.tv_sec = 0;
+				tv.tv_usec = ACCEPT_RETRY_MS * 1000;
 				/* Out of descriptors: pause instead of spinning. */
 				log_error("accept4: %s; pausing accepts for %d ms "
 				    "(%d connections open)", strerror(errno),
@@ -350,10 +416,44 @@ worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		}
 		if (sl == 0)
 			ss.ss_family = AF_UNIX;
+		w->defer_since_ms = 0;
 		conn_accept(w, fd, (struct sockaddr *)&ss, sl);
 		if (w->draining)
 			return;
 	}
+}
+
+static void
+worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	(void)what;
+	worker_accept(arg, lfd, 0);
+}
+
+static void
+worker_accept_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	int64_t now = worker_now_ms(w);
+	int force = 0, deferring = 0, i;
+	long least;
+
+	(void)fd;
+	(void)what;
+	w->slot->w.defer_until_ms = 0;
+	if (w->draining || evtimer_pending(w->accept_retry_ev, NULL))
+		return;
+	least = worker_least_loaded(w, &deferring);
+	if (least != w->defer_least) {
+		w->defer_least = least;
+		w->defer_since_ms = now;
+	} else if (!deferring && now - w->defer_since_ms >= ACCEPT_STUCK_MS) {
+		force = 1;
+		w->stuck_least = least;
+	}
+	worker_listen_enable(w, 1);
+	for (i = 0; i < w->nls && !w->draining; i++)
+		worker_accept(w, w->ls[i].fd, force);
 }
 
 /* ------------------------------------------------------------------ */
@@ -846,6 +946,8 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 
 	w->cfg = cfg;
 	w->id = id;
+	w->stuck_least = -1;
+	s->w.defer_until_ms = 0;
 	w->slot_index = slot_index;
 	w->generation = generation;
 	w->slot = s;
@@ -903,10 +1005,12 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 		goto out;
 	}
 	w->accept_retry_ev = evtimer_new(w->base, worker_accept_retry, w);
+	w->accept_defer_ev = evtimer_new(w->base, worker_accept_defer_cb, w);
 	w->sample_ev = event_new(w->base, -1, EV_PERSIST, worker_sample_cb, w);
 	tv.tv_sec = cfg->recycle.sample_interval_ms / 1000;
 	tv.tv_usec = (cfg->recycle.sample_interval_ms % 1000) * 1000;
-	if (w->accept_retry_ev == NULL || w->sample_ev == NULL ||
+	if (w->accept_retry_ev == NULL || w->accept_defer_ev == NULL ||
+	    w->sample_ev == NULL ||
 	    event_add(w->sample_ev, &tv) == -1) {
 		log_error("worker %d: cannot create timers", id);
 		goto out;

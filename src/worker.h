@@ -55,6 +55,10 @@ struct worker {
 	struct event        *sample_ev;
 	struct event        *drain_ev;
 	struct event        *accept_retry_ev;
+	struct event        *accept_defer_ev;  /* balance: see worker_accept */
+	long                 defer_least;  /* least loaded peer when deferring */
+	int64_t              defer_since_ms; /* ... had that count since, or 0 */
+	long                 stuck_least;  /* ... when it was found stuck, or -1 */
 	struct conn         *conns;        /* open connections */
 	struct conn         *free_conns;   /* cache, so churn costs no malloc */
 	int                  nfree;

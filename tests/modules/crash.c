@@ -1,20 +1,33 @@
 /*
  * crash.c - a test module that kills its worker on request, so the tests
- * can watch the master notice and replace it.
+ * can watch the master notice and replace it, or stalls it.
  *
  *   /segv  SIGSEGV from a write through NULL
  *   /abort abort(), SIGABRT
  *   /exit  exit(3)
  *   /ok    "ok\n"
  *   /pid   the worker's pid, "1234\n"
+ *   /block?ms=N  holds the whole worker for N ms (a blocking handler:
+ *          nothing else on that worker runs meanwhile), then "ok\n"
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <molt/module.h>
+
+static void
+crash_block(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
 
 static int
 crash_handle(molt_request *req)
@@ -45,6 +58,15 @@ crash_handle(molt_request *req)
 		exit(3);
 	if (strcmp(pi, "ok") == 0)
 		return molt_reply(req, 200, "text/plain", "ok\n", 3);
+	if (strcmp(pi, "block") == 0) {
+		const char *v = molt_req_param(req, "ms");
+		long ms = v != NULL ? strtol(v, NULL, 10) : 0;
+
+		if (ms < 0 || ms > 60000)
+			return molt_reply_error(req, 400, "crash: bad ms");
+		crash_block(ms);
+		return molt_reply(req, 200, "text/plain", "ok\n", 3);
+	}
 	if (strcmp(pi, "pid") == 0) {
 		n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 		return molt_reply(req, 200, "text/plain", buf, (size_t)n);
