@@ -41,6 +41,7 @@
 enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_LINGER };
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static int  conn_read(struct conn *c);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_post_cb(evutil_socket_t fd, short what, void *arg);
@@ -106,7 +107,6 @@ static struct conn *
 conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	struct conn *c;
-	int one = 1;
 
 	if ((c = w->free_conns) != NULL) {
 		w->free_conns = c->next;
@@ -137,7 +137,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 	c->state = REQ_NONE;
 	c->nreq = 0;
 	c->timer_kind = T_NONE;
-	c->flags = 0;
+	c->flags = sa->sa_family == AF_UNIX ? CONN_NODELAY : 0;
 	memset(&c->req, 0, sizeof(c->req));
 	c->req.conn = c;
 	c->req.pool = c->pool;
@@ -146,26 +146,29 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 	memcpy(&c->peer_sa, sa, salen <= sizeof(c->peer_sa) && salen > 0 ?
 	    salen : sizeof(sa->sa_family));
 
-	/* Replies are coalesced in user space, so Nagle only adds latency. */
-	if (sa->sa_family != AF_UNIX &&
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
-		log_debug("setsockopt(TCP_NODELAY) on %s: %s", c->peer,
-		    strerror(errno));
-
 	event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
 	event_assign(&c->wev, w->base, fd, EV_WRITE, conn_write_cb, c);
 	event_assign(&c->tev, w->base, -1, 0, conn_timer_cb, c);
 	event_assign(&c->post, w->base, -1, 0, conn_post_cb, c);
-	if (event_add(&c->rev, NULL) == -1) {
-		log_error("event_add(read) failed for %s", c->peer);
-		close(fd);
-		c->next = w->free_conns;
-		w->free_conns = c;
-		w->nfree++;
-		return NULL;
-	}
 	worker_conn_opened(w, c);
 	return c;
+}
+
+/*
+ * A new connection is read before it is put in epoll: clients usually
+ * send right after connecting, and a request answered with
+ * "Connection: close" is then served without an epoll_ctl at all.  The
+ * read event goes in only if the connection is still here and waiting.
+ */
+static void
+conn_start(struct conn *c)
+{
+	if (conn_read(c) == -1 || (c->flags & CONN_READ_OFF))
+		return;
+	if (event_add(&c->rev, NULL) == -1) {
+		log_error("event_add(read) failed for %s", c->peer);
+		conn_close(c);
+	}
 }
 
 void
@@ -176,8 +179,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	if ((c = conn_new(w, fd, sa, salen)) == NULL)
 		return;
 	conn_timer(c, T_HEADER);
-	/* Clients usually send right after connecting: try before epoll. */
-	conn_read_cb(fd, EV_READ, c);
+	conn_start(c);
 }
 
 void
@@ -201,9 +203,10 @@ conn_adopt(struct worker *w, int fd, unsigned nreq)
 		return;
 	/* Still the same keep-alive connection to its client. */
 	c->nreq = nreq;
+	c->flags |= CONN_WROTE;
 	conn_timer(c, T_KEEPALIVE);
 	/* Its next request may be waiting in the socket already. */
-	conn_read_cb(fd, EV_READ, c);
+	conn_start(c);
 }
 
 /*
@@ -364,6 +367,31 @@ conn_queue_mem(struct conn *c, const char *data, size_t len)
 	return 0;
 }
 
+/*
+ * Nagle holds a small segment back while an earlier small one is not yet
+ * acknowledged, and a client's delayed ACK turns that into 40 ms.  The
+ * first write on a connection cannot be held, and a connection with
+ * "Connection: close" seldom makes another, so TCP_NODELAY waits for the
+ * second write (nginx waits for keep-alive the same way): one
+ * setsockopt per keep-alive connection, none per short one.
+ */
+static void
+conn_nodelay(struct conn *c)
+{
+	int one = 1;
+
+	if (c->flags & CONN_NODELAY)
+		return;
+	if (!(c->flags & CONN_WROTE)) {
+		c->flags |= CONN_WROTE;
+		return;
+	}
+	c->flags |= CONN_NODELAY;
+	if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
+		log_debug("setsockopt(TCP_NODELAY) on %s: %s", c->peer,
+		    strerror(errno));
+}
+
 int
 conn_out(struct conn *c, const void *data, size_t len)
 {
@@ -390,6 +418,7 @@ conn_out(struct conn *c, const void *data, size_t len)
 		iov[0].iov_len = first;
 		iov[1].iov_base = (void *)data;
 		iov[1].iov_len = len;
+		conn_nodelay(c);
 		n = writev(c->fd, iov, 2);
 		if (n == -1 && errno != EAGAIN && errno != EINTR) {
 			c->flags |= CONN_ERROR;
@@ -455,6 +484,7 @@ conn_flush(struct conn *c)
 	while (c->queued > 0) {
 		s = c->oq;
 		if (c->olen == c->opos && s != NULL && s->fd >= 0) {
+			conn_nodelay(c);
 			n = sendfile(c->fd, s->fd, &s->off,
 			    s->len > (1 << 20) ? (1 << 20) : s->len);
 			if (n == -1) {
@@ -492,6 +522,7 @@ conn_flush(struct conn *c)
 			iov[niov].iov_len = s->len;
 			niov++;
 		}
+		conn_nodelay(c);
 		n = niov == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len)
 		              : writev(c->fd, iov, niov);
 		if (n == -1) {
@@ -876,14 +907,14 @@ conn_process(struct conn *c)
 /* ------------------------------------------------------------------ */
 /* Event callbacks                                                     */
 
-static void
-conn_read_cb(evutil_socket_t fd, short what, void *arg)
+/* Reads what the socket has and serves it.  -1: c is closed and gone. */
+static int
+conn_read(struct conn *c)
 {
-	struct conn *c = arg;
+	int fd = c->fd;
 	size_t space;
 	ssize_t n;
 
-	(void)what;
 	if (c->timer_kind == T_LINGER) {
 		char junk[4096];
 
@@ -891,9 +922,11 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		do
 			n = read(fd, junk, sizeof(junk));
 		while (n > 0);
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			conn_close(c);
-		return;
+			return -1;
+		}
+		return 0;
 	}
 	for (;;) {
 		if (c->state == REQ_BODY && !(c->req.head.flags & HTTP_F_CHUNKED) &&
@@ -918,7 +951,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 				if ((c->in = malloc(IN_BUF_INITIAL)) == NULL) {
 					log_error("out of memory for %s", c->peer);
 					conn_close(c);
-					return;
+					return -1;
 				}
 				c->in_size = IN_BUF_INITIAL;
 			}
@@ -944,7 +977,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 				if (nb == NULL) {
 					log_error("out of memory for %s", c->peer);
 					conn_close(c);
-					return;
+					return -1;
 				}
 				c->in = nb;
 				c->in_size *= 2;
@@ -968,7 +1001,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		log_debug("read from %s: %s", c->peer, strerror(errno));
 		conn_close(c);
-		return;
+		return -1;
 	}
 
 	if ((c->flags & CONN_EOF) && (c->state == REQ_HANDLER || c->state == REQ_BODY)) {
@@ -976,15 +1009,24 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->state == REQ_HANDLER)
 			conn_abort(c, "client closed the connection");
 		conn_close(c);
-		return;
+		return -1;
 	}
 	if (conn_process(c) == -1)
-		return;
+		return -1;
 	if ((c->flags & CONN_EOF) && c->state == REQ_NONE && c->queued > 0) {
 		/* Finish writing, then close; reading is over. */
 		event_del(&c->rev);
 		c->flags |= CONN_READ_OFF | CONN_CLOSING;
 	}
+	return 0;
+}
+
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)conn_read(arg);
 }
 
 static void

@@ -130,6 +130,8 @@ struct conn {
 #define CONN_DEAD       0x20  /* closed; waiting to be freed */
 #define CONN_ERROR      0x40  /* write failed: peer is gone */
 #define CONN_NOHANDOFF  0x80  /* draining, and the handoff refused it */
+#define CONN_WROTE      0x100 /* something was written: see conn_nodelay */
+#define CONN_NODELAY    0x200 /* TCP_NODELAY is set, or not a TCP socket */
 
 /* Called by the worker for a new socket from accept4. */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
