@@ -324,6 +324,18 @@ start_peer() {
 # children of a pid (the workers of a master)
 workers_of() { pgrep -P "$1" 2>/dev/null || true; }
 
+# server_cpu_ticks KEY: CPU time (clock ticks, user + system) the server
+# has used so far: every process of its session, plus what its master's
+# reaped children used (recycled workers), so a recycle loses nothing.
+server_cpu_ticks() {
+	local sid=${PEER_PID[$1]:-} p
+	[ -n "$sid" ] || { echo 0; return; }
+	for p in $(ps -o pid= -s "$sid" 2>/dev/null); do
+		# fields after "(comm) ": 12-13 utime stime, 14-15 cutime cstime
+		sed 's/.*) //' "/proc/$p/stat" 2>/dev/null
+	done | awk '{ t += $12 + $13 + $14 + $15 } END { print t + 0 }'
+}
+
 stop_peer() {
 	local name=$1 pid sig i kids
 	pid=${PEER_PID[$name]:-}

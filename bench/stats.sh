@@ -25,22 +25,22 @@ table() {
 		if (!(t in tseen)) { tseen[t] = 1; tests[++nt] = t }
 		if (!((t, k) in kseen)) { kseen[t, k] = 1; keys[t, ++nk[t]] = k }
 		rps[t, k] = rps[t, k] " " $5; p50[t, k] = p50[t, k] " " $6; p99[t, k] = p99[t, k] " " $7
-		err[t, k] += $8; req[t, k] += $9; runs[t, k]++
+		err[t, k] += $8; req[t, k] += $9; runs[t, k]++; cpu[t, k] = cpu[t, k] " " $16
 	}
 	END {
 		for (x = 1; x <= nt; x++) {
 			t = tests[x]
 			printf "\n**%s**\n\n", t
 			if (label != "") rc = label; else if (ref == "nginx") rc = "x nginx"; else rc = "x no recycling"
-			printf "| server | req/s median | req/s min-max | %s | p50 ms | p99 ms median | p99 ms min-max | failed / requests | runs |\n", rc
-			printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+			printf "| server | req/s median | req/s min-max | %s | server CPU us/req | p50 ms | p99 ms median | p99 ms min-max | failed / requests | runs |\n", rc
+			printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 			for (y = 1; y <= nk[t]; y++) {
 				k = keys[t, y]
 				m = med(rps[t, k])
 				r = (ref == "nginx") ? "nginx" : k; sub(/\+.*/, "", r)
 				if ((t, r) in rps) { rm = med(rps[t, r]); ratio = rm > 0 ? sprintf("%.2f", m / rm) : "-" } else ratio = "-"
-				printf "| %s | %.0f | %.0f-%.0f | %s | %.2f | %.2f | %.2f-%.2f | %d / %d | %d |\n",
-					k, m, mn(rps[t, k]), mx(rps[t, k]), ratio, med(p50[t, k]) / 1000,
+				printf "| %s | %.0f | %.0f-%.0f | %s | %.1f | %.2f | %.2f | %.2f-%.2f | %d / %d | %d |\n",
+					k, m, mn(rps[t, k]), mx(rps[t, k]), ratio, med(cpu[t, k]), med(p50[t, k]) / 1000,
 					med(p99[t, k]) / 1000, mn(p99[t, k]) / 1000, mx(p99[t, k]) / 1000,
 					err[t, k], req[t, k], runs[t, k]
 			}
