@@ -522,9 +522,23 @@ conn_flush(struct conn *c)
 			iov[niov].iov_len = s->len;
 			niov++;
 		}
-		conn_nodelay(c);
-		n = niov == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len)
-		              : writev(c->fd, iov, niov);
+		if (s != NULL && s->fd >= 0) {
+			struct msghdr mh;
+
+			/*
+			 * A file follows: the head leaves in the file's first
+			 * segment (nginx corks for this).  Not a write of its own
+			 * for conn_nodelay, which would push it out alone.
+			 */
+			memset(&mh, 0, sizeof(mh));
+			mh.msg_iov = iov;
+			mh.msg_iovlen = (size_t)niov;
+			n = sendmsg(c->fd, &mh, MSG_MORE | MSG_NOSIGNAL);
+		} else {
+			conn_nodelay(c);
+			n = niov == 1 ? write(c->fd, iov[0].iov_base,
+			    iov[0].iov_len) : writev(c->fd, iov, niov);
+		}
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
