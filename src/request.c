@@ -33,12 +33,14 @@ req_conn(const molt_request *req)
 /* Preparing a parsed request                                          */
 
 /*
- * RFC 3986 5.2.4 on an already decoded path, in place.  Routing happens on
- * the result, so "/public/../admin" is routed as "/admin".  Returns the new
- * length, or -1 if the path climbs above the root.
+ * RFC 3986 5.2.4 on an already decoded path, in place, and runs of '/'
+ * merged into one (nginx's merge_slashes).  Routing happens on the result,
+ * so "/public/../admin" and "//admin" are both routed as "/admin", never
+ * to a catch-all route that the "/admin" route was meant to shadow.
+ * Returns the new length, or -1 if the path climbs above the root.
  */
 static ssize_t
-req_remove_dots(char *p, size_t len)
+req_normalize_path(char *p, size_t len)
 {
 	size_t in = 0, out = 0;
 
@@ -48,7 +50,11 @@ req_remove_dots(char *p, size_t len)
 
 		while (end < len && p[end] != '/')
 			end++;
-		if (end - in == 2 && p[in + 1] == '.') {
+		if (end - in == 1) {
+			/* An empty segment; only a trailing one leaves its '/'. */
+			if (end == len && (out == 0 || p[out - 1] != '/'))
+				p[out++] = '/';
+		} else if (end - in == 2 && p[in + 1] == '.') {
 			if (end == len)
 				p[out++] = '/';
 		} else if (end - in == 3 && p[in + 1] == '.' && p[in + 2] == '.') {
@@ -134,8 +140,9 @@ req_prepare(molt_request *req)
 		conn_error_reply(c, 404, "not found", req_has_body(req));
 		return 0;
 	}
-	if (memmem(req->path, (size_t)n, "/.", 2) != NULL &&
-	    (n = req_remove_dots(req->path, (size_t)n)) < 0) {
+	if ((memmem(req->path, (size_t)n, "/.", 2) != NULL ||
+	     memmem(req->path, (size_t)n, "//", 2) != NULL) &&
+	    (n = req_normalize_path(req->path, (size_t)n)) < 0) {
 		conn_error_reply(c, 400, "path climbs above the root", 1);
 		return 0;
 	}

@@ -465,6 +465,28 @@ def test_longest_prefix_routing(molt):
     assert st == 200 and h["content-type"].startswith("text/plain")
 
 
+@pytest.mark.parametrize("target, path", [
+    ("//a/b//c", "/a/b/c"),           # merged, so /a/b (echo), not /a
+    ("/a//b/", "/a/b/"),              # a trailing slash survives
+    ("/a/b/.//c/", "/a/b/c/"),
+    ("/a/x/..//b", "/a/b"),
+    ("/a/%2Fb", "/a/b"),              # decoded first, then merged
+])
+def test_paths_are_normalized_before_routing(molt, target, path):
+    """Runs of '/' are merged and dot segments removed before the route is
+    chosen: "//a/b" must not fall through to a shorter prefix's module."""
+    m = molt(conf=ROUTING)
+    st, h, body = m.get(target)
+    assert st == 200 and h["content-type"].startswith("application/json"), (st, body)
+    assert echo_json(body)["path"] == path
+
+
+def test_dot_segments_above_the_root_are_refused(molt):
+    m = molt(conf=ROUTING + "\n[route /hello]\nmodule = hello\n")
+    for target in (b"/../a/b", b"//../a/b", b"/a/../../a/b"):
+        assert_rejected(m, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target, 400)
+
+
 def test_405_with_allow(molt):
     m = molt(conf=ROUTING)
     st, h, body = m.get("/ro/x")
