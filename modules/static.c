@@ -19,7 +19,8 @@
  *    O_NOFOLLOW, so no symlink is followed at all.
  * A symlink that leads outside root, or any symlink in the fallback mode,
  * answers 404, as if the file did not exist: its existence is not
- * revealed.  Symlinks that stay inside root work with openat2.
+ * revealed.  Symlinks that stay inside root work with openat2, absolute
+ * ones included (see open_resolved).
  *
  * GET and HEAD only (else 405 with Allow).  Replies carry ETag
  * ("<mtime-hex>-<size-hex>"), Last-Modified and Accept-Ranges: bytes, and
@@ -61,6 +62,7 @@
 struct static_route {
 	int   rootfd;           /* O_PATH descriptor for root, -1 if unusable */
 	char *root;
+	char *realroot;         /* root with every symlink resolved, or NULL */
 	char *index;
 	int   dotfiles;
 };
@@ -335,13 +337,63 @@ open_walk(int rootfd, char *rel, int flags)
 	return fd;
 }
 
+/* 1 if the resolved path p (n bytes) is root or lies beneath it. */
 static int
-open_beneath(int rootfd, char *rel, int flags)
+path_beneath(const char *root, const char *p, size_t n)
+{
+	size_t rl = strlen(root);
+
+	if (rl == 1)                    /* root is "/" */
+		return p[0] == '/';
+	return n >= rl && memcmp(p, root, rl) == 0 && (n == rl || p[rl] == '/');
+}
+
+/*
+ * RESOLVE_BENEATH refuses every absolute symlink with EXDEV, also one that
+ * leads back into root (ln -s /srv/www/v2/index.html index.html).  Such a
+ * path is resolved for real, but first with O_PATH, which opens nothing: no
+ * FIFO blocks and no device hears an open.  The kernel names what that
+ * descriptor refers to, not the name used to reach it, so when that lies
+ * beneath root the object is opened through the descriptor itself, and a
+ * symlink swapped in between cannot redirect it.
+ */
+static int
+open_resolved(const struct static_route *r, const char *rel, int flags)
+{
+	char link[32], real[4096];
+	ssize_t n;
+	int pfd, fd, saved;
+
+	if (r->realroot == NULL) {
+		errno = EXDEV;
+		return -1;
+	}
+	if ((pfd = openat(r->rootfd, rel, O_PATH | O_CLOEXEC)) == -1)
+		return -1;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", pfd);
+	n = readlink(link, real, sizeof(real));
+	if (n <= 0 || (size_t)n == sizeof(real) ||
+	    !path_beneath(r->realroot, real, (size_t)n)) {
+		close(pfd);
+		errno = EXDEV;
+		return -1;
+	}
+	fd = open(link, flags);
+	saved = errno;
+	close(pfd);
+	errno = saved;
+	return fd;
+}
+
+static int
+open_beneath(const struct static_route *r, char *rel, int flags)
 {
 	int fd;
 
 	if (have_openat2) {
-		fd = open_beneath2(rootfd, rel, flags);
+		fd = open_beneath2(r->rootfd, rel, flags);
+		if (fd == -1 && errno == EXDEV)
+			return open_resolved(r, rel, flags);
 		if (fd != -1 || (errno != ENOSYS && errno != EPERM))
 			return fd;
 		/* EPERM here is a seccomp filter, not the file: fall back. */
@@ -350,7 +402,7 @@ open_beneath(int rootfd, char *rel, int flags)
 		    strerror(errno));
 		have_openat2 = 0;
 	}
-	return open_walk(rootfd, rel, flags);
+	return open_walk(r->rootfd, rel, flags);
 }
 
 /* The reply for a failed open. */
@@ -502,7 +554,7 @@ static_handle(molt_request *req)
 	plen = strlen(path);
 	trailing = plen > 0 && path[plen - 1] == '/';
 
-	fd = open_beneath(r->rootfd, rel,
+	fd = open_beneath(r, rel,
 	    O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd == -1)
 		return open_error(req, errno);
@@ -517,7 +569,7 @@ static_handle(molt_request *req)
 		full = molt_psprintf(pool, "%s/%s", rel, r->index);
 		if (full == NULL)
 			return MOLT_ERROR;
-		fd = open_beneath(r->rootfd, full,
+		fd = open_beneath(r, full,
 		    O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 		if (fd == -1)
 			return open_error(req, errno);
@@ -645,6 +697,9 @@ static_route_init(molt_worker *w, const molt_conf *conf, void **data)
 	if (r->rootfd == -1)
 		molt_log(MOLT_LOG_ERROR, "static: root %s: %s; serving 404",
 		    r->root, strerror(errno));
+	else if ((r->realroot = realpath(r->root, NULL)) == NULL)
+		molt_log(MOLT_LOG_WARN, "static: root %s: realpath: %s; absolute "
+		    "symlinks will answer 404", r->root, strerror(errno));
 	*data = r;
 	return 0;
 
@@ -652,6 +707,7 @@ fail:
 	molt_log(MOLT_LOG_ERROR, "static: out of memory");
 	if (r != NULL) {
 		free(r->root);
+		free(r->realroot);
 		free(r->index);
 		free(r);
 	}
@@ -669,6 +725,7 @@ static_route_exit(molt_worker *w, void *data)
 	if (r->rootfd != -1)
 		close(r->rootfd);
 	free(r->root);
+	free(r->realroot);
 	free(r->index);
 	free(r);
 }

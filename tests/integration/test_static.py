@@ -1,0 +1,323 @@
+"""
+The bundled static module (modules/static.c) on a real molt: whole files
+byte for byte (sendfile, with the head sent in the file's first segment),
+HEAD, ranges, conditional requests, directories and index files, and
+everything that must never be served: paths out of the root, symlinks
+that leave it, dot files, FIFOs.
+"""
+
+import email.utils
+import os
+import socket
+import struct
+
+import pytest
+
+from conftest import wait_for
+
+MB = 1 << 20
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A document root with files of the sizes the benchmarks use, a
+    directory with an index, one without, and a secret next to the root."""
+    root = tmp_path / "www"
+    (root / "docs").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / ".well-known").mkdir()
+    files = {
+        "1m.bin": os.urandom(MB),
+        "64k.bin": os.urandom(64 * 1024),
+        "hello.txt": b"hello, file\n",
+        "page.html": b"<p>hi</p>\n",
+        "zero.bin": b"",
+        "docs/index.html": b"<h1>docs</h1>\n",
+        ".hidden": b"dot file\n",
+        ".well-known/security.txt": b"Contact: mailto:sec@example.invalid\n",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (tmp_path / "secret.txt").write_bytes(b"outside the root\n")
+    return root, files
+
+
+def start(molt, root, extra=""):
+    return molt(conf="""\
+[route /hello]
+module = hello
+
+[route /files]
+module = static
+root = %s
+%s""" % (root, extra))
+
+
+def get(c, path, headers=(), method="GET"):
+    req = "%s %s HTTP/1.1\r\nHost: t\r\n" % (method, path)
+    for h in headers:
+        req += h + "\r\n"
+    c.send((req + "\r\n").encode())
+    return c.read_response(method)
+
+
+# ------------------------------------------------------------ whole files
+def test_files_are_served_byte_exact_on_one_connection(molt, site):
+    """Each size twice on one keep-alive connection: the first write on a
+    connection and the later ones take different paths (TCP_NODELAY is set
+    at the second)."""
+    root, files = site
+    m = start(molt, root)
+    c = m.raw_conn(timeout=30)
+    for _ in range(2):
+        for name in ("1m.bin", "64k.bin", "hello.txt"):
+            r = get(c, "/files/" + name)
+            assert r.status == 200, r
+            assert r.body == files[name], (name, len(r.body))
+            assert int(r.headers["content-length"]) == len(files[name])
+            assert r.headers["accept-ranges"] == "bytes"
+            assert "connection" not in r.headers
+    r = get(c, "/hello")
+    assert r.status == 200 and r.body == b"hello, world\n"
+    c.close()
+
+
+def test_pipelined_file_replies_arrive_whole_and_in_order(molt, site):
+    root, files = site
+    m = start(molt, root)
+    c = m.raw_conn(timeout=30)
+    names = ["1m.bin", "hello.txt", "64k.bin", "1m.bin", "page.html"]
+    c.send(b"".join(b"GET /files/%s HTTP/1.1\r\nHost: t\r\n\r\n" % n.encode()
+                    for n in names))
+    for n in names:
+        r = c.read_response()
+        assert r.status == 200 and r.body == files[n], (n, r.status, len(r.body))
+    c.close()
+
+
+def test_file_reply_with_connection_close(molt, site):
+    root, files = site
+    m = start(molt, root)
+    c = m.raw_conn(timeout=30)
+    c.send(b"GET /files/1m.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 200 and r.body == files["1m.bin"]
+    assert r.headers["connection"] == "close"
+    assert c.is_closed()
+
+
+def test_empty_file(molt, site):
+    root, _ = site
+    m = start(molt, root)
+    st, h, body = m.get("/files/zero.bin")
+    assert st == 200 and body == b"" and h["content-length"] == "0"
+
+
+def test_content_types_and_validators(molt, site):
+    root, files = site
+    m = start(molt, root)
+    st, h, _ = m.get("/files/hello.txt")
+    assert st == 200 and h["content-type"] == "text/plain; charset=utf-8"
+    st, h, _ = m.get("/files/page.html")
+    assert h["content-type"] == "text/html; charset=utf-8"
+    st, h, _ = m.get("/files/1m.bin")
+    assert h["content-type"] == "application/octet-stream"
+    s = os.stat(root / "1m.bin")
+    assert h["etag"] == '"%x-%x"' % (int(s.st_mtime), s.st_size)
+    assert email.utils.parsedate_to_datetime(h["last-modified"]).timestamp() \
+        == int(s.st_mtime)
+
+
+def test_head_has_the_headers_and_no_body(molt, site):
+    root, files = site
+    m = start(molt, root)
+    c = m.raw_conn()
+    r = get(c, "/files/64k.bin", method="HEAD")
+    assert r.status == 200 and int(r.headers["content-length"]) == 64 * 1024
+    # Nothing of the file may follow on the connection: the next reply
+    # must start right away.
+    r = get(c, "/files/hello.txt")
+    assert r.status == 200 and r.body == files["hello.txt"]
+    c.close()
+
+
+# ----------------------------------------------------------------- ranges
+@pytest.mark.parametrize("spec, lo, hi", [
+    ("bytes=0-99", 0, 99),
+    ("bytes=1000-", 1000, MB - 1),
+    ("bytes=-100", MB - 100, MB - 1),
+    ("bytes=500000-500000", 500000, 500000),
+    ("bytes=1048000-2000000", 1048000, MB - 1),
+])
+def test_single_range(molt, site, spec, lo, hi):
+    root, files = site
+    m = start(molt, root)
+    c = m.raw_conn(timeout=30)
+    r = get(c, "/files/1m.bin", ["Range: " + spec])
+    assert r.status == 206, r
+    assert r.headers["content-range"] == "bytes %d-%d/%d" % (lo, hi, MB)
+    assert r.body == files["1m.bin"][lo:hi + 1]
+    # The connection goes on.
+    r = get(c, "/files/hello.txt")
+    assert r.status == 200 and r.body == files["hello.txt"]
+    c.close()
+
+
+def test_unsatisfiable_range_is_416(molt, site):
+    root, _ = site
+    m = start(molt, root)
+    st, h, _ = m.get("/files/1m.bin", headers={"Range": "bytes=%d-" % MB})
+    assert st == 416 and h["content-range"] == "bytes */%d" % MB
+
+
+def test_several_ranges_get_the_whole_file(molt, site):
+    root, files = site
+    m = start(molt, root)
+    st, h, body = m.get("/files/64k.bin", headers={"Range": "bytes=0-1,5-9"})
+    assert st == 200 and body == files["64k.bin"] and "content-range" not in h
+
+
+def test_if_range(molt, site):
+    root, files = site
+    m = start(molt, root)
+    _, h, _ = m.get("/files/1m.bin")
+    st, _, body = m.get("/files/1m.bin", headers={
+        "Range": "bytes=0-9", "If-Range": h["etag"]})
+    assert st == 206 and body == files["1m.bin"][:10]
+    st, _, body = m.get("/files/1m.bin", headers={
+        "Range": "bytes=0-9", "If-Range": '"stale-0"'})
+    assert st == 200 and body == files["1m.bin"]
+
+
+# ------------------------------------------------------------ conditional
+def test_conditional_requests_answer_304(molt, site):
+    root, _ = site
+    m = start(molt, root)
+    _, h, _ = m.get("/files/hello.txt")
+    for hdrs in ({"If-None-Match": h["etag"]},
+                 {"If-None-Match": 'W/"x", ' + h["etag"]},
+                 {"If-Modified-Since": h["last-modified"]}):
+        st, h2, body = m.get("/files/hello.txt", headers=hdrs)
+        assert st == 304 and body == b"", hdrs
+        assert h2["etag"] == h["etag"]
+    # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    st, _, body = m.get("/files/hello.txt", headers={
+        "If-None-Match": '"other"', "If-Modified-Since": h["last-modified"]})
+    assert st == 200 and body == b"hello, file\n"
+
+
+# ---------------------------------------------------- directories, index
+def test_directory_redirect_and_index(molt, site):
+    root, files = site
+    m = start(molt, root)
+    st, h, _ = m.get("/files/docs?x=1")
+    assert st == 301 and h["location"] == "/files/docs/?x=1"
+    st, h, body = m.get("/files/docs/")
+    assert st == 200 and body == files["docs/index.html"]
+    assert h["content-type"] == "text/html; charset=utf-8"
+    st, _, _ = m.get("/files/empty/")      # no index, and no listing
+    assert st == 404
+    st, _, _ = m.get("/files/hello.txt/")  # a file is not a directory
+    assert st == 404
+
+
+def test_redirect_never_points_at_another_host(molt, site):
+    """"//files/docs" is the directory docs; a Location of "//files/docs/"
+    would send a browser to the host "files"."""
+    root, _ = site
+    m = start(molt, root)
+    r = m.raw(b"GET //files/docs HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 301 "), r[:300]
+    assert b"\r\nLocation: /files/docs/\r\n" in r, r[:300]
+
+
+# ------------------------------------------------- what is never served
+@pytest.mark.parametrize("target", [
+    "/files/../secret.txt",
+    "/files/%2e%2e/secret.txt",
+    "/files/%2E%2E/%2e%2e/secret.txt",
+    "/files/docs/../../secret.txt",
+    "/files/..%2fsecret.txt",
+    "/files/..%5csecret.txt",
+    "/files/hello.txt%00.html",
+])
+def test_paths_out_of_the_root_are_refused(molt, site, target):
+    root, _ = site
+    m = start(molt, root)
+    r = m.raw(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+              % target.encode())
+    assert b"outside the root" not in r
+    status = int(r.split(b" ", 2)[1])
+    assert status in (400, 404), r[:200]
+
+
+def test_symlinks(molt, site, tmp_path):
+    """A symlink inside the root works; one that leads out answers 404,
+    as if it did not exist."""
+    root, files = site
+    os.symlink(str(root / "hello.txt"), str(root / "inside.txt"))
+    os.symlink(str(tmp_path / "secret.txt"), str(root / "outside.txt"))
+    os.symlink(str(tmp_path), str(root / "updir"))
+    m = start(molt, root)
+    st, _, body = m.get("/files/inside.txt")
+    assert st == 200 and body == files["hello.txt"]
+    for p in ("/files/outside.txt", "/files/updir/secret.txt"):
+        st, _, body = m.get(p)
+        assert st == 404 and b"outside the root" not in body, p
+
+
+def test_dot_files(molt, site):
+    root, files = site
+    m = start(molt, root)
+    st, _, _ = m.get("/files/.hidden")
+    assert st == 404
+    st, _, body = m.get("/files/.well-known/security.txt")
+    assert st == 200 and body == files[".well-known/security.txt"]
+    m2 = start(molt, root, "dotfiles = on\n")
+    st, _, body = m2.get("/files/.hidden")
+    assert st == 200 and body == files[".hidden"]
+
+
+def test_fifo_is_not_served_and_does_not_hang_the_worker(molt, site):
+    root, _ = site
+    os.mkfifo(str(root / "pipe"))
+    m = start(molt, root, "")
+    st, _, _ = m.get("/files/pipe", timeout=5)
+    assert st == 404
+    # The worker is free: it answers at once.
+    st, _, _ = m.get("/hello", timeout=5)
+    assert st == 200
+
+
+def test_other_methods_are_405_with_allow(molt, site):
+    root, _ = site
+    m = start(molt, root)
+    st, h, _ = m.get("/files/hello.txt", method="POST", body=b"x")
+    assert st == 405 and h["allow"] == "GET, HEAD"
+
+
+def test_missing_root_answers_404_and_says_why(molt, tmp_path):
+    m = start(molt, tmp_path / "nope")
+    m.expect_errors(r"static: root .*nope: No such file or directory; serving 404")
+    st, _, _ = m.get("/files/x")
+    assert st == 404
+    wait_for(lambda: m.count_log(r"static: root .*nope: No such file") > 0, 5,
+             what="the error about the missing root")
+    st, _, _ = m.get("/hello")
+    assert st == 200
+
+
+def test_client_leaving_mid_file_costs_nobody_else(molt, site):
+    """Clients that read a few bytes of the 1 MB file and reset: the
+    worker drops them and serves everyone else."""
+    root, files = site
+    m = start(molt, root)
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", m.port), timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /files/1m.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.recv(100)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    st, _, body = m.get("/files/1m.bin", timeout=10)
+    assert st == 200 and body == files["1m.bin"]
