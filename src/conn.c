@@ -79,6 +79,19 @@ conn_timer(struct conn *c, int kind)
 	c->timer_kind = kind;
 }
 
+/*
+ * Input waits while a request is with its module, and while the client
+ * is not taking its replies: pipelined requests are answered only as fast
+ * as it reads them, so a client that sends and never reads costs at most
+ * REQ_HIGH_WATER of output, not a reply for every request it sends.
+ */
+static int
+conn_input_waits(const struct conn *c)
+{
+	return (c->state != REQ_NONE && c->state != REQ_BODY) ||
+	    c->queued > REQ_HIGH_WATER;
+}
+
 /* ------------------------------------------------------------------ */
 /* Accept and close                                                    */
 
@@ -606,6 +619,15 @@ conn_error_reply(struct conn *c, int status, const char *msg, int close_after)
 /* ------------------------------------------------------------------ */
 /* Request life cycle                                                  */
 
+/* Reading goes on once what stopped it (conn_input_waits) is over. */
+static void
+conn_resume_input(struct conn *c)
+{
+	if ((c->flags & CONN_READ_OFF) && !(c->flags & (CONN_EOF | CONN_CLOSING)) &&
+	    !conn_input_waits(c) && event_add(&c->rev, NULL) == 0)
+		c->flags &= ~CONN_READ_OFF;
+}
+
 /*
  * The reply is complete.  The access log and statistics are written and
  * the pool is reset, so the next pipelined request starts clean.
@@ -623,10 +645,7 @@ conn_finish_request(struct conn *c)
 	pool_reset(c->pool);
 	req->on_abort = NULL;
 	req->on_drain = NULL;
-	if (c->flags & CONN_READ_OFF) {
-		if (event_add(&c->rev, NULL) == 0)
-			c->flags &= ~CONN_READ_OFF;
-	}
+	conn_resume_input(c);
 }
 
 void
@@ -854,6 +873,9 @@ conn_process(struct conn *c)
 			break;
 		if (c->in_len == c->in_pos)
 			break;
+		if (c->queued > REQ_HIGH_WATER &&
+		    (conn_flush(c) == -1 || c->queued > REQ_HIGH_WATER))
+			break;  /* the rest waits until the client reads */
 		r = http_parse_head(c->in + c->in_pos, c->in_len - c->in_pos,
 		    &lim, &c->req.head);
 		if (r == 0) {
@@ -915,6 +937,7 @@ conn_process(struct conn *c)
 			conn_timer(c, T_KEEPALIVE);
 		}
 	}
+	conn_resume_input(c);
 	return 0;
 }
 
@@ -979,8 +1002,8 @@ conn_read(struct conn *c)
 				size_t max = (size_t)c->w->cfg->server.max_header_size;
 				char *nb;
 
-				if (c->state != REQ_NONE && c->state != REQ_BODY) {
-					/* Busy with a request: pipelined input waits. */
+				if (conn_input_waits(c)) {
+					/* Pipelined input waits in a full buffer. */
 					event_del(&c->rev);
 					c->flags |= CONN_READ_OFF;
 					break;

@@ -184,6 +184,42 @@ def test_pipelining_with_streamed_and_deferred_replies(molt):
         assert echo_json(r3.body)["path"] == "/echo/last"
 
 
+def test_pipelining_client_that_does_not_read_costs_bounded_memory(molt):
+    """A client pipelines 200,000 requests (6.6 MB) and reads nothing for
+    2 s.  The worker answers only as fast as the client takes the replies,
+    so its memory stays flat (it used to queue 30 MB of replies, and grew
+    without bound), and once the client reads, every reply arrives, in
+    order.  Another client is served all along."""
+    m = molt(workers=1, server_extra="keepalive_requests = 0\n")
+    n = 200000
+    wpid = m.worker_pids()[0]
+    rss0 = proc_rss_kb(wpid)
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sender = threading.Thread(target=s.sendall, args=(REQ * n,), daemon=True)
+    sender.start()
+    time.sleep(2)
+    grown = proc_rss_kb(wpid) - rss0
+    st, _, _ = m.get("/hello", timeout=5)
+    assert st == 200
+    assert sender.is_alive(), "the server read 6.6 MB it cannot answer yet"
+    assert grown < 4096, "worker grew %d kB for a client that reads nothing" % grown
+    # Now read: every reply, whole.  Count them by their bodies, across
+    # chunk boundaries.
+    marker, got, tail = b"\r\n\r\nhello, world\n", 0, b""
+    deadline = time.monotonic() + 60
+    while got < n and time.monotonic() < deadline:
+        chunk = s.recv(1 << 20)
+        assert chunk, "closed after %d replies" % got
+        buf = tail + chunk
+        got += buf.count(marker)
+        tail = buf[-(len(marker) - 1):]
+    sender.join(10)
+    s.close()
+    assert got == n, (got, n)
+    assert m.get("/hello")[0] == 200
+
+
 def test_pipelined_request_split_byte_by_byte(molt):
     m = molt()
     data = (b"POST /echo/bytes HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz" + REQ)
