@@ -65,28 +65,32 @@ build_peer_code() {
 	chmod -R a+rX "$WORK/build"
 }
 
-# Build molt from $SRC (autoreconf -fi && ./configure && make) unless
+# Build molt from $SRC (in build/bench, or in the tree if it is configured there) unless
 # BENCH_NO_BUILD=1; sets MOLT_BIN/MOLT_MODULES or MOLT_MISSING.
 build_molt() {
+	# An in-tree build (./configure run in the source) is used as it is;
+	# otherwise molt is built out of tree in build/bench, as tests/check-all
+	# builds (configure refuses a VPATH build in a configured source tree).
+	local b="$SRC/build/bench"
+	[ -f "$SRC/Makefile" ] && b=$SRC
 	MOLT_BIN="" MOLT_MISSING=""
-	MOLT_MODULES="$SRC/modules/.libs"
+	MOLT_MODULES="$b/modules/.libs"
 	if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
 		(
-			cd "$SRC" || exit 1
-			if [ ! -f Makefile ]; then
-				autoreconf -fi && ./configure
-			fi && make -j2
+			cd "$SRC" && { [ -x configure ] || autoreconf -fi; } &&
+			mkdir -p "$b" && cd "$b" &&
+			{ [ -f Makefile ] || "$SRC/configure"; } && make -j2
 		) >"$LOGDIR/molt-build.log" 2>&1 || {
 			MOLT_MISSING="build failed (see molt-build.log: $(grep -m1 -E 'error' "$LOGDIR/molt-build.log" | cut -c1-160))"
 			say "molt: $MOLT_MISSING"
 			return 0
 		}
 	fi
-	if [ ! -x "$SRC/molt" ]; then
-		MOLT_MISSING="no $SRC/molt binary"
+	if [ ! -x "$b/molt" ]; then
+		MOLT_MISSING="no $b/molt binary"
 		return 0
 	fi
-	MOLT_BIN="$SRC/molt"
+	MOLT_BIN="$b/molt"
 	local m
 	for m in hello static fragment; do
 		[ -e "$MOLT_MODULES/$m.so" ] || MOLT_MISSING="${MOLT_MISSING:+$MOLT_MISSING; }module $m.so not built"
