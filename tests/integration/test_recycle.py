@@ -860,6 +860,51 @@ def test_route_stats_and_recycle_attribution(molt):
     c.close()
 
 
+@pytest.mark.skipif(SANITIZED, reason="sanitizer build: malloc counting is "
+                    "compiled out")
+def test_hello_path_makes_no_malloc(molt):
+    """The worker's own malloc count (every malloc, calloc and realloc in
+    the process: core, libevent, libc, module), as the status page
+    publishes it, does not move over 20,000 keep-alive hello requests,
+    plain and pipelined.  Each figure is the count at the worker's last
+    sample, so each interval between two status reads holds exactly one
+    status request (whose JSON needs a pool block); the interval with the
+    hellos must cost what the one without them cost, to the call."""
+    m = molt(conf=conf("sample_interval = 100ms\n", status="route_stats = on"),
+             workers=1, server_extra="keepalive_requests = 0\n")
+    c = m.raw_conn(timeout=30)
+    for _ in range(100):                      # the connection's buffers
+        assert ask(c, "/hello").status == 200
+    st = m.raw_conn(timeout=30)               # one status connection
+
+    def mallocs():
+        time.sleep(0.35)                      # a sample after what was done
+        r = ask(st, "/molt/status")
+        assert r.status == 200, r
+        w = json.loads(r.body)["workers"]
+        assert len(w) == 1 and w[0]["sampled_ms_ago"] < 300, w
+        return w[0]["mallocs"]
+
+    mallocs()                                 # warms the status path
+    m0 = mallocs()
+    m1 = mallocs()
+    for _ in range(10000):
+        assert ask(c, "/hello").status == 200
+    for _ in range(100):                      # 100 requests per write
+        c.send(GET % b"/hello" * 100)
+        for _ in range(100):
+            assert c.read_response().status == 200
+    m2 = mallocs()
+    assert m0 > 0, m0
+    assert m2 - m1 == m1 - m0, ("20,000 hellos cost %d mallocs"
+                                % ((m2 - m1) - (m1 - m0)))
+    routes = {r["prefix"]: r for r in status(m)["routes"]}
+    assert routes["/hello"]["requests"] == 20100, routes["/hello"]
+    assert routes["/hello"]["allocs_per_request"] == 0, routes["/hello"]
+    c.close()
+    st.close()
+
+
 # ------------------------------------------------------ the graceful recycle
 
 def chunks_body(n, size):
