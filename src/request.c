@@ -76,6 +76,18 @@ req_normalize_path(char *p, size_t len)
 	return (ssize_t)out;
 }
 
+/* 0 if req_normalize_path has work to do: a "/." or a "//". */
+static int
+req_path_is_normal(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len; i++)
+		if (p[i] == '/' && (p[i + 1] == '.' || p[i + 1] == '/'))
+			return 0;
+	return 1;
+}
+
 void
 req_clear(molt_request *req)
 {
@@ -140,8 +152,7 @@ req_prepare(molt_request *req)
 		conn_error_reply(c, 404, "not found", req_has_body(req));
 		return 0;
 	}
-	if ((memmem(req->path, (size_t)n, "/.", 2) != NULL ||
-	     memmem(req->path, (size_t)n, "//", 2) != NULL) &&
+	if (!req_path_is_normal(req->path, (size_t)n) &&
 	    (n = req_normalize_path(req->path, (size_t)n)) < 0) {
 		conn_error_reply(c, 400, "path climbs above the root", 1);
 		return 0;
