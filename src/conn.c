@@ -658,6 +658,11 @@ conn_finish_request(struct conn *c)
 	pool_reset(c->pool);
 	req->on_abort = NULL;
 	req->on_drain = NULL;
+	/*
+	 * Here and not only at the end of conn_process: the next pipelined
+	 * request may go to a module that defers, and while it waits the
+	 * socket must be read, or a client's FIN (an abort) goes unseen.
+	 */
 	conn_resume_input(c);
 }
 
