@@ -365,6 +365,32 @@ worker_accept_defer(struct worker *w, long least)
 	return 1;
 }
 
+/*
+ * Short connections finish well inside ACCEPT_DEFER_MS: a worker that
+ * waited out the timer would sit idle with its listener off while the
+ * other took every connection, and would then be far enough behind for
+ * the other to defer to it in turn; in `Connection: close` load both
+ * then idled a fifth of the time.  So a worker takes new connections
+ * again as soon as it is back within BALANCE_SLACK.  The listener is only
+ * re-armed here: the accept happens in the loop, not inside the close of
+ * some connection.
+ */
+static void
+worker_accept_undefer(struct worker *w)
+{
+	long least;
+
+	if (w->draining || evtimer_pending(w->accept_retry_ev, NULL))
+		return;
+	least = worker_least_loaded(w, NULL);
+	if (least >= 0 && w->nconns > least + BALANCE_SLACK)
+		return;
+	evtimer_del(w->accept_defer_ev);
+	w->slot->w.defer_until_ms = 0;
+	w->defer_since_ms = 0;
+	worker_listen_enable(w, 1);
+}
+
 static void
 worker_accept(struct worker *w, int lfd, int force)
 {
@@ -504,6 +530,8 @@ worker_conn_closed(struct worker *w, struct conn *c)
 		worker_adopt_enable(w, !w->handoff);
 	}
 	worker_slot_state(w);
+	if (w->slot->w.defer_until_ms != 0)
+		worker_accept_undefer(w);
 	if (w->draining)
 		worker_check_done(w);
 }
