@@ -183,7 +183,9 @@ http {
     uwsgi_temp_path $dir/tmp;
     scgi_temp_path $dir/tmp;
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        # deferred: TCP_DEFER_ACCEPT, which molt, Apache (AcceptFilter)
+        # and uWSGI all set by default
+        listen 127.0.0.1:$port backlog=4096 deferred;
         location = /hello { default_type text/plain; return 200 "hello, world\n"; }
         location / { root $WWW; }
     }

@@ -947,6 +947,7 @@ config_defaults(struct molt_config *cfg)
 	sc->max_connections = 4096;
 	sc->keepalive_requests = 10000;
 	sc->backlog = 511;
+	sc->defer_accept = 1;
 
 	rc->fragmentation_min_rss = 64 * MIB;
 	rc->trim = 1;
@@ -1037,6 +1038,7 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	get_int(&ck, "keepalive_requests", &sc->keepalive_requests, 0,
 	    1LL << 40);
 	get_int(&ck, "backlog", &sc->backlog, 1, 65535);
+	get_bool(&ck, "defer_accept", &sc->defer_accept);
 	return ck.failed ? -1 : 0;
 }
 

@@ -101,6 +101,7 @@ struct server_conf {
 	long long max_connections;
 	long long keepalive_requests;
 	long long backlog;
+	int       defer_accept;
 };
 
 struct molt_config {

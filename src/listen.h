@@ -5,13 +5,16 @@
 #define MOLT_LISTEN_H
 
 struct listen_addr;
+struct server_conf;
 
 /*
  * Binds every address in the list that has no socket yet, taking an open
  * socket over from `old` when the same address was configured there (a
- * reload keeps its sockets).  Returns 0, or -1 after logging.
+ * reload keeps its sockets, and gets sc's defer_accept).  Returns 0, or
+ * -1 after logging.
  */
-int  listen_open(struct listen_addr *list, struct listen_addr *old, int backlog);
+int  listen_open(struct listen_addr *list, struct listen_addr *old,
+         const struct server_conf *sc);
 void listen_close(struct listen_addr *list);
 
 #endif

@@ -932,7 +932,7 @@ master_reload_finish(int status)
 	validator_pid = -1;
 	validator_fd = -1;
 	if (listen_open(nc->server.listen, old->server.listen,
-	    (int)nc->server.backlog) == -1) {
+	    &nc->server) == -1) {
 		log_error("reload failed: cannot bind the new listeners; still "
 		    "serving generation %u", generation);
 		listen_close(nc->server.listen);
@@ -1179,7 +1179,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	conf_path = path;
 	if (scoreboard_create() == -1)
 		return 1;
-	if (listen_open(cfg->server.listen, NULL, (int)cfg->server.backlog) == -1)
+	if (listen_open(cfg->server.listen, NULL, &cfg->server) == -1)
 		return 1;
 	/* Without it recycles still work; clients just reconnect. */
 	if (handoff_init() == -1)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import DEFAULT_ROUTES, RawConn, proc_rss_kb
+from conftest import DEFAULT_ROUTES, RawConn, proc_rss_kb, wait_for
 
 # ------------------------------------------------------------------ helpers
 
@@ -685,6 +685,63 @@ def test_header_timeout_is_not_reset_by_trickling(molt):
         assert closed, "trickled headers kept the connection open for 8s"
         r = c.read_response()
         assert_core_error(r, 408)
+
+
+
+STATUS_ROUTES = DEFAULT_ROUTES + "\n[status]\npath = /molt/status\n"
+
+
+def open_connections(m):
+    """Connections the workers hold, less the one asking."""
+    st, _, body = m.get("/molt/status")
+    assert st == 200, (st, body)
+    return sum(w["connections"] for w in json.loads(body)["workers"]) - 1
+
+
+def silent_sockets(m, n):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", m.port), timeout=15)
+        socks.append(s)
+    return socks
+
+
+def test_defer_accept_leaves_silent_connections_to_the_kernel(molt):
+    """defer_accept (the default): a worker takes a TCP connection only once
+    it has sent something, and a silent one is still closed in the end."""
+    m = molt(conf=STATUS_ROUTES, server_extra="header_timeout = 1s")
+    socks = silent_sockets(m, 5)
+    try:
+        time.sleep(0.4)
+        assert open_connections(m) == 0, "silent connections were accepted"
+        socks[0].sendall(REQ)
+        data = b""
+        while b"hello" not in data:
+            chunk = socks[0].recv(4096)
+            assert chunk, "closed before the reply: %r" % data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data
+        t0 = time.monotonic()
+        for s in socks[1:]:
+            s.settimeout(15)
+            assert s.recv(1) == b"", "a silent connection got bytes"
+        took = time.monotonic() - t0
+        # about 1 s in the kernel's queue, then header_timeout
+        assert took <= 10, "silent connections held %.1fs" % took
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_defer_accept_off_accepts_silent_connections(molt):
+    m = molt(conf=STATUS_ROUTES, server_extra="defer_accept = off")
+    socks = silent_sockets(m, 5)
+    try:
+        wait_for(lambda: open_connections(m) == 5, 5,
+                 what="5 silent connections accepted")
+    finally:
+        for s in socks:
+            s.close()
 
 
 # ---------------------------------------------- malformed requests (400)

@@ -224,6 +224,7 @@ test_defaults(void)
 	CHECK(cfg->server.max_connections == 4096);
 	CHECK(cfg->server.keepalive_requests == 10000);
 	CHECK(cfg->server.backlog == 511);
+	CHECK(cfg->server.defer_accept == 1);
 
 	CHECK(cfg->recycle.max_rss == 0 && cfg->recycle.hard_max_rss == 0);
 	CHECK(cfg->recycle.max_fragmentation == 0);
@@ -251,6 +252,17 @@ test_defaults(void)
 	    cfg->status.allow->next->prefix == 128 &&
 	    cfg->status.allow->next->next == NULL);
 	CHECK(cfg->routes == NULL);
+	config_free(cfg);
+}
+
+static void
+test_defer_accept(void)
+{
+	struct molt_config *cfg = LOAD_OK("[server]\ndefer_accept = off\n");
+
+	if (cfg == NULL)
+		return;
+	CHECK(cfg->server.defer_accept == 0);
 	config_free(cfg);
 }
 
@@ -561,6 +573,8 @@ test_errors(void)
 	    "log_level: expected error, warn, info or debug, got 'loud'");
 	EXPECT_ERROR("[server]\npid_file =\n", 2, "pid_file: empty");
 	EXPECT_ERROR("[server]\nbacklog = -1\n", 2, "backlog");
+	EXPECT_ERROR("[server]\ndefer_accept = 1s\n", 2,
+	    "defer_accept: expected on or off, got '1s'");
 
 	/* listen. */
 	EXPECT_ERROR("[server]\nlisten = 1.2.3:80\n", 2, "listen: 1.2.3:80: bad IPv4");
@@ -745,6 +759,7 @@ main(void)
 	test_embedded();
 	test_defaults();
 	test_values();
+	test_defer_accept();
 	test_syntax();
 	test_errors();
 	test_continuation_long_value();
