@@ -217,7 +217,7 @@ conn_adopt(struct worker *w, int fd, unsigned nreq)
 	/* Still the same keep-alive connection to its client. */
 	c->nreq = nreq;
 	c->flags |= CONN_WROTE;
-	conn_timer(c, T_KEEPALIVE);
+	conn_timer(c, nreq > 0 ? T_KEEPALIVE : T_HEADER);
 	/* Its next request may be waiting in the socket already. */
 	conn_start(c);
 }
@@ -951,7 +951,13 @@ conn_process(struct conn *c)
 			return -1;
 		} else if (c->w->draining && conn_handoff(c) == 0) {
 			return -1;
-		} else if (c->in_len == c->in_pos && c->timer_kind != T_KEEPALIVE) {
+		} else if (c->in_len == c->in_pos && c->nreq > 0 &&
+		    c->timer_kind != T_KEEPALIVE) {
+			/*
+			 * Not before the first request: a client that connects
+			 * and sends nothing gets header_timeout, not the minute
+			 * of keep-alive it has not earned.
+			 */
 			conn_timer(c, T_KEEPALIVE);
 		}
 	}
@@ -1186,7 +1192,8 @@ conn_drain_all(struct worker *w)
 		 * request is answered (with Connection: close), not dropped.
 		 */
 		if (c->state == REQ_NONE && c->in_len == c->in_pos &&
-		    c->queued == 0 && c->timer_kind == T_KEEPALIVE &&
+		    c->queued == 0 && (c->timer_kind == T_KEEPALIVE ||
+		    (c->timer_kind == T_HEADER && c->nreq == 0)) &&
 		    conn_handoff(c) == -1)
 			conn_timer(c, T_KEEPALIVE);
 	}

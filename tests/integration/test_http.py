@@ -666,6 +666,18 @@ def test_idle_keepalive_connection_closed(molt):
         assert time.monotonic() - t0 >= 0.8
 
 
+def test_silent_new_connection_gets_header_timeout_not_keepalive(molt):
+    """A connection that never sent a request has not earned keep-alive:
+    header_timeout applies from the accept."""
+    m = molt(server_extra="defer_accept = off\nheader_timeout = 1s\n"
+             "keepalive_timeout = 60s")
+    with m.raw_conn(timeout=15) as c:
+        t0 = time.monotonic()
+        assert c.is_closed(timeout=10), "silent connection still open after 10s"
+        took = time.monotonic() - t0
+        assert 0.8 <= took <= 5, "closed after %.2fs, header_timeout = 1s" % took
+
+
 def test_header_timeout_is_not_reset_by_trickling(molt):
     """A slowloris that sends a byte now and then still gets cut off."""
     m = molt(server_extra="header_timeout = 1s")
