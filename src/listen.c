@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -154,11 +153,7 @@ listen_open(struct listen_addr *list, struct listen_addr *old,
 	int backlog = (int)sc->backlog;
 
 	for (la = list; la != NULL; la = la->next) {
-		if (la->fd >= 0) {
-			listen_set_defer(la, sc->defer_accept);
-			continue;
-		}
-		for (o = old; o != NULL; o = o->next) {
+		for (o = old; o != NULL && la->fd < 0; o = o->next) {
 			if (o->fd >= 0 && listen_same(la, o)) {
 				char where[160];
 
