@@ -699,7 +699,9 @@ worker_check_done(struct worker *w)
 {
 	char c;
 
-	if (w->nconns != 0 || db_inflight() != 0)
+	/* The last close and worker_start_drain itself both ask. */
+	if (w->nconns != 0 || db_inflight() != 0 ||
+	    event_base_got_break(w->base))
 		return;
 	/*
 	 * On a stop, connections a recycled worker handed over just before
