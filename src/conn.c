@@ -31,7 +31,6 @@
 #include "request.h"
 #include "worker.h"
 
-#define IN_BUF_INITIAL  4096
 #define OSEG_MIN        (16 * 1024)
 #define IOV_MAX_CONN    64
 #define FREE_CONNS_MAX  64
@@ -129,16 +128,9 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 		close(fd);
 		return NULL;
 	} else {
-		c->in = NULL;
-		c->in_size = 0;
-		c->pool = NULL;
-	}
-	if (c->pool == NULL && (c->pool = pool_create(4096)) == NULL) {
-		log_error("out of memory for a connection pool; closing it");
-		free(c->in);
-		free(c);
-		close(fd);
-		return NULL;
+		c->in = c->in0;
+		c->in_size = sizeof(c->in0);
+		pool_init(&c->pool, c->pool0, sizeof(c->pool0));
 	}
 	c->w = w;
 	c->fd = fd;
@@ -153,7 +145,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 	c->flags = sa->sa_family == AF_UNIX ? CONN_NODELAY : 0;
 	memset(&c->req, 0, sizeof(c->req));
 	c->req.conn = c;
-	c->req.pool = c->pool;
+	c->req.pool = &c->pool;
 	conn_format_peer(c, sa, salen);
 	memset(&c->peer_sa, 0, sizeof(c->peer_sa));
 	memcpy(&c->peer_sa, sa, salen <= sizeof(c->peer_sa) && salen > 0 ?
@@ -276,16 +268,19 @@ conn_close(struct conn *c)
 		log_debug("close(%d) for %s: %s", c->fd, c->peer, strerror(errno));
 	c->fd = -1;
 	conn_free_output(c);
-	if (c->pool != NULL)
-		pool_reset(c->pool);
+	pool_reset(&c->pool);
+	/* One long head must not keep a big buffer in the cache. */
+	if (c->in != c->in0) {
+		free(c->in);
+		c->in = c->in0;
+		c->in_size = sizeof(c->in0);
+	}
 	worker_conn_closed(w, c);
 	if (w->nfree < FREE_CONNS_MAX) {
 		c->next = w->free_conns;
 		w->free_conns = c;
 		w->nfree++;
 	} else {
-		pool_destroy(c->pool);
-		free(c->in);
 		free(c);
 	}
 }
@@ -298,8 +293,6 @@ conn_free_cache(struct worker *w)
 
 	while ((c = w->free_conns) != NULL) {
 		w->free_conns = c->next;
-		pool_destroy(c->pool);
-		free(c->in);
 		free(c);
 	}
 	w->nfree = 0;
@@ -329,8 +322,7 @@ conn_abort(struct conn *c, const char *why)
 		req->status = req->status ? req->status : 499;
 		worker_request_end(c->w, req);
 	}
-	if (c->pool != NULL)
-		pool_reset(c->pool);
+	pool_reset(&c->pool);
 }
 
 /* ------------------------------------------------------------------ */
@@ -655,7 +647,7 @@ conn_finish_request(struct conn *c)
 	worker_request_end(c->w, req);
 	c->state = REQ_NONE;
 	c->nreq++;
-	pool_reset(c->pool);
+	pool_reset(&c->pool);
 	req->on_abort = NULL;
 	req->on_drain = NULL;
 	/*
@@ -712,7 +704,7 @@ conn_start_request(struct conn *c, size_t hl)
 	ptrdiff_t d;
 	size_t i;
 
-	copy = molt_palloc(c->pool, hl);
+	copy = molt_palloc(&c->pool, hl);
 	if (copy == NULL)
 		return -1;
 	memcpy(copy, c->in + c->in_pos, hl);
@@ -762,7 +754,7 @@ conn_start_request(struct conn *c, size_t hl)
 			return 0;
 		}
 		req->body_cap = (size_t)h->content_length;
-		req->body = molt_palloc(c->pool, req->body_cap + 1);
+		req->body = molt_palloc(&c->pool, req->body_cap + 1);
 		if (req->body == NULL) {
 			log_error("out of memory for a %zu-byte body", req->body_cap);
 			conn_error_reply(c, 500, "out of memory", 1);
@@ -828,7 +820,7 @@ conn_read_body(struct conn *c)
 					cap *= 2;
 				if ((long long)cap > max + 1)
 					cap = (size_t)max + 1;
-				if ((nb = molt_palloc(c->pool, cap)) == NULL) {
+				if ((nb = molt_palloc(&c->pool, cap)) == NULL) {
 					conn_error_reply(c, 500, "out of memory", 1);
 					return -1;
 				}
@@ -1008,14 +1000,6 @@ conn_read(struct conn *c)
 				break;
 			}
 		} else {
-			if (c->in == NULL) {
-				if ((c->in = malloc(IN_BUF_INITIAL)) == NULL) {
-					log_error("out of memory for %s", c->peer);
-					conn_close(c);
-					return -1;
-				}
-				c->in_size = IN_BUF_INITIAL;
-			}
 			if (c->in_pos > 0 && c->in_len == c->in_size) {
 				memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
 				c->in_len -= c->in_pos;
@@ -1034,7 +1018,12 @@ conn_read(struct conn *c)
 				}
 				if (c->in_size >= max + 4096)
 					break;  /* the parser answers 431 */
-				nb = realloc(c->in, c->in_size * 2);
+				if (c->in == c->in0) {
+					if ((nb = malloc(c->in_size * 2)) != NULL)
+						memcpy(nb, c->in, c->in_len);
+				} else {
+					nb = realloc(c->in, c->in_size * 2);
+				}
 				if (nb == NULL) {
 					log_error("out of memory for %s", c->peer);
 					conn_close(c);

@@ -19,6 +19,7 @@
 
 #include "http_parse.h"
 #include "molt/module.h"
+#include "pool.h"
 
 struct worker;
 struct wroute;
@@ -90,6 +91,8 @@ struct molt_request {
 #define RESP_BEGUN     0x40   /* counted as active by the worker */
 
 #define CONN_OBUF_SIZE (16 * 1024)
+#define CONN_IN_SIZE   4096          /* first input buffer; heads may grow it */
+#define CONN_POOL_SIZE 4096          /* the request pool's first block */
 
 struct conn {
 	struct worker     *w;
@@ -101,12 +104,11 @@ struct conn {
 	char               peer[64];
 	struct sockaddr_storage peer_sa;
 
-	char              *in;        /* read buffer, in_size bytes */
+	char              *in;        /* read buffer: in0, or a bigger one */
 	size_t             in_size;
 	size_t             in_len;    /* bytes in the buffer */
 	size_t             in_pos;    /* start of unparsed data */
 
-	char               obuf[CONN_OBUF_SIZE];
 	size_t             olen;      /* bytes in obuf */
 	size_t             opos;      /* first unsent byte in obuf */
 	struct oseg       *oq, **oq_tail;
@@ -117,8 +119,18 @@ struct conn {
 	unsigned           nreq;      /* requests on this connection */
 	int                timer_kind;
 	unsigned           flags;
-	struct molt_pool  *pool;
+	struct molt_pool   pool;      /* the request's memory; first block pool0 */
 	struct conn       *next, *prev; /* worker's list of open connections */
+
+	/*
+	 * The buffers come last and in one allocation with the rest: a new
+	 * connection costs one malloc, and a small request touches only the
+	 * first bytes of each, a few pages in all (a page fault is most of
+	 * what a fresh worker spends on the connections handed to it).
+	 */
+	char               in0[CONN_IN_SIZE];
+	char               pool0[CONN_POOL_SIZE] __attribute__((aligned(16)));
+	char               obuf[CONN_OBUF_SIZE];
 };
 
 /* conn flags */

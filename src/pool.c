@@ -49,21 +49,31 @@ pool_block_new(struct molt_pool *p, size_t size)
 	return b;
 }
 
+void
+pool_init(struct molt_pool *p, void *mem, size_t size)
+{
+	struct pool_block *b = mem;
+
+	memset(p, 0, sizeof(*p));
+	b->next = NULL;
+	b->pos = (char *)b + BLOCK_HDR;
+	b->end = (char *)b + size;
+	p->block_size = size - BLOCK_HDR;
+	p->first = p->cur = b;
+	p->allocated = size;
+}
+
 struct molt_pool *
 pool_create(size_t block_size)
 {
 	struct molt_pool *p;
+	size_t head = (sizeof(*p) + POOL_ALIGN - 1) & ~(size_t)(POOL_ALIGN - 1);
 
-	p = calloc(1, sizeof(*p));
+	/* The pool and its first block are one allocation. */
+	p = malloc(head + BLOCK_HDR + block_size);
 	if (p == NULL)
 		return NULL;
-	p->block_size = block_size;
-	p->first = pool_block_new(p, block_size);
-	if (p->first == NULL) {
-		free(p);
-		return NULL;
-	}
-	p->cur = p->first;
+	pool_init(p, (char *)p + head, BLOCK_HDR + block_size);
 	return p;
 }
 
@@ -106,7 +116,6 @@ pool_destroy(struct molt_pool *p)
 	if (p == NULL)
 		return;
 	pool_reset(p);
-	free(p->first);
 	free(p);
 }
 

@@ -21,8 +21,15 @@ struct molt_pool {
 };
 
 struct molt_pool *pool_create(size_t block_size);
+/*
+ * A pool whose first block is the caller's memory (size bytes, 16-byte
+ * aligned): a connection keeps its pool inside itself.  Release it with
+ * pool_reset; there is nothing to destroy.
+ */
+void pool_init(struct molt_pool *p, void *mem, size_t size);
 /* Runs the cleanups and frees everything but the first block. */
 void pool_reset(struct molt_pool *p);
+/* Only for pool_create's pools. */
 void pool_destroy(struct molt_pool *p);
 
 #endif /* MOLT_POOL_H */
