@@ -605,7 +605,7 @@ worker_access_log(struct worker *w, molt_request *req)
 	static char when[40];
 	static time_t when_sec;
 	struct timeval tv;
-	const char *ref = NULL, *ua = NULL, *colon;
+	const char *ref = NULL, *ua = NULL, *colon, *host;
 	char line[4096], t[1100], r[300], u[300];
 	size_t hl;
 	int n;
@@ -622,12 +622,18 @@ worker_access_log(struct worker *w, molt_request *req)
 		ref = molt_req_header(req, "Referer");
 		ua = molt_req_header(req, "User-Agent");
 	}
-	colon = strrchr(req->conn->peer, ':');
-	hl = colon && req->conn->peer[0] != 'u' ? (size_t)(colon - req->conn->peer)
-	                                        : strlen(req->conn->peer);
+	/* The address without the port, and an IPv6 one without its
+	 * brackets, as nginx's $remote_addr and Apache's %h write it. */
+	host = req->conn->peer;
+	colon = strrchr(host, ':');
+	if (host[0] == '[' && colon != NULL) {
+		host++;
+		colon--;
+	}
+	hl = colon && host[0] != 'u' ? (size_t)(colon - host) : strlen(host);
 	n = snprintf(line, sizeof(line),
 	    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"%s\" \"%s\"\n",
-	    (int)hl, req->conn->peer, when,
+	    (int)hl, host, when,
 	    req->method ? req->method : "-",
 	    worker_log_escape(req->target, t, sizeof(t)),
 	    req->head.version == 10 ? 0 : 1, req->status,

@@ -608,3 +608,23 @@ def test_access_log_combined_format(molt):
     assert p[5] == "200" and p[6] == str(len(echoed))
     evil = [p for p in parsed if "evil" in p[8]]
     assert len(evil) == 1 and '"' not in evil[0][8].replace('\\"', "")
+
+
+def test_access_log_ipv6_client_address_is_bare(molt):
+    """An IPv6 client is logged as nginx's $remote_addr and Apache's %h
+    write it: ::1, not [::1] (log analysers parse the first field as an
+    address)."""
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    m = molt(listen=("[::1]:0",), server_extra="access_log = @TMP@/access.log")
+    port = int(m.listens[0].rsplit(":", 1)[1])
+    with RawConn(port, host="::1") as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert c.read_response().status == 200
+    m.stop(signal.SIGQUIT)
+    lines = read_text(m.access_log).splitlines()
+    assert len(lines) == 1, lines
+    mm = CLF.match(lines[0])
+    assert mm and mm.group(1) == "::1", lines
