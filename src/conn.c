@@ -188,29 +188,21 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 }
 
 void
-conn_adopt(struct worker *w, int fd, unsigned nreq)
+conn_adopt(struct worker *w, const struct handoff_conn *hc)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct conn *c;
 
-	memset(&ss, 0, sizeof(ss));
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1) {
-		/* The client left while the connection was on its way. */
-		log_debug("getpeername (handed-over connection): %s",
-		    strerror(errno));
-		close(fd);
-		return;
-	}
-	if (sl == 0)
-		ss.ss_family = AF_UNIX;
-	if ((c = conn_new(w, fd, (struct sockaddr *)&ss, sl)) == NULL)
+	if ((c = conn_new(w, hc->fd, (const struct sockaddr *)&hc->peer,
+	    sizeof(hc->peer))) == NULL)
 		return;
 	/* Still the same keep-alive connection to its client. */
-	c->nreq = nreq;
+	c->nreq = hc->nreq;
 	c->flags |= CONN_WROTE;
-	conn_timer(c, nreq > 0 ? T_KEEPALIVE : T_HEADER);
-	/* Its next request may be waiting in the socket already. */
+	if (hc->flags & HANDOFF_NODELAY)
+		c->flags |= CONN_NODELAY;
+	conn_timer(c, hc->nreq > 0 ? T_KEEPALIVE : T_HEADER);
+	/* Its next request may be waiting in the socket already; if the
+	 * client left on the way, this read finds out. */
 	conn_start(c);
 }
 
@@ -223,11 +215,17 @@ conn_adopt(struct worker *w, int fd, unsigned nreq)
 static int
 conn_handoff(struct conn *c)
 {
+	struct handoff_conn hc;
+
 	if (!c->w->handoff || (c->flags & (CONN_NOHANDOFF | CONN_CLOSING |
 	    CONN_EOF | CONN_ERROR)) || c->state != REQ_NONE ||
 	    c->in_len != c->in_pos || c->queued != 0)
 		return -1;
-	if (handoff_send(c->fd, c->nreq) == -1) {
+	hc.fd = c->fd;
+	hc.nreq = c->nreq;
+	hc.flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
+	hc.peer = c->peer_sa;
+	if (handoff_send(&hc) == -1) {
 		c->flags |= CONN_NOHANDOFF;
 		return -1;
 	}

@@ -148,7 +148,8 @@ struct conn {
 /* Called by the worker for a new socket from accept4. */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
 /* A connection handed over by a recycled worker (handoff.c). */
-void conn_adopt(struct worker *w, int fd, unsigned nreq);
+struct handoff_conn;
+void conn_adopt(struct worker *w, const struct handoff_conn *hc);
 /* Drain mode: hand over or close idle connections, and the rest after
  * their reply. */
 void conn_drain_all(struct worker *w);

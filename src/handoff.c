@@ -31,8 +31,10 @@
 #define HANDOFF_MAGIC 0x6d6f6c74u      /* "molt" */
 
 struct handoff_msg {
-	uint32_t magic;
-	uint32_t nreq;
+	uint32_t                magic;
+	uint32_t                nreq;
+	uint32_t                flags;
+	struct sockaddr_storage peer;
 };
 
 static int hand_fds[2] = { -1, -1 };   /* [0] send, [1] receive */
@@ -77,9 +79,9 @@ handoff_fd(void)
 }
 
 int
-handoff_send(int fd, unsigned nreq)
+handoff_send(const struct handoff_conn *hc)
 {
-	struct handoff_msg m = { HANDOFF_MAGIC, nreq };
+	struct handoff_msg m = { HANDOFF_MAGIC, hc->nreq, hc->flags, hc->peer };
 	union handoff_cbuf cb;
 	struct iovec iov;
 	struct msghdr msg;
@@ -93,7 +95,7 @@ handoff_send(int fd, unsigned nreq)
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	memcpy(CMSG_DATA(cm), &hc->fd, sizeof(int));
 	do
 		n = sendmsg(hand_fds[0], &msg, MSG_NOSIGNAL);
 	while (n == -1 && errno == EINTR);
@@ -106,7 +108,7 @@ handoff_send(int fd, unsigned nreq)
 }
 
 int
-handoff_recv(int *fd, unsigned *nreq)
+handoff_recv(struct handoff_conn *hc)
 {
 	struct handoff_msg m;
 	union handoff_cbuf cb;
@@ -132,13 +134,17 @@ handoff_recv(int *fd, unsigned *nreq)
 			memcpy(&got, CMSG_DATA(cm), sizeof(int));
 	/* Only molt's workers hold this socket, but check what came anyway. */
 	if (n != (ssize_t)sizeof(m) || m.magic != HANDOFF_MAGIC || got == -1 ||
-	    (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+	    (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	    (m.peer.ss_family != AF_INET && m.peer.ss_family != AF_INET6 &&
+	    m.peer.ss_family != AF_UNIX)) {
 		log_error("connection handoff: a malformed message (%zd bytes)", n);
 		if (got != -1)
 			close(got);
 		return -1;
 	}
-	*fd = got;
-	*nreq = m.nreq;
+	hc->fd = got;
+	hc->nreq = m.nreq;
+	hc->flags = m.flags;
+	hc->peer = m.peer;
 	return 1;
 }

@@ -5,19 +5,34 @@
 #ifndef MOLT_HANDOFF_H
 #define MOLT_HANDOFF_H
 
+#include <sys/socket.h>
+
 /* Master, before the first fork.  Returns 0, or -1 after logging. */
 int  handoff_init(void);
 /* The end live workers watch for connections (-1 without handoff). */
 int  handoff_fd(void);
 /*
- * Worker: gives the connection fd (idle, at a request boundary, nothing
- * of it read) to whichever live worker takes it next.  nreq is how many
- * requests it has carried.  Returns 0 if it is on its way (the caller
- * closes its own copy), -1 if the caller must keep and close it itself.
+ * A connection on its way.  The peer address and whether TCP_NODELAY is
+ * set travel with it, so the adopter need not ask the socket again
+ * (getpeername, setsockopt: two syscalls per connection per recycle).
  */
-int  handoff_send(int fd, unsigned nreq);
-/* Worker: the next connection, if one waits.  1 with *fd and *nreq, 0 if
+struct handoff_conn {
+	int                     fd;
+	unsigned                nreq;      /* requests it has carried */
+	unsigned                flags;
+	struct sockaddr_storage peer;
+};
+#define HANDOFF_NODELAY 0x01           /* TCP_NODELAY is set on it */
+
+/*
+ * Worker: gives the connection (idle, at a request boundary, nothing of
+ * it read) to whichever live worker takes it next.  Returns 0 if it is
+ * on its way (the caller closes its own copy), -1 if the caller must keep
+ * and close it itself.
+ */
+int  handoff_send(const struct handoff_conn *hc);
+/* Worker: the next connection, if one waits.  1 with *hc filled in, 0 if
  * none, -1 on error (logged). */
-int  handoff_recv(int *fd, unsigned *nreq);
+int  handoff_recv(struct handoff_conn *hc);
 
 #endif

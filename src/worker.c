@@ -275,9 +275,9 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	struct timeval tv = { 0, ADOPT_DEFER_MS * 1000 };
 	int force = fd == -1;   /* from the defer timer */
-	unsigned nreq;
+	struct handoff_conn hc;
 	long least;
-	int cfd, i;
+	int i;
 
 	(void)what;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
@@ -294,9 +294,9 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		force = 0;
-		if (handoff_recv(&cfd, &nreq) != 1)
+		if (handoff_recv(&hc) != 1)
 			return;
-		conn_adopt(w, cfd, nreq);
+		conn_adopt(w, &hc);
 	}
 }
 

@@ -20,13 +20,14 @@ skipped there, and say why.
 import json
 import re
 import signal
+import socket
 import threading
 import time
 
 import pytest
 
 from conftest import (DEFAULT_ROUTES, MOLT_BIN, RawConn, children_of,
-                      pid_alive, wait_for)
+                      pid_alive, read_text, wait_for)
 from loadgen import Load, bound_conn
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -990,6 +991,43 @@ max_requests_jitter = 5
         assert not c.is_closed(0.1)
         c.close()
     assert "[error]" not in m.log(mark)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_handed_over_connection_keeps_its_client_address(molt, host):
+    """The client's address travels with a handed-over connection: the
+    status page, allowed for that address only, still answers on it after
+    it moved to another worker, and the access log names the client."""
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        if host == "::1":
+            pytest.skip("no IPv6 loopback")
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 3
+""", status="allow = %s" % host),
+             listen=("[%s]:0" % host if ":" in host else "%s:0" % host,),
+             server_extra="access_log = @TMP@/access.log", workers=1)
+    port = int(m.listens[0].rsplit(":", 1)[1])
+    c = RawConn(port, host=host, timeout=30)
+    pids = []
+    deadline = time.monotonic() + 20
+    # until it has moved twice (a replacement takes a few ms to start)
+    while len(set(pids)) < 3:
+        assert time.monotonic() < deadline, "it never moved: %s" % pids
+        r = ask(c, "/stream/pid")
+        assert r.status == 200 and "connection" not in r.headers, r
+        pids.append(int(r.body))
+        r = ask(c, "/molt/status")
+        assert r.status == 200, r
+    # the access log is written when a worker exits (or every 64 kB)
+    m.stop()
+    lines = [l for l in read_text(m.access_log).splitlines() if "/molt/status" in l]
+    assert len(lines) == len(pids), lines
+    assert all(l.startswith(host + " ") for l in lines), lines
+    c.close()
 
 
 def test_drain_timeout_cuts_off_what_is_left(molt):
