@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "config.h"
 #include "db.h"
 #include "handoff.h"
@@ -1177,6 +1178,9 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 
 	cfg = c;
 	conf_path = path;
+	/* Once, before any fork: a worker then starts without a dlsym, which
+	 * allocates and walks ld.so's tables on every recycle. */
+	alloc_init();
 	if (scoreboard_create() == -1)
 		return 1;
 	if (listen_open(cfg->server.listen, NULL, &cfg->server) == -1)

@@ -948,6 +948,29 @@ worker_exit_modules(struct worker *w)
 			m->m->worker_exit((molt_worker *)w);
 }
 
+/*
+ * A base that ignores libevent's EVENT_* environment variables: a worker
+ * must not change its backend with its environment, and reading each one
+ * costs four id syscalls (libevent's setuid check), sixteen per worker
+ * start, which a recycle pays every time.
+ */
+static struct event_base *
+worker_event_base(void)
+{
+	struct event_config *ec;
+	struct event_base *base;
+
+	if ((ec = event_config_new()) == NULL)
+		return NULL;
+	if (event_config_set_flag(ec, EVENT_BASE_FLAG_IGNORE_ENV) == -1) {
+		event_config_free(ec);
+		return NULL;
+	}
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
 static int
 worker_listen(struct worker *w)
 {
@@ -1008,12 +1031,11 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 
 	if (worker_drop_privileges(w) == -1)
 		goto out;
-	alloc_init();
 	/* jemalloc counts for free; with glibc our malloc wrapper counts. */
 	if (cfg->status.route_stats && alloc_kind() == SB_ALLOC_GLIBC)
 		alloc_count_enable(1);
 	w->route_stats = cfg->status.route_stats && alloc_counting();
-	if ((w->base = event_base_new()) == NULL) {
+	if ((w->base = worker_event_base()) == NULL) {
 		log_error("worker %d: event_base_new failed", id);
 		goto out;
 	}
