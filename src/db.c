@@ -221,6 +221,7 @@ struct molt_db_query {
 };
 
 static struct event_base *db_base;
+static int                db_lib_inited;   /* mysql_library_init was called */
 static struct db_pool    *db_pools;
 static int                db_inflight_count;
 
@@ -2089,6 +2090,7 @@ db_worker_init(const struct molt_config *cfg, struct event_base *base)
 		molt_log(MOLT_LOG_ERROR, "database: mysql_library_init failed");
 		return -1;
 	}
+	db_lib_inited = 1;
 	db_base = base;
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 	for (d = dbs; d != NULL; d = d->next) {
@@ -2157,8 +2159,13 @@ db_worker_exit(void)
 		free(p->conns);
 		free(p);
 	}
+	/* Only if db_worker_init started it: without a [database] the
+	 * library is never touched, not even to stop it. */
+	if (db_lib_inited) {
+		db_lib_inited = 0;
+		mysql_library_end();
+	}
 	db_pools = NULL;
-	mysql_library_end();
 }
 
 int
