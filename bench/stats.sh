@@ -177,6 +177,23 @@ summarize() {
 		echo "The overhead of monitoring is 1 - 1 / (molt+nomon x molt)."
 		table 5 self "x molt (sampling every 1 s)"
 	fi
+	if [ -s "$out/s6-recycle-cost.tsv" ]; then
+		echo
+		echo "## Scenario 6: what one recycle costs (bench/recycle-cost)"
+		echo
+		echo "molt recycles each of 2 workers every 100 ms with no load, while C idle"
+		echo "keep-alive connections are handed over at every recycle; CPU time and"
+		echo "page faults of the whole process tree per recycle (medians of the rounds)."
+		echo "$(grep -m1 '^machine:' "$out/s6-recycle-cost.txt" 2>/dev/null | sed 's/^machine: /The machine: /')"
+		echo
+		echo "| idle connections | recycles per round | CPU ms per recycle (min-max) | page faults per recycle |"
+		echo "|---:|---:|---:|---:|"
+		sort -n -k1,1 -k4,4 "$out/s6-recycle-cost.tsv" | awk -F'\t' '
+		function flush() { if (n) printf "| %d | %d | %.2f (%.2f-%.2f) | %.0f |\n", c, rec, v[int((n + 1) / 2)], v[1], v[n], fl[int((n + 1) / 2)] }
+		$1 != c && NR > 1 { flush(); n = 0 }
+		{ c = $1; rec = $3; v[++n] = $4; fl[n] = $5 }
+		END { flush() }'
+	fi
 	if ls "$out"/mem/*.fleet.csv >/dev/null 2>&1; then
 		echo
 		echo "## Scenario 4: memory under GET /fragment?$BENCH_FRAG_QUERY (${BENCH_MEM_DURATION}s, $BENCH_MEM_CONNS connections, limit ${BENCH_MAX_RSS_MB} MB per worker)"
