@@ -81,7 +81,7 @@ handoff_fd(void)
 int
 handoff_send(const struct handoff_conn *hc)
 {
-	struct handoff_msg m = { HANDOFF_MAGIC, hc->nreq, hc->flags, hc->peer };
+	struct handoff_msg m;
 	union handoff_cbuf cb;
 	struct iovec iov;
 	struct msghdr msg;
@@ -90,6 +90,12 @@ handoff_send(const struct handoff_conn *hc)
 
 	if (hand_fds[0] == -1)
 		return -1;
+	/* Padding included: no byte of this process's stack leaves it. */
+	memset(&m, 0, sizeof(m));
+	m.magic = HANDOFF_MAGIC;
+	m.nreq = hc->nreq;
+	m.flags = hc->flags;
+	m.peer = hc->peer;
 	handoff_msghdr(&msg, &iov, &m, &cb);
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
