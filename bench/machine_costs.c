@@ -1,0 +1,103 @@
+/*
+ * machine_costs.c - what the machine charges for the things a recycle and
+ * a request are made of: a null syscall, a page fault on fresh memory, and
+ * fork(2) of a small process that _exit(2)s at once and is reaped.
+ *
+ * bench/recycle-cost prints them next to molt's cost per recycle, so that
+ * figures from a virtual machine where a page fault costs 10 us (and a
+ * syscall 1 us) are read as such, and runs on different days compare.
+ *
+ * Usage: machine_costs [N]   prints medians of N tries (default 200):
+ *   syscall_ns=...  fault_ns=...  fork_exit_us=...
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FAULT_PAGES 256
+
+static double
+now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+static int
+cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp);
+	return v[n / 2];
+}
+
+int
+main(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 200, i, k;
+	long page = sysconf(_SC_PAGESIZE);
+	double *v, t;
+	char *p;
+	pid_t pid;
+
+	if (n < 1 || page <= 0 || (v = calloc((size_t)n, sizeof(*v))) == NULL)
+		return 1;
+
+	/* A syscall that does nothing, not the vDSO: getppid via syscall(2). */
+	for (i = 0; i < n; i++) {
+		t = now_ns();
+		for (k = 0; k < 1000; k++)
+			syscall(SYS_getppid);
+		v[i] = (now_ns() - t) / 1000;
+	}
+	printf("syscall_ns=%.0f ", median(v, n));
+
+	/* First write to each page of a fresh anonymous mapping. */
+	for (i = 0; i < n; i++) {
+		p = mmap(NULL, (size_t)page * FAULT_PAGES, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			perror("mmap");
+			return 1;
+		}
+		t = now_ns();
+		for (k = 0; k < FAULT_PAGES; k++)
+			p[(size_t)k * (size_t)page] = 1;
+		v[i] = (now_ns() - t) / FAULT_PAGES;
+		if (munmap(p, (size_t)page * FAULT_PAGES) == -1) {
+			perror("munmap");
+			return 1;
+		}
+	}
+	printf("fault_ns=%.0f ", median(v, n));
+
+	for (i = 0; i < n; i++) {
+		t = now_ns();
+		if ((pid = fork()) == -1) {
+			perror("fork");
+			return 1;
+		}
+		if (pid == 0)
+			_exit(0);
+		if (waitpid(pid, NULL, 0) == -1) {
+			perror("waitpid");
+			return 1;
+		}
+		v[i] = (now_ns() - t) / 1000;
+	}
+	printf("fork_exit_us=%.0f\n", median(v, n));
+	return 0;
+}
