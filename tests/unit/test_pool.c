@@ -1,5 +1,6 @@
 /*
- * test_pool.c - request pools: alignment, big blocks, cleanups, reset.
+ * test_pool.c - request pools: alignment, big blocks, cleanups, reset, and
+ * a pool on the caller's memory.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -163,10 +164,51 @@ test_limits(void)
 	pool_destroy(p);
 }
 
+/*
+ * A pool on the caller's memory (a connection's): the first block is
+ * carved from it, an overflow goes to the heap, and a reset frees the
+ * overflow and starts over at the start of the caller's block.
+ */
+static void
+test_embedded(void)
+{
+	static char mem[1024] __attribute__((aligned(16)));
+	struct molt_pool p;
+	char *a, *c = NULL, *big;
+	int i, inside = 1;
+
+	memset(mem, 0, sizeof(mem));
+	pool_init(&p, mem, sizeof(mem));
+	CHECK(p.allocated == sizeof(mem));
+	a = molt_palloc(&p, 100);
+	CHECK(a > mem && a + 100 <= mem + sizeof(mem) && ALIGNED(a));
+	/* Fill the block: small allocations land inside mem (about 1000
+	 * bytes after its header: 8 of 112, each 100 rounded up) until one
+	 * no longer fits and goes to a heap block, which is counted. */
+	for (i = 0; i < 20; i++) {
+		c = molt_palloc(&p, 100);
+		if (c == NULL || c < mem || c + 100 > mem + sizeof(mem))
+			break;
+		inside++;
+	}
+	CHECK(inside >= 8 && inside <= 9);
+	CHECK(c != NULL && (c < mem || c >= mem + sizeof(mem)));
+	CHECK(p.allocated > sizeof(mem));
+	/* Over a quarter of the block size: a block of its own. */
+	big = molt_palloc(&p, 600);
+	CHECK(big != NULL && (big < mem || big >= mem + sizeof(mem)));
+	memset(big, 1, 600);
+	pool_reset(&p);
+	CHECK(p.allocated == sizeof(mem));
+	CHECK(molt_palloc(&p, 100) == a);
+	pool_reset(&p);   /* nothing to destroy: mem is the caller's */
+}
+
 int
 main(void)
 {
 	test_alloc();
+	test_embedded();
 	test_cleanups_and_reset();
 	test_limits();
 	printf("%d passed, %d failed\n", passed, failed);
