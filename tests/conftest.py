@@ -215,10 +215,10 @@ class RawConn:
         except (ConnectionResetError, BrokenPipeError):
             return False
 
-    def _fill(self, timeout=None):
-        """Read once into buf; False at EOF or reset."""
+    def _recv(self, timeout=None):
+        """One read: the bytes, or b"" at EOF or reset."""
         if self.eof:
-            return False
+            return b""
         self.sock.settimeout(self.timeout if timeout is None else timeout)
         try:
             data = self.sock.recv(65536)
@@ -226,15 +226,27 @@ class RawConn:
             data = b""
         if not data:
             self.eof = True
-            return False
+        return data
+
+    def _fill(self, timeout=None):
+        """Read once into buf; False at EOF or reset."""
+        data = self._recv(timeout)
         self.buf += data
-        return True
+        return bool(data)
 
     def _need(self, n):
-        while len(self.buf) < n:
-            if not self._fill():
+        # Joined once at the end: appending each read to a growing bytes
+        # object is quadratic, minutes for a 64 MiB body on a slow machine.
+        parts, have = [self.buf], len(self.buf)
+        while have < n:
+            data = self._recv()
+            if not data:
+                self.buf = b"".join(parts)
                 raise AssertionError("connection closed after %d of %d bytes; got %r"
-                                     % (len(self.buf), n, self.buf[:300]))
+                                     % (have, n, self.buf[:300]))
+            parts.append(data)
+            have += len(data)
+        self.buf = b"".join(parts)
 
     def _line(self):
         while b"\r\n" not in self.buf:
@@ -269,6 +281,7 @@ class RawConn:
         for k, v in hl:
             h[k] = (h[k] + ", " + v) if k in h else v
         body = b""
+        parts = []
         chunked = False
         te = h.get("transfer-encoding", "").lower()
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
@@ -285,36 +298,44 @@ class RawConn:
                         pass
                     break
                 self._need(size + 2)
-                body += self.buf[:size]
+                parts.append(self.buf[:size])
                 assert self.buf[size:size + 2] == b"\r\n", "chunk not followed by CRLF"
                 self.buf = self.buf[size + 2:]
+            body = b"".join(parts)
         elif "content-length" in h:
             n = int(h["content-length"])
             self._need(n)
             body, self.buf = self.buf[:n], self.buf[n:]
         else:
-            while self._fill():
-                pass
-            body, self.buf = self.buf, b""
+            parts = [self.buf]
+            while True:
+                data = self._recv()
+                if not data:
+                    break
+                parts.append(data)
+            body, self.buf = b"".join(parts), b""
         return Response(status, reason, h, body, chunked, hl)
 
     def read_all(self, timeout=None):
         """Everything until the server closes.  AssertionError if it does not
         close within the timeout."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        parts = [self.buf]
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError("server did not close the connection; got %r"
-                                     % self.buf[:500])
+                                     % b"".join(parts)[:500])
             try:
-                if not self._fill(timeout=left):
-                    break
+                data = self._recv(timeout=left)
             except socket.timeout:
                 raise AssertionError("server did not close the connection; got %r"
-                                     % self.buf[:500])
-        data, self.buf = self.buf, b""
-        return data
+                                     % b"".join(parts)[:500])
+            if not data:
+                break
+            parts.append(data)
+        self.buf = b""
+        return b"".join(parts)
 
     def is_closed(self, timeout=5.0):
         """True if the server closes (EOF/reset) within timeout with no more
