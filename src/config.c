@@ -943,6 +943,7 @@ config_defaults(struct molt_config *cfg)
 	sc->header_timeout_ms = 10 * SEC;
 	sc->body_timeout_ms = 30 * SEC;
 	sc->keepalive_timeout_ms = 60 * SEC;
+	sc->access_log_flush_ms = 1 * SEC;
 	sc->write_timeout_ms = 60 * SEC;
 	sc->max_connections = 4096;
 	sc->keepalive_requests = 10000;
@@ -1000,6 +1001,8 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	get_str(&ck, "pid_file", &sc->pid_file);
 	get_str(&ck, "error_log", &sc->error_log);
 	get_str(&ck, "access_log", &sc->access_log);
+	get_duration(&ck, "access_log_flush", &sc->access_log_flush_ms, 10,
+	    1 * HOUR, ZERO_OFF);
 	/* Both mean "the default" and are spelled out so a file can say so. */
 	if (sc->error_log && strcmp(sc->error_log, "stderr") == 0) {
 		free(sc->error_log);

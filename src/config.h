@@ -89,6 +89,7 @@ struct server_conf {
 	char     *error_log;
 	int       log_level;
 	char     *access_log;
+	long long access_log_flush_ms;  /* 0: when the buffer fills */
 	char     *user, *group;
 	long long max_header_size;
 	long long max_uri_size;

@@ -641,6 +641,30 @@ worker_access_log(struct worker *w, molt_request *req)
 	    worker_log_escape(ua, u, sizeof(u)));
 	if (n > 0)
 		log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	/*
+	 * Lines wait in a buffer so that a busy worker writes 64 KB at a
+	 * time; the timer bounds how late a line of a quiet one appears (an
+	 * operator's tail -f).  Armed by the first line after a write: one
+	 * timer insertion per interval, nothing per request.
+	 */
+	if (!w->alog_armed && w->alog_ev != NULL) {
+		long long ms = w->cfg->server.access_log_flush_ms;
+		struct timeval iv = { ms / 1000, (ms % 1000) * 1000 };
+
+		if (evtimer_add(w->alog_ev, &iv) == 0)
+			w->alog_armed = 1;
+	}
+}
+
+static void
+worker_alog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	w->alog_armed = 0;
+	log_access_flush();
 }
 
 void
@@ -1064,6 +1088,11 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	}
 	w->accept_retry_ev = evtimer_new(w->base, worker_accept_retry, w);
 	w->accept_defer_ev = evtimer_new(w->base, worker_accept_defer_cb, w);
+	if (log_access_enabled() && cfg->server.access_log_flush_ms > 0 &&
+	    (w->alog_ev = evtimer_new(w->base, worker_alog_cb, w)) == NULL) {
+		log_error("worker %d: cannot create the access log timer", id);
+		goto out;
+	}
 	w->sample_ev = event_new(w->base, -1, EV_PERSIST, worker_sample_cb, w);
 	tv.tv_sec = cfg->recycle.sample_interval_ms / 1000;
 	tv.tv_usec = (cfg->recycle.sample_interval_ms % 1000) * 1000;

@@ -56,6 +56,8 @@ struct worker {
 	struct event        *drain_ev;
 	struct event        *accept_retry_ev;
 	struct event        *accept_defer_ev;  /* balance: see worker_accept */
+	struct event        *alog_ev;      /* writes buffered access log lines */
+	int                  alog_armed;
 	long                 defer_least;  /* least loaded peer when deferring */
 	int64_t              defer_since_ms; /* ... had that count since, or 0 */
 	long                 stuck_least;  /* ... when it was found stuck, or -1 */

@@ -610,6 +610,37 @@ def test_access_log_combined_format(molt):
     assert len(evil) == 1 and '"' not in evil[0][8].replace('\\"', "")
 
 
+def test_access_log_lines_of_a_quiet_worker_appear_without_a_signal(molt):
+    """A worker buffers its access log lines; on a quiet server the
+    buffer never fills, and an operator's tail -f must still see each
+    request within access_log_flush, not at the next SIGUSR1 or exit."""
+    m = molt(server_extra="access_log = @TMP@/access.log\n"
+                          "access_log_flush = 200ms")
+    for i in range(3):
+        t0 = time.monotonic()
+        get_ok(m, "/hello?quiet=%d" % i)
+        wait_for(lambda: read_text(m.access_log).count("quiet=%d" % i) == 1,
+                 5, interval=0.02, what="request %d in the access log" % i)
+        # Not at the next request or at exit: within the interval, with
+        # room for a busy 2-core machine.
+        assert time.monotonic() - t0 < 3
+    assert len(read_text(m.access_log).splitlines()) == 3
+    assert pid_alive(m.pid)
+
+
+def test_access_log_flush_off_writes_when_told(molt):
+    """access_log_flush = 0: lines are written when the 64 KB buffer
+    fills, on SIGUSR1 and at exit (nginx's buffer= without flush=)."""
+    m = molt(server_extra="access_log = @TMP@/access.log\n"
+                          "access_log_flush = 0", workers=1)
+    get_ok(m, "/hello?held=1")
+    time.sleep(1.5)
+    assert read_text(m.access_log) == ""
+    os.kill(m.pid, signal.SIGUSR1)
+    wait_for(lambda: "held=1" in read_text(m.access_log), 5,
+             what="the line after SIGUSR1")
+
+
 def test_access_log_ipv6_client_address_is_bare(molt):
     """An IPv6 client is logged as nginx's $remote_addr and Apache's %h
     write it: ::1, not [::1] (log analysers parse the first field as an
