@@ -698,6 +698,26 @@ molt_stream_end(molt_request *req)
 	return 0;
 }
 
+/*
+ * A streamed reply that cannot be finished (its source failed): what was
+ * written is still sent, then the connection closes without the last
+ * chunk, so the client sees a truncated transfer (curl: exit 18; an HTTP
+ * library: an incomplete read) instead of a whole body that merely ends
+ * early.  A close-delimited HTTP/1.0 body has no way to say it; there the
+ * close looks like the normal end, as it would from nginx.
+ */
+int
+molt_stream_abort(molt_request *req)
+{
+	struct conn *c = req->conn;
+
+	if (!(req->resp_flags & RESP_STREAM) || (req->resp_flags & RESP_DONE))
+		return -1;
+	c->flags |= CONN_CLOSING;
+	req_complete(req);
+	return 0;
+}
+
 void
 molt_stream_on_drain(molt_request *req, void (*cb)(molt_request *, void *),
     void *arg)

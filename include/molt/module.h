@@ -31,6 +31,8 @@
  *                    accessors, whole/streamed/deferred/file replies,
  *                    request pools and cleanups, JSON and HTTP-date helpers,
  *                    MariaDB async queries.
+ *   2026-12-03  1.1  molt_stream_abort: end a failed stream so that the
+ *                    client sees the truncation.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -46,7 +48,7 @@ extern "C" {
 #endif
 
 #define MOLT_ABI_MAJOR 1
-#define MOLT_ABI_MINOR 0
+#define MOLT_ABI_MINOR 1
 /* "MOLT" read as a little-endian word; catches a .so that is not a module. */
 #define MOLT_MODULE_MAGIC 0x544c4f4dU
 
@@ -229,6 +231,14 @@ int molt_reply_file(molt_request *req, int status, const char *content_type,
 int  molt_stream_start(molt_request *req, int status, const char *content_type);
 int  molt_stream_write(molt_request *req, const void *data, size_t len);
 int  molt_stream_end(molt_request *req);
+/*
+ * Since 1.1.  Ends a streamed reply that cannot be finished: what was
+ * written is sent, then the connection is closed without the last chunk,
+ * so the client sees a truncated transfer, not a shorter whole body.
+ * Write an error record first if the format has one.  The request ends as
+ * with molt_stream_end.
+ */
+int  molt_stream_abort(molt_request *req);
 void molt_stream_on_drain(molt_request *req,
                           void (*cb)(molt_request *req, void *arg), void *arg);
 

@@ -399,6 +399,55 @@ def test_streamed_reply_http10_close_delimited(molt):
         assert body == pattern(7000)
 
 
+@pytest.mark.parametrize("delay_ms", [0, 5])
+def test_failed_stream_is_cut_off_not_ended(molt, delay_ms):
+    """molt_stream_abort: the chunks written are delivered, then the
+    connection closes without the last chunk, so a real HTTP client
+    reports the truncation instead of taking a shorter body as whole.
+    delay_ms=5 aborts from a timer callback, 0 inside the handler."""
+    import http.client
+    m = molt(workers=1)
+    path = "/stream/chunks?n=50&size=1000&fail_after=7&delay_ms=%d" % delay_ms
+    conn = http.client.HTTPConnection("127.0.0.1", m.port, timeout=10)
+    conn.request("GET", path)
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Transfer-Encoding") == "chunked"
+    with pytest.raises(http.client.IncompleteRead) as e:
+        r.read()
+    assert e.value.partial == pattern(7000)
+    conn.close()
+    # The same with the raw bytes: seven whole chunks, no "0\r\n\r\n", EOF.
+    with m.raw_conn() as c:
+        c.send(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, _ = c.read_head()
+        assert status == 200
+        raw = c.read_all()
+        assert raw == b"".join(
+            b"3e8\r\n" + pattern(7000)[i * 1000:(i + 1) * 1000] + b"\r\n"
+            for i in range(7)), raw[-40:]
+    m.wait_log(r"stream: failing after fail_after chunks")
+    # The worker lives on and serves the next client.
+    st, _, body = m.get("/stream/chunks?n=3&size=10")
+    assert st == 200 and body == pattern(30)
+
+
+def test_failed_stream_curl_sees_truncation(molt):
+    import shutil
+    import subprocess
+    if shutil.which("curl") is None:
+        pytest.skip("no curl")
+    m = molt(workers=1)
+    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                        "http://127.0.0.1:%d/stream/chunks?n=50&size=1000&fail_after=7" % m.port],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 18, (p.returncode, p.stderr)   # CURLE_PARTIAL_FILE
+    assert p.stdout == "200 7000", p.stdout
+    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                        "http://127.0.0.1:%d/stream/chunks?n=50&size=1000" % m.port],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout == "200 50000", (p.returncode, p.stdout)
+
+
 def test_slow_reader_does_not_make_worker_buffer(molt):
     """Flow control: a client that does not read must not make the worker
     buffer the whole 64 MiB stream."""

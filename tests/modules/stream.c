@@ -6,7 +6,8 @@
  *       is 'a' + i % 26.  With D > 0 one chunk is written per D ms (a
  *       libevent timer); otherwise chunks are written until molt says
  *       MOLT_AGAIN, then again from the on_drain callback, so a slow
- *       client never makes the worker buffer the whole body.
+ *       client never makes the worker buffer the whole body.  With
+ *       fail_after=K the stream fails after K chunks (molt_stream_abort).
  *   /deferred?ms=N
  *       "deferred N\n", N ms later, from a timer (MOLT_PENDING).
  *   /pid
@@ -36,6 +37,7 @@ struct stream {
 	struct event *timer;    /* in the pool; NULL until needed */
 	int           timer_set;
 	long long     n, size, delay_ms, sent;
+	long long     fail_after; /* abort the stream after so many, or 0 */
 	long long     ms;       /* /deferred */
 	char         *pattern;  /* size + 26 bytes of the alphabet */
 };
@@ -142,7 +144,7 @@ static void
 stream_fail(struct stream *st, const char *why)
 {
 	molt_log(MOLT_LOG_WARN, "stream: %s", why);
-	molt_stream_end(st->req);
+	molt_stream_abort(st->req);
 }
 
 /*
@@ -162,6 +164,10 @@ stream_more(struct stream *st)
 		if (rc == -1)
 			return;         /* the client is gone; abort follows */
 		st->sent++;
+		if (st->sent == st->fail_after) {
+			stream_fail(st, "failing after fail_after chunks");
+			return;
+		}
 		if (st->sent == st->n)
 			break;
 		if (rc == MOLT_AGAIN) {
@@ -186,6 +192,7 @@ stream_chunks(molt_request *req, struct stream *st)
 	st->n = param(req, "n", 10, MAX_N, &bad);
 	st->size = param(req, "size", 100, MAX_SIZE, &bad);
 	st->delay_ms = param(req, "delay_ms", 0, MAX_MS, &bad);
+	st->fail_after = param(req, "fail_after", 0, MAX_N, &bad);
 	if (bad || st->size == 0)
 		return molt_reply_error(req, 400, "bad n, size or delay_ms");
 
