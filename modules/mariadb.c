@@ -54,7 +54,9 @@
  * body then ends with an error record instead of its normal end (json:
  * an {"error":..} element and no closing bracket, so a parser fails
  * rather than accept a truncated array; ndjson: a last {"error":..}
- * line; csv: a last line "#error: ...").
+ * line; csv: a last line "#error: ...").  Then the connection closes
+ * without the last chunk (molt_stream_abort), so an HTTP client reports a
+ * truncated transfer whatever the format (curl: exit 18).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,6 +396,23 @@ out_flush(struct mreq *m)
 /* ------------------------------------------------------------------ */
 /* Query callbacks                                                     */
 
+/*
+ * Out of memory inside a callback: our -1 cancels the query, and no
+ * on_done or on_error follows, so the request is ended here: a 500 if
+ * nothing was sent, else a stream the client sees cut off.
+ */
+static int
+give_up(struct mreq *m)
+{
+	molt_log(MOLT_LOG_ERROR, "mariadb: out of memory after %llu rows",
+	    (unsigned long long)m->rows);
+	if (!m->started)
+		molt_reply_error(m->req, 500, "out of memory");
+	else
+		molt_stream_abort(m->req);
+	return -1;
+}
+
 static void
 on_drain(molt_request *req, void *arg)
 {
@@ -416,12 +435,12 @@ on_columns(void *arg, const struct molt_db_column *cols, size_t n)
 	m->keylens = molt_palloc(pool, n * sizeof(*m->keylens));
 	m->blob = molt_palloc(pool, n * sizeof(*m->blob));
 	if (m->keys == NULL || m->keylens == NULL || m->blob == NULL)
-		return -1;
+		return give_up(m);
 	for (i = 0; i < n; i++) {
 		len = strlen(cols[i].name);
 		m->blob[i] = cols[i].type == MOLT_DB_BLOB;
 		if ((m->keys[i] = molt_palloc(pool, 6 * len + 4)) == NULL)
-			return -1;
+			return give_up(m);
 		if (m->fmt == FMT_CSV) {
 			/* Reuse the row writer for the header field. */
 			struct mreq tmp = *m;
@@ -452,7 +471,7 @@ on_columns(void *arg, const struct molt_db_column *cols, size_t n)
 		}
 		out_lit(m, "\r\n");
 	}
-	return m->failed ? -1 : 0;
+	return m->failed ? give_up(m) : 0;
 }
 
 static int
@@ -506,7 +525,7 @@ on_row(void *arg, const struct molt_db_value *v, size_t n)
 	}
 	m->rows++;
 	if (m->failed)
-		return -1;
+		return give_up(m);
 	if (m->len < OUT_FLUSH)
 		return 0;
 	if ((rc = out_flush(m)) == MOLT_AGAIN) {
@@ -532,7 +551,9 @@ on_done(void *arg, unsigned long long affected)
 	}
 	if (m->fmt == FMT_JSON)
 		out_lit(m, "\n]\n");
-	if (!m->failed && out_flush(m) != -1)
+	if (m->failed)
+		molt_stream_abort(m->req);      /* the end did not fit */
+	else if (out_flush(m) != -1)
 		molt_stream_end(m->req);
 }
 
@@ -561,8 +582,9 @@ on_error(void *arg, int status, const char *msg)
 		out_json_string(m, msg, strlen(msg));
 		out_raw(m, st, (size_t)k);
 	}
-	if (!m->failed && out_flush(m) != -1)
-		molt_stream_end(m->req);
+	/* -1 from the flush: the client is gone, and molt ends the request. */
+	if (m->failed || out_flush(m) != -1)
+		molt_stream_abort(m->req);
 }
 
 static void

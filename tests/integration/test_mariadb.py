@@ -92,6 +92,15 @@ module = mariadb
 database = main
 query = SELECT nope FROM nowhere
 
+[route /failing]
+module = mariadb
+database = main
+; Row ?: the correlated subquery returns 2 rows, a run-time error the
+; server can only raise after it has sent the rows before it.
+query = SELECT id, IF(id = ?, (SELECT b2.id FROM big b2
+    WHERE b2.id < 3 + big.id * 0), id) AS v FROM big ORDER BY id
+params = at
+
 [route /touch]
 module = mariadb
 database = main
@@ -374,8 +383,9 @@ def expected_big():
 
 
 class Resp:
-    def __init__(self, status, headers, body, chunked):
+    def __init__(self, status, headers, body, chunked, complete=True):
         self.status, self.headers, self.body, self.chunked = status, headers, body, chunked
+        self.complete = complete   # chunked: the last chunk arrived
 
 
 def parse_response(raw):
@@ -391,7 +401,11 @@ def parse_response(raw):
         return Resp(status, headers, bytes(rest), False)
     out, pos = [], 0
     while True:
-        eol = rest.index(b"\r\n", pos)
+        eol = rest.find(b"\r\n", pos)
+        if eol == -1:
+            # The connection closed before the last chunk: cut off.
+            assert pos == len(rest), "a chunk cut in half: %r" % rest[pos:pos + 40]
+            return Resp(status, headers, b"".join(out), True, complete=False)
         size = int(rest[pos:eol].split(b";")[0], 16)
         pos = eol + 2
         if size == 0:
@@ -685,8 +699,38 @@ def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
         db_up.start()
     r = parse_response(bytearray().join(parts))
     assert r.status == 200 and r.chunked           # the status was long sent
+    assert not r.complete                          # no last chunk: cut off
     tail = r.body[-200:]
     assert tail.endswith(b',"status":503}\n'), tail
     assert not r.body.endswith(b"\n]\n")           # a truncated array never parses
     with pytest.raises(ValueError):
         json.loads(r.body)
+
+
+@pytest.mark.parametrize("accept,rows_seen,record", [
+    ("application/json", lambda b: b.count(b"\n{\"id\":"), b',\n{"error":'),
+    ("application/x-ndjson", lambda b: b.count(b"{\"id\":"), b'\n{"error":'),
+    ("text/csv", lambda b: b.count(b"\r\n") - 2, b"\r\n#error: "),
+])
+def test_query_error_mid_stream_cuts_the_transfer(molt, db_up, accept, rows_seen,
+                                                  record):
+    """A query that fails after 20,000 rows were sent: the body ends with
+    the format's error record and the transfer is cut off (no last
+    chunk), so a real HTTP client fails the request instead of handing a
+    short result on as whole, in every format."""
+    import http.client
+    m = start(molt, db_up, workers=1)
+    conn = http.client.HTTPConnection("127.0.0.1", m.port, timeout=30)
+    conn.request("GET", "/failing?at=20001", headers={"Accept": accept})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type").startswith(accept)
+    with pytest.raises(http.client.IncompleteRead) as e:
+        r.read()
+    conn.close()
+    body = e.value.partial
+    assert rows_seen(body) == 20000, body[-300:]
+    tail = body[-200:]
+    assert record in tail and b"Subquery returns more than 1 row" in tail, tail
+    # The worker and its database connection carry on.
+    assert len(get_json(m, "/users?after=0&limit=5")) == 5
+    m.stop()
