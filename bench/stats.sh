@@ -194,6 +194,14 @@ summarize() {
 		{ c = $1; rec = $3; v[++n] = $4; fl[n] = $5 }
 		END { flush() }'
 	fi
+	if grep -q '^medians:' "$out/s6-recycle-load.txt" 2>/dev/null; then
+		echo
+		echo "Under load (bench/recycle-load: wrk, 64 keep-alive connections on /hello;"
+		echo "CPU time and page faults of the process tree per request, recycling against"
+		echo "none, alternately):"
+		echo
+		grep '^medians:' "$out/s6-recycle-load.txt" | sed 's/^medians: /- /'
+	fi
 	if ls "$out"/mem/*.fleet.csv >/dev/null 2>&1; then
 		echo
 		echo "## Scenario 4: memory under GET /fragment?$BENCH_FRAG_QUERY (${BENCH_MEM_DURATION}s, $BENCH_MEM_CONNS connections, limit ${BENCH_MAX_RSS_MB} MB per worker)"
