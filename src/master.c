@@ -569,6 +569,10 @@ master_reaped(pid_t pid, int status)
 	id = m->id;
 	if (scoreboard_read_worker(slot, &snap) == -1)
 		memset(&snap, 0, sizeof(snap));
+	/* The worker's own count, so no more than it could have held. */
+	if (snap.w.handed_off > (uint64_t)cfg->server.max_connections)
+		snap.w.handed_off = (uint32_t)cfg->server.max_connections;
+	sb.hdr->handed_over += snap.w.handed_off;
 	if (WIFSIGNALED(status))
 		snprintf(why, sizeof(why), "killed by signal %d (SIG%s)",
 		    WTERMSIG(status), sigabbrev_np(WTERMSIG(status)) ?
@@ -581,11 +585,11 @@ master_reaped(pid_t pid, int status)
 		if (m->reason >= 0 && m->reason < R_MAX) {
 			sb.hdr->recycles[m->reason]++;
 			log_info("recycled worker %d pid %d: reason=%s %s requests=%llu "
-			    "age=%.1fs drain=%lldms", id, (int)pid,
+			    "age=%.1fs drain=%lldms handed_over=%u", id, (int)pid,
 			    sb_reason_names[m->reason], m->detail,
 			    (unsigned long long)snap.w.requests,
 			    (double)(now - m->spawned_ms) / 1000.0,
-			    (long long)(now - m->retire_ms));
+			    (long long)(now - m->retire_ms), snap.w.handed_off);
 		} else {
 			log_info("worker %d pid %d stopped (%s)", id, (int)pid, why);
 		}

@@ -50,6 +50,7 @@ struct sb_slot {
 		uint64_t trims;
 		uint64_t trim_reclaimed;
 		uint32_t trim_seen;         /* last trim request served */
+		uint32_t handed_off;        /* keep-alive connections passed on */
 		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
 		int64_t  defer_until_ms;    /* leaving new connections to others */
 	} w __attribute__((aligned(64)));
@@ -89,6 +90,7 @@ struct sb_header {
 	uint64_t trims;
 	uint64_t trim_reclaimed;
 	uint64_t retired_requests;      /* requests by workers that are gone */
+	uint64_t handed_over;           /* connections recycled workers passed on */
 	struct sb_route_stats retired_routes[SB_ROUTES];
 	char     route_names[SB_ROUTES][64];
 	uint32_t nroutes;

@@ -248,10 +248,12 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    (unsigned long long)sb.hdr->retired_routes[i].recycles);
 	}
 	sbuf_printf(b, "\n],\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
-	    "\"requests_all_time\":%llu,\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
+	    "\"requests_all_time\":%llu,\"connections_handed_over\":%llu,"
+	    "\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 	    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"route_stats\":%s}}\n",
 	    t.workers, (unsigned long long)t.requests,
 	    (unsigned long long)(t.requests + sb.hdr->retired_requests),
+	    (unsigned long long)sb.hdr->handed_over,
 	    (unsigned long long)t.rss, (unsigned long long)t.uss,
 	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,
 	    (unsigned long long)t.heap_held,
@@ -314,6 +316,11 @@ status_metrics(struct sbuf *b)
 	    "molt_trim_reclaimed_bytes_total %llu\n",
 	    (unsigned long long)sb.hdr->trims,
 	    (unsigned long long)sb.hdr->trim_reclaimed);
+	sbuf_printf(b, "# HELP molt_connections_handed_over_total Keep-alive "
+	    "connections recycled workers passed to others instead of closing\n"
+	    "# TYPE molt_connections_handed_over_total counter\n"
+	    "molt_connections_handed_over_total %llu\n",
+	    (unsigned long long)sb.hdr->handed_over);
 	sbuf_printf(b, "# HELP molt_route_requests_total Requests per route\n"
 	    "# TYPE molt_route_requests_total counter\n");
 	nroutes = status_nroutes();

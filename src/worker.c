@@ -746,6 +746,9 @@ worker_check_done(struct worker *w)
 	}
 	log_debug("worker %d drained: %u connection(s) handed over", w->id,
 	    w->handed_off);
+	sb_begin(&w->slot->w.seq);
+	w->slot->w.handed_off = w->handed_off;
+	sb_end(&w->slot->w.seq);
 	event_base_loopbreak(w->base);
 }
 

@@ -48,7 +48,7 @@ module = leak
 MB = 1024 * 1024
 # "40.0 MB", "512.0 kB", "1.25 GB" (memwatch_fmt)
 SIZE = r"\d+\.\d+ (?:kB|MB|GB)"
-TAIL = r" requests=(\d+) age=(\d+\.\d)s drain=(\d+)ms$"
+TAIL = r" requests=(\d+) age=(\d+\.\d)s drain=(\d+)ms handed_over=(\d+)$"
 
 
 def _sanitized():
@@ -180,14 +180,15 @@ def recycled_re(reason, pid=None, detail=r".*?"):
 
 
 def recycle_lines(m, since=None):
-    """[(worker id, pid, reason, detail, requests, age, drain_ms, wall)]"""
+    """[(worker id, pid, reason, detail, requests, age, drain_ms, wall,
+    handed_over)]"""
     out = []
     rx = re.compile(r"^(\S+ \S+) \[info\] \d+: recycled worker (\d+) pid (\d+): "
                     r"reason=(\w+) (.*?)" + TAIL, re.M)
     for mm in rx.finditer(m.log(since)):
         out.append((int(mm.group(2)), int(mm.group(3)), mm.group(4),
                     mm.group(5), int(mm.group(6)), float(mm.group(7)),
-                    int(mm.group(8)), wall_s(mm.group(1))))
+                    int(mm.group(8)), wall_s(mm.group(1)), int(mm.group(9))))
     return out
 
 
@@ -991,6 +992,19 @@ max_requests_jitter = 5
         assert not c.is_closed(0.1)
         c.close()
     assert "[error]" not in m.log(mark)
+    # Every move is counted: in each recycle's log line, and in the totals
+    # of the status page and the metrics, which agree with the log (the two
+    # requests below may set off one more recycle: hence the bounds).
+    lines = recycle_lines(m, mark)
+    before = sum(l[8] for l in lines)
+    assert before >= 2, lines
+    js = status(m)["totals"]["connections_handed_over"]
+    fam = parse_prometheus(metrics_text(m))["molt_connections_handed_over_total"]
+    assert fam["type"] == "counter"
+    (prom,) = fam["samples"].values()
+    time.sleep(0.5)
+    after = sum(l[8] for l in recycle_lines(m, mark))
+    assert before <= js <= prom <= after, (before, js, prom, after)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
