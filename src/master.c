@@ -569,8 +569,11 @@ master_reaped(pid_t pid, int status)
 	id = m->id;
 	if (scoreboard_read_worker(slot, &snap) == -1)
 		memset(&snap, 0, sizeof(snap));
-	/* The worker's own count, so no more than it could have held. */
-	if (snap.w.handed_off > (uint64_t)cfg->server.max_connections)
+	/* The worker's own count, so no more than it could have held; and a
+	 * slot this worker never wrote still holds its predecessor's. */
+	if (snap.w.pid != pid)
+		snap.w.handed_off = 0;
+	else if (snap.w.handed_off > (uint64_t)cfg->server.max_connections)
 		snap.w.handed_off = (uint32_t)cfg->server.max_connections;
 	sb.hdr->handed_over += snap.w.handed_off;
 	if (WIFSIGNALED(status))
