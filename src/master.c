@@ -66,6 +66,7 @@ struct mworker {
 	char     trim_why[120];   /* "reason=rss max_rss=256.0 MB" */
 	int      replaced_by;     /* slot of the replacement being started */
 	int      replaces;        /* slot this one will replace */
+	int64_t  hint_ms;         /* last sample taken on its MSG_GROWN */
 };
 
 static struct mworker mw[SB_SLOTS];
@@ -873,6 +874,31 @@ master_sample_all(void)
 	}
 }
 
+/*
+ * A worker's heap grew by a step since it last said so: sample it now
+ * instead of at the next sample_interval, so a burst of allocations is
+ * judged while it is still near the limit.  The worker only hints; the
+ * measurement and the decision are the master's.  At most one such sample
+ * per worker per HINT_MIN_MS, whatever a worker writes.
+ */
+#define HINT_MIN_MS 20
+
+static void
+master_grown(int slot)
+{
+	struct mworker *m;
+	int64_t now = master_now();
+
+	if (slot < 0 || slot >= SB_SLOTS)
+		return;
+	m = &mw[slot];
+	if (m->st != MW_READY || m->trim_pending || now - m->hint_ms < HINT_MIN_MS)
+		return;
+	m->hint_ms = now;
+	if (master_sample_one(slot) == 0)
+		master_judge(slot, 0);
+}
+
 static void
 master_trimmed(int slot)
 {
@@ -1071,6 +1097,9 @@ master_handle_notify(void)
 			break;
 		case MSG_LIMIT:
 			/* Acted on by master_check_limits in this loop turn. */
+			break;
+		case MSG_GROWN:
+			master_grown(msg[1]);
 			break;
 		}
 	}

@@ -667,6 +667,41 @@ worker_alog_cb(evutil_socket_t fd, short what, void *arg)
 	log_access_flush();
 }
 
+/* An eighth of the tighter memory limit, at least 1 MiB; 0 without one. */
+static void
+worker_heap_hint_init(struct worker *w)
+{
+	const struct recycle_conf *rc = &w->cfg->recycle;
+	long long lim = rc->max_rss;
+
+	if (rc->hard_max_rss > 0 && (lim == 0 || rc->hard_max_rss < lim))
+		lim = rc->hard_max_rss;
+	w->brk_step = lim > 0 ? (uintptr_t)(lim / 8 > (1LL << 20) ? lim / 8 :
+	    (1LL << 20)) : 0;
+	w->brk_seen = (uintptr_t)sbrk(0);
+}
+
+/*
+ * The master samples memory every sample_interval, and a burst of small
+ * allocations can outgrow max_rss long before that.  The main heap's top
+ * (sbrk(0) reads a variable, no syscall) is a free early warning: after
+ * each step of growth the master is told, and it measures and judges
+ * this worker at once.  Large blocks are mmap'ed and not seen here (nor
+ * under jemalloc); the regular samples still cover them.
+ */
+static void
+worker_heap_hint(struct worker *w)
+{
+	uintptr_t top = (uintptr_t)sbrk(0);
+
+	if (top < w->brk_seen) {
+		w->brk_seen = top;               /* trimmed */
+	} else if (top - w->brk_seen >= w->brk_step && !w->draining) {
+		w->brk_seen = top;
+		master_notify(w->notify_fd, MSG_GROWN, w->slot_index);
+	}
+}
+
 void
 worker_request_end(struct worker *w, molt_request *req)
 {
@@ -675,6 +710,8 @@ worker_request_end(struct worker *w, molt_request *req)
 
 	if (log_access_enabled())
 		worker_access_log(w, req);
+	if (w->brk_step > 0)
+		worker_heap_hint(w);
 	w->requests++;
 	if (begun)
 		w->nactive--;
@@ -1091,6 +1128,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	}
 	w->accept_retry_ev = evtimer_new(w->base, worker_accept_retry, w);
 	w->accept_defer_ev = evtimer_new(w->base, worker_accept_defer_cb, w);
+	worker_heap_hint_init(w);
 	if (log_access_enabled() && cfg->server.access_log_flush_ms > 0 &&
 	    (w->alog_ev = evtimer_new(w->base, worker_alog_cb, w)) == NULL) {
 		log_error("worker %d: cannot create the access log timer", id);

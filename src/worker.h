@@ -58,6 +58,8 @@ struct worker {
 	struct event        *accept_defer_ev;  /* balance: see worker_accept */
 	struct event        *alog_ev;      /* writes buffered access log lines */
 	int                  alog_armed;
+	uintptr_t            brk_seen;     /* heap top when the master last heard */
+	uintptr_t            brk_step;     /* growth worth a MSG_GROWN, or 0 */
 	long                 defer_least;  /* least loaded peer when deferring */
 	int64_t              defer_since_ms; /* ... had that count since, or 0 */
 	long                 stuck_least;  /* ... when it was found stuck, or -1 */

@@ -257,6 +257,33 @@ def test_rss_page_pinning_recycled_even_after_trim(molt):
     c.close()
 
 
+@pytest.mark.skipif(SANITIZED, reason="sanitizer build: ASan's allocator does "
+                    "not grow the brk heap, which is what the worker watches")
+def test_heap_growth_is_judged_at_once_not_at_the_next_sample(molt):
+    """sample_interval = 1h, so no regular sample comes during the test:
+    a worker whose heap grows past a step (max_rss / 8) tells the master,
+    which measures and judges it at once."""
+    m = molt(conf=conf("min_lifetime = 0\nsample_interval = 1h\n"
+                       "samples_over = 1\nmax_rss = 40m\n"))
+    c = m.raw_conn(timeout=30)
+    pid = pid_of(c)
+    mark = m.mark()
+    # Small requests do not grow the heap by 5 MB: nothing happens.
+    for _ in range(50):
+        assert ask(c, "/hello").status == 200
+    time.sleep(0.5)
+    assert "trimmed worker" not in m.log(mark) and not recycle_lines(m, mark)
+    t0 = time.monotonic()
+    r = ask(c, PINNING)
+    assert r.status == 200, r
+    rl = m.wait_log(recycled_re("rss", pid, r"uss=(%s) > max_rss=40\.0 MB" % SIZE),
+                    since=mark, timeout=15)
+    assert time.monotonic() - t0 < 10
+    assert bytes_of(rl.group(3)) > 40 * MB, rl.group(0)
+    m.wait_log(r"trimmed worker \d+ pid %d: reason=rss" % pid, since=mark)
+    c.close()
+
+
 @needs_glibc_heap
 @pytest.mark.parametrize("policy", ["rss", "fragmentation"])
 def test_trim_prevents_recycle_of_trimmable_heap(molt, policy):
