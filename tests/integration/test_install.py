@@ -151,3 +151,26 @@ module = hello
         m.stop()
         bad = m.check_logs()
         assert not bad, bad
+
+
+def test_man_page_example_module_compiles(installed, tmp_path):
+    """The example module in molt-module(3), as installed, builds without
+    a warning against the installed header: the page and the ABI cannot
+    drift apart unnoticed."""
+    dest, v = installed
+    page = under(dest, os.path.join(v["mandir"], "man3", "molt-module.3"))
+    with open(page) as f:
+        text = f.read()
+    blocks = re.findall(r"^\.EX\n(.*?)^\.EE", text, re.S | re.M)
+    examples = [b for b in blocks if "MOLT_MODULE_HEADER" in b]
+    assert examples, "no example module in " + page
+    code = (max(examples, key=len).replace("\\e", "\\").replace("\\-", "-")
+            .replace("\\(dq", '"'))
+    (tmp_path / "example.c").write_text(code)
+    cc = os.environ.get("CC", "cc")
+    p = subprocess.run([cc, "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+                        "-I" + under(dest, v["includedir"]), "example.c",
+                        "-o", "example.so"], cwd=str(tmp_path),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True)
+    assert p.returncode == 0, p.stdout
