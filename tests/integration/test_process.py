@@ -352,16 +352,23 @@ def test_crash_isolated_and_respawned(molt, what, pattern):
     assert vpid in pids
     m.expect_errors(r"pid %d\b" % vpid)
 
-    # keep-alive connections pinned to the other workers
-    pinned = []
+    # keep-alive connections pinned to the other workers.  One that lands
+    # on the victim stays open until then: closed at once, it would leave
+    # the victim as idle as the others, and a worker that has just served
+    # tends to win the next accept (in one CI run, all 200 of them); held,
+    # it puts the victim ahead, and the accept balance sends the next ones
+    # to the others.
+    pinned, on_victim = [], []
     for _ in range(200):
         if len(pinned) >= 8:
             break
         c = m.raw_conn(timeout=15)
         if worker_of(c) == vpid:
-            c.close()
+            on_victim.append(c)
         else:
             pinned.append(c)
+    for c in on_victim:
+        c.close()
     assert len(pinned) >= 2, "could not reach the other workers"
 
     started = threading.Barrier(len(pinned) + 1)
