@@ -34,32 +34,35 @@ struct pool_cleanup {
 #define BLOCK_HDR ((sizeof(struct pool_block) + POOL_ALIGN - 1) & \
 	~(size_t)(POOL_ALIGN - 1))
 
+/* A block of size bytes at mem, its header included. */
+static struct pool_block *
+pool_block_fill(void *mem, size_t size)
+{
+	struct pool_block *b = mem;
+
+	b->next = NULL;
+	b->pos = (char *)b + BLOCK_HDR;
+	b->end = (char *)b + size;
+	return b;
+}
+
 static struct pool_block *
 pool_block_new(struct molt_pool *p, size_t size)
 {
-	struct pool_block *b;
+	void *mem;
 
-	b = malloc(BLOCK_HDR + size);
-	if (b == NULL)
+	if ((mem = malloc(BLOCK_HDR + size)) == NULL)
 		return NULL;
-	b->next = NULL;
-	b->pos = (char *)b + BLOCK_HDR;
-	b->end = b->pos + size;
 	p->allocated += BLOCK_HDR + size;
-	return b;
+	return pool_block_fill(mem, BLOCK_HDR + size);
 }
 
 void
 pool_init(struct molt_pool *p, void *mem, size_t size)
 {
-	struct pool_block *b = mem;
-
 	memset(p, 0, sizeof(*p));
-	b->next = NULL;
-	b->pos = (char *)b + BLOCK_HDR;
-	b->end = (char *)b + size;
 	p->block_size = size - BLOCK_HDR;
-	p->first = p->cur = b;
+	p->first = p->cur = pool_block_fill(mem, size);
 	p->allocated = size;
 }
 
