@@ -624,6 +624,13 @@ molt_reply_file(molt_request *req, int status, const char *content_type,
 /* ------------------------------------------------------------------ */
 /* Streams                                                             */
 
+/* A streamed reply that was started and not yet ended or aborted. */
+static int
+req_streaming(const molt_request *req)
+{
+	return (req->resp_flags & RESP_STREAM) && !(req->resp_flags & RESP_DONE);
+}
+
 int
 molt_stream_start(molt_request *req, int status, const char *content_type)
 {
@@ -660,7 +667,7 @@ molt_stream_write(molt_request *req, const void *data, size_t len)
 	char hdr[24];
 	int n;
 
-	if (!(req->resp_flags & RESP_STREAM) || (req->resp_flags & RESP_DONE))
+	if (!req_streaming(req))
 		return -1;
 	if (c->flags & CONN_ERROR)
 		return -1;
@@ -687,7 +694,7 @@ molt_stream_end(molt_request *req)
 {
 	struct conn *c = req->conn;
 
-	if (!(req->resp_flags & RESP_STREAM) || (req->resp_flags & RESP_DONE))
+	if (!req_streaming(req))
 		return -1;
 	if ((req->resp_flags & RESP_CHUNKED) && !(req->resp_flags & RESP_HEAD) &&
 	    conn_out(c, "0\r\n\r\n", 5) == -1) {
@@ -711,7 +718,7 @@ molt_stream_abort(molt_request *req)
 {
 	struct conn *c = req->conn;
 
-	if (!(req->resp_flags & RESP_STREAM) || (req->resp_flags & RESP_DONE))
+	if (!req_streaming(req))
 		return -1;
 	c->flags |= CONN_CLOSING;
 	req_complete(req);
