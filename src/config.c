@@ -949,6 +949,7 @@ config_defaults(struct molt_config *cfg)
 	sc->keepalive_requests = 10000;
 	sc->backlog = 511;
 	sc->defer_accept = 1;
+	sc->conn_hugepages = 1;
 
 	rc->fragmentation_min_rss = 64 * MIB;
 	rc->trim = 1;
@@ -1042,6 +1043,7 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	    1LL << 40);
 	get_int(&ck, "backlog", &sc->backlog, 1, 65535);
 	get_bool(&ck, "defer_accept", &sc->defer_accept);
+	get_bool(&ck, "conn_hugepages", &sc->conn_hugepages);
 	return ck.failed ? -1 : 0;
 }
 

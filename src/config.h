@@ -103,6 +103,7 @@ struct server_conf {
 	long long keepalive_requests;
 	long long backlog;
 	int       defer_accept;
+	int       conn_hugepages;
 };
 
 struct molt_config {

@@ -11,6 +11,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -33,7 +34,6 @@
 
 #define OSEG_MIN        (16 * 1024)
 #define IOV_MAX_CONN    64
-#define FREE_CONNS_MAX  64
 #define LINGER_MS       2000
 #define DRAIN_IDLE_MS   2000
 
@@ -115,19 +115,23 @@ conn_format_peer(struct conn *c, const struct sockaddr *sa, socklen_t salen)
 	}
 }
 
+/* While a slot is free the slab keeps its link there; what comes after
+ * (the buffers, the pool) survives for the next connection. */
+_Static_assert(offsetof(struct conn, rev) >= SLAB_LINK,
+    "struct conn: w and fd must cover the slab's link");
+
 static struct conn *
 conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	struct conn *c;
+	int fresh;
 
-	if ((c = w->free_conns) != NULL) {
-		w->free_conns = c->next;
-		w->nfree--;
-	} else if ((c = malloc(sizeof(*c))) == NULL) {
+	if ((c = slab_alloc(&w->conn_slab, &fresh)) == NULL) {
 		log_error("out of memory for a connection; closing it");
 		close(fd);
 		return NULL;
-	} else {
+	}
+	if (fresh) {
 		c->in = c->in0;
 		c->in_size = sizeof(c->in0);
 		pool_init(&c->pool, c->pool0, sizeof(c->pool0));
@@ -274,26 +278,7 @@ conn_close(struct conn *c)
 		c->in_size = sizeof(c->in0);
 	}
 	worker_conn_closed(w, c);
-	if (w->nfree < FREE_CONNS_MAX) {
-		c->next = w->free_conns;
-		w->free_conns = c;
-		w->nfree++;
-	} else {
-		free(c);
-	}
-}
-
-/* Frees the cache of closed connections (worker exit, for clean LSan runs). */
-void
-conn_free_cache(struct worker *w)
-{
-	struct conn *c;
-
-	while ((c = w->free_conns) != NULL) {
-		w->free_conns = c->next;
-		free(c);
-	}
-	w->nfree = 0;
+	slab_free(&w->conn_slab, c);
 }
 
 /*

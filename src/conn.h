@@ -123,8 +123,8 @@ struct conn {
 	struct conn       *next, *prev; /* worker's list of open connections */
 
 	/*
-	 * The buffers come last and in one allocation with the rest: a new
-	 * connection costs one malloc, and a small request touches only the
+	 * The buffers come last and in one slab slot with the rest: a new
+	 * connection costs no malloc, and a small request touches only the
 	 * first bytes of each, a few pages in all (a page fault is most of
 	 * what a fresh worker spends on the connections handed to it).
 	 */

@@ -795,7 +795,7 @@ master_judge(int slot, int after_trim)
 	over_rss = rc->max_rss > 0 && val > (uint64_t)rc->max_rss;
 	if (rc->max_fragmentation > 0 && val >= (uint64_t)rc->fragmentation_min_rss &&
 	    snap.w.heap_in_use > 0) {
-		frag = (double)val / (double)snap.w.heap_in_use;
+		frag = (double)val / (double)scoreboard_in_use(&snap, val);
 		over_frag = frag > rc->max_fragmentation;
 	} else {
 		over_frag = 0;
@@ -847,10 +847,10 @@ master_judge(int slot, int after_trim)
 		master_recycle(slot, R_RSS, detail);
 	} else {
 		snprintf(detail, sizeof(detail), "fragmentation=%.1f > "
-		    "max_fragmentation=%.1f (%s=%s, heap in use %s)", frag,
+		    "max_fragmentation=%.1f (%s=%s, in use %s)", frag,
 		    rc->max_fragmentation, master_measure_name(),
 		    memwatch_fmt(val, a, sizeof(a)),
-		    memwatch_fmt(snap.w.heap_in_use, b, sizeof(b)));
+		    memwatch_fmt(scoreboard_in_use(&snap, val), b, sizeof(b)));
 		master_recycle(slot, R_FRAGMENTATION, detail);
 	}
 }

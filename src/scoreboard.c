@@ -73,3 +73,13 @@ scoreboard_read_worker(int i, struct sb_slot *out)
 		out->w.allocator = SB_ALLOC_UNKNOWN;
 	return 0;
 }
+
+uint64_t
+scoreboard_in_use(const struct sb_slot *s, uint64_t measure)
+{
+	/* Connections live in the slab, outside the allocator's figures,
+	 * and a chunk of them is resident whole: left out, they would read
+	 * as fragmentation. */
+	return s->w.heap_in_use + (s->w.conn_memory < measure ?
+	    s->w.conn_memory : measure);
+}

@@ -47,6 +47,7 @@ struct sb_slot {
 		uint64_t heap_in_use;
 		uint64_t heap_held;
 		uint64_t heap_free;
+		uint64_t conn_memory;       /* mapped for connections (slab.c) */
 		uint64_t trims;
 		uint64_t trim_reclaimed;
 		uint32_t trim_seen;         /* last trim request served */
@@ -113,5 +114,8 @@ static inline void sb_begin(volatile uint32_t *seq) { (*seq)++; __atomic_thread_
 static inline void sb_end(volatile uint32_t *seq) { __atomic_thread_fence(__ATOMIC_RELEASE); (*seq)++; }
 /* Copies a slot's worker half consistently; -1 if it kept changing. */
 int  scoreboard_read_worker(int i, struct sb_slot *out);
+/* What a worker's memory is for: its heap in use plus its connections,
+ * the latter clamped to measure (the worker wrote it). */
+uint64_t scoreboard_in_use(const struct sb_slot *s, uint64_t measure);
 
 #endif

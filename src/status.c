@@ -118,7 +118,8 @@ struct status_totals {
 static double
 status_frag(const struct sb_slot *s, uint64_t measure)
 {
-	return s->w.heap_in_use ? (double)measure / (double)s->w.heap_in_use : 0;
+	return s->w.heap_in_use ?
+	    (double)measure / (double)scoreboard_in_use(s, measure) : 0;
 }
 
 static uint64_t
@@ -196,6 +197,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    "\"age_s\":%.1f,\"requests\":%llu,\"connections\":%u,"
 		    "\"active\":%u,\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 		    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"heap_free\":%llu,"
+		    "\"conn_memory\":%llu,"
 		    "\"fragmentation\":%.2f,\"trims\":%llu,\"trim_reclaimed\":%llu,"
 		    "\"allocator\":\"%s\",\"mallocs\":%lld,\"measured_ms_ago\":%lld,"
 		    "\"sampled_ms_ago\":%lld}",
@@ -208,6 +210,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    (unsigned long long)s.w.heap_in_use,
 		    (unsigned long long)s.w.heap_held,
 		    (unsigned long long)s.w.heap_free,
+		    (unsigned long long)s.w.conn_memory,
 		    status_frag(&s, status_measure(cfg, &s)),
 		    (unsigned long long)s.w.trims,
 		    (unsigned long long)s.w.trim_reclaimed,
@@ -275,6 +278,8 @@ status_metrics(struct sbuf *b)
 		{ "molt_worker_requests_total", "Requests served by the worker", 5 },
 		{ "molt_worker_connections", "Open connections of the worker", 6 },
 		{ "molt_worker_trims_total", "Trims done by the worker", 7 },
+		{ "molt_worker_conn_memory_bytes",
+		  "Bytes mapped for the worker's connections", 8 },
 	};
 	struct sb_slot s;
 	size_t g;
@@ -299,6 +304,7 @@ status_metrics(struct sbuf *b)
 			case 5: v = s.w.requests; break;
 			case 6: v = s.w.connections; break;
 			case 7: v = s.w.trims; break;
+			case 8: v = s.w.conn_memory; break;
 			}
 			sbuf_printf(b, "%s{worker=\"%d\",pid=\"%d\",generation=\"%u\"} %llu\n",
 			    gauges[g].name, s.m.id, (int)s.m.pid, s.m.generation, v);

@@ -863,15 +863,17 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGUSR2: {
 		/* The master asks for a trim before it considers a recycle. */
-		uint64_t u0, h0, f0, u1, h1, f1;
+		uint64_t u0, h0, f0, u1, h1, f1, back;
 
 		alloc_sample(&u0, &h0, &f0);
 		alloc_trim();
+		back = slab_trim(&w->conn_slab);
 		alloc_sample(&u1, &h1, &f1);
 		sb_begin(&w->slot->w.seq);
 		w->slot->w.trims++;
-		w->slot->w.trim_reclaimed += h0 > h1 ? h0 - h1 : 0;
+		w->slot->w.trim_reclaimed += (h0 > h1 ? h0 - h1 : 0) + back;
 		w->slot->w.trim_seen = w->slot->m.trim_request;
+		w->slot->w.conn_memory = slab_mapped(&w->conn_slab);
 		w->slot->w.heap_in_use = u1;
 		w->slot->w.heap_held = h1;
 		w->slot->w.heap_free = f1;
@@ -903,6 +905,7 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 		alloc_counters(&cnt, &bytes, &iu);
 		w->slot->w.mallocs = (int64_t)cnt;
 	}
+	w->slot->w.conn_memory = slab_mapped(&w->conn_slab);
 	w->slot->w.heap_in_use = in_use;
 	w->slot->w.heap_held = held;
 	w->slot->w.heap_free = fr;
@@ -1076,6 +1079,8 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	w->slot = s;
 	w->notify_fd = notify_fd;
 	w->req_limit = req_limit;
+	slab_init(&w->conn_slab, sizeof(struct conn),
+	    cfg->server.conn_hugepages);
 	worker_self = w;
 
 	/* A terminal hangup is for the master (reload), not for us. */

@@ -10,6 +10,7 @@
 #include <event2/event_struct.h>
 
 #include "molt/module.h"
+#include "slab.h"
 
 struct conn;
 struct molt_config;
@@ -64,8 +65,7 @@ struct worker {
 	int64_t              defer_since_ms; /* ... had that count since, or 0 */
 	long                 stuck_least;  /* ... when it was found stuck, or -1 */
 	struct conn         *conns;        /* open connections */
-	struct conn         *free_conns;   /* cache, so churn costs no malloc */
-	int                  nfree;
+	struct slab          conn_slab;    /* closed ones keep their buffers */
 	int                  nconns;
 	int                  nactive;      /* requests in a handler */
 	int                  draining;
@@ -92,7 +92,6 @@ void worker_main(struct molt_config *cfg, int id, int slot_index,
                  __attribute__((noreturn));
 
 /* Called by conn.c. */
-void conn_free_cache(struct worker *w);
 void worker_conn_opened(struct worker *w, struct conn *c);
 void worker_conn_closed(struct worker *w, struct conn *c);
 void worker_request_begin(struct worker *w, molt_request *req);

@@ -352,7 +352,7 @@ def test_fragmentation_recycle(molt):
                since=mark, timeout=15)
     rl = m.wait_log(recycled_re(
         "fragmentation", pid, r"fragmentation=(\d+\.\d) > max_fragmentation=4\.0 "
-        r"\(uss=(%s), heap in use (%s)\)" % (SIZE, SIZE)), since=mark, timeout=15)
+        r"\(uss=(%s), in use (%s)\)" % (SIZE, SIZE)), since=mark, timeout=15)
     frag, uss, in_use = float(rl.group(3)), bytes_of(rl.group(4)), bytes_of(rl.group(5))
     assert frag > 4 and uss > 20 * MB, rl.group(0)
     assert abs(frag - uss / in_use) < 0.05 * frag + 0.2, rl.group(0)
@@ -742,6 +742,16 @@ sample_interval = 100ms
     # make one worker clearly bigger than the other (no limits are set)
     r = ask(c, "/leak?bytes=30000000")
     assert r.status == 200, r
+    # A worker's first connection maps its first chunk of connection slots
+    # (2 MiB, src/slab.c).  Hold connections until both workers have one,
+    # or the status request below could be the first and grow its worker
+    # after the master's last sample.
+    held = []
+
+    def both_hold_connections():
+        held.append(m.raw_conn())
+        return all(w["conn_memory"] > 0 for w in status(m)["workers"])
+    wait_for(both_hold_connections, 10, what="a connection in both workers")
     time.sleep(0.5)          # several samples since the growth
 
     st, h, body = m.get("/molt/status")
@@ -820,6 +830,78 @@ sample_interval = 100ms
               fams["molt_route_requests_total"]["samples"].items()}
     assert routes["/leak"] == 1 and routes["/stream"] >= 1, routes
     c.close()
+    for h in held:
+        h.close()
+
+
+CHUNK = 2 * MB      # src/slab.h SLAB_CHUNK
+
+
+def hugepage_advised_bytes(pid):
+    """Bytes of pid's mappings that carry MADV_HUGEPAGE ("hg" in smaps)."""
+    total, size = 0, 0
+    for line in read_text("/proc/%d/smaps" % pid).splitlines():
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+        if m:
+            size = int(m.group(2), 16) - int(m.group(1), 16)
+        elif line.startswith("VmFlags:") and " hg" in line:
+            total += size
+    return total
+
+
+def test_connections_take_chunks_and_give_them_back(molt):
+    """A worker's connections live in 2 MiB chunks that ask for huge pages
+    (src/slab.c).  200 open connections need three chunks; once they close,
+    the worker keeps only the chunk still in use and one spare.  The status
+    JSON and the metrics show it, and the fragmentation ratio counts it as
+    memory in use."""
+    m = molt(conf=conf("sample_interval = 50ms\n"), workers=1)
+    (pid,) = m.worker_pids()
+    conns = []
+    try:
+        for _ in range(200):
+            c = m.raw_conn()
+            assert ask(c, "/hello").status == 200
+            conns.append(c)
+
+        def grown():
+            w = status(m)["workers"][0]
+            return w if w["conn_memory"] >= 3 * CHUNK else None
+        w = wait_for(grown, 5, what="three chunks of connections")
+        assert w["pid"] == pid and w["connections"] >= 200, w
+        assert w["conn_memory"] % CHUNK == 0 and w["conn_memory"] <= 4 * CHUNK, w
+        if not SANITIZED:
+            # the master clamps what the worker wrote to the measure
+            in_use = w["heap_in_use"] + min(w["conn_memory"], w["uss"])
+            assert w["fragmentation"] == pytest.approx(w["uss"] / in_use,
+                                                       rel=0.02), w
+        if read_text("/sys/kernel/mm/transparent_hugepage/enabled"):
+            assert hugepage_advised_bytes(pid) >= 3 * CHUNK
+    finally:
+        for c in conns:
+            c.close()
+
+    def shrunk():
+        w = status(m)["workers"][0]
+        return w if w["connections"] <= 2 and w["conn_memory"] <= 2 * CHUNK else None
+    w = wait_for(shrunk, 5, what="the emptied chunks to go back")
+    assert w["conn_memory"] in (CHUNK, 2 * CHUNK), w
+    fams = parse_prometheus(metrics_text(m))
+    got = {int(dict(k)["pid"]): v for k, v in
+           fams["molt_worker_conn_memory_bytes"]["samples"].items()}
+    assert got[pid] in (CHUNK, 2 * CHUNK), got
+    assert fams["molt_worker_conn_memory_bytes"]["type"] == "gauge"
+
+
+def test_conn_hugepages_off_leaves_the_chunks_ordinary(molt):
+    m = molt(conf=conf(""), workers=1, server_extra="conn_hugepages = off")
+    (pid,) = m.worker_pids()
+    with m.raw_conn() as c:
+        assert ask(c, "/hello").status == 200
+        w = wait_for(lambda: status(m)["workers"][0]["conn_memory"] and
+                     status(m)["workers"][0], 5, what="a sample")
+        assert w["conn_memory"] == CHUNK, w
+        assert hugepage_advised_bytes(pid) == 0
 
 
 def test_status_allow_list(molt):

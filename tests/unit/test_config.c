@@ -225,6 +225,7 @@ test_defaults(void)
 	CHECK(cfg->server.keepalive_requests == 10000);
 	CHECK(cfg->server.backlog == 511);
 	CHECK(cfg->server.defer_accept == 1);
+	CHECK(cfg->server.conn_hugepages == 1);
 
 	CHECK(cfg->recycle.max_rss == 0 && cfg->recycle.hard_max_rss == 0);
 	CHECK(cfg->recycle.max_fragmentation == 0);
@@ -263,6 +264,11 @@ test_defer_accept(void)
 	if (cfg == NULL)
 		return;
 	CHECK(cfg->server.defer_accept == 0);
+	config_free(cfg);
+	cfg = LOAD_OK("[server]\nconn_hugepages = off\n");
+	if (cfg == NULL)
+		return;
+	CHECK(cfg->server.conn_hugepages == 0);
 	config_free(cfg);
 }
 
