@@ -212,39 +212,92 @@ slab_free(struct slab *s, void *p)
 		slab_chunk_release(s, ch);
 }
 
+/* Resident bytes of [lo, hi), both page-aligned, by mincore: what a trim
+ * reports is what it took back, not what was mapped. */
+static size_t
+slab_resident(struct slab *s, char *lo, char *hi)
+{
+	unsigned char vec[SLAB_CHUNK / 4096];
+	size_t n, i, resident = 0;
+
+	n = (size_t)(hi - lo) / s->pagesize;
+	if (hi <= lo || n > sizeof(vec))
+		return 0;
+	if (mincore(lo, (size_t)(hi - lo), vec) == -1) {
+		log_error("mincore(%p, %zu): %s", lo, (size_t)(hi - lo),
+		    strerror(errno));
+		return 0;
+	}
+	for (i = 0; i < n; i++)
+		resident += vec[i] & 1;
+	return resident * s->pagesize;
+}
+
+/* Gives back the pages in [lo, hi); returns the resident bytes among them. */
+static size_t
+slab_give_back(struct slab *s, char *lo, char *hi)
+{
+	size_t resident = slab_resident(s, lo, hi);
+
+	if (hi <= lo)
+		return 0;
+	if (madvise(lo, (size_t)(hi - lo), MADV_DONTNEED) == -1) {
+		log_error("madvise(MADV_DONTNEED, %p, %zu): %s", lo,
+		    (size_t)(hi - lo), strerror(errno));
+		return 0;
+	}
+	return resident;
+}
+
+static char *
+slab_page_up(struct slab *s, const char *p)
+{
+	return (char *)(((uintptr_t)p + s->pagesize - 1) &
+	    ~(uintptr_t)(s->pagesize - 1));
+}
+
+static char *
+slab_page_down(struct slab *s, const char *p)
+{
+	return (char *)((uintptr_t)p & ~(uintptr_t)(s->pagesize - 1));
+}
+
 size_t
 slab_trim(struct slab *s)
 {
 	struct slab_chunk *ch, *next;
 	struct slab_free *f, *fnext;
-	size_t back = 0;
+	size_t back = 0, before;
+	char *tail;
 
 	for (ch = s->all; ch != NULL; ch = next) {
 		next = ch->all_next;
 		if (ch->nused == 0) {
+			back += slab_resident(s, (char *)ch, (char *)ch + SLAB_CHUNK);
 			slab_chunk_release(s, ch);
-			back += SLAB_CHUNK;
 			continue;
 		}
+		before = back;
 		for (f = ch->free; f != NULL; f = fnext) {
-			char *lo, *hi;
-
 			ASAN_UNPOISON_MEMORY_REGION(f, SLAB_LINK);
 			fnext = f->next;
-			lo = (char *)(((uintptr_t)f + SLAB_LINK + s->pagesize - 1) &
-			    ~(uintptr_t)(s->pagesize - 1));
-			hi = (char *)(((uintptr_t)f + s->size) &
-			    ~(uintptr_t)(s->pagesize - 1));
-			if (!f->fresh && hi > lo) {
-				if (madvise(lo, (size_t)(hi - lo), MADV_DONTNEED) == -1)
-					log_error("madvise(MADV_DONTNEED, %p): %s", lo,
-					    strerror(errno));
-				else
-					back += (size_t)(hi - lo);
-			}
+			if (!f->fresh)
+				back += slab_give_back(s,
+				    slab_page_up(s, (char *)f + SLAB_LINK),
+				    slab_page_down(s, (char *)f + s->size));
 			f->fresh = 1;
 			ASAN_POISON_MEMORY_REGION(f, SLAB_LINK);
 		}
+		/* Slots never handed out: resident only as part of a huge page. */
+		tail = (char *)ch + SLAB_HDR + (size_t)ch->nbump * s->size;
+		back += slab_give_back(s, slab_page_up(s, tail),
+		    (char *)ch + SLAB_CHUNK);
+		/* Without this, khugepaged would fold the chunk back into a
+		 * huge page and undo the trim; the chunk stays in small pages. */
+		if (back > before && s->huge &&
+		    madvise(ch, SLAB_CHUNK, MADV_NOHUGEPAGE) == -1 && errno != EINVAL)
+			log_error("madvise(MADV_NOHUGEPAGE, %p): %s", (void *)ch,
+			    strerror(errno));
 	}
 	return back;
 }

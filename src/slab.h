@@ -34,8 +34,9 @@ void  slab_init(struct slab *s, size_t objsize, int huge);
 void *slab_alloc(struct slab *s, int *fresh);
 void  slab_free(struct slab *s, void *p);
 
-/* Gives back the pages of free slots and unmaps empty chunks; returns
- * the bytes given back. */
+/* Gives back the pages of free slots and of slots never used, unmaps
+ * empty chunks, and keeps a trimmed chunk out of huge pages from then on;
+ * returns the resident bytes given back. */
 size_t slab_trim(struct slab *s);
 
 /* Bytes mapped for chunks. */
