@@ -44,7 +44,6 @@
 
 struct slab_chunk {
 	struct slab_chunk *next, *prev;          /* in s->avail */
-	struct slab_chunk *all_next, *all_prev;  /* in s->all */
 	struct slab_free  *free;                 /* freed slots */
 	unsigned           nused;                /* slots handed out */
 	unsigned           nbump;                /* slots ever handed out */
@@ -136,10 +135,6 @@ slab_chunk_new(struct slab *s)
 		    strerror(errno));
 	ch = (struct slab_chunk *)a;
 	memset(ch, 0, sizeof(*ch));
-	ch->all_next = s->all;
-	if (s->all != NULL)
-		s->all->all_prev = ch;
-	s->all = ch;
 	s->nchunks++;
 	s->nempty++;
 	slab_list(s, ch);
@@ -153,12 +148,6 @@ slab_chunk_release(struct slab *s, struct slab_chunk *ch)
 {
 	if (ch->listed)
 		slab_unlist(s, ch);
-	if (ch->all_prev != NULL)
-		ch->all_prev->all_next = ch->all_next;
-	else
-		s->all = ch->all_next;
-	if (ch->all_next != NULL)
-		ch->all_next->all_prev = ch->all_prev;
 	s->nchunks--;
 	s->nempty--;
 	ASAN_UNPOISON_MEMORY_REGION((char *)ch, SLAB_CHUNK);
@@ -270,8 +259,9 @@ slab_trim(struct slab *s)
 	size_t back = 0, before;
 	char *tail;
 
-	for (ch = s->all; ch != NULL; ch = next) {
-		next = ch->all_next;
+	/* A chunk off the list is full: no free slot, no unused tail. */
+	for (ch = s->avail; ch != NULL; ch = next) {
+		next = ch->next;
 		if (ch->nused == 0) {
 			back += slab_resident(s, (char *)ch, (char *)ch + SLAB_CHUNK);
 			slab_chunk_release(s, ch);
@@ -306,14 +296,4 @@ size_t
 slab_mapped(const struct slab *s)
 {
 	return (size_t)s->nchunks * SLAB_CHUNK;
-}
-
-void
-slab_destroy(struct slab *s)
-{
-	while (s->all != NULL) {
-		s->all->nused = 0;
-		slab_chunk_release(s, s->all);
-	}
-	s->nempty = 0;
 }

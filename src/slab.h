@@ -14,8 +14,7 @@ struct slab_chunk;
 struct slab {
 	size_t             size;       /* slot size, a multiple of 64 */
 	unsigned           per_chunk;  /* slots in a chunk */
-	struct slab_chunk *avail;      /* chunks with a free slot */
-	struct slab_chunk *all;        /* every chunk */
+	struct slab_chunk *avail;      /* chunks with a free slot; the rest are full */
 	unsigned           nchunks;
 	unsigned           nempty;     /* chunks with no slot in use (<= 1 kept) */
 	size_t             pagesize;
@@ -41,9 +40,6 @@ size_t slab_trim(struct slab *s);
 
 /* Bytes mapped for chunks. */
 size_t slab_mapped(const struct slab *s);
-
-/* Unmaps every chunk; slots still in use are gone with them. */
-void  slab_destroy(struct slab *s);
 
 #define SLAB_LINK 16   /* bytes of a free slot the slab uses */
 
