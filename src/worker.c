@@ -840,6 +840,18 @@ worker_start_drain(struct worker *w)
 	worker_check_done(w);
 }
 
+/* The memory figures of this worker's slot; inside sb_begin/sb_end. */
+static void
+worker_put_memory(struct worker *w, uint64_t in_use, uint64_t held,
+    uint64_t fr)
+{
+	w->slot->w.conn_memory = slab_mapped(&w->conn_slab);
+	w->slot->w.heap_in_use = in_use;
+	w->slot->w.heap_held = held;
+	w->slot->w.heap_free = fr;
+	w->slot->w.sampled_ms = worker_now_ms(w);
+}
+
 static void
 worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -873,11 +885,7 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 		w->slot->w.trims++;
 		w->slot->w.trim_reclaimed += (h0 > h1 ? h0 - h1 : 0) + back;
 		w->slot->w.trim_seen = w->slot->m.trim_request;
-		w->slot->w.conn_memory = slab_mapped(&w->conn_slab);
-		w->slot->w.heap_in_use = u1;
-		w->slot->w.heap_held = h1;
-		w->slot->w.heap_free = f1;
-		w->slot->w.sampled_ms = worker_now_ms(w);
+		worker_put_memory(w, u1, h1, f1);
 		sb_end(&w->slot->w.seq);
 		master_notify(w->notify_fd, MSG_TRIMMED, w->slot_index);
 		break;
@@ -905,11 +913,7 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 		alloc_counters(&cnt, &bytes, &iu);
 		w->slot->w.mallocs = (int64_t)cnt;
 	}
-	w->slot->w.conn_memory = slab_mapped(&w->conn_slab);
-	w->slot->w.heap_in_use = in_use;
-	w->slot->w.heap_held = held;
-	w->slot->w.heap_free = fr;
-	w->slot->w.sampled_ms = worker_now_ms(w);
+	worker_put_memory(w, in_use, held, fr);
 	sb_end(&w->slot->w.seq);
 }
 
