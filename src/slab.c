@@ -43,11 +43,10 @@
 #include "slab.h"
 
 struct slab_chunk {
-	struct slab_chunk *next, *prev;          /* in s->avail */
-	struct slab_free  *free;                 /* freed slots */
-	unsigned           nused;                /* slots handed out */
-	unsigned           nbump;                /* slots ever handed out */
-	int                listed;               /* in s->avail */
+	struct slab_chunk *next, *prev;  /* in s->avail unless full */
+	struct slab_free  *free;         /* freed slots */
+	unsigned           nused;        /* slots handed out */
+	unsigned           nbump;        /* slots ever handed out */
 };
 
 /* A free slot's first bytes. */
@@ -93,7 +92,6 @@ slab_list(struct slab *s, struct slab_chunk *ch)
 	if (s->avail != NULL)
 		s->avail->prev = ch;
 	s->avail = ch;
-	ch->listed = 1;
 }
 
 static void
@@ -105,7 +103,6 @@ slab_unlist(struct slab *s, struct slab_chunk *ch)
 		s->avail = ch->next;
 	if (ch->next != NULL)
 		ch->next->prev = ch->prev;
-	ch->listed = 0;
 }
 
 static struct slab_chunk *
@@ -143,11 +140,11 @@ slab_chunk_new(struct slab *s)
 	return ch;
 }
 
+/* Only an empty chunk is released, and an empty chunk is on the list. */
 static void
 slab_chunk_release(struct slab *s, struct slab_chunk *ch)
 {
-	if (ch->listed)
-		slab_unlist(s, ch);
+	slab_unlist(s, ch);
 	s->nchunks--;
 	s->nempty--;
 	ASAN_UNPOISON_MEMORY_REGION((char *)ch, SLAB_CHUNK);
@@ -187,14 +184,14 @@ slab_free(struct slab *s, void *p)
 	struct slab_chunk *ch = slab_chunk_of(p);
 	struct slab_free *f = p;
 
+	/* A chunk that was full goes first: filling it lets the sparse
+	 * ones empty out. */
+	if (ch->nused == s->per_chunk)
+		slab_list(s, ch);
 	f->next = ch->free;
 	f->fresh = 0;
 	ch->free = f;
 	ASAN_POISON_MEMORY_REGION((char *)p, s->size);
-	/* A chunk that was full goes first: filling it lets the sparse
-	 * ones empty out. */
-	if (!ch->listed)
-		slab_list(s, ch);
 	if (--ch->nused > 0)
 		return;
 	if (s->nempty++ > 0)
