@@ -65,7 +65,8 @@ slab_init(struct slab *s, size_t objsize, int huge)
 	long ps = sysconf(_SC_PAGESIZE);
 
 	memset(s, 0, sizeof(*s));
-	s->size = (objsize < SLAB_LINK ? SLAB_LINK : objsize + 63) & ~(size_t)63;
+	s->size = ((objsize < SLAB_LINK ? SLAB_LINK : objsize) + 63) &
+	    ~(size_t)63;
 	s->per_chunk = (unsigned)((SLAB_CHUNK - SLAB_HDR) / s->size);
 	s->pagesize = ps > 0 ? (size_t)ps : 4096;
 	s->huge = huge;

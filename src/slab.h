@@ -21,7 +21,8 @@ struct slab {
 	int                huge;       /* chunks ask for huge pages */
 };
 
-/* huge: the chunks ask for transparent huge pages (MADV_HUGEPAGE). */
+/* Slots are objsize (at least SLAB_LINK) rounded up to 64 bytes.  huge:
+ * the chunks ask for transparent huge pages (MADV_HUGEPAGE). */
 void  slab_init(struct slab *s, size_t objsize, int huge);
 
 /*

@@ -40,6 +40,13 @@ test_slots(void)
 	CHECK(s.per_chunk + 1 >= SLAB_CHUNK / s.size &&
 	    s.per_chunk <= SLAB_CHUNK / s.size);
 	CHECK(slab_mapped(&s) == 0);
+	{
+		/* An object smaller than the link still gets a whole slot. */
+		struct slab t;
+
+		slab_init(&t, 8, 0);
+		CHECK(t.size == 64 && t.per_chunk > 0);
+	}
 	for (i = 0; i < N; i++) {
 		p[i] = slab_alloc(&s, &fresh);
 		if (p[i] == NULL || !fresh || ((uintptr_t)p[i] & 63) != 0)
