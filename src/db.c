@@ -47,6 +47,7 @@
 #include "molt/module.h"
 #include "config.h"
 #include "db.h"
+#include "dblib.h"
 #include "worker.h"
 
 #define DB_POOL_MAX          1024   /* pool_size upper bound */
@@ -560,6 +561,26 @@ db_config_check(struct molt_config *cfg, struct conf_error *err)
 	return 0;
 }
 
+/*
+ * A config with a [database] needs the client library.  Checked where
+ * module code may run (the validator child, molt -t), so that a missing
+ * or incompatible library stops a start or a reload at the section that
+ * needs it, instead of failing every worker's start-up.
+ */
+int
+db_library_check(struct molt_config *cfg, struct conf_error *err)
+{
+	struct conf_section *sec;
+
+	if ((sec = conf_find(cfg, "database", NULL)) == NULL)
+		return 0;
+	if (dblib_load(err->msg, sizeof(err->msg)) == 0)
+		return 0;
+	snprintf(err->file, sizeof(err->file), "%s", sec->file);
+	err->line = sec->line;
+	return -1;
+}
+
 /* The parsed sections of cfg: cached, or parsed now (and cached). */
 static const struct db_conf *
 db_conf_for(const struct molt_config *cfg)
@@ -642,13 +663,13 @@ db_op_cont(struct db_conn *c, int status)
 {
 	switch (c->op) {
 	case DB_OP_CONNECT:
-		return mysql_real_connect_cont(&c->ret_mysql, c->mysql, status);
+		return dblib.mysql_real_connect_cont(&c->ret_mysql, c->mysql, status);
 	case DB_OP_PREPARE:
-		return mysql_stmt_prepare_cont(&c->ret_int, c->stmt, status);
+		return dblib.mysql_stmt_prepare_cont(&c->ret_int, c->stmt, status);
 	case DB_OP_EXECUTE:
-		return mysql_stmt_execute_cont(&c->ret_int, c->stmt, status);
+		return dblib.mysql_stmt_execute_cont(&c->ret_int, c->stmt, status);
 	case DB_OP_FETCH:
-		return mysql_stmt_fetch_cont(&c->ret_int, c->stmt, status);
+		return dblib.mysql_stmt_fetch_cont(&c->ret_int, c->stmt, status);
 	case DB_OP_NONE:
 		break;
 	}
@@ -676,14 +697,14 @@ db_wait(struct db_conn *c, int status)
 		ev |= EV_WRITE;
 	c->lib_timeout = (status & MYSQL_WAIT_TIMEOUT) != 0;
 	if (c->lib_timeout)
-		db_ms_tv(mysql_get_timeout_value_ms(c->mysql), &tv);
+		db_ms_tv(dblib.mysql_get_timeout_value_ms(c->mysql), &tv);
 	else if (c->op == DB_OP_CONNECT)
 		db_ms_tv(c->pool->conf->connect_timeout_ms, &tv);
 	else
 		db_ms_tv(c->pool->conf->read_timeout_ms, &tv);
 
 	/* The fd can change between steps (connect tries each address). */
-	fd = mysql_get_socket(c->mysql);
+	fd = dblib.mysql_get_socket(c->mysql);
 	event_del(&c->io);
 	event_assign(&c->io, db_base, fd, ev, db_conn_io, c);
 	if (event_add(&c->io, &tv) == -1)
@@ -783,7 +804,7 @@ db_conn_abort_op(struct db_conn *c)
 	if (c->op == DB_OP_NONE)
 		return 0;
 	event_del(&c->io);
-	fd = mysql_get_socket(c->mysql);
+	fd = dblib.mysql_get_socket(c->mysql);
 	if (fd >= 0)
 		shutdown(fd, SHUT_RDWR);
 	for (i = 0; i < DB_ABORT_TRIES && st != 0; i++)
@@ -806,7 +827,7 @@ db_conn_close(struct db_conn *c)
 	event_del(&c->io);
 	event_del(&c->kick);
 	if (c->meta != NULL) {
-		mysql_free_result(c->meta);
+		dblib.mysql_free_result(c->meta);
 		c->meta = NULL;
 	}
 	if (c->mysql == NULL)
@@ -820,16 +841,16 @@ db_conn_close(struct db_conn *c)
 	 * COM_QUIT that mysql_close writes is a few bytes on a socket we
 	 * are not writing to, so it does not block.
 	 */
-	mysql_close(c->mysql);
+	dblib.mysql_close(c->mysql);
 	c->mysql = NULL;
 	for (i = 0; i < c->ncache; i++) {
-		mysql_stmt_close(c->cache[i].stmt);
+		dblib.mysql_stmt_close(c->cache[i].stmt);
 		free(c->cache[i].sql);
 	}
 	c->ncache = 0;
 	if (c->stmt != NULL) {
 		/* A statement that failed to prepare was not cached. */
-		mysql_stmt_close(c->stmt);
+		dblib.mysql_stmt_close(c->stmt);
 		c->stmt = NULL;
 	}
 }
@@ -944,33 +965,33 @@ db_conn_setup(struct db_conn *c)
 	my_bool on = 1, verify = conf->ssl_verify ? 1 : 0;
 	unsigned proto = conf->socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
 
-	if ((c->mysql = mysql_init(NULL)) == NULL) {
+	if ((c->mysql = dblib.mysql_init(NULL)) == NULL) {
 		molt_log(MOLT_LOG_ERROR, "database %s: mysql_init: out of memory", conf->name);
 		return -1;
 	}
 	/* MYSQL_OPT_NONBLOCK must come before any _start call. */
-	if (mysql_options(c->mysql, MYSQL_OPT_NONBLOCK, 0) != 0 ||
-	    mysql_options(c->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4") != 0 ||
-	    mysql_options(c->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout) != 0 ||
-	    mysql_options(c->mysql, MYSQL_OPT_PROTOCOL, &proto) != 0) {
+	if (dblib.mysql_options(c->mysql, MYSQL_OPT_NONBLOCK, 0) != 0 ||
+	    dblib.mysql_options(c->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4") != 0 ||
+	    dblib.mysql_options(c->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout) != 0 ||
+	    dblib.mysql_options(c->mysql, MYSQL_OPT_PROTOCOL, &proto) != 0) {
 		molt_log(MOLT_LOG_ERROR, "database %s: mysql_options: %s", conf->name,
-		    mysql_error(c->mysql));
+		    dblib.mysql_error(c->mysql));
 		goto fail;
 	}
 	if (conf->ssl) {
-		if (mysql_options(c->mysql, MYSQL_OPT_SSL_ENFORCE, &on) != 0 ||
-		    mysql_options(c->mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify) != 0 ||
-		    (conf->ssl_ca && mysql_options(c->mysql, MYSQL_OPT_SSL_CA, conf->ssl_ca) != 0) ||
-		    (conf->ssl_cert && mysql_options(c->mysql, MYSQL_OPT_SSL_CERT, conf->ssl_cert) != 0) ||
-		    (conf->ssl_key && mysql_options(c->mysql, MYSQL_OPT_SSL_KEY, conf->ssl_key) != 0)) {
+		if (dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_ENFORCE, &on) != 0 ||
+		    dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify) != 0 ||
+		    (conf->ssl_ca && dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_CA, conf->ssl_ca) != 0) ||
+		    (conf->ssl_cert && dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_CERT, conf->ssl_cert) != 0) ||
+		    (conf->ssl_key && dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_KEY, conf->ssl_key) != 0)) {
 			molt_log(MOLT_LOG_ERROR, "database %s: TLS options: %s", conf->name,
-			    mysql_error(c->mysql));
+			    dblib.mysql_error(c->mysql));
 			goto fail;
 		}
 	}
 	return 0;
 fail:
-	mysql_close(c->mysql);
+	dblib.mysql_close(c->mysql);
 	c->mysql = NULL;
 	return -1;
 }
@@ -988,7 +1009,7 @@ db_conn_connect(struct db_conn *c)
 	}
 	c->state = DB_C_CONNECTING;
 	c->op = DB_OP_CONNECT;
-	st = mysql_real_connect_start(&c->ret_mysql, c->mysql, conf->host, conf->user,
+	st = dblib.mysql_real_connect_start(&c->ret_mysql, c->mysql, conf->host, conf->user,
 	    conf->password, conf->database, conf->host ? conf->port : 0, conf->socket,
 	    CLIENT_MULTI_RESULTS);
 	db_started(c, st);
@@ -1024,7 +1045,7 @@ db_connect_done(struct db_conn *c)
 		 * Said once when the pool goes down, not once per connection
 		 * per retry.  mysql_error never contains the password.
 		 */
-		snprintf(p->last_error, sizeof(p->last_error), "%s", mysql_error(c->mysql));
+		snprintf(p->last_error, sizeof(p->last_error), "%s", dblib.mysql_error(c->mysql));
 		if (!p->down)
 			molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
 			    p->conf->name, p->last_error);
@@ -1032,7 +1053,7 @@ db_connect_done(struct db_conn *c)
 		db_pool_start_next(p);
 		return;
 	}
-	if (p->conf->ssl && mysql_get_ssl_cipher(c->mysql) == NULL) {
+	if (p->conf->ssl && dblib.mysql_get_ssl_cipher(c->mysql) == NULL) {
 		/*
 		 * Connector/C 3.3 only refuses a server without TLS when the
 		 * certificate is verified too; with ssl = on alone it falls
@@ -1381,7 +1402,7 @@ db_conn_idle(struct db_conn *c)
 	}
 	c->state = DB_C_IDLE;
 	event_del(&c->io);
-	event_assign(&c->io, db_base, mysql_get_socket(c->mysql), EV_READ, db_conn_io, c);
+	event_assign(&c->io, db_base, dblib.mysql_get_socket(c->mysql), EV_READ, db_conn_io, c);
 	event_add(&c->io, NULL);
 }
 
@@ -1406,14 +1427,14 @@ db_conn_kick(evutil_socket_t fd, short what, void *arg)
 static void
 db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 {
-	unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->mysql);
-	const char *msg = st ? mysql_stmt_error(st) : mysql_error(c->mysql);
+	unsigned e = st ? dblib.mysql_stmt_errno(st) : dblib.mysql_errno(c->mysql);
+	const char *msg = st ? dblib.mysql_stmt_error(st) : dblib.mysql_error(c->mysql);
 	struct molt_db_query *q = c->q;
 
 	/* A failed fetch can leave its error on the connection only. */
 	if (e == 0) {
-		e = mysql_errno(c->mysql);
-		msg = mysql_error(c->mysql);
+		e = dblib.mysql_errno(c->mysql);
+		msg = dblib.mysql_error(c->mysql);
 	}
 	if (e == 0 || db_errno_is_lost(e)) {
 		if (e == 0)
@@ -1432,7 +1453,7 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 		/* The connection is in sync after a statement error: keep it. */
 		snprintf(buf, sizeof(buf), "%s", msg);
 		if (!db_stmt_is_cached(c, c->stmt))
-			mysql_stmt_close(c->stmt);
+			dblib.mysql_stmt_close(c->stmt);
 		c->stmt = NULL;
 		c->q = NULL;
 		db_query_finish(q);
@@ -1476,7 +1497,7 @@ db_cache_add(struct db_conn *c, const char *sql, size_t len, MYSQL_STMT *st)
 				lru = i;
 		e = &c->cache[lru];
 		/* Idle connection: COM_STMT_CLOSE has no reply and is a few bytes. */
-		mysql_stmt_close(e->stmt);
+		dblib.mysql_stmt_close(e->stmt);
 		free(e->sql);
 	}
 	e->sql = copy;
@@ -1501,12 +1522,12 @@ db_conn_run(struct db_conn *c)
 		db_prepare_done(c);    /* straight to execute */
 		return;
 	}
-	if ((c->stmt = mysql_stmt_init(c->mysql)) == NULL) {
+	if ((c->stmt = dblib.mysql_stmt_init(c->mysql)) == NULL) {
 		db_query_fail(q, 500, "out of memory");
 		return;
 	}
 	c->op = DB_OP_PREPARE;
-	st = mysql_stmt_prepare_start(&c->ret_int, c->stmt, q->sql, (unsigned long)q->sql_len);
+	st = dblib.mysql_stmt_prepare_start(&c->ret_int, c->stmt, q->sql, (unsigned long)q->sql_len);
 	db_started(c, st);
 }
 
@@ -1590,7 +1611,7 @@ db_bind_params(struct db_conn *c, struct molt_db_query *q)
 			break;
 		}
 	}
-	return mysql_stmt_bind_param(c->stmt, c->pbind) ? -1 : 0;
+	return dblib.mysql_stmt_bind_param(c->stmt, c->pbind) ? -1 : 0;
 }
 
 static int
@@ -1643,9 +1664,9 @@ db_bind_result(struct db_conn *c, unsigned n)
 	MYSQL_FIELD *f;
 	unsigned i;
 
-	if ((c->meta = mysql_stmt_result_metadata(c->stmt)) == NULL)
+	if ((c->meta = dblib.mysql_stmt_result_metadata(c->stmt)) == NULL)
 		return -1;
-	f = mysql_fetch_fields(c->meta);
+	f = dblib.mysql_fetch_fields(c->meta);
 	if (db_grow_cols(c, n) == -1)
 		return -1;
 	memset(c->rbind, 0, n * sizeof(*c->rbind));
@@ -1723,7 +1744,7 @@ db_bind_result(struct db_conn *c, unsigned n)
 		c->mcols[i].name = f[i].name;
 		c->mcols[i].type = col->type;
 	}
-	return mysql_stmt_bind_result(c->stmt, c->rbind) ? -1 : 0;
+	return dblib.mysql_stmt_bind_result(c->stmt, c->rbind) ? -1 : 0;
 }
 
 /* Shortest text that reads back as the same double (or float). */
@@ -1787,9 +1808,9 @@ db_row_values(struct db_conn *c, unsigned n, int truncated)
 			b->buffer = col->buf;
 			b->buffer_length = col->cap;
 			tmp = *b;
-			if (mysql_stmt_fetch_column(c->stmt, &tmp, i, 0) != 0)
+			if (dblib.mysql_stmt_fetch_column(c->stmt, &tmp, i, 0) != 0)
 				return -1;
-			if (mysql_stmt_bind_result(c->stmt, c->rbind) != 0)
+			if (dblib.mysql_stmt_bind_result(c->stmt, c->rbind) != 0)
 				return -1;
 		}
 		v->type = col->type;
@@ -1842,15 +1863,15 @@ db_query_done(struct db_conn *c)
 	unsigned long long n;
 	int more;
 
-	n = mysql_stmt_field_count(c->stmt) > 0 ? c->rows :
-	    (unsigned long long)mysql_stmt_affected_rows(c->stmt);
-	more = mysql_stmt_more_results(c->stmt);
+	n = dblib.mysql_stmt_field_count(c->stmt) > 0 ? c->rows :
+	    (unsigned long long)dblib.mysql_stmt_affected_rows(c->stmt);
+	more = dblib.mysql_stmt_more_results(c->stmt);
 	if (c->meta != NULL) {
-		mysql_free_result(c->meta);
+		dblib.mysql_free_result(c->meta);
 		c->meta = NULL;
 	}
 	if (!db_stmt_is_cached(c, c->stmt))
-		mysql_stmt_close(c->stmt);
+		dblib.mysql_stmt_close(c->stmt);
 	c->stmt = NULL;
 	c->q = NULL;
 	db_query_finish(q);
@@ -1871,7 +1892,7 @@ static int
 db_fetch_result(struct db_conn *c, int ret)
 {
 	struct molt_db_query *q = c->q;
-	unsigned n = mysql_stmt_field_count(c->stmt);
+	unsigned n = dblib.mysql_stmt_field_count(c->stmt);
 	int rc;
 
 	if (ret == MYSQL_NO_DATA) {
@@ -1884,7 +1905,7 @@ db_fetch_result(struct db_conn *c, int ret)
 	}
 	if (db_row_values(c, n, ret == MYSQL_DATA_TRUNCATED) == -1) {
 		molt_log(MOLT_LOG_ERROR, "database %s: cannot hold a value of a row: %s",
-		    c->pool->conf->name, mysql_stmt_error(c->stmt));
+		    c->pool->conf->name, dblib.mysql_stmt_error(c->stmt));
 		db_query_fail(q, 500, "out of memory for a row value");
 		return 0;
 	}
@@ -1921,7 +1942,7 @@ db_fetch_loop(struct db_conn *c)
 	c->phase = DB_OP_FETCH;
 	for (i = 0; i < DB_ROWS_PER_TURN; i++) {
 		c->op = DB_OP_FETCH;
-		st = mysql_stmt_fetch_start(&c->ret_int, c->stmt);
+		st = dblib.mysql_stmt_fetch_start(&c->ret_int, c->stmt);
 		if (st != 0) {
 			db_wait(c, st);
 			return;
@@ -1945,13 +1966,13 @@ db_execute_done(struct db_conn *c)
 		db_stmt_failed(c, c->stmt);
 		return;
 	}
-	if ((n = mysql_stmt_field_count(c->stmt)) == 0) {
+	if ((n = dblib.mysql_stmt_field_count(c->stmt)) == 0) {
 		db_query_done(c);
 		return;
 	}
 	if (db_bind_result(c, n) == -1) {
 		molt_log(MOLT_LOG_ERROR, "database %s: binding the result: %s",
-		    c->pool->conf->name, mysql_stmt_error(c->stmt));
+		    c->pool->conf->name, dblib.mysql_stmt_error(c->stmt));
 		db_query_fail(q, 500, "cannot bind the result");
 		return;
 	}
@@ -1987,14 +2008,14 @@ db_prepare_done(struct db_conn *c)
 	}
 	if (!db_stmt_is_cached(c, c->stmt))
 		db_cache_add(c, q->sql, q->sql_len, c->stmt);
-	want = mysql_stmt_param_count(c->stmt);
+	want = dblib.mysql_stmt_param_count(c->stmt);
 	if (want != q->nparams) {
 		char msg[128];
 
 		snprintf(msg, sizeof(msg), "the statement has %lu placeholders but %zu "
 		    "parameters were given", want, q->nparams);
 		if (!db_stmt_is_cached(c, c->stmt))
-			mysql_stmt_close(c->stmt);
+			dblib.mysql_stmt_close(c->stmt);
 		c->stmt = NULL;
 		c->q = NULL;
 		db_query_finish(q);
@@ -2005,12 +2026,12 @@ db_prepare_done(struct db_conn *c)
 	}
 	if (db_bind_params(c, q) == -1) {
 		molt_log(MOLT_LOG_ERROR, "database %s: binding parameters: %s",
-		    c->pool->conf->name, mysql_stmt_error(c->stmt));
+		    c->pool->conf->name, dblib.mysql_stmt_error(c->stmt));
 		db_query_fail(q, 500, "cannot bind the parameters");
 		return;
 	}
 	c->op = c->phase = DB_OP_EXECUTE;
-	st = mysql_stmt_execute_start(&c->ret_int, c->stmt);
+	st = dblib.mysql_stmt_execute_start(&c->ret_int, c->stmt);
 	db_started(c, st);
 }
 
@@ -2080,13 +2101,18 @@ db_worker_init(const struct molt_config *cfg, struct event_base *base)
 {
 	struct db_conf *dbs, *d;
 	struct db_pool *p;
+	char msg[512];
 	int i;
 
 	if (conf_find((struct molt_config *)cfg, "database", NULL) == NULL)
 		return 0;
 	if ((dbs = (struct db_conf *)db_conf_for(cfg)) == NULL)
 		return -1;
-	if (mysql_library_init(0, NULL, NULL) != 0) {
+	if (dblib_load(msg, sizeof(msg)) == -1) {
+		molt_log(MOLT_LOG_ERROR, "database: %s", msg);
+		return -1;
+	}
+	if (dblib.mysql_server_init(0, NULL, NULL) != 0) {
 		molt_log(MOLT_LOG_ERROR, "database: mysql_library_init failed");
 		return -1;
 	}
@@ -2163,7 +2189,7 @@ db_worker_exit(void)
 	 * library is never touched, not even to stop it. */
 	if (db_lib_inited) {
 		db_lib_inited = 0;
-		mysql_library_end();
+		dblib.mysql_server_end();
 	}
 	db_pools = NULL;
 }

@@ -17,6 +17,11 @@ struct event_base;
  * a config, before modules are checked, so molt_db_exists() works there.
  */
 int  db_config_check(struct molt_config *cfg, struct conf_error *err);
+/*
+ * Loads the MariaDB client library if cfg has a [database] (src/dblib.c);
+ * -1 with the section's file:line if it cannot.  Not for the master.
+ */
+int  db_library_check(struct molt_config *cfg, struct conf_error *err);
 /* In a worker after fork: start connecting each database's pool. */
 int  db_worker_init(const struct molt_config *cfg, struct event_base *base);
 /* In a worker at exit, after the last request: close connections cleanly. */

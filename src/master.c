@@ -228,7 +228,7 @@ master_check_config(struct molt_config *c, struct conf_error *err)
 {
 	struct module *mods = NULL;
 
-	if (db_config_check(c, err) == -1)
+	if (db_config_check(c, err) == -1 || db_library_check(c, err) == -1)
 		return -1;
 	if (module_check_all(c, &mods, err) == -1)
 		return -1;

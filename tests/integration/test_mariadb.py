@@ -17,8 +17,10 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +28,8 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import RawConn, pid_alive, proc_rss_kb, wait_for
+from conftest import (DEFAULT_ROUTES, RawConn, molt_env, pid_alive, proc_rss_kb,
+                      run_molt, server_section, wait_for)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mariadb_server  # noqa: E402
@@ -215,6 +218,85 @@ query = SELECT 1
 format = xml
 """)
     assert r.rc == 1 and "format" in r.stderr, r.stderr
+
+
+# ------------------------------------------- the client library, on demand
+
+CLIENT_LIBS = ("libmariadb.so", "libssl.so", "libcrypto.so")
+
+
+def mapped_client_libs(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read()
+    return sorted({lib for lib in CLIENT_LIBS if "/" + lib in maps})
+
+
+def test_client_library_is_loaded_only_by_workers_that_need_it(molt, db_up):
+    """molt is not linked with libmariadb: without a [database] no process
+    maps it (nor the OpenSSL behind it); with one, the workers load it and
+    the master still does not."""
+    plain = molt(conf=DEFAULT_ROUTES)
+    st, _, body = plain.get("/hello")
+    assert st == 200 and body == b"hello, world\n"
+    workers = plain.worker_pids()
+    assert len(workers) == 2
+    for pid in [plain.pid] + workers:
+        assert mapped_client_libs(pid) == [], pid
+    plain.stop()
+
+    m = start(molt, db_up)
+    rows = get_json(m, "/users?after=0&limit=2")
+    assert len(rows) == 2, rows
+    assert mapped_client_libs(m.pid) == []
+    workers = m.worker_pids()
+    assert len(workers) == 2
+    for pid in workers:
+        assert "libmariadb.so" in mapped_client_libs(pid), pid
+
+
+FAKE_CLIENT = r"""
+/* A libmariadb.so.3 that lacks all but its first function. */
+unsigned int mysql_server_init(int a, char **b, char **c) { return 0; }
+"""
+
+
+def test_broken_client_library_stops_the_start_at_the_section(tmp_path):
+    """A [database] whose client library cannot be used is refused before
+    any worker starts, by molt -t and by a real start, at the section's
+    file:line, naming the library and what it lacks."""
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        pytest.fail("a C compiler is needed (Debian package gcc)")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (tmp_path / "fake.c").write_text(FAKE_CLIENT)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib / "libmariadb.so.3"),
+                    "-Wl,-soname,libmariadb.so.3", str(tmp_path / "fake.c")],
+                   check=True)
+    d = str(tmp_path)
+    text = server_section(d) + """
+[database main]
+socket = /tmp/x.sock
+user = web
+
+[route /hello]
+module = hello
+"""
+    path = os.path.join(d, "molt.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    where = "%s:%d:" % (path, text.split("\n").index("[database main]") + 1)
+    env = molt_env()
+    env["LD_LIBRARY_PATH"] = str(lib)
+    for args in (["-t", "-c", path], ["-c", path]):
+        p = run_molt(args, cwd=d, env=env)
+        assert p.returncode == 1, (args, p.stderr)
+        assert where in p.stderr, p.stderr
+        assert "has no function mysql_server_end" in p.stderr, p.stderr
+        assert "libmariadb.so.3" in p.stderr, p.stderr
+    # The same config with the real library is fine.
+    p = run_molt(["-t", "-c", path], cwd=d)
+    assert p.returncode == 0, p.stderr
 
 
 # ------------------------------------------------------- types, escaping
