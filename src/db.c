@@ -979,11 +979,17 @@ db_conn_setup(struct db_conn *c)
 		goto fail;
 	}
 	if (conf->ssl) {
-		if (dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_ENFORCE, &on) != 0 ||
-		    dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify) != 0 ||
-		    (conf->ssl_ca && dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_CA, conf->ssl_ca) != 0) ||
-		    (conf->ssl_cert && dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_CERT, conf->ssl_cert) != 0) ||
-		    (conf->ssl_key && dblib.mysql_options(c->mysql, MYSQL_OPT_SSL_KEY, conf->ssl_key) != 0)) {
+		MYSQL *my = c->mysql;
+
+		if (dblib.mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &on) != 0 ||
+		    dblib.mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT,
+		    &verify) != 0 ||
+		    (conf->ssl_ca && dblib.mysql_options(my, MYSQL_OPT_SSL_CA,
+		    conf->ssl_ca) != 0) ||
+		    (conf->ssl_cert && dblib.mysql_options(my, MYSQL_OPT_SSL_CERT,
+		    conf->ssl_cert) != 0) ||
+		    (conf->ssl_key && dblib.mysql_options(my, MYSQL_OPT_SSL_KEY,
+		    conf->ssl_key) != 0)) {
 			molt_log(MOLT_LOG_ERROR, "database %s: TLS options: %s", conf->name,
 			    dblib.mysql_error(c->mysql));
 			goto fail;
@@ -1009,9 +1015,9 @@ db_conn_connect(struct db_conn *c)
 	}
 	c->state = DB_C_CONNECTING;
 	c->op = DB_OP_CONNECT;
-	st = dblib.mysql_real_connect_start(&c->ret_mysql, c->mysql, conf->host, conf->user,
-	    conf->password, conf->database, conf->host ? conf->port : 0, conf->socket,
-	    CLIENT_MULTI_RESULTS);
+	st = dblib.mysql_real_connect_start(&c->ret_mysql, c->mysql, conf->host,
+	    conf->user, conf->password, conf->database,
+	    conf->host ? conf->port : 0, conf->socket, CLIENT_MULTI_RESULTS);
 	db_started(c, st);
 }
 
@@ -1045,7 +1051,8 @@ db_connect_done(struct db_conn *c)
 		 * Said once when the pool goes down, not once per connection
 		 * per retry.  mysql_error never contains the password.
 		 */
-		snprintf(p->last_error, sizeof(p->last_error), "%s", dblib.mysql_error(c->mysql));
+		snprintf(p->last_error, sizeof(p->last_error), "%s",
+		    dblib.mysql_error(c->mysql));
 		if (!p->down)
 			molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
 			    p->conf->name, p->last_error);
@@ -1402,7 +1409,8 @@ db_conn_idle(struct db_conn *c)
 	}
 	c->state = DB_C_IDLE;
 	event_del(&c->io);
-	event_assign(&c->io, db_base, dblib.mysql_get_socket(c->mysql), EV_READ, db_conn_io, c);
+	event_assign(&c->io, db_base, dblib.mysql_get_socket(c->mysql), EV_READ,
+	    db_conn_io, c);
 	event_add(&c->io, NULL);
 }
 
@@ -1427,8 +1435,10 @@ db_conn_kick(evutil_socket_t fd, short what, void *arg)
 static void
 db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 {
-	unsigned e = st ? dblib.mysql_stmt_errno(st) : dblib.mysql_errno(c->mysql);
-	const char *msg = st ? dblib.mysql_stmt_error(st) : dblib.mysql_error(c->mysql);
+	unsigned e = st ? dblib.mysql_stmt_errno(st) :
+	    dblib.mysql_errno(c->mysql);
+	const char *msg = st ? dblib.mysql_stmt_error(st) :
+	    dblib.mysql_error(c->mysql);
 	struct molt_db_query *q = c->q;
 
 	/* A failed fetch can leave its error on the connection only. */
@@ -1527,7 +1537,8 @@ db_conn_run(struct db_conn *c)
 		return;
 	}
 	c->op = DB_OP_PREPARE;
-	st = dblib.mysql_stmt_prepare_start(&c->ret_int, c->stmt, q->sql, (unsigned long)q->sql_len);
+	st = dblib.mysql_stmt_prepare_start(&c->ret_int, c->stmt, q->sql,
+	    (unsigned long)q->sql_len);
 	db_started(c, st);
 }
 
