@@ -2167,10 +2167,10 @@ db_worker_exit(void)
 	struct molt_db_query *q;
 	int i;
 
-	/* Without a [database] there is nothing to stop, and writing the
-	 * globals below would cost this exiting worker a copy-on-write fault
-	 * for a page it never wrote. */
-	if (db_base == NULL && db_pools == NULL && !db_lib_inited)
+	/* db_worker_init sets db_base and the pools only after this flag, so
+	 * without it there is nothing to stop; and writing the globals below
+	 * would cost the exiting worker a copy-on-write fault for nothing. */
+	if (!db_lib_inited)
 		return;
 	db_base = NULL;   /* no reconnects from here on */
 	for (p = db_pools; p != NULL; p = next) {
