@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -69,17 +70,33 @@ struct mworker {
 	int64_t  hint_ms;         /* last sample taken on its MSG_GROWN */
 };
 
-static struct mworker mw[SB_SLOTS];
+/*
+ * What the master writes while its workers run lives in a mapping that no
+ * child inherits (master_state_create).  In .data and .bss it shared
+ * pages with every new worker, which never reads it: each fork
+ * write-protected those pages, and the master's next write to each paid a
+ * copy-on-write fault (a page copy and, on a guest, a TLB-flush IPI to the
+ * other CPU) while that worker lived.
+ */
+struct master_state {
+	struct mworker            mw[SB_SLOTS];
+	int                       fail_count[MAX_IDS];
+	int64_t                   next_spawn[MAX_IDS];
+	volatile sig_atomic_t     got_sig[NSIG];
+	uint64_t                  rng;     /* master_jitter's xorshift state */
+};
+static struct master_state *mstate;
+static struct mworker *mw;
+static int *fail_count;
+static int64_t *next_spawn;
+static volatile sig_atomic_t *got_sig;
 static struct molt_config *cfg;
 static const char *conf_path;
 static unsigned generation = 1;
 static int sig_pipe[2] = { -1, -1 };
 static int notify_pipe[2] = { -1, -1 };
-static volatile sig_atomic_t got_sig[NSIG];
 static int stopping;              /* 0, SIGTERM (fast) or SIGQUIT */
 static int64_t stop_deadline;
-static int fail_count[MAX_IDS];
-static int64_t next_spawn[MAX_IDS];
 static pid_t validator_pid = -1;
 static int validator_fd = -1;
 static struct molt_config *pending_cfg;
@@ -324,11 +341,20 @@ master_free_slot(void)
 	return -1;
 }
 
+/* Not random(): its state is in libc's .data, one more page to copy. */
 static int
 master_jitter(long long base, long long jitter)
 {
-	return jitter > 0 ? (int)(random() % (jitter + 1)) : 0;
+	uint64_t x = mstate->rng;
+
 	(void)base;
+	if (jitter <= 0)
+		return 0;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	mstate->rng = x;
+	return (int)(x % (uint64_t)(jitter + 1));
 }
 
 static int
@@ -355,7 +381,7 @@ master_spawn(int id, int replaces)
 	if ((pid = master_fork("worker")) == -1)
 		return -1;
 	if (pid == 0) {
-		/* Different jitter and hash seeds per worker. */
+		/* Modules that call random() must not all draw the same numbers. */
 		srandom((unsigned)getpid() ^ (unsigned)master_now());
 		worker_main(cfg, id, slot, generation, notify_pipe[1], req_limit);
 	}
@@ -1205,6 +1231,36 @@ master_daemonize(void)
 	return 0;
 }
 
+static int
+master_state_create(void)
+{
+	size_t len = sizeof(*mstate);
+	void *p;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	    -1, 0);
+	if (p == MAP_FAILED) {
+		log_error("mmap of the master's %zu-byte state failed: %s", len,
+		    strerror(errno));
+		return -1;
+	}
+	if (madvise(p, len, MADV_DONTFORK) == -1) {
+		log_error("madvise(MADV_DONTFORK) of the master's state failed: %s",
+		    strerror(errno));
+		munmap(p, len);
+		return -1;
+	}
+	mstate = p;
+	mw = mstate->mw;
+	fail_count = mstate->fail_count;
+	next_spawn = mstate->next_spawn;
+	got_sig = mstate->got_sig;
+	/* Any nonzero seed will do; jitter only spreads recycles apart. */
+	mstate->rng = (((uint64_t)getpid() << 32) ^ (uint64_t)master_now() ^
+	    0x9e3779b97f4a7c15ULL) | 1;
+	return 0;
+}
+
 int
 master_run(struct molt_config *c, const char *path, int daemonize)
 {
@@ -1226,6 +1282,9 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 		log_warn("recycled workers will close their idle connections");
 	if (daemonize && master_daemonize() == -1)
 		return 1;
+	/* After the daemon's fork, which would not carry it over. */
+	if (master_state_create() == -1)
+		return 1;
 	if (cfg->server.pid_file != NULL && master_write_pid(cfg->server.pid_file) == -1)
 		return 1;
 	if (master_signals() == -1)
@@ -1233,7 +1292,6 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	sb.hdr->master_pid = getpid();
 	sb.hdr->master_start_ms = master_wall_ms();
 	sb.hdr->generation = generation;
-	srandom((unsigned)getpid() ^ (unsigned)master_now());
 	log_info("molt %s started: %d workers, generation %u", PACKAGE_VERSION,
 	    cfg->server.workers, generation);
 
