@@ -31,6 +31,9 @@ static char *access_path;
 static char  access_buf[ACCESS_BUF_SIZE];
 static size_t access_len;
 
+static time_t stamp_sec = -1;      /* second that stamp shows */
+static char   stamp[80];            /* "2026-12-05 02:30:06"; room for any int */
+
 static const char *level_names[] = { "error", "warn", "info", "debug" };
 
 static int
@@ -153,11 +156,17 @@ log_msg(int level, const char *fmt, ...)
 	if (level < 0)
 		level = 0;
 	gettimeofday(&tv, NULL);
-	localtime_r(&tv.tv_sec, &tm);
-	n = snprintf(buf, sizeof(buf),
-	    "%04d-%02d-%02d %02d:%02d:%02d.%03d [%s] %ld: ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
+	/* localtime_r writes libc's time-zone state: in the master, a page
+	 * copied again after every fork, so once a second is enough. */
+	if (tv.tv_sec != stamp_sec) {
+		localtime_r(&tv.tv_sec, &tm);
+		snprintf(stamp, sizeof(stamp), "%04d-%02d-%02d %02d:%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec);
+		stamp_sec = tv.tv_sec;
+	}
+	n = snprintf(buf, sizeof(buf), "%s.%03d [%s] %ld: ", stamp,
+	    (int)(tv.tv_usec / 1000),
 	    level_names[level > MOLT_LOG_DEBUG ? MOLT_LOG_DEBUG : level],
 	    (long)getpid());
 	va_start(ap, fmt);
