@@ -36,6 +36,7 @@
 #include "master.h"
 #include "memwatch.h"
 #include "module.h"
+#include "prefault.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -203,6 +204,8 @@ master_fork(const char *what)
 		errno = e;
 		return pid;
 	}
+	/* Before anything else runs here, so nothing else faults its way in. */
+	prefault_run();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
 	sigemptyset(&sa.sa_mask);
@@ -1273,6 +1276,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	/* Once, before any fork: a worker then starts without a dlsym, which
 	 * allocates and walks ld.so's tables on every recycle. */
 	alloc_init();
+	prefault_plan();
 	if (scoreboard_create() == -1)
 		return 1;
 	if (listen_open(cfg->server.listen, NULL, &cfg->server) == -1)

@@ -26,6 +26,7 @@
 #include "master.h"
 #include "module.h"
 #include "pool.h"
+#include "prefault.h"
 #include "scoreboard.h"
 #include "status.h"
 #include "worker.h"
@@ -1115,6 +1116,9 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	worker_init_timeouts(w);
 	if (worker_init_modules(w) == -1)
 		goto out;
+	/* Not the MariaDB client library and its TLS stack, loaded next:
+	 * megabytes of code most of which a worker never runs. */
+	prefault_loaded();
 	if (db_worker_init(cfg, w->base) == -1)
 		goto out;
 	if (worker_listen(w) == -1)

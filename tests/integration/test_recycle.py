@@ -18,6 +18,7 @@ skipped there, and say why.
 """
 
 import json
+import os
 import re
 import signal
 import socket
@@ -471,6 +472,73 @@ max_requests = 20
     assert len(m.worker_pids()) == 1
     assert m.get("/hello")[0] == 200
     check_counts(m, {"requests": 1})
+
+
+def text_mappings(pid, prefixes):
+    """{file name: (size_kb, rss_kb)} of the executable mappings of the
+    files whose names start with one of prefixes."""
+    got = {}
+    cur = None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                cur = None
+                if len(fields) >= 6 and fields[1] == "r-xp":
+                    base = os.path.basename(fields[5])
+                    if base.startswith(prefixes):
+                        cur = base
+                        got[cur] = [0, 0]
+            elif cur and fields[0] == "Size:":
+                got[cur][0] = int(fields[1])
+            elif cur and fields[0] == "Rss:":
+                got[cur][1] = int(fields[1])
+    return {k: tuple(v) for k, v in got.items()}
+
+
+def kernel_at_least(major, minor):
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(m.group(1)), int(m.group(2))) >= (major, minor)
+
+
+@pytest.mark.skipif(not kernel_at_least(5, 14),
+                    reason="MADV_POPULATE_READ needs Linux 5.14")
+def test_new_worker_maps_its_code_at_once(molt):
+    """A fork copies no page-table entries of code, so a new worker used to
+    fault its way into libc, libevent and molt 64 KB at a time, some 45
+    faults per recycle (src/prefault.c).  Now it maps their code whole
+    right after the fork: every page of it is resident in a fresh worker
+    and in the one that replaces it, though neither has run more than a
+    few requests' worth."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 3
+"""), workers=1)
+    molt_name = os.path.basename(MOLT_BIN)
+    names = ("libc.so.6", "libevent-2.1.so", molt_name)
+
+    def all_resident(pid):
+        maps = text_mappings(pid, names)
+        assert {"libc.so.6", molt_name} <= set(maps), maps
+        assert any(n.startswith("libevent-2.1.so") for n in maps), maps
+        for name, (size, rss) in maps.items():
+            assert rss == size, (pid, name, size, rss, maps)
+
+    (pid,) = m.worker_pids()
+    assert m.get("/hello")[0] == 200
+    all_resident(pid)
+    for i in range(2):
+        assert m.get("/hello")[0] == 200, i
+    wait_for(lambda: not pid_alive(pid), 10, what="the first worker to go")
+    assert m.get("/hello")[0] == 200
+    (new,) = m.worker_pids()
+    assert new != pid
+    all_resident(new)
+    # ... which is not what running the code leaves behind: the master has
+    # run far less of libc than there is.
+    size, rss = text_mappings(m.pid, names)["libc.so.6"]
+    assert rss < size, (size, rss)
 
 
 def test_max_lifetime_recycle(molt):

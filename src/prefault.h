@@ -1,0 +1,15 @@
+/*
+ * prefault.h - mapping a new worker's code and read-only data in one go
+ * instead of one page fault at a time.
+ */
+#ifndef MOLT_PREFAULT_H
+#define MOLT_PREFAULT_H
+
+/* Master, before the first fork: notes the objects loaded now. */
+void prefault_plan(void);
+/* A child, first thing after fork: maps what the plan noted. */
+void prefault_run(void);
+/* A worker, after loading its modules: maps the objects loaded since. */
+void prefault_loaded(void);
+
+#endif
