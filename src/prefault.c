@@ -21,9 +21,15 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "prefault.h"
+
+/* Linux's value; C libraries older than the call may not name it. */
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
 #define PF_MAX_RANGES  64
 #define PF_MAX_OBJECTS 32
@@ -37,6 +43,7 @@ static struct pf_range ranges[PF_MAX_RANGES];
 static int nranges;
 static uintptr_t planned[PF_MAX_OBJECTS];  /* load bases of those objects */
 static int nplanned;
+static uintptr_t pagesize;
 static int unsupported;                    /* the kernel said EINVAL */
 
 struct pf_add {
@@ -61,7 +68,7 @@ prefault_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct pf_add *add = arg;
 	const ElfW(Phdr) *ph;
-	uintptr_t page = 4096;
+	uintptr_t page = pagesize;
 	int i;
 
 	(void)size;
@@ -108,7 +115,10 @@ void
 prefault_plan(void)
 {
 	struct pf_add add = { ranges, 0, PF_MAX_RANGES, 0 };
+	long ps = sysconf(_SC_PAGESIZE);
 
+	/* madvise wants page-aligned ranges: 16 or 64 KB pages elsewhere. */
+	pagesize = ps > 0 ? (uintptr_t)ps : 4096;
 	nplanned = 0;
 	dl_iterate_phdr(prefault_object, &add);
 	nranges = add.n;
@@ -126,7 +136,7 @@ prefault_loaded(void)
 	struct pf_range r[PF_MAX_RANGES];
 	struct pf_add add = { r, 0, PF_MAX_RANGES, 1 };
 
-	if (unsupported)
+	if (unsupported || pagesize == 0)
 		return;
 	dl_iterate_phdr(prefault_object, &add);
 	prefault_map(r, add.n);
