@@ -76,8 +76,8 @@ struct mworker {
  * child inherits (master_state_create).  In .data and .bss it shared
  * pages with every new worker, which never reads it: each fork
  * write-protected those pages, and the master's next write to each paid a
- * copy-on-write fault (a page copy and, on a guest, a TLB-flush IPI to the
- * other CPU) while that worker lived.
+ * copy-on-write fault (a page copy and a TLB-flush IPI to the other CPUs,
+ * both dear on a virtual machine) while that worker lived.
  */
 struct master_state {
 	struct mworker            mw[SB_SLOTS];
