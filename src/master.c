@@ -346,11 +346,10 @@ master_free_slot(void)
 
 /* Not random(): its state is in libc's .data, one more page to copy. */
 static int
-master_jitter(long long base, long long jitter)
+master_jitter(long long jitter)
 {
 	uint64_t x = mstate->rng;
 
-	(void)base;
 	if (jitter <= 0)
 		return 0;
 	x ^= x << 13;
@@ -377,7 +376,7 @@ master_spawn(int id, int replaces)
 	/* Drawn before the fork: the worker needs its own request limit. */
 	req_limit = cfg->recycle.max_requests > 0 ?
 	    (uint64_t)(cfg->recycle.max_requests +
-	    master_jitter(0, cfg->recycle.max_requests_jitter)) : 0;
+	    master_jitter(cfg->recycle.max_requests_jitter)) : 0;
 	/* Before the fork, so the new worker sees itself and its peers. */
 	if ((uint32_t)slot >= sb.hdr->slots_hi)
 		sb.hdr->slots_hi = (uint32_t)slot + 1;
@@ -401,7 +400,7 @@ master_spawn(int id, int replaces)
 	m->replaces = replaces;
 	if (cfg->recycle.max_lifetime_ms > 0)
 		m->life_limit_ms = cfg->recycle.max_lifetime_ms +
-		    master_jitter(0, cfg->recycle.max_lifetime_jitter_ms);
+		    master_jitter(cfg->recycle.max_lifetime_jitter_ms);
 	sb_begin(&s->m.seq);
 	s->m.pid = pid;
 	s->m.generation = generation;
