@@ -479,20 +479,19 @@ def text_mappings(pid, prefixes):
     files whose names start with one of prefixes."""
     got = {}
     cur = None
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            fields = line.split()
-            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                cur = None
-                if len(fields) >= 6 and fields[1] == "r-xp":
-                    base = os.path.basename(fields[5])
-                    if base.startswith(prefixes):
-                        cur = base
-                        got[cur] = [0, 0]
-            elif cur and fields[0] == "Size:":
-                got[cur][0] = int(fields[1])
-            elif cur and fields[0] == "Rss:":
-                got[cur][1] = int(fields[1])
+    for line in read_text("/proc/%d/smaps" % pid).splitlines():
+        fields = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            cur = None
+            if len(fields) >= 6 and fields[1] == "r-xp":
+                base = os.path.basename(fields[5])
+                if base.startswith(prefixes):
+                    cur = base
+                    got[cur] = [0, 0]
+        elif cur and fields[0] == "Size:":
+            got[cur][0] = int(fields[1])
+        elif cur and fields[0] == "Rss:":
+            got[cur][1] = int(fields[1])
     return {k: tuple(v) for k, v in got.items()}
 
 
