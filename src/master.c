@@ -4,7 +4,8 @@
  * It binds the sockets, forks the workers and then only reacts: to a
  * signal (through a self-pipe), to a worker's message (through the notify
  * pipe), or to its next deadline (sampling, a respawn after backoff, a
- * drain backstop).  It never runs module code and never sleeps in a loop.
+ * drain backstop).  It never calls a module's hooks and never sleeps in a
+ * loop.
  *
  * Recycling is graceful: the replacement is forked first, and the old
  * worker is asked to drain only once the replacement says it is ready, so
@@ -279,6 +280,8 @@ master_validate_start(struct molt_config *c, int *fdout)
 
 		master_child_unblock();
 		close(fds[0]);
+		/* Check the files on disk, not the copies the master holds. */
+		module_unpin_all();
 		memset(&err, 0, sizeof(err));
 		if (master_check_config(c, &err) == 0)
 			_exit(0);
@@ -1008,6 +1011,9 @@ master_reload_finish(int status)
 		log_error("reload: reopening the logs failed; keeping the old ones");
 	cfg = nc;
 	config_free(old);
+	/* The new generation gets the files just checked. */
+	module_pin_all(cfg);
+	prefault_plan();
 	generation++;
 	sb.hdr->generation = generation;
 	memset(sb.hdr->retired_routes, 0, sizeof(sb.hdr->retired_routes));
@@ -1275,6 +1281,8 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	/* Once, before any fork: a worker then starts without a dlsym, which
 	 * allocates and walks ld.so's tables on every recycle. */
 	alloc_init();
+	/* main() had a child check them; each worker now finds them loaded. */
+	module_pin_all(cfg);
 	prefault_plan();
 	if (scoreboard_create() == -1)
 		return 1;

@@ -1,8 +1,10 @@
 /*
  * module.h - loading handler modules and resolving their settings.
  *
- * Only workers and the validating child ever dlopen a module: the master
- * never runs module code, so a broken module can only take down a worker.
+ * Workers and the validating child load modules and call their hooks.
+ * The master only keeps the files a validator accepted loaded, so that
+ * the workers it forks find them mapped; it calls no hook, so a broken
+ * module can only take down a worker.
  */
 #ifndef MOLT_MODULE_INTERNAL_H
 #define MOLT_MODULE_INTERNAL_H
@@ -49,5 +51,11 @@ int  module_check_all(struct molt_config *cfg, struct module **mods,
 struct molt_conf *module_conf_for(struct module *mods, struct route_conf *rc);
 const struct molt_module *module_find(struct module *mods, const char *name);
 void module_unload_all(struct module *mods);
+
+/* The master keeps the modules of cfg's routes loaded (after a validator
+ * accepted them); a validator drops the copies it inherited, so that it
+ * checks the files on disk. */
+void module_pin_all(const struct molt_config *cfg);
+void module_unpin_all(void);
 
 #endif

@@ -38,7 +38,8 @@ struct pf_range {
 	uintptr_t lo, hi;
 };
 
-/* Written once by the master before any fork, then only read. */
+/* Written by the master before it forks (again when a reload changes its
+ * modules); workers only read them. */
 static struct pf_range ranges[PF_MAX_RANGES];
 static int nranges;
 static uintptr_t planned[PF_MAX_OBJECTS];  /* load bases of those objects */

@@ -9,15 +9,19 @@ import os
 import pwd
 import grp
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import (DEFAULT_ROUTES, RawConn, children_of, pid_alive,
-                      proc_stat, proc_status, read_text, run_molt, wait_for)
+from conftest import (DEFAULT_ROUTES, MODULES_DIR, SRC_DIR, TEST_MODULES_DIR,
+                      Molt, RawConn, children_of, pid_alive, proc_stat,
+                      proc_status, read_text, run_molt, server_section,
+                      wait_for)
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -259,6 +263,122 @@ def test_usr1_reopens_logs(molt):
 
 
 # --------------------------------------------------------------------- -s
+
+VER_MODULE = r"""
+#include <molt/module.h>
+
+static int
+ver_handle(molt_request *req)
+{
+	return molt_reply(req, 200, "text/plain", VERSION, sizeof(VERSION) - 1);
+}
+
+MOLT_EXPORT const struct molt_module molt_module = {
+	MOLT_MODULE_HEADER,
+	.name        = "ver",
+	.version     = VERSION,
+	.description = "one module in several builds",
+	.handle      = ver_handle,
+};
+"""
+
+
+def mapped_inodes(pid, path):
+    """Inodes of the file mappings of path in pid (a replaced file's mapping
+    reads 'path (deleted)')."""
+    out = set()
+    for line in read_text("/proc/%d/maps" % pid).splitlines():
+        f = line.split(None, 5)
+        if len(f) == 6 and f[5].split(" (deleted)")[0] == path:
+            out.add(int(f[4]))
+    return out
+
+
+def test_generation_runs_the_module_files_it_checked(tmp_path):
+    """The master keeps the modules a reload checked loaded, and every worker
+    of that generation runs them: a module file replaced on disk reaches
+    workers at the next reload, which checks the new file (not the master's
+    copy), never by a recycle in between; a reload that refuses the new
+    file leaves the generation on the old one."""
+    cc = os.environ.get("CC", "cc")
+    build = tmp_path / "build"
+    mods = tmp_path / "mods"
+    build.mkdir()
+    mods.mkdir()
+    (build / "ver.c").write_text(VER_MODULE)
+    (build / "notmod.c").write_text("int ver_nothing(void) { return 0; }\n")
+    inc = os.path.join(SRC_DIR, "include")
+    for name, src, flags in (("v1", "ver.c", '-DVERSION=\'"v1"\''),
+                             ("v2", "ver.c", '-DVERSION=\'"v2"\''),
+                             ("bad", "notmod.c", "")):
+        p = subprocess.run("%s -shared -fPIC -I%s %s %s -o %s.so" % (cc, inc, flags, src, name),
+                           shell=True, cwd=str(build), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True)
+        assert p.returncode == 0, p.stdout
+    target = str(mods / "ver.so")
+
+    def install(name):
+        # as install(1) does: a new file renamed over the old one
+        shutil.copy(str(build / (name + ".so")), target + ".new")
+        os.rename(target + ".new", target)
+        return os.stat(target).st_ino
+
+    ino1 = install("v1")
+    tmp = str(tmp_path / "run")
+    os.makedirs(tmp)
+    text = server_section(tmp, 1).replace(
+        "modules_dir = %s:%s" % (MODULES_DIR, TEST_MODULES_DIR),
+        "modules_dir = %s" % mods)
+    text += "\n[route /v]\nmodule = ver\n\n[recycle]\nmax_requests = 5\nmax_requests_jitter = 0\n"
+    conf = os.path.join(tmp, "molt.conf")
+    with open(conf, "w") as f:
+        f.write(text)
+    m = Molt(tmp, conf, text, 1)
+    m.expect_errors(r"reload failed: .*ver\.so is not a molt module")
+    try:
+        m.start()
+
+        def version():
+            st, _, body = m.get("/v")
+            assert st == 200, (st, body)
+            return body.decode()
+
+        def recycle_and_get():
+            old = m.worker_pids()
+            wait_for(lambda: version() and set(m.worker_pids()) - set(old) and
+                     not set(m.worker_pids()) & set(old), 10, interval=0.01,
+                     what="a recycled worker")
+            return version()
+
+        assert version() == "v1"
+        assert mapped_inodes(m.pid, target) == {ino1}, "the master keeps v1 loaded"
+
+        ino2 = install("v2")
+        assert recycle_and_get() == "v1", "a recycled worker ran the unchecked file"
+        assert mapped_inodes(m.pid, target) == {ino1}
+
+        mark = m.mark()
+        m.signal(signal.SIGHUP)
+        m.wait_log(r"configuration accepted; starting generation 2", since=mark)
+        wait_for(lambda: version() == "v2", 10, what="generation 2 on v2")
+        assert mapped_inodes(m.pid, target) == {ino2}, "the master let go of v1"
+        assert recycle_and_get() == "v2"
+
+        install("bad")
+        mark = m.mark()
+        m.signal(signal.SIGHUP)
+        m.wait_log(r"reload failed: .*ver\.so is not a molt module", since=mark)
+        assert recycle_and_get() == "v2", "a failed reload changed the module"
+        assert recycle_and_get() == "v2"
+        assert mapped_inodes(m.pid, target) == {ino2}
+    finally:
+        m.stop()
+        f = getattr(m, "_stderr_f", None)
+        if f:
+            f.close()
+    bad = m.check_logs()
+    assert not bad, "unexpected errors in the log:\n" + "\n".join(bad[:20])
+
 
 def test_dash_s_reload_reopen_quit(molt):
     m = molt(conf=CONFKEYS % "one")
