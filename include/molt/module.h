@@ -33,6 +33,9 @@
  *                    MariaDB async queries.
  *   2026-12-03  1.1  molt_stream_abort: end a failed stream so that the
  *                    client sees the truncation.
+ *   2026-12-05  1.1  No change to the ABI: the master now keeps each checked
+ *                    module loaded, so its ELF constructors run there too
+ *                    (molt-module(3)); per-process setup is worker_init's.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
