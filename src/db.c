@@ -581,6 +581,21 @@ db_library_check(struct molt_config *cfg, struct conf_error *err)
 	return -1;
 }
 
+int
+db_master_preload(struct molt_config *cfg, struct conf_error *err)
+{
+	if (conf_find(cfg, "database", NULL) == NULL)
+		return 0;
+	if (db_library_check(cfg, err) == -1)
+		return -1;
+	/* Once per process, guarded by a pthread_once that a fork copies. */
+	if (dblib.mysql_server_init(0, NULL, NULL) != 0) {
+		snprintf(err->msg, sizeof(err->msg), "mysql_library_init failed");
+		return -1;
+	}
+	return 0;
+}
+
 /* The parsed sections of cfg: cached, or parsed now (and cached). */
 static const struct db_conf *
 db_conf_for(const struct molt_config *cfg)

@@ -19,9 +19,15 @@ struct event_base;
 int  db_config_check(struct molt_config *cfg, struct conf_error *err);
 /*
  * Loads the MariaDB client library if cfg has a [database] (src/dblib.c);
- * -1 with the section's file:line if it cannot.  Not for the master.
+ * -1 with the section's file:line if it cannot.
  */
 int  db_library_check(struct molt_config *cfg, struct conf_error *err);
+/*
+ * The master, once a validator accepted cfg: loads the library and runs
+ * its process-wide init (mysql_library_init), so that every worker forked
+ * after inherits both.  Connects nowhere.
+ */
+int  db_master_preload(struct molt_config *cfg, struct conf_error *err);
 /* In a worker after fork: start connecting each database's pool. */
 int  db_worker_init(const struct molt_config *cfg, struct event_base *base);
 /* In a worker at exit, after the last request: close connections cleanly. */

@@ -44,6 +44,9 @@ static struct pf_range ranges[PF_MAX_RANGES];
 static int nranges;
 static uintptr_t planned[PF_MAX_OBJECTS];  /* load bases of those objects */
 static int nplanned;
+/* Objects never mapped up front, in any plan (prefault_skip_new). */
+static uintptr_t skipped[PF_MAX_OBJECTS];
+static int nskipped;
 static uintptr_t pagesize;
 static int unsupported;                    /* the kernel said EINVAL */
 
@@ -54,12 +57,12 @@ struct pf_add {
 };
 
 static int
-prefault_planned(uintptr_t base)
+prefault_listed(const uintptr_t *list, int n, uintptr_t base)
 {
 	int i;
 
-	for (i = 0; i < nplanned; i++)
-		if (planned[i] == base)
+	for (i = 0; i < n; i++)
+		if (list[i] == base)
 			return 1;
 	return 0;
 }
@@ -76,8 +79,10 @@ prefault_object(struct dl_phdr_info *info, size_t size, void *arg)
 	/* The vDSO is the kernel's and already mapped. */
 	if (info->dlpi_name != NULL && strncmp(info->dlpi_name, "linux-vdso", 10) == 0)
 		return 0;
+	if (prefault_listed(skipped, nskipped, info->dlpi_addr))
+		return 0;
 	if (add->skip_planned) {
-		if (prefault_planned(info->dlpi_addr))
+		if (prefault_listed(planned, nplanned, info->dlpi_addr))
 			return 0;
 	} else if (nplanned < PF_MAX_OBJECTS)
 		planned[nplanned++] = info->dlpi_addr;
@@ -123,6 +128,24 @@ prefault_plan(void)
 	nplanned = 0;
 	dl_iterate_phdr(prefault_object, &add);
 	nranges = add.n;
+}
+
+static int
+prefault_skip_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	(void)arg;
+	if (nskipped < PF_MAX_OBJECTS &&
+	    !prefault_listed(planned, nplanned, info->dlpi_addr) &&
+	    !prefault_listed(skipped, nskipped, info->dlpi_addr))
+		skipped[nskipped++] = info->dlpi_addr;
+	return 0;
+}
+
+void
+prefault_skip_new(void)
+{
+	dl_iterate_phdr(prefault_skip_object, NULL);
 }
 
 void

@@ -7,6 +7,9 @@
 
 /* Master, before the first fork: notes the objects loaded now. */
 void prefault_plan(void);
+/* Master: the objects loaded since the plan are never to be mapped up
+ * front, in this plan or a later one. */
+void prefault_skip_new(void);
 /* A child, first thing after fork: maps what the plan noted. */
 void prefault_run(void);
 /* A worker, after loading its modules: maps the objects loaded since. */

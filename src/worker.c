@@ -1116,8 +1116,8 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	worker_init_timeouts(w);
 	if (worker_init_modules(w) == -1)
 		goto out;
-	/* Not the MariaDB client library and its TLS stack, loaded next:
-	 * megabytes of code most of which a worker never runs. */
+	/* What the modules loaded that the master does not hold; never the
+	 * MariaDB client library (master_preload says why). */
 	prefault_loaded();
 	if (db_worker_init(cfg, w->base) == -1)
 		goto out;
