@@ -256,14 +256,16 @@ def test_client_library_is_loaded_only_when_a_database_is_configured(molt, db_up
 
     m = start(molt, db_up, recycle="max_requests = 4\nmax_requests_jitter = 0")
     first = m.worker_pids()
-    for _ in range(12):
+
+    def recycled():
+        # queries until both first workers have served their 4 and gone
         rows = get_json(m, "/users?after=0&limit=2")
         assert len(rows) == 2, rows
+        pids = m.worker_pids()
+        return len(pids) == 2 and not set(pids) & set(first) and pids
+    workers = wait_for(recycled, 20, interval=0.01, what="recycled workers")
     assert "libmariadb.so" in mapped_client_libs(m.pid)
     where = client_lib_base(m.pid)
-    workers = wait_for(lambda: len(m.worker_pids()) == 2 and
-                       not set(m.worker_pids()) & set(first) and m.worker_pids(),
-                       10, what="recycled workers")
     for pid in workers:
         # the master's copy, at its address: not loaded again in the worker
         assert client_lib_base(pid) == where, pid
