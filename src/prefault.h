@@ -5,7 +5,8 @@
 #ifndef MOLT_PREFAULT_H
 #define MOLT_PREFAULT_H
 
-/* Master, before the first fork: notes the objects loaded now. */
+/* Master, before the first fork and again when a reload changed what it
+ * holds loaded: notes the objects loaded now. */
 void prefault_plan(void);
 /* Master: the objects loaded since the plan are never to be mapped up
  * front, in this plan or a later one. */
