@@ -50,12 +50,6 @@ static int nskipped;
 static uintptr_t pagesize;
 static int unsupported;                    /* the kernel said EINVAL */
 
-struct pf_add {
-	struct pf_range *r;
-	int              n, max;
-	int              skip_planned;
-};
-
 static int
 prefault_listed(const uintptr_t *list, int n, uintptr_t base)
 {
@@ -70,40 +64,38 @@ prefault_listed(const uintptr_t *list, int n, uintptr_t base)
 static int
 prefault_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	struct pf_add *add = arg;
 	const ElfW(Phdr) *ph;
 	uintptr_t page = pagesize;
 	int i;
 
 	(void)size;
+	(void)arg;
 	/* The vDSO is the kernel's and already mapped. */
 	if (info->dlpi_name != NULL && strncmp(info->dlpi_name, "linux-vdso", 10) == 0)
 		return 0;
 	if (prefault_listed(skipped, nskipped, info->dlpi_addr))
 		return 0;
-	if (add->skip_planned) {
-		if (prefault_listed(planned, nplanned, info->dlpi_addr))
-			return 0;
-	} else if (nplanned < PF_MAX_OBJECTS)
+	if (nplanned < PF_MAX_OBJECTS)
 		planned[nplanned++] = info->dlpi_addr;
-	for (i = 0; i < info->dlpi_phnum && add->n < add->max; i++) {
+	for (i = 0; i < info->dlpi_phnum && nranges < PF_MAX_RANGES; i++) {
 		ph = &info->dlpi_phdr[i];
 		if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W) || ph->p_memsz == 0)
 			continue;
-		add->r[add->n].lo = (info->dlpi_addr + ph->p_vaddr) & ~(page - 1);
-		add->r[add->n].hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz +
+		ranges[nranges].lo = (info->dlpi_addr + ph->p_vaddr) & ~(page - 1);
+		ranges[nranges].hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz +
 		    page - 1) & ~(page - 1);
-		add->n++;
+		nranges++;
 	}
 	return 0;
 }
 
-static void
-prefault_map(const struct pf_range *r, int n)
+void
+prefault_run(void)
 {
+	const struct pf_range *r = ranges;
 	int i;
 
-	for (i = 0; i < n && !unsupported; i++) {
+	for (i = 0; i < nranges && !unsupported; i++) {
 		if (madvise((void *)r[i].lo, r[i].hi - r[i].lo,
 		    MADV_POPULATE_READ) == 0)
 			continue;
@@ -120,14 +112,13 @@ prefault_map(const struct pf_range *r, int n)
 void
 prefault_plan(void)
 {
-	struct pf_add add = { ranges, 0, PF_MAX_RANGES, 0 };
 	long ps = sysconf(_SC_PAGESIZE);
 
 	/* madvise wants page-aligned ranges: 16 or 64 KB pages elsewhere. */
 	pagesize = ps > 0 ? (uintptr_t)ps : 4096;
 	nplanned = 0;
-	dl_iterate_phdr(prefault_object, &add);
-	nranges = add.n;
+	nranges = 0;
+	dl_iterate_phdr(prefault_object, NULL);
 }
 
 static int
@@ -146,22 +137,4 @@ void
 prefault_skip_new(void)
 {
 	dl_iterate_phdr(prefault_skip_object, NULL);
-}
-
-void
-prefault_run(void)
-{
-	prefault_map(ranges, nranges);
-}
-
-void
-prefault_loaded(void)
-{
-	struct pf_range r[PF_MAX_RANGES];
-	struct pf_add add = { r, 0, PF_MAX_RANGES, 1 };
-
-	if (unsupported || pagesize == 0)
-		return;
-	dl_iterate_phdr(prefault_object, &add);
-	prefault_map(r, add.n);
 }

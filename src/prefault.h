@@ -11,9 +11,8 @@ void prefault_plan(void);
 /* Master: the objects loaded since the plan are never to be mapped up
  * front, in this plan or a later one. */
 void prefault_skip_new(void);
-/* A child, first thing after fork: maps what the plan noted. */
+/* A child, first thing after fork: maps what the plan noted, which covers
+ * the modules the master holds loaded. */
 void prefault_run(void);
-/* A worker, after loading its modules: maps the objects loaded since. */
-void prefault_loaded(void);
 
 #endif

@@ -26,7 +26,6 @@
 #include "master.h"
 #include "module.h"
 #include "pool.h"
-#include "prefault.h"
 #include "scoreboard.h"
 #include "status.h"
 #include "worker.h"
@@ -1116,9 +1115,6 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	worker_init_timeouts(w);
 	if (worker_init_modules(w) == -1)
 		goto out;
-	/* What the modules loaded that the master does not hold; never the
-	 * MariaDB client library (master_preload says why). */
-	prefault_loaded();
 	if (db_worker_init(cfg, w->base) == -1)
 		goto out;
 	if (worker_listen(w) == -1)
