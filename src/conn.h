@@ -101,7 +101,7 @@ struct conn {
 	struct event       wev;       /* EV_WRITE, added while output waits */
 	struct event       tev;       /* state timer: header/body/keep-alive */
 	struct event       post;      /* finish a reply given outside dispatch */
-	char               peer[64];
+	char               peer[64];  /* conn_peer(): empty until first asked */
 	struct sockaddr_storage peer_sa;
 
 	char              *in;        /* read buffer: in0, or a bigger one */
@@ -150,6 +150,8 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t 
 /* A connection handed over by a recycled worker (handoff.c). */
 struct handoff_conn;
 void conn_adopt(struct worker *w, const struct handoff_conn *hc);
+/* "address:port" of the client, or "unix"; formatted on first use. */
+const char *conn_peer(struct conn *c);
 /* Drain mode: hand over or close idle connections, and the rest after
  * their reply. */
 void conn_drain_all(struct worker *w);

@@ -190,7 +190,7 @@ const char *molt_req_path(const molt_request *req) { return req->path; }
 const char *molt_req_path_info(const molt_request *req) { return req->path_info; }
 const char *molt_req_query(const molt_request *req) { return req->query; }
 int molt_req_version(const molt_request *req) { return req->head.version; }
-const char *molt_req_peer(const molt_request *req) { return req->conn->peer; }
+const char *molt_req_peer(const molt_request *req) { return conn_peer(req->conn); }
 
 const char *
 molt_req_header(const molt_request *req, const char *name)

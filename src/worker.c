@@ -624,7 +624,7 @@ worker_access_log(struct worker *w, molt_request *req)
 	}
 	/* The address without the port, and an IPv6 one without its
 	 * brackets, as nginx's $remote_addr and Apache's %h write it. */
-	host = req->conn->peer;
+	host = conn_peer(req->conn);
 	colon = strrchr(host, ':');
 	if (host[0] == '[' && colon != NULL) {
 		host++;

@@ -612,6 +612,35 @@ def test_unix_socket_listener(molt, tmp_path):
     assert m.get("/hello")[0] == 200
 
 
+def test_module_sees_the_client_address(molt, tmp_path):
+    """molt_req_peer names the client's end of the socket ("address:port",
+    "[v6]:port", "unix"); the text is made when first asked for, so ask
+    twice on one connection and on a second one."""
+    path = str(tmp_path / "molt.sock")
+    hosts = ["127.0.0.1"]
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+        hosts.append("::1")
+    except OSError:
+        pass
+    m = molt(listen=tuple("[%s]:0" % h if ":" in h else "%s:0" % h for h in hosts)
+             + ("unix:" + path,))
+    for h, listen in zip(hosts, m.listens):
+        port = int(listen.rsplit(":", 1)[1])
+        for _ in range(2):
+            with RawConn(port, host=h) as c:
+                local = c.sock.getsockname()[1]
+                want = "[%s]:%d" % (h, local) if ":" in h else "%s:%d" % (h, local)
+                for _ in range(2):
+                    c.send(b"GET /echo/p HTTP/1.1\r\nHost: t\r\n\r\n")
+                    r = c.read_response()
+                    assert r.status == 200
+                    assert echo_json(r.body)["peer"] == want
+    with RawConn(unix=path) as c:
+        c.send(b"GET /echo/p HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert echo_json(c.read_response().body)["peer"] == "unix"
+
+
 def test_two_tcp_listeners(molt):
     m = molt(listen=("127.0.0.1:0", "127.0.0.1:0"))
     ports = [int(l.rsplit(":", 1)[1]) for l in m.listens]
