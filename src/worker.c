@@ -6,12 +6,15 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -197,18 +200,88 @@ worker_build_routes(struct worker *w)
 /* ------------------------------------------------------------------ */
 /* Accepting                                                           */
 
+/*
+ * Every worker sleeps on the same listening sockets.  Registered the
+ * ordinary way, a new connection wakes all of them and all but one find
+ * nothing to accept: on the bench guest that was 0.18 failed accept4 and
+ * about 3.5 us of CPU per Connection: close request, all of molt's deficit
+ * against nginx, which asks for EPOLLEXCLUSIVE (doc/benchmarks.md, "Latest
+ * run").  libevent 2.1 cannot ask for that flag, so once libevent has put
+ * a listener in its epoll set, the worker puts it back with the flag: the
+ * same events and the same data.fd, which is what libevent 2.1's epoll
+ * backend dispatches on; libevent's own EPOLL_CTL_DEL, when the listener
+ * is turned off, is allowed on it.  The set is the lowest free descriptor
+ * when the base is made (worker_event_base), and EPOLL_CTL_DEL confirms
+ * it, since it succeeds only on a set that holds this listener.  If
+ * anything fails the listener stays as libevent left it, woken with the
+ * others as before, and the worker stops trying.
+ *
+ * An exclusive wake-up reaches one sleeping worker, and the kernel wakes
+ * nobody else for that connection.  So a worker that turns its listeners
+ * off (it defers to a less loaded one, it is full, out of descriptors or
+ * draining) kicks the least loaded live worker, which then looks at its
+ * own: SIGURG, whose default action is to do nothing, so a kick that
+ * reaches a process not yet (or no longer) watching for it, or a pid read
+ * stale off the scoreboard, is lost and harms nothing.
+ */
+static void
+worker_listen_exclusive(struct worker *w, int fd)
+{
+	struct epoll_event e;
+
+	memset(&e, 0, sizeof(e));
+	e.events = EPOLLIN | EPOLLEXCLUSIVE;
+	e.data.fd = fd;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL) == -1) {
+		log_info("worker %d: listener %d is not in epoll set %d (%s); "
+		    "new connections wake every worker", w->id, fd, w->epfd,
+		    strerror(errno));
+		w->epfd = -1;
+		return;
+	}
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) == 0)
+		return;
+	log_error("worker %d: epoll_ctl(EPOLL_CTL_ADD, listener %d, "
+	    "EPOLLEXCLUSIVE): %s", w->id, fd, strerror(errno));
+	e.events = EPOLLIN;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) == -1)
+		log_error("worker %d: epoll_ctl(EPOLL_CTL_ADD, listener %d): %s",
+		    w->id, fd, strerror(errno));
+	w->epfd = -1;
+}
+
+static long worker_least_loaded(struct worker *, int *, pid_t *);
+
+static void
+worker_kick(struct worker *w)
+{
+	pid_t who = 0;
+
+	if (worker_least_loaded(w, NULL, &who) < 0 || who <= 0)
+		return;
+	if (kill(who, SIGURG) == -1 && errno != ESRCH)
+		log_debug("worker %d: kill(%d, SIGURG): %s", w->id, (int)who,
+		    strerror(errno));
+}
+
 static void
 worker_listen_enable(struct worker *w, int on)
 {
-	int i;
+	int i, off = 0;
 
 	for (i = 0; i < w->nls; i++) {
 		if (w->ls[i].on == on)
 			continue;
 		if (on ? event_add(&w->ls[i].ev, NULL) : event_del(&w->ls[i].ev))
 			log_error("cannot %s listener %d", on ? "enable" : "disable", i);
+		else if (on && w->epfd >= 0)
+			worker_listen_exclusive(w, w->ls[i].fd);
+		else if (!on)
+			off = 1;
 		w->ls[i].on = on;
 	}
+	if (off && w->epfd >= 0)
+		worker_kick(w);
 }
 
 /*
@@ -232,7 +305,7 @@ worker_adopt_enable(struct worker *w, int on)
  * the others (so it is not stuck, only waiting on us).
  */
 static long
-worker_least_loaded(struct worker *w, int *deferring)
+worker_least_loaded(struct worker *w, int *deferring, pid_t *who)
 {
 	long least = -1;
 	uint32_t n = sb.hdr->slots_hi;
@@ -251,6 +324,8 @@ worker_least_loaded(struct worker *w, int *deferring)
 			continue;
 		if (least == -1 || (long)s->w.connections < least) {
 			least = (long)s->w.connections;
+			if (who != NULL)
+				*who = s->w.pid;
 			/* Its timer overdue: its loop is stuck, not waiting. */
 			if (deferring != NULL)
 				*deferring = s->w.defer_until_ms != 0 &&
@@ -286,7 +361,7 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (!force && !w->draining &&
-		    (least = worker_least_loaded(w, NULL)) >= 0 &&
+		    (least = worker_least_loaded(w, NULL, NULL)) >= 0 &&
 		    w->nconns > least + BALANCE_SLACK) {
 			worker_adopt_enable(w, 0);
 			if (evtimer_add(w->adopt_defer_ev, &tv) == -1)
@@ -341,7 +416,9 @@ worker_accept_retry(evutil_socket_t fd, short what, void *arg)
  * for that to be common: then neither takes any.  So a worker does not
  * wait on one that is itself waiting (defer_until_ms in the scoreboard)
  * until it is BALANCE_SLACK further ahead; the other looks again within
- * ACCEPT_DEFER_MS.  Returns 1 if it deferred.
+ * ACCEPT_DEFER_MS.  Returns 1 if it deferred.  (With exclusive wake-ups
+ * turning the listener off kicks the least loaded worker: see
+ * worker_listen_exclusive.)
  */
 static int
 worker_accept_defer(struct worker *w, long least)
@@ -352,7 +429,7 @@ worker_accept_defer(struct worker *w, long least)
 
 	if (w->nconns <= least + BALANCE_SLACK)
 		return 0;
-	least = worker_least_loaded(w, &deferring);
+	least = worker_least_loaded(w, &deferring, NULL);
 	if (least < 0 || (deferring && w->nconns <= least + 2 * BALANCE_SLACK) ||
 	    evtimer_add(w->accept_defer_ev, &tv) == -1)
 		return 0;
@@ -382,7 +459,7 @@ worker_accept_undefer(struct worker *w)
 
 	if (w->draining || evtimer_pending(w->accept_retry_ev, NULL))
 		return;
-	least = worker_least_loaded(w, NULL);
+	least = worker_least_loaded(w, NULL, NULL);
 	if (least >= 0 && w->nconns > least + BALANCE_SLACK)
 		return;
 	evtimer_del(w->accept_defer_ev);
@@ -401,7 +478,7 @@ worker_accept(struct worker *w, int lfd, int force)
 	int fd, i;
 
 	if (!force) {
-		least = worker_least_loaded(w, NULL);
+		least = worker_least_loaded(w, NULL, NULL);
 		if (least == w->stuck_least)
 			least = -1;
 		else
@@ -456,6 +533,31 @@ worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
 	worker_accept(arg, lfd, 0);
 }
 
+/*
+ * Whether a connection waits in a listener's queue.  When none does, the
+ * worker deferred to took what was left to it (or the clients left), and
+ * the deferral is over.  Without this look, a worker above the least
+ * loaded deferred again every ACCEPT_DEFER_MS with nothing to leave, took
+ * the other for stuck after ACCEPT_STUCK_MS, and then stopped balancing
+ * until the other's count moved: the next client could go to the busy one.
+ */
+static int
+worker_listen_queued(struct worker *w)
+{
+	struct pollfd p;
+	int i;
+
+	for (i = 0; i < w->nls; i++) {
+		p.fd = w->ls[i].fd;
+		p.events = POLLIN;
+		p.revents = 0;
+		/* An error says nothing: take it as queued, the old way. */
+		if (poll(&p, 1, 0) != 0)
+			return 1;
+	}
+	return 0;
+}
+
 static void
 worker_accept_defer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -469,7 +571,12 @@ worker_accept_defer_cb(evutil_socket_t fd, short what, void *arg)
 	w->slot->w.defer_until_ms = 0;
 	if (w->draining || evtimer_pending(w->accept_retry_ev, NULL))
 		return;
-	least = worker_least_loaded(w, &deferring);
+	if (!worker_listen_queued(w)) {
+		w->defer_since_ms = 0;
+		worker_listen_enable(w, 1);
+		return;
+	}
+	least = worker_least_loaded(w, &deferring, NULL);
 	if (least != w->defer_least) {
 		w->defer_least = least;
 		w->defer_since_ms = now;
@@ -890,6 +997,15 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 		master_notify(w->notify_fd, MSG_TRIMMED, w->slot_index);
 		break;
 	}
+	case SIGURG: {
+		/* Another worker stopped listening: what is queued may be ours. */
+		int i;
+
+		for (i = 0; i < w->nls && !w->draining; i++)
+			if (w->ls[i].on)
+				worker_accept(w, w->ls[i].fd, 0);
+		break;
+	}
 	}
 }
 
@@ -1026,10 +1142,11 @@ worker_exit_modules(struct worker *w)
  * start, which a recycle pays every time.
  */
 static struct event_base *
-worker_event_base(void)
+worker_event_base(struct worker *w)
 {
 	struct event_config *ec;
 	struct event_base *base;
+	int probe;
 
 	if ((ec = event_config_new()) == NULL)
 		return NULL;
@@ -1037,8 +1154,17 @@ worker_event_base(void)
 		event_config_free(ec);
 		return NULL;
 	}
+	/* The epoll backend's first descriptor will be the lowest free one
+	 * (worker_listen_exclusive checks that before relying on it). */
+	if ((probe = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)) != -1)
+		close(probe);
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
+	w->epfd = -1;
+	if (base != NULL && probe != -1 &&
+	    strcmp(event_base_get_method(base), "epoll") == 0 &&
+	    (event_get_version_number() & 0xffff0000) == 0x02010000)
+		w->epfd = probe;
 	return base;
 }
 
@@ -1066,7 +1192,8 @@ void
 worker_main(struct molt_config *cfg, int id, int slot_index,
     unsigned generation, int notify_fd, uint64_t req_limit)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 };
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2,
+	    SIGURG };
 	static struct worker wk;
 	struct worker *w = &wk;
 	struct sb_slot *s = &sb.slots[slot_index];
@@ -1108,7 +1235,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	if (cfg->status.route_stats && alloc_kind() == SB_ALLOC_GLIBC)
 		alloc_count_enable(1);
 	w->route_stats = cfg->status.route_stats && alloc_counting();
-	if ((w->base = worker_event_base()) == NULL) {
+	if ((w->base = worker_event_base(w)) == NULL) {
 		log_error("worker %d: event_base_new failed", id);
 		goto out;
 	}

@@ -49,6 +49,7 @@ struct worker {
 		int           on;
 	}                   *ls;
 	int                  nls;
+	int                  epfd;     /* libevent's epoll set, or -1: see worker_listen_exclusive */
 	struct event        *sig_ev[6];
 	const struct timeval *timeouts[WT_MAX];
 	int                  notify_fd;

@@ -679,6 +679,81 @@ def test_a_stalled_worker_does_not_hold_up_new_clients(molt):
         c.close()
 
 
+def worker_sleeps(pids):
+    """Voluntary context switches of these processes: one per sleep."""
+    n = 0
+    for pid in pids:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    n += int(line.split()[1])
+    return n
+
+
+QUIET = DEFAULT_ROUTES + "\n[recycle]\nsample_interval = 1h\n"
+
+
+def test_a_new_connection_wakes_one_worker(molt):
+    """Each worker registers the shared listening socket with
+    EPOLLEXCLUSIVE, so a new connection wakes one sleeping worker.  Before,
+    every idle worker woke for every connection and all but one found
+    nothing to accept (3.5 us of CPU a Connection: close request on the
+    bench machine).  Counted as the workers' sleeps: 4 idle workers, 200
+    connections one after the other; shared wake-ups make about 800."""
+    m = molt(conf=QUIET, workers=4)
+    pids = m.worker_pids()
+    assert len(pids) == 4, pids
+    get_ok(m)
+    time.sleep(0.3)
+    before = worker_sleeps(pids)
+    for _ in range(200):
+        with m.raw_conn() as c:
+            c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert c.read_response().status == 200
+    woke = worker_sleeps(pids) - before
+    assert woke < 300, "%d wake-ups of 4 workers for 200 connections" % woke
+
+
+def test_a_worker_that_leaves_a_client_to_another_wakes_it(molt):
+    """With exclusive wake-ups only the worker the kernel chose hears of a
+    new connection.  When that one is too far above the least loaded (more
+    than 4 connections) it leaves the connection queued for it, and must
+    wake it: the kernel will not.  Set up so the busy worker is the one
+    woken: both workers at max_connections, the busy one re-arms its
+    listener first, then the other (so it sleeps behind), then the other
+    drops to 0.  Each new client must be answered by the idle worker, not
+    by the busy one after the 20 ms stuck-worker rule."""
+    m = molt(conf=QUIET, workers=2, server_extra="max_connections = 8")
+    by = {}
+    conns = []
+    for _ in range(16):
+        c = m.raw_conn(timeout=30)
+        c.send(GET % b"/crash/pid")
+        r = c.read_response()
+        assert r.status == 200, r
+        by.setdefault(int(r.body), []).append(c)
+        conns.append(c)
+    assert sorted(len(v) for v in by.values()) == [8, 8], \
+        {p: len(v) for p, v in by.items()}
+    busy, idle = list(by)
+    by[busy].pop().close()   # busy re-arms first ...
+    time.sleep(0.2)
+    for c in by[idle]:       # ... idle after it, then holds nothing
+        c.close()
+    time.sleep(0.2)
+    for i in range(5):
+        c = m.raw_conn(timeout=30)
+        c.send(GET % b"/crash/pid")
+        r = c.read_response()
+        assert r.status == 200, r
+        assert int(r.body) == idle, \
+            "client %d answered by the busy worker %d, not %d" % (i, busy, idle)
+        c.close()
+        time.sleep(0.1)
+    for c in by[busy]:
+        c.close()
+
+
 # ------------------------------------------------------- privilege drop
 
 def test_privilege_drop(molt):
