@@ -36,6 +36,8 @@
  *   2026-12-05  1.1  No change to the ABI: the master now keeps each checked
  *                    module loaded, so its ELF constructors run there too
  *                    (molt-module(3)); per-process setup is worker_init's.
+ *   2026-12-05  1.1  No change to the ABI: workers now handle SIGURG (they
+ *                    kick each other to accept); a module must not take it.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
