@@ -533,6 +533,18 @@ worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
 	worker_accept(arg, lfd, 0);
 }
 
+/* Every listener that is on, outside of its event: after a deferral and
+ * when another worker kicks this one. */
+static void
+worker_accept_all(struct worker *w, int force)
+{
+	int i;
+
+	for (i = 0; i < w->nls && !w->draining; i++)
+		if (w->ls[i].on)
+			worker_accept(w, w->ls[i].fd, force);
+}
+
 /*
  * Whether a connection waits in a listener's queue.  When none does, the
  * worker deferred to took what was left to it (or the clients left), and
@@ -563,7 +575,7 @@ worker_accept_defer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	int64_t now = worker_now_ms(w);
-	int force = 0, deferring = 0, i;
+	int force = 0, deferring = 0;
 	long least;
 
 	(void)fd;
@@ -585,8 +597,7 @@ worker_accept_defer_cb(evutil_socket_t fd, short what, void *arg)
 		w->stuck_least = least;
 	}
 	worker_listen_enable(w, 1);
-	for (i = 0; i < w->nls && !w->draining; i++)
-		worker_accept(w, w->ls[i].fd, force);
+	worker_accept_all(w, force);
 }
 
 /* ------------------------------------------------------------------ */
@@ -997,15 +1008,10 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 		master_notify(w->notify_fd, MSG_TRIMMED, w->slot_index);
 		break;
 	}
-	case SIGURG: {
+	case SIGURG:
 		/* Another worker stopped listening: what is queued may be ours. */
-		int i;
-
-		for (i = 0; i < w->nls && !w->draining; i++)
-			if (w->ls[i].on)
-				worker_accept(w, w->ls[i].fd, 0);
+		worker_accept_all(w, 0);
 		break;
-	}
 	}
 }
 
