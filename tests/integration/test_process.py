@@ -681,13 +681,7 @@ def test_a_stalled_worker_does_not_hold_up_new_clients(molt):
 
 def worker_sleeps(pids):
     """Voluntary context switches of these processes: one per sleep."""
-    n = 0
-    for pid in pids:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("voluntary_ctxt_switches:"):
-                    n += int(line.split()[1])
-    return n
+    return sum(int(proc_status(pid)["voluntary_ctxt_switches"]) for pid in pids)
 
 
 QUIET = DEFAULT_ROUTES + "\n[recycle]\nsample_interval = 1h\n"
