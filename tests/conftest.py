@@ -137,6 +137,16 @@ def children_of(ppid):
     return sorted(out)
 
 
+def has_ipv6_loopback():
+    """Whether ::1 can be bound here (containers often have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def proc_status(pid):
     """/proc/PID/status as a dict of str -> str."""
     out = {}

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import DEFAULT_ROUTES, RawConn, proc_rss_kb, wait_for
+from conftest import (DEFAULT_ROUTES, RawConn, has_ipv6_loopback, proc_rss_kb,
+                      wait_for)
 
 # ------------------------------------------------------------------ helpers
 
@@ -617,12 +618,7 @@ def test_module_sees_the_client_address(molt, tmp_path):
     "[v6]:port", "unix"); the text is made when first asked for, so ask
     twice on one connection and on a second one."""
     path = str(tmp_path / "molt.sock")
-    hosts = ["127.0.0.1"]
-    try:
-        socket.socket(socket.AF_INET6).bind(("::1", 0))
-        hosts.append("::1")
-    except OSError:
-        pass
+    hosts = ["127.0.0.1"] + (["::1"] if has_ipv6_loopback() else [])
     m = molt(listen=tuple("[%s]:0" % h if ":" in h else "%s:0" % h for h in hosts)
              + ("unix:" + path,))
     for h, listen in zip(hosts, m.listens):

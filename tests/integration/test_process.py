@@ -19,9 +19,9 @@ import time
 import pytest
 
 from conftest import (DEFAULT_ROUTES, MODULES_DIR, SRC_DIR, TEST_MODULES_DIR,
-                      Molt, RawConn, children_of, pid_alive, proc_stat,
-                      proc_status, read_text, run_molt, server_section,
-                      wait_for)
+                      Molt, RawConn, children_of, has_ipv6_loopback,
+                      pid_alive, proc_stat, proc_status, read_text, run_molt,
+                      server_section, wait_for)
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -841,9 +841,7 @@ def test_access_log_ipv6_client_address_is_bare(molt):
     """An IPv6 client is logged as nginx's $remote_addr and Apache's %h
     write it: ::1, not [::1] (log analysers parse the first field as an
     address)."""
-    try:
-        socket.socket(socket.AF_INET6).bind(("::1", 0))
-    except OSError:
+    if not has_ipv6_loopback():
         pytest.skip("no IPv6 loopback")
     m = molt(listen=("[::1]:0",), server_extra="access_log = @TMP@/access.log")
     port = int(m.listens[0].rsplit(":", 1)[1])
