@@ -1045,10 +1045,27 @@ master_reload_finish(int status)
 		next_spawn[i] = 0;
 	}
 	log_info("configuration accepted; starting generation %u", generation);
-	/* Workers of the old generation that are still starting are useless. */
-	for (i = 0; i < SB_SLOTS; i++)
-		if (mw[i].st == MW_STARTING && mw[i].gen != generation)
-			kill(mw[i].pid, SIGTERM);
+	/*
+	 * Workers of the old generation that are still starting are useless,
+	 * but "starting" is only what the master has read so far: one may
+	 * have sent READY and be serving clients already.  So they drain like
+	 * any old worker (SIGQUIT), and their READY, if it comes, is ignored.
+	 */
+	for (i = 0; i < SB_SLOTS; i++) {
+		if (mw[i].st != MW_STARTING || mw[i].gen == generation)
+			continue;
+		/* A replacement that will never take over: its predecessor
+		 * is retired with the rest of the old generation. */
+		if (mw[i].replaces >= 0 &&
+		    mw[mw[i].replaces].replaced_by == i)
+			mw[mw[i].replaces].replaced_by = -1;
+		mw[i].replaces = -1;
+		mw[i].reason = R_RELOAD;
+		snprintf(mw[i].detail, sizeof(mw[i].detail),
+		    "generation %u replaced by %u while starting", mw[i].gen,
+		    generation);
+		master_retire(i);
+	}
 	master_reconcile();
 }
 

@@ -605,6 +605,39 @@ def test_crash_loop_backoff(molt):
     assert get_ok(m, "/init") == b"initfail ok\n"
 
 
+def test_reload_while_the_last_one_starts(molt):
+    """A reload accepted while the previous one's workers are still
+    starting drains them like any old worker.  "Starting" is only what the
+    master has read: such a worker may have said READY and be serving
+    already, and the fast stop it used to get dropped its clients (and
+    was logged as a start-up failure, with a backoff for its id)."""
+    m = molt(conf=INITFAIL + "\n[module initfail]\nfail = off\n")
+    load = Load(m)
+    load.start()
+    m.write_conf(INITFAIL + "\n[module initfail]\nfail = off\ndelay = 1500ms\n")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"starting generation 2", since=mark)
+    m.write_conf(INITFAIL + "\n[module initfail]\nfail = off\n")
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"starting generation 3", since=mark)
+    wait_for(lambda: len(re.findall(r"recycled worker \d+ pid \d+: reason=reload "
+                                    r"generation 2 replaced by 3 while starting",
+                                    m.log(mark))) == 2,
+             15, what="both workers of generation 2 to drain")
+    wait_for(lambda: len(re.findall(r"worker \d+ ready \(generation 3\)",
+                                    m.log(mark))) == 2,
+             15, what="generation 3")
+    time.sleep(0.3)
+    load.stop()
+    assert load.ok > 0
+    assert load.failures == [], "requests failed: %r" % load.failures[:5]
+    log = m.log(mark)
+    assert "[error]" not in log, log
+    assert len(m.worker_pids()) == 2
+    assert get_ok(m, "/init") == b"initfail ok\n"
+
+
 # ------------------------------------------- sharing the listening socket
 def one_conn_per_worker(m, n):
     """Keep-alive connections, one held by each of the n workers."""

@@ -1,18 +1,24 @@
 /*
  * initfail.c - a test module whose worker start-up fails while key `fail`
  * is on, so the tests can watch the master back off instead of forking in
- * a tight loop.
+ * a tight loop; and takes `delay` first, so they can act while a worker
+ * is still starting.
  *
  * worker_init has no access to configuration in ABI 1.0 (it gets only
  * the worker), so the key is read in route_init, which runs right after
  * it during the same start-up and fails the worker in the same way.
  * worker_init itself only logs, to show the order.
  */
+#include <errno.h>
+#include <time.h>
+
 #include <molt/module.h>
 
 static const struct molt_conf_key initfail_keys[] = {
 	{ "fail", MOLT_CONF_BOOL, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "on",
 	  "fail every worker's start-up" },
+	{ "delay", MOLT_CONF_DURATION, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "0",
+	  "how long each worker's start-up takes" },
 	{ NULL, 0, 0, NULL, NULL },
 };
 
@@ -27,7 +33,12 @@ initfail_worker_init(molt_worker *w)
 static int
 initfail_route_init(molt_worker *w, const molt_conf *conf, void **data)
 {
+	long long ms = molt_conf_int(conf, "delay");   /* in ms */
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
 	(void)data;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
 	if (molt_conf_bool(conf, "fail")) {
 		molt_log(MOLT_LOG_ERROR, "initfail: failing start-up of worker "
 		    "%d on purpose (fail = on)", molt_worker_id(w));
