@@ -1019,6 +1019,12 @@ master_reload_finish(int status)
 	}
 	validator_pid = -1;
 	validator_fd = -1;
+	if (stopping) {
+		/* A reload checked while a stop began: nothing to start. */
+		log_info("shutting down; the checked configuration is not used");
+		config_free(nc);
+		return;
+	}
 	if (listen_open(nc->server.listen, old->server.listen,
 	    &nc->server) == -1) {
 		log_error("reload failed: cannot bind the new listeners; still "
@@ -1106,6 +1112,12 @@ master_stop(int how)
 	stop_deadline = master_now() + STOP_BACKSTOP_MS +
 	    (how == SIGQUIT ? cfg->recycle.drain_timeout_ms : 0);
 	master_signal_all(how == SIGQUIT ? SIGQUIT : SIGTERM);
+	/*
+	 * Draining workers close their copies; with ours closed too, the
+	 * kernel refuses new clients at once.  Kept open, it would queue
+	 * them for the whole drain and then reset them.
+	 */
+	listen_close(cfg->server.listen);
 }
 
 static void

@@ -117,6 +117,45 @@ def test_quit_is_graceful(molt):
     m.stopped = True
 
 
+def test_quit_refuses_new_clients_while_draining(molt):
+    """Once a graceful stop begins, a new client is refused at once, as by
+    nginx, instead of waiting in the queue for the whole drain and then
+    being reset; the request in flight is still answered."""
+    m = molt()
+    c = m.raw_conn(timeout=30)
+    c.send(GET % b"/stream/deferred?ms=4000")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    m.signal(signal.SIGQUIT)
+    wait_for(lambda: refused(m.port), 3, what="the port to refuse connections")
+    assert time.monotonic() - t0 < 3, "refused only after the drain"
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"deferred 4000\n"
+    assert m.wait_exit(20) == 0
+    m.stopped = True
+
+
+def test_reload_checked_during_a_stop_starts_nothing(molt):
+    """A reload whose check ends after a stop began is dropped: the master
+    must not bind the listeners again or log a new generation."""
+    stream = "\n[route /stream]\nmodule = stream\n"
+    m = molt(conf=CONFKEYS % "one" + stream)
+    c = m.raw_conn(timeout=30)
+    c.send(GET % b"/stream/deferred?ms=1500")
+    time.sleep(0.3)
+    m.write_conf(CONFKEYS % "two" + stream)
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.signal(signal.SIGQUIT)
+    m.wait_log(r"shutting down \(graceful\)", since=mark)
+    assert c.read_response().status == 200
+    assert m.wait_exit(20) == 0
+    m.stopped = True
+    log = m.log(mark)
+    assert "starting generation 2" not in log, log
+    assert "[error]" not in log, log
+
+
 def test_quit_answers_pipelined_keepalive_with_close(molt):
     """During a graceful stop a keep-alive connection is not cut between
     requests: a request already sent is answered."""
