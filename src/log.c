@@ -28,8 +28,11 @@ static int   access_fd = -1;
 static int   cur_level = MOLT_LOG_INFO;
 static char *error_path;
 static char *access_path;
-static char  access_buf[ACCESS_BUF_SIZE];
-static size_t access_len;
+static char  access_own[ACCESS_BUF_SIZE];
+static uint32_t access_own_len;
+static char  *access_buf = access_own;      /* see log_access_use */
+static size_t access_size = sizeof(access_own);
+static uint32_t *access_len = &access_own_len;
 
 static time_t stamp_sec = -1;      /* second that stamp shows */
 static char   stamp[80];            /* "2026-12-05 02:30:06"; room for any int */
@@ -209,26 +212,27 @@ log_access(const char *line, size_t len)
 {
 	if (access_fd == -1)
 		return;
-	if (access_len + len > sizeof(access_buf))
+	if (*access_len + len > access_size)
 		log_access_flush();
-	if (len > sizeof(access_buf)) {
+	if (len > access_size) {
 		if (write(access_fd, line, len) == -1)
 			log_error("write access log %s: %s", access_path,
 			    strerror(errno));
 		return;
 	}
-	memcpy(access_buf + access_len, line, len);
-	access_len += len;
+	memcpy(access_buf + *access_len, line, len);
+	/* After the copy: a worker killed in between leaves no half line. */
+	*access_len += (uint32_t)len;
 }
 
-void
-log_access_flush(void)
+static void
+log_access_write(const char *buf, size_t len)
 {
 	size_t off = 0;
 	ssize_t n;
 
-	while (access_fd != -1 && off < access_len) {
-		n = write(access_fd, access_buf + off, access_len - off);
+	while (access_fd != -1 && off < len) {
+		n = write(access_fd, buf + off, len - off);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -238,5 +242,36 @@ log_access_flush(void)
 		}
 		off += (size_t)n;
 	}
-	access_len = 0;
+}
+
+void
+log_access_flush(void)
+{
+	/* Not even the store when empty: an exiting worker would pay a
+	 * copy-on-write fault for it. */
+	if (*access_len == 0)
+		return;
+	log_access_write(access_buf, *access_len);
+	*access_len = 0;
+}
+
+void
+log_access_use(char *buf, size_t size, uint32_t *len)
+{
+	log_access_flush();
+	access_buf = buf;
+	access_size = size;
+	access_len = len;
+	*len = 0;
+}
+
+void
+log_access_salvage(const char *buf, size_t size, uint32_t len)
+{
+	size_t n = len < size ? len : size;
+
+	/* Whole lines only: the tail may be what a crash cut off. */
+	while (n > 0 && buf[n - 1] != '\n')
+		n--;
+	log_access_write(buf, n);
 }

@@ -5,6 +5,7 @@
 #define MOLT_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "molt/module.h"
 
@@ -29,5 +30,13 @@ void log_msg(int level, const char *fmt, ...) MOLT_PRINTF(2, 3);
 int  log_access_enabled(void);
 void log_access(const char *line, size_t len);
 void log_access_flush(void);
+/*
+ * Gather access lines in buf (size bytes, *len of them used) instead of
+ * the process's own buffer: a worker's scoreboard slot.
+ */
+void log_access_use(char *buf, size_t size, uint32_t *len);
+/* The master, for a worker that died: writes out the whole lines it left
+ * in buf.  len is the worker's word, so it is clamped to size. */
+void log_access_salvage(const char *buf, size_t size, uint32_t len);
 
 #endif /* MOLT_LOG_H */

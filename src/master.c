@@ -631,6 +631,11 @@ master_reaped(pid_t pid, int status)
 	else if (snap.w.handed_off > (uint64_t)cfg->server.max_connections)
 		snap.w.handed_off = (uint32_t)cfg->server.max_connections;
 	sb.hdr->handed_over += snap.w.handed_off;
+	/* A worker that exited cleanly wrote its lines; one that crashed or
+	 * was killed left them here. */
+	if (snap.w.pid == pid && snap.w.access_len > 0)
+		log_access_salvage(sb_access(slot), SB_ACCESS_BUF,
+		    snap.w.access_len);
 	if (WIFSIGNALED(status))
 		snprintf(why, sizeof(why), "killed by signal %d (SIG%s)",
 		    WTERMSIG(status), sigabbrev_np(WTERMSIG(status)) ?
@@ -697,6 +702,7 @@ master_reaped(pid_t pid, int status)
 	sb_begin(&sb.slots[slot].w.seq);
 	sb.slots[slot].w.state = SB_FREE;
 	sb.slots[slot].w.pid = 0;
+	sb.slots[slot].w.access_len = 0;
 	sb_end(&sb.slots[slot].w.seq);
 	while (sb.hdr->slots_hi > 0 && mw[sb.hdr->slots_hi - 1].st == MW_FREE)
 		sb.hdr->slots_hi--;

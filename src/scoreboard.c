@@ -38,6 +38,17 @@ scoreboard_create(void)
 	sb.hdr = p;
 	sb.slots = (struct sb_slot *)((char *)p + sizeof(struct sb_header));
 	sb.hdr->nslots = SB_SLOTS;
+	/* Address space only: a fork does not copy a shared mapping's page
+	 * tables, and each worker touches just its own slot's pages. */
+	len = (size_t)SB_SLOTS * SB_ACCESS_BUF;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	    -1, 0);
+	if (p == MAP_FAILED) {
+		log_error("mmap of %zu bytes for access-log buffers failed: %s",
+		    len, strerror(errno));
+		return -1;
+	}
+	sb.access = p;
 	return 0;
 }
 

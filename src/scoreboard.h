@@ -16,6 +16,7 @@
 #define SB_SLOTS       512   /* 2 x the worker limit, for replacements */
 #define SB_ROUTES      64    /* routes with their own statistics */
 #define SB_REQ_LEN     80
+#define SB_ACCESS_BUF  (64 * 1024)  /* a worker's unwritten access-log lines */
 
 enum sb_state { SB_FREE, SB_STARTING, SB_IDLE, SB_BUSY, SB_DRAINING, SB_EXITED };
 enum sb_alloc { SB_ALLOC_UNKNOWN, SB_ALLOC_GLIBC, SB_ALLOC_JEMALLOC };
@@ -54,6 +55,7 @@ struct sb_slot {
 		uint32_t handed_off;        /* keep-alive connections passed on */
 		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
 		int64_t  defer_until_ms;    /* leaving new connections to others */
+		uint32_t access_len;        /* bytes of lines in sb_access(slot) */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {
@@ -102,6 +104,7 @@ struct sb_header {
 struct scoreboard {
 	struct sb_header *hdr;
 	struct sb_slot   *slots;
+	char             *access;   /* SB_ACCESS_BUF bytes per slot */
 };
 
 extern struct scoreboard sb;
@@ -109,6 +112,13 @@ extern const char *const sb_reason_names[R_MAX];
 extern const char *const sb_state_names[];
 
 int  scoreboard_create(void);
+/*
+ * Where the worker in slot i gathers its access-log lines.  In shared
+ * memory, so that what a worker that died (a crash, a kill) had not
+ * written yet is written out by the master; a page is only resident once
+ * a worker has logged into it.
+ */
+static inline char *sb_access(int i) { return sb.access + (size_t)i * SB_ACCESS_BUF; }
 /* Worker side: seqlock-style updates so readers see consistent figures. */
 static inline void sb_begin(volatile uint32_t *seq) { (*seq)++; __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void sb_end(volatile uint32_t *seq) { __atomic_thread_fence(__ATOMIC_RELEASE); (*seq)++; }

@@ -1234,6 +1234,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	s->w.req_route = -1;
 	sb_end(&s->w.seq);
 	memset(s->routes, 0, sizeof(s->routes));
+	log_access_use(sb_access(slot_index), SB_ACCESS_BUF, &s->w.access_len);
 
 	if (worker_drop_privileges(w) == -1)
 		goto out;

@@ -909,6 +909,36 @@ def test_access_log_flush_off_writes_when_told(molt):
              what="the line after SIGUSR1")
 
 
+@pytest.mark.parametrize("how", ["crash", "hard_rss"])
+def test_access_log_keeps_the_lines_of_a_worker_that_died(molt, how):
+    """A worker that crashes (or is killed for hard_rss) never flushes its
+    buffer; the master writes out the lines it left, so the requests it
+    served before are not lost from the log."""
+    m = molt(server_extra="access_log = @TMP@/access.log\n"
+                          "access_log_flush = 0", workers=1)
+    m.expect_errors(r"killed by signal|reason=hard_rss|while serving")
+    pid = m.worker_pids()[0]
+    for i in range(20):
+        get_ok(m, "/hello?before=%d" % i)
+    assert read_text(m.access_log) == ""
+    if how == "crash":
+        with pytest.raises(Exception):
+            m.get("/crash/segv", timeout=10)
+    else:
+        os.kill(pid, signal.SIGKILL)   # what the master does at hard_rss
+    wait_for(lambda: m.worker_pids() and m.worker_pids()[0] != pid, 10,
+             what="the replacement")
+    lines = read_text(m.access_log).splitlines()
+    assert [l.split('"')[1] for l in lines] == \
+        ["GET /hello?before=%d HTTP/1.1" % i for i in range(20)], lines
+    assert all(CLF.match(l) for l in lines)
+    # the replacement logs into the same slot afresh
+    get_ok(m, "/hello?after=1")
+    os.kill(m.pid, signal.SIGUSR1)
+    wait_for(lambda: "after=1" in read_text(m.access_log), 5, what="the new line")
+    assert len(read_text(m.access_log).splitlines()) == 21
+
+
 def test_access_log_ipv6_client_address_is_bare(molt):
     """An IPv6 client is logged as nginx's $remote_addr and Apache's %h
     write it: ::1, not [::1] (log analysers parse the first field as an
