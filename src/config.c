@@ -957,6 +957,7 @@ config_defaults(struct molt_config *cfg)
 	rc->max_concurrent_recycles = 1;
 	rc->drain_timeout_ms = 30 * SEC;
 	rc->sample_interval_ms = 1 * SEC;
+	rc->stall_timeout_ms = 60 * SEC;
 	rc->samples_over = 2;
 	rc->measure = MEASURE_USS;
 }
@@ -1102,6 +1103,8 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 	get_duration(&ck, "sample_interval", &rc->sample_interval_ms, 50,
 	    1 * HOUR, ZERO_NO);
 	get_int32(&ck, "samples_over", &rc->samples_over, 1, 100);
+	get_duration(&ck, "stall_timeout", &rc->stall_timeout_ms, 1 * SEC,
+	    24 * HOUR, ZERO_OFF);
 	if ((kv = conf_get(s, "measure")) != NULL) {
 		if (strcmp(kv->value, "uss") == 0)
 			rc->measure = MEASURE_USS;
@@ -1119,6 +1122,13 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 	if (rc->max_rss && rc->hard_max_rss && rc->hard_max_rss <= rc->max_rss) {
 		check_fail(&ck, conf_get(s, "hard_max_rss"), "hard_max_rss must be "
 		    "above max_rss");
+		return -1;
+	}
+	/* A worker beats once a sample_interval: a shorter stall is noise. */
+	if ((kv = conf_get(s, "stall_timeout")) != NULL && rc->stall_timeout_ms &&
+	    rc->stall_timeout_ms < 3 * rc->sample_interval_ms) {
+		check_fail(&ck, kv, "stall_timeout must be at least three "
+		    "sample_interval (%lld ms)", 3 * rc->sample_interval_ms);
 		return -1;
 	}
 	/* Jitter is subtracted from the limit; it must leave a positive one. */

@@ -67,6 +67,7 @@ struct recycle_conf {
 	int       max_concurrent_recycles;
 	long long drain_timeout_ms;
 	long long sample_interval_ms;
+	long long stall_timeout_ms;      /* 0 = off; see master_stalled */
 	int       samples_over;          /* consecutive samples over a limit */
 	enum recycle_measure measure;
 };

@@ -59,7 +59,7 @@ struct mworker {
 	int64_t  ready_ms;
 	int64_t  retire_ms;
 	int      reason;          /* recycle reason, -1 for none */
-	char     detail[200];     /* "uss 300.0 MB > max_rss 256.0 MB" */
+	char     detail[256];     /* "uss 300.0 MB > max_rss 256.0 MB" */
 	uint64_t req_limit;
 	int64_t  life_limit_ms;
 	int      over_rss, over_frag;
@@ -657,9 +657,12 @@ master_reaped(pid_t pid, int status)
 			log_info("worker %d pid %d stopped (%s)", id, (int)pid, why);
 		}
 	} else if (m->st == MW_KILLED) {
-		sb.hdr->recycles[R_HARD_RSS]++;
-		log_error("worker %d pid %d killed: reason=hard_rss %s requests=%llu",
-		    id, (int)pid, m->detail, (unsigned long long)snap.w.requests);
+		int r = m->reason == R_STALL ? R_STALL : R_HARD_RSS;
+
+		sb.hdr->recycles[r]++;
+		log_error("worker %d pid %d killed: reason=%s %s requests=%llu",
+		    id, (int)pid, sb_reason_names[r], m->detail,
+		    (unsigned long long)snap.w.requests);
 	} else if (stopping) {
 		if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
 		    WTERMSIG(status) != SIGKILL)
@@ -763,6 +766,44 @@ master_ask_trim(int slot)
 		log_error("kill(%d, SIGUSR2): %s", (int)m->pid, strerror(errno));
 }
 
+/*
+ * A worker whose loop has not turned for stall_timeout (a handler that
+ * never returns, a call that hangs) serves none of its connections, will
+ * not answer a trim and cannot drain: kill it, so that its id gets a
+ * worker that serves.  The beat is the worker's word; one from the future
+ * counts as fresh.  Returns 1 if it killed.
+ */
+static int
+master_stalled(int slot, int64_t now)
+{
+	struct mworker *m = &mw[slot];
+	long long limit = cfg->recycle.stall_timeout_ms;
+	struct sb_slot snap;
+	char how[96];
+
+	if (limit == 0 || m->st != MW_READY)
+		return 0;
+	if (limit < 3 * cfg->recycle.sample_interval_ms)
+		limit = 3 * cfg->recycle.sample_interval_ms;
+	if (scoreboard_read_worker(slot, &snap) == -1 || snap.w.pid != m->pid ||
+	    snap.w.beat_ms <= 0 || now - snap.w.beat_ms <= limit)
+		return 0;
+	memwatch_state(m->pid, how, sizeof(how));
+	snprintf(m->detail, sizeof(m->detail), "loop stalled for %.1fs > "
+	    "stall_timeout=%.1fs%s%s%s, %s",
+	    (double)(now - snap.w.beat_ms) / 1000.0, (double)limit / 1000.0,
+	    snap.w.req_start_ms ? " while serving \"" : "",
+	    snap.w.req_start_ms ? snap.w.req_line : "",
+	    snap.w.req_start_ms ? "\"" : "", how);
+	m->st = MW_KILLED;
+	m->reason = R_STALL;
+	if (m->replaced_by >= 0)
+		mw[m->replaced_by].replaces = -1;
+	if (kill(m->pid, SIGKILL) == -1)
+		log_error("kill(%d, SIGKILL): %s", (int)m->pid, strerror(errno));
+	return 1;
+}
+
 /* Decides one ready worker's fate from its latest figures. */
 /*
  * max_requests and max_lifetime: counted limits, not memory, so no
@@ -839,6 +880,7 @@ master_judge(int slot, int after_trim)
 		    snap.w.req_start_ms ? snap.w.req_line : "",
 		    snap.w.req_start_ms ? "\"" : "");
 		m->st = MW_KILLED;
+		m->reason = R_HARD_RSS;
 		if (m->replaced_by >= 0)
 			mw[m->replaced_by].replaces = -1;
 		if (kill(m->pid, SIGKILL) == -1)
@@ -922,6 +964,8 @@ master_sample_all(void)
 
 	for (i = 0; i < SB_SLOTS; i++) {
 		if (mw[i].st != MW_READY && mw[i].st != MW_RETIRING)
+			continue;
+		if (master_stalled(i, master_now()))
 			continue;
 		if (master_sample_one(i) == -1)
 			continue;

@@ -52,6 +52,40 @@ memwatch_field(const char *buf, const char *key)
 	return 0;
 }
 
+void
+memwatch_state(pid_t pid, char *buf, size_t len)
+{
+	char path[64], stat[512], wchan[64];
+	const char *p, *what;
+	size_t i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	/* The state follows the ")" that ends the command name. */
+	if (memwatch_slurp(path, stat, sizeof(stat)) <= 0 ||
+	    (p = strrchr(stat, ')')) == NULL || p[1] != ' ') {
+		snprintf(buf, len, "state unknown");
+		return;
+	}
+	switch (p[2]) {
+	case 'R': what = "running"; break;
+	case 'S': what = "sleeping"; break;
+	case 'D': what = "in uninterruptible sleep"; break;
+	case 'T': case 't': what = "stopped"; break;
+	default:  what = "in state"; break;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+	if (p[2] == 'R' || memwatch_slurp(path, wchan, sizeof(wchan)) <= 0 ||
+	    strcmp(wchan, "0") == 0) {
+		snprintf(buf, len, "%s", what);
+		return;
+	}
+	for (i = 0; wchan[i] != '\0'; i++)
+		if (wchan[i] != '_' && (wchan[i] < 'a' || wchan[i] > 'z') &&
+		    (wchan[i] < '0' || wchan[i] > '9'))
+			wchan[i] = '?';
+	snprintf(buf, len, "%s in %s", what, wchan);
+}
+
 int
 memwatch_read(pid_t pid, struct mem_sample *out, int with_smaps)
 {

@@ -21,6 +21,13 @@ struct mem_sample {
  */
 int memwatch_read(pid_t pid, struct mem_sample *out, int with_smaps);
 
+/*
+ * What the kernel says a process is doing, for a log line: "running", or
+ * "sleeping in do_nanosleep" (its state letter and wchan).  Not memory,
+ * but the same /proc reading.
+ */
+void memwatch_state(pid_t pid, char *buf, size_t len);
+
 /* "91.7 MB" */
 const char *memwatch_fmt(uint64_t bytes, char *buf, size_t len);
 

@@ -14,7 +14,7 @@ struct scoreboard sb;
 
 const char *const sb_reason_names[R_MAX] = {
 	"rss", "hard_rss", "fragmentation", "requests", "lifetime", "crash",
-	"reload",
+	"reload", "stall",
 };
 
 const char *const sb_state_names[] = {

@@ -56,6 +56,7 @@ struct sb_slot {
 		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
 		int64_t  defer_until_ms;    /* leaving new connections to others */
 		uint32_t access_len;        /* bytes of lines in sb_access(slot) */
+		int64_t  beat_ms;           /* CLOCK_MONOTONIC at the last sample tick */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {
@@ -74,7 +75,7 @@ struct sb_slot {
 
 /* Fleet totals, written by the master. */
 enum sb_reason { R_RSS, R_HARD_RSS, R_FRAGMENTATION, R_REQUESTS, R_LIFETIME,
-	R_CRASH, R_RELOAD, R_MAX };
+	R_CRASH, R_RELOAD, R_STALL, R_MAX };
 
 /* Set by the master before it sends a worker SIGQUIT to retire it. */
 enum {

@@ -1020,9 +1020,13 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	uint64_t in_use, held, fr;
+	struct timespec ts;
 
 	(void)fd;
 	(void)what;
+	/* The master's proof that this loop still turns (master_stalled). */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	w->slot->w.beat_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	if (alloc_sample(&in_use, &held, &fr) == -1)
 		return;
 	sb_begin(&w->slot->w.seq);

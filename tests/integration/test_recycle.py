@@ -21,6 +21,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -32,7 +33,7 @@ from loadgen import Load, bound_conn
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 REASONS = ("rss", "hard_rss", "fragmentation", "requests", "lifetime",
-           "crash", "reload")
+           "crash", "reload", "stall")
 
 PINNING = "/fragment?objects=1000000&size=48&keep_every=64"
 TRIMMABLE = "/fragment?objects=100000&size=1000&keep_every=10000"
@@ -448,6 +449,56 @@ hard_max_rss = 48m
 
 
 # ---------------------------------------------------------- other triggers
+
+def test_stalled_worker_is_killed_and_replaced(molt):
+    """A handler that never gives the loop back (here: blocks for 60 s)
+    wedges every connection of its worker, which will answer neither a
+    trim nor a drain.  After stall_timeout the master kills it, names the
+    request and what the process was doing, and the id gets a worker that
+    serves; a shorter block is left alone."""
+    m = molt(conf=conf("""
+sample_interval = 100ms
+stall_timeout = 1s
+"""), workers=1)
+    m.expect_errors(r"killed: reason=stall")
+    # a block below the limit is only slow
+    c = m.raw_conn(timeout=30)
+    pid = pid_of(c)
+    assert ask(c, "/crash/block?ms=500").status == 200
+    assert pid_of(c) == pid
+    mark = m.mark()
+    t0 = time.monotonic()
+    c.send(GET % b"/crash/block?ms=60000")
+    with pytest.raises(AssertionError, match="connection closed"):
+        c.read_response()
+    took = time.monotonic() - t0
+    assert 1.0 <= took < 6, "killed after %.1fs" % took
+    k = m.wait_log(r"\[error\] \d+: worker 0 pid %d killed: reason=stall loop stalled "
+                   r"for (\d+\.\d)s > stall_timeout=1\.0s while serving "
+                   r"\"GET /crash/block\?ms=60000\", sleeping in (\w+) requests=\d+$"
+                   % pid, since=mark)
+    assert 1.0 < float(k.group(1)) < 6, k.group(0)
+    assert not pid_alive(pid)
+    m.wait_log(r"worker 0 ready", since=mark)
+    c2 = m.raw_conn()
+    assert pid_of(c2) != pid
+    assert ask(c2, "/hello").status == 200
+    check_counts(m, {"stall": 1})
+    c2.close()
+
+
+def test_stall_timeout_shorter_than_three_samples_is_refused(tmp_path):
+    """The worker beats once a sample_interval, so a stall_timeout below
+    three of them would kill healthy workers: refused at its line."""
+    p = tmp_path / "molt.conf"
+    p.write_text("[server]\nlisten = 127.0.0.1:0\n\n[route /hello]\nmodule = hello\n"
+                 "\n[recycle]\nsample_interval = 1s\nstall_timeout = 2s\n")
+    r = subprocess.run([MOLT_BIN, "-t", "-c", str(p)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0
+    assert "%s:9: stall_timeout must be at least three sample_interval" % p \
+        in r.stderr, r.stderr
+
 
 def test_max_requests_recycle(molt):
     """max_requests is exact and does not wait for a memory sample (the
