@@ -766,6 +766,30 @@ master_ask_trim(int slot)
 		log_error("kill(%d, SIGUSR2): %s", (int)m->pid, strerror(errno));
 }
 
+/* Kills a worker past saving (hard_max_rss, stall): no drain, no handoff. */
+static void
+master_kill(int slot, int reason)
+{
+	struct mworker *m = &mw[slot];
+
+	m->st = MW_KILLED;
+	m->reason = reason;
+	if (m->replaced_by >= 0)
+		mw[m->replaced_by].replaces = -1;
+	if (kill(m->pid, SIGKILL) == -1)
+		log_error("kill(%d, SIGKILL): %s", (int)m->pid, strerror(errno));
+}
+
+/* ' while serving "GET /x"' for a log line, or "" if the worker was idle. */
+static const char *
+master_serving(const struct sb_slot *snap, char *buf, size_t len)
+{
+	if (snap->w.req_start_ms == 0)
+		return "";
+	snprintf(buf, len, " while serving \"%s\"", snap->w.req_line);
+	return buf;
+}
+
 /*
  * A worker whose loop has not turned for stall_timeout (a handler that
  * never returns, a call that hangs) serves none of its connections, will
@@ -779,7 +803,7 @@ master_stalled(int slot, int64_t now)
 	struct mworker *m = &mw[slot];
 	long long limit = cfg->recycle.stall_timeout_ms;
 	struct sb_slot snap;
-	char how[96];
+	char how[96], req[SB_REQ_LEN + 20];
 
 	if (limit == 0 || m->st != MW_READY)
 		return 0;
@@ -790,17 +814,10 @@ master_stalled(int slot, int64_t now)
 		return 0;
 	memwatch_state(m->pid, how, sizeof(how));
 	snprintf(m->detail, sizeof(m->detail), "loop stalled for %.1fs > "
-	    "stall_timeout=%.1fs%s%s%s, %s",
+	    "stall_timeout=%.1fs%s, %s",
 	    (double)(now - snap.w.beat_ms) / 1000.0, (double)limit / 1000.0,
-	    snap.w.req_start_ms ? " while serving \"" : "",
-	    snap.w.req_start_ms ? snap.w.req_line : "",
-	    snap.w.req_start_ms ? "\"" : "", how);
-	m->st = MW_KILLED;
-	m->reason = R_STALL;
-	if (m->replaced_by >= 0)
-		mw[m->replaced_by].replaces = -1;
-	if (kill(m->pid, SIGKILL) == -1)
-		log_error("kill(%d, SIGKILL): %s", (int)m->pid, strerror(errno));
+	    master_serving(&snap, req, sizeof(req)), how);
+	master_kill(slot, R_STALL);
 	return 1;
 }
 
@@ -862,7 +879,7 @@ master_judge(int slot, int after_trim)
 	const struct recycle_conf *rc = &cfg->recycle;
 	struct mworker *m = &mw[slot];
 	struct sb_slot snap;
-	char a[32], b[32], detail[200];
+	char a[32], b[32], detail[200], req[SB_REQ_LEN + 20];
 	int64_t now = master_now();
 	uint64_t val;
 	double frag = 0;
@@ -873,18 +890,11 @@ master_judge(int slot, int after_trim)
 	val = master_measure(&snap);
 
 	if (rc->hard_max_rss > 0 && val > (uint64_t)rc->hard_max_rss) {
-		snprintf(m->detail, sizeof(m->detail), "%s=%s > hard_max_rss=%s%s%s%s",
+		snprintf(m->detail, sizeof(m->detail), "%s=%s > hard_max_rss=%s%s",
 		    master_measure_name(), memwatch_fmt(val, a, sizeof(a)),
 		    memwatch_fmt((uint64_t)rc->hard_max_rss, b, sizeof(b)),
-		    snap.w.req_start_ms ? " while serving \"" : "",
-		    snap.w.req_start_ms ? snap.w.req_line : "",
-		    snap.w.req_start_ms ? "\"" : "");
-		m->st = MW_KILLED;
-		m->reason = R_HARD_RSS;
-		if (m->replaced_by >= 0)
-			mw[m->replaced_by].replaces = -1;
-		if (kill(m->pid, SIGKILL) == -1)
-			log_error("kill(%d, SIGKILL): %s", (int)m->pid, strerror(errno));
+		    master_serving(&snap, req, sizeof(req)));
+		master_kill(slot, R_HARD_RSS);
 		return;
 	}
 	if (m->st != MW_READY || m->replaced_by >= 0 || m->trim_pending)
