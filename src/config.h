@@ -40,6 +40,7 @@ struct listen_addr {
 	struct sockaddr_storage ss;
 	socklen_t               sslen;
 	int                     fd;          /* bound socket, -1 until bound */
+	struct listen_addr     *kept_from;   /* listen_open took fd from it */
 	struct listen_addr     *next;
 };
 

@@ -158,6 +158,7 @@ listen_open(struct listen_addr *list, struct listen_addr *old,
 				char where[160];
 
 				la->fd = o->fd;
+				la->kept_from = o;
 				o->fd = -1;     /* moved, so closing old keeps it */
 				listen_describe(la->fd, la, where, sizeof(where));
 				log_info("listening on %s (kept)", where);
@@ -165,10 +166,22 @@ listen_open(struct listen_addr *list, struct listen_addr *old,
 			}
 		}
 		if (la->fd < 0 && listen_bind(la, backlog) == -1)
-			return -1;
-		listen_set_defer(la, sc->defer_accept);
+			goto fail;
 	}
+	for (la = list; la != NULL; la = la->next)
+		listen_set_defer(la, sc->defer_accept);
 	return 0;
+fail:
+	/* The old generation goes on serving: give its sockets back. */
+	for (la = list; la != NULL; la = la->next) {
+		if (la->kept_from != NULL) {
+			la->kept_from->fd = la->fd;
+			la->kept_from = NULL;
+			la->fd = -1;
+		}
+	}
+	listen_close(list);
+	return -1;
 }
 
 void

@@ -11,7 +11,8 @@ struct server_conf;
  * Binds every address in the list that has no socket yet, taking an open
  * socket over from `old` when the same address was configured there (a
  * reload keeps its sockets, and gets sc's defer_accept).  Returns 0, or
- * -1 after logging.
+ * -1 after logging, with the sockets it took given back to `old` and the
+ * ones it bound closed.
  */
 int  listen_open(struct listen_addr *list, struct listen_addr *old,
          const struct server_conf *sc);

@@ -213,6 +213,42 @@ def test_hup_reload(molt):
     assert m.running()
 
 
+def test_reload_that_cannot_bind_keeps_the_old_listeners(molt):
+    """A reload that keeps one address and cannot bind another fails; the
+    socket it took over must go back to the master, or every worker forked
+    afterwards (a crash's replacement, the next reload) has no listener."""
+    crash = "\n[route /crash]\nmodule = crash\n"
+    m = molt(conf=CONFKEYS % "one" + crash)
+    m.expect_errors(r"bind\(127\.0\.0\.1:\d+\): Address already in use|"
+                    r"reload failed|killed by signal")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    busy = taken.getsockname()[1]
+    m.write_conf(CONFKEYS % "two" + crash, server_extra="listen = 127.0.0.1:%d" % busy)
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload failed: cannot bind the new listeners", since=mark)
+    taken.close()
+    # a worker forked after the failure listens on the old socket
+    before = set(m.worker_pids())
+    with pytest.raises(Exception):
+        m.get("/crash/segv", timeout=10)
+    wait_for(lambda: len(m.worker_pids()) == 2 and set(m.worker_pids()) != before,
+             10, what="the replacement")
+    m.wait_log(r"worker \d+ ready \(generation 1\)", since=mark)
+    for _ in range(20):
+        assert greeting(m) == "one"
+    # and the next reload keeps it
+    m.write_conf(CONFKEYS % "three" + crash)
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: greeting(m) == "three", 10, what="the next reload")
+    log = m.log(mark)
+    assert "[error]" not in log, log
+    assert "listener" not in log.replace("listening on", ""), log
+
+
 @pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGTERM])
 def test_stop_while_reload_spawns(molt, sig):
     """A stop signal that lands just as a reload forks the new generation
