@@ -804,18 +804,27 @@ master_stalled(int slot, int64_t now)
 	long long limit = cfg->recycle.stall_timeout_ms;
 	struct sb_slot snap;
 	char how[96], req[SB_REQ_LEN + 20];
+	int64_t held;
 
 	if (limit == 0 || m->st != MW_READY)
 		return 0;
 	if (limit < 3 * cfg->recycle.sample_interval_ms)
 		limit = 3 * cfg->recycle.sample_interval_ms;
 	if (scoreboard_read_worker(slot, &snap) == -1 || snap.w.pid != m->pid ||
-	    snap.w.beat_ms <= 0 || now - snap.w.beat_ms <= limit)
+	    snap.w.beat_ms <= 0)
+		return 0;
+	/*
+	 * Held for sure only since the next beat was due: the handler may
+	 * have started just before it, so counting from the last beat would
+	 * kill one that held the loop a sample_interval less than the limit.
+	 */
+	held = now - snap.w.beat_ms - cfg->recycle.sample_interval_ms;
+	if (held <= limit)
 		return 0;
 	memwatch_state(m->pid, how, sizeof(how));
 	snprintf(m->detail, sizeof(m->detail), "loop stalled for %.1fs > "
 	    "stall_timeout=%.1fs%s, %s",
-	    (double)(now - snap.w.beat_ms) / 1000.0, (double)limit / 1000.0,
+	    (double)held / 1000.0, (double)limit / 1000.0,
 	    master_serving(&snap, req, sizeof(req)), how);
 	master_kill(slot, R_STALL);
 	return 1;

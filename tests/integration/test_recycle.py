@@ -487,6 +487,26 @@ stall_timeout = 1s
     c2.close()
 
 
+def test_a_block_shorter_than_stall_timeout_is_never_killed(molt):
+    """The beat comes once a sample_interval, so a handler that starts just
+    before the next one is due has held the loop for less than the time
+    since the last one.  Each block here starts right before a beat, is
+    shorter than stall_timeout, but longer than stall_timeout minus a
+    sample_interval: counted from the last beat, it would be killed."""
+    m = molt(conf=conf("""
+sample_interval = 300ms
+stall_timeout = 1s
+"""), workers=1)
+    for i in range(6):
+        time.sleep(0.35)
+        ago = status(m)["workers"][0]["sampled_ms_ago"]
+        time.sleep(max(0, 300 - ago - 30) / 1000.0)
+        st, _, body = m.get("/crash/block?ms=850", timeout=10)
+        assert (st, body) == (200, b"ok\n"), (i, st, body)
+    assert "reason=stall" not in m.log()
+    check_counts(m, {})
+
+
 def test_stall_timeout_shorter_than_three_samples_is_refused(tmp_path):
     """The worker beats once a sample_interval, so a stall_timeout below
     three of them would kill healthy workers: refused at its line."""
