@@ -158,8 +158,10 @@ status_nroutes(void)
 }
 
 /*
- * Route i's figures summed over the fleet, and its name.  -1 if the name
- * (shared memory, so untrusted) could break the JSON or metrics quoting.
+ * Route i's figures summed over the fleet, and its name, raw: a prefix
+ * may hold any byte but NUL, and the names are in shared memory, so each
+ * format escapes them.  -1 while a reload has cleared the names and the
+ * new workers have not written theirs yet.
  */
 static int
 status_route(int i, struct sb_route_stats *rs, char name[64])
@@ -167,7 +169,31 @@ status_route(int i, struct sb_route_stats *rs, char name[64])
 	status_route_sum(i, rs);
 	memcpy(name, sb.hdr->route_names[i], 64);
 	name[63] = '\0';
-	return strchr(name, '"') || strchr(name, '\\') ? -1 : 0;
+	return name[0] == '\0' ? -1 : 0;
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static const char *
+status_label(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	for (; *s != '\0' && o + 3 < len; s++) {
+		if (*s == '\\' || *s == '"' || *s == '\n')
+			buf[o++] = '\\';
+		buf[o++] = *s == '\n' ? 'n' : *s;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+/* Milliseconds since t (0: never), clamped: the worker's clock read after ours. */
+static long long
+status_ago(int64_t now, int64_t t)
+{
+	if (t == 0)
+		return -1;
+	return now > t ? (long long)(now - t) : 0;
 }
 
 static void
@@ -216,8 +242,8 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    (unsigned long long)s.w.trim_reclaimed,
 		    s.w.allocator == SB_ALLOC_JEMALLOC ? "jemalloc" : "glibc",
 		    (long long)s.w.mallocs,
-		    s.m.measured_ms ? (long long)(now - s.m.measured_ms) : -1LL,
-		    s.w.sampled_ms ? (long long)(now - s.w.sampled_ms) : -1LL);
+		    status_ago(now, s.m.measured_ms),
+		    status_ago(now, s.w.sampled_ms));
 		first = 0;
 		t.workers++;
 		t.requests += s.w.requests;
@@ -235,20 +261,22 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    "\n\"routes\":[", (unsigned long long)sb.hdr->trims,
 	    (unsigned long long)sb.hdr->trim_reclaimed);
 	nroutes = status_nroutes();
-	for (i = 0; i < nroutes; i++) {
+	for (i = 0, first = 1; i < nroutes; i++) {
 		struct sb_route_stats rs;
-		char name[64];
+		char name[64], esc[6 * 64 + 1];
 
 		if (status_route(i, &rs, name) == -1)
 			continue;
+		molt_json_escape(esc, name, strlen(name));
 		sbuf_printf(b, "%s\n {\"prefix\":\"%s\",\"requests\":%llu,"
 		    "\"allocs_per_request\":%.1f,\"bytes_per_request\":%.1f,"
-		    "\"max_growth\":%lld,\"recycles\":%llu}", i ? "," : "", name,
+		    "\"max_growth\":%lld,\"recycles\":%llu}", first ? "" : ",", esc,
 		    (unsigned long long)rs.requests,
 		    rs.requests ? (double)rs.allocs / rs.requests : 0.0,
 		    rs.requests ? (double)rs.alloc_bytes / rs.requests : 0.0,
 		    (long long)rs.max_growth,
 		    (unsigned long long)sb.hdr->retired_routes[i].recycles);
+		first = 0;
 	}
 	sbuf_printf(b, "\n],\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
 	    "\"requests_all_time\":%llu,\"connections_handed_over\":%llu,"
@@ -332,12 +360,13 @@ status_metrics(struct sbuf *b)
 	nroutes = status_nroutes();
 	for (i = 0; i < nroutes; i++) {
 		struct sb_route_stats rs;
-		char name[64];
+		char name[64], esc[2 * 64 + 1];
 
 		if (status_route(i, &rs, name) == -1)
 			continue;
 		sbuf_printf(b, "molt_route_requests_total{route=\"%s\"} %llu\n",
-		    name, (unsigned long long)rs.requests);
+		    status_label(name, esc, sizeof(esc)),
+		    (unsigned long long)rs.requests);
 	}
 }
 

@@ -1041,6 +1041,25 @@ def test_conn_hugepages_off_leaves_the_chunks_ordinary(molt):
         assert hugepage_advised_bytes(pid) == 0
 
 
+def test_status_lists_routes_whose_prefix_needs_escaping(molt):
+    """A prefix may hold a double quote or a backslash.  Such a route was
+    left out of the JSON and the metrics, and when it came first the JSON
+    started with a comma and did not parse."""
+    routes = ('[route /a-long-prefix-with-"quote]\nmodule = hello\n\n'
+              '[route /q"x\\y]\nmodule = hello\n\n[route /hello]\nmodule = hello\n')
+    m = molt(conf=conf(routes=DEFAULT_ROUTES.replace("[route /hello]\nmodule = hello\n", "")
+                       + routes))
+    for path in ('/a-long-prefix-with-"quote', '/q"x\\y', "/hello"):
+        st, _, body = m.get(path.replace('"', "%22").replace("\\", "%5C"))
+        assert st == 200, (path, st, body)
+    prefixes = {r["prefix"]: r for r in status(m)["routes"]}
+    for path in ('/a-long-prefix-with-"quote', '/q"x\\y', "/hello"):
+        assert path in prefixes, prefixes
+    text = metrics_text(m)
+    assert 'molt_route_requests_total{route="/q\\"x\\\\y"}' in text, text
+    assert 'molt_route_requests_total{route="/a-long-prefix-with-\\"quote"}' in text
+
+
 def test_status_allow_list(molt):
     m = molt(conf=conf("", status="allow = 127.0.0.1"), workers=1)
     for path in (b"/molt/status", b"/molt/status/metrics"):
