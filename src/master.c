@@ -1069,6 +1069,44 @@ master_reload_start(void)
 	pending_cfg = nc;
 }
 
+static int
+master_write_pid(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_error("cannot write pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		log_error("write(%s): %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * A reload that names another pid_file: write it, then remove the old
+ * one, so that molt -s and the init system find the master where the
+ * configuration now says.  If the new one cannot be written the old one,
+ * which still names this master, stays.
+ */
+static void
+master_pid_moved(const char *from, const char *to)
+{
+	if (from == NULL ? to == NULL : to != NULL && strcmp(from, to) == 0)
+		return;
+	if (to != NULL && master_write_pid(to) == -1)
+		return;
+	if (from != NULL && unlink(from) == -1 && errno != ENOENT)
+		log_warn("unlink(%s): %s", from, strerror(errno));
+}
+
 static void
 master_reload_finish(int status)
 {
@@ -1107,6 +1145,7 @@ master_reload_finish(int status)
 	if (log_open(nc->server.error_log, nc->server.log_level,
 	    nc->server.access_log) == -1)
 		log_error("reload: reopening the logs failed; keeping the old ones");
+	master_pid_moved(old->server.pid_file, nc->server.pid_file);
 	cfg = nc;
 	config_free(old);
 	/* The new generation gets the files just checked. */
@@ -1307,26 +1346,6 @@ master_backstops(int64_t now)
 	}
 }
 
-static int
-master_write_pid(const char *path)
-{
-	char buf[32];
-	int fd, n;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1) {
-		log_error("cannot write pid file %s: %s", path, strerror(errno));
-		return -1;
-	}
-	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
-		log_error("write(%s): %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	return 0;
-}
 
 static int
 master_daemonize(void)

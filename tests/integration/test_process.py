@@ -478,6 +478,28 @@ def test_dash_s_reload_reopen_quit(molt):
     assert "shutting down (graceful)" in m.log() + read_text(m.error_log + ".1")
 
 
+def test_reload_moves_the_pid_file(molt):
+    """A reload that names another pid_file writes it and removes the old
+    one, so molt -s with the new configuration finds the master."""
+    m = molt(conf=CONFKEYS % "one")
+    old = m.pid_file
+    assert int(read_text(old)) == m.pid
+    new = os.path.join(os.path.dirname(old), "other.pid")
+    text = m.write_conf(CONFKEYS % "two")
+    with open(m.conf_path, "w") as f:
+        f.write(text.replace(old, new))
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: greeting(m) == "two", 10, what="the reload")
+    assert int(read_text(new)) == m.pid
+    assert not os.path.exists(old)
+    p = run_molt(["-s", "stop", "-c", m.conf_path])
+    assert p.returncode == 0, p.stderr
+    assert m.wait_exit(15) == 0
+    m.stopped = True
+    assert not os.path.exists(new)
+    assert "[warn]" not in m.log() and "[error]" not in m.log(), m.log()
+
+
 def test_dash_s_stop(molt):
     m = molt()
     p = run_molt(["-s", "stop", "-c", m.conf_path])
