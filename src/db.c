@@ -56,6 +56,7 @@
 #define DB_TEXT_SLOT         64     /* numbers, dates: fits any of them */
 #define DB_ABORT_TRIES       16
 #define DB_CONNECT_BURST     8      /* first connects in flight per pool */
+#define DB_KILLS             32     /* abandoned queries waiting for a KILL */
 
 /* ------------------------------------------------------------------ */
 /* Runtime                                                             */
@@ -74,6 +75,7 @@ enum db_op {
 	DB_OP_PREPARE,
 	DB_OP_EXECUTE,
 	DB_OP_FETCH,
+	DB_OP_KILL,       /* KILL QUERY for a query another connection left */
 };
 
 enum db_qstate {
@@ -129,6 +131,7 @@ struct db_conn {
 	struct event     kick;         /* continue from the loop (resume, fairness) */
 	MYSQL           *ret_mysql;    /* results of _start/_cont */
 	int              ret_int;
+	char             kill_sql[48]; /* lives as long as DB_OP_KILL runs */
 
 	struct molt_db_query *q;
 	MYSQL_STMT      *stmt;         /* the query's statement */
@@ -161,6 +164,8 @@ struct db_pool {
 	char             last_error[256];
 	struct molt_db_query *queue_head, **queue_tail;
 	int              queued;
+	unsigned long    kills[DB_KILLS]; /* server threads to KILL QUERY */
+	int              nkills;
 	struct db_pool  *next;
 };
 
@@ -245,6 +250,8 @@ db_op_cont(struct db_conn *c, int status)
 		return dblib.mysql_stmt_execute_cont(&c->ret_int, c->stmt, status);
 	case DB_OP_FETCH:
 		return dblib.mysql_stmt_fetch_cont(&c->ret_int, c->stmt, status);
+	case DB_OP_KILL:
+		return dblib.mysql_real_query_cont(&c->ret_int, c->mysql, status);
 	case DB_OP_NONE:
 		break;
 	}
@@ -487,6 +494,20 @@ db_conn_orphan(struct db_conn *c)
 		db_query_fail(q, 503, NULL);
 }
 
+static void
+db_pool_add_kill(struct db_pool *p, unsigned long id)
+{
+	if (id == 0)
+		return;
+	if (p->nkills == DB_KILLS) {
+		molt_log(MOLT_LOG_WARN, "database %s: %d abandoned queries already "
+		    "wait for a KILL; thread %lu is left to the server",
+		    p->conf->name, DB_KILLS, id);
+		return;
+	}
+	p->kills[p->nkills++] = id;
+}
+
 /*
  * Throw the connection away and schedule a new one: at once after a
  * cancel (the server is fine), with exponential backoff after a failure.
@@ -505,6 +526,15 @@ db_conn_discard(struct db_conn *c, int backoff)
 	}
 	if (c->q != NULL)
 		db_conn_orphan(c);
+	/*
+	 * A statement that was executing or sending rows goes on in the
+	 * server after we hang up (SLEEP, a long scan: the server looks at
+	 * the socket only when it writes).  Another connection of the pool
+	 * kills it.  Not after a failure: then the session is gone anyway.
+	 */
+	if (!backoff && c->mysql != NULL && c->state == DB_C_BUSY &&
+	    (c->phase == DB_OP_EXECUTE || c->phase == DB_OP_FETCH))
+		db_pool_add_kill(c->pool, dblib.mysql_thread_id(c->mysql));
 	if (db_conn_abort_op(c) == -1) {
 		c->state = DB_C_DEAD;
 		return;
@@ -956,6 +986,43 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 /* ------------------------------------------------------------------ */
 /* Running a query on a connection                                     */
 
+/* KILL QUERY on a free connection, before it takes queued work. */
+static void
+db_conn_kill(struct db_conn *c, unsigned long id)
+{
+	int n;
+
+	n = snprintf(c->kill_sql, sizeof(c->kill_sql), "KILL QUERY %lu", id);
+	c->state = DB_C_BUSY;
+	c->op = c->phase = DB_OP_KILL;
+	event_del(&c->io);     /* no longer idle-watching */
+	db_started(c, dblib.mysql_real_query_start(&c->ret_int, c->mysql,
+	    c->kill_sql, (unsigned long)n));
+}
+
+static void
+db_kill_done(struct db_conn *c)
+{
+	unsigned e;
+
+	if (c->ret_int == 0) {
+		molt_log(MOLT_LOG_DEBUG, "database %s: %s", c->pool->conf->name,
+		    c->kill_sql);
+	} else {
+		e = dblib.mysql_errno(c->mysql);
+		if (db_errno_is_lost(e)) {
+			db_conn_discard(c, 1);
+			return;
+		}
+		/* ER_NO_SUCH_THREAD: the query ended on its own first. */
+		if (e != ER_NO_SUCH_THREAD)
+			molt_log(MOLT_LOG_WARN, "database %s: %s: %s",
+			    c->pool->conf->name, c->kill_sql,
+			    dblib.mysql_error(c->mysql));
+	}
+	db_conn_idle(c);
+}
+
 /* A connection is free: watch it for a server-side close, or take work. */
 static void
 db_conn_idle(struct db_conn *c)
@@ -967,6 +1034,10 @@ db_conn_idle(struct db_conn *c)
 	c->op = DB_OP_NONE;
 	c->q = NULL;
 	c->paused = 0;
+	if (p->nkills > 0) {
+		db_conn_kill(c, p->kills[--p->nkills]);
+		return;
+	}
 	if ((q = p->queue_head) != NULL) {
 		p->queue_head = q->next;
 		if (p->queue_head == NULL)
@@ -1650,6 +1721,9 @@ db_op_done(struct db_conn *c)
 	case DB_OP_FETCH:
 		if (db_fetch_result(c, c->ret_int))
 			db_fetch_loop(c);
+		break;
+	case DB_OP_KILL:
+		db_kill_done(c);
 		break;
 	case DB_OP_NONE:
 		break;

@@ -23,6 +23,7 @@
 	X(mysql_real_connect_start) X(mysql_real_connect_cont) \
 	X(mysql_get_socket) X(mysql_get_timeout_value_ms) \
 	X(mysql_get_ssl_cipher) X(mysql_errno) X(mysql_error) \
+	X(mysql_thread_id) X(mysql_real_query_start) X(mysql_real_query_cont) \
 	X(mysql_fetch_fields) X(mysql_free_result) \
 	X(mysql_stmt_init) X(mysql_stmt_close) \
 	X(mysql_stmt_prepare_start) X(mysql_stmt_prepare_cont) \

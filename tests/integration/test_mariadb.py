@@ -780,6 +780,43 @@ query = SELECT 1 AS one
     m.wait_log(r"database tls: cannot connect")
 
 
+def test_abandoned_queries_are_killed_on_the_server(molt, db_up):
+    """A query molt gives up on (query_timeout, or its client went away)
+    used to go on in the server after molt closed its connection: the
+    server looks at the socket when it writes, and SLEEP every 5 s, so
+    timed-out SLEEP(20) in a loop kept 23 sessions busy for a pool of 8
+    (a long scan would run to its end).  Another connection of the pool
+    now sends KILL QUERY for it, and the query is gone well within those
+    5 s."""
+    extra = db_up.database_section("quick", query_timeout="300ms") + """
+[route /quick]
+module = mariadb
+database = quick
+query = SELECT SLEEP(?) AS slept
+params = s
+"""
+    m = start(molt, db_up, workers=1, pool_size=2, extra_db=extra,
+              log_level="debug")
+
+    def sleeping():
+        return int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                             "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")[0][0])
+
+    j = get_json(m, "/quick?s=20", status=504)
+    assert "timed out" in j["error"]
+    wait_for(lambda: sleeping() == 0, 2, what="the timed-out query to be killed")
+    m.wait_log(r"database quick: KILL QUERY \d+")
+    # a client that hangs up mid-query
+    c = m.raw_conn(timeout=10)
+    c.send(b"GET /sleep?s=20 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: sleeping() == 1, 5, what="the query to run")
+    c.close()
+    wait_for(lambda: sleeping() == 0, 2, what="the abandoned query to be killed")
+    # both pools serve on
+    assert get_json(m, "/quick?s=0") == [{"slept": 0}]
+    assert get_json(m, "/sleep?s=0") == [{"slept": 0}]
+
+
 def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
     m = start(molt, db_up, workers=1)
     m.expect_errors(r"database main")
