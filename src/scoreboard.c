@@ -25,6 +25,7 @@ int
 scoreboard_create(void)
 {
 	size_t len = sizeof(struct sb_header) + SB_SLOTS * sizeof(struct sb_slot);
+	size_t alen = (size_t)SB_SLOTS * SB_ACCESS_BUF;
 	void *p;
 
 	/* Anonymous and shared: inherited by every fork, gone with the last. */
@@ -40,16 +41,20 @@ scoreboard_create(void)
 	sb.hdr->nslots = SB_SLOTS;
 	/* Address space only: a fork does not copy a shared mapping's page
 	 * tables, and each worker touches just its own slot's pages. */
-	len = (size_t)SB_SLOTS * SB_ACCESS_BUF;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	p = mmap(NULL, alen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 	    -1, 0);
 	if (p == MAP_FAILED) {
 		log_error("mmap of %zu bytes for access-log buffers failed: %s",
-		    len, strerror(errno));
-		return -1;
+		    alen, strerror(errno));
+		goto fail;
 	}
 	sb.access = p;
 	return 0;
+fail:
+	munmap(sb.hdr, len);
+	sb.hdr = NULL;
+	sb.slots = NULL;
+	return -1;
 }
 
 int
