@@ -6,6 +6,7 @@
 #define MOLT_CONFIG_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -41,6 +42,8 @@ struct listen_addr {
 	socklen_t               sslen;
 	int                     fd;          /* bound socket, -1 until bound */
 	struct listen_addr     *kept_from;   /* listen_open took fd from it */
+	dev_t                   sock_dev;    /* a unix socket's file, as bound, */
+	ino_t                   sock_ino;    /* so only that file is removed */
 	struct listen_addr     *next;
 };
 

@@ -77,9 +77,17 @@ listen_bind(struct listen_addr *la, int backlog)
 		log_error("bind(%s): %s", la->text, strerror(errno));
 		goto fail;
 	}
-	if (family == AF_UNIX &&
-	    chmod(((struct sockaddr_un *)&la->ss)->sun_path, 0666) == -1)
-		log_warn("chmod(%s): %s", la->text, strerror(errno));
+	if (family == AF_UNIX) {
+		const char *path = ((struct sockaddr_un *)&la->ss)->sun_path;
+		struct stat st;
+
+		if (chmod(path, 0666) == -1)
+			log_warn("chmod(%s): %s", la->text, strerror(errno));
+		if (lstat(path, &st) == 0) {
+			la->sock_dev = st.st_dev;
+			la->sock_ino = st.st_ino;
+		}
+	}
 	if (listen(fd, backlog) == -1) {
 		log_error("listen(%s): %s", la->text, strerror(errno));
 		goto fail;
@@ -159,6 +167,8 @@ listen_open(struct listen_addr *list, struct listen_addr *old,
 
 				la->fd = o->fd;
 				la->kept_from = o;
+				la->sock_dev = o->sock_dev;
+				la->sock_ino = o->sock_ino;
 				o->fd = -1;     /* moved, so closing old keeps it */
 				listen_describe(la->fd, la, where, sizeof(where));
 				log_info("listening on %s (kept)", where);
@@ -187,9 +197,21 @@ fail:
 void
 listen_close(struct listen_addr *list)
 {
+	struct stat st;
+	const char *path;
+
 	for (; list != NULL; list = list->next) {
-		if (list->fd >= 0 && close(list->fd) == -1)
+		if (list->fd < 0)
+			continue;
+		if (close(list->fd) == -1)
 			log_warn("close(%s): %s", list->text, strerror(errno));
 		list->fd = -1;
+		if (list->ss.ss_family != AF_UNIX || list->sock_ino == 0)
+			continue;
+		/* Our socket file, not one a newer server put at the path. */
+		path = ((struct sockaddr_un *)&list->ss)->sun_path;
+		if (lstat(path, &st) == 0 && st.st_dev == list->sock_dev &&
+		    st.st_ino == list->sock_ino && unlink(path) == -1)
+			log_warn("unlink(%s): %s", path, strerror(errno));
 	}
 }

@@ -249,6 +249,37 @@ def test_reload_that_cannot_bind_keeps_the_old_listeners(molt):
     assert "listener" not in log.replace("listening on", ""), log
 
 
+def test_unix_socket_files_go_when_molt_stops_listening(molt):
+    """A unix socket dropped by a reload, and the ones left at a stop,
+    are removed; a file another server put at the path is not."""
+    m = molt(conf=CONFKEYS % "one")
+    a = os.path.join(m.tmp, "a.sock")
+    b = os.path.join(m.tmp, "b.sock")
+    m.write_conf(CONFKEYS % "two", server_extra="listen = unix:%s\nlisten = unix:%s" % (a, b))
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: greeting(m) == "two", 10, what="the reload")
+    assert os.path.exists(a) and os.path.exists(b)
+    m.write_conf(CONFKEYS % "three", server_extra="listen = unix:%s" % b)
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: greeting(m) == "three", 10, what="the second reload")
+    assert not os.path.exists(a), "the dropped socket file stayed"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(b)                       # the kept one still serves
+    # another server's socket at b's path survives molt's stop
+    os.unlink(b)
+    other = socket.socket(socket.AF_UNIX)
+    other.bind(b)
+    other.listen(1)
+    assert m.stop(signal.SIGTERM) == 0
+    assert os.path.exists(b), "molt removed a socket it did not make"
+    other.close()
+    os.unlink(b)
+    m2 = molt(conf=CONFKEYS % "one", listen=("127.0.0.1:0", "unix:" + b))
+    assert os.path.exists(b)
+    assert m2.stop(signal.SIGQUIT) == 0
+    assert not os.path.exists(b), "the socket file stayed after the stop"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGTERM])
 def test_stop_while_reload_spawns(molt, sig):
     """A stop signal that lands just as a reload forks the new generation
