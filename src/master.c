@@ -106,10 +106,7 @@ static struct molt_config *pending_cfg;
 static int64_t
 master_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return sb_clock_ms();
 }
 
 static int64_t

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define SB_SLOTS       512   /* 2 x the worker limit, for replacements */
 #define SB_ROUTES      64    /* routes with their own statistics */
@@ -56,7 +57,7 @@ struct sb_slot {
 		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
 		int64_t  defer_until_ms;    /* leaving new connections to others */
 		uint32_t access_len;        /* bytes of lines in sb_access(slot) */
-		int64_t  beat_ms;           /* CLOCK_MONOTONIC at the last sample tick */
+		int64_t  beat_ms;           /* sb_clock_ms() at the last sample tick */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {
@@ -113,6 +114,16 @@ extern const char *const sb_reason_names[R_MAX];
 extern const char *const sb_state_names[];
 
 int  scoreboard_create(void);
+/* Milliseconds on the clock of beat_ms: the master's, and the worker's when
+ * it beats, so the two compare. */
+static inline int64_t
+sb_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 /*
  * Where the worker in slot i gathers its access-log lines.  In shared
  * memory, so that what a worker that died (a crash, a kill) had not

@@ -205,8 +205,8 @@ worker_build_routes(struct worker *w)
  * ordinary way, a new connection wakes all of them and all but one find
  * nothing to accept: on the bench guest that was 0.18 failed accept4 and
  * about 3.5 us of CPU per Connection: close request, all of molt's deficit
- * against nginx, which asks for EPOLLEXCLUSIVE (doc/benchmarks.md, "Latest
- * run").  libevent 2.1 cannot ask for that flag, so once libevent has put
+ * against nginx, which asks for EPOLLEXCLUSIVE (doc/benchmarks.md, "Run of
+ * 2026-12-05 07:05").  libevent 2.1 cannot ask for that flag, so once libevent has put
  * a listener in its epoll set, the worker puts it back with the flag: the
  * same events and the same data.fd, which is what libevent 2.1's epoll
  * backend dispatches on; libevent's own EPOLL_CTL_DEL, when the listener
@@ -1020,13 +1020,11 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	uint64_t in_use, held, fr;
-	struct timespec ts;
 
 	(void)fd;
 	(void)what;
 	/* The master's proof that this loop still turns (master_stalled). */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	w->slot->w.beat_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	w->slot->w.beat_ms = sb_clock_ms();
 	if (alloc_sample(&in_use, &held, &fr) == -1)
 		return;
 	sb_begin(&w->slot->w.seq);
