@@ -602,13 +602,23 @@ master_retire_stats(int slot)
 	}
 }
 
+/* ' while serving "GET /x"' for a log line, or "" if the worker was idle. */
+static const char *
+master_serving(const struct sb_slot *snap, char *buf, size_t len)
+{
+	if (snap->w.req_start_ms == 0)
+		return "";
+	snprintf(buf, len, " while serving \"%s\"", snap->w.req_line);
+	return buf;
+}
+
 static void
 master_reaped(pid_t pid, int status)
 {
 	struct sb_slot snap;
 	struct mworker *m = NULL;
 	int slot, id;
-	char why[64];
+	char why[64], req[SB_REQ_LEN + 20];
 	int64_t now = master_now();
 
 	for (slot = 0; slot < SB_SLOTS; slot++)
@@ -654,11 +664,10 @@ master_reaped(pid_t pid, int status)
 			log_info("worker %d pid %d stopped (%s)", id, (int)pid, why);
 		}
 	} else if (m->st == MW_KILLED) {
-		int r = m->reason == R_STALL ? R_STALL : R_HARD_RSS;
-
-		sb.hdr->recycles[r]++;
+		/* master_kill set the reason. */
+		sb.hdr->recycles[m->reason]++;
 		log_error("worker %d pid %d killed: reason=%s %s requests=%llu",
-		    id, (int)pid, sb_reason_names[r], m->detail,
+		    id, (int)pid, sb_reason_names[m->reason], m->detail,
 		    (unsigned long long)snap.w.requests);
 	} else if (stopping) {
 		if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
@@ -683,13 +692,9 @@ master_reaped(pid_t pid, int status)
 	} else {
 		/* A crash in service: the request it had is worth naming. */
 		sb.hdr->recycles[R_CRASH]++;
-		if (snap.w.req_start_ms != 0)
-			log_error("worker %d pid %d %s while serving \"%s\" "
-			    "(%llu requests served)", id, (int)pid, why,
-			    snap.w.req_line, (unsigned long long)snap.w.requests);
-		else
-			log_error("worker %d pid %d %s (%llu requests served)", id,
-			    (int)pid, why, (unsigned long long)snap.w.requests);
+		log_error("worker %d pid %d %s%s (%llu requests served)", id,
+		    (int)pid, why, master_serving(&snap, req, sizeof(req)),
+		    (unsigned long long)snap.w.requests);
 		if (m->replaced_by >= 0)
 			mw[m->replaced_by].replaces = -1;
 	}
@@ -775,16 +780,6 @@ master_kill(int slot, int reason)
 		mw[m->replaced_by].replaces = -1;
 	if (kill(m->pid, SIGKILL) == -1)
 		log_error("kill(%d, SIGKILL): %s", (int)m->pid, strerror(errno));
-}
-
-/* ' while serving "GET /x"' for a log line, or "" if the worker was idle. */
-static const char *
-master_serving(const struct sb_slot *snap, char *buf, size_t len)
-{
-	if (snap->w.req_start_ms == 0)
-		return "";
-	snprintf(buf, len, " while serving \"%s\"", snap->w.req_line);
-	return buf;
 }
 
 /*
