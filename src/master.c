@@ -400,9 +400,18 @@ master_spawn(int id, int replaces)
 	req_limit = cfg->recycle.max_requests > 0 ?
 	    (uint64_t)(cfg->recycle.max_requests +
 	    master_jitter(cfg->recycle.max_requests_jitter)) : 0;
-	/* Before the fork, so the new worker sees itself and its peers. */
+	/* Before the fork, so the new worker sees itself and its peers, and
+	 * the status page has the slot's id before the pid (status_worker). */
 	if ((uint32_t)slot >= sb.hdr->slots_hi)
 		sb.hdr->slots_hi = (uint32_t)slot + 1;
+	sb_begin(&s->m.seq);
+	s->m.pid = 0;
+	s->m.generation = generation;
+	s->m.id = id;
+	s->m.retiring = 0;
+	s->m.rss = s->m.uss = s->m.pss = s->m.rss_anon = 0;
+	s->m.trims = 0;
+	sb_end(&s->m.seq);
 	if ((pid = master_fork("worker")) == -1)
 		return -1;
 	if (pid == 0) {
@@ -426,11 +435,6 @@ master_spawn(int id, int replaces)
 		    master_jitter(cfg->recycle.max_lifetime_jitter_ms);
 	sb_begin(&s->m.seq);
 	s->m.pid = pid;
-	s->m.generation = generation;
-	s->m.id = id;
-	s->m.retiring = 0;
-	s->m.rss = s->m.uss = s->m.pss = s->m.rss_anon = 0;
-	s->m.trims = 0;
 	sb_end(&s->m.seq);
 	log_info("spawned worker %d pid %d (generation %u)", id, (int)pid,
 	    generation);
@@ -701,14 +705,16 @@ master_reaped(pid_t pid, int status)
 	master_retire_stats(slot);
 	memset(m, 0, sizeof(*m));
 	m->st = MW_FREE;
-	sb_begin(&sb.slots[slot].m.seq);
-	sb.slots[slot].m.pid = 0;
-	sb_end(&sb.slots[slot].m.seq);
+	/* The worker's half first: a reader between the two sees SB_FREE,
+	 * never a dead worker's pid (status_worker). */
 	sb_begin(&sb.slots[slot].w.seq);
 	sb.slots[slot].w.state = SB_FREE;
 	sb.slots[slot].w.pid = 0;
 	sb.slots[slot].w.access_len = 0;
 	sb_end(&sb.slots[slot].w.seq);
+	sb_begin(&sb.slots[slot].m.seq);
+	sb.slots[slot].m.pid = 0;
+	sb_end(&sb.slots[slot].m.seq);
 	while (sb.hdr->slots_hi > 0 && mw[sb.hdr->slots_hi - 1].st == MW_FREE)
 		sb.hdr->slots_hi--;
 }

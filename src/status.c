@@ -187,6 +187,25 @@ status_label(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * Slot i's worker, if the slot holds one.  The master records a worker's
+ * pid only when fork returns in the parent, and a busy master may run
+ * that line after the worker is already serving, this very page perhaps;
+ * until then the pid the worker wrote for itself stands in.
+ */
+static int
+status_worker(int i, struct sb_slot *s)
+{
+	if (scoreboard_read_worker(i, s) == -1 || s->w.state == SB_FREE)
+		return -1;
+	if (s->m.pid > 0)
+		return 0;
+	if (s->w.pid <= 0 || s->w.state == SB_EXITED)
+		return -1;
+	s->m.pid = s->w.pid;
+	return 0;
+}
+
 /* Milliseconds since t (0: never), clamped: the worker's clock read after ours. */
 static long long
 status_ago(int64_t now, int64_t t)
@@ -214,9 +233,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    cfg->recycle.measure == MEASURE_RSS ? "rss" :
 	    cfg->recycle.measure == MEASURE_PSS ? "pss" : "uss", alloc_name());
 	for (i = 0; i < SB_SLOTS; i++) {
-		if (sb.slots[i].m.pid == 0)
-			continue;
-		if (scoreboard_read_worker(i, &s) == -1 || s.w.state == SB_FREE)
+		if (status_worker(i, &s) == -1)
 			continue;
 		sbuf_printf(b, "%s\n {\"slot\":%d,\"id\":%d,\"pid\":%d,"
 		    "\"generation\":%u,\"state\":\"%s\",\"retiring\":%s,"
@@ -320,8 +337,7 @@ status_metrics(struct sbuf *b)
 		for (i = 0; i < SB_SLOTS; i++) {
 			unsigned long long v = 0;
 
-			if (sb.slots[i].m.pid == 0 ||
-			    scoreboard_read_worker(i, &s) == -1 || s.w.state == SB_FREE)
+			if (status_worker(i, &s) == -1)
 				continue;
 			switch (gauges[g].what) {
 			case 0: v = s.m.rss; break;
