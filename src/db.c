@@ -124,6 +124,7 @@ struct db_conn {
 	int              starting;     /* a query was assigned; runs from the loop */
 	int              never_started;/* waits for its first connect (see db_pool_start_next) */
 	int              lib_timeout;  /* the library asked for MYSQL_WAIT_TIMEOUT */
+	int              connect_expired; /* this connect ran out of connect_timeout */
 	int              in_cb;        /* inside a module callback */
 	unsigned         failures;     /* connect attempts failed in a row */
 	struct event     io;           /* the socket, re-assigned for each wait */
@@ -314,6 +315,21 @@ db_step(struct db_conn *c, int status)
 	db_started(c, st);
 }
 
+/* A connect that failed: said once when the pool goes down, not once per
+ * connection per retry.  The library's text never holds the password. */
+static void
+db_connect_failed(struct db_conn *c, const char *why)
+{
+	struct db_pool *p = c->pool;
+
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	if (!p->down)
+		molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
+		    p->conf->name, p->last_error);
+	db_conn_discard(c, 1);
+	db_pool_start_next(p);
+}
+
 static void
 db_conn_timed_out(struct db_conn *c)
 {
@@ -323,12 +339,7 @@ db_conn_timed_out(struct db_conn *c)
 	if (c->op == DB_OP_CONNECT) {
 		snprintf(msg, sizeof(msg), "connect timed out after %lld ms",
 		    conf->connect_timeout_ms);
-		if (!c->pool->down)
-			molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
-			    conf->name, msg);
-		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
-		db_conn_discard(c, 1);
-		db_pool_start_next(c->pool);
+		db_connect_failed(c, msg);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "no answer from the database for %lld ms (read_timeout)",
@@ -367,6 +378,10 @@ db_conn_io(evutil_socket_t fd, short what, void *arg)
 			db_conn_timed_out(c);
 			return;
 		}
+		/* The library then fails with its own words for it, "system
+		 * error: 11" (EAGAIN); db_connect_done says what happened. */
+		if (c->op == DB_OP_CONNECT)
+			c->connect_expired = 1;
 		status |= MYSQL_WAIT_TIMEOUT;
 	}
 	db_step(c, status);
@@ -620,6 +635,7 @@ db_conn_connect(struct db_conn *c)
 	}
 	c->state = DB_C_CONNECTING;
 	c->op = DB_OP_CONNECT;
+	c->connect_expired = 0;
 	st = dblib.mysql_real_connect_start(&c->ret_mysql, c->mysql, conf->host,
 	    conf->user, conf->password, conf->database,
 	    conf->host ? conf->port : 0, conf->socket, CLIENT_MULTI_RESULTS);
@@ -652,17 +668,15 @@ db_connect_done(struct db_conn *c)
 	struct db_pool *p = c->pool;
 
 	if (c->ret_mysql == NULL) {
-		/*
-		 * Said once when the pool goes down, not once per connection
-		 * per retry.  mysql_error never contains the password.
-		 */
-		snprintf(p->last_error, sizeof(p->last_error), "%s",
-		    dblib.mysql_error(c->mysql));
-		if (!p->down)
-			molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
-			    p->conf->name, p->last_error);
-		db_conn_discard(c, 1);
-		db_pool_start_next(p);
+		char msg[sizeof(p->last_error)];
+
+		if (c->connect_expired)
+			snprintf(msg, sizeof(msg), "connect timed out after %lld ms "
+			    "(%s)", p->conf->connect_timeout_ms,
+			    dblib.mysql_error(c->mysql));
+		else
+			snprintf(msg, sizeof(msg), "%s", dblib.mysql_error(c->mysql));
+		db_connect_failed(c, msg);
 		return;
 	}
 	if (p->conf->ssl && dblib.mysql_get_ssl_cipher(c->mysql) == NULL) {
@@ -671,14 +685,8 @@ db_connect_done(struct db_conn *c)
 		 * certificate is verified too; with ssl = on alone it falls
 		 * back to plain text.  Refuse it here instead.
 		 */
-		snprintf(p->last_error, sizeof(p->last_error),
-		    "ssl = on, but the server did not negotiate TLS");
-		if (!p->down)
-			molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
-			    p->conf->name, p->last_error);
 		c->state = DB_C_CONNECTING;   /* not counted as live */
-		db_conn_discard(c, 1);
-		db_pool_start_next(p);
+		db_connect_failed(c, "ssl = on, but the server did not negotiate TLS");
 		return;
 	}
 	if (p->down && p->nlive == 0)

@@ -717,6 +717,38 @@ def test_database_outage_under_load(molt, db_up):
     assert all(pid_alive(p) for p in pids)
 
 
+def test_server_that_never_greets_is_a_connect_timeout(molt):
+    """A host that accepts and never sends its handshake (a hung server, a
+    port forwarded into nowhere): the log must say it timed out, not
+    Connector/C's "system error: 11"."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    try:
+        m = molt(conf="""
+[database main]
+host = 127.0.0.1
+port = %d
+user = web
+password = x
+database = shop
+pool_size = 1
+connect_timeout = 1s
+
+[route /q]
+module = mariadb
+database = main
+query = SELECT 1
+""" % hole.getsockname()[1], workers=1)
+        m.expect_errors(r"database main: cannot connect")
+        line = m.wait_log(r"database main: cannot connect: .*", timeout=10).group(0)
+        assert "connect timed out after 1000 ms" in line, line
+        st, _, body = m.get("/q")
+        assert st == 503 and b"unavailable" in body, (st, body)
+    finally:
+        hole.close()
+
+
 # ---------------------------------------------------------------- recycle
 
 def test_recycle_waits_for_query_in_flight(molt, db_up):
