@@ -143,9 +143,13 @@ def test_reload_checked_during_a_stop_starts_nothing(molt):
     c = m.raw_conn(timeout=30)
     c.send(GET % b"/stream/deferred?ms=1500")
     time.sleep(0.3)
-    m.write_conf(CONFKEYS % "two" + stream)
+    # The new configuration takes a second to check, so the stop surely
+    # comes in while it is being checked, however the machine schedules.
+    m.write_conf(CONFKEYS % "two" + stream +
+                 "\n[route /slow]\nmodule = initfail\nfail = off\ncheck_delay = 1s\n")
     mark = m.mark()
     m.signal(signal.SIGHUP)
+    m.wait_log(r"reloading configuration", since=mark)
     m.signal(signal.SIGQUIT)
     m.wait_log(r"shutting down \(graceful\)", since=mark)
     assert c.read_response().status == 200

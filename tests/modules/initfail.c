@@ -2,7 +2,8 @@
  * initfail.c - a test module whose worker start-up fails while key `fail`
  * is on, so the tests can watch the master back off instead of forking in
  * a tight loop; and takes `delay` first, so they can act while a worker
- * is still starting.
+ * is still starting, and `check_delay` in the configuration check, so
+ * they can act while a reload is being checked.
  *
  * worker_init has no access to configuration in ABI 1.0 (it gets only
  * the worker), so the key is read in route_init, which runs right after
@@ -19,8 +20,28 @@ static const struct molt_conf_key initfail_keys[] = {
 	  "fail every worker's start-up" },
 	{ "delay", MOLT_CONF_DURATION, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "0",
 	  "how long each worker's start-up takes" },
+	{ "check_delay", MOLT_CONF_DURATION, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "0",
+	  "how long the configuration check takes" },
 	{ NULL, 0, 0, NULL, NULL },
 };
+
+static void
+initfail_sleep(long long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static int
+initfail_check(const molt_conf *conf, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	initfail_sleep(molt_conf_int(conf, "check_delay"));   /* in ms */
+	return 0;
+}
 
 static int
 initfail_worker_init(molt_worker *w)
@@ -33,12 +54,8 @@ initfail_worker_init(molt_worker *w)
 static int
 initfail_route_init(molt_worker *w, const molt_conf *conf, void **data)
 {
-	long long ms = molt_conf_int(conf, "delay");   /* in ms */
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
 	(void)data;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
+	initfail_sleep(molt_conf_int(conf, "delay"));   /* in ms */
 	if (molt_conf_bool(conf, "fail")) {
 		molt_log(MOLT_LOG_ERROR, "initfail: failing start-up of worker "
 		    "%d on purpose (fail = on)", molt_worker_id(w));
@@ -59,6 +76,7 @@ MOLT_EXPORT const struct molt_module molt_module = {
 	.version     = "1.0",
 	.description = "test: fails worker start-up while fail = on",
 	.conf_keys   = initfail_keys,
+	.check       = initfail_check,
 	.worker_init = initfail_worker_init,
 	.route_init  = initfail_route_init,
 	.handle      = initfail_handle,
