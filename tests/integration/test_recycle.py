@@ -1313,12 +1313,16 @@ sample_interval = 100ms
 max_requests = 1
 drain_timeout = 1s
 """), workers=1)
-    c = m.raw_conn(timeout=30)
-    pid = pid_of(c)                            # the one request allowed
+    # The slow request goes first, on its own connection: sent after the
+    # one request allowed, on the same keep-alive connection, it raced the
+    # drain, which hands idle connections over to the replacement.
+    slow, c = m.raw_conn(timeout=30), m.raw_conn(timeout=30)
     mark = m.mark()
-    c.send(GET % b"/stream/deferred?ms=10000")
+    slow.send(GET % b"/stream/deferred?ms=10000")
+    time.sleep(0.3)
+    pid = pid_of(c)                            # the one request allowed
     t0 = time.monotonic()
-    assert c.is_closed(8), "the drain timeout did not cut the request off"
+    assert slow.is_closed(8), "the drain timeout did not cut the request off"
     assert 0.8 <= time.monotonic() - t0 < 6
     m.wait_log(r"\[warn\] \d+: worker 0: drain timeout after 1000 ms; cutting "
                r"off 1 connection\(s\) and 1 request\(s\) in flight", since=mark)
