@@ -86,7 +86,7 @@ struct molt_request {
 #define RESP_STREAM    0x02   /* streamed reply in progress */
 #define RESP_CHUNKED   0x04   /* stream uses chunked coding */
 #define RESP_CLOSE     0x08   /* Connection: close on this reply */
-#define RESP_HEAD      0x10   /* HEAD: no body bytes */
+#define RESP_HEAD      0x10   /* no body bytes (HEAD; a 204 or 304 stream) */
 #define RESP_DONE      0x20   /* whole reply queued */
 #define RESP_BEGUN     0x40   /* counted as active by the worker */
 

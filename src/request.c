@@ -325,35 +325,66 @@ molt_req_param_at(molt_request *req, size_t i, const char **name,
 /* ------------------------------------------------------------------ */
 /* Response heads                                                      */
 
+/* RFC 9110 tchar: what a header name is made of. */
+static int
+req_tchar(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9') ||
+	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/*
+ * A CR or LF from a module would let a client split the response, and
+ * other control bytes are refused by RFC 9110 (a value is visible
+ * characters, obs-text, spaces and tabs).
+ */
 static int
 req_header_ok(const char *s, int is_name)
 {
+	if (is_name && *s == '\0')
+		return 0;
 	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;
-		if (ch == '\r' || ch == '\n' || ch == '\0')
-			return 0;
-		if (is_name && (ch <= ' ' || ch == ':' || ch >= 0x7f))
+
+		if (is_name ? !req_tchar(ch) : (ch < ' ' && ch != '\t') || ch == 0x7f)
 			return 0;
 	}
 	return 1;
 }
 
-int
-molt_resp_header(molt_request *req, const char *name, const char *value)
+/*
+ * Headers molt writes itself.  A module's copy would frame the reply a
+ * second way (Content-Length next to chunked coding: a desync behind any
+ * proxy) or contradict molt's; "Connection: close" is honoured instead.
+ */
+static const char *const req_owned_headers[] = {
+	"Content-Length", "Transfer-Encoding", "Connection", "Date", "Server",
+	"Keep-Alive", "Trailer", "Upgrade", NULL
+};
+
+/* 0 if the request is still the module's to answer; see req_reply_ok. */
+static int
+req_live(molt_request *req, const char *fn)
+{
+	if (req->conn->state == REQ_HANDLER)
+		return 0;
+	/*
+	 * The request is embedded in its connection, which serves the next
+	 * request in the same memory: a pointer kept past the end must not
+	 * answer someone else.  This catches it while the connection is
+	 * between requests; a module must drop the pointer in its on_abort.
+	 */
+	molt_log(MOLT_LOG_ERROR, "%s: the request is over (a molt_request "
+	    "used after its end?)", fn);
+	return -1;
+}
+
+static int
+req_add_header(molt_request *req, const char *name, const char *value)
 {
 	struct resp_header *h;
 
-	if (req->resp_flags & RESP_STARTED) {
-		molt_log(MOLT_LOG_ERROR, "molt_resp_header(%s) after the reply "
-		    "started, for %s", name, req->target);
-		return -1;
-	}
-	/* A CR or LF from a module would let a client split the response. */
-	if (*name == '\0' || !req_header_ok(name, 1) || !req_header_ok(value, 0)) {
-		molt_log(MOLT_LOG_ERROR, "refusing invalid response header "
-		    "'%s' for %s", name, req->target);
-		return -1;
-	}
 	h = molt_palloc(req->pool, sizeof(*h));
 	if (h == NULL)
 		return -1;
@@ -364,6 +395,38 @@ molt_resp_header(molt_request *req, const char *name, const char *value)
 	h->next = req->resp_headers;
 	req->resp_headers = h;
 	return 0;
+}
+
+int
+molt_resp_header(molt_request *req, const char *name, const char *value)
+{
+	size_t i;
+
+	if (req_live(req, "molt_resp_header") == -1)
+		return -1;
+	if (req->resp_flags & RESP_STARTED) {
+		molt_log(MOLT_LOG_ERROR, "molt_resp_header(%s) after the reply "
+		    "started, for %s", name, req->target);
+		return -1;
+	}
+	if (!req_header_ok(name, 1) || !req_header_ok(value, 0)) {
+		molt_log(MOLT_LOG_ERROR, "refusing invalid response header "
+		    "'%s' for %s", name, req->target);
+		return -1;
+	}
+	for (i = 0; req_owned_headers[i] != NULL; i++) {
+		if (strcasecmp(name, req_owned_headers[i]) != 0)
+			continue;
+		if (strcasecmp(name, "Connection") == 0 &&
+		    strcasecmp(value, "close") == 0) {
+			req->conn->flags |= CONN_CLOSING;
+			return 0;
+		}
+		molt_log(MOLT_LOG_ERROR, "refusing response header '%s' for %s: "
+		    "molt writes it", name, req->target);
+		return -1;
+	}
+	return req_add_header(req, name, value);
 }
 
 static int
@@ -416,13 +479,13 @@ req_send_head(molt_request *req, int status, const char *ctype, long long clen)
 {
 	struct conn *c = req->conn;
 	struct resp_header *rh;
-	const char *reason = http_reason(status);
-	const char *date = worker_date_header(c->w);
+	const char *reason, *date = worker_date_header(c->w);
 	size_t need, off = 0;
 	char *p;
 
 	if (status < 100 || status > 999)
 		status = 500;
+	reason = http_reason(status);
 	if (req_must_close(req) || clen == -2)
 		req->resp_flags |= RESP_CLOSE;
 	need = 64 + strlen(reason) + strlen(date) + sizeof(SERVER_HEADER) +
@@ -508,13 +571,40 @@ req_no_body(int status)
 	return status < 200 || status == 204 || status == 304;
 }
 
+/*
+ * Before any reply from a module: the request must be live and not yet
+ * answered, and what is asked for must make a well-framed reply.  An
+ * interim status (1xx) sent as the answer makes the client take the next
+ * reply on the connection for this one, and a control byte in the
+ * content type splits the response; the client gets a 500 instead.
+ */
+static int
+req_reply_ok(molt_request *req, const char *fn, int status, const char *ctype)
+{
+	const char *why;
+
+	if (req_live(req, fn) == -1 || req_check_fresh(req, fn) == -1)
+		return -1;
+	if (status < 200 || status > 599)
+		why = "is not a final status (200-599)";
+	else if (ctype != NULL && !req_header_ok(ctype, 0))
+		why = "has a content type with a control character";
+	else
+		return 0;
+	molt_log(MOLT_LOG_ERROR, "%s: the reply %d for %s %s; answering 500",
+	    fn, status, req->target, why);
+	req_reply_core_error(req, 500, "internal server error", 0);
+	req_complete(req);
+	return -1;
+}
+
 int
 molt_reply(molt_request *req, int status, const char *content_type,
     const void *body, size_t len)
 {
 	int rc;
 
-	if (req_check_fresh(req, "molt_reply") == -1)
+	if (req_reply_ok(req, "molt_reply", status, content_type) == -1)
 		return -1;
 	if (req_no_body(status)) {
 		rc = req_send_head(req, status, NULL, -3);
@@ -587,7 +677,7 @@ req_reply_core_error(molt_request *req, int status, const char *msg, int close)
 				off += (size_t)snprintf(allow + off, sizeof(allow) - off,
 				    "%s%s", off ? ", " : "", names[i]);
 		if (req->pool != NULL)
-			molt_resp_header(req, "Allow", allow);
+			req_add_header(req, "Allow", allow);
 	}
 	n = snprintf(buf, sizeof(buf), "{\"error\":\"%s\",\"status\":%d}\n", msg,
 	    status);
@@ -606,12 +696,17 @@ molt_reply_file(molt_request *req, int status, const char *content_type,
 {
 	int rc;
 
-	if (req_check_fresh(req, "molt_reply_file") == -1 || len < 0) {
+	if (req_reply_ok(req, "molt_reply_file", status, content_type) == -1 ||
+	    len < 0) {
 		close(fd);
 		return -1;
 	}
-	rc = req_send_head(req, status, content_type, (long long)len);
-	if (rc == 0 && !(req->resp_flags & RESP_HEAD) && len > 0) {
+	if (req_no_body(status))
+		rc = req_send_head(req, status, NULL, -3);
+	else
+		rc = req_send_head(req, status, content_type, (long long)len);
+	if (rc == 0 && !(req->resp_flags & RESP_HEAD) && !req_no_body(status) &&
+	    len > 0) {
 		rc = conn_out_file(req->conn, fd, offset, (size_t)len);
 		req->bytes_out = (uint64_t)len;
 	} else {
@@ -636,10 +731,18 @@ molt_stream_start(molt_request *req, int status, const char *content_type)
 {
 	int chunked = req->head.version >= 11;
 
-	if (req_check_fresh(req, "molt_stream_start") == -1)
+	if (req_reply_ok(req, "molt_stream_start", status, content_type) == -1)
 		return -1;
-	if (req_send_head(req, status, content_type, chunked ? -1 : -2) == -1)
+	if (req_no_body(status)) {
+		/* The writes that follow are dropped, as for HEAD. */
+		chunked = 0;
+		req->resp_flags |= RESP_HEAD;
+		if (req_send_head(req, status, NULL, -3) == -1)
+			return -1;
+	} else if (req_send_head(req, status, content_type,
+	    chunked ? -1 : -2) == -1) {
 		return -1;
+	}
 	req->resp_flags |= RESP_STREAM | (chunked ? RESP_CHUNKED : 0);
 	if (!(req->conn->flags & CONN_DISPATCH) && conn_flush(req->conn) == -1)
 		return -1;

@@ -38,6 +38,14 @@
  *                    (molt-module(3)); per-process setup is worker_init's.
  *   2026-12-05  1.1  No change to the ABI: workers now handle SIGURG (they
  *                    kick each other to accept); a module must not take it.
+ *   2026-12-05  1.1  No change to the ABI: replies are checked.  A status
+ *                    outside 200-599 or a content type with a control byte
+ *                    is answered 500 (the call returns -1); a 204 or 304
+ *                    stream or file sends no body; molt_resp_header refuses
+ *                    control bytes, non-token names and the headers molt
+ *                    writes (Content-Length, Transfer-Encoding, Date, ...),
+ *                    but honours "Connection: close"; a call on a request
+ *                    that is over is refused while its connection is idle.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -211,10 +219,18 @@ const void *molt_req_body(const molt_request *req, size_t *len);
 /* ------------------------------------------------------------------ */
 /* Replies                                                             */
 
-/* Add a response header; before molt_reply/molt_stream_start. */
+/*
+ * Add a response header; before molt_reply/molt_stream_start.  -1 for
+ * control bytes, a non-token name, or a header molt writes itself
+ * (Content-Length, Transfer-Encoding, Connection, Date, Server, ...);
+ * "Connection: close" closes the connection after the reply.
+ */
 int molt_resp_header(molt_request *req, const char *name, const char *value);
 
-/* A whole reply.  body is copied; HEAD requests get the headers only. */
+/*
+ * A whole reply.  body is copied; HEAD requests get the headers only.
+ * status must be 200-599: anything else is answered 500 and returns -1.
+ */
 int molt_reply(molt_request *req, int status, const char *content_type,
                const void *body, size_t len);
 /* A short JSON error: {"error": msg, "status": N}. */

@@ -987,3 +987,136 @@ def test_absolute_form_target(molt):
         assert r.status == 200
         j = echo_json(r.body)
         assert j["path"] == "/echo/abs" and j["query"] == "z=1"
+
+
+# ------------------------------------------------ the reply API, misused
+
+MISUSE = DEFAULT_ROUTES + "\n[route /misuse]\nmodule = misuse\n"
+
+
+def ask_on(c, target):
+    c.send(b"GET " + target.encode() + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    return c.read_response()
+
+
+def assert_next_request_is_answered(c):
+    """The connection still frames: the next request gets its own reply."""
+    r = ask_on(c, "/hello")
+    assert r.status == 200 and r.body == b"hello, world\n", (r.status, r.body)
+
+
+@pytest.mark.parametrize("how", ["reply", "stream", "file"])
+@pytest.mark.parametrize("status", [100, 101, 199, 0, -5, 600, 999])
+def test_module_status_outside_200_599_is_answered_500(molt, how, status):
+    """An interim or impossible status from a module was sent as the final
+    answer: "100 Continue" made the client take the next reply for this
+    one, and 0 went out as a 500 without a length."""
+    m = molt(conf=MISUSE, workers=1)
+    m.expect_errors(r"molt_(reply|reply_file|stream_start): the reply")
+    with m.raw_conn() as c:
+        r = ask_on(c, "/misuse/%s?s=%d" % (how, status))
+        assert r.status == 500, (r.status, r.reason, r.body)
+        assert_next_request_is_answered(c)
+    m.wait_log(r"the reply %d for /misuse/%s\S* is not a final status" % (status, how))
+
+
+def test_module_content_type_cannot_split_the_response(molt):
+    m = molt(conf=MISUSE, workers=1)
+    m.expect_errors(r"molt_reply: the reply 200")
+    for t in ("text/plain%0d%0aSet-Cookie:%20evil=1",
+              "text/html%0d%0a%0d%0a<script>", "a%01b"):
+        with m.raw_conn() as c:
+            r = ask_on(c, "/misuse/reply?t=" + t)
+            assert r.status == 500, (t, r.status, r.header_list)
+            assert "set-cookie" not in r.headers and b"<script>" not in r.body
+            assert_next_request_is_answered(c)
+    with m.raw_conn() as c:
+        r = ask_on(c, "/misuse/reply?t=text/plain;%09charset=utf-8")
+        assert r.status == 200 and r.headers["content-type"] == "text/plain;\tcharset=utf-8"
+
+
+@pytest.mark.parametrize("how", ["stream", "file"])
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_status_sends_no_body(molt, how, status):
+    """A 204 or 304 started as a stream or a file went out with chunked
+    coding or a length and the body: the bytes ran into the next reply."""
+    m = molt(conf=MISUSE, workers=1)
+    with m.raw_conn() as c:
+        r = ask_on(c, "/misuse/%s?s=%d" % (how, status))
+        assert r.status == status and r.body == b""
+        names = [n for n, _ in r.header_list]
+        assert "transfer-encoding" not in names and "content-length" not in names, names
+        assert_next_request_is_answered(c)
+
+
+@pytest.mark.parametrize("name,value,want", [
+    ("Content-Length", "0", -1),
+    ("content-length", "99", -1),
+    ("Transfer-Encoding", "chunked", -1),
+    ("Connection", "keep-alive", -1),
+    ("Date", "yesterday", -1),
+    ("Server", "other", -1),
+    ("X-Ok", "fine, really", 0),
+    ("X-Tab", "a\tb", 0),
+    ("X-Ctl", "a\x01b", -1),
+    ("X-Del", "a\x7fb", -1),
+    ("Bad Name", "v", -1),
+    ("Bad(Name)", "v", -1),
+    ("", "v", -1),
+])
+def test_module_headers_cannot_frame_the_reply(molt, name, value, want):
+    m = molt(conf=MISUSE, workers=1)
+    if want == -1:
+        m.expect_errors(r"refusing (invalid )?response header")
+    q = "/misuse/header?n=%s&v=%s" % (
+        "".join("%%%02X" % ord(ch) for ch in name),
+        "".join("%%%02X" % ord(ch) for ch in value))
+    with m.raw_conn() as c:
+        r = ask_on(c, q)
+        assert r.status == 200 and r.body == str(want).encode(), (r.body, r.header_list)
+        names = [n for n, _ in r.header_list]
+        for one in ("content-length", "date", "server"):
+            assert names.count(one) == 1, r.header_list
+        assert "transfer-encoding" not in names and "connection" not in names
+        if want == 0:
+            assert (name.lower(), value) in r.header_list
+        assert_next_request_is_answered(c)
+
+
+def test_module_connection_close_header_closes_the_connection(molt):
+    m = molt(conf=MISUSE, workers=1)
+    with m.raw_conn() as c:
+        r = ask_on(c, "/misuse/header?n=Connection&v=close")
+        assert r.status == 200 and r.body == b"0"
+        assert r.headers.get("connection") == "close", r.header_list
+        assert c.is_closed()
+
+
+@pytest.mark.parametrize("then", ["half-request", "idle"])
+def test_kept_request_pointer_cannot_answer_another_client(molt, then):
+    """A module that keeps a request pointer past the request's end and
+    registers no abort callback (a bug) replies through it later.  The
+    request lives inside its connection, which a new client reuses: the
+    late reply went to that client, a request it had not even finished
+    sending.  It must be refused, and the new client served normally."""
+    m = molt(conf=MISUSE, workers=1)
+    m.expect_errors(r"molt_reply: the request is over")
+    mark = m.mark()
+    a = m.raw_conn()
+    a.send(b"GET /misuse/keep?ms=600 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.2)
+    a.close()
+    time.sleep(0.1)
+    with m.raw_conn() as b:
+        if then == "idle":
+            assert_next_request_is_answered(b)
+        else:
+            b.send(b"GET /hel")
+        m.wait_log(r"misuse: late reply: -?\d+", since=mark)
+        assert "misuse: late reply: -1" in m.log(mark)
+        if then == "half-request":
+            b.send(b"lo HTTP/1.1\r\nHost: t\r\n\r\n")
+            r = b.read_response()
+            assert r.status == 200 and r.body == b"hello, world\n", r.body
+        assert_next_request_is_answered(b)
+        assert b"LATE" not in b.buf

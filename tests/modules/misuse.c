@@ -1,0 +1,115 @@
+/*
+ * misuse.c - a test module that uses the reply API the way a careless
+ * module author would, so the tests can check that molt answers with a
+ * well-framed reply (or refuses) instead of desyncing a connection,
+ * splitting a response or answering another client.
+ *
+ *   /reply?s=N&t=TYPE      molt_reply with status N and content type TYPE
+ *   /stream?s=N            molt_stream_start(N), "abc", molt_stream_end
+ *   /file?s=N              molt_reply_file(N) of this module's own file
+ *   /header?n=NAME&v=VAL   molt_resp_header(NAME, VAL), then a 200 whose
+ *                          body is that call's return value, "0" or "-1"
+ *   /keep?ms=N             keeps the request pointer, registers no abort
+ *                          callback, and N ms later replies through it,
+ *                          whatever became of the request; logs the
+ *                          return value as "misuse: late reply: RC"
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include <molt/module.h>
+
+static int
+misuse_int(molt_request *req, const char *name, int def)
+{
+	const char *s = molt_req_param(req, name);
+
+	return s != NULL && *s != '\0' ? atoi(s) : def;
+}
+
+static void
+misuse_late(evutil_socket_t fd, short what, void *arg)
+{
+	molt_request *req = arg;
+	int rc;
+
+	(void)fd;
+	(void)what;
+	/* Wrong on purpose: the request may be over by now. */
+	rc = molt_reply(req, 200, "text/plain", "LATE REPLY FOR SOMEONE ELSE\n", 28);
+	molt_log(MOLT_LOG_INFO, "misuse: late reply: %d", rc);
+}
+
+static int
+misuse_keep(molt_request *req)
+{
+	static struct event late;
+	static int late_set;
+	struct timeval tv;
+	int ms = misuse_int(req, "ms", 300);
+
+	if (late_set)
+		event_del(&late);
+	evtimer_assign(&late, molt_worker_base(molt_req_worker(req)),
+	    misuse_late, req);
+	late_set = 1;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(&late, &tv);
+	return MOLT_PENDING;
+}
+
+static int
+misuse_handle(molt_request *req)
+{
+	const char *what = molt_req_path_info(req);
+	int status = misuse_int(req, "s", 200);
+	char body[16];
+	int fd, n;
+
+	if (strcmp(what, "/reply") == 0) {
+		const char *t = molt_req_param(req, "t");
+
+		molt_reply(req, status, t ? t : "text/plain", "body\n", 5);
+		return MOLT_DONE;
+	}
+	if (strcmp(what, "/stream") == 0) {
+		if (molt_stream_start(req, status, "text/plain") == -1)
+			return MOLT_DONE;
+		molt_stream_write(req, "abc", 3);
+		molt_stream_end(req);
+		return MOLT_DONE;
+	}
+	if (strcmp(what, "/file") == 0) {
+		if ((fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC)) == -1)
+			return molt_reply_error(req, 500, strerror(errno));
+		molt_reply_file(req, status, "text/plain", fd, 0, 4);
+		return MOLT_DONE;
+	}
+	if (strcmp(what, "/header") == 0) {
+		const char *name = molt_req_param(req, "n");
+		const char *value = molt_req_param(req, "v");
+
+		n = snprintf(body, sizeof(body), "%d",
+		    molt_resp_header(req, name ? name : "", value ? value : ""));
+		return molt_reply(req, 200, "text/plain", body, (size_t)n);
+	}
+	if (strcmp(what, "/keep") == 0)
+		return misuse_keep(req);
+	return molt_reply_error(req, 404, "no such misuse");
+}
+
+MOLT_EXPORT const struct molt_module molt_module = {
+	MOLT_MODULE_HEADER,
+	.name        = "misuse",
+	.version     = "1.0",
+	.description = "test: the reply API used wrongly",
+	.handle      = misuse_handle,
+};
