@@ -206,9 +206,11 @@ def test_hup_reload(molt):
     m.signal(signal.SIGHUP)
     m.wait_log(r"reloading configuration from " + re.escape(m.conf_path), since=mark)
     wait_for(lambda: greeting(m) == "two", 10, what="the new greeting")
-    assert m.get("/new")[0] == 200
+    # Until its replacement is ready, an old worker still serves the old
+    # routes: /new is only sure to be there once they are all gone.
     wait_for(lambda: len(m.worker_pids()) == 2 and not set(old) & set(m.worker_pids()),
              10, what="a whole new generation of workers")
+    assert m.get("/new")[0] == 200
     m.wait_log(r"worker \d+ ready \(generation 2\)", since=mark)
     time.sleep(0.5)
     load.stop()

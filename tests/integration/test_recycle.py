@@ -696,8 +696,10 @@ drain_timeout = 10s
     assert len(recycles) >= 6, summary
     assert rate >= 200, "load too light to mean anything: " + summary
     assert load.total("deferred") >= 30, summary
-    # draining workers told their keep-alive clients to reconnect
-    assert load.closes() >= len(recycles) // 2, summary
+    # A draining worker hands its idle keep-alive connections over, so how
+    # many it closes depends on timing (4 of 11 recycles in a loaded ASan
+    # run); but a client only ever reconnected after a Connection: close.
+    assert load.connects() == len(load.clients) + load.closes(), summary
     # every drain finished by itself, well before drain_timeout
     assert "drain timeout" not in m.log(mark)
     assert all(r[6] < 5000 for r in recycles), recycles
