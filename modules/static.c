@@ -60,11 +60,14 @@
 #include <molt/module.h>
 
 struct static_route {
-	int   rootfd;           /* O_PATH descriptor for root, -1 if unusable */
-	char *root;
-	char *realroot;         /* root with every symlink resolved, or NULL */
-	char *index;
-	int   dotfiles;
+	int    rootfd;          /* O_PATH descriptor for root, -1 if unusable */
+	char  *root;
+	char  *realroot;        /* root with every symlink resolved, or NULL */
+	char  *index;
+	int    dotfiles;
+	dev_t  root_dev;        /* what rootfd is, to notice a new root */
+	ino_t  root_ino;
+	time_t checked;         /* when root was last looked up, seconds */
 };
 
 static const struct molt_conf_key static_keys[] = {
@@ -518,10 +521,70 @@ redirect_slash(molt_request *req)
 	return molt_reply(req, 301, "text/plain", "moved permanently\n", 18);
 }
 
+/*
+ * Opens root (again).  Quiet is for the checks after the first: a root
+ * that is still missing was already reported.
+ */
+static void
+static_root_open(struct static_route *r, int quiet)
+{
+	struct stat st;
+	char *real;
+	int fd;
+
+	if ((fd = open(r->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		if (!quiet)
+			molt_log(MOLT_LOG_ERROR, "static: root %s: %s; serving 404",
+			    r->root, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	if ((real = realpath(r->root, NULL)) == NULL)
+		molt_log(MOLT_LOG_WARN, "static: root %s: realpath: %s; absolute "
+		    "symlinks will answer 404", r->root, strerror(errno));
+	if (r->rootfd != -1) {
+		close(r->rootfd);
+		molt_log(MOLT_LOG_INFO, "static: root %s is another directory "
+		    "now; serving from it", r->root);
+	} else if (quiet) {
+		molt_log(MOLT_LOG_INFO, "static: root %s is there now; serving "
+		    "from it", r->root);
+	}
+	free(r->realroot);
+	r->rootfd = fd;
+	r->realroot = real;
+	r->root_dev = st.st_dev;
+	r->root_ino = st.st_ino;
+}
+
+/*
+ * A deploy that swaps a symlink (root = /srv/current -> releases/N) must
+ * take effect in every worker, as it does for nginx, which resolves root
+ * per request: once a second a stat tells whether root is another
+ * directory now.  A root that vanished keeps the one open; a missing one
+ * is picked up when it appears.
+ */
+static void
+static_root_check(struct static_route *r)
+{
+	struct stat st;
+	time_t now = time(NULL);
+
+	if (now == r->checked)
+		return;
+	r->checked = now;
+	if (stat(r->root, &st) == -1 || !S_ISDIR(st.st_mode))
+		return;
+	if (r->rootfd == -1 || st.st_dev != r->root_dev || st.st_ino != r->root_ino)
+		static_root_open(r, 1);
+}
+
 static int
 static_handle(molt_request *req)
 {
-	const struct static_route *r = molt_req_route_data(req);
+	struct static_route *r = molt_req_route_data(req);
 	molt_pool *pool = molt_req_pool(req);
 	const char *method = molt_req_method(req);
 	const char *path = molt_req_path(req);
@@ -539,6 +602,8 @@ static_handle(molt_request *req)
 			return MOLT_ERROR;
 		return molt_reply_error(req, 405, "method not allowed");
 	}
+	if (r != NULL)
+		static_root_check(r);
 	if (r == NULL || r->rootfd == -1)
 		return molt_reply_error(req, 404, "not found");
 	if (pi == NULL)
@@ -693,13 +758,8 @@ static_route_init(molt_worker *w, const molt_conf *conf, void **data)
 	 * restarted in a loop, and the other routes would go down with it.
 	 * Every request to this route answers 404 instead.
 	 */
-	r->rootfd = open(r->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (r->rootfd == -1)
-		molt_log(MOLT_LOG_ERROR, "static: root %s: %s; serving 404",
-		    r->root, strerror(errno));
-	else if ((r->realroot = realpath(r->root, NULL)) == NULL)
-		molt_log(MOLT_LOG_WARN, "static: root %s: realpath: %s; absolute "
-		    "symlinks will answer 404", r->root, strerror(errno));
+	static_root_open(r, 0);
+	r->checked = time(NULL);
 	*data = r;
 	return 0;
 

@@ -10,6 +10,7 @@ import email.utils
 import os
 import socket
 import struct
+import time
 
 import pytest
 
@@ -305,6 +306,41 @@ def test_missing_root_answers_404_and_says_why(molt, tmp_path):
              what="the error about the missing root")
     st, _, _ = m.get("/hello")
     assert st == 200
+
+
+def test_root_symlink_swap_reaches_every_worker(molt, tmp_path):
+    """A deploy that swaps root's symlink atomically (root = current ->
+    releases/N) is served by every worker within a second or so, as nginx
+    serves it at once; root was opened once per worker, so each kept
+    serving the old release until it was replaced."""
+    for rel in ("r1", "r2"):
+        (tmp_path / rel).mkdir()
+        (tmp_path / rel / "v.txt").write_text(rel + "\n")
+    cur = tmp_path / "current"
+    os.symlink("r1", cur)
+    m = start(molt, cur)
+    for _ in range(10):
+        st, _, body = m.get("/files/v.txt")
+        assert st == 200 and body == b"r1\n"
+    tmp = tmp_path / "current.new"
+    os.symlink("r2", tmp)
+    os.replace(tmp, cur)
+    time.sleep(1.2)
+    bodies = [m.get("/files/v.txt")[2] for _ in range(20)]
+    assert bodies == [b"r2\n"] * 20, bodies
+    m.wait_log(r"static: root .*current is another directory now")
+
+
+def test_root_that_appears_later_is_served(molt, tmp_path):
+    root = tmp_path / "late"
+    m = start(molt, root)
+    m.expect_errors(r"static: root .*late: No such file or directory; serving 404")
+    assert m.get("/files/a.txt")[0] == 404
+    root.mkdir()
+    (root / "a.txt").write_text("here\n")
+    time.sleep(1.2)
+    got = [m.get("/files/a.txt")[:3:2] for _ in range(10)]
+    assert got == [(200, b"here\n")] * 10, got
 
 
 def test_client_leaving_mid_file_costs_nobody_else(molt, site):
