@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "http_parse.h"
 
@@ -976,29 +977,102 @@ http_get_num(const char *p, size_t n)
 	return v;
 }
 
+static int
+http_find(const char *p, const char (*names)[4], int n)
+{
+	int i;
+
+	for (i = 0; i < n && memcmp(p, names[i], 3) != 0; i++)
+		;
+	return i;
+}
+
+/* The full day names of the rfc850-date, "Sunday" for "Sun". */
+static const char *const http_wdays_long[7] = {
+	"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+	"Saturday"
+};
+
+/*
+ * The fields of one of the three forms RFC 9110 5.6.7 obliges a recipient
+ * to accept: f = wday, mon, day, year, hh, mm, ss.  0, or -1 if s is none
+ * of them.  Only the shape is checked here.
+ */
+static int
+http_date_fields(const char *s, size_t len, int f[7])
+{
+	const char *t;
+	size_t n = 0;
+
+	if (len == 29 && s[3] == ',') {
+		/* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+		if (s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+		    memcmp(s + 25, " GMT", 4) != 0)
+			return -1;
+		f[0] = http_find(s, http_wdays, 7);
+		f[1] = http_find(s + 8, http_months, 12);
+		f[2] = http_get_num(s + 5, 2);
+		f[3] = http_get_num(s + 12, 4);
+		t = s + 17;
+	} else if (len == 24 && s[3] == ' ') {
+		/* asctime: "Sun Nov  6 08:49:37 1994" */
+		if (s[7] != ' ' || s[10] != ' ' || s[19] != ' ')
+			return -1;
+		f[0] = http_find(s, http_wdays, 7);
+		f[1] = http_find(s + 4, http_months, 12);
+		f[2] = s[8] == ' ' ? http_get_num(s + 9, 1) : http_get_num(s + 8, 2);
+		f[3] = http_get_num(s + 20, 4);
+		t = s + 11;
+	} else {
+		/* rfc850-date: "Sunday, 06-Nov-94 08:49:37 GMT" */
+		for (f[0] = 0; f[0] < 7; f[0]++) {
+			n = strlen(http_wdays_long[f[0]]);
+			if (len == n + 24 && memcmp(s, http_wdays_long[f[0]], n) == 0)
+				break;
+		}
+		if (f[0] == 7)
+			return -1;
+		s += n;
+		if (s[0] != ',' || s[1] != ' ' || s[4] != '-' || s[8] != '-' ||
+		    s[11] != ' ' || memcmp(s + 20, " GMT", 4) != 0)
+			return -1;
+		f[1] = http_find(s + 5, http_months, 12);
+		f[2] = http_get_num(s + 2, 2);
+		if ((f[3] = http_get_num(s + 9, 2)) >= 0) {
+			/* A two-digit year more than 50 years ahead is in the
+			 * past century (RFC 9110 5.6.7). */
+			struct tm now;
+			time_t clock = time(NULL);
+
+			if (gmtime_r(&clock, &now) == NULL)
+				return -1;
+			f[3] += (now.tm_year + 1900) / 100 * 100;
+			if (f[3] > now.tm_year + 1900 + 50)
+				f[3] -= 100;
+		}
+		t = s + 12;
+	}
+	if (t[2] != ':' || t[5] != ':')
+		return -1;
+	f[4] = http_get_num(t, 2);
+	f[5] = http_get_num(t + 3, 2);
+	f[6] = http_get_num(t + 6, 2);
+	return 0;
+}
+
 time_t
 http_parse_date(const char *s, size_t len)
 {
 	static const unsigned char mdays[12] = {
 		31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
 	};
-	int wday, mon, day, year, hh, mm, ss;
+	int f[7], wday, mon, day, year, hh, mm, ss;
 	long long days;
 
-	/* "Sun, 06 Nov 1994 08:49:37 GMT" and nothing else */
-	if (len != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' ||
-	    s[11] != ' ' || s[16] != ' ' || s[19] != ':' || s[22] != ':' ||
-	    memcmp(s + 25, " GMT", 4) != 0)
+	if (http_date_fields(s, len, f) == -1)
 		return -1;
-	for (wday = 0; wday < 7 && memcmp(s, http_wdays[wday], 3) != 0; wday++)
-		;
-	for (mon = 0; mon < 12 && memcmp(s + 8, http_months[mon], 3) != 0; mon++)
-		;
-	day = http_get_num(s + 5, 2);
-	year = http_get_num(s + 12, 4);
-	hh = http_get_num(s + 17, 2);
-	mm = http_get_num(s + 20, 2);
-	ss = http_get_num(s + 23, 2);
+	wday = f[0], mon = f[1], day = f[2], year = f[3];
+	hh = f[4], mm = f[5], ss = f[6];
 	/* Years before 1970 are refused so -1 stays unambiguous. */
 	if (wday == 7 || mon == 12 || day < 1 || day > mdays[mon] ||
 	    year < 1970 || hh > 23 || mm > 59 || ss > 60 || hh < 0 ||

@@ -114,7 +114,8 @@ const char *http_reason(int status);
 /* "Sun, 06 Nov 1994 08:49:37 GMT" into out[30], NUL-terminated; 29 chars. */
 void http_date(time_t t, char out[30]);
 
-/* Parses an IMF-fixdate (the only form molt emits); returns -1 if invalid. */
+/* Parses an IMF-fixdate (the only form molt emits), or the rfc850 or asctime
+ * form a recipient must also accept (RFC 9110 5.6.7); -1 if invalid. */
 time_t http_parse_date(const char *s, size_t len);
 
 #endif /* MOLT_HTTP_PARSE_H */

@@ -46,6 +46,8 @@
  *                    writes (Content-Length, Transfer-Encoding, Date, ...),
  *                    but honours "Connection: close"; a call on a request
  *                    that is over is refused while its connection is idle.
+ *   2026-12-05  1.1  No change to the ABI: molt_http_parse_date also takes
+ *                    the rfc850 and asctime forms, as RFC 9110 requires.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -287,7 +289,8 @@ size_t molt_base64(char *dst, const void *src, size_t len);
 /* HTTP dates (IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT"), as molt's own
  * Date header: out gets 29 characters and a NUL. */
 void   molt_http_date(time_t t, char out[30]);
-/* Parses an IMF-fixdate; (time_t)-1 if s is not one. */
+/* Parses an HTTP date in any of the three forms RFC 9110 5.6.7 has a
+ * recipient accept (IMF-fixdate, rfc850, asctime); (time_t)-1 if s is none. */
 time_t molt_http_parse_date(const char *s, size_t len);
 
 /* ------------------------------------------------------------------ */

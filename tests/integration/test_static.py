@@ -201,6 +201,12 @@ def test_conditional_requests_answer_304(molt, site):
         st, h2, body = m.get("/files/hello.txt", headers=hdrs)
         assert st == 304 and body == b"", hdrs
         assert h2["etag"] == h["etag"]
+    # The two obsolete date forms a recipient must accept (RFC 9110 5.6.7).
+    t = email.utils.parsedate_to_datetime(h["last-modified"])
+    for form in (t.strftime("%A, %d-%b-%y %H:%M:%S GMT"),
+                 t.strftime("%a %b ") + ("%2d" % t.day) + t.strftime(" %H:%M:%S %Y")):
+        st, _, body = m.get("/files/hello.txt", headers={"If-Modified-Since": form})
+        assert st == 304 and body == b"", form
     # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
     st, _, body = m.get("/files/hello.txt", headers={
         "If-None-Match": '"other"', "If-Modified-Since": h["last-modified"]})

@@ -737,8 +737,6 @@ test_date(void)
 		size_t      len;
 	} bad[] = {
 		{ S("Sun, 06 Nov 1994 08:49:37 gmt") },
-		{ S("Sunday, 06-Nov-94 08:49:37 GMT") },
-		{ S("Sun Nov  6 08:49:37 1994") },
 		{ S("Sun, 6 Nov 1994 08:49:37 GMT") },
 		{ S("Mon, 06 Nov 1994 08:49:37 GMT") },   /* wrong weekday */
 		{ S("Sun, 06 Nov 1994 24:00:00 GMT") },
@@ -753,6 +751,16 @@ test_date(void)
 		{ S("Sun, 06 Nov 19a4 08:49:37 GMT") },
 		{ S("Sun, 06 Nov 1994 08:-9:37 GMT") },
 		{ S("Wed, 31 Dec 1969 23:59:59 GMT") },
+		{ S("Sunday, 06-Nov-1994 08:49:37 GMT") },
+		{ S("Sunday, 06-Nov-94 08:49:37 UTC") },
+		{ S("Monday, 06-Nov-94 08:49:37 GMT") },
+		{ S("Sun, 06-Nov-94 08:49:37 GMT") },
+		{ S("Sundayy, 06-Nov-94 08:49:37 GMT") },
+		{ S("Sun Nov 6 08:49:37 1994") },
+		{ S("Sun Nov  6 08:49:37 94  ") },
+		{ S("Sun Nov  6 08:49:37 1994 ") },
+		{ S("Mon Nov  6 08:49:37 1994") },
+		{ S("Sun Nov 06 08-49-37 1994") },
 		{ S("") },
 	};
 	char out[30], ref[64];
@@ -781,6 +789,15 @@ test_date(void)
 	    "%s", "parse epoch");
 	CHECK(http_parse_date(S("Sun, 06 Nov 1994 08:49:60 GMT")) == 784111800,
 	    "%s", "leap second");
+	/* the two obsolete forms a recipient must still accept */
+	CHECK(http_parse_date(S("Sunday, 06-Nov-94 08:49:37 GMT")) == 784111777,
+	    "%s", "parse rfc850");
+	CHECK(http_parse_date(S("Sun Nov  6 08:49:37 1994")) == 784111777,
+	    "%s", "parse asctime");
+	CHECK(http_parse_date(S("Tue Feb 29 00:00:00 2000")) == 951782400,
+	    "%s", "parse asctime, two-digit day");
+	CHECK(http_parse_date(S("Wednesday, 06-Nov-30 08:49:37 GMT")) == 1920185377,
+	    "%s", "rfc850 year 30 is 2030, not 1930");
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK(http_parse_date(bad[i].s, bad[i].len) == -1,
 		    "parse_date accepted '%s'", bad[i].s);
