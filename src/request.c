@@ -776,6 +776,18 @@ molt_stream_write(molt_request *req, const void *data, size_t len)
 		return -1;
 	if (len == 0 || (req->resp_flags & RESP_HEAD))
 		return req_stream_pushed(req);
+	if (c->queued > REQ_STREAM_LIMIT) {
+		/*
+		 * The module was told MOLT_AGAIN long ago and writes on: all of
+		 * it would wait in this worker's heap for as long as the client
+		 * does not read.  The client gets a cut-off transfer instead.
+		 */
+		molt_log(MOLT_LOG_ERROR, "module %s wrote on after MOLT_AGAIN "
+		    "(%zu bytes queued) for %s %s; cutting the reply off",
+		    req->route->mod->name, c->queued, req->method, req->target);
+		c->flags |= CONN_ERROR;
+		goto gone;
+	}
 	if (req->resp_flags & RESP_CHUNKED) {
 		n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
 		if (conn_out(c, hdr, (size_t)n) == -1 ||

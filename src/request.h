@@ -12,6 +12,8 @@
  */
 #define REQ_HIGH_WATER (64 * 1024)
 #define REQ_LOW_WATER  (16 * 1024)
+/* Queued beyond this, a stream's module has ignored MOLT_AGAIN: cut off. */
+#define REQ_STREAM_LIMIT (16 * REQ_HIGH_WATER)
 
 /* Sets up a freshly parsed request: strings, path, route.  -1: close. */
 int  req_prepare(molt_request *req);

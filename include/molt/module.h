@@ -45,7 +45,9 @@
  *                    control bytes, non-token names and the headers molt
  *                    writes (Content-Length, Transfer-Encoding, Date, ...),
  *                    but honours "Connection: close"; a call on a request
- *                    that is over is refused while its connection is idle.
+ *                    that is over is refused while its connection is idle;
+ *                    a stream that writes on after MOLT_AGAIN until 1 MB
+ *                    waits is cut off (molt_stream_write returns -1).
  *   2026-12-05  1.1  No change to the ABI: molt_http_parse_date also takes
  *                    the rfc850 and asctime forms, as RFC 9110 requires.
  */

@@ -1120,3 +1120,23 @@ def test_kept_request_pointer_cannot_answer_another_client(molt, then):
             assert r.status == 200 and r.body == b"hello, world\n", r.body
         assert_next_request_is_answered(b)
         assert b"LATE" not in b.buf
+
+
+def test_stream_that_ignores_molt_again_is_cut_off(molt):
+    """A module that writes on after MOLT_AGAIN to a client that does not
+    read made the worker buffer all of it (328 MB in the helper's run).
+    Past a bound the reply is cut off and the module's writes fail."""
+    m = molt(conf=MISUSE, workers=1)
+    m.expect_errors(r"module misuse wrote on after MOLT_AGAIN")
+    mark = m.mark()
+    c = m.raw_conn(timeout=30)
+    c.send(b"GET /misuse/flood?mb=64 HTTP/1.1\r\nHost: t\r\n\r\n")
+    taken = int(m.wait_log(r"misuse: flood: (\d+) kB taken", since=mark).group(1))
+    # what the two socket buffers hold, plus the bound, plus one write
+    assert taken < 16 * 1024, taken
+    m.wait_log(r"\[error\] \d+: module misuse wrote on after MOLT_AGAIN "
+               r"\(\d+ bytes queued\) for GET /misuse/flood\?mb=64; cutting", since=mark)
+    body = c.read_all(timeout=20)   # a cut-off transfer, then the close
+    assert not body.endswith(b"0\r\n\r\n")
+    with m.raw_conn() as d:
+        assert_next_request_is_answered(d)

@@ -9,6 +9,9 @@
  *   /file?s=N              molt_reply_file(N) of this module's own file
  *   /header?n=NAME&v=VAL   molt_resp_header(NAME, VAL), then a 200 whose
  *                          body is that call's return value, "0" or "-1"
+ *   /flood?mb=N            streams N MB in 64 kB writes without ever
+ *                          looking at MOLT_AGAIN; logs "misuse: flood: K
+ *                          kB taken" where the writes stopped succeeding
  *   /keep?ms=N             keeps the request pointer, registers no abort
  *                          callback, and N ms later replies through it,
  *                          whatever became of the request; logs the
@@ -67,6 +70,25 @@ misuse_keep(molt_request *req)
 }
 
 static int
+misuse_flood(molt_request *req)
+{
+	static char chunk[64 * 1024];
+	int i, n = misuse_int(req, "mb", 64) * 16;
+
+	memset(chunk, 'f', sizeof(chunk));
+	if (molt_stream_start(req, 200, "application/octet-stream") == -1)
+		return MOLT_DONE;
+	/* Wrong on purpose: MOLT_AGAIN means stop until on_drain. */
+	for (i = 0; i < n; i++)
+		if (molt_stream_write(req, chunk, sizeof(chunk)) == -1)
+			break;
+	molt_log(MOLT_LOG_INFO, "misuse: flood: %d kB taken", i * 64);
+	if (i == n)
+		molt_stream_end(req);
+	return MOLT_DONE;
+}
+
+static int
 misuse_handle(molt_request *req)
 {
 	const char *what = molt_req_path_info(req);
@@ -103,6 +125,8 @@ misuse_handle(molt_request *req)
 	}
 	if (strcmp(what, "/keep") == 0)
 		return misuse_keep(req);
+	if (strcmp(what, "/flood") == 0)
+		return misuse_flood(req);
 	return molt_reply_error(req, 404, "no such misuse");
 }
 
