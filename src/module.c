@@ -373,6 +373,8 @@ module_check_all(struct molt_config *cfg, struct module **mods,
 		if (mod->m->check != NULL) {
 			msg[0] = '\0';
 			if (mod->m->check(conf, msg, sizeof(msg)) != 0) {
+				/* The module may have filled it to the brim. */
+				msg[sizeof(msg) - 1] = '\0';
 				conf_errorf(err, rc->section->file, rc->section->line,
 				    "[route %s] module %s: %s", rc->prefix, mod->name,
 				    msg[0] ? msg : "settings refused");

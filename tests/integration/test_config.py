@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from conftest import (MOLT_BIN, TEST_MODULES_DIR, line_of, read_text, run_molt,
-                      server_section)
+from conftest import (MOLT_BIN, SANITIZER_RE, TEST_MODULES_DIR, line_of,
+                      read_text, run_molt, server_section)
 
 
 def error_at(res):
@@ -279,3 +279,18 @@ def test_startup_refuses_bad_config(tmp_path, body, needles):
     for n in needles:
         assert n in out
     assert "listening on" not in out
+
+
+# ------------------------------------------------- the module check child
+
+BADCHECK = "[route /b]\nmodule = badcheck\naction = %s\n"
+
+
+def test_check_unterminated_message(molt_check):
+    """A check that fills its message buffer without a terminating NUL: the
+    message is cut at the buffer, nothing past it is read."""
+    r = molt_check(BADCHECK % "unterminated")
+    line, msg = error_at(r)
+    assert line == r.line_of("[route /b]")
+    assert re.match(r"^\[route /b\] module badcheck: A+$", msg), msg
+    assert not SANITIZER_RE.search(r.stderr), r.stderr
