@@ -62,11 +62,17 @@ module_find(struct module *mods, const char *name)
 	return m ? m->m : NULL;
 }
 
-/* Finds NAME.so along the colon-separated search path. */
+/*
+ * Finds NAME.so along the colon-separated search path.  As execvp(3)
+ * does, a directory that cannot be searched does not end the search, but
+ * if the file is found nowhere errno says why that directory failed
+ * (EACCES for a modules_dir the workers' user cannot enter), not ENOENT.
+ */
 static int
 module_path(const char *dirs, const char *name, char *out, size_t outlen)
 {
 	const char *p = dirs, *colon;
+	int saved = ENOENT;
 
 	while (p != NULL && *p != '\0') {
 		size_t len;
@@ -74,10 +80,15 @@ module_path(const char *dirs, const char *name, char *out, size_t outlen)
 		colon = strchr(p, ':');
 		len = colon ? (size_t)(colon - p) : strlen(p);
 		if (len > 0 && (size_t)snprintf(out, outlen, "%.*s/%s.so", (int)len,
-		    p, name) < outlen && access(out, F_OK) == 0)
-			return 0;
+		    p, name) < outlen) {
+			if (access(out, F_OK) == 0)
+				return 0;
+			if (errno != ENOENT && errno != ENOTDIR && saved == ENOENT)
+				saved = errno;
+		}
 		p = colon ? colon + 1 : NULL;
 	}
+	errno = saved;
 	return -1;
 }
 
@@ -158,8 +169,13 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 			return NULL;
 		}
 	if (dirs == NULL || module_path(dirs, name, path, sizeof(path)) == -1) {
-		snprintf(err, errlen, "module '%s' not found: no %s.so in "
-		    "modules_dir %s", name, name, dirs ? dirs : "(unset)");
+		if (dirs != NULL && errno != ENOENT)
+			snprintf(err, errlen, "module '%s': cannot look for %s.so in "
+			    "modules_dir %s: %s (uid %d)", name, name, dirs,
+			    strerror(errno), (int)geteuid());
+		else
+			snprintf(err, errlen, "module '%s' not found: no %s.so in "
+			    "modules_dir %s", name, name, dirs ? dirs : "(unset)");
 		return NULL;
 	}
 	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
