@@ -203,11 +203,13 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (test) {
-		/* -t is not the master: loading the modules here is fine. */
-		memset(&err, 0, sizeof(err));
-		rc = master_check_config(cfg, &err);
+		/*
+		 * The check a start would run, in a child too: a module that
+		 * crashes in it is reported instead of taking molt -t down.
+		 */
+		rc = master_validate(cfg, msg, sizeof(msg));
 		if (rc == -1)
-			fprintf(stderr, "%s:%d: %s\n", err.file, err.line, err.msg);
+			fprintf(stderr, "%s\n", msg);
 		else
 			fprintf(stderr, "molt: %s: configuration ok\n", cfg->path);
 		config_free(cfg);

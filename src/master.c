@@ -241,7 +241,8 @@ master_notify(int fd, int type, int slot)
 /* ------------------------------------------------------------------ */
 /* Validation in a child                                               */
 
-int
+/* The checks themselves, in the validator child. */
+static int
 master_check_config(struct molt_config *c, struct conf_error *err)
 {
 	struct module *mods = NULL;

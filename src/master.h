@@ -18,10 +18,12 @@ void master_child_unblock(void);
  */
 int  master_run(struct molt_config *cfg, const char *conf_path, int daemonize);
 
-/* Checks cfg completely, modules included, in a child process. */
+/*
+ * Checks cfg completely, modules included, in a child process (start-up,
+ * molt -t).  Returns 0, or -1 with "FILE:LINE: message" or what went
+ * wrong in msg.
+ */
 int  master_validate(struct molt_config *cfg, char *msg, size_t msglen);
-/* The checks themselves, for the child (and for molt -t). */
-int  master_check_config(struct molt_config *cfg, struct conf_error *err);
 
 
 

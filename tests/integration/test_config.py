@@ -286,6 +286,14 @@ def test_startup_refuses_bad_config(tmp_path, body, needles):
 BADCHECK = "[route /b]\nmodule = badcheck\naction = %s\n"
 
 
+def test_check_crash_in_module_check_is_reported(molt_check):
+    """molt -t runs the modules' checks in a child, as a start does: a check
+    that crashes is a refusal with a message, not a crash of molt -t."""
+    r = molt_check(BADCHECK % "crash")
+    assert r.rc == 1, r
+    assert "the module check crashed (signal 11)" in r.stderr, r.stderr
+
+
 def test_check_unterminated_message(molt_check):
     """A check that fills its message buffer without a terminating NUL: the
     message is cut at the buffer, nothing past it is read."""
