@@ -945,6 +945,7 @@ config_defaults(struct molt_config *cfg)
 	sc->keepalive_timeout_ms = 60 * SEC;
 	sc->access_log_flush_ms = 1 * SEC;
 	sc->write_timeout_ms = 60 * SEC;
+	sc->check_timeout_ms = 30 * SEC;
 	sc->max_connections = 4096;
 	sc->keepalive_requests = 10000;
 	sc->backlog = 511;
@@ -1025,6 +1026,8 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	}
 	get_str(&ck, "user", &sc->user);
 	get_str(&ck, "group", &sc->group);
+	get_duration(&ck, "check_timeout", &sc->check_timeout_ms, 1 * SEC,
+	    1 * HOUR, ZERO_NO);
 	get_size(&ck, "max_header_size", &sc->max_header_size, 1 * KIB, 1 * MIB,
 	    ZERO_NO);
 	get_size(&ck, "max_uri_size", &sc->max_uri_size, 256, 1 * MIB, ZERO_NO);

@@ -96,6 +96,7 @@ struct server_conf {
 	char     *access_log;
 	long long access_log_flush_ms;  /* 0: when the buffer fills */
 	char     *user, *group;
+	long long check_timeout_ms;     /* for the module check of a config */
 	long long max_header_size;
 	long long max_uri_size;
 	long long max_headers;

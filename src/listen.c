@@ -215,3 +215,15 @@ listen_close(struct listen_addr *list)
 			log_warn("unlink(%s): %s", path, strerror(errno));
 	}
 }
+
+void
+listen_drop(struct listen_addr *list)
+{
+	for (; list != NULL; list = list->next) {
+		if (list->fd < 0)
+			continue;
+		if (close(list->fd) == -1)
+			log_warn("close(%s): %s", list->text, strerror(errno));
+		list->fd = -1;
+	}
+}

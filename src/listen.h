@@ -17,5 +17,11 @@ struct server_conf;
 int  listen_open(struct listen_addr *list, struct listen_addr *old,
          const struct server_conf *sc);
 void listen_close(struct listen_addr *list);
+/*
+ * Closes this process's copies of the sockets and nothing more: for a
+ * child that must not accept on them, while the socket files of unix:
+ * addresses stay for the master, which still listens there.
+ */
+void listen_drop(struct listen_addr *list);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -101,6 +102,8 @@ static int stopping;              /* 0, SIGTERM (fast) or SIGQUIT */
 static int64_t stop_deadline;
 static pid_t validator_pid = -1;
 static int validator_fd = -1;
+static int64_t validator_deadline;
+static int validator_killed;      /* the master sent it SIGKILL */
 static struct molt_config *pending_cfg;
 
 static int64_t
@@ -241,28 +244,71 @@ master_notify(int fd, int type, int slot)
 /* ------------------------------------------------------------------ */
 /* Validation in a child                                               */
 
-/* The checks themselves, in the validator child. */
-static int
-master_check_config(struct molt_config *c, struct conf_error *err)
+/*
+ * The validator child: everything a start or a reload needs of a config
+ * that only running module code can tell.  The first error goes to fd as
+ * "FILE:LINE: message".
+ */
+static void __attribute__((noreturn))
+master_validator(struct molt_config *c, int fd, pid_t parent)
 {
+	struct conf_error err;
 	struct module *mods = NULL;
+	char msg[sizeof(err.msg) + sizeof(err.file) + 32];
+	int n;
 
-	if (db_config_check(c, err) == -1 || db_library_check(c, err) == -1)
-		return -1;
-	if (module_check_all(c, &mods, err) == -1)
-		return -1;
+	master_child_unblock();
+	/*
+	 * The running generation's sockets: module code must not accept on
+	 * them, nor keep the port if it outlived the master.
+	 */
+	if (cfg != NULL)
+		listen_drop(cfg->server.listen);
+	/* Check the files on disk, not the copies the master holds. */
+	module_unpin_all();
+	memset(&err, 0, sizeof(err));
+	if (db_config_check(c, &err) == -1 || db_library_check(c, &err) == -1)
+		goto fail;
+	/*
+	 * A check that hangs must not outlive the master that would kill it.
+	 * A master that died before it was set sent nothing, hence getppid.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1) {
+		conf_errorf(&err, c->path, 0, "prctl(PR_SET_PDEATHSIG) in the "
+		    "module check: %s", strerror(errno));
+		goto fail;
+	}
+	if (getppid() != parent)
+		_exit(1);
+	if (module_check_all(c, &mods, &err) == -1)
+		goto fail;
 	module_unload_all(mods);
-	return config_check_unused(c, err);
+	if (config_check_unused(c, &err) == -1)
+		goto fail;
+	_exit(0);
+fail:
+	n = snprintf(msg, sizeof(msg), "%s:%d: %s", err.file, err.line, err.msg);
+	if (n < 0)
+		n = 0;
+	else if ((size_t)n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	if (write(fd, msg, (size_t)n) != n)
+		log_error("write (module check verdict): %s", strerror(errno));
+	_exit(1);
 }
 
 static pid_t
 master_validate_start(struct molt_config *c, int *fdout)
 {
 	int fds[2];
-	pid_t pid;
+	pid_t pid, parent = getpid();
 
-	if (pipe2(fds, O_CLOEXEC) == -1) {
-		log_error("pipe2: %s", strerror(errno));
+	/*
+	 * Non-blocking: the verdict is read once the child is gone, but a
+	 * process a module's check forked may still hold the write end.
+	 */
+	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == -1) {
+		log_error("pipe2 (module check): %s", strerror(errno));
 		return -1;
 	}
 	pid = master_fork("validator");
@@ -272,63 +318,93 @@ master_validate_start(struct molt_config *c, int *fdout)
 		return -1;
 	}
 	if (pid == 0) {
-		struct conf_error err;
-		char msg[sizeof(err.msg) + sizeof(err.file) + 32];
-		int n;
-
-		master_child_unblock();
 		close(fds[0]);
-		/* Check the files on disk, not the copies the master holds. */
-		module_unpin_all();
-		memset(&err, 0, sizeof(err));
-		if (master_check_config(c, &err) == 0)
-			_exit(0);
-		n = snprintf(msg, sizeof(msg), "%s:%d: %s", err.file, err.line,
-		    err.msg);
-		(void)!write(fds[1], msg, n > 0 ? (size_t)n : 0);
-		_exit(1);
+		master_validator(c, fds[1], parent);
 	}
-	close(fds[1]);
+	if (close(fds[1]) == -1)
+		log_error("close (module check pipe): %s", strerror(errno));
 	*fdout = fds[0];
 	return pid;
 }
 
-/* Reads the child's verdict: 0 if the config is good. */
+/*
+ * Reads the verdict of a reaped validator: 0 if the config is good.
+ * limit_ms: the time limit the validator was killed for, or 0.
+ */
 static int
-master_validate_finish(pid_t pid, int fd, int status, char *msg, size_t len)
+master_validate_finish(int fd, int status, long long limit_ms, char *msg,
+    size_t len)
 {
 	ssize_t n;
 
-	(void)pid;
 	n = read(fd, msg, len - 1);
+	if (n == -1 && errno != EAGAIN)
+		log_error("read (module check verdict): %s", strerror(errno));
 	msg[n > 0 ? n : 0] = '\0';
-	close(fd);
+	if (close(fd) == -1)
+		log_error("close (module check pipe): %s", strerror(errno));
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
-	if (msg[0] == '\0')
+	if (limit_ms > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		snprintf(msg, len, "the module check timed out after %lld %s",
+		    limit_ms % 1000 == 0 ? limit_ms / 1000 : limit_ms,
+		    limit_ms % 1000 == 0 ? "s" : "ms");
+	else if (msg[0] == '\0')
 		snprintf(msg, len, "the module check crashed (%s %d)",
 		    WIFSIGNALED(status) ? "signal" : "status",
 		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 	return -1;
 }
 
+/*
+ * Start-up and molt -t: nothing else runs yet, so the caller just waits,
+ * for the verdict (or the end of the pipe, at the child's exit) or the
+ * time limit.
+ */
 int
 master_validate(struct molt_config *c, char *msg, size_t msglen)
 {
-	int fd, status;
+	struct pollfd pfd;
+	int64_t left, deadline = master_now() + c->server.check_timeout_ms;
+	long long limit_ms = 0;
+	int fd, n, status, e = 0;
 	pid_t pid;
 
 	if ((pid = master_validate_start(c, &fd)) == -1) {
 		snprintf(msg, msglen, "cannot start the module check");
 		return -1;
 	}
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	for (;;) {
+		if ((left = deadline - master_now()) <= 0) {
+			limit_ms = c->server.check_timeout_ms;
+			break;
+		}
+		if ((n = poll(&pfd, 1, (int)left)) > 0)
+			break;
+		if (n == -1 && errno != EINTR) {
+			e = errno;
+			break;
+		}
+	}
+	if ((limit_ms > 0 || e != 0) && kill(pid, SIGKILL) == -1)
+		log_error("kill(%d, SIGKILL) (module check): %s", (int)pid,
+		    strerror(errno));
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR) {
-			snprintf(msg, msglen, "waitpid: %s", strerror(errno));
+			e = errno;
+			snprintf(msg, msglen, "waitpid (module check): %s",
+			    strerror(e));
 			close(fd);
 			return -1;
 		}
-	return master_validate_finish(pid, fd, status, msg, msglen);
+	if (e != 0) {
+		snprintf(msg, msglen, "poll (module check): %s", strerror(e));
+		close(fd);
+		return -1;
+	}
+	return master_validate_finish(fd, status, limit_ms, msg, msglen);
 }
 
 /*
@@ -1065,7 +1141,31 @@ master_reload_start(void)
 		config_free(nc);
 		return;
 	}
+	validator_deadline = master_now() + nc->server.check_timeout_ms;
+	validator_killed = 0;
 	pending_cfg = nc;
+}
+
+/* Its reap (SIGCHLD, master_reload_finish) ends the reload. */
+static void
+master_validate_kill(void)
+{
+	if (kill(validator_pid, SIGKILL) == -1)
+		log_error("kill(%d, SIGKILL) (module check): %s",
+		    (int)validator_pid, strerror(errno));
+	validator_killed = 1;
+}
+
+/*
+ * A check that hangs would hold off every later reload, and a stop would
+ * leave it behind: past check_timeout it is killed and the reload fails.
+ */
+static void
+master_validate_expire(int64_t now)
+{
+	if (validator_pid != -1 && !validator_killed &&
+	    now >= validator_deadline)
+		master_validate_kill();
 }
 
 static int
@@ -1111,23 +1211,24 @@ master_reload_finish(int status)
 {
 	struct molt_config *nc = pending_cfg, *old = cfg;
 	char msg[1200];
-	int i;
+	int i, rc;
 
 	pending_cfg = NULL;
-	if (master_validate_finish(validator_pid, validator_fd, status, msg,
-	    sizeof(msg)) == -1) {
-		validator_pid = -1;
-		validator_fd = -1;
-		log_error("reload failed: %s; still serving generation %u", msg,
-		    generation);
+	rc = master_validate_finish(validator_fd, status, validator_killed ?
+	    nc->server.check_timeout_ms : 0, msg, sizeof(msg));
+	validator_pid = -1;
+	validator_fd = -1;
+	validator_killed = 0;
+	if (stopping) {
+		/* Checked, or cut short, while a stop began: nothing to start. */
+		log_info("shutting down; the configuration being checked is not "
+		    "used");
 		config_free(nc);
 		return;
 	}
-	validator_pid = -1;
-	validator_fd = -1;
-	if (stopping) {
-		/* A reload checked while a stop began: nothing to start. */
-		log_info("shutting down; the checked configuration is not used");
+	if (rc == -1) {
+		log_error("reload failed: %s; still serving generation %u", msg,
+		    generation);
 		config_free(nc);
 		return;
 	}
@@ -1219,6 +1320,9 @@ master_stop(int how)
 	stop_deadline = master_now() + STOP_BACKSTOP_MS +
 	    (how == SIGQUIT ? cfg->recycle.drain_timeout_ms : 0);
 	master_signal_all(how == SIGQUIT ? SIGQUIT : SIGTERM);
+	/* The reload it checks will not be used; the loop waits for its reap. */
+	if (validator_pid != -1 && !validator_killed)
+		master_validate_kill();
 	/*
 	 * Draining workers close their copies; with ours closed too, the
 	 * kernel refuses new clients at once.  Kept open, it would queue
@@ -1316,6 +1420,8 @@ master_next_deadline(int64_t now, int64_t next_sample)
 			t = mw[i].spawned_ms + mw[i].life_limit_ms;
 	if (stopping && stop_deadline < t)
 		t = stop_deadline;
+	if (validator_pid != -1 && !validator_killed && validator_deadline < t)
+		t = validator_deadline;
 	return t > now ? t - now : 0;
 }
 
@@ -1447,7 +1553,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	next_sample = master_now() + cfg->recycle.sample_interval_ms;
 	for (;;) {
 		now = master_now();
-		if (stopping && master_live_workers() == 0)
+		if (stopping && master_live_workers() == 0 && validator_pid == -1)
 			break;
 		pfd[0].fd = sig_pipe[0];
 		pfd[0].events = POLLIN;
@@ -1475,6 +1581,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 			stop_deadline = now + STOP_BACKSTOP_MS;
 		}
 		master_backstops(now);
+		master_validate_expire(now);
 		master_check_limits(now);
 		master_reconcile();
 	}

@@ -6,6 +6,7 @@ Configuration checking (issue #2): every error names FILE:LINE, through
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -133,6 +134,8 @@ def test_unknown_server_key(molt_check):
     "max_body_size = 1x",
     "header_timeout = soon",
     "keepalive_timeout = 3 fortnights",
+    "check_timeout = 0",
+    "check_timeout = 2h",
 ])
 def test_bad_server_value(molt_check, bad):
     r = molt_check(bad + "\n")
@@ -302,3 +305,17 @@ def test_check_unterminated_message(molt_check):
     assert line == r.line_of("[route /b]")
     assert re.match(r"^\[route /b\] module badcheck: A+$", msg), msg
     assert not SANITIZER_RE.search(r.stderr), r.stderr
+
+
+def test_check_that_hangs_times_out(molt_check, tmp_path):
+    """A check that never returns is killed at check_timeout: molt -t and
+    a start both exit 1 and say so, and a start never listens."""
+    t0 = time.monotonic()
+    r = molt_check("check_timeout = 1s\n" + BADCHECK % "hang")
+    assert r.rc == 1, r
+    assert "the module check timed out after 1 s" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 10
+    rc, out, path, text = startup(tmp_path, "check_timeout = 1s\n" + BADCHECK % "hang")
+    assert rc == 1, out
+    assert "the module check timed out after 1 s" in out, out
+    assert "listening on" not in out

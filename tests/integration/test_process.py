@@ -915,6 +915,138 @@ def test_a_worker_that_leaves_a_client_to_another_wakes_it(molt):
         c.close()
 
 
+# ------------------------------------------------- the module check child
+
+def validator_of(m, workers, timeout=5):
+    """The pid of the validator the master forked for a reload: its one
+    child that is not a worker."""
+    def find():
+        others = [p for p in children_of(m.pid) if p not in workers]
+        return others[0] if len(others) == 1 else None
+    return wait_for(find, timeout, what="the validator child")
+
+
+def listener_inodes(port):
+    """Socket inodes of the TCP sockets listening on 127.0.0.1:port."""
+    out = set()
+    for line in read_text("/proc/net/tcp").splitlines()[1:]:
+        f = line.split()
+        if f[1] == "0100007F:%04X" % port and f[3] == "0A":
+            out.add(int(f[9]))
+    return out
+
+
+def socket_inodes(pid):
+    out = set()
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            link = os.readlink(os.path.join(d, fd))
+        except FileNotFoundError:
+            continue
+        mm = re.match(r"^socket:\[(\d+)\]$", link)
+        if mm:
+            out.add(int(mm.group(1)))
+    return out
+
+
+def port_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+SLOW_CHECK = "\n[route /slow]\nmodule = initfail\nfail = off\ncheck_delay = %s\n"
+
+
+def test_validator_does_not_hold_the_listeners(molt):
+    """The validator closes the listening sockets it inherits, so module
+    code never accepts on them; a unix socket file stays, for the master
+    still listens there."""
+    m = molt(workers=1, listen=("127.0.0.1:0", "unix:@TMP@/s.sock"))
+    sock = os.path.join(m.tmp, "s.sock")
+    inodes = listener_inodes(m.port)
+    assert inodes and inodes <= socket_inodes(m.pid)
+    workers = m.worker_pids()
+    m.write_conf(DEFAULT_ROUTES + SLOW_CHECK % "3s")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    v = validator_of(m, workers)
+    # In the module's check: past the point where the sockets are closed.
+    wait_for(lambda: "initfail.so" in read_text("/proc/%d/maps" % v), 5,
+             what="the validator to load initfail")
+    held = socket_inodes(v)
+    assert not inodes & held, "the validator holds the TCP listener"
+    assert os.path.exists(sock)
+    m.wait_log(r"starting generation 2", since=mark)
+    m.wait_ready(since=mark)
+    get_ok(m)
+    with RawConn(unix=sock) as c:
+        c.send(GET % b"/hello")
+        assert c.read_response().status == 200
+
+
+def test_reload_check_that_hangs_is_killed(molt):
+    """A module check that never returns is killed at check_timeout and the
+    reload refused, the old generation serving; the next reload is
+    checked, not ignored."""
+    m = molt(conf=CONFKEYS % "one", workers=1)
+    m.expect_errors(r"reload failed: the module check timed out after 1 s; "
+                    r"still serving generation 1$")
+    workers = m.worker_pids()
+    m.write_conf(CONFKEYS % "two" + "\n[route /b]\nmodule = badcheck\naction = hang\n",
+                 server_extra="check_timeout = 1s")
+    mark = m.mark()
+    t0 = time.monotonic()
+    m.signal(signal.SIGHUP)
+    v = validator_of(m, workers)
+    m.wait_log(r"\[error\] .*reload failed: the module check timed out after "
+               r"1 s; still serving generation 1$", since=mark)
+    assert time.monotonic() - t0 < 5
+    assert not pid_alive(v), "the hanging validator was not reaped"
+    assert greeting(m) == "one"
+    assert m.worker_pids() == workers
+    m.write_conf(CONFKEYS % "three")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"starting generation 2", since=mark)
+    assert "already being checked" not in m.log(mark)
+    m.wait_ready(since=mark)
+    wait_for(lambda: greeting(m) == "three", 10, what="generation 2 serving")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT, signal.SIGKILL])
+def test_stop_during_a_hanging_check_frees_the_port(molt, sig):
+    """Whatever ends the master, its validator goes too, and with it every
+    copy of the listening socket: the port can be bound again."""
+    m = molt(workers=1)
+    workers = m.worker_pids()
+    m.write_conf(DEFAULT_ROUTES + SLOW_CHECK % "60s")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    v = validator_of(m, workers)
+    wait_for(lambda: "initfail.so" in read_text("/proc/%d/maps" % v), 5,
+             what="the validator to load initfail")
+    try:
+        m.signal(sig)
+        rc = m.wait_exit(10)
+        m.stopped = True
+        assert rc == (-signal.SIGKILL if sig == signal.SIGKILL else 0), rc
+        wait_for(lambda: not pid_alive(v), 5, what="the validator to go")
+        wait_for(lambda: not any(pid_alive(p) for p in workers), 10,
+                 what="the workers to go")
+        assert port_free(m.port), "someone still holds port %d" % m.port
+        if sig != signal.SIGKILL:
+            assert "[error]" not in m.log(mark), m.log(mark)
+    finally:
+        if pid_alive(v):
+            os.kill(v, signal.SIGKILL)
+
+
 # ------------------------------------------------------- privilege drop
 
 def test_privilege_drop(molt):
