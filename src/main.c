@@ -204,9 +204,9 @@ main(int argc, char **argv)
 	}
 	if (test) {
 		/*
-		 * The check a start would run, in a child too: within
-		 * check_timeout, and a module that crashes in it is reported
-		 * instead of taking molt -t down.
+		 * The check a start would run, in a child too: as the workers'
+		 * user, within check_timeout, and a module that crashes in it
+		 * is reported instead of taking molt -t down.
 		 */
 		rc = master_validate(cfg, msg, sizeof(msg));
 		if (rc == -1)

@@ -246,7 +246,11 @@ master_notify(int fd, int type, int slot)
 
 /*
  * The validator child: everything a start or a reload needs of a config
- * that only running module code can tell.  The first error goes to fd as
+ * that only running module code can tell.  The [database] sections and
+ * the client library are checked as root, as the master reads and loads
+ * them; the modules are loaded as the workers load them, as [server]
+ * user and group, so that what the workers could not read is refused
+ * here instead of by every worker.  The first error goes to fd as
  * "FILE:LINE: message".
  */
 static void __attribute__((noreturn))
@@ -269,9 +273,12 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 	memset(&err, 0, sizeof(err));
 	if (db_config_check(c, &err) == -1 || db_library_check(c, &err) == -1)
 		goto fail;
+	if (worker_drop_privileges(c, &err) == -1)
+		goto fail;
 	/*
 	 * A check that hangs must not outlive the master that would kill it.
-	 * A master that died before it was set sent nothing, hence getppid.
+	 * Set after the switch of user, which clears it; and a master that
+	 * died before it was set sent nothing, hence getppid.
 	 */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1) {
 		conf_errorf(&err, c->path, 0, "prctl(PR_SET_PDEATHSIG) in the "

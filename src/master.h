@@ -19,8 +19,8 @@ void master_child_unblock(void);
 int  master_run(struct molt_config *cfg, const char *conf_path, int daemonize);
 
 /*
- * Checks cfg completely, modules included, in a child process, within
- * check_timeout (start-up, molt -t).
+ * Checks cfg completely, modules included, in a child process that runs
+ * as [server] user and group, within check_timeout (start-up, molt -t).
  * Returns 0, or -1 with "FILE:LINE: message" or what went wrong in msg.
  */
 int  master_validate(struct molt_config *cfg, char *msg, size_t msglen);

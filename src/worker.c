@@ -1044,12 +1044,33 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* Start-up                                                            */
 
-static int
-worker_drop_privileges(struct worker *w)
+/* Where a [server] key was set, for the messages of a failed drop. */
+static void
+worker_key_where(struct molt_config *cfg, const char *key,
+    struct conf_error *err)
 {
-	const struct server_conf *sc = &w->cfg->server;
+	struct conf_section *s = conf_find(cfg, "server", NULL);
+	struct conf_kv *kv = s != NULL ? conf_get(s, key) : NULL;
+
+	snprintf(err->file, sizeof(err->file), "%s", s != NULL ? s->file :
+	    cfg->path);
+	err->line = kv != NULL ? kv->line : 0;
+}
+
+/*
+ * Switches to [server] user and group.  Workers do it before they load a
+ * module, and so does the validator (master.c), so that a module file or
+ * directory the workers cannot read is refused where the config is
+ * checked, not by every worker in a crash loop.  Returns 0, or -1 with
+ * the reason in err at the key's file:line.
+ */
+int
+worker_drop_privileges(struct molt_config *cfg, struct conf_error *err)
+{
+	const struct server_conf *sc = &cfg->server;
 	struct passwd *pw = NULL;
 	struct group *gr = NULL;
+	const char *key = sc->user != NULL ? "user" : "group";
 	gid_t gid;
 
 	if (sc->user == NULL && sc->group == NULL)
@@ -1060,29 +1081,38 @@ worker_drop_privileges(struct worker *w)
 		return 0;
 	}
 	if (sc->user != NULL && (pw = getpwnam(sc->user)) == NULL) {
-		log_error("unknown user '%s'", sc->user);
+		worker_key_where(cfg, "user", err);
+		snprintf(err->msg, sizeof(err->msg), "user: unknown user '%s'",
+		    sc->user);
 		return -1;
 	}
 	if (sc->group != NULL && (gr = getgrnam(sc->group)) == NULL) {
-		log_error("unknown group '%s'", sc->group);
+		worker_key_where(cfg, "group", err);
+		snprintf(err->msg, sizeof(err->msg), "group: unknown group '%s'",
+		    sc->group);
 		return -1;
 	}
+	worker_key_where(cfg, key, err);
 	gid = gr ? gr->gr_gid : pw->pw_gid;
 	if (setgroups(0, NULL) == -1 && (pw == NULL ||
 	    initgroups(pw->pw_name, gid) == -1)) {
-		log_error("setgroups: %s", strerror(errno));
+		snprintf(err->msg, sizeof(err->msg), "%s: setgroups: %s", key,
+		    strerror(errno));
 		return -1;
 	}
 	if (pw != NULL && initgroups(pw->pw_name, gid) == -1) {
-		log_error("initgroups(%s): %s", pw->pw_name, strerror(errno));
+		snprintf(err->msg, sizeof(err->msg), "%s: initgroups(%s): %s", key,
+		    pw->pw_name, strerror(errno));
 		return -1;
 	}
 	if (setresgid(gid, gid, gid) == -1) {
-		log_error("setresgid(%d): %s", (int)gid, strerror(errno));
+		snprintf(err->msg, sizeof(err->msg), "%s: setresgid(%d): %s", key,
+		    (int)gid, strerror(errno));
 		return -1;
 	}
 	if (pw != NULL && setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
-		log_error("setresuid(%s): %s", pw->pw_name, strerror(errno));
+		snprintf(err->msg, sizeof(err->msg), "%s: setresuid(%s): %s", key,
+		    pw->pw_name, strerror(errno));
 		return -1;
 	}
 	/* Core dumps of a setuid-dropped process are off by default; keep
@@ -1205,6 +1235,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	static struct worker wk;
 	struct worker *w = &wk;
 	struct sb_slot *s = &sb.slots[slot_index];
+	struct conf_error err;
 	struct timeval tv;
 	size_t i;
 	int rc = 1;
@@ -1238,8 +1269,11 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	memset(s->routes, 0, sizeof(s->routes));
 	log_access_use(sb_access(slot_index), SB_ACCESS_BUF, &s->w.access_len);
 
-	if (worker_drop_privileges(w) == -1)
+	memset(&err, 0, sizeof(err));
+	if (worker_drop_privileges(cfg, &err) == -1) {
+		log_error("%s:%d: %s", err.file, err.line, err.msg);
 		goto out;
+	}
 	/* jemalloc counts for free; with glibc our malloc wrapper counts. */
 	if (cfg->status.route_stats && alloc_kind() == SB_ALLOC_GLIBC)
 		alloc_count_enable(1);

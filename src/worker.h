@@ -12,6 +12,7 @@
 #include "molt/module.h"
 #include "slab.h"
 
+struct conf_error;
 struct conn;
 struct molt_config;
 struct listen_addr;
@@ -91,6 +92,9 @@ const struct timeval *worker_timeout(struct worker *w, int kind);
 void worker_main(struct molt_config *cfg, int id, int slot_index,
                  unsigned generation, int notify_fd, uint64_t req_limit)
                  __attribute__((noreturn));
+
+/* To [server] user and group; also for the validator (master.c). */
+int  worker_drop_privileges(struct molt_config *cfg, struct conf_error *err);
 
 /* Called by conn.c. */
 void worker_conn_opened(struct worker *w, struct conn *c);

@@ -6,12 +6,13 @@ Configuration checking (issue #2): every error names FILE:LINE, through
 import json
 import os
 import re
+import shutil
 import time
 
 import pytest
 
-from conftest import (MOLT_BIN, SANITIZER_RE, TEST_MODULES_DIR, line_of,
-                      read_text, run_molt, server_section)
+from conftest import (MODULES_DIR, MOLT_BIN, SANITIZER_RE, TEST_MODULES_DIR,
+                      line_of, read_text, run_molt, server_section)
 
 
 def error_at(res):
@@ -319,3 +320,28 @@ def test_check_that_hangs_times_out(molt_check, tmp_path):
     assert rc == 1, out
     assert "the module check timed out after 1 s" in out, out
     assert "listening on" not in out
+
+
+def test_modules_dir_the_user_cannot_read(molt_check, tmp_path):
+    """The check loads the modules as [server] user, as the workers do: a
+    modules_dir only root can enter is refused by molt -t and by a start,
+    at the route's module line, with the real reason."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to user nobody")
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    shutil.copy(os.path.join(MODULES_DIR, "hello.so"), str(mods / "hello.so"))
+    os.chmod(str(mods), 0o700)
+    body = ("[server]\nlisten = 127.0.0.1:0\nworkers = 1\nuser = nobody\n"
+            "modules_dir = %s\n\n[route /hello]\nmodule = hello\n" % mods)
+    r = molt_check(body, server=False)
+    line, msg = error_at(r)
+    assert line == r.line_of("module = hello")
+    assert "Permission denied" in msg and "not found" not in msg, msg
+    conf = tmp_path / "start.conf"
+    conf.write_text(body)
+    p = run_molt(["-c", str(conf)], timeout=20, cwd=str(tmp_path))
+    assert p.returncode == 1, p.stderr
+    assert re.search(re.escape(str(conf)) + r":%d: .*Permission denied" % line,
+                     p.stderr), p.stderr
+    assert "listening on" not in p.stderr
