@@ -1255,9 +1255,6 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 
 	/* A terminal hangup is for the master (reload), not for us. */
 	signal(SIGHUP, SIG_IGN);
-	/* If the master dies, finish what is in flight and go. */
-	if (prctl(PR_SET_PDEATHSIG, SIGQUIT) == -1)
-		log_warn("PR_SET_PDEATHSIG: %s", strerror(errno));
 
 	sb_begin(&s->w.seq);
 	memset((char *)&s->w + sizeof(s->w.seq), 0, sizeof(s->w) - sizeof(s->w.seq));
@@ -1274,6 +1271,16 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 		log_error("%s:%d: %s", err.file, err.line, err.msg);
 		goto out;
 	}
+	/*
+	 * If the master dies, finish what is in flight and go.  Set after
+	 * the switch of user, which clears it; a master that died before
+	 * sent nothing, so the worker sends it itself (held until the
+	 * signal events exist, like any stop signal since the fork).
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGQUIT) == -1)
+		log_warn("PR_SET_PDEATHSIG: %s", strerror(errno));
+	if (getppid() != sb.hdr->master_pid && raise(SIGQUIT) != 0)
+		log_warn("raise(SIGQUIT): %s", strerror(errno));
 	/* jemalloc counts for free; with glibc our malloc wrapper counts. */
 	if (cfg->status.route_stats && alloc_kind() == SB_ALLOC_GLIBC)
 		alloc_count_enable(1);

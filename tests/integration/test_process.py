@@ -1067,6 +1067,27 @@ def test_privilege_drop(molt):
     assert ms["Uid"].split()[:2] == ["0", "0"]
 
 
+def test_workers_of_a_killed_master_exit_after_privilege_drop(molt):
+    """A worker that switched user still hears of its master's death (the
+    switch clears the parent-death signal, so it is set after it)."""
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root (running as uid %d)" % os.geteuid())
+    m = molt(server_extra="user = nobody\ngroup = nogroup")
+    workers = m.worker_pids()
+    assert len(workers) == 2
+    try:
+        m.signal(signal.SIGKILL)
+        m.wait_exit(5)
+        m.stopped = True
+        wait_for(lambda: not any(pid_alive(p) for p in workers), 10,
+                 what="the workers of a killed master to exit")
+        assert port_free(m.port)
+    finally:
+        for p in workers:
+            if pid_alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
 # ------------------------------------------------------------ access log
 
 CLF = re.compile(
