@@ -1048,6 +1048,7 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	get_int(&ck, "backlog", &sc->backlog, 1, 65535);
 	get_bool(&ck, "defer_accept", &sc->defer_accept);
 	get_bool(&ck, "conn_hugepages", &sc->conn_hugepages);
+	get_bool(&ck, "core_dumps", &sc->core_dumps);
 	return ck.failed ? -1 : 0;
 }
 

@@ -110,6 +110,7 @@ struct server_conf {
 	long long backlog;
 	int       defer_accept;
 	int       conn_hugepages;
+	int       core_dumps;           /* workers that switched user stay dumpable */
 };
 
 struct molt_config {

@@ -1115,10 +1115,14 @@ worker_drop_privileges(struct molt_config *cfg, struct conf_error *err)
 		    pw->pw_name, strerror(errno));
 		return -1;
 	}
-	/* Core dumps of a setuid-dropped process are off by default; keep
-	 * them possible so a crashing module can be debugged. */
-	if (prctl(PR_SET_DUMPABLE, 1) == -1)
-		log_debug("PR_SET_DUMPABLE: %s", strerror(errno));
+	/*
+	 * The switch leaves the process undumpable: no core, and /proc/PID
+	 * owned by root, so that no other process of this user (nobody is
+	 * shared by many daemons) can read the worker's memory, database
+	 * passwords included.  core_dumps trades that for a core.
+	 */
+	if (sc->core_dumps && prctl(PR_SET_DUMPABLE, 1) == -1)
+		log_warn("core_dumps: PR_SET_DUMPABLE: %s", strerror(errno));
 	return 0;
 }
 

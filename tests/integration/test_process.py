@@ -1067,6 +1067,22 @@ def test_privilege_drop(molt):
     assert ms["Uid"].split()[:2] == ["0", "0"]
 
 
+@pytest.mark.parametrize("core_dumps", ["off", "on"])
+def test_worker_memory_is_not_open_to_its_user(molt, core_dumps):
+    """After the switch to nobody, a worker was made dumpable again: any
+    process running as nobody could read its memory, database passwords
+    included, through /proc/PID/mem.  The kernel keeps an undumpable
+    process's /proc files root's; core_dumps = on gives that up for a core."""
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root (running as uid %d)" % os.geteuid())
+    nobody = pwd.getpwnam("nobody")
+    m = molt(server_extra="user = nobody\ngroup = nogroup\ncore_dumps = %s" % core_dumps)
+    get_ok(m)
+    for w in m.worker_pids():
+        want = 0 if core_dumps == "off" else nobody.pw_uid
+        assert os.stat("/proc/%d/mem" % w).st_uid == want, core_dumps
+
+
 def test_workers_of_a_killed_master_exit_after_privilege_drop(molt):
     """A worker that switched user still hears of its master's death (the
     switch clears the parent-death signal, so it is set after it)."""
