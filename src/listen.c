@@ -46,6 +46,38 @@ listen_describe(int fd, const struct listen_addr *la, char *out, size_t len)
 	}
 }
 
+/*
+ * Whether a server listens on the unix socket file at the address.  A
+ * file left by a server that is gone refuses a connection; one a running
+ * server listens on takes it (or, its backlog full, would make us wait),
+ * and removing that file would take the address from that server for
+ * good: it would run on, unreachable, and remove our file when it stops.
+ * Returns 1 if in use, 0 if not, -1 if it cannot tell (logged).
+ */
+static int
+listen_unix_in_use(const struct listen_addr *la)
+{
+	int fd, rc;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_error("socket() to probe %s: %s", la->text, strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (const struct sockaddr *)&la->ss, la->sslen) == 0 ||
+	    errno == EAGAIN || errno == EINPROGRESS)
+		rc = 1;
+	else if (errno == ECONNREFUSED || errno == ENOENT)
+		rc = 0;
+	else {
+		log_error("%s: cannot tell whether a server listens there: "
+		    "connect: %s", la->text, strerror(errno));
+		rc = -1;
+	}
+	close(fd);
+	return rc;
+}
+
 static int
 listen_bind(struct listen_addr *la, int backlog)
 {
@@ -63,9 +95,19 @@ listen_bind(struct listen_addr *la, int backlog)
 		struct stat st;
 
 		/* A stale socket from a previous run; never remove anything else. */
-		if (lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-		    unlink(sun->sun_path) == -1)
-			log_warn("unlink(%s): %s", sun->sun_path, strerror(errno));
+		if (lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+			switch (listen_unix_in_use(la)) {
+			case 1:
+				log_error("%s: address in use (another server is "
+				    "listening)", la->text);
+				goto fail;
+			case -1:
+				goto fail;
+			}
+			if (unlink(sun->sun_path) == -1 && errno != ENOENT)
+				log_warn("unlink(%s): %s", sun->sun_path,
+				    strerror(errno));
+		}
 	} else {
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
 			log_warn("SO_REUSEADDR on %s: %s", la->text, strerror(errno));
@@ -116,6 +158,15 @@ listen_same(const struct listen_addr *want, const struct listen_addr *have)
 		return 1;
 	if (want->ss.ss_family != have->ss.ss_family)
 		return 0;
+	if (want->ss.ss_family == AF_UNIX) {
+		const char *path = ((const struct sockaddr_un *)&want->ss)->sun_path;
+		struct stat st;
+
+		/* Our own file under another spelling ("//", a symlinked
+		 * directory): binding anew would find it in use, by us. */
+		return have->sock_ino != 0 && lstat(path, &st) == 0 &&
+		    st.st_dev == have->sock_dev && st.st_ino == have->sock_ino;
+	}
 	if (getsockname(have->fd, (struct sockaddr *)&ss, &sl) == -1)
 		return 0;
 	if (ss.ss_family == AF_INET) {

@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -284,6 +285,55 @@ def test_unix_socket_files_go_when_molt_stops_listening(molt):
     assert os.path.exists(b)
     assert m2.stop(signal.SIGQUIT) == 0
     assert not os.path.exists(b), "the socket file stayed after the stop"
+
+
+def unix_greeting(path):
+    with RawConn(unix=path) as c:
+        c.send(b"GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200, r
+        return json.loads(r.body)["greeting"]
+
+
+def test_unix_socket_in_use_is_refused(molt, tmp_path):
+    """A second server configured with the unix socket a running one
+    listens on refuses to start, as bind(2) refuses a TCP address in use,
+    instead of removing the file: that left the first one running but
+    unreachable, and the file gone for both when the second stopped."""
+    path = str(tmp_path / "s.sock")
+    first = molt(conf=CONFKEYS % "first", listen=("unix:" + path,))
+    assert unix_greeting(path) == "first"
+    second = molt(conf=CONFKEYS % "second", listen=("unix:" + path,),
+                  wait=False)
+    second.expect_errors(r"address in use")
+    assert second.wait_exit(10) == 1, second.log()
+    second.stopped = True
+    assert re.search(r"\[error\] \d+: unix:%s: address in use \(another "
+                     r"server is listening\)" % re.escape(path),
+                     second.log()), second.log()
+    assert "listening on" not in second.log()
+    assert unix_greeting(path) == "first"
+    # a reload of the first, naming its own socket another way, keeps it
+    first.listen_conf = ["unix:%s//%s" % os.path.split(path)]
+    first.write_conf(CONFKEYS % "again")
+    first.signal(signal.SIGHUP)
+    wait_for(lambda: unix_greeting(path) == "again", 10, what="the reload")
+    assert "[error]" not in first.log(), first.log()
+
+
+def test_stale_unix_socket_file_is_taken_over(molt, tmp_path):
+    """A socket file nobody listens on any more (its server died without
+    removing it) is replaced."""
+    path = str(tmp_path / "s.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.listen(1)
+    s.close()
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    m = molt(conf=CONFKEYS % "one", listen=("unix:" + path,))
+    assert unix_greeting(path) == "one"
+    assert m.stop(signal.SIGQUIT) == 0
+    assert not os.path.exists(path)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGTERM])
