@@ -34,21 +34,58 @@ static char  *access_buf = access_own;      /* see log_access_use */
 static size_t access_size = sizeof(access_own);
 static uint32_t *access_len = &access_own_len;
 
+static uid_t  owner_uid = (uid_t)-1;  /* see log_set_owner */
+static gid_t  owner_gid = (gid_t)-1;
+
 static time_t stamp_sec = -1;      /* second that stamp shows */
 static char   stamp[80];            /* "2026-12-05 02:30:06"; room for any int */
 
 static const char *level_names[] = { "error", "warn", "info", "debug" };
 
+/*
+ * Opens a log for appending.  A file made here goes to the owner set with
+ * log_set_owner: the workers reopen the logs themselves after a rotation,
+ * with their privileges dropped, and could not open a file that root made
+ * 0644.  A file that was there already keeps its owner, which is the
+ * administrator's choice (logrotate's "create" names one).  Returns the
+ * descriptor, or -1 with errno set; *chown_errno is the errno of a
+ * failed fchown, or 0, for the caller to log once the error log is
+ * settled.
+ */
 static int
-log_open_file(const char *path)
+log_open_file(const char *path, int *chown_errno)
 {
-	int fd;
+	int fd, flags = O_WRONLY | O_APPEND | O_CLOEXEC;
 
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	if (fd == -1)
-		fprintf(stderr, "molt: cannot open log %s: %s\n", path,
-		    strerror(errno));
-	return fd;
+	*chown_errno = 0;
+	if ((fd = open(path, flags)) != -1 || errno != ENOENT)
+		return fd;
+	if ((fd = open(path, flags | O_CREAT | O_EXCL, 0644)) != -1) {
+		if ((owner_uid != (uid_t)-1 || owner_gid != (gid_t)-1) &&
+		    fchown(fd, owner_uid, owner_gid) == -1)
+			*chown_errno = errno;
+		return fd;
+	}
+	if (errno != EEXIST)
+		return -1;
+	/* Made by someone else just now, or a dangling symlink: not ours. */
+	return open(path, flags | O_CREAT, 0644);
+}
+
+static void
+log_chown_failed(const char *path, int e)
+{
+	if (e != 0)
+		log_warn("fchown(%s, %ld, %ld): %s; the workers may not be able "
+		    "to reopen it", path, (long)owner_uid, (long)owner_gid,
+		    strerror(e));
+}
+
+void
+log_set_owner(uid_t uid, gid_t gid)
+{
+	owner_uid = uid;
+	owner_gid = gid;
 }
 
 int
@@ -65,12 +102,16 @@ log_parse_level(const char *s)
 int
 log_open(const char *error_log, int level, const char *access_log)
 {
-	int efd = STDERR_FILENO, afd = -1;
+	int efd = STDERR_FILENO, afd = -1, echown = 0, achown = 0;
 
 	if (error_log != NULL && strcmp(error_log, "stderr") != 0 &&
-	    (efd = log_open_file(error_log)) == -1)
+	    (efd = log_open_file(error_log, &echown)) == -1) {
+		log_error("cannot open log %s: %s", error_log, strerror(errno));
 		return -1;
-	if (access_log != NULL && (afd = log_open_file(access_log)) == -1) {
+	}
+	if (access_log != NULL &&
+	    (afd = log_open_file(access_log, &achown)) == -1) {
+		log_error("cannot open log %s: %s", access_log, strerror(errno));
 		if (efd != STDERR_FILENO)
 			close(efd);
 		return -1;
@@ -88,33 +129,53 @@ log_open(const char *error_log, int level, const char *access_log)
 	error_path = (error_log != NULL && efd != STDERR_FILENO) ?
 	    strdup(error_log) : NULL;
 	access_path = access_log != NULL ? strdup(access_log) : NULL;
+	log_chown_failed(error_log, echown);
+	log_chown_failed(access_log, achown);
 	return 0;
 }
 
-/* After logrotate has moved the files away (SIGUSR1). */
+/*
+ * Points fd (the number stays, the file changes) at a fresh open of path.
+ * Returns 0, or the errno of what failed, with fd left as it was.
+ */
+static int
+log_reopen_one(int fd, const char *path, int *chown_errno)
+{
+	int nfd, e = 0;
+
+	if ((nfd = log_open_file(path, chown_errno)) == -1)
+		return errno;
+	if (dup2(nfd, fd) == -1)
+		e = errno;
+	close(nfd);
+	return e;
+}
+
+/*
+ * After logrotate has moved the files away (SIGUSR1).  A file that cannot
+ * be opened keeps the old one, so its lines still go somewhere; what
+ * failed is logged only once the error log is what it will be, so that
+ * the reason is in the new file whenever that one could be opened.
+ */
 int
 log_reopen(void)
 {
-	int fd, rc = 0;
+	int eerr = 0, aerr = 0, echown = 0, achown = 0;
 
 	log_access_flush();
-	if (error_path != NULL) {
-		if ((fd = log_open_file(error_path)) == -1)
-			rc = -1;
-		else {
-			dup2(fd, error_fd);
-			close(fd);
-		}
-	}
-	if (access_path != NULL) {
-		if ((fd = log_open_file(access_path)) == -1)
-			rc = -1;
-		else {
-			dup2(fd, access_fd);
-			close(fd);
-		}
-	}
-	return rc;
+	if (error_path != NULL)
+		eerr = log_reopen_one(error_fd, error_path, &echown);
+	if (access_path != NULL)
+		aerr = log_reopen_one(access_fd, access_path, &achown);
+	if (eerr != 0)
+		log_error("reopening %s: %s; still writing to the old file",
+		    error_path, strerror(eerr));
+	if (aerr != 0)
+		log_error("reopening %s: %s; still writing to the old file",
+		    access_path, strerror(aerr));
+	log_chown_failed(error_path, echown);
+	log_chown_failed(access_path, achown);
+	return eerr != 0 || aerr != 0 ? -1 : 0;
 }
 
 void

@@ -6,12 +6,23 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "molt/module.h"
 
 /* Opens (or reopens) the logs; NULL error_log means stderr. */
 int  log_open(const char *error_log, int level, const char *access_log);
+/*
+ * After a rotation: opens the files at the same paths again, for the
+ * caller's process.  Returns -1 if one could not be opened (logged, in the
+ * new error log if that one could be); that one keeps its old file.
+ */
 int  log_reopen(void);
+/*
+ * Log files created from now on are given to uid:gid, the workers' user,
+ * so that workers can reopen them; (uid_t)-1 and (gid_t)-1 for no change.
+ */
+void log_set_owner(uid_t uid, gid_t gid);
 void log_close(void);
 void log_set_level(int level);
 int  log_level(void);

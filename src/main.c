@@ -222,6 +222,7 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	master_log_owner(&cfg->server);
 	if (log_open(cfg->server.error_log, cfg->server.log_level,
 	    cfg->server.access_log) == -1) {
 		config_free(cfg);

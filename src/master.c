@@ -15,8 +15,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +241,34 @@ master_notify(int fd, int type, int slot)
 	/* 8 bytes < PIPE_BUF: atomic even with many workers writing. */
 	if (write(fd, msg, sizeof(msg)) != (ssize_t)sizeof(msg))
 		log_error("notify master (type %d): %s", type, strerror(errno));
+}
+
+/*
+ * Log files the master creates belong to the workers' user, who must be
+ * able to reopen them after a rotation (nginx does the same).  A name that
+ * does not resolve is left to the workers, which refuse to start and say
+ * why.
+ */
+void
+master_log_owner(const struct server_conf *sc)
+{
+	struct passwd *pw;
+	struct group *gr;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+
+	/* Not root: the workers keep our uid (worker_drop_privileges). */
+	if (geteuid() != 0) {
+		log_set_owner(uid, gid);
+		return;
+	}
+	if (sc->user != NULL && (pw = getpwnam(sc->user)) != NULL) {
+		uid = pw->pw_uid;
+		gid = pw->pw_gid;
+	}
+	if (sc->group != NULL && (gr = getgrnam(sc->group)) != NULL)
+		gid = gr->gr_gid;
+	log_set_owner(uid, gid);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1249,6 +1279,7 @@ master_reload_finish(int status)
 	}
 	/* Old workers keep their own copies of sockets that went away. */
 	listen_close(old->server.listen);
+	master_log_owner(&nc->server);
 	if (log_open(nc->server.error_log, nc->server.log_level,
 	    nc->server.access_log) == -1)
 		log_error("reload: reopening the logs failed; keeping the old ones");
@@ -1363,6 +1394,11 @@ master_handle_signals(void)
 				master_reload_start();
 			break;
 		case SIGUSR1:
+			/*
+			 * The master first: it creates the new files (as root,
+			 * for the workers' user), and only then can the
+			 * workers, unprivileged, open them too.
+			 */
 			log_info("reopening logs");
 			if (log_reopen() == -1)
 				log_error("reopening the logs failed");
@@ -1385,6 +1421,20 @@ master_handle_signals(void)
 	}
 }
 
+/*
+ * The worker said why in its error log, which may be the rotated file the
+ * operator no longer watches; this line is in the master's, the new one.
+ */
+static void
+master_reopen_failed(int slot)
+{
+	if (slot < 0 || slot >= SB_SLOTS || mw[slot].st == MW_FREE)
+		return;
+	log_error("worker %d pid %d could not reopen the logs and still writes "
+	    "to the old files; the user it runs as must be able to open them",
+	    mw[slot].id, (int)mw[slot].pid);
+}
+
 static void
 master_handle_notify(void)
 {
@@ -1403,6 +1453,9 @@ master_handle_notify(void)
 			break;
 		case MSG_GROWN:
 			master_grown(msg[1]);
+			break;
+		case MSG_REOPEN_FAILED:
+			master_reopen_failed(msg[1]);
 			break;
 		}
 	}

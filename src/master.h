@@ -5,9 +5,11 @@
 #define MOLT_MASTER_H
 
 struct molt_config;
+struct server_conf;
 
 /* Messages from workers on the notify pipe (one atomic 8-byte write). */
-enum { MSG_READY = 1, MSG_TRIMMED = 2, MSG_LIMIT = 3, MSG_GROWN = 4 };
+enum { MSG_READY = 1, MSG_TRIMMED = 2, MSG_LIMIT = 3, MSG_GROWN = 4,
+    MSG_REOPEN_FAILED = 5 };
 
 void master_notify(int fd, int type, int slot);
 void master_child_unblock(void);
@@ -17,6 +19,9 @@ void master_child_unblock(void);
  * (modules included) by the caller.  Returns the exit status.
  */
 int  master_run(struct molt_config *cfg, const char *conf_path, int daemonize);
+
+/* Gives the log files created from now on to sc's user and group. */
+void master_log_owner(const struct server_conf *sc);
 
 /*
  * Checks cfg completely, modules included, in a child process that runs

@@ -986,10 +986,13 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 		worker_start_drain(w);
 		break;
 	case SIGUSR1:
-		if (log_reopen() == -1)
+		if (log_reopen() == -1) {
 			log_error("worker %d: reopening the logs failed", w->id);
-		else
+			master_notify(w->notify_fd, MSG_REOPEN_FAILED,
+			    w->slot_index);
+		} else {
 			log_info("worker %d reopened the logs", w->id);
+		}
 		break;
 	case SIGUSR2: {
 		/* The master asks for a trim before it considers a recycle. */

@@ -14,15 +14,16 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import (DEFAULT_ROUTES, MODULES_DIR, SRC_DIR, TEST_MODULES_DIR,
-                      Molt, RawConn, children_of, has_ipv6_loopback,
-                      pid_alive, proc_stat, proc_status, read_text, run_molt,
-                      server_section, wait_for)
+from conftest import (DEFAULT_ROUTES, MODULES_DIR, SANITIZER_RE, SRC_DIR,
+                      TEST_MODULES_DIR, Molt, RawConn, children_of,
+                      has_ipv6_loopback, pid_alive, proc_stat, proc_status,
+                      read_text, run_molt, server_section, wait_for)
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -1152,6 +1153,112 @@ def test_workers_of_a_killed_master_exit_after_privilege_drop(molt):
         for p in workers:
             if pid_alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+@pytest.fixture
+def log_dir():
+    """A directory like /var/log: root's, open to all, where the workers'
+    user cannot create files (the molt fixture's own dir is 0700)."""
+    d = tempfile.mkdtemp(prefix="molt-logs-")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def start_as_nobody(molt, log_dir):
+    """A daemon (its stderr is the error log) with workers running as
+    nobody and both logs in log_dir."""
+    err = os.path.join(log_dir, "error.log")
+    acc = os.path.join(log_dir, "access.log")
+    m = molt(error_log=False, wait=False, daemon=True,
+             server_extra="user = nobody\nerror_log = %s\naccess_log = %s\n"
+                          "access_log_flush = 100ms" % (err, acc))
+    m.error_log, m.access_log = err, acc
+    m.wait_ready()
+    return m
+
+
+def rotated_logs(m):
+    return {p: read_text(p) for p in (m.error_log, m.error_log + ".1",
+                                      m.access_log, m.access_log + ".1")}
+
+
+def test_reopen_after_rotation_with_user_nobody(molt, log_dir):
+    """logrotate's way (rename, then molt -s reopen) with workers that run
+    as nobody and logs in a directory nobody cannot create files in: the
+    master creates the new files for nobody, so the workers reopen them
+    and what they log after the reopen is in the new files."""
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root (running as uid %d)" % os.geteuid())
+    nobody = pwd.getpwnam("nobody")
+    m = start_as_nobody(molt, log_dir)
+    for i in range(3):
+        get_ok(m, "/hello?before=%d" % i)
+    wait_for(lambda: read_text(m.access_log).count("before=") == 3, 5,
+             what="the first lines in the access log")
+    os.rename(m.error_log, m.error_log + ".1")
+    os.rename(m.access_log, m.access_log + ".1")
+    p = run_molt(["-s", "reopen", "-c", m.conf_path])
+    assert p.returncode == 0, p.stderr
+
+    def reopened():
+        logs = "".join(rotated_logs(m).values())
+        assert "reopening the logs failed" not in logs, rotated_logs(m)
+        return len(re.findall(r"worker \d+ reopened the logs",
+                              read_text(m.error_log))) == 2
+    wait_for(reopened, 10, what="every worker to reopen its logs")
+    for i in range(3):
+        get_ok(m, "/hello?after=%d" % i)
+    wait_for(lambda: read_text(m.access_log).count("after=") == 3, 5,
+             what="the new lines in the new access log")
+
+    logs = rotated_logs(m)
+    assert logs[m.access_log + ".1"].count("before=") == 3
+    assert "after=" not in logs[m.access_log + ".1"]
+    assert "before=" not in logs[m.access_log]
+    # the "reopened" lines are the workers' own
+    workers = m.worker_pids()
+    pids = re.findall(r"\] (\d+): worker \d+ reopened the logs",
+                      logs[m.error_log])
+    assert sorted(int(p) for p in pids) == sorted(workers), logs[m.error_log]
+    for path in (m.error_log, m.access_log):
+        assert os.stat(path).st_uid == nobody.pw_uid, path
+    for path, text in logs.items():
+        assert "Permission denied" not in text, (path, text)
+        assert "[error]" not in text, (path, text)
+        assert not SANITIZER_RE.search(text), (path, text)
+    m.stop()
+
+
+@pytest.mark.parametrize("which", ["error", "access"])
+def test_reopen_a_worker_cannot_do_is_reported(molt, log_dir, which):
+    """A new log file the workers cannot open (made by logrotate's
+    "create 0600 root root"): each worker keeps the old file and says so,
+    in the new error log when it could open that one, and the master,
+    whose log is the new one, says so too."""
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root (running as uid %d)" % os.geteuid())
+    m = start_as_nobody(molt, log_dir)
+    path = m.error_log if which == "error" else m.access_log
+    os.rename(m.error_log, m.error_log + ".1")
+    if os.path.exists(m.access_log):
+        os.rename(m.access_log, m.access_log + ".1")
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    m.signal(signal.SIGUSR1)
+    told = re.compile(r"\[error\] %d: worker \d+ pid \d+ could not reopen "
+                      r"the logs" % m.pid)
+    wait_for(lambda: len(told.findall(read_text(m.error_log))) == 2, 10,
+             what="the master to report both workers")
+    why = re.compile(r"\[error\] \d+: reopening %s: Permission denied; still "
+                     r"writing to the old file" % re.escape(path))
+    where = m.error_log + ".1" if which == "error" else m.error_log
+    wait_for(lambda: len(why.findall(read_text(where))) == 2, 10,
+             what="each worker's reason in %s" % where)
+    get_ok(m, "/hello?after=1")
+    if which == "access":
+        wait_for(lambda: "after=1" in read_text(m.access_log + ".1"), 5,
+                 what="the line in the old access log")
+    m.stop()
 
 
 # ------------------------------------------------------------ access log
