@@ -36,6 +36,7 @@ static uint32_t *access_len = &access_own_len;
 
 static uid_t  owner_uid = (uid_t)-1;  /* see log_set_owner */
 static gid_t  owner_gid = (gid_t)-1;
+static int    stderr_follows;       /* see log_stderr_follow */
 
 static time_t stamp_sec = -1;      /* second that stamp shows */
 static char   stamp[80];            /* "2026-12-05 02:30:06"; room for any int */
@@ -81,11 +82,31 @@ log_chown_failed(const char *path, int e)
 		    strerror(e));
 }
 
+/* fd 2 follows the error log when log_stderr_follow asked for it. */
+static int
+log_stderr_sync(void)
+{
+	if (!stderr_follows || error_fd == STDERR_FILENO)
+		return 0;
+	if (dup2(error_fd, STDERR_FILENO) == -1) {
+		log_error("dup2(%s, 2): %s", error_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void
 log_set_owner(uid_t uid, gid_t gid)
 {
 	owner_uid = uid;
 	owner_gid = gid;
+}
+
+int
+log_stderr_follow(void)
+{
+	stderr_follows = 1;
+	return log_stderr_sync();
 }
 
 int
@@ -129,6 +150,7 @@ log_open(const char *error_log, int level, const char *access_log)
 	error_path = (error_log != NULL && efd != STDERR_FILENO) ?
 	    strdup(error_log) : NULL;
 	access_path = access_log != NULL ? strdup(access_log) : NULL;
+	log_stderr_sync();
 	log_chown_failed(error_log, echown);
 	log_chown_failed(access_log, achown);
 	return 0;
@@ -160,13 +182,15 @@ log_reopen_one(int fd, const char *path, int *chown_errno)
 int
 log_reopen(void)
 {
-	int eerr = 0, aerr = 0, echown = 0, achown = 0;
+	int eerr = 0, aerr = 0, echown = 0, achown = 0, rc = 0;
 
 	log_access_flush();
 	if (error_path != NULL)
 		eerr = log_reopen_one(error_fd, error_path, &echown);
 	if (access_path != NULL)
 		aerr = log_reopen_one(access_fd, access_path, &achown);
+	if (eerr == 0 && log_stderr_sync() == -1)
+		rc = -1;
 	if (eerr != 0)
 		log_error("reopening %s: %s; still writing to the old file",
 		    error_path, strerror(eerr));
@@ -175,7 +199,7 @@ log_reopen(void)
 		    access_path, strerror(aerr));
 	log_chown_failed(error_path, echown);
 	log_chown_failed(access_path, achown);
-	return eerr != 0 || aerr != 0 ? -1 : 0;
+	return eerr != 0 || aerr != 0 ? -1 : rc;
 }
 
 void
@@ -197,12 +221,6 @@ int
 log_level(void)
 {
 	return cur_level;
-}
-
-int
-log_error_fd(void)
-{
-	return error_fd;
 }
 
 void

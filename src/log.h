@@ -23,12 +23,16 @@ int  log_reopen(void);
  * so that workers can reopen them; (uid_t)-1 and (gid_t)-1 for no change.
  */
 void log_set_owner(uid_t uid, gid_t gid);
+/*
+ * Points fd 2 at the error log, now and after every log_open and
+ * log_reopen: a daemon's stderr has nowhere else to go, and what libc,
+ * libevent and modules write there belongs in the current file.
+ */
+int  log_stderr_follow(void);
 void log_close(void);
 void log_set_level(int level);
 int  log_level(void);
 int  log_parse_level(const char *s);
-/* The error log's fd, so workers can hand it to dup2 for stderr. */
-int  log_error_fd(void);
 
 void log_msg(int level, const char *fmt, ...) MOLT_PRINTF(2, 3);
 #define log_error(...) log_msg(MOLT_LOG_ERROR, __VA_ARGS__)

@@ -1532,15 +1532,17 @@ master_daemonize(void)
 		log_error("open(/dev/null): %s", strerror(errno));
 		return -1;
 	}
-	dup2(fd, STDIN_FILENO);
-	dup2(fd, STDOUT_FILENO);
-	if (log_error_fd() != STDERR_FILENO)
-		dup2(log_error_fd(), STDERR_FILENO);
-	else
-		dup2(fd, STDERR_FILENO);
+	if (dup2(fd, STDIN_FILENO) == -1 || dup2(fd, STDOUT_FILENO) == -1 ||
+	    dup2(fd, STDERR_FILENO) == -1) {
+		log_error("dup2(/dev/null): %s", strerror(errno));
+		if (fd > STDERR_FILENO)
+			close(fd);
+		return -1;
+	}
 	if (fd > STDERR_FILENO)
 		close(fd);
-	return 0;
+	/* Then the error log, if it is a file, in place of /dev/null. */
+	return log_stderr_follow();
 }
 
 static int

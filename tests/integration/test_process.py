@@ -1187,7 +1187,8 @@ def test_reopen_after_rotation_with_user_nobody(molt, log_dir):
     """logrotate's way (rename, then molt -s reopen) with workers that run
     as nobody and logs in a directory nobody cannot create files in: the
     master creates the new files for nobody, so the workers reopen them
-    and what they log after the reopen is in the new files."""
+    and what they log after the reopen is in the new files; the daemon's
+    stderr follows the error log too."""
     if os.geteuid() != 0:
         pytest.skip("privilege drop needs root (running as uid %d)" % os.geteuid())
     nobody = pwd.getpwnam("nobody")
@@ -1227,6 +1228,8 @@ def test_reopen_after_rotation_with_user_nobody(molt, log_dir):
         assert "Permission denied" not in text, (path, text)
         assert "[error]" not in text, (path, text)
         assert not SANITIZER_RE.search(text), (path, text)
+    for pid in [m.pid] + workers:
+        assert os.readlink("/proc/%d/fd/2" % pid) == m.error_log, pid
     m.stop()
 
 
