@@ -4,11 +4,13 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -110,6 +112,31 @@ main_load(const char *path, struct conf_error *err)
 	return cfg;
 }
 
+/*
+ * Whether pid is a molt master, judged by its pid file's lock: the master
+ * holds it (master_pid_take).  A file nobody holds is stale, and its pid
+ * may have gone to an unrelated process since; only one whose name is
+ * molt is still believed (a master started by a molt without the lock).
+ */
+static int
+main_pid_is_master(int fd, long pid)
+{
+	char path[64], comm[32];
+	FILE *f;
+	int is_molt;
+
+	if (flock(fd, LOCK_SH | LOCK_NB) == -1)
+		return errno == EWOULDBLOCK || errno == ENOLCK ||
+		    errno == EOPNOTSUPP;
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	is_molt = fgets(comm, sizeof(comm), f) != NULL &&
+	    strcmp(comm, "molt\n") == 0;
+	fclose(f);
+	return is_molt;
+}
+
 static int
 main_signal(const char *path, const char *what)
 {
@@ -119,11 +146,11 @@ main_signal(const char *path, const char *what)
 	};
 	struct molt_config *cfg;
 	struct conf_error err;
-	char buf[32];
-	FILE *f;
+	char buf[32], *end;
+	ssize_t n;
 	size_t i;
 	long pid;
-	int sig = 0;
+	int sig = 0, fd = -1, rc = 1;
 
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		if (strcmp(what, sigs[i].name) == 0)
@@ -140,27 +167,39 @@ main_signal(const char *path, const char *what)
 	if (cfg->server.pid_file == NULL) {
 		fprintf(stderr, "molt: %s sets no pid_file, so there is no master "
 		    "to signal\n", cfg->path);
-		config_free(cfg);
-		return 1;
+		goto out;
 	}
-	f = fopen(cfg->server.pid_file, "r");
-	if (f == NULL || fgets(buf, sizeof(buf), f) == NULL ||
-	    (pid = strtol(buf, NULL, 10)) <= 1) {
+	if ((fd = open(cfg->server.pid_file, O_RDONLY | O_CLOEXEC)) == -1) {
 		fprintf(stderr, "molt: cannot read a pid from %s: %s\n",
-		    cfg->server.pid_file, f ? "bad contents" : strerror(errno));
-		if (f)
-			fclose(f);
-		config_free(cfg);
-		return 1;
+		    cfg->server.pid_file, strerror(errno));
+		goto out;
 	}
-	fclose(f);
+	n = read(fd, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	errno = 0;
+	pid = strtol(buf, &end, 10);
+	if (n <= 0 || errno != 0 || end == buf || pid <= 1 ||
+	    (*end != '\0' && strcmp(end, "\n") != 0)) {
+		fprintf(stderr, "molt: cannot read a pid from %s: bad contents\n",
+		    cfg->server.pid_file);
+		goto out;
+	}
+	if (!main_pid_is_master(fd, pid)) {
+		fprintf(stderr, "molt: %s names pid %ld, but no molt master holds "
+		    "it: a stale file; nothing signalled\n", cfg->server.pid_file,
+		    pid);
+		goto out;
+	}
 	if (kill((pid_t)pid, sig) == -1) {
 		fprintf(stderr, "molt: kill(%ld, %s): %s\n", pid, what, strerror(errno));
-		config_free(cfg);
-		return 1;
+		goto out;
 	}
+	rc = 0;
+out:
+	if (fd != -1)
+		close(fd);
 	config_free(cfg);
-	return 0;
+	return rc;
 }
 
 int

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -103,6 +104,7 @@ static int notify_pipe[2] = { -1, -1 };
 static int stopping;              /* 0, SIGTERM (fast) or SIGQUIT */
 static int64_t stop_deadline;
 static pid_t validator_pid = -1;
+static int pid_fd = -1;           /* the pid file, locked (master_pid_take) */
 static int validator_fd = -1;
 static int64_t validator_deadline;
 static int validator_killed;      /* the master sent it SIGKILL */
@@ -219,6 +221,9 @@ master_fork(const char *what)
 	close(notify_pipe[0]);
 	if (validator_fd >= 0)
 		close(validator_fd);
+	/* The lock stays the master's: a child's copy would not release it. */
+	if (pid_fd >= 0)
+		close(pid_fd);
 	return 0;
 }
 
@@ -1205,24 +1210,54 @@ master_validate_expire(int64_t now)
 		master_validate_kill();
 }
 
+/*
+ * Opens and locks the pid file for the master's life.  The lock is what
+ * tells a live master from a stale file: a second molt with the same
+ * pid_file refuses to start instead of taking the file over (molt -s would
+ * then signal the wrong master), and molt -s refuses to signal a pid that
+ * no molt holds the file for (main_signal).  Taken before the daemon's
+ * fork, whose child keeps it, so that a pid file molt cannot have makes
+ * molt -d fail, not its daemon.  Returns the descriptor, or -1.
+ */
 static int
-master_write_pid(const char *path)
+master_pid_take(const char *path)
 {
 	char buf[32];
-	int fd, n;
+	ssize_t n;
+	int fd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1) {
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+		log_error("cannot open pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return fd;
+	if (errno != EWOULDBLOCK) {
+		/* A file system without locks: the file still says who we are. */
+		log_warn("flock(%s): %s; the pid file is not locked", path,
+		    strerror(errno));
+		return fd;
+	}
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	log_error("pid file %s is held by a running molt (pid %s); not starting "
+	    "another", path, buf[0] != '\0' ? buf : "unknown");
+	close(fd);
+	return -1;
+}
+
+static int
+master_pid_write(int fd, const char *path)
+{
+	char buf[32];
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n) {
 		log_error("cannot write pid file %s: %s", path, strerror(errno));
 		return -1;
 	}
-	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
-		log_error("write(%s): %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	close(fd);
 	return 0;
 }
 
@@ -1235,12 +1270,21 @@ master_write_pid(const char *path)
 static void
 master_pid_moved(const char *from, const char *to)
 {
+	int fd = -1;
+
 	if (from == NULL ? to == NULL : to != NULL && strcmp(from, to) == 0)
 		return;
-	if (to != NULL && master_write_pid(to) == -1)
+	if (to != NULL && ((fd = master_pid_take(to)) == -1 ||
+	    master_pid_write(fd, to) == -1)) {
+		if (fd != -1)
+			close(fd);
 		return;
+	}
 	if (from != NULL && unlink(from) == -1 && errno != ENOENT)
 		log_warn("unlink(%s): %s", from, strerror(errno));
+	if (pid_fd != -1)
+		close(pid_fd);
+	pid_fd = fd;
 }
 
 static void
@@ -1596,12 +1640,15 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	/* Without it recycles still work; clients just reconnect. */
 	if (handoff_init() == -1)
 		log_warn("recycled workers will close their idle connections");
+	if (cfg->server.pid_file != NULL &&
+	    (pid_fd = master_pid_take(cfg->server.pid_file)) == -1)
+		return 1;
 	if (daemonize && master_daemonize() == -1)
 		return 1;
 	/* After the daemon's fork, which would not carry it over. */
 	if (master_state_create() == -1)
 		return 1;
-	if (cfg->server.pid_file != NULL && master_write_pid(cfg->server.pid_file) == -1)
+	if (pid_fd != -1 && master_pid_write(pid_fd, cfg->server.pid_file) == -1)
 		return 1;
 	if (master_signals() == -1)
 		return 1;
@@ -1649,6 +1696,8 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	}
 	if (cfg->server.pid_file != NULL && unlink(cfg->server.pid_file) == -1)
 		log_warn("unlink(%s): %s", cfg->server.pid_file, strerror(errno));
+	if (pid_fd != -1)
+		close(pid_fd);
 	listen_close(cfg->server.listen);
 	log_info("exiting");
 	return 0;

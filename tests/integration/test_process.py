@@ -617,6 +617,63 @@ def test_dash_s_without_running_master(tmp_path):
     assert p.returncode != 0
 
 
+def test_dash_s_does_not_signal_a_stranger_with_our_old_pid(tmp_path):
+    """A stale pid file whose pid now belongs to another process: molt -s
+    killed that process.  No molt holds the file's lock, so it refuses."""
+    conf = tmp_path / "molt.conf"
+    pidf = tmp_path / "molt.pid"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\npid_file = %s\n\n"
+                    "[route /hello]\nmodule = hello\n" % pidf)
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        for contents in ("%d\n", "%d"):
+            pidf.write_text(contents % stranger.pid)
+            p = run_molt(["-s", "stop", "-c", str(conf)])
+            assert p.returncode == 1, p.stderr
+            assert "no molt master holds it" in p.stderr, p.stderr
+            assert stranger.poll() is None, "molt -s killed an unrelated process"
+        pidf.write_text("%dabc\n" % stranger.pid)
+        p = run_molt(["-s", "stop", "-c", str(conf)])
+        assert p.returncode == 1 and "bad contents" in p.stderr, p.stderr
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_second_master_with_the_same_pid_file_refuses_to_start(molt, tmp_path):
+    """Another molt on another port but with the same pid_file overwrote
+    the file; molt -s then stopped the wrong master and the first one
+    could no longer be managed.  The file is locked by its master."""
+    a = molt()
+    conf = tmp_path / "second.conf"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\nmodules_dir = %s\n"
+                    "pid_file = %s\n\n[route /hello]\nmodule = hello\n"
+                    % (MODULES_DIR, a.pid_file))
+    for args in ([], ["-d"]):
+        p = run_molt(["-c", str(conf)] + args, timeout=10)
+        assert p.returncode == 1, (args, p.stderr)
+        assert re.search(r"pid file %s is held by a running molt \(pid %d\)"
+                         % (re.escape(a.pid_file), a.pid), p.stderr), p.stderr
+    assert int(read_text(a.pid_file)) == a.pid
+    p = run_molt(["-s", "quit", "-c", a.conf_path])
+    assert p.returncode == 0, p.stderr
+    assert a.wait_exit(15) == 0
+    a.stopped = True
+
+
+def test_daemon_that_cannot_write_its_pid_file_fails(tmp_path):
+    """molt -d exited 0 while its daemon failed on the pid file and nothing
+    kept running; the file is opened before the daemon's fork now."""
+    conf = tmp_path / "molt.conf"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\nmodules_dir = %s\n"
+                    "pid_file = %s\n\n[route /hello]\nmodule = hello\n"
+                    % (MODULES_DIR, tmp_path / "no" / "such" / "dir.pid"))
+    p = run_molt(["-c", str(conf), "-d"], timeout=10)
+    assert p.returncode == 1, p.stderr
+    assert "cannot open pid file" in p.stderr, p.stderr
+
+
 def test_daemonize(molt):
     m = molt(daemon=True)
     assert pid_alive(m.pid)
