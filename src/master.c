@@ -103,6 +103,9 @@ static int sig_pipe[2] = { -1, -1 };
 static int notify_pipe[2] = { -1, -1 };
 static int stopping;              /* 0, SIGTERM (fast) or SIGQUIT */
 static int64_t stop_deadline;
+/* What the validator writes when every check passed. */
+#define MASTER_CHECK_OK "ok"
+
 static pid_t validator_pid = -1;
 static int pid_fd = -1;           /* the pid file, locked (master_pid_take) */
 static int validator_fd = -1;
@@ -327,6 +330,10 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 	module_unload_all(mods);
 	if (config_check_unused(c, &err) == -1)
 		goto fail;
+	/* Said, not only exited: a check that calls exit(0) passed before. */
+	if (write(fd, MASTER_CHECK_OK, sizeof(MASTER_CHECK_OK) - 1) !=
+	    (ssize_t)sizeof(MASTER_CHECK_OK) - 1)
+		_exit(1);
 	_exit(0);
 fail:
 	n = snprintf(msg, sizeof(msg), "%s:%d: %s", err.file, err.line, err.msg);
@@ -385,8 +392,13 @@ master_validate_finish(int fd, int status, long long limit_ms, char *msg,
 	msg[n > 0 ? n : 0] = '\0';
 	if (close(fd) == -1)
 		log_error("close (module check pipe): %s", strerror(errno));
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		if (strcmp(msg, MASTER_CHECK_OK) == 0)
+			return 0;
+		snprintf(msg, len, "the module check ended before it finished "
+		    "(a module called exit?)");
+		return -1;
+	}
 	if (limit_ms > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
 		snprintf(msg, len, "the module check timed out after %lld %s",
 		    limit_ms % 1000 == 0 ? limit_ms / 1000 : limit_ms,

@@ -298,6 +298,14 @@ def test_check_crash_in_module_check_is_reported(molt_check):
     assert "the module check crashed (signal 11)" in r.stderr, r.stderr
 
 
+def test_check_that_exits_is_not_a_pass(molt_check):
+    """A check that calls exit(0) ended the validator with status 0, which
+    was taken for "every check passed"."""
+    r = molt_check(BADCHECK % "exit")
+    assert r.rc == 1, r
+    assert "the module check ended before it finished" in r.stderr, r.stderr
+
+
 def test_check_unterminated_message(molt_check):
     """A check that fills its message buffer without a terminating NUL: the
     message is cut at the buffer, nothing past it is read."""

@@ -5,10 +5,12 @@
  *   none          accepts
  *   hang          never returns
  *   crash         SIGSEGV
+ *   exit          exit(0): the process ends, as if all were well
  *   unterminated  refuses, filling the whole message buffer with 'A' and
  *                 no terminating NUL
  */
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,7 +18,7 @@
 
 static const struct molt_conf_key badcheck_keys[] = {
 	{ "action", MOLT_CONF_STRING, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "none",
-	  "none, hang, crash or unterminated" },
+	  "none, hang, crash, exit or unterminated" },
 	{ NULL, 0, 0, NULL, NULL },
 };
 
@@ -36,6 +38,8 @@ badcheck_check(const molt_conf *conf, char *err, size_t errlen)
 		raise(SIGSEGV);
 		_exit(111);
 	}
+	if (strcmp(action, "exit") == 0)
+		exit(0);
 	if (strcmp(action, "unterminated") == 0) {
 		memset(err, 'A', errlen);
 		return -1;
