@@ -963,10 +963,30 @@ config_defaults(struct molt_config *cfg)
 	rc->measure = MEASURE_USS;
 }
 
+/*
+ * Whether two listen lines name one address; port 0 (any free port) is
+ * never the same twice.  The second bind would fail, and for a unix
+ * socket it would look like another server on the path.
+ */
+static int
+config_same_listen(const struct listen_addr *a, const struct listen_addr *b)
+{
+	const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+
+	if (a->sslen != b->sslen || memcmp(&a->ss, &b->ss, a->sslen) != 0)
+		return 0;
+	if (a->ss.ss_family == AF_INET)
+		return in->sin_port != 0;
+	if (a->ss.ss_family == AF_INET6)
+		return in6->sin6_port != 0;
+	return 1;
+}
+
 static int
 config_check_listen(struct checker *ck, struct server_conf *sc)
 {
-	struct listen_addr **tail = &sc->listen, *la;
+	struct listen_addr **tail = &sc->listen, *la, *p;
 	struct conf_kv *kv;
 	char msg[200];
 
@@ -983,6 +1003,13 @@ config_check_listen(struct checker *ck, struct server_conf *sc)
 			check_fail(ck, kv, "listen: %s: %s", kv->value, msg);
 			return -1;
 		}
+		for (p = sc->listen; p != NULL; p = p->next)
+			if (config_same_listen(p, la)) {
+				check_fail(ck, kv, "listen: %s is the address of an "
+				    "earlier listen line (%s)", kv->value, p->text);
+				free(la);
+				return -1;
+			}
 		*tail = la;
 		tail = &la->next;
 	}

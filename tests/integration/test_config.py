@@ -144,6 +144,16 @@ def test_bad_server_value(molt_check, bad):
     assert line == r.line_of(bad)
 
 
+@pytest.mark.parametrize("addr", ["127.0.0.1:18999", "[::1]:18999", "unix:/tmp/molt-dup.sock"])
+def test_listen_twice_on_one_address(molt_check, addr):
+    """The second bind failed with EADDRINUSE, and for a unix socket as if
+    another server held the path; it is a config error at the second line."""
+    r = molt_check("listen = %s\nlisten = %s\n" % (addr, addr))
+    line, msg = error_at(r)
+    assert line == r.line_of("listen = " + addr) + 1, r.stderr
+    assert "address of an earlier listen line" in msg, msg
+
+
 def test_route_without_module(molt_check):
     r = molt_check("[route /x]\nmethods = GET\n\n[route /hello]\nmodule = hello\n")
     line, msg = error_at(r)
