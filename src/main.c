@@ -202,6 +202,38 @@ out:
 	return rc;
 }
 
+/*
+ * For molt -t: whether the master, which opens them as the user running
+ * molt, will be able to write the log and pid files, so that a unit's
+ * ExecStartPre check does not pass a start that then fails.  Nothing is
+ * created: the file must be writable, or else its directory.
+ */
+static int
+main_check_writable(struct molt_config *cfg, const char *key,
+    const char *path, struct conf_error *err)
+{
+	struct conf_section *s = conf_find(cfg, "server", NULL);
+	struct conf_kv *kv = s != NULL ? conf_get(s, key) : NULL;
+	char dir[PATH_MAX], *slash;
+
+	if (path == NULL || strcmp(path, "stderr") == 0 ||
+	    access(path, W_OK) == 0)
+		return 0;
+	if (errno == ENOENT) {
+		snprintf(dir, sizeof(dir), "%s", path);
+		if ((slash = strrchr(dir, '/')) == NULL)
+			snprintf(dir, sizeof(dir), ".");
+		else
+			slash[slash == dir ? 1 : 0] = '\0';
+		if (access(dir, W_OK | X_OK) == 0)
+			return 0;
+		path = dir;
+	}
+	conf_errorf(err, s != NULL ? s->file : cfg->path, kv != NULL ? kv->line : 0,
+	    "%s: cannot write %s: %s", key, path, strerror(errno));
+	return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -247,9 +279,17 @@ main(int argc, char **argv)
 		 * user, within check_timeout, and a module that crashes in it
 		 * is reported instead of taking molt -t down.
 		 */
+		memset(&err, 0, sizeof(err));
 		rc = master_validate(cfg, msg, sizeof(msg));
 		if (rc == -1)
 			fprintf(stderr, "%s\n", msg);
+		else if ((rc = main_check_writable(cfg, "error_log",
+		    cfg->server.error_log, &err)) == -1 ||
+		    (rc = main_check_writable(cfg, "access_log",
+		    cfg->server.access_log, &err)) == -1 ||
+		    (rc = main_check_writable(cfg, "pid_file",
+		    cfg->server.pid_file, &err)) == -1)
+			fprintf(stderr, "%s:%d: %s\n", err.file, err.line, err.msg);
 		else
 			fprintf(stderr, "molt: %s: configuration ok\n", cfg->path);
 		config_free(cfg);

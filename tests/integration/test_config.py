@@ -154,6 +154,18 @@ def test_listen_twice_on_one_address(molt_check, addr):
     assert "address of an earlier listen line" in msg, msg
 
 
+@pytest.mark.parametrize("key", ["error_log", "access_log", "pid_file"])
+def test_check_refuses_a_file_molt_could_not_write(molt_check, key):
+    """molt -t passed a config whose logs or pid file a start could not
+    open, so a unit's ExecStartPre check let a failing start through."""
+    r = molt_check("[server]\nlisten = 127.0.0.1:0\nmodules_dir = %s\n"
+                   "%s = /nonexistent-molt-dir/x\n\n[route /hello]\nmodule = hello\n"
+                   % (MODULES_DIR, key), server=False)
+    line, msg = error_at(r)
+    assert line == r.line_of(key + " ="), r.stderr
+    assert "cannot write /nonexistent-molt-dir" in msg, msg
+
+
 def test_route_without_module(molt_check):
     r = molt_check("[route /x]\nmethods = GET\n\n[route /hello]\nmodule = hello\n")
     line, msg = error_at(r)
