@@ -245,36 +245,39 @@ fail:
 	return -1;
 }
 
-void
-listen_close(struct listen_addr *list)
+/*
+ * Closes one socket.  With unlink_file, a unix socket's file goes too,
+ * if it is still ours and not one a newer server put at the path.
+ */
+static void
+listen_shut(struct listen_addr *la, int unlink_file)
 {
 	struct stat st;
 	const char *path;
 
-	for (; list != NULL; list = list->next) {
-		if (list->fd < 0)
-			continue;
-		if (close(list->fd) == -1)
-			log_warn("close(%s): %s", list->text, strerror(errno));
-		list->fd = -1;
-		if (list->ss.ss_family != AF_UNIX || list->sock_ino == 0)
-			continue;
-		/* Our socket file, not one a newer server put at the path. */
-		path = ((struct sockaddr_un *)&list->ss)->sun_path;
-		if (lstat(path, &st) == 0 && st.st_dev == list->sock_dev &&
-		    st.st_ino == list->sock_ino && unlink(path) == -1)
-			log_warn("unlink(%s): %s", path, strerror(errno));
-	}
+	if (la->fd < 0)
+		return;
+	if (close(la->fd) == -1)
+		log_warn("close(%s): %s", la->text, strerror(errno));
+	la->fd = -1;
+	if (!unlink_file || la->ss.ss_family != AF_UNIX || la->sock_ino == 0)
+		return;
+	path = ((struct sockaddr_un *)&la->ss)->sun_path;
+	if (lstat(path, &st) == 0 && st.st_dev == la->sock_dev &&
+	    st.st_ino == la->sock_ino && unlink(path) == -1)
+		log_warn("unlink(%s): %s", path, strerror(errno));
+}
+
+void
+listen_close(struct listen_addr *list)
+{
+	for (; list != NULL; list = list->next)
+		listen_shut(list, 1);
 }
 
 void
 listen_drop(struct listen_addr *list)
 {
-	for (; list != NULL; list = list->next) {
-		if (list->fd < 0)
-			continue;
-		if (close(list->fd) == -1)
-			log_warn("close(%s): %s", list->text, strerror(errno));
-		list->fd = -1;
-	}
+	for (; list != NULL; list = list->next)
+		listen_shut(list, 0);
 }
