@@ -114,6 +114,26 @@ conf_errorf(struct conf_error *err, const char *file, int line,
 	va_end(ap);
 }
 
+void
+conf_server_errorf(struct molt_config *cfg, const char *key,
+    struct conf_error *err, const char *fmt, ...)
+{
+	struct conf_section *s = conf_find(cfg, "server", NULL);
+	struct conf_kv *kv = s != NULL ? conf_get(s, key) : NULL;
+	va_list ap;
+	int n;
+
+	snprintf(err->file, sizeof(err->file), "%s", s != NULL ? s->file :
+	    cfg->path);
+	err->line = kv != NULL ? kv->line : 0;
+	n = snprintf(err->msg, sizeof(err->msg), "%s: ", key);
+	if (n < 0 || (size_t)n >= sizeof(err->msg))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err->msg + n, sizeof(err->msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
 static void
 config_fail(struct parse_state *ps, int line, const char *fmt, ...)
     MOLT_PRINTF(3, 4);

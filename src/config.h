@@ -167,6 +167,11 @@ int conf_parse_bool(const char *s, int *out);
 /* printf into err with file:line of a section or key. */
 void conf_errorf(struct conf_error *err, const char *file, int line,
                  const char *fmt, ...) MOLT_PRINTF(4, 5);
+/* "KEY: message" at the file:line where a [server] key was set (line 0 if
+ * it was not), for an error found after the config was read. */
+void conf_server_errorf(struct molt_config *cfg, const char *key,
+                        struct conf_error *err, const char *fmt, ...)
+                        MOLT_PRINTF(4, 5);
 
 /* Parse "host:port", "[v6]:port" or "unix:/path". */
 int listen_parse(const char *text, struct listen_addr *la, char *msg, size_t msglen);

@@ -212,8 +212,6 @@ static int
 main_check_writable(struct molt_config *cfg, const char *key,
     const char *path, struct conf_error *err)
 {
-	struct conf_section *s = conf_find(cfg, "server", NULL);
-	struct conf_kv *kv = s != NULL ? conf_get(s, key) : NULL;
 	char dir[PATH_MAX], *slash;
 
 	if (path == NULL || strcmp(path, "stderr") == 0 ||
@@ -229,8 +227,8 @@ main_check_writable(struct molt_config *cfg, const char *key,
 			return 0;
 		path = dir;
 	}
-	conf_errorf(err, s != NULL ? s->file : cfg->path, kv != NULL ? kv->line : 0,
-	    "%s: cannot write %s: %s", key, path, strerror(errno));
+	conf_server_errorf(cfg, key, err, "cannot write %s: %s", path,
+	    strerror(errno));
 	return -1;
 }
 

@@ -1047,19 +1047,6 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* Start-up                                                            */
 
-/* Where a [server] key was set, for the messages of a failed drop. */
-static void
-worker_key_where(struct molt_config *cfg, const char *key,
-    struct conf_error *err)
-{
-	struct conf_section *s = conf_find(cfg, "server", NULL);
-	struct conf_kv *kv = s != NULL ? conf_get(s, key) : NULL;
-
-	snprintf(err->file, sizeof(err->file), "%s", s != NULL ? s->file :
-	    cfg->path);
-	err->line = kv != NULL ? kv->line : 0;
-}
-
 /*
  * Switches to [server] user and group.  Workers do it before they load a
  * module, and so does the validator (master.c), so that a module file or
@@ -1084,37 +1071,34 @@ worker_drop_privileges(struct molt_config *cfg, struct conf_error *err)
 		return 0;
 	}
 	if (sc->user != NULL && (pw = getpwnam(sc->user)) == NULL) {
-		worker_key_where(cfg, "user", err);
-		snprintf(err->msg, sizeof(err->msg), "user: unknown user '%s'",
+		conf_server_errorf(cfg, "user", err, "unknown user '%s'",
 		    sc->user);
 		return -1;
 	}
 	if (sc->group != NULL && (gr = getgrnam(sc->group)) == NULL) {
-		worker_key_where(cfg, "group", err);
-		snprintf(err->msg, sizeof(err->msg), "group: unknown group '%s'",
+		conf_server_errorf(cfg, "group", err, "unknown group '%s'",
 		    sc->group);
 		return -1;
 	}
-	worker_key_where(cfg, key, err);
 	gid = gr ? gr->gr_gid : pw->pw_gid;
 	if (setgroups(0, NULL) == -1 && (pw == NULL ||
 	    initgroups(pw->pw_name, gid) == -1)) {
-		snprintf(err->msg, sizeof(err->msg), "%s: setgroups: %s", key,
+		conf_server_errorf(cfg, key, err, "setgroups: %s",
 		    strerror(errno));
 		return -1;
 	}
 	if (pw != NULL && initgroups(pw->pw_name, gid) == -1) {
-		snprintf(err->msg, sizeof(err->msg), "%s: initgroups(%s): %s", key,
+		conf_server_errorf(cfg, key, err, "initgroups(%s): %s",
 		    pw->pw_name, strerror(errno));
 		return -1;
 	}
 	if (setresgid(gid, gid, gid) == -1) {
-		snprintf(err->msg, sizeof(err->msg), "%s: setresgid(%d): %s", key,
+		conf_server_errorf(cfg, key, err, "setresgid(%d): %s",
 		    (int)gid, strerror(errno));
 		return -1;
 	}
 	if (pw != NULL && setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
-		snprintf(err->msg, sizeof(err->msg), "%s: setresuid(%s): %s", key,
+		conf_server_errorf(cfg, key, err, "setresuid(%s): %s",
 		    pw->pw_name, strerror(errno));
 		return -1;
 	}
