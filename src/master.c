@@ -1011,13 +1011,30 @@ master_check_limits(int64_t now)
 	}
 }
 
+/*
+ * A ratio just over its limit must not print as the limit itself
+ * ("4.0 > 4.0"): one decimal, or as many more as it takes.
+ */
+static const char *
+master_fmt_ratio(double v, double limit, char *buf, size_t len)
+{
+	int prec;
+
+	for (prec = 1; prec < 6; prec++) {
+		snprintf(buf, len, "%.*f", prec, v);
+		if (v <= limit || strtod(buf, NULL) > limit)
+			break;
+	}
+	return buf;
+}
+
 static void
 master_judge(int slot, int after_trim)
 {
 	const struct recycle_conf *rc = &cfg->recycle;
 	struct mworker *m = &mw[slot];
 	struct sb_slot snap;
-	char a[32], b[32], detail[200], req[SB_REQ_LEN + 20];
+	char a[32], b[32], ratio[32], detail[200], req[SB_REQ_LEN + 20];
 	int64_t now = master_now();
 	uint64_t val;
 	double frag = 0;
@@ -1029,7 +1046,8 @@ master_judge(int slot, int after_trim)
 
 	if (rc->hard_max_rss > 0 && val > (uint64_t)rc->hard_max_rss) {
 		snprintf(m->detail, sizeof(m->detail), "%s=%s > hard_max_rss=%s%s",
-		    master_measure_name(), memwatch_fmt(val, a, sizeof(a)),
+		    master_measure_name(),
+		    memwatch_fmt_over(val, (uint64_t)rc->hard_max_rss, a, sizeof(a)),
 		    memwatch_fmt((uint64_t)rc->hard_max_rss, b, sizeof(b)),
 		    master_serving(&snap, req, sizeof(req)));
 		master_kill(slot, R_HARD_RSS);
@@ -1076,7 +1094,8 @@ master_judge(int slot, int after_trim)
 			    memwatch_fmt((uint64_t)rc->max_rss, a, sizeof(a)));
 		else
 			snprintf(m->trim_why, sizeof(m->trim_why), "reason=fragmentation "
-			    "fragmentation=%.1f max_fragmentation=%.1f", frag,
+			    "fragmentation=%s max_fragmentation=%.1f",
+			    master_fmt_ratio(frag, rc->max_fragmentation, a, sizeof(a)),
 			    rc->max_fragmentation);
 		master_ask_trim(slot);
 		return;
@@ -1092,13 +1111,15 @@ master_judge(int slot, int after_trim)
 	}
 	if (over_rss) {
 		snprintf(detail, sizeof(detail), "%s=%s > max_rss=%s",
-		    master_measure_name(), memwatch_fmt(val, a, sizeof(a)),
+		    master_measure_name(),
+		    memwatch_fmt_over(val, (uint64_t)rc->max_rss, a, sizeof(a)),
 		    memwatch_fmt((uint64_t)rc->max_rss, b, sizeof(b)));
 		master_recycle(slot, R_RSS, detail);
 	} else {
-		snprintf(detail, sizeof(detail), "fragmentation=%.1f > "
-		    "max_fragmentation=%.1f (%s=%s, in use %s)", frag,
-		    rc->max_fragmentation, master_measure_name(),
+		snprintf(detail, sizeof(detail), "fragmentation=%s > "
+		    "max_fragmentation=%.1f (%s=%s, in use %s)",
+		    master_fmt_ratio(frag, rc->max_fragmentation, ratio,
+		    sizeof(ratio)), rc->max_fragmentation, master_measure_name(),
 		    memwatch_fmt(val, a, sizeof(a)),
 		    memwatch_fmt(scoreboard_in_use(&snap, val), b, sizeof(b)));
 		master_recycle(slot, R_FRAGMENTATION, detail);

@@ -108,14 +108,36 @@ memwatch_read(pid_t pid, struct mem_sample *out, int with_smaps)
 	return 0;
 }
 
+/*
+ * A value just over its limit must not round to the limit ("64.0 MB >
+ * 64.0 MB" reads like a bug in the judge), so it gets as many decimals
+ * as it takes to show it is over.
+ */
+const char *
+memwatch_fmt_over(uint64_t bytes, uint64_t limit, char *buf, size_t len)
+{
+	double unit = 1024;
+	const char *name = "kB";
+	int prec = 1;
+
+	if (bytes >= 1024ULL * 1024 * 1024) {
+		unit = 1024.0 * 1024 * 1024;
+		name = "GB";
+		prec = 2;
+	} else if (bytes >= 1024 * 1024) {
+		unit = 1024.0 * 1024;
+		name = "MB";
+	}
+	for (; prec < 13; prec++) {
+		snprintf(buf, len, "%.*f %s", prec, bytes / unit, name);
+		if (bytes <= limit || strtod(buf, NULL) * unit > (double)limit)
+			break;
+	}
+	return buf;
+}
+
 const char *
 memwatch_fmt(uint64_t bytes, char *buf, size_t len)
 {
-	if (bytes >= 1024ULL * 1024 * 1024)
-		snprintf(buf, len, "%.2f GB", bytes / (1024.0 * 1024 * 1024));
-	else if (bytes >= 1024 * 1024)
-		snprintf(buf, len, "%.1f MB", bytes / (1024.0 * 1024));
-	else
-		snprintf(buf, len, "%.1f kB", bytes / 1024.0);
-	return buf;
+	return memwatch_fmt_over(bytes, UINT64_MAX, buf, len);
 }

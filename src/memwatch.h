@@ -30,5 +30,7 @@ void memwatch_state(pid_t pid, char *buf, size_t len);
 
 /* "91.7 MB" */
 const char *memwatch_fmt(uint64_t bytes, char *buf, size_t len);
+const char *memwatch_fmt_over(uint64_t bytes, uint64_t limit, char *buf,
+    size_t len);
 
 #endif

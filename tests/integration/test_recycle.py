@@ -293,7 +293,7 @@ def test_trim_prevents_recycle_of_trimmable_heap(molt, policy):
         why = r"reason=rss max_rss=40\.0 MB"
     else:
         rc = BASE + "max_fragmentation = 4\nfragmentation_min_rss = 20m\n"
-        why = (r"reason=fragmentation fragmentation=\d+\.\d "
+        why = (r"reason=fragmentation fragmentation=\d+\.\d+ "
                r"max_fragmentation=4\.0")
     m = molt(conf=conf(rc))
     c = m.raw_conn(timeout=30)
@@ -348,11 +348,11 @@ def test_fragmentation_recycle(molt):
     mark = m.mark()
     assert ask(c, PINNING).status == 200
     m.wait_log(r"trimmed worker \d+ pid %d: reason=fragmentation "
-               r"fragmentation=\d+\.\d max_fragmentation=4\.0 uss %s -> %s, "
+               r"fragmentation=\d+\.\d+ max_fragmentation=4\.0 uss %s -> %s, "
                r"still over the limit; recycling$" % (pid, SIZE, SIZE),
                since=mark, timeout=15)
     rl = m.wait_log(recycled_re(
-        "fragmentation", pid, r"fragmentation=(\d+\.\d) > max_fragmentation=4\.0 "
+        "fragmentation", pid, r"fragmentation=(\d+\.\d+) > max_fragmentation=4\.0 "
         r"\(uss=(%s), in use (%s)\)" % (SIZE, SIZE)), since=mark, timeout=15)
     frag, uss, in_use = float(rl.group(3)), bytes_of(rl.group(4)), bytes_of(rl.group(5))
     assert frag > 4 and uss > 20 * MB, rl.group(0)
