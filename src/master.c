@@ -1103,11 +1103,13 @@ master_judge(int slot, int after_trim)
 	if (after_trim) {
 		sb.hdr->trims++;
 		sb.hdr->trim_reclaimed += m->trim_before > val ? m->trim_before - val : 0;
+		uint64_t lim = over_rss ? (uint64_t)rc->max_rss : UINT64_MAX;
+
 		log_info("trimmed worker %d pid %d: %s %s %s -> %s, still over the "
 		    "limit; recycling", m->id, (int)m->pid, m->trim_why,
 		    master_measure_name(),
-		    memwatch_fmt(m->trim_before, a, sizeof(a)),
-		    memwatch_fmt(val, b, sizeof(b)));
+		    memwatch_fmt_over(m->trim_before, lim, a, sizeof(a)),
+		    memwatch_fmt_over(val, lim, b, sizeof(b)));
 	}
 	if (over_rss) {
 		snprintf(detail, sizeof(detail), "%s=%s > max_rss=%s",
