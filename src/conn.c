@@ -39,6 +39,16 @@
 
 enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_LINGER };
 
+/* An access log line waiting for its reply to leave: text[0..split) and
+ * text[split..len) go either side of the body bytes sent. */
+struct alog_wait {
+	struct alog_wait *next;
+	uint64_t          end;     /* conn->sent once the reply's last byte is out */
+	uint64_t          bytes;   /* body bytes queued */
+	size_t            split, len;
+	char              text[];
+};
+
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static int  conn_read(struct conn *c);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -47,6 +57,7 @@ static void conn_post_cb(evutil_socket_t fd, short what, void *arg);
 static int  conn_process(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_abort(struct conn *c, const char *why);
+static void conn_alog_release(struct conn *c, int all);
 
 /* ------------------------------------------------------------------ */
 /* Timers                                                              */
@@ -152,6 +163,9 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 	c->oq = NULL;
 	c->oq_tail = &c->oq;
 	c->queued = 0;
+	c->sent = 0;
+	c->alog = NULL;
+	c->alog_tail = &c->alog;
 	c->state = REQ_NONE;
 	c->nreq = 0;
 	c->timer_kind = T_NONE;
@@ -278,6 +292,8 @@ conn_close(struct conn *c)
 	if (close(c->fd) == -1)
 		log_debug("close(%d) for %s: %s", c->fd, conn_peer(c), strerror(errno));
 	c->fd = -1;
+	if (c->alog != NULL)
+		conn_alog_release(c, 1);
 	conn_free_output(c);
 	pool_reset(&c->pool);
 	/* One long head must not keep a big buffer in the cache. */
@@ -441,6 +457,7 @@ conn_out(struct conn *c, const void *data, size_t len)
 			return -1;
 		}
 		if (n > 0) {
+			c->sent += (uint64_t)n;
 			if ((size_t)n < first) {
 				c->opos += (size_t)n;
 				c->queued -= (size_t)n;
@@ -518,6 +535,7 @@ conn_flush(struct conn *c)
 			}
 			s->len -= (size_t)n;
 			c->queued -= (size_t)n;
+			c->sent += (uint64_t)n;
 			if (s->len == 0) {
 				c->oq = s->next;
 				if (c->oq == NULL)
@@ -558,6 +576,7 @@ conn_flush(struct conn *c)
 			goto fail;
 		}
 		c->queued -= (size_t)n;
+		c->sent += (uint64_t)n;
 		if (c->olen > c->opos) {
 			size_t k = c->olen - c->opos;
 			if ((size_t)n < k) {
@@ -585,8 +604,12 @@ conn_flush(struct conn *c)
 		event_del(&c->wev);
 		c->flags &= ~CONN_WRITE_ON;
 	}
+	if (c->alog != NULL)
+		conn_alog_release(c, 0);
 	return 0;
 again:
+	if (c->alog != NULL)
+		conn_alog_release(c, 0);
 	if (!(c->flags & CONN_WRITE_ON)) {
 		if (event_add(&c->wev, worker_timeout(c->w, WT_WRITE)) == -1) {
 			log_error("event_add(write) failed for %s", conn_peer(c));
@@ -598,6 +621,74 @@ again:
 fail:
 	c->flags |= CONN_ERROR;
 	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Access log lines of replies still going out                         */
+
+int
+conn_alog_held(const struct conn *c)
+{
+	/* What fits the connection's buffer leaves at the end of this turn
+	 * of the loop; only a reply queued beyond it is worth the wait. */
+	return c->oq != NULL || c->alog != NULL;
+}
+
+void
+conn_alog_hold(struct conn *c, const char *line, size_t split, size_t len,
+    uint64_t bytes)
+{
+	struct alog_wait *a;
+
+	if ((a = malloc(sizeof(*a) + len)) == NULL) {
+		log_error("out of memory holding an access log line for %s; "
+		    "writing it now", conn_peer(c));
+		worker_access_emit(c->w, line, split, len, bytes);
+		return;
+	}
+	a->next = NULL;
+	a->end = c->sent + c->queued;
+	a->bytes = bytes;
+	a->split = split;
+	a->len = len;
+	memcpy(a->text, line, len);
+	*c->alog_tail = a;
+	c->alog_tail = &a->next;
+}
+
+/*
+ * Writes the lines of the replies that have left; all: the connection
+ * is closing, and a reply cut short is logged with the bytes that got
+ * out (its unsent bytes are its last ones).
+ */
+static void
+conn_alog_release(struct conn *c, int all)
+{
+	struct alog_wait *a;
+	uint64_t unsent;
+
+	while ((a = c->alog) != NULL) {
+		unsent = a->end > c->sent ? a->end - c->sent : 0;
+		if (unsent > 0 && !all)
+			break;
+		worker_access_emit(c->w, a->text, a->split, a->len,
+		    a->bytes > unsent ? a->bytes - unsent : 0);
+		c->alog = a->next;
+		free(a);
+	}
+	if (c->alog == NULL)
+		c->alog_tail = &c->alog;
+}
+
+/* A fast stop exits without closing the connections. */
+void
+conn_alog_release_all(struct worker *w)
+{
+	struct conn *c;
+
+	for (c = w->conns; c != NULL; c = c->next)
+		if (c->alog != NULL)
+			conn_alog_release(c, 1);
 }
 
 /* ------------------------------------------------------------------ */

@@ -25,6 +25,8 @@ struct worker;
 struct wroute;
 
 /* Output queue element beyond the fixed buffer. */
+struct alog_wait;
+
 struct oseg {
 	struct oseg *next;
 	int          fd;        /* >= 0: a file to sendfile */
@@ -113,6 +115,8 @@ struct conn {
 	size_t             opos;      /* first unsent byte in obuf */
 	struct oseg       *oq, **oq_tail;
 	size_t             queued;    /* unsent bytes in obuf and the queue */
+	uint64_t           sent;      /* bytes the socket took, ever */
+	struct alog_wait  *alog, **alog_tail; /* access lines of replies not yet sent */
 
 	molt_request       req;
 	enum req_state     state;
@@ -162,6 +166,16 @@ void conn_close_all(struct worker *w, const char *why);
 int  conn_out(struct conn *c, const void *data, size_t len);
 int  conn_out_file(struct conn *c, int fd, off_t off, size_t len);
 int  conn_flush(struct conn *c);
+/*
+ * The access log counts the body bytes that were sent.  A reply still
+ * queued beyond the connection's buffer when it ends has its line held
+ * (conn_alog_hold) and written once the reply has left, or when the
+ * connection closes, with the bytes that got out.
+ */
+int  conn_alog_held(const struct conn *c);
+void conn_alog_hold(struct conn *c, const char *line, size_t split, size_t len,
+    uint64_t bytes);
+void conn_alog_release_all(struct worker *w);
 void conn_reply_complete(struct conn *c);
 void conn_error_reply(struct conn *c, int status, const char *msg, int close);
 

@@ -717,6 +717,38 @@ worker_log_escape(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * Lines wait in a buffer so that a busy worker writes 64 KB at a time;
+ * the timer bounds how late a line of a quiet one appears (an operator's
+ * tail -f).  Armed by the first line after a write: one timer insertion
+ * per interval, nothing per request.
+ */
+static void
+worker_alog_arm(struct worker *w)
+{
+	if (!w->alog_armed && w->alog_ev != NULL) {
+		long long ms = w->cfg->server.access_log_flush_ms;
+		struct timeval iv = { ms / 1000, (ms % 1000) * 1000 };
+
+		if (evtimer_add(w->alog_ev, &iv) == 0)
+			w->alog_armed = 1;
+	}
+}
+
+void
+worker_access_emit(struct worker *w, const char *text, size_t split,
+    size_t len, uint64_t bytes)
+{
+	char line[4096];
+	int n;
+
+	n = snprintf(line, sizeof(line), "%.*s%llu%.*s", (int)split, text,
+	    (unsigned long long)bytes, (int)(len - split), text + split);
+	if (n > 0)
+		log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	worker_alog_arm(w);
+}
+
 static void
 worker_access_log(struct worker *w, molt_request *req)
 {
@@ -726,7 +758,7 @@ worker_access_log(struct worker *w, molt_request *req)
 	const char *ref = NULL, *ua = NULL, *colon, *host;
 	char line[4096], t[1100], r[300], u[300];
 	size_t hl;
-	int n;
+	int n, k;
 
 	event_base_gettimeofday_cached(w->base, &tv);
 	if (tv.tv_sec != when_sec) {
@@ -749,29 +781,38 @@ worker_access_log(struct worker *w, molt_request *req)
 		colon--;
 	}
 	hl = colon && host[0] != 'u' ? (size_t)(colon - host) : strlen(host);
-	n = snprintf(line, sizeof(line),
-	    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"%s\" \"%s\"\n",
-	    (int)hl, host, when,
-	    req->method ? req->method : "-",
-	    worker_log_escape(req->target, t, sizeof(t)),
-	    req->head.version == 10 ? 0 : 1, req->status,
-	    (unsigned long long)req->bytes_out, worker_log_escape(ref, r, sizeof(r)),
-	    worker_log_escape(ua, u, sizeof(u)));
-	if (n > 0)
-		log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-	/*
-	 * Lines wait in a buffer so that a busy worker writes 64 KB at a
-	 * time; the timer bounds how late a line of a quiet one appears (an
-	 * operator's tail -f).  Armed by the first line after a write: one
-	 * timer insertion per interval, nothing per request.
-	 */
-	if (!w->alog_armed && w->alog_ev != NULL) {
-		long long ms = w->cfg->server.access_log_flush_ms;
-		struct timeval iv = { ms / 1000, (ms % 1000) * 1000 };
-
-		if (evtimer_add(w->alog_ev, &iv) == 0)
-			w->alog_armed = 1;
+	if (!conn_alog_held(req->conn)) {
+		n = snprintf(line, sizeof(line),
+		    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"%s\" \"%s\"\n",
+		    (int)hl, host, when,
+		    req->method ? req->method : "-",
+		    worker_log_escape(req->target, t, sizeof(t)),
+		    req->head.version == 10 ? 0 : 1, req->status,
+		    (unsigned long long)req->bytes_out,
+		    worker_log_escape(ref, r, sizeof(r)),
+		    worker_log_escape(ua, u, sizeof(u)));
+		if (n > 0)
+			log_access(line, (size_t)n < sizeof(line) ? (size_t)n :
+			    sizeof(line) - 1);
+		worker_alog_arm(w);
+		return;
 	}
+	/* The reply is still going out: the line waits for its byte count.
+	 * The escaped fields are bounded, so both parts fit the line. */
+	n = snprintf(line, sizeof(line), "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d ",
+	    (int)hl, host, when, req->method ? req->method : "-",
+	    worker_log_escape(req->target, t, sizeof(t)),
+	    req->head.version == 10 ? 0 : 1, req->status);
+	if (n < 0 || (size_t)n >= sizeof(line) - 32)
+		return;
+	k = snprintf(line + n, sizeof(line) - (size_t)n, " \"%s\" \"%s\"\n",
+	    worker_log_escape(ref, r, sizeof(r)), worker_log_escape(ua, u, sizeof(u)));
+	if (k < 0)
+		return;
+	if ((size_t)k >= sizeof(line) - (size_t)n)
+		k = (int)(sizeof(line) - (size_t)n - 1);
+	conn_alog_hold(req->conn, line, (size_t)n, (size_t)n + (size_t)k,
+	    req->bytes_out);
 }
 
 static void
@@ -1336,6 +1377,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 
 	if (w->exiting) {
 		/* Fast stop: no hooks, no waiting. */
+		conn_alog_release_all(w);
 		log_access_flush();
 		_exit(0);
 	}

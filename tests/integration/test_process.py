@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import tempfile
 import threading
@@ -1419,6 +1420,57 @@ def test_access_log_keeps_the_lines_of_a_worker_that_died(molt, how):
     os.kill(m.pid, signal.SIGUSR1)
     wait_for(lambda: "after=1" in read_text(m.access_log), 5, what="the new line")
     assert len(read_text(m.access_log).splitlines()) == 21
+
+
+def test_access_log_counts_the_body_bytes_that_were_sent(molt, tmp_path):
+    """The byte count is what left, as nginx's $body_bytes_sent: a client
+    that goes away after 1 MB of a 64 MB file is not logged with 64 MB.
+    A reply still going out holds its line, and the lines of one
+    connection stay in the order of its requests."""
+    root = tmp_path / "www"
+    root.mkdir()
+    big = 64 * 1024 * 1024
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(big)          # sparse: sendfile reads zero pages
+    m = molt(conf=DEFAULT_ROUTES + "\n[route /files]\nmodule = static\n"
+             "root = %s\n" % root, workers=1,
+             server_extra="access_log = @TMP@/access.log\n"
+                          "access_log_flush = 100ms")
+    # whole, and pipelined with a small reply behind it
+    with m.raw_conn(timeout=30) as c:
+        c.send(b"GET /files/big.bin?whole=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+               b"GET /hello?behind=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and len(r.body) == big
+        assert c.read_response().status == 200
+    # cut off: a small receive window, 1 MB read, then a reset
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", m.port))
+    s.sendall(b"GET /files/big.bin?cut=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = 0
+    while got < 1024 * 1024:
+        d = s.recv(65536)
+        assert d, "closed after %d bytes" % got
+        got += len(d)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    line = wait_for(lambda: [l for l in read_text(m.access_log).splitlines()
+                             if "cut=1" in l], 10, what="the line of the cut "
+                    "download")[0]
+    mm = CLF.match(line)
+    assert mm and mm.group(6) == "200", line
+    sent = int(mm.group(7))
+    # what the client read (less its head), plus what the two kernels held
+    assert got - 400 <= sent < big // 2, line
+    lines = read_text(m.access_log).splitlines()
+    reqs = [l.split('"')[1] for l in lines]
+    assert reqs == ["GET /files/big.bin?whole=1 HTTP/1.1",
+                    "GET /hello?behind=1 HTTP/1.1",
+                    "GET /files/big.bin?cut=1 HTTP/1.1"], lines
+    assert CLF.match(lines[0]).group(7) == str(big), lines[0]
+    assert CLF.match(lines[1]).group(7) == str(len(b"hello, world\n")), lines[1]
 
 
 def test_access_log_ipv6_client_address_is_bare(molt):
