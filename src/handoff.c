@@ -72,6 +72,19 @@ handoff_init(void)
 	return 0;
 }
 
+/* A child that is not a worker (the validator) must not take part. */
+void
+handoff_leave(void)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (hand_fds[i] >= 0 && close(hand_fds[i]) == -1)
+			log_error("close (connection handoff): %s", strerror(errno));
+		hand_fds[i] = -1;
+	}
+}
+
 int
 handoff_fd(void)
 {

@@ -9,6 +9,8 @@
 
 /* Master, before the first fork.  Returns 0, or -1 after logging. */
 int  handoff_init(void);
+/* In a child that is no worker: closes both ends. */
+void handoff_leave(void);
 /* The end live workers watch for connections (-1 without handoff). */
 int  handoff_fd(void);
 /*

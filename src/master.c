@@ -306,6 +306,12 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 	 */
 	if (cfg != NULL)
 		listen_drop(cfg->server.listen);
+	/* Nor receive the connections of recycled workers, nor speak for
+	 * a worker to the master. */
+	handoff_leave();
+	if (notify_pipe[1] >= 0 && close(notify_pipe[1]) == -1)
+		log_error("close (notify pipe) in the module check: %s",
+		    strerror(errno));
 	/* Check the files on disk, not the copies the master holds. */
 	module_unpin_all();
 	memset(&err, 0, sizeof(err));

@@ -1045,7 +1045,7 @@ def listener_inodes(port):
     return out
 
 
-def socket_inodes(pid):
+def socket_inodes(pid, kind="socket"):
     out = set()
     d = "/proc/%d/fd" % pid
     for fd in os.listdir(d):
@@ -1053,10 +1053,14 @@ def socket_inodes(pid):
             link = os.readlink(os.path.join(d, fd))
         except FileNotFoundError:
             continue
-        mm = re.match(r"^socket:\[(\d+)\]$", link)
+        mm = re.match(r"^%s:\[(\d+)\]$" % kind, link)
         if mm:
             out.add(int(mm.group(1)))
     return out
+
+
+def pipe_inodes(pid):
+    return socket_inodes(pid, "pipe")
 
 
 def port_free(port):
@@ -1075,7 +1079,9 @@ SLOW_CHECK = "\n[route /slow]\nmodule = initfail\nfail = off\ncheck_delay = %s\n
 def test_validator_does_not_hold_the_listeners(molt):
     """The validator closes the listening sockets it inherits, so module
     code never accepts on them; a unix socket file stays, for the master
-    still listens there."""
+    still listens there.  It closes the handoff socketpair and the
+    workers' notify pipe as well: its module code must not receive the
+    connections of recycled workers or speak for a worker."""
     m = molt(workers=1, listen=("127.0.0.1:0", "unix:@TMP@/s.sock"))
     sock = os.path.join(m.tmp, "s.sock")
     inodes = listener_inodes(m.port)
@@ -1090,6 +1096,12 @@ def test_validator_does_not_hold_the_listeners(molt):
              what="the validator to load initfail")
     held = socket_inodes(v)
     assert not inodes & held, "the validator holds the TCP listener"
+    # nor any other socket: the unix listener, the handoff socketpair on
+    # which recycled workers pass their connections
+    assert not held, "the validator holds sockets %s" % held
+    # nor the pipe on which workers speak to the master
+    shared = pipe_inodes(v) & pipe_inodes(workers[0])
+    assert not shared, "the validator holds the workers' pipe %s" % shared
     assert os.path.exists(sock)
     m.wait_log(r"starting generation 2", since=mark)
     m.wait_ready(since=mark)
