@@ -63,7 +63,7 @@ struct mworker {
 	int64_t  ready_ms;
 	int64_t  retire_ms;
 	int      reason;          /* recycle reason, -1 for none */
-	char     detail[256];     /* "uss 300.0 MB > max_rss 256.0 MB" */
+	char     detail[320];     /* "uss=300.0 MB > max_rss=256.0 MB" */
 	uint64_t req_limit;
 	int64_t  life_limit_ms;
 	int      over_rss, over_frag;
@@ -926,6 +926,23 @@ master_kill(int slot, int reason)
 }
 
 /*
+ * A ratio or a time just over its limit must not print as the limit
+ * itself ("4.0 > 4.0"): one decimal, or as many more as it takes.
+ */
+static const char *
+master_fmt_over(double v, double limit, char *buf, size_t len)
+{
+	int prec;
+
+	for (prec = 1; prec < 6; prec++) {
+		snprintf(buf, len, "%.*f", prec, v);
+		if (v <= limit || strtod(buf, NULL) > limit)
+			break;
+	}
+	return buf;
+}
+
+/*
  * A worker whose loop has not turned for stall_timeout (a handler that
  * never returns, a call that hangs) serves none of its connections, will
  * not answer a trim and cannot drain: kill it, so that its id gets a
@@ -938,7 +955,7 @@ master_stalled(int slot, int64_t now)
 	struct mworker *m = &mw[slot];
 	long long limit = cfg->recycle.stall_timeout_ms;
 	struct sb_slot snap;
-	char how[96], req[SB_REQ_LEN + 20];
+	char how[96], req[SB_REQ_LEN + 20], secs[24];
 	int64_t held;
 
 	if (limit == 0 || m->st != MW_READY)
@@ -957,9 +974,10 @@ master_stalled(int slot, int64_t now)
 	if (held <= limit)
 		return 0;
 	memwatch_state(m->pid, how, sizeof(how));
-	snprintf(m->detail, sizeof(m->detail), "loop stalled for %.1fs > "
+	snprintf(m->detail, sizeof(m->detail), "loop stalled for %ss > "
 	    "stall_timeout=%.1fs%s, %s",
-	    (double)held / 1000.0, (double)limit / 1000.0,
+	    master_fmt_over((double)held / 1000.0, (double)limit / 1000.0,
+	    secs, sizeof(secs)), (double)limit / 1000.0,
 	    master_serving(&snap, req, sizeof(req)), how);
 	master_kill(slot, R_STALL);
 	return 1;
@@ -1015,23 +1033,6 @@ master_check_limits(int64_t now)
 		if (scoreboard_read_worker(i, &snap) == 0)
 			master_limits(i, &snap, now);
 	}
-}
-
-/*
- * A ratio just over its limit must not print as the limit itself
- * ("4.0 > 4.0"): one decimal, or as many more as it takes.
- */
-static const char *
-master_fmt_ratio(double v, double limit, char *buf, size_t len)
-{
-	int prec;
-
-	for (prec = 1; prec < 6; prec++) {
-		snprintf(buf, len, "%.*f", prec, v);
-		if (v <= limit || strtod(buf, NULL) > limit)
-			break;
-	}
-	return buf;
 }
 
 static void
@@ -1101,7 +1102,7 @@ master_judge(int slot, int after_trim)
 		else
 			snprintf(m->trim_why, sizeof(m->trim_why), "reason=fragmentation "
 			    "fragmentation=%s max_fragmentation=%.1f",
-			    master_fmt_ratio(frag, rc->max_fragmentation, a, sizeof(a)),
+			    master_fmt_over(frag, rc->max_fragmentation, a, sizeof(a)),
 			    rc->max_fragmentation);
 		master_ask_trim(slot);
 		return;
@@ -1126,7 +1127,7 @@ master_judge(int slot, int after_trim)
 	} else {
 		snprintf(detail, sizeof(detail), "fragmentation=%s > "
 		    "max_fragmentation=%.1f (%s=%s, in use %s)",
-		    master_fmt_ratio(frag, rc->max_fragmentation, ratio,
+		    master_fmt_over(frag, rc->max_fragmentation, ratio,
 		    sizeof(ratio)), rc->max_fragmentation, master_measure_name(),
 		    memwatch_fmt(val, a, sizeof(a)),
 		    memwatch_fmt(scoreboard_in_use(&snap, val), b, sizeof(b)));

@@ -474,7 +474,7 @@ stall_timeout = 1s
     took = time.monotonic() - t0
     assert 1.0 <= took < 6, "killed after %.1fs" % took
     k = m.wait_log(r"\[error\] \d+: worker 0 pid %d killed: reason=stall loop stalled "
-                   r"for (\d+\.\d)s > stall_timeout=1\.0s while serving "
+                   r"for (\d+\.\d+)s > stall_timeout=1\.0s while serving "
                    r"\"GET /crash/block\?ms=60000\", sleeping in (\w+) requests=\d+$"
                    % pid, since=mark)
     assert 1.0 < float(k.group(1)) < 6, k.group(0)
