@@ -90,6 +90,13 @@ struct master_state {
 	int64_t                   next_spawn[MAX_IDS];
 	volatile sig_atomic_t     got_sig[NSIG];
 	uint64_t                  rng;     /* master_jitter's xorshift state */
+	/*
+	 * Slots at or past this are free.  The header's copy is for the
+	 * workers; it is in memory every worker can write, so the master
+	 * never reads it back: a scribbled one had it index mw[] far out of
+	 * bounds at the next reap.
+	 */
+	uint32_t                  slots_hi;
 };
 static struct master_state *mstate;
 static struct mworker *mw;
@@ -539,8 +546,9 @@ master_spawn(int id, int replaces)
 	    master_jitter(cfg->recycle.max_requests_jitter)) : 0;
 	/* Before the fork, so the new worker sees itself and its peers, and
 	 * the status page has the slot's id before the pid (status_worker). */
-	if ((uint32_t)slot >= sb.hdr->slots_hi)
-		sb.hdr->slots_hi = (uint32_t)slot + 1;
+	if ((uint32_t)slot >= mstate->slots_hi)
+		mstate->slots_hi = (uint32_t)slot + 1;
+	sb.hdr->slots_hi = mstate->slots_hi;
 	sb_begin(&s->m.seq);
 	s->m.pid = 0;
 	s->m.generation = generation;
@@ -652,6 +660,7 @@ master_recycle(int slot, int reason, const char *detail)
 {
 	struct mworker *m = &mw[slot];
 	struct sb_slot *s = &sb.slots[slot];
+	int32_t route;
 	int r;
 
 	if (m->st != MW_READY || m->replaced_by >= 0)
@@ -662,8 +671,10 @@ master_recycle(int slot, int reason, const char *detail)
 		return 0;       /* replacements keep failing: back off */
 	m->reason = reason;
 	snprintf(m->detail, sizeof(m->detail), "%s", detail);
-	if (s->w.req_route >= 0 && s->w.req_route < SB_ROUTES)
-		sb.hdr->retired_routes[s->w.req_route].recycles++;
+	/* Read once: the worker may change it between a check and a use. */
+	route = __atomic_load_n(&s->w.req_route, __ATOMIC_RELAXED);
+	if (route >= 0 && route < SB_ROUTES)
+		sb.hdr->retired_routes[route].recycles++;
 	r = master_spawn(m->id, slot);
 	if (r == -1)
 		return -1;
@@ -852,8 +863,9 @@ master_reaped(pid_t pid, int status)
 	sb_begin(&sb.slots[slot].m.seq);
 	sb.slots[slot].m.pid = 0;
 	sb_end(&sb.slots[slot].m.seq);
-	while (sb.hdr->slots_hi > 0 && mw[sb.hdr->slots_hi - 1].st == MW_FREE)
-		sb.hdr->slots_hi--;
+	while (mstate->slots_hi > 0 && mw[mstate->slots_hi - 1].st == MW_FREE)
+		mstate->slots_hi--;
+	sb.hdr->slots_hi = mstate->slots_hi;
 }
 
 /* ------------------------------------------------------------------ */
