@@ -74,6 +74,9 @@ struct mworker {
 	int      replaced_by;     /* slot of the replacement being started */
 	int      replaces;        /* slot this one will replace */
 	int64_t  hint_ms;         /* last sample taken on its MSG_GROWN */
+	/* The last sample, judged from here: the scoreboard's copy is in
+	 * memory the worker can write. */
+	struct mem_sample ms;
 };
 
 /*
@@ -872,12 +875,12 @@ master_reaped(pid_t pid, int status)
 /* Memory policy                                                       */
 
 static uint64_t
-master_measure(const struct sb_slot *s)
+master_measure(const struct mworker *m)
 {
 	switch (cfg->recycle.measure) {
-	case MEASURE_RSS: return s->m.rss;
-	case MEASURE_PSS: return s->m.pss;
-	default:          return s->m.uss;
+	case MEASURE_RSS: return m->ms.rss;
+	case MEASURE_PSS: return m->ms.pss;
+	default:          return m->ms.uss;
 	}
 }
 
@@ -896,6 +899,7 @@ master_sample_one(int slot)
 
 	if (memwatch_read(mw[slot].pid, &ms, cfg->recycle.measure != MEASURE_RSS) == -1)
 		return -1;
+	mw[slot].ms = ms;
 	sb_begin(&s->m.seq);
 	s->m.rss = ms.rss;
 	s->m.rss_anon = ms.rss_anon;
@@ -914,7 +918,7 @@ master_ask_trim(int slot)
 
 	m->trim_pending = 1;
 	m->trimmed = 1;
-	m->trim_before = master_measure(s);
+	m->trim_before = master_measure(m);
 	sb_begin(&s->m.seq);
 	s->m.trim_request++;
 	s->m.trims++;
@@ -1059,9 +1063,15 @@ master_judge(int slot, int after_trim)
 	double frag = 0;
 	int over_rss, over_frag;
 
+	/*
+	 * A worker half that never reads consistently (a sequence counter a
+	 * stray write left odd) must not exempt the worker from the memory
+	 * limits, which rest on the master's own measure: judge it as one
+	 * that reports nothing.
+	 */
 	if (scoreboard_read_worker(slot, &snap) == -1)
-		return;
-	val = master_measure(&snap);
+		memset(&snap, 0, sizeof(snap));
+	val = master_measure(m);
 
 	if (rc->hard_max_rss > 0 && val > (uint64_t)rc->hard_max_rss) {
 		snprintf(m->detail, sizeof(m->detail), "%s=%s > hard_max_rss=%s%s",

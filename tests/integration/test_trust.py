@@ -51,3 +51,27 @@ def test_scribbled_slots_hi_does_not_crash_the_master(molt):
     wait_for(lambda: len(m.worker_pids()) == 2, 10, what="the respawn")
     assert m.running(), "the master died"
     assert m.get("/hello")[0] == 200
+
+
+def test_torn_slot_does_not_exempt_a_worker_from_hard_max_rss(molt):
+    """A worker half whose sequence counter a stray write left odd never
+    reads consistently; the memory limits rest on the master's own measure
+    and must still hold."""
+    m = molt(conf=ROUTES + "\n[recycle]\nsample_interval = 100ms\n"
+             "hard_max_rss = 64M\n", workers=1)
+    m.expect_errors(r"killed: reason=hard_rss")
+    with m.raw_conn(timeout=30) as c:
+        ask(c, "/s/w?torn=1")
+        # 32 MB a request, until the master kills the worker (it may do so
+        # in the middle of one): 8 of them are four times the limit.
+        for _ in range(8):
+            c.send(GET % b"/leak?bytes=33554432")
+            try:
+                c.read_response()
+            except AssertionError:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the worker over hard_max_rss lives on")
+    m.wait_log(r"\[error\] \d+: worker 0 pid \d+ killed: reason=hard_rss "
+               r"uss=[\d.]+ MB > hard_max_rss=64\.0 MB")
