@@ -115,11 +115,17 @@ struct status_totals {
 	uint64_t requests, rss, uss, pss, heap_in_use, heap_held;
 };
 
+/*
+ * The worker wrote heap_in_use: a sum that wraps to 0 would print "inf",
+ * and the page would no longer be JSON.
+ */
 static double
 status_frag(const struct sb_slot *s, uint64_t measure)
 {
-	return s->w.heap_in_use ?
-	    (double)measure / (double)scoreboard_in_use(s, measure) : 0;
+	uint64_t in_use = scoreboard_in_use(s, measure);
+
+	return s->w.heap_in_use != 0 && in_use != 0 ?
+	    (double)measure / (double)in_use : 0;
 }
 
 static uint64_t
@@ -206,11 +212,15 @@ status_worker(int i, struct sb_slot *s)
 	return 0;
 }
 
-/* Milliseconds since t (0: never), clamped: the worker's clock read after ours. */
+/*
+ * Milliseconds since t (0: never), clamped: the worker's clock read after
+ * ours.  t was written by another process, and one from before the epoch
+ * would overflow the subtraction: it counts as never.
+ */
 static long long
 status_ago(int64_t now, int64_t t)
 {
-	if (t == 0)
+	if (t <= 0)
 		return -1;
 	return now > t ? (long long)(now - t) : 0;
 }
@@ -228,7 +238,9 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    "\"master_pid\":%d,\"uptime_s\":%.1f,\"generation\":%u,"
 	    "\"measure\":\"%s\",\"allocator\":\"%s\"},\n\"workers\":[",
 	    PACKAGE_VERSION, MOLT_ABI_MAJOR, MOLT_ABI_MINOR,
-	    (int)sb.hdr->master_pid, (now - sb.hdr->master_start_ms) / 1000.0,
+	    (int)sb.hdr->master_pid,
+	    sb.hdr->master_start_ms > 0 ?
+	    status_ago(now, sb.hdr->master_start_ms) / 1000.0 : 0.0,
 	    sb.hdr->generation,
 	    cfg->recycle.measure == MEASURE_RSS ? "rss" :
 	    cfg->recycle.measure == MEASURE_PSS ? "pss" : "uss", alloc_name());
@@ -246,7 +258,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    "\"sampled_ms_ago\":%lld}",
 		    first ? "" : ",", i, s.m.id, (int)s.m.pid, s.m.generation,
 		    sb_state_names[s.w.state], s.m.retiring ? "true" : "false",
-		    s.w.start_ms ? (now - s.w.start_ms) / 1000.0 : 0.0,
+		    s.w.start_ms > 0 ? status_ago(now, s.w.start_ms) / 1000.0 : 0.0,
 		    (unsigned long long)s.w.requests, s.w.connections, s.w.active,
 		    (unsigned long long)s.m.rss, (unsigned long long)s.m.uss,
 		    (unsigned long long)s.m.pss,

@@ -75,3 +75,24 @@ def test_torn_slot_does_not_exempt_a_worker_from_hard_max_rss(molt):
             raise AssertionError("the worker over hard_max_rss lives on")
     m.wait_log(r"\[error\] \d+: worker 0 pid \d+ killed: reason=hard_rss "
                r"uss=[\d.]+ MB > hard_max_rss=64\.0 MB")
+
+
+def test_status_page_stays_json_whatever_a_slot_holds(molt):
+    """Another worker's slot is read by whichever worker serves the status
+    page: a heap figure that wraps the fragmentation's divisor to 0 must not
+    print "inf", nor a start time before the epoch overflow the age."""
+    m = molt(conf=ROUTES + "\n[recycle]\nsample_interval = 100ms\n", workers=1)
+    wait_for(lambda: json.loads(m.get("/molt/status")[2])["workers"][0]["uss"] > 0,
+             10, what="a first sample")
+    with m.raw_conn() as c:
+        # One send, so both run in one turn of the worker's loop, before its
+        # own sample timer writes real figures back.
+        c.send(GET % b"/s/w?heap_in_use=0xffffffffffffffff&conn_memory=1"
+               b"&start_ms=-9223372036854775807" + GET % b"/molt/status")
+        assert c.read_response().status == 200
+        r = c.read_response()
+    assert r.status == 200, r
+    js = json.loads(r.body)
+    w = js["workers"][0]
+    assert w["heap_in_use"] == 2 ** 64 - 1, w
+    assert w["fragmentation"] == 0 and w["age_s"] == 0, w
