@@ -668,6 +668,15 @@ master_recycle(int slot, int reason, const char *detail)
 
 	if (m->st != MW_READY || m->replaced_by >= 0)
 		return 0;
+	/*
+	 * A worker of an old generation is being replaced already: the new
+	 * generation's worker with its id retires it when ready.  A
+	 * replacement forked here would be a second worker of the new
+	 * generation with that id, which master_reconcile does not count
+	 * (it replaces), and which nothing would ever retire.
+	 */
+	if (m->gen != generation)
+		return 0;
 	if (master_recycles_in_progress() >= cfg->recycle.max_concurrent_recycles)
 		return 0;       /* the next sample tries again */
 	if (master_now() < next_spawn[m->id])

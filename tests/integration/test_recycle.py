@@ -660,6 +660,31 @@ def test_reload_recycles_every_worker(molt):
     assert all(w["generation"] == 2 for w in js["workers"]), js["workers"]
 
 
+def test_old_worker_at_its_limit_during_a_reload_is_not_replaced_twice(molt):
+    """An old-generation worker that reaches max_requests while the new
+    generation is still starting is left to the new generation: a
+    replacement of its own would be a second new worker with the same id,
+    which nothing ever retires."""
+    slow = ROUTES + "\n[route /init]\nmodule = initfail\nfail = off\ndelay = %s\n"
+    m = molt(conf=conf("max_requests = 30\nmax_requests_jitter = 0",
+                       routes=slow % "0"), workers=1)
+    m.write_conf(conf("max_requests = 30\nmax_requests_jitter = 0",
+                      routes=slow % "1500ms"))
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"starting generation 2", since=mark)
+    # The old worker serves alone while the new one takes 1.5 s to start.
+    for _ in range(40):
+        assert m.get("/hello")[0] == 200
+    m.wait_log(r"reason=reload generation 1 replaced by 2", since=mark,
+               timeout=15)
+    time.sleep(2)
+    assert len(m.worker_pids()) == 1, m.log(mark)
+    js = status(m)
+    assert [(w["id"], w["generation"]) for w in js["workers"]] == [(0, 2)], \
+        js["workers"]
+
+
 # ------------------------------------------------- no request lost under load
 
 def test_no_failed_request_under_keepalive_load_with_recycles(molt):
