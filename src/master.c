@@ -153,9 +153,13 @@ master_sig_handler(int sig)
 	errno = saved;
 }
 
-/* The signals the master handles; a child resets and unblocks them. */
+/*
+ * The signals the master handles; a child resets and unblocks them.
+ * SIGUSR2 is the workers' (a trim): its default action would end the
+ * master, and with it every worker, for a `pkill -USR2 molt`.
+ */
 static const int master_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
-    SIGCHLD };
+    SIGUSR2, SIGCHLD };
 
 static int
 master_signals(void)
@@ -1520,6 +1524,10 @@ master_handle_signals(void)
 			if (log_reopen() == -1)
 				log_error("reopening the logs failed");
 			master_signal_all(SIGUSR1);
+			break;
+		case SIGUSR2:
+			log_info("SIGUSR2 is for workers (a trim); the master "
+			    "ignores it");
 			break;
 		case SIGCHLD:
 			for (;;) {

@@ -544,6 +544,20 @@ def test_generation_runs_the_module_files_it_checked(tmp_path):
     assert not bad, "unexpected errors in the log:\n" + "\n".join(bad[:20])
 
 
+def test_usr2_does_not_stop_the_master(molt):
+    """SIGUSR2 is the workers' trim signal; sent to the master (say by
+    `pkill -USR2 molt`) it used to end it, and every worker with it."""
+    m = molt(workers=2)
+    pids = m.worker_pids()
+    mark = m.mark()
+    m.signal(signal.SIGUSR2)
+    m.wait_log(r"\[info\] %d: SIGUSR2 is for workers \(a trim\); the master "
+               r"ignores it$" % m.pid, since=mark)
+    assert m.running()
+    assert m.worker_pids() == pids
+    get_ok(m)
+
+
 def test_dash_s_reload_reopen_quit(molt):
     m = molt(conf=CONFKEYS % "one")
     m.write_conf(CONFKEYS % "two")
