@@ -866,19 +866,32 @@ master_reaped(pid_t pid, int status)
 		if (m->replaced_by >= 0)
 			mw[m->replaced_by].replaces = -1;
 	}
+	/*
+	 * The slot's counts move to the fleet totals under the header's
+	 * sequence, so that the status page, which adds the two, counts
+	 * them once: read between the move and the freeing, they were
+	 * counted twice, and the next read saw the totals go down.  They
+	 * are zeroed here, not by the next worker in the slot: it is counted
+	 * from its fork on, and one that dies before its first write would
+	 * have its predecessor's counts added again.
+	 */
+	sb_begin(&sb.hdr->seq);
 	master_retire_stats(slot);
-	memset(m, 0, sizeof(*m));
-	m->st = MW_FREE;
 	/* The worker's half first: a reader between the two sees SB_FREE,
 	 * never a dead worker's pid (status_worker). */
 	sb_begin(&sb.slots[slot].w.seq);
 	sb.slots[slot].w.state = SB_FREE;
 	sb.slots[slot].w.pid = 0;
 	sb.slots[slot].w.access_len = 0;
+	sb.slots[slot].w.requests = 0;
 	sb_end(&sb.slots[slot].w.seq);
+	memset(sb.slots[slot].routes, 0, sizeof(sb.slots[slot].routes));
 	sb_begin(&sb.slots[slot].m.seq);
 	sb.slots[slot].m.pid = 0;
 	sb_end(&sb.slots[slot].m.seq);
+	sb_end(&sb.hdr->seq);
+	memset(m, 0, sizeof(*m));
+	m->st = MW_FREE;
 	while (mstate->slots_hi > 0 && mw[mstate->slots_hi - 1].st == MW_FREE)
 		mstate->slots_hi--;
 	sb.hdr->slots_hi = mstate->slots_hi;
@@ -1410,9 +1423,11 @@ master_reload_finish(int status)
 	/* The new generation gets the files just checked. */
 	master_preload();
 	generation++;
+	sb_begin(&sb.hdr->seq);
 	sb.hdr->generation = generation;
 	memset(sb.hdr->retired_routes, 0, sizeof(sb.hdr->retired_routes));
 	memset(sb.hdr->route_names, 0, sizeof(sb.hdr->route_names));
+	sb_end(&sb.hdr->seq);
 	for (i = 0; i < MAX_IDS; i++) {
 		fail_count[i] = 0;
 		next_spawn[i] = 0;

@@ -135,24 +135,73 @@ status_measure(const struct molt_config *cfg, const struct sb_slot *s)
 	    cfg->recycle.measure == MEASURE_PSS ? s->m.pss : s->m.uss;
 }
 
+/*
+ * The fleet's totals are the retired workers' (in the header) plus the
+ * live ones' (in their slots); a reap moves a worker's counts from one to
+ * the other under the header's sequence.  These read both in one pass
+ * that the sequence did not see change, so that a counter never counts
+ * a worker twice, or goes down at the next read.  A sequence that keeps
+ * changing (or that a worker scribbled odd) gets the last pass.
+ */
+static uint32_t
+status_hdr_begin(void)
+{
+	uint32_t a = sb.hdr->seq;
+
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return a;
+}
+
+static int
+status_hdr_retry(uint32_t a, int tries)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return ((a & 1) || a != sb.hdr->seq) && tries < 100;
+}
+
 static void
 status_route_sum(int r, struct sb_route_stats *out)
 {
-	int i;
+	uint32_t a;
+	int i, tries = 0;
 
-	*out = sb.hdr->retired_routes[r];
-	for (i = 0; i < SB_SLOTS; i++) {
-		const struct sb_slot *s = &sb.slots[i];
-		const struct sb_route_stats *rs = &s->routes[r];
+	do {
+		a = status_hdr_begin();
+		*out = sb.hdr->retired_routes[r];
+		for (i = 0; i < SB_SLOTS; i++) {
+			const struct sb_slot *s = &sb.slots[i];
+			const struct sb_route_stats *rs = &s->routes[r];
 
-		if (s->m.pid == 0 || s->m.generation != sb.hdr->generation)
-			continue;
-		out->requests += rs->requests;
-		out->allocs += rs->allocs;
-		out->alloc_bytes += rs->alloc_bytes;
-		if (rs->max_growth > out->max_growth)
-			out->max_growth = rs->max_growth;
-	}
+			if (s->m.pid == 0 || s->m.generation != sb.hdr->generation)
+				continue;
+			out->requests += rs->requests;
+			out->allocs += rs->allocs;
+			out->alloc_bytes += rs->alloc_bytes;
+			if (rs->max_growth > out->max_growth)
+				out->max_growth = rs->max_growth;
+		}
+	} while (status_hdr_retry(a, ++tries));
+}
+
+static int status_worker(int i, struct sb_slot *s);
+
+/* Requests served since the master started, by every worker there was. */
+static uint64_t
+status_all_requests(void)
+{
+	struct sb_slot s;
+	uint64_t n;
+	uint32_t a;
+	int i, tries = 0;
+
+	do {
+		a = status_hdr_begin();
+		n = sb.hdr->retired_requests;
+		for (i = 0; i < SB_SLOTS; i++)
+			if (status_worker(i, &s) == 0)
+				n += s.w.requests;
+	} while (status_hdr_retry(a, ++tries));
+	return n;
 }
 
 static int
@@ -312,7 +361,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    "\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 	    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"route_stats\":%s}}\n",
 	    t.workers, (unsigned long long)t.requests,
-	    (unsigned long long)(t.requests + sb.hdr->retired_requests),
+	    (unsigned long long)status_all_requests(),
 	    (unsigned long long)sb.hdr->handed_over,
 	    (unsigned long long)t.rss, (unsigned long long)t.uss,
 	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,

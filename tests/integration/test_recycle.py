@@ -1013,6 +1013,46 @@ def hugepage_advised_bytes(pid):
     return total
 
 
+def test_status_counters_never_go_down_across_recycles(molt):
+    """requests_all_time and the route counts add the reaped workers'
+    figures to the live ones'; a page read while the master reaps must count
+    each worker once, or the next page shows a counter going down (a
+    counter reset, to Prometheus)."""
+    m = molt(conf=conf("max_requests = 10\nmax_requests_jitter = 0\n"
+                       "max_concurrent_recycles = 2"), workers=2)
+    halt = threading.Event()
+
+    def load():
+        while not halt.is_set():
+            try:
+                m.get("/hello")
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    seen = {"all": 0, "route": 0}
+    down = []
+    deadline = time.monotonic() + 6
+    try:
+        while time.monotonic() < deadline:
+            js = status(m)
+            now = {"all": js["totals"]["requests_all_time"],
+                   "route": sum(r["requests"] for r in js["routes"]
+                                if r["prefix"] == "/hello")}
+            for k in now:
+                if now[k] < seen[k]:
+                    down.append("%s %d -> %d" % (k, seen[k], now[k]))
+                seen[k] = max(seen[k], now[k])
+    finally:
+        halt.set()
+        for t in threads:
+            t.join(30)
+    assert m.count_log(r"recycled worker .* reason=requests") >= 20
+    assert not down, down[:10]
+
+
 def test_connections_take_chunks_and_give_them_back(molt):
     """A worker's connections live in 2 MiB chunks that ask for huge pages
     (src/slab.c).  200 open connections need three chunks; once they close,
