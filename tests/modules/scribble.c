@@ -12,11 +12,13 @@
  *             req_start_ms, beat_ms); with torn=1 the sequence counter
  *             is left odd, as by a writer that died halfway
  *   /line?hex=HEX     writes raw bytes (no NUL added) over req_line and
- *             sets req_start_ms, as if a request were in progress
+ *             sets req_start_ms, as if a request were in progress; with
+ *             die=1 the worker then kills itself, so the master reads them
  *   /notify?type=T&slot=S  writes one message to the master
  *   /raw?n=N  writes N bytes (at most 8) of zeros where the master reads
  *             its messages, as a module writing to a wrong descriptor
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,8 @@ scribble_line(molt_request *req, struct sb_slot *s)
 	}
 	s->w.req_start_ms = 1;
 	s->w.seq++;
+	if (molt_req_param(req, "die") != NULL)
+		raise(SIGKILL);
 	return molt_reply(req, 200, "text/plain", "ok\n", 3);
 }
 
