@@ -354,3 +354,26 @@ log_access_salvage(const char *buf, size_t size, uint32_t len)
 		n--;
 	log_access_write(buf, n);
 }
+
+/* Quotes, backslashes and control bytes as \xHH, like nginx, so a
+ * client (or a worker, for the master) cannot forge fields or lines. */
+const char *
+log_escape(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	if (s == NULL)
+		return "-";
+	for (; *s != '\0' && o + 5 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f) {
+			snprintf(buf + o, len - o, "\\x%02X", ch);
+			o += 4;
+		} else {
+			buf[o++] = (char)ch;
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}

@@ -54,4 +54,8 @@ void log_access_use(char *buf, size_t size, uint32_t *len);
  * in buf.  len is the worker's word, so it is clamped to size. */
 void log_access_salvage(const char *buf, size_t size, uint32_t len);
 
+/* s with quotes, backslashes and control bytes as \xHH, in buf; "-" for
+ * NULL.  Cut short (whole escapes only) when buf is full. */
+const char *log_escape(const char *s, char *buf, size_t len);
+
 #endif /* MOLT_LOG_H */

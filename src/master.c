@@ -63,7 +63,7 @@ struct mworker {
 	int64_t  ready_ms;
 	int64_t  retire_ms;
 	int      reason;          /* recycle reason, -1 for none */
-	char     detail[320];     /* "uss=300.0 MB > max_rss=256.0 MB" */
+	char     detail[512];     /* "uss=300.0 MB > max_rss=256.0 MB" */
 	uint64_t req_limit;
 	int64_t  life_limit_ms;
 	int      over_rss, over_frag;
@@ -771,12 +771,17 @@ master_retire_stats(int slot)
 }
 
 /* ' while serving "GET /x"' for a log line, or "" if the worker was idle. */
+#define MASTER_SERVING_LEN (4 * SB_REQ_LEN + 20)
 static const char *
 master_serving(const struct sb_slot *snap, char *buf, size_t len)
 {
+	char esc[4 * SB_REQ_LEN + 1];
+
 	if (snap->w.req_start_ms == 0)
 		return "";
-	snprintf(buf, len, " while serving \"%s\"", snap->w.req_line);
+	/* The worker wrote it: a newline in it would forge a log line. */
+	snprintf(buf, len, " while serving \"%s\"",
+	    log_escape(snap->w.req_line, esc, sizeof(esc)));
 	return buf;
 }
 
@@ -786,7 +791,7 @@ master_reaped(pid_t pid, int status)
 	struct sb_slot snap;
 	struct mworker *m = NULL;
 	int slot, id;
-	char why[64], req[SB_REQ_LEN + 20];
+	char why[64], req[MASTER_SERVING_LEN];
 	int64_t now = master_now();
 
 	for (slot = 0; slot < SB_SLOTS; slot++)
@@ -997,7 +1002,7 @@ master_stalled(int slot, int64_t now)
 	struct mworker *m = &mw[slot];
 	long long limit = cfg->recycle.stall_timeout_ms;
 	struct sb_slot snap;
-	char how[96], req[SB_REQ_LEN + 20], secs[24];
+	char how[96], req[MASTER_SERVING_LEN], secs[24];
 	int64_t held;
 
 	if (limit == 0 || m->st != MW_READY)
@@ -1083,7 +1088,7 @@ master_judge(int slot, int after_trim)
 	const struct recycle_conf *rc = &cfg->recycle;
 	struct mworker *m = &mw[slot];
 	struct sb_slot snap;
-	char a[32], b[32], ratio[32], detail[200], req[SB_REQ_LEN + 20];
+	char a[32], b[32], ratio[32], detail[200], req[MASTER_SERVING_LEN];
 	int64_t now = master_now();
 	uint64_t val;
 	double frag = 0;

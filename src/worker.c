@@ -694,29 +694,6 @@ worker_request_begin(struct worker *w, molt_request *req)
 	}
 }
 
-/* Quotes, backslashes and control bytes as \xHH, like nginx, so a
- * client cannot forge fields or lines in the access log. */
-static const char *
-worker_log_escape(const char *s, char *buf, size_t len)
-{
-	size_t o = 0;
-
-	if (s == NULL)
-		return "-";
-	for (; *s != '\0' && o + 5 < len; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f) {
-			snprintf(buf + o, len - o, "\\x%02X", ch);
-			o += 4;
-		} else {
-			buf[o++] = (char)ch;
-		}
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
 /*
  * Lines wait in a buffer so that a busy worker writes 64 KB at a time;
  * the timer bounds how late a line of a quiet one appears (an operator's
@@ -786,11 +763,11 @@ worker_access_log(struct worker *w, molt_request *req)
 		    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"%s\" \"%s\"\n",
 		    (int)hl, host, when,
 		    req->method ? req->method : "-",
-		    worker_log_escape(req->target, t, sizeof(t)),
+		    log_escape(req->target, t, sizeof(t)),
 		    req->head.version == 10 ? 0 : 1, req->status,
 		    (unsigned long long)req->bytes_out,
-		    worker_log_escape(ref, r, sizeof(r)),
-		    worker_log_escape(ua, u, sizeof(u)));
+		    log_escape(ref, r, sizeof(r)),
+		    log_escape(ua, u, sizeof(u)));
 		if (n > 0)
 			log_access(line, (size_t)n < sizeof(line) ? (size_t)n :
 			    sizeof(line) - 1);
@@ -801,12 +778,12 @@ worker_access_log(struct worker *w, molt_request *req)
 	 * The escaped fields are bounded, so both parts fit the line. */
 	n = snprintf(line, sizeof(line), "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d ",
 	    (int)hl, host, when, req->method ? req->method : "-",
-	    worker_log_escape(req->target, t, sizeof(t)),
+	    log_escape(req->target, t, sizeof(t)),
 	    req->head.version == 10 ? 0 : 1, req->status);
 	if (n < 0 || (size_t)n >= sizeof(line) - 32)
 		return;
 	k = snprintf(line + n, sizeof(line) - (size_t)n, " \"%s\" \"%s\"\n",
-	    worker_log_escape(ref, r, sizeof(r)), worker_log_escape(ua, u, sizeof(u)));
+	    log_escape(ref, r, sizeof(r)), log_escape(ua, u, sizeof(u)));
 	if (k < 0)
 		return;
 	if ((size_t)k >= sizeof(line) - (size_t)n)

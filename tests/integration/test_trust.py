@@ -96,3 +96,21 @@ def test_status_page_stays_json_whatever_a_slot_holds(molt):
     w = js["workers"][0]
     assert w["heap_in_use"] == 2 ** 64 - 1, w
     assert w["fragmentation"] == 0 and w["age_s"] == 0, w
+
+
+def test_request_line_of_a_dead_worker_cannot_forge_a_log_line(molt):
+    """The master names the request a dead worker was serving from the
+    worker's slot: a newline there must not start a line of its own in
+    the master's error log, nor a quote end the field."""
+    m = molt(conf=ROUTES, workers=1)
+    m.expect_errors(r"killed by signal 9")
+    forged = b'GET /x"\n2026-01-01 00:00:00.000 [info] 1: forged by a worker'
+    with m.raw_conn() as c:
+        c.send(GET % ("/s/line?die=1&hex=" + forged.hex()).encode())
+        assert c.read_all() == b""
+    k = m.wait_log(r"killed by signal 9 \(SIGKILL\) while serving \"(.*)\"")
+    # what follows is the rest of the worker's own request line
+    assert k.group(1).startswith('GET /x\\x22\\x0A2026-01-01 00:00:00.000 '
+                                 '[info] 1: forged by a worker'), k.group(0)
+    assert not any(l.startswith("2026-01-01") for l in m.log().splitlines())
+    wait_for(lambda: len(m.worker_pids()) == 1, 10, what="the respawn")
