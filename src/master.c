@@ -121,6 +121,12 @@ static int pid_fd = -1;           /* the pid file, locked (master_pid_take) */
 static int validator_fd = -1;
 static int64_t validator_deadline;
 static int validator_killed;      /* the master sent it SIGKILL */
+/*
+ * A SIGHUP came while a reload was being checked: the operator has
+ * edited the file again, and that edit is checked next, not dropped
+ * (one is enough: it reads the file as it is by then).
+ */
+static int reload_again;
 static struct molt_config *pending_cfg;
 
 static int64_t
@@ -1256,7 +1262,8 @@ master_reload_start(void)
 	log_info("reloading configuration from %s", conf_path ? conf_path :
 	    "(embedded)");
 	if (validator_pid != -1) {
-		log_warn("a reload is already being checked; ignoring SIGHUP");
+		log_info("a reload is already being checked; this one follows it");
+		reload_again = 1;
 		return;
 	}
 	memset(&err, 0, sizeof(err));
@@ -1383,7 +1390,7 @@ master_pid_moved(const char *from, const char *to)
 }
 
 static void
-master_reload_finish(int status)
+master_reload_apply(int status)
 {
 	struct molt_config *nc = pending_cfg, *old = cfg;
 	char msg[1200];
@@ -1460,6 +1467,16 @@ master_reload_finish(int status)
 		master_retire(i);
 	}
 	master_reconcile();
+}
+
+static void
+master_reload_finish(int status)
+{
+	master_reload_apply(status);
+	if (reload_again && !stopping) {
+		reload_again = 0;
+		master_reload_start();
+	}
 }
 
 /* ------------------------------------------------------------------ */

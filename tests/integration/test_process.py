@@ -1154,6 +1154,29 @@ def test_reload_check_that_hangs_is_killed(molt):
     wait_for(lambda: greeting(m) == "three", 10, what="generation 2 serving")
 
 
+def test_reload_during_a_check_follows_it(molt):
+    """A SIGHUP while a reload is being checked is the operator's newer
+    edit: it is checked once the first check ends, not dropped (several
+    make one more reload, which reads the file as it is then)."""
+    m = molt(conf=CONFKEYS % "one", workers=1)
+    workers = m.worker_pids()
+    m.write_conf(CONFKEYS % "two" + SLOW_CHECK % "2s")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    v = validator_of(m, workers)
+    wait_for(lambda: "initfail.so" in read_text("/proc/%d/maps" % v), 5,
+             what="the validator to load initfail")
+    m.write_conf(CONFKEYS % "three")
+    m.signal(signal.SIGHUP)
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"a reload is already being checked; this one follows it",
+               since=mark)
+    m.wait_log(r"starting generation 3", since=mark, timeout=20)
+    wait_for(lambda: greeting(m) == "three", 10, what="generation 3 serving")
+    assert m.count_log(r"starting generation", since=mark) == 2, m.log(mark)
+    assert "generation 4" not in m.log(mark)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT, signal.SIGKILL])
 def test_stop_during_a_hanging_check_frees_the_port(molt, sig):
     """Whatever ends the master, its validator goes too, and with it every
