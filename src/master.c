@@ -74,6 +74,7 @@ struct mworker {
 	int      replaced_by;     /* slot of the replacement being started */
 	int      replaces;        /* slot this one will replace */
 	int64_t  hint_ms;         /* last sample taken on its MSG_GROWN */
+	int64_t  torn_ms;         /* its half first read torn, or 0 */
 	/* The last sample, judged from here: the scoreboard's copy is in
 	 * memory the worker can write. */
 	struct mem_sample ms;
@@ -1015,8 +1016,27 @@ master_stalled(int slot, int64_t now)
 		return 0;
 	if (limit < 3 * cfg->recycle.sample_interval_ms)
 		limit = 3 * cfg->recycle.sample_interval_ms;
-	if (scoreboard_read_worker(slot, &snap) == -1 || snap.w.pid != m->pid ||
-	    snap.w.beat_ms <= 0)
+	/*
+	 * A worker writes its half in a few instructions; one that stays torn
+	 * (or names another pid) for stall_timeout is not in its loop, or a
+	 * stray write broke it, and it must not be exempt for that.
+	 */
+	if (scoreboard_read_worker(slot, &snap) == -1 || snap.w.pid != m->pid) {
+		if (m->torn_ms == 0 || now < m->torn_ms) {
+			m->torn_ms = now;
+			return 0;
+		}
+		if (now - m->torn_ms <= limit)
+			return 0;
+		snprintf(m->detail, sizeof(m->detail), "slot unreadable for %ss > "
+		    "stall_timeout=%.1fs", master_fmt_over((double)(now -
+		    m->torn_ms) / 1000.0, (double)limit / 1000.0, secs,
+		    sizeof(secs)), (double)limit / 1000.0);
+		master_kill(slot, R_STALL);
+		return 1;
+	}
+	m->torn_ms = 0;
+	if (snap.w.beat_ms <= 0)
 		return 0;
 	/*
 	 * Held for sure only since the next beat was due: the handler may

@@ -114,3 +114,23 @@ def test_request_line_of_a_dead_worker_cannot_forge_a_log_line(molt):
                                  '[info] 1: forged by a worker'), k.group(0)
     assert not any(l.startswith("2026-01-01") for l in m.log().splitlines())
     wait_for(lambda: len(m.worker_pids()) == 1, 10, what="the respawn")
+
+
+def test_torn_slot_does_not_exempt_a_worker_from_stall_timeout(molt):
+    """A worker writes its half of the slot in a few instructions; one
+    that stays torn for stall_timeout cannot be watched (its beat is
+    unreadable) and is killed as stalled, not left alone for good."""
+    m = molt(conf=ROUTES + "\n[recycle]\nsample_interval = 100ms\n"
+             "stall_timeout = 1s\n", workers=1)
+    m.expect_errors(r"killed: reason=stall")
+    pid = m.worker_pids()[0]
+    mark = m.mark()
+    with m.raw_conn() as c:
+        ask(c, "/s/w?torn=1")
+    k = m.wait_log(r"\[error\] \d+: worker 0 pid %d killed: reason=stall slot "
+                   r"unreadable for (\d+\.\d+)s > stall_timeout=1\.0s" % pid,
+                   since=mark)
+    assert 1.0 < float(k.group(1)) < 10, k.group(0)
+    wait_for(lambda: [p for p in m.worker_pids() if p != pid], 10,
+             what="the replacement")
+    assert m.get("/hello")[0] == 200
