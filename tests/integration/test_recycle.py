@@ -620,7 +620,9 @@ max_lifetime = 1s
     pid = m.worker_pids()[0]
     rl = m.wait_log(recycled_re("lifetime", pid,
                                 r"age=(\d+\.\d)s >= max_lifetime=1\.0s"), timeout=10)
-    assert 1.0 <= float(rl.group(3)) <= 1.5, rl.group(0)
+    # sample_interval is an hour: only the lifetime's own timer can be this
+    # prompt; the slack is for a loaded machine's late timers
+    assert 1.0 <= float(rl.group(3)) <= 3.0, rl.group(0)
     assert m.get("/hello")[0] == 200
     check_counts(m, {"lifetime": lambda n: n >= 1})
 
@@ -869,7 +871,9 @@ max_concurrent_recycles = 4
     assert all(a - l < 1.0 for a, l in zip(ages, limits)), rl
     if jitter == "0":
         assert set(limits) == {2.0}, rl
-        assert max(ages) - min(ages) <= 0.2, rl
+        # within a few samples of each other (a loaded machine runs the
+        # four workers' timers late by different amounts)
+        assert max(ages) - min(ages) <= 0.5, rl
     else:
         assert all(2.0 <= l <= 3.5 for l in limits), rl
         assert len(set(limits)) >= 2, rl
