@@ -15,21 +15,7 @@
 #include <string.h>
 
 #include "molt/module.h"
-
-static unsigned passed, failed;
-
-#define CHECK(cond, ...) do {                                              \
-	if (cond) {                                                        \
-		passed++;                                                  \
-	} else {                                                           \
-		failed++;                                                  \
-		if (failed <= 20) {                                        \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);        \
-			printf(__VA_ARGS__);                               \
-			putchar('\n');                                     \
-		}                                                          \
-	}                                                                  \
-} while (0)
+#include "check.h"
 
 /* ------------------------------------------------------------------ */
 /* The reference                                                       */
