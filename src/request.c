@@ -469,10 +469,17 @@ req_put_uint(char *p, unsigned long long v)
 	return n;
 }
 
+static int
+req_no_body(int status)
+{
+	return status < 200 || status == 204 || status == 304;
+}
+
 /*
  * Queues the status line and headers.  clen >= 0 sends Content-Length,
- * -1 means chunked, -2 means close-delimited, -3 means no length at all
- * (1xx, 204, 304).
+ * -1 means chunked, -2 means close-delimited, -3 means no length at all.
+ * A status that has no body (1xx, 204, 304) gets no type and no length,
+ * whatever was asked, and what would follow is dropped as for HEAD.
  */
 static int
 req_send_head(molt_request *req, int status, const char *ctype, long long clen)
@@ -485,6 +492,11 @@ req_send_head(molt_request *req, int status, const char *ctype, long long clen)
 
 	if (status < 100 || status > 999)
 		status = 500;
+	if (req_no_body(status)) {
+		ctype = NULL;
+		clen = -3;
+		req->resp_flags |= RESP_HEAD;
+	}
 	reason = http_reason(status);
 	if (req_must_close(req) || clen == -2)
 		req->resp_flags |= RESP_CLOSE;
@@ -565,12 +577,6 @@ req_complete(molt_request *req)
 		conn_flush(c);
 }
 
-static int
-req_no_body(int status)
-{
-	return status < 200 || status == 204 || status == 304;
-}
-
 /*
  * Before any reply from a module: the request must be live and not yet
  * answered, and what is asked for must make a well-framed reply.  An
@@ -606,14 +612,10 @@ molt_reply(molt_request *req, int status, const char *content_type,
 
 	if (req_reply_ok(req, "molt_reply", status, content_type) == -1)
 		return -1;
-	if (req_no_body(status)) {
-		rc = req_send_head(req, status, NULL, -3);
-	} else {
-		rc = req_send_head(req, status, content_type, (long long)len);
-		if (rc == 0 && !(req->resp_flags & RESP_HEAD) && len > 0) {
-			rc = conn_out(req->conn, body, len);
-			req->bytes_out = len;
-		}
+	rc = req_send_head(req, status, content_type, (long long)len);
+	if (rc == 0 && !(req->resp_flags & RESP_HEAD) && len > 0) {
+		rc = conn_out(req->conn, body, len);
+		req->bytes_out = len;
 	}
 	req_complete(req);
 	return rc == -1 ? -1 : MOLT_DONE;
@@ -701,12 +703,8 @@ molt_reply_file(molt_request *req, int status, const char *content_type,
 		close(fd);
 		return -1;
 	}
-	if (req_no_body(status))
-		rc = req_send_head(req, status, NULL, -3);
-	else
-		rc = req_send_head(req, status, content_type, (long long)len);
-	if (rc == 0 && !(req->resp_flags & RESP_HEAD) && !req_no_body(status) &&
-	    len > 0) {
+	rc = req_send_head(req, status, content_type, (long long)len);
+	if (rc == 0 && !(req->resp_flags & RESP_HEAD) && len > 0) {
 		rc = conn_out_file(req->conn, fd, offset, (size_t)len);
 		req->bytes_out = (uint64_t)len;
 	} else {
@@ -733,16 +731,12 @@ molt_stream_start(molt_request *req, int status, const char *content_type)
 
 	if (req_reply_ok(req, "molt_stream_start", status, content_type) == -1)
 		return -1;
-	if (req_no_body(status)) {
-		/* The writes that follow are dropped, as for HEAD. */
-		chunked = 0;
-		req->resp_flags |= RESP_HEAD;
-		if (req_send_head(req, status, NULL, -3) == -1)
-			return -1;
-	} else if (req_send_head(req, status, content_type,
-	    chunked ? -1 : -2) == -1) {
+	if (req_send_head(req, status, content_type, chunked ? -1 : -2) == -1)
 		return -1;
-	}
+	/* No body (204, 304): the writes that follow are dropped, as for
+	 * HEAD, and so is the last chunk. */
+	if (req_no_body(req->status))
+		chunked = 0;
 	req->resp_flags |= RESP_STREAM | (chunked ? RESP_CHUNKED : 0);
 	if (!(req->conn->flags & CONN_DISPATCH) && conn_flush(req->conn) == -1)
 		return -1;
