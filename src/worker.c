@@ -712,17 +712,24 @@ worker_alog_arm(struct worker *w)
 	}
 }
 
+/* What snprintf put into room bytes (a cut one is what fits). */
+static size_t
+worker_fmt_len(int r, size_t room)
+{
+	if (r < 0)
+		return 0;
+	return (size_t)r < room ? (size_t)r : room - 1;
+}
+
 void
 worker_access_emit(struct worker *w, const char *text, size_t split,
     size_t len, uint64_t bytes)
 {
 	char line[4096];
-	int n;
 
-	n = snprintf(line, sizeof(line), "%.*s%llu%.*s", (int)split, text,
-	    (unsigned long long)bytes, (int)(len - split), text + split);
-	if (n > 0)
-		log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	log_access(line, worker_fmt_len(snprintf(line, sizeof(line),
+	    "%.*s%llu%.*s", (int)split, text, (unsigned long long)bytes,
+	    (int)(len - split), text + split), sizeof(line)));
 	worker_alog_arm(w);
 }
 
@@ -734,8 +741,8 @@ worker_access_log(struct worker *w, molt_request *req)
 	struct timeval tv;
 	const char *ref = NULL, *ua = NULL, *colon, *host;
 	char line[4096], t[1100], r[300], u[300];
-	size_t hl;
-	int n, k;
+	size_t hl, n, k;
+	int held;
 
 	event_base_gettimeofday_cached(w->base, &tv);
 	if (tv.tv_sec != when_sec) {
@@ -758,38 +765,25 @@ worker_access_log(struct worker *w, molt_request *req)
 		colon--;
 	}
 	hl = colon && host[0] != 'u' ? (size_t)(colon - host) : strlen(host);
-	if (!conn_alog_held(req->conn)) {
-		n = snprintf(line, sizeof(line),
-		    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"%s\" \"%s\"\n",
-		    (int)hl, host, when,
-		    req->method ? req->method : "-",
-		    log_escape(req->target, t, sizeof(t)),
-		    req->head.version == 10 ? 0 : 1, req->status,
-		    (unsigned long long)req->bytes_out,
-		    log_escape(ref, r, sizeof(r)),
-		    log_escape(ua, u, sizeof(u)));
-		if (n > 0)
-			log_access(line, (size_t)n < sizeof(line) ? (size_t)n :
-			    sizeof(line) - 1);
-		worker_alog_arm(w);
-		return;
-	}
-	/* The reply is still going out: the line waits for its byte count.
-	 * The escaped fields are bounded, so both parts fit the line. */
-	n = snprintf(line, sizeof(line), "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d ",
-	    (int)hl, host, when, req->method ? req->method : "-",
+	n = worker_fmt_len(snprintf(line, sizeof(line),
+	    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d ", (int)hl, host, when,
+	    req->method ? req->method : "-",
 	    log_escape(req->target, t, sizeof(t)),
-	    req->head.version == 10 ? 0 : 1, req->status);
-	if (n < 0 || (size_t)n >= sizeof(line) - 32)
-		return;
-	k = snprintf(line + n, sizeof(line) - (size_t)n, " \"%s\" \"%s\"\n",
-	    log_escape(ref, r, sizeof(r)), log_escape(ua, u, sizeof(u)));
-	if (k < 0)
-		return;
-	if ((size_t)k >= sizeof(line) - (size_t)n)
-		k = (int)(sizeof(line) - (size_t)n - 1);
-	conn_alog_hold(req->conn, line, (size_t)n, (size_t)n + (size_t)k,
-	    req->bytes_out);
+	    req->head.version == 10 ? 0 : 1, req->status), sizeof(line));
+	/* A reply still going out: the line waits for its byte count. */
+	held = conn_alog_held(req->conn);
+	if (!held)
+		n += worker_fmt_len(snprintf(line + n, sizeof(line) - n, "%llu",
+		    (unsigned long long)req->bytes_out), sizeof(line) - n);
+	k = worker_fmt_len(snprintf(line + n, sizeof(line) - n,
+	    " \"%s\" \"%s\"\n", log_escape(ref, r, sizeof(r)),
+	    log_escape(ua, u, sizeof(u))), sizeof(line) - n);
+	if (held) {
+		conn_alog_hold(req->conn, line, n, n + k, req->bytes_out);
+	} else {
+		log_access(line, n + k);
+		worker_alog_arm(w);
+	}
 }
 
 static void
