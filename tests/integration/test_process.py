@@ -1049,6 +1049,15 @@ def validator_of(m, workers, timeout=5):
     return wait_for(find, timeout, what="the validator child")
 
 
+def validator_in_check(m, workers):
+    """The validator of a reload whose config has SLOW_CHECK, once it is
+    in initfail's check."""
+    v = validator_of(m, workers)
+    wait_for(lambda: "initfail.so" in read_text("/proc/%d/maps" % v), 5,
+             what="the validator to load initfail")
+    return v
+
+
 def listener_inodes(port):
     """Socket inodes of the TCP sockets listening on 127.0.0.1:port."""
     out = set()
@@ -1104,10 +1113,8 @@ def test_validator_does_not_hold_the_listeners(molt):
     m.write_conf(DEFAULT_ROUTES + SLOW_CHECK % "3s")
     mark = m.mark()
     m.signal(signal.SIGHUP)
-    v = validator_of(m, workers)
     # In the module's check: past the point where the sockets are closed.
-    wait_for(lambda: "initfail.so" in read_text("/proc/%d/maps" % v), 5,
-             what="the validator to load initfail")
+    v = validator_in_check(m, workers)
     held = socket_inodes(v)
     assert not inodes & held, "the validator holds the TCP listener"
     # nor any other socket: the unix listener, the handoff socketpair on
@@ -1163,9 +1170,7 @@ def test_reload_during_a_check_follows_it(molt):
     m.write_conf(CONFKEYS % "two" + SLOW_CHECK % "2s")
     mark = m.mark()
     m.signal(signal.SIGHUP)
-    v = validator_of(m, workers)
-    wait_for(lambda: "initfail.so" in read_text("/proc/%d/maps" % v), 5,
-             what="the validator to load initfail")
+    v = validator_in_check(m, workers)
     m.write_conf(CONFKEYS % "three")
     m.signal(signal.SIGHUP)
     m.signal(signal.SIGHUP)
@@ -1186,9 +1191,7 @@ def test_stop_during_a_hanging_check_frees_the_port(molt, sig):
     m.write_conf(DEFAULT_ROUTES + SLOW_CHECK % "60s")
     mark = m.mark()
     m.signal(signal.SIGHUP)
-    v = validator_of(m, workers)
-    wait_for(lambda: "initfail.so" in read_text("/proc/%d/maps" % v), 5,
-             what="the validator to load initfail")
+    v = validator_in_check(m, workers)
     try:
         m.signal(sig)
         rc = m.wait_exit(10)
