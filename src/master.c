@@ -101,6 +101,10 @@ struct master_state {
 	 * bounds at the next reap.
 	 */
 	uint32_t                  slots_hi;
+	/* The header's sequence, for the same reason: written, never read
+	 * back, so a worker that scribbles it odd costs the status page a
+	 * wait until the next move, not a sequence odd for good. */
+	uint32_t                  hdr_seq;
 };
 static struct master_state *mstate;
 static struct mworker *mw;
@@ -759,6 +763,21 @@ master_ready(int slot)
 		}
 }
 
+/* Around the master's moves of counts in the header (status_hdr_begin). */
+static void
+master_hdr_begin(void)
+{
+	sb.hdr->seq = ++mstate->hdr_seq;
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void
+master_hdr_end(void)
+{
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	sb.hdr->seq = ++mstate->hdr_seq;
+}
+
 static void
 master_retire_stats(int slot)
 {
@@ -887,7 +906,7 @@ master_reaped(pid_t pid, int status)
 	 * from its fork on, and one that dies before its first write would
 	 * have its predecessor's counts added again.
 	 */
-	sb_begin(&sb.hdr->seq);
+	master_hdr_begin();
 	master_retire_stats(slot);
 	/* The worker's half first: a reader between the two sees SB_FREE,
 	 * never a dead worker's pid (status_worker). */
@@ -901,7 +920,7 @@ master_reaped(pid_t pid, int status)
 	sb_begin(&sb.slots[slot].m.seq);
 	sb.slots[slot].m.pid = 0;
 	sb_end(&sb.slots[slot].m.seq);
-	sb_end(&sb.hdr->seq);
+	master_hdr_end();
 	memset(m, 0, sizeof(*m));
 	m->st = MW_FREE;
 	while (mstate->slots_hi > 0 && mw[mstate->slots_hi - 1].st == MW_FREE)
@@ -1455,11 +1474,11 @@ master_reload_apply(int status)
 	/* The new generation gets the files just checked. */
 	master_preload();
 	generation++;
-	sb_begin(&sb.hdr->seq);
+	master_hdr_begin();
 	sb.hdr->generation = generation;
 	memset(sb.hdr->retired_routes, 0, sizeof(sb.hdr->retired_routes));
 	memset(sb.hdr->route_names, 0, sizeof(sb.hdr->route_names));
-	sb_end(&sb.hdr->seq);
+	master_hdr_end();
 	for (i = 0; i < MAX_IDS; i++) {
 		fail_count[i] = 0;
 		next_spawn[i] = 0;

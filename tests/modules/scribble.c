@@ -6,7 +6,8 @@
  * as untrusted input.  White-box: it includes molt's own headers.
  *
  *   /slot     its worker's slot index, "7\n"
- *   /hdr?slots_hi=N   writes the scoreboard header's slots_hi
+ *   /hdr?slots_hi=N&seq=N   writes the scoreboard header's slots_hi or
+ *             its sequence counter; replies with the counter, "seq=8\n"
  *   /w?FIELD=N&...    writes fields of its own slot's worker half
  *             (requests, heap_in_use, conn_memory, start_ms,
  *             req_start_ms, beat_ms); with torn=1 the sequence counter
@@ -108,7 +109,10 @@ scribble_handle(molt_request *req)
 	if (strcmp(pi, "/hdr") == 0) {
 		if ((v = scribble_num(req, "slots_hi", &f)), f)
 			sb.hdr->slots_hi = (uint32_t)v;
-		return molt_reply(req, 200, "text/plain", "ok\n", 3);
+		if ((v = scribble_num(req, "seq", &f)), f)
+			sb.hdr->seq = (uint32_t)v;
+		n = snprintf(buf, sizeof(buf), "seq=%u\n", sb.hdr->seq);
+		return molt_reply(req, 200, "text/plain", buf, (size_t)n);
 	}
 	if (strcmp(pi, "/w") == 0)
 		return scribble_w(req, s);
