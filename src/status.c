@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "config.h"
@@ -140,67 +141,104 @@ status_measure(const struct molt_config *cfg, const struct sb_slot *s)
  * live ones' (in their slots); a reap moves a worker's counts from one to
  * the other under the header's sequence.  These read both in one pass
  * that the sequence did not see change, so that a counter never counts
- * a worker twice, or goes down at the next read.  A sequence that keeps
- * changing (or that a worker scribbled odd) gets the last pass.
+ * a worker twice, or goes down at the next read.
+ *
+ * The move takes microseconds, but a master preempted in it holds the
+ * sequence odd for a scheduler slice, longer than any number of spins:
+ * past the spins the reader sleeps, so that on a busy machine the master
+ * gets a CPU to finish on.  A sequence that stays odd (a worker wrote
+ * it; the master puts it right at its next move) gets the last pass
+ * after STATUS_HDR_WAIT_MS.
  */
-static uint32_t
-status_hdr_begin(void)
-{
-	uint32_t a = sb.hdr->seq;
+#define STATUS_HDR_SPINS    100
+#define STATUS_HDR_WAIT_MS  50
 
+struct status_hdr_read {
+	uint32_t seq;
+	int      tries;
+	int64_t  until;         /* when to give up; 0 until the spins are out */
+};
+
+static void
+status_hdr_begin(struct status_hdr_read *r)
+{
+	r->seq = sb.hdr->seq;
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	return a;
 }
 
 static int
-status_hdr_retry(uint32_t a, int tries)
+status_hdr_retry(struct status_hdr_read *r)
 {
+	static const struct timespec nap = { 0, 100 * 1000 };
+
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	return ((a & 1) || a != sb.hdr->seq) && tries < 100;
+	if (!(r->seq & 1) && r->seq == sb.hdr->seq)
+		return 0;
+	if (++r->tries < STATUS_HDR_SPINS)
+		return 1;
+	if (r->until == 0)
+		r->until = sb_clock_ms() + STATUS_HDR_WAIT_MS;
+	else if (sb_clock_ms() >= r->until)
+		return 0;
+	nanosleep(&nap, NULL);
+	return 1;
+}
+
+/*
+ * A count in a slot, read alone.  The slot's own sequence is no use
+ * here: a worker preempted while it updates its slot holds that odd too,
+ * and a reader that gave up on the slot left its requests out of the
+ * totals, which then went down by a worker's worth.  One aligned word is
+ * read whole, and the reap zeroes a free slot's counts under the header's
+ * sequence, so every slot can simply be added.
+ */
+static uint64_t
+status_count(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
 static void
 status_route_sum(int r, struct sb_route_stats *out)
 {
-	uint32_t a;
-	int i, tries = 0;
+	struct status_hdr_read hr = { 0, 0, 0 };
+	int i;
 
 	do {
-		a = status_hdr_begin();
+		status_hdr_begin(&hr);
 		*out = sb.hdr->retired_routes[r];
 		for (i = 0; i < SB_SLOTS; i++) {
 			const struct sb_slot *s = &sb.slots[i];
 			const struct sb_route_stats *rs = &s->routes[r];
+			int64_t growth;
 
-			if (s->m.pid == 0 || s->m.generation != sb.hdr->generation)
+			/* Another generation numbers its routes otherwise. */
+			if (s->m.generation != sb.hdr->generation)
 				continue;
-			out->requests += rs->requests;
-			out->allocs += rs->allocs;
-			out->alloc_bytes += rs->alloc_bytes;
-			if (rs->max_growth > out->max_growth)
-				out->max_growth = rs->max_growth;
+			out->requests += status_count(&rs->requests);
+			out->allocs += status_count(&rs->allocs);
+			out->alloc_bytes += status_count(&rs->alloc_bytes);
+			growth = __atomic_load_n(&rs->max_growth, __ATOMIC_RELAXED);
+			if (growth > out->max_growth)
+				out->max_growth = growth;
 		}
-	} while (status_hdr_retry(a, ++tries));
+	} while (status_hdr_retry(&hr));
 }
-
-static int status_worker(int i, struct sb_slot *s);
 
 /* Requests served since the master started, by every worker there was. */
 static uint64_t
 status_all_requests(void)
 {
-	struct sb_slot s;
+	struct status_hdr_read hr = { 0, 0, 0 };
 	uint64_t n;
-	uint32_t a;
-	int i, tries = 0;
+	int i;
 
 	do {
-		a = status_hdr_begin();
+		status_hdr_begin(&hr);
 		n = sb.hdr->retired_requests;
 		for (i = 0; i < SB_SLOTS; i++)
-			if (status_worker(i, &s) == 0)
-				n += s.w.requests;
-	} while (status_hdr_retry(a, ++tries));
+			n += status_count(&sb.slots[i].w.requests);
+	} while (status_hdr_retry(&hr));
 	return n;
 }
 

@@ -134,3 +134,50 @@ def test_torn_slot_does_not_exempt_a_worker_from_stall_timeout(molt):
     wait_for(lambda: [p for p in m.worker_pids() if p != pid], 10,
              what="the replacement")
     assert m.get("/hello")[0] == 200
+
+
+def test_requests_all_time_counts_a_worker_whose_slot_reads_torn(molt):
+    """A worker preempted while it writes its slot leaves the slot's
+    sequence odd for a scheduler slice; the fleet's request count must still
+    count its requests, or the counter goes down by a worker's worth and
+    back up (a reset, to Prometheus).  A slot left torn stands in for the
+    preempted writer."""
+    m = molt(conf=ROUTES, workers=1)
+    with m.raw_conn() as c:
+        for _ in range(5):
+            ask(c, "/hello")
+        ask(c, "/s/w?torn=1")
+        c.send(GET % b"/molt/status")
+        r = c.read_response()
+    assert r.status == 200, r
+    js = json.loads(r.body)
+    # the five, the scribble; the page itself is counted when it is done
+    assert js["totals"]["requests_all_time"] == 6, js["totals"]
+    hello = [x for x in js["routes"] if x["prefix"] == "/hello"]
+    assert hello and hello[0]["requests"] == 5, js["routes"]
+
+
+def test_scribbled_header_sequence_is_put_right_at_the_next_move(molt):
+    """The status page sums the header and the slots in a pass the
+    header's sequence did not see change.  A worker that writes the
+    sequence odd must cost the page no more than a wait, and the master
+    writes its own value at its next move of counts (a reap) instead of
+    carrying the odd one on for good."""
+    m = molt(conf=ROUTES, workers=2)
+    m.expect_errors(r"killed by signal 11")
+    with m.raw_conn() as c:
+        assert ask(c, "/s/hdr?seq=7") == b"seq=7\n"
+        for _ in range(3):
+            ask(c, "/hello")
+    st, _, body = m.get("/molt/status")
+    assert st == 200, body
+    js = json.loads(body)
+    assert js["totals"]["requests_all_time"] >= 4, js["totals"]
+    with m.raw_conn() as c:
+        c.send(GET % b"/crash/segv")
+        assert c.read_all() == b""
+    m.wait_log(r"killed by signal 11 \(SIGSEGV\)")
+    wait_for(lambda: len(m.worker_pids()) == 2, 10, what="the respawn")
+    with m.raw_conn() as c:
+        seq = int(ask(c, "/s/hdr").split(b"=")[1])
+    assert seq % 2 == 0, seq
