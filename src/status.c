@@ -427,7 +427,7 @@ status_metrics(struct sbuf *b)
 	};
 	struct sb_slot s;
 	size_t g;
-	int i, nroutes;
+	int i, nroutes, nworkers;
 
 	for (g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
 		sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", gauges[g].name,
@@ -453,6 +453,17 @@ status_metrics(struct sbuf *b)
 			    gauges[g].name, s.m.id, (int)s.m.pid, s.m.generation, v);
 		}
 	}
+	/* Summed here, so that a rate over it survives the recycles that end
+	 * the per-worker series. */
+	sbuf_printf(b, "# HELP molt_requests_total Requests served by every "
+	    "worker since the master started\n# TYPE molt_requests_total "
+	    "counter\nmolt_requests_total %llu\n",
+	    (unsigned long long)status_all_requests());
+	for (i = 0, nworkers = 0; i < SB_SLOTS; i++)
+		if (status_worker(i, &s) == 0)
+			nworkers++;
+	sbuf_printf(b, "# HELP molt_workers Worker processes, draining ones "
+	    "included\n# TYPE molt_workers gauge\nmolt_workers %d\n", nworkers);
 	sbuf_printf(b, "# HELP molt_recycles_total Worker recycles by reason\n"
 	    "# TYPE molt_recycles_total counter\n");
 	for (i = 0; i < R_MAX; i++)

@@ -997,6 +997,13 @@ sample_interval = 100ms
     routes = {dict(k)["route"]: v for k, v in
               fams["molt_route_requests_total"]["samples"].items()}
     assert routes["/leak"] == 1 and routes["/stream"] >= 1, routes
+    # the fleet's count: the JSON page's, plus that page
+    assert fams["molt_requests_total"]["type"] == "counter"
+    total = fams["molt_requests_total"]["samples"][()]
+    assert t["requests_all_time"] + 1 <= total <= t["requests_all_time"] + 2, \
+        (total, t)
+    assert fams["molt_workers"]["type"] == "gauge"
+    assert fams["molt_workers"]["samples"][()] == 2, fams["molt_workers"]
     c.close()
     for h in held:
         h.close()
@@ -1036,15 +1043,17 @@ def test_status_counters_never_go_down_across_recycles(molt):
     threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
     for t in threads:
         t.start()
-    seen = {"all": 0, "route": 0}
+    seen = {"all": 0, "route": 0, "metric": 0}
     down = []
     deadline = time.monotonic() + 6
     try:
         while time.monotonic() < deadline:
             js = status(m)
+            fams = parse_prometheus(metrics_text(m))
             now = {"all": js["totals"]["requests_all_time"],
                    "route": sum(r["requests"] for r in js["routes"]
-                                if r["prefix"] == "/hello")}
+                                if r["prefix"] == "/hello"),
+                   "metric": fams["molt_requests_total"]["samples"][()]}
             for k in now:
                 if now[k] < seen[k]:
                     down.append("%s %d -> %d" % (k, seen[k], now[k]))
