@@ -147,7 +147,7 @@ status_measure(const struct molt_config *cfg, const struct sb_slot *s)
  * sequence odd for a scheduler slice, longer than any number of spins:
  * past the spins the reader sleeps, so that on a busy machine the master
  * gets a CPU to finish on.  A sequence that stays odd (a worker wrote
- * it; the master puts it right at its next move) gets the last pass
+ * it; the master puts it right at its next sample) gets the last pass
  * after STATUS_HDR_WAIT_MS.
  */
 #define STATUS_HDR_SPINS    100
@@ -198,50 +198,6 @@ status_count(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-static void
-status_route_sum(int r, struct sb_route_stats *out)
-{
-	struct status_hdr_read hr = { 0, 0, 0 };
-	int i;
-
-	do {
-		status_hdr_begin(&hr);
-		*out = sb.hdr->retired_routes[r];
-		for (i = 0; i < SB_SLOTS; i++) {
-			const struct sb_slot *s = &sb.slots[i];
-			const struct sb_route_stats *rs = &s->routes[r];
-			int64_t growth;
-
-			/* Another generation numbers its routes otherwise. */
-			if (s->m.generation != sb.hdr->generation)
-				continue;
-			out->requests += status_count(&rs->requests);
-			out->allocs += status_count(&rs->allocs);
-			out->alloc_bytes += status_count(&rs->alloc_bytes);
-			growth = __atomic_load_n(&rs->max_growth, __ATOMIC_RELAXED);
-			if (growth > out->max_growth)
-				out->max_growth = growth;
-		}
-	} while (status_hdr_retry(&hr));
-}
-
-/* Requests served since the master started, by every worker there was. */
-static uint64_t
-status_all_requests(void)
-{
-	struct status_hdr_read hr = { 0, 0, 0 };
-	uint64_t n;
-	int i;
-
-	do {
-		status_hdr_begin(&hr);
-		n = sb.hdr->retired_requests;
-		for (i = 0; i < SB_SLOTS; i++)
-			n += status_count(&sb.slots[i].w.requests);
-	} while (status_hdr_retry(&hr));
-	return n;
-}
-
 static int
 status_nroutes(void)
 {
@@ -250,16 +206,62 @@ status_nroutes(void)
 	return n > SB_ROUTES ? SB_ROUTES : n;
 }
 
+/* The fleet's counters, as of one moment. */
+struct status_fleet {
+	uint64_t              requests;     /* since the master started */
+	int                   nroutes;
+	struct sb_route_stats routes[SB_ROUTES];
+};
+
 /*
- * Route i's figures summed over the fleet, and its name, raw: a prefix
- * may hold any byte but NUL, and the names are in shared memory, so each
- * format escapes them.  -1 while a reload has cleared the names and the
- * new workers have not written theirs yet.
+ * One pass for every counter a page shows, so that a header held odd (a
+ * preempted master, a scribbling worker) costs the page one wait, not one
+ * per route.
+ */
+static void
+status_fleet_sum(struct status_fleet *f)
+{
+	struct status_hdr_read hr = { 0, 0, 0 };
+	int i, r;
+
+	do {
+		status_hdr_begin(&hr);
+		f->nroutes = status_nroutes();
+		f->requests = sb.hdr->retired_requests;
+		memcpy(f->routes, sb.hdr->retired_routes,
+		    (size_t)f->nroutes * sizeof(f->routes[0]));
+		for (i = 0; i < SB_SLOTS; i++) {
+			const struct sb_slot *s = &sb.slots[i];
+
+			f->requests += status_count(&s->w.requests);
+			/* Another generation numbers its routes otherwise. */
+			if (s->m.generation != sb.hdr->generation)
+				continue;
+			for (r = 0; r < f->nroutes; r++) {
+				const struct sb_route_stats *rs = &s->routes[r];
+				struct sb_route_stats *o = &f->routes[r];
+				int64_t growth;
+
+				o->requests += status_count(&rs->requests);
+				o->allocs += status_count(&rs->allocs);
+				o->alloc_bytes += status_count(&rs->alloc_bytes);
+				growth = __atomic_load_n(&rs->max_growth,
+				    __ATOMIC_RELAXED);
+				if (growth > o->max_growth)
+					o->max_growth = growth;
+			}
+		}
+	} while (status_hdr_retry(&hr));
+}
+
+/*
+ * Route i's name, raw: a prefix may hold any byte but NUL, and the names
+ * are in shared memory, so each format escapes them.  -1 while a reload
+ * has cleared the names and the new workers have not written theirs yet.
  */
 static int
-status_route(int i, struct sb_route_stats *rs, char name[64])
+status_route_name(int i, char name[64])
 {
-	status_route_sum(i, rs);
 	memcpy(name, sb.hdr->route_names[i], 64);
 	name[63] = '\0';
 	return name[0] == '\0' ? -1 : 0;
@@ -316,9 +318,10 @@ static void
 status_json(struct sbuf *b, const struct molt_config *cfg)
 {
 	struct status_totals t;
+	struct status_fleet f;
 	struct sb_slot s;
 	int64_t now = status_now_ms();
-	int i, first = 1, nroutes;
+	int i, first = 1;
 
 	memset(&t, 0, sizeof(t));
 	sbuf_printf(b, "{\"server\":{\"version\":\"%s\",\"abi\":\"%d.%d\","
@@ -376,22 +379,23 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	sbuf_printf(b, "},\n\"trims\":{\"count\":%llu,\"reclaimed_bytes\":%llu},"
 	    "\n\"routes\":[", (unsigned long long)sb.hdr->trims,
 	    (unsigned long long)sb.hdr->trim_reclaimed);
-	nroutes = status_nroutes();
-	for (i = 0, first = 1; i < nroutes; i++) {
-		struct sb_route_stats rs;
+	/* After the rows: the totals then hold at least what they add up. */
+	status_fleet_sum(&f);
+	for (i = 0, first = 1; i < f.nroutes; i++) {
+		const struct sb_route_stats *rs = &f.routes[i];
 		char name[64], esc[6 * 64 + 1];
 
-		if (status_route(i, &rs, name) == -1)
+		if (status_route_name(i, name) == -1)
 			continue;
 		molt_json_escape(esc, name, strlen(name));
 		sbuf_printf(b, "%s\n {\"prefix\":\"%s\",\"requests\":%llu,"
 		    "\"allocs_per_request\":%.1f,\"bytes_per_request\":%.1f,"
 		    "\"max_growth\":%lld,\"recycles\":%llu}", first ? "" : ",", esc,
-		    (unsigned long long)rs.requests,
-		    rs.requests ? (double)rs.allocs / rs.requests : 0.0,
-		    rs.requests ? (double)rs.alloc_bytes / rs.requests : 0.0,
-		    (long long)rs.max_growth,
-		    (unsigned long long)sb.hdr->retired_routes[i].recycles);
+		    (unsigned long long)rs->requests,
+		    rs->requests ? (double)rs->allocs / rs->requests : 0.0,
+		    rs->requests ? (double)rs->alloc_bytes / rs->requests : 0.0,
+		    (long long)rs->max_growth,
+		    (unsigned long long)rs->recycles);
 		first = 0;
 	}
 	sbuf_printf(b, "\n],\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
@@ -399,7 +403,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    "\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 	    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"route_stats\":%s}}\n",
 	    t.workers, (unsigned long long)t.requests,
-	    (unsigned long long)status_all_requests(),
+	    (unsigned long long)f.requests,
 	    (unsigned long long)sb.hdr->handed_over,
 	    (unsigned long long)t.rss, (unsigned long long)t.uss,
 	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,
@@ -425,9 +429,10 @@ status_metrics(struct sbuf *b)
 		{ "molt_worker_conn_memory_bytes",
 		  "Bytes mapped for the worker's connections", 8 },
 	};
+	struct status_fleet f;
 	struct sb_slot s;
 	size_t g;
-	int i, nroutes, nworkers;
+	int i, nworkers;
 
 	for (g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
 		sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", gauges[g].name,
@@ -455,10 +460,10 @@ status_metrics(struct sbuf *b)
 	}
 	/* Summed here, so that a rate over it survives the recycles that end
 	 * the per-worker series. */
+	status_fleet_sum(&f);
 	sbuf_printf(b, "# HELP molt_requests_total Requests served by every "
 	    "worker since the master started\n# TYPE molt_requests_total "
-	    "counter\nmolt_requests_total %llu\n",
-	    (unsigned long long)status_all_requests());
+	    "counter\nmolt_requests_total %llu\n", (unsigned long long)f.requests);
 	for (i = 0, nworkers = 0; i < SB_SLOTS; i++)
 		if (status_worker(i, &s) == 0)
 			nworkers++;
@@ -483,16 +488,14 @@ status_metrics(struct sbuf *b)
 	    (unsigned long long)sb.hdr->handed_over);
 	sbuf_printf(b, "# HELP molt_route_requests_total Requests per route\n"
 	    "# TYPE molt_route_requests_total counter\n");
-	nroutes = status_nroutes();
-	for (i = 0; i < nroutes; i++) {
-		struct sb_route_stats rs;
+	for (i = 0; i < f.nroutes; i++) {
 		char name[64], esc[2 * 64 + 1];
 
-		if (status_route(i, &rs, name) == -1)
+		if (status_route_name(i, name) == -1)
 			continue;
 		sbuf_printf(b, "molt_route_requests_total{route=\"%s\"} %llu\n",
 		    status_label(name, esc, sizeof(esc)),
-		    (unsigned long long)rs.requests);
+		    (unsigned long long)f.routes[i].requests);
 	}
 }
 
