@@ -103,7 +103,7 @@ struct master_state {
 	uint32_t                  slots_hi;
 	/* The header's sequence, for the same reason: written, never read
 	 * back, so a worker that scribbles it odd costs the status page a
-	 * wait until the next move, not a sequence odd for good. */
+	 * wait until the next sample, not a sequence odd for good. */
 	uint32_t                  hdr_seq;
 };
 static struct master_state *mstate;
@@ -1238,6 +1238,9 @@ master_sample_all(void)
 {
 	int i;
 
+	/* A sequence a worker wrote odd would cost every status page a wait
+	 * until the next reap; a fleet that never recycles has none. */
+	sb.hdr->seq = mstate->hdr_seq;
 	for (i = 0; i < SB_SLOTS; i++) {
 		if (mw[i].st != MW_READY && mw[i].st != MW_RETIRING)
 			continue;
