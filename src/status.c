@@ -137,26 +137,42 @@ status_measure(const struct molt_config *cfg, const struct sb_slot *s)
 }
 
 /*
+ * How long a page waits, in all, for figures a writer holds.  A worker
+ * preempted in the few stores of a slot update, or the master in a move
+ * of counts, holds its sequence odd for a scheduler slice, longer than
+ * any number of spins: past them the page sleeps, so that on a busy
+ * machine the writer gets a CPU to finish on.  Not waiting left that
+ * worker off the page, the fleet a worker short.  A sequence a module
+ * wrote odd stays so until the master or the slot's next worker puts it
+ * right, so the wait is the page's, not each read's.
+ */
+#define STATUS_PATIENCE_MS  200
+
+static int64_t status_deadline;     /* for the page being built */
+
+static int
+status_wait(void)
+{
+	static const struct timespec nap = { 0, 100 * 1000 };
+
+	if (sb_clock_ms() >= status_deadline)
+		return 0;
+	nanosleep(&nap, NULL);
+	return 1;
+}
+
+/*
  * The fleet's totals are the retired workers' (in the header) plus the
  * live ones' (in their slots); a reap moves a worker's counts from one to
  * the other under the header's sequence.  These read both in one pass
  * that the sequence did not see change, so that a counter never counts
  * a worker twice, or goes down at the next read.
- *
- * The move takes microseconds, but a master preempted in it holds the
- * sequence odd for a scheduler slice, longer than any number of spins:
- * past the spins the reader sleeps, so that on a busy machine the master
- * gets a CPU to finish on.  A sequence that stays odd (a worker wrote
- * it; the master puts it right at its next sample) gets the last pass
- * after STATUS_HDR_WAIT_MS.
  */
 #define STATUS_HDR_SPINS    100
-#define STATUS_HDR_WAIT_MS  50
 
 struct status_hdr_read {
 	uint32_t seq;
 	int      tries;
-	int64_t  until;         /* when to give up; 0 until the spins are out */
 };
 
 static void
@@ -169,19 +185,12 @@ status_hdr_begin(struct status_hdr_read *r)
 static int
 status_hdr_retry(struct status_hdr_read *r)
 {
-	static const struct timespec nap = { 0, 100 * 1000 };
-
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	if (!(r->seq & 1) && r->seq == sb.hdr->seq)
 		return 0;
 	if (++r->tries < STATUS_HDR_SPINS)
 		return 1;
-	if (r->until == 0)
-		r->until = sb_clock_ms() + STATUS_HDR_WAIT_MS;
-	else if (sb_clock_ms() >= r->until)
-		return 0;
-	nanosleep(&nap, NULL);
-	return 1;
+	return status_wait();
 }
 
 /*
@@ -221,7 +230,7 @@ struct status_fleet {
 static void
 status_fleet_sum(struct status_fleet *f)
 {
-	struct status_hdr_read hr = { 0, 0, 0 };
+	struct status_hdr_read hr = { 0, 0 };
 	int i, r;
 
 	do {
@@ -291,7 +300,10 @@ status_label(const char *s, char *buf, size_t len)
 static int
 status_worker(int i, struct sb_slot *s)
 {
-	if (scoreboard_read_worker(i, s) == -1 || s->w.state == SB_FREE)
+	while (scoreboard_read_worker(i, s) == -1)
+		if (!status_wait())
+			return -1;
+	if (s->w.state == SB_FREE)
 		return -1;
 	if (s->m.pid > 0)
 		return 0;
@@ -515,6 +527,7 @@ status_handle(molt_request *req)
 	if ((b.p = molt_palloc(b.pool, b.cap)) == NULL)
 		return MOLT_ERROR;
 	molt_resp_header(req, "Cache-Control", "no-store");
+	status_deadline = sb_clock_ms() + STATUS_PATIENCE_MS;
 	if (*pi == '\0' || strcmp(pi, "/") == 0) {
 		status_json(&b, w->cfg);
 		if (b.oom)

@@ -180,3 +180,35 @@ def test_scribbled_header_sequence_is_put_right_at_the_next_sample(molt):
         with m.raw_conn() as c:
             return int(ask(c, "/s/hdr").split(b"=")[1])
     wait_for(lambda: seq() % 2 == 0, 10, what="an even header sequence")
+
+
+def test_status_page_waits_for_a_slot_held_mid_update(molt):
+    """A worker preempted in the middle of updating its slot holds the
+    slot's sequence odd for a scheduler slice.  The page another worker
+    serves meanwhile must wait for it rather than show the fleet a worker
+    short.  The scribble module holds a slot torn, and lets go 20 ms after
+    the page was asked for."""
+    m = molt(conf=ROUTES, workers=2)
+    conns = []
+    try:
+        by_slot = {}
+        for _ in range(50):
+            c = m.raw_conn()
+            conns.append(c)
+            by_slot.setdefault(ask(c, "/s/slot"), c)
+            if len(by_slot) == 2:
+                break
+        assert len(by_slot) == 2, "every connection went to one worker"
+        held, other = by_slot.values()
+        ask(held, "/s/w?torn=1")
+        other.send(GET % b"/molt/status")
+        time.sleep(0.02)
+        ask(held, "/s/w")
+        r = other.read_response()
+    finally:
+        for c in conns:
+            c.close()
+    assert r.status == 200, r
+    js = json.loads(r.body)
+    assert js["totals"]["workers"] == 2, js["workers"]
+    assert len(js["workers"]) == 2, js["workers"]
