@@ -1457,35 +1457,54 @@ db_fmt_time(char *dst, size_t size, const MYSQL_TIME *t, enum molt_db_type type,
 	return (size_t)n;
 }
 
+/*
+ * Re-read the columns that did not fit their buffers, grown once, from the
+ * row still in the network buffer.  All of them before the one rebind:
+ * mysql_stmt_bind_result copies our binds over the statement's, which
+ * forgets where each column sits in the current row, so a column re-read
+ * after a rebind comes back NULL (a row with two long values lost the
+ * second one).  The rebind makes the next rows fit.
+ */
+static int
+db_row_refetch(struct db_conn *c, unsigned n)
+{
+	unsigned i;
+	int grown = 0;
+
+	for (i = 0; i < n; i++) {
+		struct db_col *col = &c->cols[i];
+		MYSQL_BIND *b = &c->rbind[i], tmp;
+
+		if (!col->error || b->buffer_type != MYSQL_TYPE_STRING ||
+		    col->buf == NULL)
+			continue;
+		if (db_col_reserve(col, col->len + 1) == -1)
+			return -1;
+		b->buffer = col->buf;
+		b->buffer_length = col->cap;
+		tmp = *b;
+		if (dblib.mysql_stmt_fetch_column(c->stmt, &tmp, i, 0) != 0)
+			return -1;
+		grown = 1;
+	}
+	if (grown && dblib.mysql_stmt_bind_result(c->stmt, c->rbind) != 0)
+		return -1;
+	return 0;
+}
+
 /* Turn the fetched row into values; returns -1 if a buffer cannot grow. */
 static int
 db_row_values(struct db_conn *c, unsigned n, int truncated)
 {
 	unsigned i;
 
+	if (truncated && db_row_refetch(c, n) == -1)
+		return -1;
 	for (i = 0; i < n; i++) {
 		struct db_col *col = &c->cols[i];
 		struct molt_db_value *v = &c->vals[i];
 		MYSQL_BIND *b = &c->rbind[i];
 
-		if (truncated && col->error && col->buf != NULL) {
-			/*
-			 * Longer than any value so far: grow once, re-read the
-			 * column from the row still in the network buffer, and
-			 * rebind so the next rows fit.
-			 */
-			MYSQL_BIND tmp;
-
-			if (db_col_reserve(col, col->len + 1) == -1)
-				return -1;
-			b->buffer = col->buf;
-			b->buffer_length = col->cap;
-			tmp = *b;
-			if (dblib.mysql_stmt_fetch_column(c->stmt, &tmp, i, 0) != 0)
-				return -1;
-			if (dblib.mysql_stmt_bind_result(c->stmt, c->rbind) != 0)
-				return -1;
-		}
 		v->type = col->type;
 		if (col->is_null || col->type == MOLT_DB_NULL) {
 			v->type = MOLT_DB_NULL;
