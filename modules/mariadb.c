@@ -90,6 +90,7 @@ struct mreq {
 	struct route  *rt;
 	molt_db_query *q;
 	enum fmt       fmt;
+	int            columns;     /* on_columns ran: a result set, not a count */
 	int            started;     /* status line sent */
 	unsigned long long rows;
 	size_t         ncols;
@@ -458,20 +459,36 @@ on_columns(void *arg, const struct molt_db_column *cols, size_t n)
 		}
 	}
 
+	/*
+	 * The status line waits for the first row (or the end): the server
+	 * sends the columns before it runs into most errors (a killed query,
+	 * a lock wait timeout, max_statement_time, a bad row), and those
+	 * deserve their own status rather than a 200 with an error record.
+	 */
+	m->columns = 1;
+	return 0;
+}
+
+/* The status line and what comes before the first row; -1 if it failed. */
+static int
+begin(struct mreq *m)
+{
+	size_t i;
+
 	if (molt_stream_start(m->req, 200, fmt_types[m->fmt]) == -1)
 		return -1;
 	m->started = 1;
 	if (m->fmt == FMT_JSON) {
 		out_lit(m, "[");
 	} else if (m->fmt == FMT_CSV) {
-		for (i = 0; i < n; i++) {
+		for (i = 0; i < m->ncols; i++) {
 			if (i > 0)
 				out_lit(m, ",");
 			out_raw(m, m->keys[i], m->keylens[i]);
 		}
 		out_lit(m, "\r\n");
 	}
-	return m->failed ? give_up(m) : 0;
+	return 0;
 }
 
 static int
@@ -481,6 +498,8 @@ on_row(void *arg, const struct molt_db_value *v, size_t n)
 	size_t i;
 	int rc;
 
+	if (!m->started && begin(m) == -1)
+		return -1;      /* the client is gone: molt ends the request */
 	if (m->fmt == FMT_CSV) {
 		for (i = 0; i < n; i++) {
 			if (i > 0)
@@ -543,12 +562,14 @@ on_done(void *arg, unsigned long long affected)
 	char buf[64];
 	int n;
 
-	if (!m->started) {
+	if (!m->columns) {
 		/* No result set: an INSERT, UPDATE, ... */
 		n = snprintf(buf, sizeof(buf), "{\"affected_rows\":%llu}\n", affected);
 		molt_reply(m->req, 200, "application/json", buf, (size_t)n);
 		return;
 	}
+	if (!m->started && begin(m) == -1)
+		return;         /* no rows, and the client is gone */
 	if (m->fmt == FMT_JSON)
 		out_lit(m, "\n]\n");
 	if (m->failed)

@@ -957,3 +957,25 @@ def test_query_error_mid_stream_cuts_the_transfer(molt, db_up, accept, rows_seen
     # The worker and its database connection carry on.
     assert len(get_json(m, "/users?after=0&limit=5")) == 5
     m.stop()
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/x-ndjson",
+                                    "text/csv"])
+def test_query_error_before_the_first_row_has_its_status(molt, db_up, accept):
+    """The server sends a result's columns before it runs into most errors
+    (a row that cannot be computed, KILL QUERY, a lock wait timeout,
+    max_statement_time).  The status line used to go out with the columns,
+    so such a query answered 200 with a cut-off body holding an error
+    record (json: "[,\n{"error":...").  It is a 500 with the server's
+    message, like an error at prepare time."""
+    m = start(molt, db_up, workers=1)
+    st, h, body = m.get("/failing?at=1", headers={"Accept": accept})
+    assert st == 500, (st, body[:300])
+    j = json.loads(body)
+    assert j["status"] == 500 and "Subquery returns more than 1 row" in j["error"], j
+    # The first row starts the reply; an empty result is still a whole one.
+    st, h, body = m.get("/users?after=99999&limit=2", headers={"Accept": accept})
+    assert st == 200 and body == {"application/json": b"[\n]\n",
+                                  "application/x-ndjson": b"",
+                                  "text/csv": b"id,name,email\r\n"}[accept], body
+    assert len(get_json(m, "/users?after=0&limit=5")) == 5
