@@ -1117,6 +1117,24 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 		db_query_fail(q, 503, NULL);
 		return;
 	}
+	if (e == CR_NEW_STMT_METADATA) {
+		/*
+		 * The table changed its number of columns (ALTER TABLE) under
+		 * a cached statement.  Connector/C never takes the new columns
+		 * for a prepared statement, so the statement would fail like
+		 * this at every execute, and its unread result blocks the
+		 * connection for any other statement.  Drop the connection and
+		 * its cache: the next query prepares the SQL afresh.  Not run
+		 * again here, as the server did run it once.
+		 */
+		molt_log(MOLT_LOG_WARN, "database %s: the result's columns changed "
+		    "under a prepared statement; preparing it again (%.200s)",
+		    c->pool->conf->name, q->sql);
+		db_query_fail(q, 500, "the result's columns changed (an ALTER TABLE?) "
+		    "while the statement was cached; it is prepared again for the "
+		    "next query");
+		return;
+	}
 	molt_log(MOLT_LOG_INFO, "database %s: query failed: %s (%.200s)",
 	    c->pool->conf->name, msg, q->sql);
 	if (c->phase == DB_OP_PREPARE || c->phase == DB_OP_EXECUTE) {

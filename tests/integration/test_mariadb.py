@@ -478,6 +478,43 @@ def test_missing_param_400_and_query_error_500(molt, db_up):
     assert db_up.password not in m.log()
 
 
+
+def test_alter_table_under_a_cached_statement(molt, db_up):
+    """ALTER TABLE that changes the number of columns of a cached
+    statement's result: Connector/C fails such an execute with
+    CR_NEW_STMT_METADATA and never takes the new columns, and its unread
+    result blocks the connection.  The statement was kept, so the route
+    failed with a 500 at every request until molt restarted, and another
+    route on that connection got "Commands out of sync" (a 503).  Now the
+    connection and its statements are dropped: at most one 500 per pooled
+    connection, then the new columns."""
+    db_up.sql("""
+        DROP TABLE IF EXISTS reshaped;
+        CREATE TABLE reshaped (id INT PRIMARY KEY, a VARCHAR(10));
+        INSERT INTO reshaped VALUES (1, 'x'), (2, 'y');
+    """, db=db_up.database)
+    m = start(molt, db_up, workers=1, pool_size=1, extra_db="""
+[route /reshaped]
+module = mariadb
+database = main
+query = SELECT * FROM reshaped ORDER BY id
+""")
+    assert get_json(m, "/reshaped") == [{"id": 1, "a": "x"}, {"id": 2, "a": "y"}]
+    db_up.sql("ALTER TABLE reshaped ADD COLUMN b INT DEFAULT 7", db=db_up.database)
+    statuses = []
+    for _ in range(3):
+        st, h, body = m.get("/reshaped")
+        statuses.append(st)
+        if st == 200:
+            break
+        assert st == 500 and b"columns changed" in body, (st, body)
+    assert statuses[-1] == 200 and len(statuses) <= 2, statuses
+    assert json.loads(body) == [{"id": 1, "a": "x", "b": 7}, {"id": 2, "a": "y", "b": 7}]
+    # The connection serves the other routes too.
+    assert len(get_json(m, "/users?after=0&limit=3")) == 3
+    assert get_json(m, "/reshaped")[0] == {"id": 1, "a": "x", "b": 7}
+
+
 # ------------------------------------------------------- status endpoint
 
 def worker_heap(m, pid=None):
