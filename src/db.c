@@ -971,6 +971,14 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 		db_query_fail(q, 503, NULL);
 		return q;
 	}
+	/*
+	 * query_timeout runs from the call.  Armed before an idle
+	 * connection is tried: one that owes a KILL QUERY sends that first,
+	 * and the query waits in the queue until the KILL is answered (a
+	 * stopped server: read_timeout, then a reconnect).
+	 */
+	db_ms_tv(p->conf->query_timeout_ms, &tv);
+	evtimer_add(&q->timer, &tv);
 	for (i = 0; i < (size_t)p->nconns; i++) {
 		c = &p->conns[i];
 		if (c->state == DB_C_IDLE) {
@@ -986,8 +994,6 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 		db_query_fail(q, 503, msg);
 		return q;
 	}
-	db_ms_tv(p->conf->query_timeout_ms, &tv);
-	evtimer_add(&q->timer, &tv);
 	return q;
 }
 

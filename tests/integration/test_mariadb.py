@@ -941,6 +941,45 @@ params = s
     assert get_json(m, "/sleep?s=0") == [{"slept": 0}]
 
 
+def test_query_behind_a_kill_keeps_its_query_timeout(molt, db_up):
+    """A query that finds an idle connection owing a KILL QUERY (for a
+    query molt gave up on) waits in the queue while the KILL runs.  Its
+    query_timeout was armed only when a connection took it, so with the
+    server frozen it waited for read_timeout and connect_timeout instead
+    (then a 503, about 25 s here), not the 504 after query_timeout."""
+    extra = db_up.database_section("frozen", pool_size=2, query_timeout="2s",
+                                   read_timeout="20s", connect_timeout="5s") + """
+[route /frozen]
+module = mariadb
+database = frozen
+query = SELECT SLEEP(?) AS slept
+params = s
+"""
+    m = start(molt, db_up, workers=1, extra_db=extra)
+    m.expect_errors(r"database frozen: (connection \d+: no answer|cannot connect)")
+
+    def sleeping():
+        return int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                             "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")[0][0])
+
+    wait_for(lambda: m.get("/frozen?s=0")[0] == 200, 10, what="the pool to answer")
+    c = m.raw_conn(timeout=30)
+    c.send(b"GET /frozen?s=30 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: sleeping() == 1, 5, what="the query to run")
+    db_up.proc.send_signal(signal.SIGSTOP)
+    try:
+        # It times out, its connection goes, and the idle one owes a KILL
+        # to a server that does not answer.
+        assert c.read_response().status == 504
+        c.close()
+        st, h, body = m.get("/frozen?s=0", timeout=60)
+        assert st == 504 and b"query timed out after 2000 ms" in body, (st, body)
+    finally:
+        db_up.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: m.get("/frozen?s=0", timeout=60)[0] == 200, 60,
+             what="the pool to recover")
+
+
 def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
     m = start(molt, db_up, workers=1)
     m.expect_errors(r"database main")
