@@ -139,6 +139,8 @@ struct db_conn {
 	MYSQL_RES       *meta;
 	unsigned long long rows;
 	int              paused;
+	int              slowed;       /* the query paused for its client */
+	int              lost;         /* the server ended the session */
 
 	struct db_stmt   cache[DB_STMT_CACHE];
 	int              ncache;
@@ -547,7 +549,7 @@ db_conn_discard(struct db_conn *c, int backoff)
 	 * the socket only when it writes).  Another connection of the pool
 	 * kills it.  Not after a failure: then the session is gone anyway.
 	 */
-	if (!backoff && c->mysql != NULL && c->state == DB_C_BUSY &&
+	if (!backoff && !c->lost && c->mysql != NULL && c->state == DB_C_BUSY &&
 	    (c->phase == DB_OP_EXECUTE || c->phase == DB_OP_FETCH))
 		db_pool_add_kill(c->pool, dblib.mysql_thread_id(c->mysql));
 	if (db_conn_abort_op(c) == -1) {
@@ -559,6 +561,7 @@ db_conn_discard(struct db_conn *c, int backoff)
 	db_conn_close(c);
 	c->state = DB_C_DOWN;
 	c->paused = 0;
+	c->lost = 0;
 	c->starting = 0;
 	if (backoff) {
 		c->failures++;
@@ -1114,6 +1117,23 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 		e = dblib.mysql_errno(c->mysql);
 		msg = dblib.mysql_error(c->mysql);
 	}
+	if ((e == 0 || db_errno_is_lost(e)) && c->slowed) {
+		/*
+		 * While we wait for a slow client the server's writes block,
+		 * and after its net_write_timeout (60 s by default) it drops
+		 * the session.  The database is fine: no backoff, no pool
+		 * marked down, and the client is told whose fault it was.  Had
+		 * the server died instead, the reconnect says so.
+		 */
+		molt_log(MOLT_LOG_WARN, "database %s: connection %d lost while its "
+		    "rows waited for a slow client (the server's net_write_timeout?): "
+		    "%s (%.200s)", c->pool->conf->name, c->index,
+		    e == 0 ? "lost the connection" : msg, q->sql);
+		c->lost = 1;        /* no KILL for a session that is gone */
+		db_query_fail(q, 504, "the database gave up sending the result "
+		    "while the client was slow to read it");
+		return;
+	}
 	if (e == 0 || db_errno_is_lost(e)) {
 		if (e == 0)
 			msg = "lost the connection";
@@ -1210,6 +1230,7 @@ db_conn_run(struct db_conn *c)
 
 	c->rows = 0;
 	c->paused = 0;
+	c->slowed = 0;
 	q->resume_early = 0;
 	event_del(&c->io);     /* no longer idle-watching */
 	c->phase = DB_OP_PREPARE;
@@ -1644,6 +1665,7 @@ db_fetch_result(struct db_conn *c, int ret)
 	}
 	if (rc == MOLT_AGAIN && !q->resume_early) {
 		c->paused = 1;      /* stop reading: the server's rows wait in TCP */
+		c->slowed = 1;
 		return 0;
 	}
 	q->resume_early = 0;

@@ -1006,6 +1006,44 @@ def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
         json.loads(r.body)
 
 
+def test_client_slower_than_net_write_timeout_is_not_an_outage(molt, db_up):
+    """While molt waits for a slow client, the server's writes block, and
+    after its net_write_timeout it drops the session.  That is the
+    client's doing, not the database's: the cut-off body says so (504),
+    the pool is not marked down, and the next query is served."""
+    db_up.sql("SET GLOBAL net_write_timeout = 1")
+    try:
+        m = start(molt, db_up, workers=1, pool_size=1)
+        s = socket.create_connection(("127.0.0.1", m.port), timeout=60)
+        try:
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            parts = [s.recv(65536)]
+            # Reading nothing more: the sockets between fill, the server's
+            # write blocks, and a second later it ends the session.
+            wait_for(lambda: not db_up.sql(
+                "SELECT id FROM information_schema.PROCESSLIST "
+                "WHERE INFO LIKE 'SELECT id, name, amt FROM big%'"), 30,
+                what="the server to drop the stalled session")
+            while True:
+                data = s.recv(1 << 20)
+                if not data:
+                    break
+                parts.append(data)
+        finally:
+            s.close()
+    finally:
+        db_up.sql("SET GLOBAL net_write_timeout = 60")
+    r = parse_response(bytearray().join(parts))
+    assert r.status == 200 and r.chunked and not r.complete
+    tail = r.body[-200:]
+    assert tail.endswith(b'the client was slow to read it","status":504}\n'), tail
+    m.wait_log(r"\[warn\] \d+: database main: connection 0 lost while its rows "
+               r"waited for a slow client")
+    assert "unavailable" not in m.log() and "[error]" not in m.log(), m.log()
+    js = get_json(m, "/users?after=0&limit=2")
+    assert [u["id"] for u in js] == [1, 2], js
+
+
 @pytest.mark.parametrize("accept,rows_seen,record", [
     ("application/json", lambda b: b.count(b"\n{\"id\":"), b',\n{"error":'),
     ("application/x-ndjson", lambda b: b.count(b"{\"id\":"), b'\n{"error":'),
