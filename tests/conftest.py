@@ -40,6 +40,19 @@ SRC_DIR = os.path.abspath(os.environ.get(
     "MOLT_SRC_DIR", os.path.join(os.path.dirname(__file__), "..")))
 BUILD_DIR = os.path.abspath(os.environ.get("MOLT_BUILD_DIR", SRC_DIR))
 MOLT_BIN = os.environ.get("MOLT_BIN", os.path.join(BUILD_DIR, "molt"))
+
+
+def _sanitized():
+    try:
+        with open(MOLT_BIN, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# An ASan build: its allocator is invisible to mallinfo2, ignores
+# malloc_trim and keeps freed memory in quarantine.
+SANITIZED = _sanitized()
 MODULES_DIR = os.environ.get(
     "MOLT_MODULES_DIR", os.path.join(BUILD_DIR, "modules", ".libs"))
 TEST_MODULES_DIR = os.environ.get(

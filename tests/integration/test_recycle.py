@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import (DEFAULT_ROUTES, MOLT_BIN, RawConn, children_of,
+from conftest import (DEFAULT_ROUTES, MOLT_BIN, SANITIZED, RawConn, children_of,
                       has_ipv6_loopback, pid_alive, read_text, wait_for)
 from loadgen import Load, bound_conn
 
@@ -52,15 +52,6 @@ SIZE = r"\d+\.\d+ (?:kB|MB|GB)"
 TAIL = r" requests=(\d+) age=(\d+\.\d)s drain=(\d+)ms handed_over=(\d+)$"
 
 
-def _sanitized():
-    try:
-        with open(MOLT_BIN, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-SANITIZED = _sanitized()
 needs_glibc_heap = pytest.mark.skipif(
     SANITIZED, reason="sanitizer build: ASan's allocator is invisible to "
     "mallinfo2 and ignores malloc_trim, so trim and fragmentation cannot work")
