@@ -53,6 +53,7 @@
 #define DB_BACKOFF_MIN_MS    100
 #define DB_BACKOFF_MAX_MS    2000
 #define DB_STRBUF_MIN        256    /* first size of a column's text buffer */
+#define DB_STRBUF_KEEP       (1024 * 1024)  /* larger ones go after the query */
 #define DB_TEXT_SLOT         64     /* numbers, dates: fits any of them */
 #define DB_ABORT_TRIES       16
 #define DB_CONNECT_BURST     8      /* first connects in flight per pool */
@@ -529,6 +530,26 @@ db_pool_add_kill(struct db_pool *p, unsigned long id)
  * Throw the connection away and schedule a new one: at once after a
  * cancel (the server is fine), with exponential backoff after a failure.
  */
+/*
+ * Column buffers grow once to the longest value and are kept for the
+ * next rows, but one huge value (a 12 MB BLOB) must not pin its buffer
+ * for the connection's whole life, times the pool size, in the worker
+ * the master polices.  Those are let go between queries; db_bind_result
+ * gives the column a small one again.
+ */
+static void
+db_conn_shrink(struct db_conn *c)
+{
+	size_t k;
+
+	for (k = 0; k < c->ncols_cap; k++)
+		if (c->cols[k].cap > DB_STRBUF_KEEP) {
+			free(c->cols[k].buf);
+			c->cols[k].buf = NULL;
+			c->cols[k].cap = 0;
+		}
+}
+
 static void
 db_conn_discard(struct db_conn *c, int backoff)
 {
@@ -559,6 +580,7 @@ db_conn_discard(struct db_conn *c, int backoff)
 	if (c->stmt != NULL && db_stmt_is_cached(c, c->stmt))
 		c->stmt = NULL;
 	db_conn_close(c);
+	db_conn_shrink(c);
 	c->state = DB_C_DOWN;
 	c->paused = 0;
 	c->lost = 0;
@@ -1051,6 +1073,7 @@ db_conn_idle(struct db_conn *c)
 	c->op = DB_OP_NONE;
 	c->q = NULL;
 	c->paused = 0;
+	db_conn_shrink(c);
 	if (p->nkills > 0) {
 		db_conn_kill(c, p->kills[--p->nkills]);
 		return;
