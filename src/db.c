@@ -365,9 +365,12 @@ db_conn_io(evutil_socket_t fd, short what, void *arg)
 		/*
 		 * An idle connection only becomes readable when the server
 		 * closes it (shutdown, wait_timeout, KILL): reconnect now
-		 * rather than fail the next query.
+		 * rather than fail the next query.  Info, not a warning: a
+		 * short wait_timeout does this to every idle connection, and
+		 * a server that went away fails the reconnect, loudly.
 		 */
-		molt_log(MOLT_LOG_WARN, "database %s: connection %d closed by the server",
+		molt_log(MOLT_LOG_INFO, "database %s: connection %d closed by the "
+		    "server while idle (wait_timeout?); reconnecting",
 		    c->pool->conf->name, c->index);
 		db_conn_discard(c, 0);
 		return;

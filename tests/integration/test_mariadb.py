@@ -1031,6 +1031,22 @@ def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
         json.loads(r.body)
 
 
+def test_server_closing_idle_connections_is_routine(molt, db_up):
+    """A server whose wait_timeout is short closes idle pool connections
+    all day long; molt reconnects at once, says so at info, and serves
+    the next query as if nothing happened."""
+    db_up.sql("SET GLOBAL wait_timeout = 1")
+    try:
+        m = start(molt, db_up, workers=1, pool_size=2)
+        m.wait_log(r"\[info\] \d+: database main: connection \d closed by the "
+                   r"server while idle \(wait_timeout\?\); reconnecting",
+                   timeout=15)
+    finally:
+        db_up.sql("SET GLOBAL wait_timeout = 28800")
+    assert len(get_json(m, "/users?after=0&limit=3")) == 3
+    assert "[warn]" not in m.log() and "[error]" not in m.log(), m.log()
+
+
 def test_client_slower_than_net_write_timeout_is_not_an_outage(molt, db_up):
     """While molt waits for a slow client, the server's writes block, and
     after its net_write_timeout it drops the session.  That is the
