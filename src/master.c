@@ -337,7 +337,8 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 	if (notify_pipe[1] >= 0 && close(notify_pipe[1]) == -1)
 		log_error("close (notify pipe) in the module check: %s",
 		    strerror(errno));
-	/* Check the files on disk, not the copies the master holds. */
+	/* Check the copies made for this check, not the ones the master
+	 * keeps loaded for the running generation. */
 	module_unpin_all();
 	memset(&err, 0, sizeof(err));
 	if (db_config_check(c, &err) == -1 || db_library_check(c, &err) == -1)
@@ -391,8 +392,11 @@ master_validate_start(struct molt_config *c, int *fdout)
 		log_error("pipe2 (module check): %s", strerror(errno));
 		return -1;
 	}
+	/* The bytes checked are the bytes the generation runs. */
+	module_stage_all(c);
 	pid = master_fork("validator");
 	if (pid == -1) {
+		module_unstage_all();
 		close(fds[0]);
 		close(fds[1]);
 		return -1;
@@ -1448,12 +1452,14 @@ master_reload_apply(int status)
 		/* Checked, or cut short, while a stop began: nothing to start. */
 		log_info("shutting down; the configuration being checked is not "
 		    "used");
+		module_unstage_all();
 		config_free(nc);
 		return;
 	}
 	if (rc == -1) {
 		log_error("reload failed: %s; still serving generation %u", msg,
 		    generation);
+		module_unstage_all();
 		config_free(nc);
 		return;
 	}
@@ -1461,6 +1467,7 @@ master_reload_apply(int status)
 	    &nc->server) == -1) {
 		log_error("reload failed: cannot bind the new listeners; still "
 		    "serving generation %u", generation);
+		module_unstage_all();
 		listen_close(nc->server.listen);
 		config_free(nc);
 		return;

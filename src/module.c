@@ -10,9 +10,12 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -28,23 +31,44 @@ struct binding {
 static struct binding *bindings;
 
 /*
- * Module files the master keeps loaded ("pinned"), so that a new worker's
- * dlopen finds each one mapped and relocated instead of doing both again:
- * on the guests of doc/benchmarks.md that was 0.4 ms of every recycle for
- * one small module.  The master pins only what a validating child has
- * just loaded and checked, looks nothing up and calls no hook; the ELF
+ * A module runs from a private copy of its file, never from the file
+ * itself.  ld.so maps a library's pages from the page cache, shared with
+ * the file: `cp new.so ver.so` rewrites them in place, under every process
+ * that has the module loaded, and the code they run changes mid-flight.
+ * Before the copies, that one cp (no reload needed) killed every worker
+ * with SIGSEGV or SIGBUS; the master's own mapping was rewritten too, so
+ * each replacement crashed at start-up and every reload's check crashed in
+ * dlclose, until molt was restarted: every route down, not only the
+ * module's.  So the bytes of each module file are read once into a memfd
+ * (sealed: nothing can write to it any more) and ld.so is given
+ * "/proc/self/fd/N": what runs is what was read, whatever happens to the
+ * file after.  (install(1) and mv, which put a new inode in place, never
+ * had the problem.)
+ *
+ * The copies are made by the master before a check (module_stage_all), so
+ * the validator checks the very bytes the generation then runs: the
+ * master keeps those copies loaded ("pinned", module_pin_all) once the
+ * validator accepted them, so that a new worker's dlopen finds each one
+ * mapped and relocated instead of doing both again (on the guests of
+ * doc/benchmarks.md that was 0.4 ms of every recycle for one small
+ * module).  The master looks nothing up and calls no hook; the ELF
  * constructors do run in it, as in Apache's and nginx's masters.  A
- * worker forked later in the generation finds the pinned object by its
- * path, so it runs the checked file even if the file was replaced since.
+ * worker finds its generation's pinned copy by the file's path, so it
+ * runs the checked bytes even if the file was replaced since.
+ *
+ * ld.so knows a loaded object by the name it was given, so a copy's fd
+ * stays open as long as its object may be loaded: another copy can never
+ * get the same "/proc/self/fd/N" and be taken for it.
  */
-struct module_pin {
-	char *path;
-	void *dl;
+struct module_copy {
+	char *path;             /* the file in modules_dir */
+	int   fd;               /* memfd with its bytes as they were read */
+	char  name[32];         /* "/proc/self/fd/N", what dlopen is given */
+	void *dl;               /* pinned (master), or NULL: staged */
 };
 
-static struct module_pin *pins;
-static int npins;
-
+static struct module_copy *pins, *staged;
+static int npins, nstaged;
 static struct module *
 module_lookup(struct module *mods, const char *name)
 {
@@ -92,41 +116,194 @@ module_path(const char *dirs, const char *name, char *out, size_t outlen)
 	return -1;
 }
 
+/*
+ * Copies the file open as fd (path, for messages) into a sealed memfd.
+ * 0, or -1 with err filled.
+ */
+static int
+module_copy_fd(int fd, const char *path, struct module_copy *mc, char *err,
+    size_t errlen)
+{
+	const char *base = strrchr(path, '/');
+	char name[64];
+	ssize_t n;
+	int mfd;
+
+	snprintf(name, sizeof(name), "molt-module:%s", base ? base + 1 : path);
+	if ((mfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)) == -1) {
+		snprintf(err, errlen, "cannot copy module %s: memfd_create: %s",
+		    path, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		n = sendfile(mfd, fd, NULL, 1 << 30);
+		if (n == 0)
+			break;
+		if (n == -1 && errno != EINTR) {
+			snprintf(err, errlen, "cannot copy module %s: %s", path,
+			    strerror(errno));
+			goto fail;
+		}
+	}
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+	    F_SEAL_SEAL) == -1) {
+		snprintf(err, errlen, "cannot copy module %s: sealing the copy: %s",
+		    path, strerror(errno));
+		goto fail;
+	}
+	if ((mc->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "out of memory copying module %s", path);
+		goto fail;
+	}
+	mc->fd = mfd;
+	snprintf(mc->name, sizeof(mc->name), "/proc/self/fd/%d", mfd);
+	mc->dl = NULL;
+	return 0;
+fail:
+	close(mfd);
+	return -1;
+}
+
+static int
+module_copy_file(const char *path, struct module_copy *mc, char *err,
+    size_t errlen)
+{
+	int fd, rc;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "cannot load module %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	rc = module_copy_fd(fd, path, mc, err, errlen);
+	close(fd);
+	return rc;
+}
+
+static struct module_copy *
+module_copy_find(struct module_copy *list, int n, const char *path)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (list[i].path != NULL && strcmp(list[i].path, path) == 0)
+			return &list[i];
+	return NULL;
+}
+
+/* Appends *mc to a list; on failure the caller still owns it. */
+static int
+module_copy_add(struct module_copy **list, int *n, const struct module_copy *mc)
+{
+	struct module_copy *nl;
+
+	if ((nl = realloc(*list, (size_t)(*n + 1) * sizeof(**list))) == NULL)
+		return -1;
+	*list = nl;
+	nl[(*n)++] = *mc;
+	return 0;
+}
+
+static void
+module_copy_free(struct module_copy *mc)
+{
+	free(mc->path);
+	mc->path = NULL;
+	if (mc->fd >= 0 && close(mc->fd) == -1)
+		log_warn("close (copy of module %s): %s", mc->name, strerror(errno));
+	mc->fd = -1;
+}
+
+/* fn(path, arg) for the file of each route's module (repeats included). */
+static void
+module_each_path(const struct molt_config *cfg,
+    void (*fn)(const char *, void *), void *arg)
+{
+	const struct route_conf *rc;
+	char path[512];
+
+	for (rc = cfg->routes; rc != NULL; rc = rc->next)
+		if (cfg->server.modules_dir != NULL && !strpbrk(rc->module, "/.") &&
+		    module_path(cfg->server.modules_dir, rc->module, path,
+		    sizeof(path)) == 0)
+			fn(path, arg);
+}
+
+static void
+module_stage_one(const char *path, void *arg)
+{
+	struct module_copy mc;
+	char err[640];
+
+	(void)arg;
+	if (module_copy_find(staged, nstaged, path) != NULL)
+		return;
+	/* On failure the validator reads the file itself and says why. */
+	if (module_copy_file(path, &mc, err, sizeof(err)) == -1) {
+		log_debug("%s", err);
+		return;
+	}
+	if (module_copy_add(&staged, &nstaged, &mc) == -1) {
+		log_error("out of memory copying module %s", path);
+		module_copy_free(&mc);
+	}
+}
+
+void
+module_stage_all(const struct molt_config *cfg)
+{
+	module_unstage_all();
+	module_each_path(cfg, module_stage_one, NULL);
+}
+
+void
+module_unstage_all(void)
+{
+	int i;
+
+	for (i = 0; i < nstaged; i++)
+		module_copy_free(&staged[i]);
+	free(staged);
+	staged = NULL;
+	nstaged = 0;
+}
+
+static void
+module_pin_one(const char *path, void *arg)
+{
+	struct module_copy mc, *st;
+	char err[640];
+
+	(void)arg;
+	if (module_copy_find(pins, npins, path) != NULL)
+		return;
+	if ((st = module_copy_find(staged, nstaged, path)) != NULL) {
+		mc = *st;               /* the staged copy is the pin's now */
+		st->path = NULL;
+		st->fd = -1;
+	} else if (module_copy_file(path, &mc, err, sizeof(err)) == -1) {
+		log_warn("%s; each worker loads it itself", err);
+		return;
+	}
+	if ((mc.dl = dlopen(mc.name, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		log_warn("cannot keep module %s loaded in the master (%s); "
+		    "each worker loads it itself", path, dlerror());
+		module_copy_free(&mc);
+		return;
+	}
+	if (module_copy_add(&pins, &npins, &mc) == -1) {
+		log_error("out of memory pinning module %s", path);
+		dlclose(mc.dl);
+		module_copy_free(&mc);
+	}
+}
+
 void
 module_pin_all(const struct molt_config *cfg)
 {
-	const struct route_conf *rc;
-	struct module_pin *np;
-	char path[512];
-	void *dl;
-	int i;
-
 	module_unpin_all();
-	for (rc = cfg->routes; rc != NULL; rc = rc->next) {
-		if (cfg->server.modules_dir == NULL || strpbrk(rc->module, "/.") ||
-		    module_path(cfg->server.modules_dir, rc->module, path,
-		    sizeof(path)) == -1)
-			continue;
-		for (i = 0; i < npins && strcmp(pins[i].path, path) != 0; i++)
-			;
-		if (i < npins)
-			continue;
-		if ((dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-			log_warn("cannot keep module %s loaded in the master (%s); "
-			    "each worker loads it itself", path, dlerror());
-			continue;
-		}
-		np = realloc(pins, (size_t)(npins + 1) * sizeof(*pins));
-		if (np == NULL || (np[npins].path = strdup(path)) == NULL) {
-			if (np != NULL)
-				pins = np;
-			log_error("out of memory pinning module %s", path);
-			dlclose(dl);
-			return;
-		}
-		pins = np;
-		pins[npins++].dl = dl;
-	}
+	module_each_path(cfg, module_pin_one, NULL);
+	module_unstage_all();
 }
 
 void
@@ -138,15 +315,19 @@ module_unpin_all(void)
 	for (i = 0; i < npins; i++) {
 		if (dlclose(pins[i].dl) != 0)
 			log_warn("dlclose %s: %s", pins[i].path, dlerror());
-		/* ld.so keeps a NODELETE object and hands it to the next dlopen
-		 * of the same path, whatever the file holds by then. */
-		if ((dl = dlopen(pins[i].path, RTLD_LAZY | RTLD_NOLOAD)) != NULL) {
+		/*
+		 * ld.so keeps a NODELETE object and hands it to the next dlopen
+		 * of the same name: its copy's fd stays open for good, so that no
+		 * later copy is ever given that name.
+		 */
+		if ((dl = dlopen(pins[i].name, RTLD_LAZY | RTLD_NOLOAD)) != NULL) {
 			log_warn("module %s cannot be unloaded (NODELETE); a new "
 			    "version of it takes effect only after a restart",
 			    pins[i].path);
 			dlclose(dl);
+			pins[i].fd = -1;
 		}
-		free(pins[i].path);
+		module_copy_free(&pins[i]);
 	}
 	free(pins);
 	pins = NULL;
@@ -158,9 +339,13 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 {
 	char path[512];
 	const struct molt_module *m;
+	const struct module_copy *mc;
+	struct module_copy own;
 	struct module *mod = NULL;
+	const char *dlname;
 	void *dl;
 	size_t i;
+	int fd, rc;
 
 	for (i = 0; name[i] != '\0'; i++)
 		if (name[i] == '/' || name[i] == '.') {
@@ -178,9 +363,39 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 			    "modules_dir %s", name, name, dirs ? dirs : "(unset)");
 		return NULL;
 	}
-	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if ((mc = module_copy_find(pins, npins, path)) != NULL) {
+		dlname = mc->name;      /* a worker: its generation's copy */
+	} else {
+		/*
+		 * The validator: the copy the master made for this check, or,
+		 * if it could make none, one of our own.  The file is opened
+		 * either way, as [server] user, so that one the workers could
+		 * not read is refused here as it was before the copies.
+		 */
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+			snprintf(err, errlen, "cannot load module %s: %s", path,
+			    strerror(errno));
+			return NULL;
+		}
+		if ((mc = module_copy_find(staged, nstaged, path)) == NULL) {
+			/* Its fd stays open while the object may be loaded: for
+			 * the life of this process (module_unload_all). */
+			rc = module_copy_fd(fd, path, &own, err, errlen);
+			close(fd);
+			if (rc == -1)
+				return NULL;
+			free(own.path);
+			mc = &own;
+		} else {
+			close(fd);
+		}
+		dlname = mc->name;
+	}
+	dl = dlopen(dlname, RTLD_NOW | RTLD_LOCAL);
 	if (dl == NULL) {
 		snprintf(err, errlen, "cannot load module %s: %s", path, dlerror());
+		if (mc == &own)
+			close(own.fd);
 		return NULL;
 	}
 	m = dlsym(dl, "molt_module");

@@ -52,9 +52,17 @@ struct molt_conf *module_conf_for(struct module *mods, struct route_conf *rc);
 const struct molt_module *module_find(struct module *mods, const char *name);
 void module_unload_all(struct module *mods);
 
-/* The master keeps the modules of cfg's routes loaded (after a validator
- * accepted them); a validator drops the copies it inherited, so that it
- * checks the files on disk. */
+/*
+ * Modules run from private copies of their files (module.c says why).
+ * The master copies the files of cfg's modules before a check
+ * (module_stage_all), which the validator loads after dropping the copies
+ * the master keeps loaded (module_unpin_all); once it accepted them the
+ * master keeps those very copies loaded for the new generation
+ * (module_pin_all), or drops them if the reload failed
+ * (module_unstage_all).
+ */
+void module_stage_all(const struct molt_config *cfg);
+void module_unstage_all(void);
 void module_pin_all(const struct molt_config *cfg);
 void module_unpin_all(void);
 

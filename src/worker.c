@@ -1132,6 +1132,8 @@ worker_init_modules(struct worker *w)
 	struct module *m;
 	int i;
 
+	/* Copies of a reload being checked right now are not ours. */
+	module_unstage_all();
 	memset(&err, 0, sizeof(err));
 	if (module_check_all(w->cfg, &w->modules, &err) == -1) {
 		log_error("%s:%d: %s", err.file, err.line, err.msg);
