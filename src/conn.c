@@ -289,6 +289,14 @@ conn_close(struct conn *c)
 	event_del(&c->wev);
 	event_del(&c->tev);
 	event_del(&c->post);
+	if (c->flags & CONN_RESET) {
+		struct linger lg = { 1, 0 };
+
+		/* An RST, and the kernel drops what the socket still holds. */
+		if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == -1)
+			log_debug("setsockopt(SO_LINGER) on %s: %s", conn_peer(c),
+			    strerror(errno));
+	}
 	if (close(c->fd) == -1)
 		log_debug("close(%d) for %s: %s", c->fd, conn_peer(c), strerror(errno));
 	c->fd = -1;
@@ -503,6 +511,31 @@ conn_out_file(struct conn *c, int fd, off_t off, size_t len)
 	return 0;
 }
 
+/*
+ * A file reply that cannot keep the Content-Length it promised: the file
+ * was truncated, or cannot be read.  What sendfile queued is references
+ * to the file's pages, not copies, and a truncation zeroes them: the
+ * socket holds up to its whole send buffer (megabytes) of zeros posing as
+ * the file.  Closed with a FIN, all of it reached the client ahead of the
+ * short body; a client that resumes with a plain Range kept them.  So
+ * the connection is reset instead, which discards what is still unsent.
+ */
+static void
+conn_file_broken(struct conn *c, const struct oseg *s, const char *why)
+{
+	char link[32], path[512];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", s->fd);
+	if ((n = readlink(link, path, sizeof(path) - 1)) < 0)
+		n = snprintf(path, sizeof(path), "(fd %d)", s->fd);
+	path[n] = '\0';
+	log_error("sending %s to %s: %s at offset %lld with %zu bytes still "
+	    "promised; resetting the connection", path, conn_peer(c), why,
+	    (long long)s->off, s->len);
+	c->flags |= CONN_RESET;
+}
+
 /* Writes as much as the socket takes.  0: all sent, 1: more left, -1: error. */
 int
 conn_flush(struct conn *c)
@@ -525,12 +558,15 @@ conn_flush(struct conn *c)
 					continue;
 				if (errno == EAGAIN)
 					goto again;
+				if (errno == EIO) {
+					conn_file_broken(c, s, strerror(errno));
+					goto fail;
+				}
 				log_debug("sendfile to %s: %s", conn_peer(c), strerror(errno));
 				goto fail;
 			}
 			if (n == 0) {
-				/* The file shrank under us; the reply is broken. */
-				log_error("sendfile to %s: file ended early", conn_peer(c));
+				conn_file_broken(c, s, "the file ended early (truncated?)");
 				goto fail;
 			}
 			s->len -= (size_t)n;

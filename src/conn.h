@@ -148,6 +148,7 @@ struct conn {
 #define CONN_NOHANDOFF  0x80  /* draining, and the handoff refused it */
 #define CONN_WROTE      0x100 /* something was written: see conn_nodelay */
 #define CONN_NODELAY    0x200 /* TCP_NODELAY is set, or not a TCP socket */
+#define CONN_RESET      0x400 /* close with RST: what is unsent is broken */
 
 /* Called by the worker for a new socket from accept4. */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);

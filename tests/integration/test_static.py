@@ -363,3 +363,54 @@ def test_client_leaving_mid_file_costs_nobody_else(molt, site):
         s.close()
     st, _, body = m.get("/files/1m.bin", timeout=10)
     assert st == 200 and body == files["1m.bin"]
+
+
+def test_file_truncated_while_sent_resets_the_connection(molt, site):
+    """A file truncated while a slow client is sent it: sendfile queued
+    references to the file's pages, and a truncation zeroes them, so the
+    socket held megabytes of zeros posing as the file, and a clean close
+    (FIN) handed them all to the client ahead of the short body.  The
+    connection is reset now, which drops what is still unsent, and the log
+    names the file, where it ended and what was still promised.  Another
+    client is served as usual."""
+    root, files = site
+    size = 32 * MB
+    path = root / "growing.bin"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    m = start(molt, root)
+    m.expect_errors(r"sending .*growing\.bin to 127\.0\.0\.1:\d+: the file "
+                    r"ended early \(truncated\?\) at offset \d+ with \d+ bytes "
+                    r"still promised; resetting the connection")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(20)
+    s.connect(("127.0.0.1", m.port))
+    s.sendall(b"GET /files/growing.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = s.recv(4096)
+        assert d, got
+        got += d
+    head, body = got.split(b"\r\n\r\n", 1)
+    assert b"Content-Length: %d\r\n" % size in head, head
+    # The worker has queued what the socket takes by now; cut the file.
+    time.sleep(0.3)
+    os.truncate(str(path), MB)
+    end = None
+    try:
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                end = "a clean close (FIN)"
+                break
+            body += d
+    except ConnectionResetError:
+        end = "reset"
+    s.close()
+    assert len(body) < size
+    assert body[:MB] == data[:len(body[:MB])], "the file's own bytes changed"
+    assert end == "reset", (end, len(body))
+    m.wait_log(r"sending .*growing\.bin to .*: the file ended early")
+    st, _, b = m.get("/files/1m.bin")
+    assert st == 200 and b == files["1m.bin"]
