@@ -1471,6 +1471,19 @@ config_load_mem(const char *name, const char *text, size_t len,
 		conf_errorf(err, cfg->path, 0, "cannot parse (inih error %d)", rc);
 		goto fail;
 	}
+	/*
+	 * Every setting has a default, so a file with nothing in it would be
+	 * a valid configuration: no routes, 127.0.0.1:8080.  It is never
+	 * what was meant, but what a reload reads when it catches an editor or
+	 * a deploy between truncating the file and writing it (`> molt.conf`
+	 * does the same), and accepted, it replaced every listener and route
+	 * of a running server: its clients were refused.
+	 */
+	if (cfg->sections == NULL) {
+		conf_errorf(err, cfg->path, 0, "the file has no [section]: an "
+		    "empty configuration is refused (a file being written?)");
+		goto fail;
+	}
 	for (s = cfg->sections; s != NULL; s = s->next)
 		if (config_check_section(cfg, s, err) == -1)
 			goto fail;

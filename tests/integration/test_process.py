@@ -396,6 +396,31 @@ def test_hup_reload_broken_config_keeps_old_generation(molt):
     wait_for(lambda: greeting(m) == "four", 10, what="the good config")
 
 
+def test_reload_of_an_empty_config_file_keeps_serving(molt):
+    """A reload that reads the config file while an editor or a deploy has
+    truncated it and not yet written it (or after `> molt.conf`): the
+    empty file was a valid configuration of defaults, accepted, and the
+    new generation dropped every listener and route, so the clients of
+    the running one were refused.  It is refused now, with the file's name,
+    and the generation serves on; the written file is then taken."""
+    m = molt(conf=CONFKEYS % "one")
+    m.expect_errors(r"reload failed: %s:0: the file has no \[section\]"
+                    % re.escape(m.conf_path))
+    old = m.worker_pids()
+    for text in ("", "; being written\n\n"):
+        with open(m.conf_path, "w") as f:
+            f.write(text)
+        mark = m.mark()
+        m.signal(signal.SIGHUP)
+        m.wait_log(r"reload failed: %s:0: the file has no \[section\]"
+                   % re.escape(m.conf_path), since=mark)
+        assert greeting(m) == "one"
+        assert m.worker_pids() == old
+    m.write_conf(CONFKEYS % "two")
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: greeting(m) == "two", 10, what="the written config")
+
+
 def test_usr1_reopens_logs(molt):
     m = molt(server_extra="access_log = @TMP@/access.log")
     get_ok(m, "/hello?before")

@@ -199,7 +199,7 @@ test_embedded(void)
 static void
 test_defaults(void)
 {
-	struct molt_config *cfg = LOAD_OK("; nothing but a comment\n");
+	struct molt_config *cfg = LOAD_OK("; nothing but a comment\n[server]\n");
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (cfg == NULL)
@@ -633,6 +633,13 @@ test_errors(void)
 	EXPECT_ERROR("[status]\nallow = localhost\n", 2, "'localhost'");
 	EXPECT_ERROR("[status]\nallow = ,\n", 2, "allow: empty");
 	EXPECT_ERROR("[status]\nroute_stats = 2\n", 2, "route_stats");
+
+	/* An empty file (or only comments) is refused, not taken for the
+	 * defaults: a reload that read a file being written dropped every
+	 * listener and route. */
+	EXPECT_ERROR("", 0, "no [section]");
+	EXPECT_ERROR("; nothing yet\n\n   \n", 0, "no [section]");
+	EXPECT_ERROR("\xef\xbb\xbf", 0, "no [section]");
 
 	/* The first error wins, also across inih's own syntax errors. */
 	EXPECT_ERROR("[server]\nworkers = 2\nbroken\n[nope]\n", 3, "syntax");
