@@ -26,6 +26,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -521,6 +522,53 @@ master_preload(void)
 
 /* ------------------------------------------------------------------ */
 /* Workers                                                             */
+
+/*
+ * A worker may hold max_connections client sockets and as many files
+ * being sent, besides its listeners, pool connections and logs.  A
+ * shell's soft limit of 1024 is below what the default 4096 connections
+ * need, and out of descriptors a worker pauses its accepts and answers
+ * file requests 503, while slow clients hold what it has.  So the master
+ * raises the limit its workers inherit (nginx: worker_rlimit_nofile), the
+ * hard one too when it may (root), and says so when it cannot.
+ */
+static void
+master_nofile(void)
+{
+	rlim_t need = (rlim_t)cfg->server.max_connections * 2 + 128;
+	struct rlimit rl, up;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return;
+	up.rlim_cur = need;
+	up.rlim_max = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ?
+	    need : rl.rlim_max;
+	/* Past the hard limit only with CAP_SYS_RESOURCE, and fs.nr_open. */
+	if (setrlimit(RLIMIT_NOFILE, &up) == -1) {
+		up.rlim_cur = rl.rlim_max;
+		up.rlim_max = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &up) == -1) {
+			log_warn("setrlimit(RLIMIT_NOFILE, %llu): %s",
+			    (unsigned long long)up.rlim_cur, strerror(errno));
+			up.rlim_cur = rl.rlim_cur;
+		}
+	}
+	if (up.rlim_cur < need)
+		log_warn("the open-file limit is %llu, below the %llu that "
+		    "max_connections = %lld needs (two a connection): raise the hard "
+		    "limit (LimitNOFILE= in the unit, ulimit -Hn) or lower "
+		    "max_connections", (unsigned long long)up.rlim_cur,
+		    (unsigned long long)need, (long long)cfg->server.max_connections);
+	else
+		log_info("open-file limit raised from %llu to %llu for "
+		    "max_connections = %lld", (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)up.rlim_cur,
+		    (long long)cfg->server.max_connections);
+}
 
 static int
 master_free_slot(void)
@@ -1483,6 +1531,7 @@ master_reload_apply(int status)
 	config_free(old);
 	/* The new generation gets the files just checked. */
 	master_preload();
+	master_nofile();
 	generation++;
 	master_hdr_begin();
 	sb.hdr->generation = generation;
@@ -1800,6 +1849,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	alloc_init();
 	/* main() had a child check the config. */
 	master_preload();
+	master_nofile();
 	if (scoreboard_create() == -1)
 		return 1;
 	if (listen_open(cfg->server.listen, NULL, &cfg->server) == -1)

@@ -1681,3 +1681,61 @@ def test_access_log_ipv6_client_address_is_bare(molt):
     assert len(lines) == 1, lines
     mm = CLF.match(lines[0])
     assert mm and mm.group(1) == "::1", lines
+
+
+# ------------------------------------------------------------ descriptors
+def nofile_soft(pid):
+    for line in read_text("/proc/%d/limits" % pid).splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no Max open files in /proc/%d/limits" % pid)
+
+
+def test_open_file_limit_is_raised_for_max_connections(molt):
+    """A shell's soft limit of 1024 is below what max_connections needs
+    (a socket and a file being sent, each): the master raises the limit
+    its workers inherit instead of letting them run out under load."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 1000 * 2 + 128
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        m = molt(server_extra="max_connections = 1000\n", workers=1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    pid = m.worker_pids()[0]
+    if hard != resource.RLIM_INFINITY and hard < need and os.geteuid() != 0:
+        m.wait_log(r"\[warn\] \d+: the open-file limit is %d, below the %d "
+                   r"that max_connections = 1000 needs" % (hard, need))
+        assert nofile_soft(pid) == hard
+    else:
+        m.wait_log(r"\[info\] \d+: open-file limit raised from 256 to %d for "
+                   r"max_connections = 1000" % need)
+        assert nofile_soft(pid) == need
+    assert nofile_soft(m.pid) == nofile_soft(pid)
+    assert m.get("/hello")[0] == 200
+
+
+def test_out_of_descriptors_is_logged_once_not_ten_times_a_second(molt):
+    """Out of descriptors, a worker pauses its accepts for 100 ms and tries
+    again; every try used to log a line.  The first is logged, the next
+    only after 10 s, with how many went unsaid."""
+    import resource
+    m = molt(workers=1)
+    m.expect_errors(r"accept4: Too many open files")
+    pid = m.worker_pids()[0]
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    used = len(os.listdir("/proc/%d/fd" % pid))
+    conns = []
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used + 1, hard))
+        for _ in range(4):
+            conns.append(socket.create_connection(("127.0.0.1", m.port)))
+        m.wait_log(r"accept4: Too many open files; pausing accepts")
+        time.sleep(1.5)             # some 15 pauses
+        assert m.count_log(r"pausing accepts") == 1, m.log()
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        for c in conns:
+            c.close()
+    assert m.get("/hello")[0] == 200
