@@ -35,6 +35,7 @@
 
 #define ACCEPT_BATCH      64
 #define ACCEPT_RETRY_MS   100
+#define ACCEPT_ERR_LOG_MS 10000 /* at most one "pausing accepts" line */
 #define BALANCE_SLACK     4     /* connections above the least loaded */
 #define ADOPT_DEFER_MS    2
 #define ACCEPT_DEFER_MS   2     /* looks again this often */
@@ -468,6 +469,29 @@ worker_accept_undefer(struct worker *w)
 	worker_listen_enable(w, 1);
 }
 
+
+/*
+ * Out of descriptors, a worker pauses its accepts for ACCEPT_RETRY_MS and
+ * tries again: ten lines a second for as long as it lasts, which buried
+ * the log.  The first pause is logged, then one line every
+ * ACCEPT_ERR_LOG_MS with how many went unsaid.
+ */
+static void
+worker_accept_paused(struct worker *w, int err)
+{
+	int64_t now = sb_clock_ms();
+
+	if (w->accept_err_ms != 0 && now - w->accept_err_ms < ACCEPT_ERR_LOG_MS) {
+		w->accept_err_quiet++;
+		return;
+	}
+	log_error("accept4: %s; pausing accepts for %d ms at a time "
+	    "(%d connections open; %u pauses since the last line)",
+	    strerror(err), ACCEPT_RETRY_MS, w->nconns, w->accept_err_quiet);
+	w->accept_err_ms = now;
+	w->accept_err_quiet = 0;
+}
+
 static void
 worker_accept(struct worker *w, int lfd, int force)
 {
@@ -507,9 +531,7 @@ worker_accept(struct worker *w, int lfd, int force)
 				tv.tv_sec = 0;
 				tv.tv_usec = ACCEPT_RETRY_MS * 1000;
 				/* Out of descriptors: pause instead of spinning. */
-				log_error("accept4: %s; pausing accepts for %d ms "
-				    "(%d connections open)", strerror(errno),
-				    ACCEPT_RETRY_MS, w->nconns);
+				worker_accept_paused(w, errno);
 				worker_listen_enable(w, 0);
 				evtimer_add(w->accept_retry_ev, &tv);
 				return;

@@ -58,6 +58,8 @@ struct worker {
 	struct event        *sample_ev;
 	struct event        *drain_ev;
 	struct event        *accept_retry_ev;
+	int64_t              accept_err_ms;  /* last accept error logged */
+	unsigned             accept_err_quiet; /* pauses not logged since */
 	struct event        *accept_defer_ev;  /* balance: see worker_accept */
 	struct event        *alog_ev;      /* writes buffered access log lines */
 	int                  alog_armed;
