@@ -609,6 +609,12 @@ class Molt:
         """Declare [error] lines matching regex as expected by this test."""
         self.expected_errors.append(re.compile(regex))
 
+    def close_stderr(self):
+        f = getattr(self, "_stderr_f", None)
+        if f:
+            f.close()
+            self._stderr_f = None
+
     def check_logs(self):
         bad = []
         for path in self.log_files():
@@ -697,9 +703,7 @@ def molt(tmp_path, request):
         except BaseException as e:   # keep stopping the others
             problems.append("stopping molt in %s: %s" % (m.tmp, e))
         finally:
-            f = getattr(m, "_stderr_f", None)
-            if f:
-                f.close()
+            m.close_stderr()
         bad = m.check_logs()
         if bad:
             problems.append("unexpected errors in the logs of %s:\n  %s"

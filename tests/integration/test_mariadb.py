@@ -1005,6 +1005,15 @@ params = s
              what="the pool to recover")
 
 
+def read_until_closed(s):
+    parts = []
+    while True:
+        data = s.recv(1 << 20)
+        if not data:
+            return parts
+        parts.append(data)
+
+
 def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
     m = start(molt, db_up, workers=1)
     m.expect_errors(r"database main")
@@ -1013,11 +1022,7 @@ def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
         s.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         parts = [s.recv(65536)]
         db_up.stop()          # rows still in flight: the query loses its server
-        while True:
-            data = s.recv(1 << 20)
-            if not data:
-                break
-            parts.append(data)
+        parts += read_until_closed(s)
     finally:
         s.close()
         db_up.start()
@@ -1065,11 +1070,7 @@ def test_client_slower_than_net_write_timeout_is_not_an_outage(molt, db_up):
                 "SELECT id FROM information_schema.PROCESSLIST "
                 "WHERE INFO LIKE 'SELECT id, name, amt FROM big%'"), 30,
                 what="the server to drop the stalled session")
-            while True:
-                data = s.recv(1 << 20)
-                if not data:
-                    break
-                parts.append(data)
+            parts += read_until_closed(s)
         finally:
             s.close()
     finally:

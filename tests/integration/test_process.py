@@ -29,6 +29,17 @@ from conftest import (DEFAULT_ROUTES, MODULES_DIR, SANITIZER_RE, SRC_DIR,
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
+def stop_and_check(m):
+    """A Molt a test started itself: stopped, and its logs checked as the
+    fixture checks those of its own."""
+    try:
+        m.stop()
+    finally:
+        m.close_stderr()
+    bad = m.check_logs()
+    assert not bad, "unexpected errors in the log:\n" + "\n".join(bad[:20])
+
+
 def get_ok(m, path="/hello", timeout=10):
     st, _, body = m.get(path, timeout=timeout)
     assert st == 200, (path, st, body)
@@ -585,12 +596,7 @@ def test_generation_runs_the_module_files_it_checked(tmp_path):
         assert recycle_and_get() == "v2"
         assert mapped_copies(m.pid, target) == copy2
     finally:
-        m.stop()
-        f = getattr(m, "_stderr_f", None)
-        if f:
-            f.close()
-    bad = m.check_logs()
-    assert not bad, "unexpected errors in the log:\n" + "\n".join(bad[:20])
+        stop_and_check(m)
 
 
 # v2's code starts with 16 KB of int3: whatever ran v1's code from v2's
@@ -676,12 +682,7 @@ def test_module_file_rewritten_in_place_harms_nothing(tmp_path):
         answers(b"v1")
         assert "killed by signal" not in m.log(), m.log()
     finally:
-        m.stop()
-        f = getattr(m, "_stderr_f", None)
-        if f:
-            f.close()
-    bad = m.check_logs()
-    assert not bad, "unexpected errors in the log:\n" + "\n".join(bad[:20])
+        stop_and_check(m)
 
 
 def test_usr2_does_not_stop_the_master(molt):

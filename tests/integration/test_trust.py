@@ -38,6 +38,21 @@ def ask(c, path):
     return r.body
 
 
+def page_after(m, paths):
+    """The status page, asked for on one connection after paths."""
+    with m.raw_conn() as c:
+        for p in paths:
+            ask(c, p)
+        c.send(GET % b"/molt/status")
+        r = c.read_response()
+    assert r.status == 200, r
+    return json.loads(r.body)
+
+
+def route_requests(js, prefix):
+    return sum(r["requests"] for r in js["routes"] if r["prefix"] == prefix)
+
+
 def test_scribbled_slots_hi_does_not_crash_the_master(molt):
     """slots_hi is in the header every worker can write; the master must
     not index its own table with it at the next reap."""
@@ -143,18 +158,10 @@ def test_requests_all_time_counts_a_worker_whose_slot_reads_torn(molt):
     back up (a reset, to Prometheus).  A slot left torn stands in for the
     preempted writer."""
     m = molt(conf=ROUTES, workers=1)
-    with m.raw_conn() as c:
-        for _ in range(5):
-            ask(c, "/hello")
-        ask(c, "/s/w?torn=1")
-        c.send(GET % b"/molt/status")
-        r = c.read_response()
-    assert r.status == 200, r
-    js = json.loads(r.body)
+    js = page_after(m, ["/hello"] * 5 + ["/s/w?torn=1"])
     # the five, the scribble; the page itself is counted when it is done
     assert js["totals"]["requests_all_time"] == 6, js["totals"]
-    hello = [x for x in js["routes"] if x["prefix"] == "/hello"]
-    assert hello and hello[0]["requests"] == 5, js["routes"]
+    assert route_requests(js, "/hello") == 5, js["routes"]
 
 
 def test_scribbled_header_sequence_is_put_right_at_the_next_sample(molt):
@@ -166,15 +173,9 @@ def test_scribbled_header_sequence_is_put_right_at_the_next_sample(molt):
     m = molt(conf=ROUTES + "\n[recycle]\nsample_interval = 200ms\n", workers=2)
     with m.raw_conn() as c:
         assert ask(c, "/s/hdr?seq=7") == b"seq=7\n"
-        for _ in range(3):
-            ask(c, "/hello")
-        c.send(GET % b"/molt/status")
-        r = c.read_response()
-    assert r.status == 200, r
-    js = json.loads(r.body)
+    js = page_after(m, ["/hello"] * 3)
     assert js["totals"]["requests_all_time"] == 4, js["totals"]
-    hello = [x for x in js["routes"] if x["prefix"] == "/hello"]
-    assert hello and hello[0]["requests"] == 3, js["routes"]
+    assert route_requests(js, "/hello") == 3, js["routes"]
 
     def seq():
         with m.raw_conn() as c:
