@@ -824,7 +824,8 @@ db_query_fail(struct molt_db_query *q, int status, const char *msg)
 	snprintf(buf, sizeof(buf), "%s", msg);  /* msg may live in the MYSQL */
 	c->q = NULL;
 	db_query_finish(q);
-	db_conn_discard(c, status == 503);
+	/* Backoff after a failure of the database, not of one session. */
+	db_conn_discard(c, status == 503 && !c->lost);
 	q->h.on_error(q->arg, status, buf);
 	db_query_unref(q);
 }
@@ -1161,12 +1162,24 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 		return;
 	}
 	if (e == 0 || db_errno_is_lost(e)) {
+		char why[200];
+
 		if (e == 0)
 			msg = "lost the connection";
 		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
-		molt_log(MOLT_LOG_ERROR, "database %s: connection %d lost: %s",
-		    c->pool->conf->name, c->index, msg);
-		db_query_fail(q, 503, NULL);
+		molt_log(MOLT_LOG_ERROR, "database %s: connection %d lost: %s; "
+		    "reconnecting", c->pool->conf->name, c->index, msg);
+		/*
+		 * One session ended, which says little about the database: a
+		 * DBA's KILL CONNECTION reads the same as a server that died.
+		 * So no backoff yet and the pool stays up, with its queue: the
+		 * reconnect, at once, finds out, and only a failed connect
+		 * marks the pool down and fails what waits.
+		 */
+		c->lost = 1;
+		snprintf(why, sizeof(why), "lost the connection to database %s "
+		    "during the query", c->pool->conf->name);
+		db_query_fail(q, 503, why);
 		return;
 	}
 	if (e == CR_NEW_STMT_METADATA) {

@@ -912,6 +912,41 @@ query = SELECT 1 AS one
     m.wait_log(r"database tls: cannot connect")
 
 
+def test_kill_connection_by_a_dba_is_not_an_outage(molt, db_up):
+    """A DBA's KILL CONNECTION ends one session of the pool, not the
+    database: the query that ran there fails, and the queries queued
+    behind it are served on a new connection instead of failing with it."""
+    m = start(molt, db_up, workers=1, pool_size=1)
+    m.expect_errors(r"database main: connection 0 lost: .*; reconnecting")
+    get_json(m, "/users?after=0&limit=1")         # the pool is up
+
+    def session():
+        rows = db_up.sql("SELECT ID FROM information_schema.PROCESSLIST "
+                         "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")
+        return rows[0][0] if rows else None
+
+    out = {}
+
+    def fetch(key, path):
+        out[key] = m.get(path, timeout=30)
+    killed = threading.Thread(target=fetch, args=("killed", "/sleep?s=20"))
+    killed.start()
+    wait_for(session, 10, what="the query to run")
+    queued = threading.Thread(target=fetch, args=("queued", "/users?after=0&limit=2"))
+    queued.start()
+    time.sleep(0.3)                 # queued behind the sleep (pool_size = 1)
+    db_up.sql("KILL CONNECTION %s" % session())
+    killed.join(30)
+    queued.join(30)
+    st, _, body = out["killed"]
+    assert st == 503 and b"lost the connection to database main during the " \
+        b"query" in body, (st, body)
+    st, _, body = out["queued"]
+    assert st == 200 and [u["id"] for u in json.loads(body)] == [1, 2], (st, body)
+    assert "unavailable" not in m.log(), m.log()
+    assert get_json(m, "/users?after=0&limit=1")[0]["id"] == 1
+
+
 def test_abandoned_queries_are_killed_on_the_server(molt, db_up):
     """A query molt gives up on (query_timeout, or its client went away)
     used to go on in the server after molt closed its connection: the
