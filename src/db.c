@@ -1144,39 +1144,38 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 		e = dblib.mysql_errno(c->mysql);
 		msg = dblib.mysql_error(c->mysql);
 	}
-	if ((e == 0 || db_errno_is_lost(e)) && c->slowed) {
-		/*
-		 * While we wait for a slow client the server's writes block,
-		 * and after its net_write_timeout (60 s by default) it drops
-		 * the session.  The database is fine: no backoff, no pool
-		 * marked down, and the client is told whose fault it was.  Had
-		 * the server died instead, the reconnect says so.
-		 */
-		molt_log(MOLT_LOG_WARN, "database %s: connection %d lost while its "
-		    "rows waited for a slow client (the server's net_write_timeout?): "
-		    "%s (%.200s)", c->pool->conf->name, c->index,
-		    e == 0 ? "lost the connection" : msg, q->sql);
-		c->lost = 1;        /* no KILL for a session that is gone */
-		db_query_fail(q, 504, "the database gave up sending the result "
-		    "while the client was slow to read it");
-		return;
-	}
 	if (e == 0 || db_errno_is_lost(e)) {
 		char why[200];
 
 		if (e == 0)
 			msg = "lost the connection";
-		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
-		molt_log(MOLT_LOG_ERROR, "database %s: connection %d lost: %s; "
-		    "reconnecting", c->pool->conf->name, c->index, msg);
 		/*
 		 * One session ended, which says little about the database: a
 		 * DBA's KILL CONNECTION reads the same as a server that died.
 		 * So no backoff yet and the pool stays up, with its queue: the
 		 * reconnect, at once, finds out, and only a failed connect
-		 * marks the pool down and fails what waits.
+		 * marks the pool down and fails what waits.  Nor a KILL for a
+		 * session that is gone.
 		 */
 		c->lost = 1;
+		if (c->slowed) {
+			/*
+			 * While we wait for a slow client the server's writes
+			 * block, and after its net_write_timeout (60 s by
+			 * default) it drops the session: the client is told
+			 * whose fault it was.
+			 */
+			molt_log(MOLT_LOG_WARN, "database %s: connection %d lost "
+			    "while its rows waited for a slow client (the server's "
+			    "net_write_timeout?): %s (%.200s)", c->pool->conf->name,
+			    c->index, msg, q->sql);
+			db_query_fail(q, 504, "the database gave up sending the "
+			    "result while the client was slow to read it");
+			return;
+		}
+		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s", msg);
+		molt_log(MOLT_LOG_ERROR, "database %s: connection %d lost: %s; "
+		    "reconnecting", c->pool->conf->name, c->index, msg);
 		snprintf(why, sizeof(why), "lost the connection to database %s "
 		    "during the query", c->pool->conf->name);
 		db_query_fail(q, 503, why);
