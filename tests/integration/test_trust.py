@@ -9,17 +9,11 @@ import json
 import signal
 import time
 
-from conftest import wait_for
+from conftest import DEFAULT_ROUTES, wait_for
 
-ROUTES = """\
-[route /hello]
-module = hello
-
+ROUTES = DEFAULT_ROUTES + """
 [route /s]
 module = scribble
-
-[route /crash]
-module = crash
 
 [route /leak]
 module = leak
