@@ -469,7 +469,6 @@ worker_accept_undefer(struct worker *w)
 	worker_listen_enable(w, 1);
 }
 
-
 /*
  * Out of descriptors, a worker pauses its accepts for ACCEPT_RETRY_MS and
  * tries again: ten lines a second for as long as it lasts, which buried
