@@ -423,23 +423,48 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    worker_self->route_stats ? "true" : "false");
 }
 
+/*
+ * Per-worker series are labelled by the worker's number and its scoreboard
+ * slot, not its pid: a recycle would otherwise start a new set of series,
+ * and at one recycle every few seconds a Prometheus server drowns in dead
+ * ones.  The slot tells a draining worker from its replacement, which has
+ * the same number; the pairs stay few (workers times the slots in use at
+ * once).  A recycle looks like a counter reset, which rate() expects.
+ */
 static void
 status_metrics(struct sbuf *b)
 {
+	enum { M_RSS, M_USS, M_PSS, M_HEAP_IN_USE, M_HEAP_HELD, M_REQUESTS,
+	       M_CONNECTIONS, M_TRIMS, M_CONN_MEMORY, M_PID, M_GENERATION,
+	       M_START, M_DRAINING };
 	static const struct {
 		const char *name, *help;
 		int what;
 	} gauges[] = {
-		{ "molt_worker_rss_bytes", "Resident set size of the worker", 0 },
-		{ "molt_worker_uss_bytes", "Unique (private) memory of the worker", 1 },
-		{ "molt_worker_pss_bytes", "Proportional set size of the worker", 2 },
-		{ "molt_worker_heap_in_use_bytes", "Bytes the allocator handed out", 3 },
-		{ "molt_worker_heap_held_bytes", "Bytes the allocator holds", 4 },
-		{ "molt_worker_requests_total", "Requests served by the worker", 5 },
-		{ "molt_worker_connections", "Open connections of the worker", 6 },
-		{ "molt_worker_trims_total", "Trims done by the worker", 7 },
+		{ "molt_worker_rss_bytes", "Resident set size of the worker", M_RSS },
+		{ "molt_worker_uss_bytes", "Unique (private) memory of the worker",
+		  M_USS },
+		{ "molt_worker_pss_bytes", "Proportional set size of the worker",
+		  M_PSS },
+		{ "molt_worker_heap_in_use_bytes", "Bytes the allocator handed out",
+		  M_HEAP_IN_USE },
+		{ "molt_worker_heap_held_bytes", "Bytes the allocator holds",
+		  M_HEAP_HELD },
+		{ "molt_worker_requests_total", "Requests served by the worker",
+		  M_REQUESTS },
+		{ "molt_worker_connections", "Open connections of the worker",
+		  M_CONNECTIONS },
+		{ "molt_worker_trims_total", "Trims done by the worker", M_TRIMS },
 		{ "molt_worker_conn_memory_bytes",
-		  "Bytes mapped for the worker's connections", 8 },
+		  "Bytes mapped for the worker's connections", M_CONN_MEMORY },
+		{ "molt_worker_pid", "Process id of the worker", M_PID },
+		{ "molt_worker_generation",
+		  "Configuration generation the worker runs", M_GENERATION },
+		{ "molt_worker_start_time_seconds",
+		  "Start of the worker process since the Unix epoch", M_START },
+		{ "molt_worker_draining",
+		  "1 while the worker finishes its requests before it exits",
+		  M_DRAINING },
 	};
 	struct status_fleet f;
 	struct sb_slot s;
@@ -456,18 +481,32 @@ status_metrics(struct sbuf *b)
 			if (status_worker(i, &s) == -1)
 				continue;
 			switch (gauges[g].what) {
-			case 0: v = s.m.rss; break;
-			case 1: v = s.m.uss; break;
-			case 2: v = s.m.pss; break;
-			case 3: v = s.w.heap_in_use; break;
-			case 4: v = s.w.heap_held; break;
-			case 5: v = s.w.requests; break;
-			case 6: v = s.w.connections; break;
-			case 7: v = s.w.trims; break;
-			case 8: v = s.w.conn_memory; break;
+			case M_RSS: v = s.m.rss; break;
+			case M_USS: v = s.m.uss; break;
+			case M_PSS: v = s.m.pss; break;
+			case M_HEAP_IN_USE: v = s.w.heap_in_use; break;
+			case M_HEAP_HELD: v = s.w.heap_held; break;
+			case M_REQUESTS: v = s.w.requests; break;
+			case M_CONNECTIONS: v = s.w.connections; break;
+			case M_TRIMS: v = s.w.trims; break;
+			case M_CONN_MEMORY: v = s.w.conn_memory; break;
+			case M_PID: v = (unsigned long long)s.m.pid; break;
+			case M_GENERATION: v = s.m.generation; break;
+			case M_START:
+				/* The worker wrote it: a negative one is unknown. */
+				v = s.w.start_ms > 0 ? (unsigned long long)s.w.start_ms : 0;
+				break;
+			case M_DRAINING:
+				v = s.m.retiring != SB_RETIRE_NONE ||
+				    s.w.state == SB_DRAINING;
+				break;
 			}
-			sbuf_printf(b, "%s{worker=\"%d\",pid=\"%d\",generation=\"%u\"} %llu\n",
-			    gauges[g].name, s.m.id, (int)s.m.pid, s.m.generation, v);
+			sbuf_printf(b, "%s{worker=\"%d\",slot=\"%d\"} ",
+			    gauges[g].name, s.m.id, i);
+			if (gauges[g].what == M_START)
+				sbuf_printf(b, "%llu.%03llu\n", v / 1000, v % 1000);
+			else
+				sbuf_printf(b, "%llu\n", v);
 		}
 	}
 	/* Summed here, so that a rate over it survives the recycles that end

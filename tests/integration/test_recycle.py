@@ -150,6 +150,17 @@ def parse_prometheus(text):
     return fams
 
 
+def metrics_by_pid(fams, name):
+    """{pid: value} of a per-worker family: the series are labelled by
+    worker and slot, and molt_worker_pid says which process each is."""
+    pids = {k: int(v) for k, v in fams["molt_worker_pid"]["samples"].items()}
+    f = fams[name]
+    for k in f["samples"]:
+        assert set(dict(k)) == {"worker", "slot"}, (name, k)
+    assert set(f["samples"]) == set(pids), (name, f["samples"], pids)
+    return {pids[k]: v for k, v in f["samples"].items()}
+
+
 def test_prometheus_parser_is_strict():
     good = ("# HELP a_total x\n# TYPE a_total counter\n"
             'a_total{reason="rss",x="y"} 3\n')
@@ -533,6 +544,43 @@ max_requests = 20
     assert len(m.worker_pids()) == 1
     assert m.get("/hello")[0] == 200
     check_counts(m, {"requests": 1})
+
+
+def test_metrics_series_outlive_the_workers_they_describe(molt):
+    """A recycle must not start a new set of per-worker series: at one
+    recycle every few seconds, series labelled by pid would pile up in
+    Prometheus by the thousand.  Six processes in turn serve one worker
+    number here; their series take at most two label sets (the old
+    worker's slot and its replacement's), and molt_worker_pid,
+    _generation, _start_time_seconds and _draining say who is who."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 4
+max_requests_jitter = 0
+"""), workers=1)
+    labels, pids = set(), set()
+    t0 = time.time()
+    for _ in range(6):
+        (pid,) = wait_for(lambda: m.worker_pids() if len(m.worker_pids()) == 1
+                          else None, 10, what="one worker")
+        fams = parse_prometheus(metrics_text(m))
+        got = metrics_by_pid(fams, "molt_worker_requests_total")
+        assert list(got) == [pid], (got, pid)
+        (key,) = fams["molt_worker_pid"]["samples"]
+        assert dict(key)["worker"] == "0", key
+        labels.add(key)
+        pids.add(pid)
+        assert fams["molt_worker_generation"]["samples"][key] == 1
+        assert fams["molt_worker_draining"]["samples"][key] == 0
+        start = fams["molt_worker_start_time_seconds"]["samples"][key]
+        assert t0 - 1 <= start <= time.time() + 1, (start, t0)
+        for _ in range(3):                  # the page was the first
+            assert m.get("/hello")[0] == 200
+        wait_for(lambda: pid not in m.worker_pids(), 10,
+                 what="worker %d to be recycled" % pid)
+    assert len(pids) == 6, pids
+    assert 1 <= len(labels) <= 2, labels
 
 
 def text_mappings(pid, prefixes):
@@ -965,13 +1013,8 @@ sample_interval = 100ms
                         ("molt_worker_pss_bytes", "pss"),
                         ("molt_worker_heap_in_use_bytes", "heap_in_use"),
                         ("molt_worker_requests_total", "requests")):
-        f = fams[name]
-        got = {int(dict(k)["pid"]): v for k, v in f["samples"].items()}
+        got = metrics_by_pid(fams, name)
         assert sorted(got) == sorted(now_mem), (name, got)
-        for k in f["samples"]:
-            d = dict(k)
-            assert set(d) == {"worker", "pid", "generation"}, (name, k)
-            assert d["generation"] == "1", (name, k)
         for w in workers:
             if field == "requests":
                 # the JSON request itself came in between
@@ -1097,8 +1140,7 @@ def test_connections_take_chunks_and_give_them_back(molt):
     w = wait_for(shrunk, 5, what="the emptied chunks to go back")
     assert w["conn_memory"] in (CHUNK, 2 * CHUNK), w
     fams = parse_prometheus(metrics_text(m))
-    got = {int(dict(k)["pid"]): v for k, v in
-           fams["molt_worker_conn_memory_bytes"]["samples"].items()}
+    got = metrics_by_pid(fams, "molt_worker_conn_memory_bytes")
     assert got[pid] in (CHUNK, 2 * CHUNK), got
     assert fams["molt_worker_conn_memory_bytes"]["type"] == "gauge"
 
