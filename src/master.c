@@ -127,6 +127,8 @@ static int pid_fd = -1;           /* the pid file, locked (master_pid_take) */
 static int validator_fd = -1;
 static int64_t validator_deadline;
 static int validator_killed;      /* the master sent it SIGKILL */
+/* Shared with the validators: what the check was doing when it died. */
+static struct module_step *check_step;
 /*
  * A SIGHUP came while a reload was being checked: the operator has
  * edited the file again, and that edit is checked next, not dropped
@@ -358,6 +360,7 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 	}
 	if (getppid() != parent)
 		_exit(1);
+	module_step_to(check_step);
 	if (module_check_all(c, &mods, &err) == -1)
 		goto fail;
 	module_unload_all(mods);
@@ -393,6 +396,22 @@ master_validate_start(struct molt_config *c, int *fdout)
 		log_error("pipe2 (module check): %s", strerror(errno));
 		return -1;
 	}
+	/*
+	 * Without it a crash or a hang is reported without the module that
+	 * caused it, which is worth a check, not a failed one.
+	 */
+	if (check_step == NULL) {
+		void *p = mmap(NULL, sizeof(*check_step), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			log_error("mmap (module check progress): %s",
+			    strerror(errno));
+		else
+			check_step = p;
+	}
+	if (check_step != NULL)
+		memset(check_step, 0, sizeof(*check_step));
 	/* The bytes checked are the bytes the generation runs. */
 	module_stage_all(c);
 	pid = master_fork("validator");
@@ -413,6 +432,25 @@ master_validate_start(struct molt_config *c, int *fdout)
 }
 
 /*
+ * "FILE:LINE: " and " in the check hook of ..." for a check that died or
+ * hung in module code, or two empty strings.  The validator wrote them,
+ * and module code ran there: read within bounds, never past them.
+ */
+static void
+master_check_step(char *where, size_t wlen, char *what, size_t tlen)
+{
+	where[0] = what[0] = '\0';
+	if (check_step == NULL)
+		return;
+	if (check_step->where[0] != '\0')
+		snprintf(where, wlen, "%.*s: ", (int)strnlen(check_step->where,
+		    sizeof(check_step->where)), check_step->where);
+	if (check_step->what[0] != '\0')
+		snprintf(what, tlen, " %.*s", (int)strnlen(check_step->what,
+		    sizeof(check_step->what)), check_step->what);
+}
+
+/*
  * Reads the verdict of a reaped validator: 0 if the config is good.
  * limit_ms: the time limit the validator was killed for, or 0.
  */
@@ -420,6 +458,8 @@ static int
 master_validate_finish(int fd, int status, long long limit_ms, char *msg,
     size_t len)
 {
+	char where[sizeof(check_step->where) + 3];
+	char what[sizeof(check_step->what) + 2];
 	ssize_t n;
 
 	n = read(fd, msg, len - 1);
@@ -428,21 +468,23 @@ master_validate_finish(int fd, int status, long long limit_ms, char *msg,
 	msg[n > 0 ? n : 0] = '\0';
 	if (close(fd) == -1)
 		log_error("close (module check pipe): %s", strerror(errno));
+	master_check_step(where, sizeof(where), what, sizeof(what));
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		if (strcmp(msg, MASTER_CHECK_OK) == 0)
 			return 0;
-		snprintf(msg, len, "the module check ended before it finished "
-		    "(a module called exit?)");
+		snprintf(msg, len, "%sthe module check ended before it finished "
+		    "(a module called exit?)%s", where, what);
 		return -1;
 	}
 	if (limit_ms > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-		snprintf(msg, len, "the module check timed out after %lld %s",
-		    limit_ms % 1000 == 0 ? limit_ms / 1000 : limit_ms,
-		    limit_ms % 1000 == 0 ? "s" : "ms");
+		snprintf(msg, len, "%sthe module check timed out after %lld %s%s",
+		    where, limit_ms % 1000 == 0 ? limit_ms / 1000 : limit_ms,
+		    limit_ms % 1000 == 0 ? "s" : "ms", what);
 	else if (msg[0] == '\0')
-		snprintf(msg, len, "the module check crashed (%s %d)",
+		snprintf(msg, len, "%sthe module check crashed (%s %d)%s", where,
 		    WIFSIGNALED(status) ? "signal" : "status",
-		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+		    what);
 	return -1;
 }
 

@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +335,37 @@ module_unpin_all(void)
 	npins = 0;
 }
 
+static struct module_step *step;
+
+void
+module_step_to(struct module_step *st)
+{
+	step = st;
+}
+
+/* No module code runs past the checks: nothing to blame on one. */
+static void
+module_step_clear(void)
+{
+	if (step != NULL)
+		step->where[0] = step->what[0] = '\0';
+}
+
+/* file NULL: the same place, another thing done there. */
+static void
+module_step(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (step == NULL)
+		return;
+	if (file != NULL)
+		snprintf(step->where, sizeof(step->where), "%s:%d", file, line);
+	va_start(ap, fmt);
+	vsnprintf(step->what, sizeof(step->what), fmt, ap);
+	va_end(ap);
+}
+
 static struct module *
 module_load(const char *dirs, const char *name, char *err, size_t errlen)
 {
@@ -391,6 +423,8 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 		}
 		dlname = mc->name;
 	}
+	/* A truncated file or a constructor that crashes dies in here. */
+	module_step(NULL, 0, "while loading %s (module %s)", path, name);
 	dl = dlopen(dlname, RTLD_NOW | RTLD_LOCAL);
 	if (dl == NULL) {
 		snprintf(err, errlen, "cannot load module %s: %s", path, dlerror());
@@ -580,6 +614,8 @@ module_check_all(struct molt_config *cfg, struct module **mods,
 		int line = kv ? kv->line : rc->section->line;
 
 		if ((mod = module_lookup(*mods, rc->module)) == NULL) {
+			module_step(rc->section->file, line, "while loading "
+			    "module %s", rc->module);
 			mod = module_load(cfg->server.modules_dir, rc->module, msg,
 			    sizeof(msg));
 			if (mod == NULL) {
@@ -602,6 +638,9 @@ module_check_all(struct molt_config *cfg, struct module **mods,
 		b->next = bindings;
 		bindings = b;
 		if (mod->m->check != NULL) {
+			module_step(rc->section->file, rc->section->line,
+			    "in the check hook of module %s for [route %s]",
+			    mod->name, rc->prefix);
 			msg[0] = '\0';
 			if (mod->m->check(conf, msg, sizeof(msg)) != 0) {
 				/* The module may have filled it to the brim. */
@@ -623,8 +662,10 @@ module_check_all(struct molt_config *cfg, struct module **mods,
 			goto fail;
 		}
 	}
+	module_step_clear();
 	return 0;
 fail:
+	module_step_clear();
 	module_unload_all(*mods);
 	*mods = NULL;
 	return -1;

@@ -66,4 +66,17 @@ void module_unstage_all(void);
 void module_pin_all(const struct molt_config *cfg);
 void module_unpin_all(void);
 
+/*
+ * What the module check is doing, kept where the master can read it if
+ * module code kills the check or hangs it (master.c): FILE:LINE of the
+ * route and a phrase that follows "crashed (signal 7)" or "timed out
+ * after 5 s".  Written by the validator only, after module_step_to().
+ */
+struct module_step {
+	char where[512];
+	char what[512];
+};
+
+void module_step_to(struct module_step *st);
+
 #endif

@@ -312,20 +312,44 @@ def test_startup_refuses_bad_config(tmp_path, body, needles):
 BADCHECK = "[route /b]\nmodule = badcheck\naction = %s\n"
 
 
+IN_BADCHECK = " in the check hook of module badcheck for [route /b]"
+
+
 def test_check_crash_in_module_check_is_reported(molt_check):
     """molt -t runs the modules' checks in a child, as a start does: a check
-    that crashes is a refusal with a message, not a crash of molt -t."""
+    that crashes is a refusal with a message, not a crash of molt -t.  The
+    message names the module and the route whose check it was."""
     r = molt_check(BADCHECK % "crash")
-    assert r.rc == 1, r
-    assert "the module check crashed (signal 11)" in r.stderr, r.stderr
+    line, msg = error_at(r)
+    assert line == r.line_of("[route /b]"), (line, r.stderr)
+    assert msg == "the module check crashed (signal 11)" + IN_BADCHECK, msg
 
 
 def test_check_that_exits_is_not_a_pass(molt_check):
     """A check that calls exit(0) ended the validator with status 0, which
     was taken for "every check passed"."""
     r = molt_check(BADCHECK % "exit")
-    assert r.rc == 1, r
-    assert "the module check ended before it finished" in r.stderr, r.stderr
+    line, msg = error_at(r)
+    assert line == r.line_of("[route /b]"), (line, r.stderr)
+    assert msg == ("the module check ended before it finished "
+                   "(a module called exit?)" + IN_BADCHECK), msg
+
+
+def test_truncated_module_file_is_named(molt_check, tmp_path):
+    """A module file cut short (a copy still running, a full disk) kills
+    the loader with SIGBUS.  The refusal says which file, at the line of
+    the route that loads it, not just "signal 7"."""
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    so = str(mods / "hello.so")
+    shutil.copy(os.path.join(MODULES_DIR, "hello.so"), so)
+    os.truncate(so, os.path.getsize(so) // 3)
+    r = molt_check("[server]\nlisten = 127.0.0.1:0\nmodules_dir = %s\n\n"
+                   "[route /hello]\nmodule = hello\n" % mods, server=False)
+    line, msg = error_at(r)
+    assert line == r.line_of("module = hello"), (line, r.stderr)
+    assert re.match(r"the module check crashed \(signal \d+\) while loading "
+                    + re.escape(so) + r" \(module hello\)$", msg), msg
 
 
 def test_check_unterminated_message(molt_check):
@@ -343,8 +367,9 @@ def test_check_that_hangs_times_out(molt_check, tmp_path):
     a start both exit 1 and say so, and a start never listens."""
     t0 = time.monotonic()
     r = molt_check("check_timeout = 1s\n" + BADCHECK % "hang")
-    assert r.rc == 1, r
-    assert "the module check timed out after 1 s" in r.stderr, r.stderr
+    line, msg = error_at(r)
+    assert line == r.line_of("[route /b]"), (line, r.stderr)
+    assert msg == "the module check timed out after 1 s" + IN_BADCHECK, msg
     assert time.monotonic() - t0 < 10
     rc, out, path, text = startup(tmp_path, "check_timeout = 1s\n" + BADCHECK % "hang")
     assert rc == 1, out
