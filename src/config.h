@@ -44,6 +44,7 @@ struct listen_addr {
 	struct listen_addr     *kept_from;   /* listen_open took fd from it */
 	dev_t                   sock_dev;    /* a unix socket's file, as bound, */
 	ino_t                   sock_ino;    /* so only that file is removed */
+	int                     inherited;   /* from systemd: its file stays */
 	struct listen_addr     *next;
 };
 

@@ -9,9 +9,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -220,9 +224,11 @@ listen_open(struct listen_addr *list, struct listen_addr *old,
 				la->kept_from = o;
 				la->sock_dev = o->sock_dev;
 				la->sock_ino = o->sock_ino;
+				la->inherited = o->inherited;
 				o->fd = -1;     /* moved, so closing old keeps it */
 				listen_describe(la->fd, la, where, sizeof(where));
-				log_info("listening on %s (kept)", where);
+				log_info("listening on %s (%s)", where,
+				    o->inherited ? "from systemd" : "kept");
 				break;
 			}
 		}
@@ -260,7 +266,9 @@ listen_shut(struct listen_addr *la, int unlink_file)
 	if (close(la->fd) == -1)
 		log_warn("close(%s): %s", la->text, strerror(errno));
 	la->fd = -1;
-	if (!unlink_file || la->ss.ss_family != AF_UNIX || la->sock_ino == 0)
+	/* systemd made the file and listens there for the next start. */
+	if (!unlink_file || la->ss.ss_family != AF_UNIX || la->sock_ino == 0 ||
+	    la->inherited)
 		return;
 	path = ((struct sockaddr_un *)&la->ss)->sun_path;
 	if (lstat(path, &st) == 0 && st.st_dev == la->sock_dev &&
@@ -280,4 +288,171 @@ listen_drop(struct listen_addr *list)
 {
 	for (; list != NULL; list = list->next)
 		listen_shut(list, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sockets from systemd                                                */
+
+/*
+ * Socket activation (sd_listen_fds(3)): systemd binds the addresses of
+ * a .socket unit and passes them as fds 3, 4, ... with LISTEN_PID and
+ * LISTEN_FDS set.  The socket outlives molt, so a restart or an upgrade
+ * of the binary refuses no connection: they wait in the backlog until
+ * the new master's workers accept them.  Each inherited socket stands in
+ * for the listen line that names its address (listen_same), as an open
+ * socket does on reload.
+ */
+static struct listen_addr *inherited;
+
+static int
+listen_inherit_one(int fd, struct listen_addr **out)
+{
+	struct listen_addr *la;
+	int v, flags;
+	socklen_t sl = sizeof(v);
+
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+		log_error("socket activation: fd %d: %s", fd, strerror(errno));
+		return -1;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &sl) == -1 || !v) {
+		log_error("socket activation: fd %d is not a listening socket "
+		    "(molt takes ListenStream= sockets only)", fd);
+		return -1;
+	}
+	sl = sizeof(v);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &sl) == -1 ||
+	    v != SOCK_STREAM) {
+		log_error("socket activation: fd %d is not a stream socket", fd);
+		return -1;
+	}
+	/* Every worker waits on it: one that loses the race gets EAGAIN. */
+	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
+		log_error("socket activation: fd %d: O_NONBLOCK: %s", fd,
+		    strerror(errno));
+		return -1;
+	}
+	if ((la = calloc(1, sizeof(*la))) == NULL) {
+		log_error("socket activation: out of memory");
+		return -1;
+	}
+	la->fd = fd;
+	la->inherited = 1;
+	la->sslen = sizeof(la->ss);
+	if (getsockname(fd, (struct sockaddr *)&la->ss, &la->sslen) == -1) {
+		log_error("socket activation: fd %d: getsockname: %s", fd,
+		    strerror(errno));
+		free(la);
+		return -1;
+	}
+	if (la->ss.ss_family == AF_UNIX) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&la->ss;
+		struct stat st;
+
+		/* An abstract or unnamed one has no path a listen line names. */
+		if (la->sslen <= offsetof(struct sockaddr_un, sun_path) ||
+		    sun->sun_path[0] == '\0') {
+			log_error("socket activation: fd %d is a unix socket "
+			    "without a path", fd);
+			free(la);
+			return -1;
+		}
+		snprintf(la->text, sizeof(la->text), "unix:%.*s",
+		    (int)(la->sslen - offsetof(struct sockaddr_un, sun_path)),
+		    sun->sun_path);
+		if (lstat(sun->sun_path, &st) == 0) {
+			la->sock_dev = st.st_dev;
+			la->sock_ino = st.st_ino;
+		}
+	} else if (la->ss.ss_family == AF_INET ||
+	    la->ss.ss_family == AF_INET6) {
+		listen_describe(fd, la, la->text, sizeof(la->text));
+	} else {
+		log_error("socket activation: fd %d is of address family %d, "
+		    "not inet, inet6 or unix", fd, (int)la->ss.ss_family);
+		free(la);
+		return -1;
+	}
+	*out = la;
+	return 0;
+}
+
+int
+listen_inherit(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *nfds = getenv("LISTEN_FDS");
+	struct listen_addr **tail = &inherited, *la;
+	char *end;
+	long p, n, i;
+	int rc = 0;
+
+	if (pid == NULL || nfds == NULL)
+		return 0;
+	errno = 0;
+	p = strtol(pid, &end, 10);
+	if (errno != 0 || *end != '\0' || p != (long)getpid())
+		goto out;       /* meant for a process that exec'd us: not ours */
+	n = strtol(nfds, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 0 || n > INT_MAX - 3) {
+		log_error("socket activation: LISTEN_FDS=%s is not a count", nfds);
+		rc = -1;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (listen_inherit_one(3 + (int)i, &la) == -1) {
+			rc = -1;
+			goto out;
+		}
+		*tail = la;
+		tail = &la->next;
+	}
+out:
+	/* Nothing molt starts is the process they were passed to. */
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (rc == -1)
+		listen_inherited_free();
+	return rc;
+}
+
+struct listen_addr *
+listen_inherited(void)
+{
+	return inherited;
+}
+
+int
+listen_inherited_check(const struct listen_addr *list, const char *path)
+{
+	struct listen_addr *o;
+	const struct listen_addr *la;
+
+	for (o = inherited; o != NULL; o = o->next) {
+		for (la = list; la != NULL; la = la->next)
+			if (listen_same(la, o))
+				break;
+		if (la == NULL) {
+			log_error("socket activation: systemd passed %s (fd %d), "
+			    "which no listen line of %s names", o->text, o->fd,
+			    path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+listen_inherited_free(void)
+{
+	struct listen_addr *la, *next;
+
+	for (la = inherited; la != NULL; la = next) {
+		next = la->next;
+		if (la->fd >= 0 && close(la->fd) == -1)
+			log_warn("close(%s): %s", la->text, strerror(errno));
+		free(la);
+	}
+	inherited = NULL;
 }

@@ -24,4 +24,17 @@ void listen_close(struct listen_addr *list);
  */
 void listen_drop(struct listen_addr *list);
 
+/*
+ * Socket activation: takes the sockets systemd passed (LISTEN_PID,
+ * LISTEN_FDS), before anything forks, and clears the variables.  0 if
+ * there were none; -1 after logging if one is not a listening stream
+ * socket.  listen_open takes them as it takes a reload's old sockets,
+ * given listen_inherited() as old; listen_inherited_check first refuses
+ * one no listen line names; listen_inherited_free closes what is left.
+ */
+int  listen_inherit(void);
+struct listen_addr *listen_inherited(void);
+int  listen_inherited_check(const struct listen_addr *list, const char *path);
+void listen_inherited_free(void);
+
 #endif

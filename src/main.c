@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "listen.h"
 #include "log.h"
 #include "master.h"
 
@@ -292,6 +293,11 @@ main(int argc, char **argv)
 			fprintf(stderr, "molt: %s: configuration ok\n", cfg->path);
 		config_free(cfg);
 		return rc == -1 ? 1 : 0;
+	}
+	/* Before any fork, and while LISTEN_PID is still our pid. */
+	if (listen_inherit() == -1) {
+		config_free(cfg);
+		return 1;
 	}
 	/* Module code runs only in a child, even for this first check. */
 	if (master_validate(cfg, msg, sizeof(msg)) == -1) {

@@ -334,6 +334,8 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 	 */
 	if (cfg != NULL)
 		listen_drop(cfg->server.listen);
+	/* At start-up, what systemd passed is not in cfg yet. */
+	listen_drop(listen_inherited());
 	/* Nor receive the connections of recycled workers, nor speak for
 	 * a worker to the master. */
 	handoff_leave();
@@ -1894,8 +1896,12 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	master_nofile();
 	if (scoreboard_create() == -1)
 		return 1;
-	if (listen_open(cfg->server.listen, NULL, &cfg->server) == -1)
+	if (listen_inherited_check(cfg->server.listen, cfg->path) == -1)
 		return 1;
+	if (listen_open(cfg->server.listen, listen_inherited(),
+	    &cfg->server) == -1)
+		return 1;
+	listen_inherited_free();        /* all taken: nothing to close */
 	/* Without it recycles still work; clients just reconnect. */
 	if (handoff_init() == -1)
 		log_warn("recycled workers will close their idle connections");

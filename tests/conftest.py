@@ -30,6 +30,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -88,6 +89,24 @@ LOG_LINE_RE = re.compile(
 # signals even in an ASan build, so ASan must not catch SEGV/ABRT itself; a
 # real crash still fails a test through its unexpected "[error] ... killed
 # by signal" line.  The caller's own ASAN_OPTIONS come last and win.
+# Runs argv[2:] with the sockets whose fds argv[1] lists (comma-separated)
+# as fds 3, 4, ... and LISTEN_PID and LISTEN_FDS set for it: what systemd
+# does for a service with a .socket unit (sd_listen_fds(3)).
+SOCKET_ACTIVATE = """
+import fcntl, os, sys
+fds = [int(f) for f in sys.argv[1].split(",")]
+# out of the way of 3, 4, ... first, so that no dup2 overwrites another
+high = [fcntl.fcntl(f, fcntl.F_DUPFD_CLOEXEC, 100) for f in fds]
+for f in fds:
+    os.close(f)
+for i, f in enumerate(high):
+    os.dup2(f, 3 + i, inheritable=True)
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.environ["LISTEN_FDS"] = str(len(fds))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 def molt_env():
     env = dict(os.environ)
     asan = "handle_segv=0:handle_sigbus=0:handle_abort=0"
@@ -421,17 +440,23 @@ class Molt:
         self.returncode = None
 
     # ------------------------------------------------------------ process
-    def start(self, wait=True, args=(), daemon=False, binary=None):
+    def start(self, wait=True, args=(), daemon=False, binary=None,
+              inherit=()):
         """Start molt -c CONF [args].  With daemon, run it with -d: the
-        launcher must exit 0, and the master's pid comes from the pid file."""
+        launcher must exit 0, and the master's pid comes from the pid file.
+        inherit: sockets to pass as systemd's socket activation does."""
         self._stderr_f = open(self.stderr_path, "ab")
         argv = [binary or MOLT_BIN, "-c", self.conf_path] + list(args)
         if daemon:
             argv.append("-d")
+        fds = [s.fileno() for s in inherit]
+        if fds:
+            argv = [sys.executable, "-c", SOCKET_ACTIVATE,
+                    ",".join(map(str, fds))] + argv
         p = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=self._stderr_f,
             stderr=self._stderr_f, cwd=self.tmp, start_new_session=True,
-            env=molt_env())
+            env=molt_env(), pass_fds=fds)
         if daemon:
             try:
                 rc = p.wait(START_TIMEOUT)
@@ -674,7 +699,7 @@ def molt(tmp_path, request):
 
     def factory(conf=DEFAULT_ROUTES, workers=2, server_extra="", wait=True,
                 error_log=True, listen=("127.0.0.1:0",), log_level="info",
-                args=(), daemon=False):
+                args=(), daemon=False, inherit=()):
         """@TMP@ in conf, server_extra and listen stands for the instance's
         temp dir."""
         tmp = str(tmp_path / ("molt%d" % len(instances)))
@@ -691,7 +716,7 @@ def molt(tmp_path, request):
         m.workers_conf, m.error_log_conf = workers, error_log
         m.listen_conf, m.log_level_conf = listen, log_level
         instances.append(m)
-        m.start(wait=wait, args=args, daemon=daemon)
+        m.start(wait=wait, args=args, daemon=daemon, inherit=inherit)
         return m
 
     yield factory
