@@ -792,6 +792,15 @@ conn_dispatch(struct conn *c)
 	molt_request *req = &c->req;
 	int rc;
 
+	/*
+	 * The replies to the requests pipelined before this one go out
+	 * first: if this handler crashes the worker, they were served, and
+	 * a client told nothing would send them again.  Without pipelining
+	 * nothing is queued here and this costs nothing.  A failure shows
+	 * again at the flush after the batch, which closes.
+	 */
+	if (c->queued > 0)
+		(void)conn_flush(c);
 	c->state = REQ_HANDLER;
 	/* A body or header deadline armed earlier no longer applies. */
 	c->timer_kind = T_NONE;

@@ -943,6 +943,26 @@ def test_crash_isolated_and_respawned(molt, what, pattern):
     assert out == [200] * 50
 
 
+def test_replies_pipelined_before_a_crash_are_delivered(molt):
+    """Three requests in one write, the last of which kills its worker:
+    the two served before it were answered, and the client must get those
+    answers.  They waited in the connection's output until the batch was
+    parsed, and died with the worker; a client that saw nothing would
+    send them again, a POST included."""
+    m = molt(workers=1)
+    (pid,) = m.worker_pids()
+    m.expect_errors(r"pid %d\b" % pid)
+    with m.raw_conn(timeout=10) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"
+               b"first" + GET % b"/crash/ok" + GET % b"/crash/segv")
+        r = c.read_response()
+        assert r.status == 200 and json.loads(r.body)["body"] == "first", r
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"ok\n", r
+        assert c.read_all(timeout=10) == b"", "the crashing request got a reply"
+    m.wait_log(r"worker 0 pid %d killed by signal 11 .*/crash/segv" % pid)
+
+
 def test_repeated_crashes_do_not_trigger_backoff(molt):
     """Workers that die after they were ready are respawned at once; the
     start-up backoff is for workers that fail before serving."""
