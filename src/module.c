@@ -352,6 +352,9 @@ module_step_clear(void)
 }
 
 /* file NULL: the same place, another thing done there. */
+static void module_step(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static void
 module_step(const char *file, int line, const char *fmt, ...)
 {
