@@ -1053,6 +1053,7 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	get_str(&ck, "access_log", &sc->access_log);
 	get_duration(&ck, "access_log_flush", &sc->access_log_flush_ms, 10,
 	    1 * HOUR, ZERO_OFF);
+	get_bool(&ck, "access_log_time", &sc->access_log_time);
 	/* Both mean "the default" and are spelled out so a file can say so. */
 	if (sc->error_log && strcmp(sc->error_log, "stderr") == 0) {
 		free(sc->error_log);

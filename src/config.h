@@ -96,6 +96,7 @@ struct server_conf {
 	int       log_level;
 	char     *access_log;
 	long long access_log_flush_ms;  /* 0: when the buffer fills */
+	int       access_log_time;      /* each line ends with its duration */
 	char     *user, *group;
 	long long check_timeout_ms;     /* for the module check of a config */
 	long long max_header_size;

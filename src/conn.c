@@ -45,6 +45,7 @@ struct alog_wait {
 	struct alog_wait *next;
 	uint64_t          end;     /* conn->sent once the reply's last byte is out */
 	uint64_t          bytes;   /* body bytes queued */
+	int64_t           start_ms; /* of the request, for access_log_time */
 	size_t            split, len;
 	char              text[];
 };
@@ -672,19 +673,20 @@ conn_alog_held(const struct conn *c)
 
 void
 conn_alog_hold(struct conn *c, const char *line, size_t split, size_t len,
-    uint64_t bytes)
+    uint64_t bytes, int64_t start_ms)
 {
 	struct alog_wait *a;
 
 	if ((a = malloc(sizeof(*a) + len)) == NULL) {
 		log_error("out of memory holding an access log line for %s; "
 		    "writing it now", conn_peer(c));
-		worker_access_emit(c->w, line, split, len, bytes);
+		worker_access_emit(c->w, line, split, len, bytes, start_ms);
 		return;
 	}
 	a->next = NULL;
 	a->end = c->sent + c->queued;
 	a->bytes = bytes;
+	a->start_ms = start_ms;
 	a->split = split;
 	a->len = len;
 	memcpy(a->text, line, len);
@@ -708,7 +710,7 @@ conn_alog_release(struct conn *c, int all)
 		if (unsent > 0 && !all)
 			break;
 		worker_access_emit(c->w, a->text, a->split, a->len,
-		    a->bytes > unsent ? a->bytes - unsent : 0);
+		    a->bytes > unsent ? a->bytes - unsent : 0, a->start_ms);
 		c->alog = a->next;
 		free(a);
 	}

@@ -175,7 +175,7 @@ int  conn_flush(struct conn *c);
  */
 int  conn_alog_held(const struct conn *c);
 void conn_alog_hold(struct conn *c, const char *line, size_t split, size_t len,
-    uint64_t bytes);
+    uint64_t bytes, int64_t start_ms);
 void conn_alog_release_all(struct worker *w);
 void conn_reply_complete(struct conn *c);
 void conn_error_reply(struct conn *c, int status, const char *msg, int close);

@@ -1574,6 +1574,48 @@ def test_access_log_combined_format(molt):
     assert len(evil) == 1 and '"' not in evil[0][8].replace('\\"', "")
 
 
+def test_access_log_time_ends_each_line_with_the_request_time(molt, tmp_path):
+    """access_log_time = on: each Combined line ends with the seconds from
+    the request's head to its last byte out, with milliseconds, as
+    nginx's $request_time.  A deferred reply counts the wait, a streamed
+    one the whole stream, and a file its client's slowness: its line
+    waits for the last byte."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(32 * 1024 * 1024)
+    m = molt(conf=DEFAULT_ROUTES + "\n[route /files]\nmodule = static\n"
+             "root = %s\n" % root, workers=1,
+             server_extra="access_log = @TMP@/access.log\n"
+                          "access_log_time = on")
+    t0 = time.monotonic()
+    get_ok(m, "/hello?fast=1")
+    assert m.get("/stream/deferred?ms=300")[0] == 200
+    st, _, body = m.get("/stream/chunks?n=4&size=100000&delay_ms=150")
+    assert st == 200 and len(body) == 400000
+    with m.raw_conn(timeout=30) as c:
+        c.send(b"GET /files/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.6)             # more than the kernel's buffers hold
+        r = c.read_response()
+        assert r.status == 200 and len(r.body) == 32 * 1024 * 1024
+    elapsed = time.monotonic() - t0
+    m.stop(signal.SIGQUIT)
+    took = {}
+    for line in read_text(m.access_log).splitlines():
+        head, secs = line.rsplit(" ", 1)
+        assert CLF.match(head), line
+        assert re.match(r"^\d+\.\d{3}$", secs), line
+        took[head.split('"')[1].split()[1]] = float(secs)
+    assert set(took) == {"/hello?fast=1", "/stream/deferred?ms=300",
+                         "/stream/chunks?n=4&size=100000&delay_ms=150",
+                         "/files/big.bin"}, took
+    assert 0.6 <= took["/files/big.bin"] <= elapsed, took
+    assert took["/hello?fast=1"] < 0.5, took
+    assert 0.3 <= took["/stream/deferred?ms=300"] <= elapsed, took
+    assert 0.45 <= took["/stream/chunks?n=4&size=100000&delay_ms=150"] \
+        <= elapsed, took
+
+
 def test_access_log_lines_of_a_quiet_worker_appear_without_a_signal(molt):
     """A worker buffers its access log lines; on a quiet server the
     buffer never fills, and an operator's tail -f must still see each
