@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -745,12 +746,18 @@ worker_fmt_len(int r, size_t room)
 /*
  * " 0.003\n" in place of the line's "\n" with access_log_time: seconds
  * from the request's head to its last byte out, with milliseconds, as
- * nginx's $request_time.  The clock is the loop's, read once a turn.
+ * nginx's $request_time.  The clock is read afresh: the loop's, read
+ * once a turn, would give 0 to a handler that keeps the CPU for a second
+ * within that turn, the very request the field is there to show.
  */
 static size_t
-worker_access_time(struct worker *w, int64_t start_ms, char *end, size_t room)
+worker_access_time(int64_t start_ms, char *end, size_t room)
 {
-	int64_t d = worker_now_ms(w) - start_ms;
+	struct timeval tv;
+	int64_t d;
+
+	gettimeofday(&tv, NULL);
+	d = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 - start_ms;
 
 	if (d < 0 || start_ms <= 0)
 		d = 0;
@@ -769,7 +776,7 @@ worker_access_emit(struct worker *w, const char *text, size_t split,
 	    (int)split, text, (unsigned long long)bytes, (int)(len - split),
 	    text + split), sizeof(line));
 	if (w->cfg->server.access_log_time && n > 0 && line[n - 1] == '\n')
-		n += worker_access_time(w, start_ms, line + n - 1,
+		n += worker_access_time(start_ms, line + n - 1,
 		    sizeof(line) - n + 1) - 1;
 	log_access(line, n);
 	worker_alog_arm(w);
@@ -826,7 +833,7 @@ worker_access_log(struct worker *w, molt_request *req)
 	} else {
 		n += k;
 		if (w->cfg->server.access_log_time && line[n - 1] == '\n')
-			n += worker_access_time(w, req->start_ms, line + n - 1,
+			n += worker_access_time(req->start_ms, line + n - 1,
 			    sizeof(line) - n + 1) - 1;
 		log_access(line, n);
 		worker_alog_arm(w);

@@ -1577,9 +1577,10 @@ def test_access_log_combined_format(molt):
 def test_access_log_time_ends_each_line_with_the_request_time(molt, tmp_path):
     """access_log_time = on: each Combined line ends with the seconds from
     the request's head to its last byte out, with milliseconds, as
-    nginx's $request_time.  A deferred reply counts the wait, a streamed
-    one the whole stream, and a file its client's slowness: its line
-    waits for the last byte."""
+    nginx's $request_time.  A handler that holds the CPU counts, though
+    the request begins and ends in one turn of the loop; a deferred reply
+    counts the wait, a streamed one the whole stream, and a file its
+    client's slowness: its line waits for the last byte."""
     root = tmp_path / "www"
     root.mkdir()
     with open(root / "big.bin", "wb") as f:
@@ -1590,6 +1591,7 @@ def test_access_log_time_ends_each_line_with_the_request_time(molt, tmp_path):
                           "access_log_time = on")
     t0 = time.monotonic()
     get_ok(m, "/hello?fast=1")
+    assert m.get("/crash/block?ms=400")[0] == 200
     assert m.get("/stream/deferred?ms=300")[0] == 200
     st, _, body = m.get("/stream/chunks?n=4&size=100000&delay_ms=150")
     assert st == 200 and len(body) == 400000
@@ -1606,11 +1608,13 @@ def test_access_log_time_ends_each_line_with_the_request_time(molt, tmp_path):
         assert CLF.match(head), line
         assert re.match(r"^\d+\.\d{3}$", secs), line
         took[head.split('"')[1].split()[1]] = float(secs)
-    assert set(took) == {"/hello?fast=1", "/stream/deferred?ms=300",
+    assert set(took) == {"/hello?fast=1", "/crash/block?ms=400",
+                         "/stream/deferred?ms=300",
                          "/stream/chunks?n=4&size=100000&delay_ms=150",
                          "/files/big.bin"}, took
     assert 0.6 <= took["/files/big.bin"] <= elapsed, took
     assert took["/hello?fast=1"] < 0.5, took
+    assert 0.4 <= took["/crash/block?ms=400"] <= elapsed, took
     assert 0.3 <= took["/stream/deferred?ms=300"] <= elapsed, took
     assert 0.45 <= took["/stream/chunks?n=4&size=100000&delay_ms=150"] \
         <= elapsed, took
