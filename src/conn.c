@@ -45,7 +45,7 @@ struct alog_wait {
 	struct alog_wait *next;
 	uint64_t          end;     /* conn->sent once the reply's last byte is out */
 	uint64_t          bytes;   /* body bytes queued */
-	int64_t           start_ms; /* of the request, for access_log_time */
+	int64_t           start_us; /* of the request, for access_log_time */
 	size_t            split, len;
 	char              text[];
 };
@@ -673,20 +673,20 @@ conn_alog_held(const struct conn *c)
 
 void
 conn_alog_hold(struct conn *c, const char *line, size_t split, size_t len,
-    uint64_t bytes, int64_t start_ms)
+    uint64_t bytes, int64_t start_us)
 {
 	struct alog_wait *a;
 
 	if ((a = malloc(sizeof(*a) + len)) == NULL) {
 		log_error("out of memory holding an access log line for %s; "
 		    "writing it now", conn_peer(c));
-		worker_access_emit(c->w, line, split, len, bytes, start_ms);
+		worker_access_emit(c->w, line, split, len, bytes, start_us);
 		return;
 	}
 	a->next = NULL;
 	a->end = c->sent + c->queued;
 	a->bytes = bytes;
-	a->start_ms = start_ms;
+	a->start_us = start_us;
 	a->split = split;
 	a->len = len;
 	memcpy(a->text, line, len);
@@ -710,7 +710,7 @@ conn_alog_release(struct conn *c, int all)
 		if (unsent > 0 && !all)
 			break;
 		worker_access_emit(c->w, a->text, a->split, a->len,
-		    a->bytes > unsent ? a->bytes - unsent : 0, a->start_ms);
+		    a->bytes > unsent ? a->bytes - unsent : 0, a->start_us);
 		c->alog = a->next;
 		free(a);
 	}
@@ -868,6 +868,7 @@ conn_start_request(struct conn *c, size_t hl)
 	memset(&req->chunked, 0, sizeof(req->chunked));
 	req->route = NULL;
 	req->start_ms = worker_now_ms(w);
+	req->start_us = worker_clock_us();
 	/* Busy now: the keep-alive deadline no longer applies. */
 	c->timer_kind = T_NONE;
 

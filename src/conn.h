@@ -78,6 +78,7 @@ struct molt_request {
 	void             (*on_drain)(molt_request *, void *);
 	void              *drain_arg;
 	int64_t            start_ms;
+	int64_t            start_us;    /* worker_clock_us(), for durations */
 	uint64_t           alloc_mark;  /* allocator counters at start */
 	uint64_t           alloc_count_mark;
 	uint64_t           in_use_mark;
@@ -175,7 +176,7 @@ int  conn_flush(struct conn *c);
  */
 int  conn_alog_held(const struct conn *c);
 void conn_alog_hold(struct conn *c, const char *line, size_t split, size_t len,
-    uint64_t bytes, int64_t start_ms);
+    uint64_t bytes, int64_t start_us);
 void conn_alog_release_all(struct worker *w);
 void conn_reply_complete(struct conn *c);
 void conn_error_reply(struct conn *c, int status, const char *msg, int close);

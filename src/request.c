@@ -104,6 +104,7 @@ req_clear(molt_request *req)
 	req->on_abort = NULL;
 	req->on_drain = NULL;
 	req->start_ms = worker_now_ms(req->conn->w);
+	req->start_us = worker_clock_us();
 }
 
 /* An early error reply leaves an unread body behind: the connection

@@ -77,6 +77,23 @@ worker_now_ms(struct worker *w)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/*
+ * The clock of durations, read afresh (about 16 ns, from the vDSO): the
+ * loop's cached time stands still while a handler keeps the CPU, so a
+ * request that took a second within one turn of the loop would measure
+ * 0, the very request a duration is there to show; and libevent's wall
+ * time is corrected against the real one only every few seconds, so the
+ * two do not mix.
+ */
+int64_t
+worker_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 const char *
 worker_date_header(struct worker *w)
 {
@@ -746,20 +763,14 @@ worker_fmt_len(int r, size_t room)
 /*
  * " 0.003\n" in place of the line's "\n" with access_log_time: seconds
  * from the request's head to its last byte out, with milliseconds, as
- * nginx's $request_time.  The clock is read afresh: the loop's, read
- * once a turn, would give 0 to a handler that keeps the CPU for a second
- * within that turn, the very request the field is there to show.
+ * nginx's $request_time.
  */
 static size_t
-worker_access_time(int64_t start_ms, char *end, size_t room)
+worker_access_time(int64_t start_us, char *end, size_t room)
 {
-	struct timeval tv;
-	int64_t d;
+	int64_t d = (worker_clock_us() - start_us) / 1000;
 
-	gettimeofday(&tv, NULL);
-	d = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 - start_ms;
-
-	if (d < 0 || start_ms <= 0)
+	if (d < 0 || start_us <= 0)
 		d = 0;
 	return worker_fmt_len(snprintf(end, room, " %lld.%03lld\n",
 	    (long long)(d / 1000), (long long)(d % 1000)), room);
@@ -767,7 +778,7 @@ worker_access_time(int64_t start_ms, char *end, size_t room)
 
 void
 worker_access_emit(struct worker *w, const char *text, size_t split,
-    size_t len, uint64_t bytes, int64_t start_ms)
+    size_t len, uint64_t bytes, int64_t start_us)
 {
 	char line[4096];
 	size_t n;
@@ -776,7 +787,7 @@ worker_access_emit(struct worker *w, const char *text, size_t split,
 	    (int)split, text, (unsigned long long)bytes, (int)(len - split),
 	    text + split), sizeof(line));
 	if (w->cfg->server.access_log_time && n > 0 && line[n - 1] == '\n')
-		n += worker_access_time(start_ms, line + n - 1,
+		n += worker_access_time(start_us, line + n - 1,
 		    sizeof(line) - n + 1) - 1;
 	log_access(line, n);
 	worker_alog_arm(w);
@@ -829,11 +840,11 @@ worker_access_log(struct worker *w, molt_request *req)
 	    log_escape(ua, u, sizeof(u))), sizeof(line) - n);
 	if (held) {
 		conn_alog_hold(req->conn, line, n, n + k, req->bytes_out,
-		    req->start_ms);
+		    req->start_us);
 	} else {
 		n += k;
 		if (w->cfg->server.access_log_time && line[n - 1] == '\n')
-			n += worker_access_time(req->start_ms, line + n - 1,
+			n += worker_access_time(req->start_us, line + n - 1,
 			    sizeof(line) - n + 1) - 1;
 		log_access(line, n);
 		worker_alog_arm(w);

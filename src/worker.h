@@ -104,10 +104,11 @@ void worker_conn_closed(struct worker *w, struct conn *c);
 void worker_request_begin(struct worker *w, molt_request *req);
 void worker_request_end(struct worker *w, molt_request *req);
 /* An access log line held by conn_alog_hold, with the body bytes sent;
- * start_ms: when its request began, for access_log_time. */
+ * start_us: when its request began, for access_log_time. */
 void worker_access_emit(struct worker *w, const char *text, size_t split,
-    size_t len, uint64_t bytes, int64_t start_ms);
+    size_t len, uint64_t bytes, int64_t start_us);
 int64_t worker_now_ms(struct worker *w);
+int64_t worker_clock_us(void);
 const char *worker_date_header(struct worker *w);
 struct wroute *worker_route(struct worker *w, const char *path, size_t len);
 
