@@ -185,6 +185,29 @@ def test_pipelining_with_streamed_and_deferred_replies(molt):
         assert echo_json(r3.body)["path"] == "/echo/last"
 
 
+def test_a_timer_armed_after_a_blocking_handler_is_not_early(molt):
+    """libevent arms a timer from the time it read when the turn of the
+    loop began.  A handler that holds the CPU for 400 ms leaves that time
+    behind, and a deferred reply of 300 ms armed by the next request in
+    the same turn (pipelined here) was due at once: as soon as any other
+    timer (here the access log's 100 ms flush) woke the loop with a fresh
+    clock, it fired, 100 ms after it was armed."""
+    m = molt(workers=1, server_extra="access_log = @TMP@/access.log\naccess_log_flush = 100ms")
+    with m.raw_conn(timeout=10) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /crash/block?ms=400 HTTP/1.1\r\nHost: t\r\n\r\n"
+               b"GET /stream/deferred?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r1 = c.read_response()
+        t1 = time.monotonic()
+        r2 = c.read_response()
+        t2 = time.monotonic()
+    assert (r1.status, r1.body) == (200, b"ok\n"), r1
+    assert (r2.status, r2.body) == (200, b"deferred 300\n"), r2
+    assert t1 - t0 >= 0.4, t1 - t0
+    # 300 ms from when the handler armed it, after the block
+    assert t2 - t0 >= 0.7 and t2 - t1 >= 0.29, (t1 - t0, t2 - t0)
+
+
 def server_rx_queue(port, peer_port):
     """Bytes received and not yet read on the server's end of a loopback
     TCP connection (/proc/net/tcp rx_queue)."""
