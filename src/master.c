@@ -881,6 +881,9 @@ master_retire_stats(int slot)
 	int i;
 
 	sb.hdr->retired_requests += s->w.requests;
+	for (i = 0; i < SB_LAT_BUCKETS; i++)
+		sb.hdr->retired_lat.count[i] += s->lat.count[i];
+	sb.hdr->retired_lat.sum_us += s->lat.sum_us;
 	if (mw[slot].gen != generation)
 		return;     /* route numbering belongs to another generation */
 	for (i = 0; i < SB_ROUTES; i++) {
@@ -1013,6 +1016,7 @@ master_reaped(pid_t pid, int status)
 	sb.slots[slot].w.requests = 0;
 	sb_end(&sb.slots[slot].w.seq);
 	memset(sb.slots[slot].routes, 0, sizeof(sb.slots[slot].routes));
+	memset(&sb.slots[slot].lat, 0, sizeof(sb.slots[slot].lat));
 	sb_begin(&sb.slots[slot].m.seq);
 	sb.slots[slot].m.pid = 0;
 	sb_end(&sb.slots[slot].m.seq);

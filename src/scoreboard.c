@@ -17,6 +17,12 @@ const char *const sb_reason_names[R_MAX] = {
 	"reload", "stall",
 };
 
+/* Prometheus's default buckets, and two below them for a fast server. */
+const int64_t sb_lat_le_us[SB_LAT_BUCKETS - 1] = {
+	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000,
+};
+
 const char *const sb_state_names[] = {
 	"free", "starting", "idle", "busy", "draining", "exited",
 };

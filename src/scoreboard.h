@@ -30,6 +30,19 @@ struct sb_route_stats {
 	uint64_t recycles;       /* recycles triggered while this route ran */
 };
 
+/*
+ * How long requests took, from the head read to the reply handed to the
+ * connection (worker_request_end): count[i] holds those above bucket
+ * i - 1's bound and within sb_lat_le_us[i]; the last bucket has no bound.
+ * Per bucket, not cumulative, so that a request is one increment.
+ */
+#define SB_LAT_BUCKETS 14
+struct sb_latency {
+	uint64_t count[SB_LAT_BUCKETS];
+	uint64_t sum_us;
+};
+extern const int64_t sb_lat_le_us[SB_LAT_BUCKETS - 1];
+
 struct sb_slot {
 	/* Worker half: written only by the worker in this slot. */
 	struct {
@@ -71,6 +84,7 @@ struct sb_slot {
 		int64_t  measured_ms;
 		uint64_t trims;             /* trims the master asked for */
 	} m __attribute__((aligned(64)));
+	struct sb_latency lat __attribute__((aligned(64)));   /* worker's */
 	struct sb_route_stats routes[SB_ROUTES] __attribute__((aligned(64)));
 } __attribute__((aligned(64)));
 
@@ -95,6 +109,7 @@ struct sb_header {
 	uint64_t trims;
 	uint64_t trim_reclaimed;
 	uint64_t retired_requests;      /* requests by workers that are gone */
+	struct sb_latency retired_lat;  /* their durations */
 	uint64_t handed_over;           /* connections recycled workers passed on */
 	struct sb_route_stats retired_routes[SB_ROUTES];
 	char     route_names[SB_ROUTES][64];

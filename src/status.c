@@ -218,6 +218,7 @@ status_nroutes(void)
 /* The fleet's counters, as of one moment. */
 struct status_fleet {
 	uint64_t              requests;     /* since the master started */
+	struct sb_latency     lat;          /* their durations */
 	int                   nroutes;
 	struct sb_route_stats routes[SB_ROUTES];
 };
@@ -237,12 +238,16 @@ status_fleet_sum(struct status_fleet *f)
 		status_hdr_begin(&hr);
 		f->nroutes = status_nroutes();
 		f->requests = sb.hdr->retired_requests;
+		f->lat = sb.hdr->retired_lat;
 		memcpy(f->routes, sb.hdr->retired_routes,
 		    (size_t)f->nroutes * sizeof(f->routes[0]));
 		for (i = 0; i < SB_SLOTS; i++) {
 			const struct sb_slot *s = &sb.slots[i];
 
 			f->requests += status_count(&s->w.requests);
+			for (r = 0; r < SB_LAT_BUCKETS; r++)
+				f->lat.count[r] += status_count(&s->lat.count[r]);
+			f->lat.sum_us += status_count(&s->lat.sum_us);
 			/* Another generation numbers its routes otherwise. */
 			if (s->m.generation != sb.hdr->generation)
 				continue;
@@ -324,6 +329,41 @@ status_ago(int64_t now, int64_t t)
 	if (t <= 0)
 		return -1;
 	return now > t ? (long long)(now - t) : 0;
+}
+
+/* A bucket's bound in seconds, as Prometheus writes it: "0.0025". */
+static void
+status_le(char *buf, size_t len, int i)
+{
+	if (i >= SB_LAT_BUCKETS - 1) {
+		snprintf(buf, len, "+Inf");
+		return;
+	}
+	snprintf(buf, len, "%g", (double)sb_lat_le_us[i] / 1e6);
+}
+
+/*
+ * "request_duration": the fleet's histogram since the master started,
+ * with cumulative counts as in Prometheus; the last bucket, unbounded,
+ * is "count".
+ */
+static void
+status_json_durations(struct sbuf *b, const struct sb_latency *lat)
+{
+	uint64_t cum = 0;
+	char le[32];
+	int i;
+
+	sbuf_printf(b, "\"request_duration\":{\"buckets\":[");
+	for (i = 0; i < SB_LAT_BUCKETS - 1; i++) {
+		cum += lat->count[i];
+		status_le(le, sizeof(le), i);
+		sbuf_printf(b, "%s{\"le\":%s,\"count\":%llu}", i ? "," : "", le,
+		    (unsigned long long)cum);
+	}
+	cum += lat->count[i];
+	sbuf_printf(b, "],\"count\":%llu,\"sum\":%.6f}",
+	    (unsigned long long)cum, (double)lat->sum_us / 1e6);
 }
 
 static void
@@ -410,7 +450,9 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    (unsigned long long)rs->recycles);
 		first = 0;
 	}
-	sbuf_printf(b, "\n],\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
+	sbuf_printf(b, "\n],\n");
+	status_json_durations(b, &f.lat);
+	sbuf_printf(b, ",\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
 	    "\"requests_all_time\":%llu,\"connections_handed_over\":%llu,"
 	    "\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 	    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"route_stats\":%s}}\n",
@@ -421,6 +463,28 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,
 	    (unsigned long long)t.heap_held,
 	    worker_self->route_stats ? "true" : "false");
+}
+
+static void
+status_metrics_durations(struct sbuf *b, const struct sb_latency *lat)
+{
+	uint64_t cum = 0;
+	char le[32];
+	int i;
+
+	sbuf_printf(b, "# HELP molt_request_duration_seconds Time from a "
+	    "request's head to its reply handed to the connection, every "
+	    "worker since the master started\n"
+	    "# TYPE molt_request_duration_seconds histogram\n");
+	for (i = 0; i < SB_LAT_BUCKETS; i++) {
+		cum += lat->count[i];
+		status_le(le, sizeof(le), i);
+		sbuf_printf(b, "molt_request_duration_seconds_bucket{le=\"%s\"} "
+		    "%llu\n", le, (unsigned long long)cum);
+	}
+	sbuf_printf(b, "molt_request_duration_seconds_sum %.6f\n"
+	    "molt_request_duration_seconds_count %llu\n",
+	    (double)lat->sum_us / 1e6, (unsigned long long)cum);
 }
 
 /*
@@ -515,6 +579,7 @@ status_metrics(struct sbuf *b)
 	sbuf_printf(b, "# HELP molt_requests_total Requests served by every "
 	    "worker since the master started\n# TYPE molt_requests_total "
 	    "counter\nmolt_requests_total %llu\n", (unsigned long long)f.requests);
+	status_metrics_durations(b, &f.lat);
 	for (i = 0, nworkers = 0; i < SB_SLOTS; i++)
 		if (status_worker(i, &s) == 0)
 			nworkers++;

@@ -897,6 +897,25 @@ worker_heap_hint(struct worker *w)
 	}
 }
 
+/*
+ * Into the duration histogram.  Each count is one aligned word that only
+ * this worker writes, which the status page reads whole (status_count);
+ * a page between two of them sees the sum one request behind the counts.
+ */
+static void
+worker_latency(struct sb_slot *s, const molt_request *req)
+{
+	int64_t d = worker_clock_us() - req->start_us;
+	int i;
+
+	if (d < 0)
+		d = 0;
+	for (i = 0; i < SB_LAT_BUCKETS - 1 && d > sb_lat_le_us[i]; i++)
+		;
+	s->lat.count[i]++;
+	s->lat.sum_us += (uint64_t)d;
+}
+
 void
 worker_request_end(struct worker *w, molt_request *req)
 {
@@ -931,6 +950,7 @@ worker_request_end(struct worker *w, molt_request *req)
 	if (w->nactive == 0)
 		s->w.state = w->draining ? SB_DRAINING : SB_IDLE;
 	sb_end(&s->w.seq);
+	worker_latency(s, req);
 	/* max_requests is exact: the master hears it now, not at its next
 	 * sample.  It still checks the count in the scoreboard itself. */
 	if (w->requests == w->req_limit && !w->draining)
@@ -1334,6 +1354,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	s->w.req_route = -1;
 	sb_end(&s->w.seq);
 	memset(s->routes, 0, sizeof(s->routes));
+	memset(&s->lat, 0, sizeof(s->lat));
 	log_access_use(sb_access(slot_index), SB_ACCESS_BUF, &s->w.access_len);
 
 	memset(&err, 0, sizeof(err));

@@ -106,7 +106,10 @@ def parse_prometheus(text):
     """A strict parser for the text exposition format (version 0.0.4):
     returns {name: {"type", "help", "samples": {labels-tuple: value}}}.
     Fails on anything malformed: a sample without a # TYPE before it, a
-    bad label set, a value that is not a number, a repeated series."""
+    bad label set, a value that is not a number, a repeated series.  A
+    histogram's samples keep their suffix: (("", "_sum"),) is its sum,
+    (("", "_bucket"), ("le", "0.5")) a bucket; its buckets must be
+    cumulative and end with le="+Inf", equal to its _count."""
     fams = {}
     assert text.endswith("\n"), "metrics do not end with a newline"
     for n, line in enumerate(text.split("\n")[:-1], 1):
@@ -127,9 +130,14 @@ def parse_prometheus(text):
         m = SAMPLE_RE.match(line)
         assert m, where
         name, labels, value = m.group(1), m.group(2), m.group(3)
+        lab = []
+        hm = re.match(r"^(.*)(_bucket|_sum|_count)$", name)
+        if name not in fams and hm and \
+                fams.get(hm.group(1), {}).get("type") == "histogram":
+            name = hm.group(1)
+            lab.append(("", hm.group(2)))
         assert name in fams and "type" in fams[name], \
             "sample without # TYPE: " + where
-        lab = []
         if labels:
             rest = labels
             while rest:
@@ -144,6 +152,8 @@ def parse_prometheus(text):
         fams[name]["samples"][key] = v
     for name, f in fams.items():
         assert "type" in f and "help" in f, "%s lacks # HELP or # TYPE" % name
+        if f["type"] == "histogram":
+            check_histogram(name, f["samples"])
         if f["type"] == "counter":
             assert name.endswith("_total"), "counter %s without _total" % name
             assert all(v >= 0 for v in f["samples"].values()), name
@@ -161,6 +171,21 @@ def metrics_by_pid(fams, name):
     return {pids[k]: v for k, v in f["samples"].items()}
 
 
+def check_histogram(name, samples):
+    """One unlabelled histogram: cumulative buckets in rising order of le,
+    the last +Inf, equal to _count; a _sum."""
+    buckets = [(dict(k)["le"], v) for k, v in samples.items()
+               if dict(k).get("") == "_bucket"]
+    assert buckets and buckets[-1][0] == "+Inf", (name, buckets)
+    les = [float(le) for le, _ in buckets]
+    assert les == sorted(les) and len(set(les)) == len(les), (name, les)
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), ("not cumulative", name, buckets)
+    assert samples[(("", "_count"),)] == counts[-1], (name, samples)
+    assert samples[(("", "_sum"),)] >= 0, (name, samples)
+    return buckets
+
+
 def test_prometheus_parser_is_strict():
     good = ("# HELP a_total x\n# TYPE a_total counter\n"
             'a_total{reason="rss",x="y"} 3\n')
@@ -172,6 +197,15 @@ def test_prometheus_parser_is_strict():
                 good.replace('x="y"', "x=y"),                      # label
                 good.rstrip("\n")):                                # no EOL
         with pytest.raises((AssertionError, ValueError)):
+            parse_prometheus(bad)
+    hist = ("# HELP h x\n# TYPE h histogram\n"
+            'h_bucket{le="0.1"} 1\nh_bucket{le="+Inf"} 3\n'
+            "h_sum 0.5\nh_count 3\n")
+    assert parse_prometheus(hist)["h"]["samples"][(("", "_count"),)] == 3
+    for bad in (hist.replace("} 1", "} 4"),                        # not cum.
+                hist.replace("h_count 3", "h_count 2"),             # count
+                hist.replace('le="+Inf"', 'le="1"')):               # no +Inf
+        with pytest.raises(AssertionError):
             parse_prometheus(bad)
 
 
@@ -581,6 +615,51 @@ max_requests_jitter = 0
                  what="worker %d to be recycled" % pid)
     assert len(pids) == 6, pids
     assert 1 <= len(labels) <= 2, labels
+
+
+def duration_buckets(m):
+    """{le: cumulative count} of molt_request_duration_seconds, and its
+    sum, from the metrics; the JSON page must say the same."""
+    fams = parse_prometheus(metrics_text(m))
+    f = fams["molt_request_duration_seconds"]
+    assert f["type"] == "histogram"
+    buckets = dict(check_histogram("molt_request_duration_seconds",
+                                   f["samples"]))
+    return buckets, f["samples"][(("", "_sum"),)]
+
+
+def test_request_durations_survive_the_recycles(molt):
+    """The fleet's histogram of request durations: each request lands in
+    its bucket (a handler that holds the CPU for 300 ms as much as a
+    deferred reply of 60 ms), and the counts of a recycled worker stay in
+    it, so that Prometheus sees no reset."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 5
+max_requests_jitter = 0
+"""), workers=1)
+    (pid,) = m.worker_pids()
+    for path in ("/hello", "/hello", "/crash/block?ms=300",
+                 "/stream/deferred?ms=60", "/hello"):
+        assert m.get(path)[0] == 200, path
+    wait_for(lambda: pid not in m.worker_pids() and len(m.worker_pids()) == 1,
+             10, what="the worker to be recycled")
+    b, total = duration_buckets(m)
+    # those five and nothing else: the page is counted once it is sent
+    assert b["+Inf"] == 5, b
+    assert b["0.5"] - b["0.25"] == 1, b         # the 300 ms block
+    assert b["0.1"] - b["0.05"] == 1, b         # the 60 ms deferred reply
+    assert b["0.05"] == 3, b                    # the three /hello
+    assert 0.36 <= total < 0.36 + 3 * 0.05, total
+    js = status(m)["request_duration"]
+    assert js["count"] == 6, js                 # and the metrics page
+    got = {"%g" % x["le"]: x["count"] for x in js["buckets"]}
+    for le in ("0.25", "0.5", "1", "10"):
+        assert got[le] == b[le] + 1, (le, got, b)
+    assert abs(js["sum"] - total) < 0.25, (js, total)
+    b2, _ = duration_buckets(m)
+    assert all(b2[le] >= b[le] for le in b), (b, b2)
 
 
 def text_mappings(pid, prefixes):
@@ -1061,8 +1140,8 @@ def hugepage_advised_bytes(pid):
 
 
 def test_status_counters_never_go_down_across_recycles(molt):
-    """requests_all_time and the route counts add the reaped workers'
-    figures to the live ones'; a page read while the master reaps must count
+    """requests_all_time, the route counts and the durations add the reaped
+    workers' figures to the live ones'; a page read while the master reaps must count
     each worker once, or the next page shows a counter going down (a
     counter reset, to Prometheus)."""
     m = molt(conf=conf("max_requests = 10\nmax_requests_jitter = 0\n"
@@ -1079,7 +1158,7 @@ def test_status_counters_never_go_down_across_recycles(molt):
     threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
     for t in threads:
         t.start()
-    seen = {"all": 0, "route": 0, "metric": 0}
+    seen = {"all": 0, "route": 0, "metric": 0, "durations": 0}
     down = []
     deadline = time.monotonic() + 6
     try:
@@ -1089,7 +1168,9 @@ def test_status_counters_never_go_down_across_recycles(molt):
             now = {"all": js["totals"]["requests_all_time"],
                    "route": sum(r["requests"] for r in js["routes"]
                                 if r["prefix"] == "/hello"),
-                   "metric": fams["molt_requests_total"]["samples"][()]}
+                   "metric": fams["molt_requests_total"]["samples"][()],
+                   "durations": fams["molt_request_duration_seconds"]
+                   ["samples"][(("", "_count"),)]}
             for k in now:
                 if now[k] < seen[k]:
                     down.append("%s %d -> %d" % (k, seen[k], now[k]))
