@@ -780,6 +780,15 @@ master_recycle(int slot, int reason, const char *detail)
 	if (m->st != MW_READY || m->replaced_by >= 0)
 		return 0;
 	/*
+	 * A stop is under way: every worker is going, and a replacement
+	 * forked now would get no signal (it was not there for the stop's)
+	 * and no listener (the master closed its own), and hold the stop up
+	 * until the backstop killed it.  A TRIMMED or GROWN message read
+	 * after the stop began still ends up here through master_judge.
+	 */
+	if (stopping)
+		return 0;
+	/*
 	 * A worker of an old generation is being replaced already: the new
 	 * generation's worker with its id retires it when ready.  A
 	 * replacement forked here would be a second worker of the new

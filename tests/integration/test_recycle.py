@@ -1611,3 +1611,38 @@ trim = %s
         % (answered, k.group(0))
     assert k.group(2) == ' while serving "GET %s"' % path, k.group(0)
     c.close()
+
+
+# ------------------------------------------- module code and the doorbells
+
+
+def test_no_replacement_is_forked_during_a_stop(molt):
+    """A trim the master asked for just before a graceful stop is answered
+    after it began (the worker was busy).  The master used to judge the
+    answer as for any trim, "still over the limit; recycling", and fork a
+    replacement that got no stop signal and no listener, and held the stop
+    up until the backstop killed it, drain_timeout + 5 s later."""
+    m = molt(conf=conf(BASE + """
+samples_over = 3
+max_rss = 40m
+drain_timeout = 10s
+"""), workers=1)
+    c, leak = m.raw_conn(timeout=30), m.raw_conn(timeout=30)
+    assert pid_of(c) == pid_of(leak)
+    # The leak takes the worker over max_rss; then it is held busy, so the
+    # trim asked for after three samples (~300 ms) waits until after the
+    # stop.
+    assert ask(leak, "/leak?bytes=60000000").status == 200
+    c.send(GET % b"/crash/block?ms=1500")
+    time.sleep(0.6)
+    mark = m.mark()
+    t0 = time.monotonic()
+    m.signal(signal.SIGQUIT)
+    assert c.read_response().status == 200      # the drain answers it
+    m.wait_exit(20)
+    log = m.log(mark)
+    assert "shutting down (graceful)" in log, log
+    assert "spawned worker" not in log, log
+    assert time.monotonic() - t0 < 8, log
+    c.close()
+    leak.close()
