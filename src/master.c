@@ -1267,6 +1267,9 @@ master_judge(int slot, int after_trim)
 		master_kill(slot, R_HARD_RSS);
 		return;
 	}
+	/* A stop drains every worker anyway: only the hard limit holds. */
+	if (stopping)
+		return;
 	if (m->st != MW_READY || m->replaced_by >= 0 || m->trim_pending)
 		return;
 	if (master_limits(slot, &snap, now))
@@ -1957,8 +1960,13 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 			master_handle_notify();
 		now = master_now();
 		if (now >= next_sample) {
-			if (!stopping)
-				master_sample_all();
+			/*
+			 * Also while a stop drains (master_judge then applies
+			 * only hard_max_rss): a graceful stop's drain can last
+			 * drain_timeout, and a runaway request still running
+			 * in it must not take the machine down meanwhile.
+			 */
+			master_sample_all();
 			next_sample = now + cfg->recycle.sample_interval_ms;
 		}
 		if (stopping && now >= stop_deadline) {

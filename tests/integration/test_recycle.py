@@ -1646,3 +1646,32 @@ drain_timeout = 10s
     assert time.monotonic() - t0 < 8, log
     c.close()
     leak.close()
+
+
+def test_hard_limit_holds_while_a_stop_drains(molt):
+    """hard_max_rss applies to draining workers, and a graceful stop is a
+    drain that may last drain_timeout: a request that runs away in it must
+    be stopped as in service, not left to finish."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 100ms
+hard_max_rss = 64m
+drain_timeout = 10s
+"""), workers=1)
+    m.expect_errors(r"killed: reason=hard_rss")
+    a, b = m.raw_conn(timeout=30), m.raw_conn(timeout=30)
+    pid = pid_of(a)
+    assert pid_of(b) == pid
+    mark = m.mark()
+    a.send(GET % b"/stream/deferred?ms=6000")      # keeps the drain going
+    # Sent before the stop, so the drain answers it: the leak runs during
+    # the stop (one malloc, mmap'ed: only the samples see it).
+    b.send(GET % b"/crash/block?ms=500" + GET % b"/leak?bytes=100000000")
+    time.sleep(0.2)
+    m.signal(signal.SIGQUIT)
+    m.wait_log(r"worker 0 pid %d killed: reason=hard_rss uss=%s > "
+               r"hard_max_rss=64\.0 MB" % (pid, SIZE), since=mark, timeout=4)
+    assert a.is_closed(2), "the stop waited for the deferred reply"
+    m.wait_exit(10)
+    a.close()
+    b.close()
