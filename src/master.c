@@ -1666,6 +1666,8 @@ master_signal_all(int sig)
 static void
 master_stop(int how)
 {
+	int i;
+
 	if (stopping == SIGTERM || stopping == how)
 		return;
 	stopping = how;
@@ -1673,6 +1675,15 @@ master_stop(int how)
 	log_info("shutting down (%s)", how == SIGQUIT ? "graceful" : "fast");
 	stop_deadline = master_now() + STOP_BACKSTOP_MS +
 	    (how == SIGQUIT ? cfg->recycle.drain_timeout_ms : 0);
+	/* In the slots too: a worker whose module code ignores the signal
+	 * drains when it sees this (worker_doorbell). */
+	for (i = 0; i < SB_SLOTS; i++) {
+		if (mw[i].st == MW_FREE)
+			continue;
+		sb_begin(&sb.slots[i].m.seq);
+		sb.slots[i].m.retiring = SB_RETIRE_CLOSE;
+		sb_end(&sb.slots[i].m.seq);
+	}
 	master_signal_all(how == SIGQUIT ? SIGQUIT : SIGTERM);
 	/* The reload it checks will not be used; the loop waits for its reap. */
 	if (validator_pid != -1 && !validator_killed)

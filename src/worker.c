@@ -1067,6 +1067,64 @@ worker_put_memory(struct worker *w, uint64_t in_use, uint64_t held,
 	w->slot->w.sampled_ms = worker_now_ms(w);
 }
 
+/* The master asks for a trim before it considers a recycle. */
+static void
+worker_trim(struct worker *w)
+{
+	uint64_t u0, h0, f0, u1, h1, f1, back;
+
+	alloc_sample(&u0, &h0, &f0);
+	alloc_trim();
+	back = slab_trim(&w->conn_slab);
+	alloc_sample(&u1, &h1, &f1);
+	sb_begin(&w->slot->w.seq);
+	w->slot->w.trims++;
+	w->slot->w.trim_reclaimed += (h0 > h1 ? h0 - h1 : 0) + back;
+	w->slot->w.trim_seen = w->slot->m.trim_request;
+	worker_put_memory(w, u1, h1, f1);
+	sb_end(&w->slot->w.seq);
+	master_notify(w->notify_fd, MSG_TRIMMED, w->slot_index);
+}
+
+/*
+ * The signals are only a doorbell: what the master asks is also in this
+ * worker's slot (a trim request count, retiring), written before the
+ * signal.  Module code can ignore, block or take over SIGUSR2 and SIGQUIT
+ * (signal(2), sigprocmask(2), a library that installs its own handlers),
+ * and then a trim went unanswered, which left the master waiting for it
+ * with the worker exempt from max_rss and max_fragmentation for good, and
+ * a recycle or a stop never started the drain: the worker went on
+ * accepting until the master's backstop killed it with whatever it had in
+ * flight.  So every sample_interval the worker also reads the slot, and
+ * acts on a request it already saw unanswered at the previous sample: a
+ * signal can be on its way (or caught and not yet dispatched, if this
+ * timer runs first in the loop turn) when the slot already says so.
+ */
+static void
+worker_doorbell(struct worker *w)
+{
+	uint32_t asked = __atomic_load_n(&w->slot->m.trim_request,
+	    __ATOMIC_RELAXED);
+	int retire = __atomic_load_n(&w->slot->m.retiring,
+	    __ATOMIC_RELAXED) != 0 && !w->draining;
+
+	if (asked == w->slot->w.trim_seen) {
+		w->bell_trim = asked;
+	} else if (asked != w->bell_trim) {
+		w->bell_trim = asked;   /* new: the signal may be on its way */
+	} else {
+		log_warn("worker %d: a trim was asked for and no SIGUSR2 came "
+		    "(module code ignores or blocks it?); trimming now", w->id);
+		worker_trim(w);
+	}
+	if (retire && w->bell_retire) {
+		log_warn("worker %d: asked to drain and no SIGQUIT came (module "
+		    "code ignores or blocks it?); draining now", w->id);
+		worker_start_drain(w);
+	}
+	w->bell_retire = retire;
+}
+
 static void
 worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -1091,23 +1149,9 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 			log_info("worker %d reopened the logs", w->id);
 		}
 		break;
-	case SIGUSR2: {
-		/* The master asks for a trim before it considers a recycle. */
-		uint64_t u0, h0, f0, u1, h1, f1, back;
-
-		alloc_sample(&u0, &h0, &f0);
-		alloc_trim();
-		back = slab_trim(&w->conn_slab);
-		alloc_sample(&u1, &h1, &f1);
-		sb_begin(&w->slot->w.seq);
-		w->slot->w.trims++;
-		w->slot->w.trim_reclaimed += (h0 > h1 ? h0 - h1 : 0) + back;
-		w->slot->w.trim_seen = w->slot->m.trim_request;
-		worker_put_memory(w, u1, h1, f1);
-		sb_end(&w->slot->w.seq);
-		master_notify(w->notify_fd, MSG_TRIMMED, w->slot_index);
+	case SIGUSR2:
+		worker_trim(w);
 		break;
-	}
 	case SIGURG:
 		/* Another worker stopped listening: what is queued may be ours. */
 		worker_accept_all(w, 0);
@@ -1125,6 +1169,7 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	/* The master's proof that this loop still turns (master_stalled). */
 	w->slot->w.beat_ms = sb_clock_ms();
+	worker_doorbell(w);
 	if (alloc_sample(&in_use, &held, &fr) == -1)
 		return;
 	sb_begin(&w->slot->w.seq);
@@ -1352,6 +1397,9 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	s->w.pid = getpid();
 	s->w.generation = generation;
 	s->w.req_route = -1;
+	/* The slot's count goes on from its last worker's. */
+	s->w.trim_seen = s->m.trim_request;
+	w->bell_trim = s->w.trim_seen;
 	sb_end(&s->w.seq);
 	memset(s->routes, 0, sizeof(s->routes));
 	memset(&s->lat, 0, sizeof(s->lat));

@@ -73,6 +73,9 @@ struct worker {
 	int                  nconns;
 	int                  nactive;      /* requests in a handler */
 	int                  draining;
+	/* What worker_doorbell saw unanswered at the last sample. */
+	uint32_t             bell_trim;
+	int                  bell_retire;
 	int                  exiting;
 	int64_t              drain_start_ms;
 	char                 date[40];     /* "Date: ...\r\n" cache */

@@ -1615,6 +1615,8 @@ trim = %s
 
 # ------------------------------------------- module code and the doorbells
 
+MISUSE_ROUTES = ROUTES + "\n[route /misuse]\nmodule = misuse\n"
+
 
 def test_no_replacement_is_forked_during_a_stop(molt):
     """A trim the master asked for just before a graceful stop is answered
@@ -1675,3 +1677,56 @@ drain_timeout = 10s
     m.wait_exit(10)
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("when", ["recycle", "stop"])
+def test_a_module_that_ignores_sigquit_still_drains(molt, when):
+    """Module code that sets SIGQUIT to SIG_IGN (or installs a handler of
+    its own) must not keep its worker from draining: the worker used to
+    go on accepting until the master's backstop killed it, drain_timeout
+    + 5 s later, with whatever it had in flight."""
+    m = molt(conf=conf(BASE + """
+max_requests = 4
+drain_timeout = 20s
+""", routes=MISUSE_ROUTES), workers=1)
+    c = m.raw_conn(timeout=30)
+    pid = pid_of(c)
+    assert ask(c, "/misuse/signal?n=%d" % signal.SIGQUIT).body == b"ignored"
+    mark = m.mark()
+    t0 = time.monotonic()
+    if when == "stop":
+        m.signal(signal.SIGQUIT)
+        m.wait_exit(6)
+        assert time.monotonic() - t0 < 5
+    else:
+        assert ask(c, "/hello").status == 200      # request 3
+        r = ask(c, "/hello")                       # 4: the limit
+        assert r.status == 200 and "connection" not in r.headers, r
+        rl = m.wait_log(recycled_re("requests", pid), since=mark, timeout=5)
+        assert int(rl.group(5)) < 2000, rl.group(0)
+        # handed over like any other: the same connection, a new worker
+        assert pid_of(c) != pid
+    assert re.search(r"\[warn\] %d: worker 0: asked to drain and no SIGQUIT "
+                     r"came" % pid, m.log(mark)), m.log(mark)
+    c.close()
+
+
+def test_a_module_that_ignores_sigusr2_is_still_trimmed_and_recycled(molt):
+    """A trim request that never arrives (module code ignores SIGUSR2) left
+    the master waiting for its answer for good, and the worker exempt from
+    max_rss: it was never recycled however much it grew."""
+    m = molt(conf=conf(BASE + """
+samples_over = 1
+max_rss = 40m
+""", routes=MISUSE_ROUTES), workers=1)
+    c = m.raw_conn(timeout=30)
+    pid = pid_of(c)
+    assert ask(c, "/misuse/signal?n=%d" % signal.SIGUSR2).body == b"ignored"
+    mark = m.mark()
+    assert ask(c, "/leak?bytes=60000000").status == 200
+    m.wait_log(r"trimmed worker 0 pid %d: reason=rss .* still over the "
+               r"limit; recycling" % pid, since=mark, timeout=5)
+    m.wait_log(recycled_re("rss", pid), since=mark, timeout=5)
+    assert re.search(r"\[warn\] %d: worker 0: a trim was asked for and no "
+                     r"SIGUSR2 came" % pid, m.log(mark)), m.log(mark)
+    c.close()

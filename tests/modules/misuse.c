@@ -16,9 +16,13 @@
  *                          callback, and N ms later replies through it,
  *                          whatever became of the request; logs the
  *                          return value as "misuse: late reply: RC"
+ *   /signal?n=N            sets signal N to SIG_IGN in its worker, as a
+ *                          module (or a library it uses) that installs
+ *                          its own signal handlers would; "ignored"
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +131,11 @@ misuse_handle(molt_request *req)
 		return misuse_keep(req);
 	if (strcmp(what, "/flood") == 0)
 		return misuse_flood(req);
+	if (strcmp(what, "/signal") == 0) {
+		if (signal(misuse_int(req, "n", 0), SIG_IGN) == SIG_ERR)
+			return molt_reply_error(req, 400, strerror(errno));
+		return molt_reply(req, 200, "text/plain", "ignored", 7);
+	}
 	return molt_reply_error(req, 404, "no such misuse");
 }
 
