@@ -45,6 +45,7 @@
 struct worker *worker_self;
 
 static void worker_check_done(struct worker *w);
+static void worker_start_drain(struct worker *w);
 
 /* ------------------------------------------------------------------ */
 /* Module API: the worker                                              */
@@ -509,6 +510,37 @@ worker_accept_paused(struct worker *w, int err)
 	w->accept_err_quiet = 0;
 }
 
+/*
+ * A listening descriptor that is no longer one: module code closed it
+ * (a "close every descriptor" loop, say).  The worker's copy shares its
+ * socket with the master's and the other workers', so the kernel keeps
+ * the socket and its epoll registration, which can no longer be removed
+ * by this process: every connection that arrives wakes this worker for
+ * nothing, and it logged "accept4: Bad file descriptor" in a tight loop,
+ * at full CPU, while serving no new client (all of them, with one
+ * worker).  Only a new process has a clean epoll set: drain, so that
+ * what is in flight is answered, and exit, and the master starts a new
+ * worker in its place.
+ */
+static void
+worker_listener_lost(struct worker *w, int lfd, int err)
+{
+	int i;
+
+	for (i = 0; i < w->nls; i++)
+		if (w->ls[i].fd == lfd) {
+			/* Not closed later: the number may be another's now. */
+			w->ls[i].fd = -1;
+			break;
+		}
+	if (w->draining)
+		return;
+	log_error("worker %d: listening descriptor %d is unusable (accept4: "
+	    "%s; module code closed it?); draining, a new worker takes its "
+	    "place", w->id, lfd, strerror(err));
+	worker_start_drain(w);
+}
+
 static void
 worker_accept(struct worker *w, int lfd, int force)
 {
@@ -551,6 +583,10 @@ worker_accept(struct worker *w, int lfd, int force)
 				worker_accept_paused(w, errno);
 				worker_listen_enable(w, 0);
 				evtimer_add(w->accept_retry_ev, &tv);
+				return;
+			}
+			if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL) {
+				worker_listener_lost(w, lfd, errno);
 				return;
 			}
 			log_error("accept4: %s", strerror(errno));
@@ -1042,7 +1078,8 @@ worker_start_drain(struct worker *w)
 	/* Queued connections are taken by the other workers on the socket. */
 	worker_listen_enable(w, 0);
 	for (i = 0; i < w->nls; i++) {
-		close(w->ls[i].fd);
+		if (w->ls[i].fd != -1)
+			close(w->ls[i].fd);
 		w->ls[i].fd = -1;
 	}
 	worker_slot_state(w);

@@ -1257,6 +1257,36 @@ def port_free(port):
         return True
 
 
+def test_a_module_that_closes_the_listener_costs_no_client(molt):
+    """Module code closes its worker's copy of the listening socket.  The
+    socket lives on in the master and its epoll registration in the
+    worker, which can no longer remove it: the worker spun logging
+    "accept4: Bad file descriptor" and, alone, left every new client
+    unanswered for good.  It must drain and make way for a new worker."""
+    m = molt(conf=DEFAULT_ROUTES + "\n[route /misuse]\nmodule = misuse\n",
+             workers=1)
+    m.expect_errors(r"listening descriptor \d+ is unusable|"
+                    r"exited with status 0")
+    c = m.raw_conn()
+    pid = worker_of(c)
+    d = "/proc/%d/fd" % pid
+    lfd = [int(fd) for fd in os.listdir(d) if re.match(
+        r"^socket:\[(%s)\]$" % "|".join(map(str, listener_inodes(m.port))),
+        os.readlink(os.path.join(d, fd)))]
+    assert len(lfd) == 1, lfd
+    mark = m.mark()
+    c.send(GET % ("/misuse/close?fd=%d" % lfd[0]).encode())
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"closed", r
+    c.close()
+    for _ in range(20):
+        assert get_ok(m, timeout=5) == b"hello, world\n"
+    m.wait_log(r"\[error\] %d: worker 0: listening descriptor %d is "
+               r"unusable" % (pid, lfd[0]), since=mark)
+    wait_for(lambda: not pid_alive(pid), 5, what="the worker to exit")
+    assert m.count_log(r"accept4", since=mark) == 1, m.log(mark)[-2000:]
+
+
 SLOW_CHECK = "\n[route /slow]\nmodule = initfail\nfail = off\ncheck_delay = %s\n"
 
 

@@ -16,6 +16,9 @@
  *                          callback, and N ms later replies through it,
  *                          whatever became of the request; logs the
  *                          return value as "misuse: late reply: RC"
+ *   /close?fd=N            closes descriptor N in its worker, as a module
+ *                          that closes "every descriptor" before it
+ *                          starts a helper would; "closed"
  *   /signal?n=N            sets signal N to SIG_IGN in its worker, as a
  *                          module (or a library it uses) that installs
  *                          its own signal handlers would; "ignored"
@@ -131,6 +134,11 @@ misuse_handle(molt_request *req)
 		return misuse_keep(req);
 	if (strcmp(what, "/flood") == 0)
 		return misuse_flood(req);
+	if (strcmp(what, "/close") == 0) {
+		if (close(misuse_int(req, "fd", -1)) == -1)
+			return molt_reply_error(req, 400, strerror(errno));
+		return molt_reply(req, 200, "text/plain", "closed", 6);
+	}
 	if (strcmp(what, "/signal") == 0) {
 		if (signal(misuse_int(req, "n", 0), SIG_IGN) == SIG_ERR)
 			return molt_reply_error(req, 400, strerror(errno));
