@@ -1679,19 +1679,26 @@ drain_timeout = 10s
     b.close()
 
 
+def ignoring(molt, sig, recycle):
+    """One worker whose module code has set sig to SIG_IGN: (m, its
+    keep-alive connection, its pid)."""
+    m = molt(conf=conf(BASE + recycle, routes=MISUSE_ROUTES), workers=1)
+    c = m.raw_conn(timeout=30)
+    pid = pid_of(c)
+    assert ask(c, "/misuse/signal?n=%d" % sig).body == b"ignored"
+    return m, c, pid
+
+
 @pytest.mark.parametrize("when", ["recycle", "stop"])
 def test_a_module_that_ignores_sigquit_still_drains(molt, when):
     """Module code that sets SIGQUIT to SIG_IGN (or installs a handler of
     its own) must not keep its worker from draining: the worker used to
     go on accepting until the master's backstop killed it, drain_timeout
     + 5 s later, with whatever it had in flight."""
-    m = molt(conf=conf(BASE + """
+    m, c, pid = ignoring(molt, signal.SIGQUIT, """
 max_requests = 4
 drain_timeout = 20s
-""", routes=MISUSE_ROUTES), workers=1)
-    c = m.raw_conn(timeout=30)
-    pid = pid_of(c)
-    assert ask(c, "/misuse/signal?n=%d" % signal.SIGQUIT).body == b"ignored"
+""")
     mark = m.mark()
     t0 = time.monotonic()
     if when == "stop":
@@ -1715,13 +1722,10 @@ def test_a_module_that_ignores_sigusr2_is_still_trimmed_and_recycled(molt):
     """A trim request that never arrives (module code ignores SIGUSR2) left
     the master waiting for its answer for good, and the worker exempt from
     max_rss: it was never recycled however much it grew."""
-    m = molt(conf=conf(BASE + """
+    m, c, pid = ignoring(molt, signal.SIGUSR2, """
 samples_over = 1
 max_rss = 40m
-""", routes=MISUSE_ROUTES), workers=1)
-    c = m.raw_conn(timeout=30)
-    pid = pid_of(c)
-    assert ask(c, "/misuse/signal?n=%d" % signal.SIGUSR2).body == b"ignored"
+""")
     mark = m.mark()
     assert ask(c, "/leak?bytes=60000000").status == 200
     m.wait_log(r"trimmed worker 0 pid %d: reason=rss .* still over the "
