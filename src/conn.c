@@ -58,6 +58,7 @@ static void conn_post_cb(evutil_socket_t fd, short what, void *arg);
 static int  conn_process(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_abort(struct conn *c, const char *why);
+static void conn_zombie(struct conn *c);
 static void conn_alog_release(struct conn *c, int all);
 
 /* ------------------------------------------------------------------ */
@@ -304,6 +305,12 @@ conn_close(struct conn *c)
 	if (c->alog != NULL)
 		conn_alog_release(c, 1);
 	conn_free_output(c);
+	if (c->flags & CONN_ZOMBIE) {
+		/* Kept, with its request, for the module (conn_abort). */
+		c->flags = CONN_ZOMBIE | CONN_DEAD;
+		worker_conn_closed(w, c);
+		return;
+	}
 	pool_reset(&c->pool);
 	/* One long head must not keep a big buffer in the cache. */
 	if (c->in != c->in0) {
@@ -335,11 +342,62 @@ conn_abort(struct conn *c, const char *why)
 			void (*cb)(molt_request *, void *) = req->on_abort;
 			req->on_abort = NULL;
 			cb(req, req->abort_arg);
+		} else {
+			conn_zombie(c);
 		}
 		req->status = req->status ? req->status : 499;
 		worker_request_end(c->w, req);
 	}
+	if (!(c->flags & CONN_ZOMBIE))
+		pool_reset(&c->pool);
+}
+
+/*
+ * The module holds the request (its reply deferred, or a stream) and
+ * registered no on_abort, so nothing tells it the client left: its late
+ * answer would land on whatever connection next used this memory, which
+ * is another client's.  The connection stays allocated, dead, with its
+ * request and pool, until the module answers (conn_zombie_done); what it
+ * calls until then does nothing.  A module that never answers keeps it
+ * until its worker exits, as it would have kept the request.
+ */
+static void
+conn_zombie(struct conn *c)
+{
+	static int told;
+
+	c->flags |= CONN_ZOMBIE;
+	if (!told) {
+		told = 1;
+		log_warn("module %s holds %s %s, whose client left, without an "
+		    "on_abort callback: its answer will be dropped (once per "
+		    "worker)", c->req.route->mod->name, c->req.method,
+		    c->req.target);
+	}
+}
+
+void
+conn_zombie_done(struct conn *c)
+{
+	if (c->flags & CONN_ZOMBIE_END)
+		return;
+	c->flags |= CONN_ZOMBIE_END;
+	/* Freed from the loop: the module may read the request on its way
+	 * out of the call that answered it. */
+	event_active(&c->post, 0, 0);
+}
+
+static void
+conn_zombie_free(struct conn *c)
+{
 	pool_reset(&c->pool);
+	if (c->in != c->in0) {
+		free(c->in);
+		c->in = c->in0;
+		c->in_size = sizeof(c->in0);
+	}
+	c->flags = 0;
+	slab_free(&c->w->conn_slab, c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1257,6 +1315,11 @@ conn_post_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->flags & CONN_ZOMBIE) {
+		if (c->flags & CONN_ZOMBIE_END)
+			conn_zombie_free(c);
+		return;
+	}
 	if (c->flags & CONN_ERROR) {
 		conn_close(c);
 		return;

@@ -150,6 +150,8 @@ struct conn {
 #define CONN_WROTE      0x100 /* something was written: see conn_nodelay */
 #define CONN_NODELAY    0x200 /* TCP_NODELAY is set, or not a TCP socket */
 #define CONN_RESET      0x400 /* close with RST: what is unsent is broken */
+#define CONN_ZOMBIE     0x800 /* gone, its request still a module's (conn_abort) */
+#define CONN_ZOMBIE_END 0x1000 /* ...until its answer: freed from the loop */
 
 /* Called by the worker for a new socket from accept4. */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
@@ -175,6 +177,8 @@ int  conn_flush(struct conn *c);
  * connection closes, with the bytes that got out.
  */
 int  conn_alog_held(const struct conn *c);
+/* A gone connection's request got the module's answer (request.c). */
+void conn_zombie_done(struct conn *c);
 void conn_alog_hold(struct conn *c, const char *line, size_t split, size_t len,
     uint64_t bytes, int64_t start_us);
 void conn_alog_release_all(struct worker *w);

@@ -364,12 +364,30 @@ static const char *const req_owned_headers[] = {
 	"Keep-Alive", "Trailer", "Upgrade", NULL
 };
 
+/*
+ * Whether the client left while the module held the request without an
+ * on_abort (conn_zombie): then what the module calls is dropped, without
+ * a word, since it could not know; and its answer, a reply or a stream's
+ * end, ends the request's life.
+ */
+static int
+req_gone(molt_request *req, int answer)
+{
+	if (!(req->conn->flags & CONN_ZOMBIE))
+		return 0;
+	if (answer)
+		conn_zombie_done(req->conn);
+	return 1;
+}
+
 /* 0 if the request is still the module's to answer; see req_reply_ok. */
 static int
 req_live(molt_request *req, const char *fn)
 {
 	if (req->conn->state == REQ_HANDLER)
 		return 0;
+	if (req_gone(req, 0))
+		return -1;
 	/*
 	 * The request is embedded in its connection, which serves the next
 	 * request in the same memory: a pointer kept past the end must not
@@ -611,6 +629,8 @@ molt_reply(molt_request *req, int status, const char *content_type,
 {
 	int rc;
 
+	if (req_gone(req, 1))
+		return -1;
 	if (req_reply_ok(req, "molt_reply", status, content_type) == -1)
 		return -1;
 	rc = req_send_head(req, status, content_type, (long long)len);
@@ -699,7 +719,8 @@ molt_reply_file(molt_request *req, int status, const char *content_type,
 {
 	int rc;
 
-	if (req_reply_ok(req, "molt_reply_file", status, content_type) == -1 ||
+	if (req_gone(req, 1) ||
+	    req_reply_ok(req, "molt_reply_file", status, content_type) == -1 ||
 	    len < 0) {
 		close(fd);
 		return -1;
@@ -765,7 +786,7 @@ molt_stream_write(molt_request *req, const void *data, size_t len)
 	char hdr[24];
 	int n;
 
-	if (!req_streaming(req))
+	if (req_gone(req, 0) || !req_streaming(req))
 		return -1;
 	if (c->flags & CONN_ERROR)
 		return -1;
@@ -804,7 +825,7 @@ molt_stream_end(molt_request *req)
 {
 	struct conn *c = req->conn;
 
-	if (!req_streaming(req))
+	if (req_gone(req, 1) || !req_streaming(req))
 		return -1;
 	if ((req->resp_flags & RESP_CHUNKED) && !(req->resp_flags & RESP_HEAD) &&
 	    conn_out(c, "0\r\n\r\n", 5) == -1) {
@@ -828,7 +849,7 @@ molt_stream_abort(molt_request *req)
 {
 	struct conn *c = req->conn;
 
-	if (!req_streaming(req))
+	if (req_gone(req, 1) || !req_streaming(req))
 		return -1;
 	c->flags |= CONN_CLOSING;
 	req_complete(req);
@@ -841,6 +862,8 @@ molt_stream_on_drain(molt_request *req, void (*cb)(molt_request *, void *),
 {
 	struct conn *c = req->conn;
 
+	if (req_gone(req, 0))
+		return;
 	req->on_drain = cb;
 	req->drain_arg = arg;
 	/* Already drained: tell the module from the loop, never re-entrantly. */

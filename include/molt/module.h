@@ -50,6 +50,10 @@
  *                    waits is cut off (molt_stream_write returns -1).
  *   2026-12-05  1.1  No change to the ABI: molt_http_parse_date also takes
  *                    the rfc850 and asctime forms, as RFC 9110 requires.
+ *   2026-12-05  1.1  No change to the ABI: a request whose client left while
+ *                    a module held it without molt_req_on_abort is kept
+ *                    until the module answers; the answer is dropped (the
+ *                    call returns -1) and can no longer reach another client.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -270,7 +274,9 @@ void molt_stream_on_drain(molt_request *req,
 /*
  * Called once if the client goes away (or the worker's drain times out)
  * before a pending or streamed reply was finished.  After the callback the
- * request and its pool are gone: drop every pointer to them.
+ * request and its pool are gone: drop every pointer to them.  Without a
+ * callback, molt keeps the request until the module's answer, which it
+ * drops (molt-module(3), Aborts).
  */
 void molt_req_on_abort(molt_request *req,
                        void (*cb)(molt_request *req, void *arg), void *arg);

@@ -1115,13 +1115,15 @@ def test_module_connection_close_header_closes_the_connection(molt):
         assert c.is_closed()
 
 
-@pytest.mark.parametrize("then", ["half-request", "idle"])
+@pytest.mark.parametrize("then", ["half-request", "idle", "deferred"])
 def test_kept_request_pointer_cannot_answer_another_client(molt, then):
-    """A module that keeps a request pointer past the request's end and
-    registers no abort callback (a bug) replies through it later.  The
-    request lives inside its connection, which a new client reuses: the
-    late reply went to that client, a request it had not even finished
-    sending.  It must be refused, and the new client served normally."""
+    """A module that keeps a request pointer and registers no abort
+    callback replies through it later, after its client left.  The
+    request lived inside its connection, which a new client reused: the
+    late reply went to that client, to a request it had not even finished
+    sending, or to another module's deferred one.  The connection of a
+    request a module holds is now kept until the module answers, which is
+    dropped, and the new client is served normally."""
     m = molt(conf=MISUSE, workers=1)
     m.expect_errors(r"molt_reply: the request is over")
     mark = m.mark()
@@ -1133,10 +1135,17 @@ def test_kept_request_pointer_cannot_answer_another_client(molt, then):
     with m.raw_conn() as b:
         if then == "idle":
             assert_next_request_is_answered(b)
+        elif then == "deferred":
+            b.send(b"GET /stream/deferred?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
         else:
             b.send(b"GET /hel")
         m.wait_log(r"misuse: late reply: -?\d+", since=mark)
         assert "misuse: late reply: -1" in m.log(mark)
+        m.wait_log(r"\[warn\] \d+: module misuse holds GET /misuse/keep\?ms=600, "
+                   r"whose client left, without an on_abort callback", since=mark)
+        if then == "deferred":
+            r = b.read_response()
+            assert r.status == 200 and r.body == b"deferred 1500\n", r.body
         if then == "half-request":
             b.send(b"lo HTTP/1.1\r\nHost: t\r\n\r\n")
             r = b.read_response()
