@@ -897,6 +897,7 @@ master_retire_stats(int slot)
 		return;     /* route numbering belongs to another generation */
 	for (i = 0; i < SB_ROUTES; i++) {
 		sb.hdr->retired_routes[i].requests += s->routes[i].requests;
+		sb.hdr->retired_routes[i].time_us += s->routes[i].time_us;
 		sb.hdr->retired_routes[i].allocs += s->routes[i].allocs;
 		sb.hdr->retired_routes[i].alloc_bytes += s->routes[i].alloc_bytes;
 		if (s->routes[i].max_growth > sb.hdr->retired_routes[i].max_growth)

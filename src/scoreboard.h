@@ -24,6 +24,7 @@ enum sb_alloc { SB_ALLOC_UNKNOWN, SB_ALLOC_GLIBC, SB_ALLOC_JEMALLOC };
 
 struct sb_route_stats {
 	uint64_t requests;
+	uint64_t time_us;        /* their durations added (sb_latency's) */
 	uint64_t allocs;         /* malloc calls while serving (route_stats) */
 	uint64_t alloc_bytes;    /* bytes asked for while serving */
 	int64_t  max_growth;     /* largest heap growth one request left */

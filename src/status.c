@@ -257,6 +257,7 @@ status_fleet_sum(struct status_fleet *f)
 				int64_t growth;
 
 				o->requests += status_count(&rs->requests);
+				o->time_us += status_count(&rs->time_us);
 				o->allocs += status_count(&rs->allocs);
 				o->alloc_bytes += status_count(&rs->alloc_bytes);
 				growth = __atomic_load_n(&rs->max_growth,
@@ -441,9 +442,10 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 			continue;
 		molt_json_escape(esc, name, strlen(name));
 		sbuf_printf(b, "%s\n {\"prefix\":\"%s\",\"requests\":%llu,"
+		    "\"seconds\":%.6f,"
 		    "\"allocs_per_request\":%.1f,\"bytes_per_request\":%.1f,"
 		    "\"max_growth\":%lld,\"recycles\":%llu}", first ? "" : ",", esc,
-		    (unsigned long long)rs->requests,
+		    (unsigned long long)rs->requests, (double)rs->time_us / 1e6,
 		    rs->requests ? (double)rs->allocs / rs->requests : 0.0,
 		    rs->requests ? (double)rs->alloc_bytes / rs->requests : 0.0,
 		    (long long)rs->max_growth,
@@ -485,6 +487,29 @@ status_metrics_durations(struct sbuf *b, const struct sb_latency *lat)
 	sbuf_printf(b, "molt_request_duration_seconds_sum %.6f\n"
 	    "molt_request_duration_seconds_count %llu\n",
 	    (double)lat->sum_us / 1e6, (unsigned long long)cum);
+}
+
+/* One counter per route: its requests, or (seconds) their durations. */
+static void
+status_route_family(struct sbuf *b, const struct status_fleet *f,
+    const char *family, const char *help, int seconds)
+{
+	char name[64], esc[2 * 64 + 1];
+	int i;
+
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", family, help,
+	    family);
+	for (i = 0; i < f->nroutes; i++) {
+		if (status_route_name(i, name) == -1)
+			continue;
+		sbuf_printf(b, "%s{route=\"%s\"} ", family,
+		    status_label(name, esc, sizeof(esc)));
+		if (seconds)
+			sbuf_printf(b, "%.6f\n", (double)f->routes[i].time_us / 1e6);
+		else
+			sbuf_printf(b, "%llu\n",
+			    (unsigned long long)f->routes[i].requests);
+	}
 }
 
 /*
@@ -602,17 +627,11 @@ status_metrics(struct sbuf *b)
 	    "# TYPE molt_connections_handed_over_total counter\n"
 	    "molt_connections_handed_over_total %llu\n",
 	    (unsigned long long)sb.hdr->handed_over);
-	sbuf_printf(b, "# HELP molt_route_requests_total Requests per route\n"
-	    "# TYPE molt_route_requests_total counter\n");
-	for (i = 0; i < f.nroutes; i++) {
-		char name[64], esc[2 * 64 + 1];
-
-		if (status_route_name(i, name) == -1)
-			continue;
-		sbuf_printf(b, "molt_route_requests_total{route=\"%s\"} %llu\n",
-		    status_label(name, esc, sizeof(esc)),
-		    (unsigned long long)f.routes[i].requests);
-	}
+	status_route_family(b, &f, "molt_route_requests_total", "Requests per "
+	    "route", 0);
+	status_route_family(b, &f, "molt_route_request_seconds_total", "Time "
+	    "the requests of each route took, added up (over the requests: the "
+	    "mean)", 1);
 }
 
 static int

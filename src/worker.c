@@ -938,7 +938,7 @@ worker_heap_hint(struct worker *w)
  * this worker writes, which the status page reads whole (status_count);
  * a page between two of them sees the sum one request behind the counts.
  */
-static void
+static uint64_t
 worker_latency(struct sb_slot *s, const molt_request *req)
 {
 	int64_t d = worker_clock_us() - req->start_us;
@@ -950,6 +950,7 @@ worker_latency(struct sb_slot *s, const molt_request *req)
 		;
 	s->lat.count[i]++;
 	s->lat.sum_us += (uint64_t)d;
+	return (uint64_t)d;
 }
 
 void
@@ -957,6 +958,7 @@ worker_request_end(struct worker *w, molt_request *req)
 {
 	struct sb_slot *s = w->slot;
 	int begun = req->resp_flags & RESP_BEGUN;
+	uint64_t took;
 
 	if (log_access_enabled())
 		worker_access_log(w, req);
@@ -986,7 +988,7 @@ worker_request_end(struct worker *w, molt_request *req)
 	if (w->nactive == 0)
 		s->w.state = w->draining ? SB_DRAINING : SB_IDLE;
 	sb_end(&s->w.seq);
-	worker_latency(s, req);
+	took = worker_latency(s, req);
 	/* max_requests is exact: the master hears it now, not at its next
 	 * sample.  It still checks the count in the scoreboard itself. */
 	if (w->requests == w->req_limit && !w->draining)
@@ -995,6 +997,7 @@ worker_request_end(struct worker *w, molt_request *req)
 		struct sb_route_stats *rs = &s->routes[req->route->index];
 
 		rs->requests++;
+		rs->time_us += took;
 		if (w->route_stats) {
 			uint64_t cnt, bytes;
 			int64_t in_use, growth;

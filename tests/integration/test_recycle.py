@@ -632,7 +632,7 @@ def test_request_durations_survive_the_recycles(molt):
     """The fleet's histogram of request durations: each request lands in
     its bucket (a handler that holds the CPU for 300 ms as much as a
     deferred reply of 60 ms), and the counts of a recycled worker stay in
-    it, so that Prometheus sees no reset."""
+    it, so that Prometheus sees no reset; so do the per-route sums."""
     m = molt(conf=conf("""
 min_lifetime = 0
 sample_interval = 1h
@@ -660,6 +660,17 @@ max_requests_jitter = 0
     assert abs(js["sum"] - total) < 0.25, (js, total)
     b2, _ = duration_buckets(m)
     assert all(b2[le] >= b[le] for le in b), (b, b2)
+    # and per route, added up: over the route's requests, its mean
+    fams = parse_prometheus(metrics_text(m))
+    secs = {dict(k)["route"]: v for k, v in
+            fams["molt_route_request_seconds_total"]["samples"].items()}
+    assert fams["molt_route_request_seconds_total"]["type"] == "counter"
+    assert 0.3 <= secs["/crash"] < 0.3 + 0.15, secs
+    assert 0.06 <= secs["/stream"] < 0.06 + 0.15, secs
+    assert secs["/hello"] < 0.15, secs
+    routes = {r["prefix"]: r for r in status(m)["routes"]}
+    assert routes["/crash"]["requests"] == 1, routes["/crash"]
+    assert abs(routes["/crash"]["seconds"] - secs["/crash"]) < 0.001, routes
 
 
 def text_mappings(pid, prefixes):
