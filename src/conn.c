@@ -57,6 +57,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_post_cb(evutil_socket_t fd, short what, void *arg);
 static int  conn_process(struct conn *c);
 static void conn_close(struct conn *c);
+static void conn_release(struct conn *c);
 static void conn_abort(struct conn *c, const char *why);
 static void conn_zombie(struct conn *c);
 static void conn_alog_release(struct conn *c, int all);
@@ -311,6 +312,15 @@ conn_close(struct conn *c)
 		worker_conn_closed(w, c);
 		return;
 	}
+	conn_release(c);
+	worker_conn_closed(w, c);
+	slab_free(&w->conn_slab, c);
+}
+
+/* What a closed connection holds: its request's pool, a grown buffer. */
+static void
+conn_release(struct conn *c)
+{
 	pool_reset(&c->pool);
 	/* One long head must not keep a big buffer in the cache. */
 	if (c->in != c->in0) {
@@ -318,8 +328,6 @@ conn_close(struct conn *c)
 		c->in = c->in0;
 		c->in_size = sizeof(c->in0);
 	}
-	worker_conn_closed(w, c);
-	slab_free(&w->conn_slab, c);
 }
 
 /*
@@ -387,18 +395,6 @@ conn_zombie_done(struct conn *c)
 	event_active(&c->post, 0, 0);
 }
 
-static void
-conn_zombie_free(struct conn *c)
-{
-	pool_reset(&c->pool);
-	if (c->in != c->in0) {
-		free(c->in);
-		c->in = c->in0;
-		c->in_size = sizeof(c->in0);
-	}
-	c->flags = 0;
-	slab_free(&c->w->conn_slab, c);
-}
 
 /* ------------------------------------------------------------------ */
 /* Output                                                              */
@@ -1316,8 +1312,11 @@ conn_post_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c->flags & CONN_ZOMBIE) {
-		if (c->flags & CONN_ZOMBIE_END)
-			conn_zombie_free(c);
+		if (c->flags & CONN_ZOMBIE_END) {
+			conn_release(c);
+			c->flags = 0;
+			slab_free(&c->w->conn_slab, c);
+		}
 		return;
 	}
 	if (c->flags & CONN_ERROR) {
