@@ -862,6 +862,7 @@ conn_dispatch(struct conn *c)
 	c->timer_kind = T_NONE;
 	worker_request_begin(c->w, req);
 	rc = req->route->mod->handle(req);
+	worker_handler_returned(c->w);
 	/*
 	 * libevent arms timers from the time it read when this turn of the
 	 * loop began.  A handler that kept the CPU for 400 ms leaves that

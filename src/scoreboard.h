@@ -55,6 +55,7 @@ struct sb_slot {
 		uint64_t requests;
 		uint32_t connections;
 		uint32_t active;
+		uint32_t in_handler;        /* 1 while a module's handle() runs */
 		int64_t  req_start_ms;      /* 0 when idle */
 		int32_t  req_route;         /* route index or -1 */
 		char     req_line[SB_REQ_LEN]; /* "GET /x" of the last request */

@@ -756,6 +756,7 @@ worker_request_begin(struct worker *w, molt_request *req)
 	w->nactive++;
 	sb_begin(&s->w.seq);
 	s->w.state = SB_BUSY;
+	s->w.in_handler = 1;
 	worker_slot_request(s, req);
 	sb_end(&s->w.seq);
 	if (w->route_stats) {
@@ -951,6 +952,17 @@ worker_latency(struct sb_slot *s, const molt_request *req)
 	s->lat.count[i]++;
 	s->lat.sum_us += (uint64_t)d;
 	return (uint64_t)d;
+}
+
+/*
+ * A crash or a stall from here on is not this handler's: a deferred
+ * request may still be pending, but what runs next is some callback,
+ * maybe another module's timer (master_serving says so).  One word.
+ */
+void
+worker_handler_returned(struct worker *w)
+{
+	w->slot->w.in_handler = 0;
 }
 
 void

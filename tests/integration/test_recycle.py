@@ -756,6 +756,30 @@ max_lifetime = 1s
     check_counts(m, {"lifetime": lambda n: n >= 1})
 
 
+def test_crash_outside_a_handler_blames_no_request(molt):
+    """A module's own timer that crashes its worker while another
+    module's deferred request is pending: the log said the worker died
+    "while serving" that request, which sent the operator to the wrong
+    module.  It now says that no handler ran, and which request was
+    pending."""
+    m = molt(conf=conf(BASE), workers=1)
+    (pid,) = m.worker_pids()
+    m.expect_errors(r"pid %d killed by signal 11" % pid)
+    mark = m.mark()
+    with m.raw_conn() as pending:
+        pending.send(GET % b"/stream/deferred?ms=8000")
+        time.sleep(0.2)
+        assert m.get("/crash/later?ms=300")[0] == 200
+        assert pending.is_closed(10)
+    m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 "
+               r"\(SIGSEGV\) outside any handler, with \"GET "
+               r"/stream/deferred\?ms=8000\" pending \(\d+ requests served\)$"
+               % pid, since=mark)
+    wait_for(lambda: len(m.worker_pids()) == 1 and pid not in m.worker_pids(),
+             10, what="a replacement worker")
+    check_counts(m, {"crash": 1})
+
+
 def test_crash_counts_as_crash(molt):
     m = molt(conf=conf(BASE))
     m.expect_errors(r"killed by signal 11 \(SIGSEGV\) while serving \"GET /crash/segv\"")

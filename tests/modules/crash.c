@@ -9,6 +9,8 @@
  *   /pid   the worker's pid, "1234\n"
  *   /block?ms=N  holds the whole worker for N ms (a blocking handler:
  *          nothing else on that worker runs meanwhile), then "ok\n"
+ *   /later?ms=N  "ok\n" now, and SIGSEGV N ms later from a timer of its
+ *          own, outside any handler
  */
 #include <errno.h>
 #include <signal.h>
@@ -17,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include <molt/module.h>
 
@@ -27,6 +31,29 @@ crash_block(long ms)
 
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
+}
+
+static void
+crash_segv(void)
+{
+	/*
+	 * The default action, so the master sees "killed by signal 11"
+	 * also in sanitizer builds, whose SEGV handler would turn the
+	 * fault into a report and exit(1).
+	 */
+	signal(SIGSEGV, SIG_DFL);
+	*(volatile int *)(volatile void *)0 = 1;
+	raise(SIGSEGV);         /* if the write somehow did not fault */
+	_exit(111);
+}
+
+static void
+crash_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	crash_segv();
 }
 
 static int
@@ -41,16 +68,18 @@ crash_handle(molt_request *req)
 	if (*pi == '/')
 		pi++;
 
-	if (strcmp(pi, "segv") == 0) {
-		/*
-		 * The default action, so the master sees "killed by signal 11"
-		 * also in sanitizer builds, whose SEGV handler would turn the
-		 * fault into a report and exit(1).
-		 */
-		signal(SIGSEGV, SIG_DFL);
-		*(volatile int *)(volatile void *)0 = 1;
-		raise(SIGSEGV);         /* if the write somehow did not fault */
-		_exit(111);
+	if (strcmp(pi, "segv") == 0)
+		crash_segv();
+	if (strcmp(pi, "later") == 0) {
+		const char *v = molt_req_param(req, "ms");
+		long ms = v != NULL ? strtol(v, NULL, 10) : 0;
+		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+		if (ms < 0 || ms > 60000 ||
+		    event_base_once(molt_worker_base(molt_req_worker(req)), -1,
+		    EV_TIMEOUT, crash_later_cb, NULL, &tv) == -1)
+			return molt_reply_error(req, 400, "crash: bad ms");
+		return molt_reply(req, 200, "text/plain", "ok\n", 3);
 	}
 	if (strcmp(pi, "abort") == 0)
 		abort();
