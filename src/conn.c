@@ -1145,6 +1145,7 @@ conn_process(struct conn *c)
 			 * of keep-alive it has not earned.
 			 */
 			conn_timer(c, T_KEEPALIVE);
+			worker_conn_idle(c->w);
 		}
 	}
 	conn_resume_input(c);
@@ -1388,6 +1389,33 @@ conn_drain_all(struct worker *w)
 		    conn_handoff(c) == -1)
 			conn_timer(c, T_KEEPALIVE);
 	}
+}
+
+/*
+ * At max_connections a worker makes room by closing the keep-alive
+ * connection that has been idle longest, as nginx reuses them: else
+ * clients that merely hold connections between requests lock every
+ * new one out for keepalive_timeout.  RFC 9112 9.3 lets a server close
+ * an idle connection at any time; clients retry.  Connections in the
+ * middle of a request are never taken.  Returns 0 if one is idle (and,
+ * with close, was closed), -1 if none is.
+ */
+int
+conn_reclaim_idle(struct worker *w, int close)
+{
+	struct conn *c, *oldest = NULL;
+
+	/* The list is newest first, so "<=" prefers the older on a tie. */
+	for (c = w->conns; c != NULL; c = c->next)
+		if (c->timer_kind == T_KEEPALIVE && c->state == REQ_NONE &&
+		    c->in_len == c->in_pos && c->queued == 0 &&
+		    (oldest == NULL || c->req.start_ms <= oldest->req.start_ms))
+			oldest = c;
+	if (oldest == NULL)
+		return -1;
+	if (close)
+		conn_close(oldest);
+	return 0;
 }
 
 void

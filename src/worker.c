@@ -46,6 +46,7 @@ struct worker *worker_self;
 
 static void worker_check_done(struct worker *w);
 static void worker_start_drain(struct worker *w);
+static int  worker_listen_queued(struct worker *w);
 
 /* ------------------------------------------------------------------ */
 /* Module API: the worker                                              */
@@ -541,6 +542,60 @@ worker_listener_lost(struct worker *w, int lfd, int err)
 	worker_start_drain(w);
 }
 
+/*
+ * Whether every other live worker is at max_connections too, so that
+ * a new connection can only be served by making room here.
+ */
+static int
+worker_all_full(struct worker *w)
+{
+	long least = worker_least_loaded(w, NULL, NULL);
+
+	return least < 0 || least >= w->cfg->server.max_connections;
+}
+
+/*
+ * At the limit, with nowhere else for a client to go: an idle keep-alive
+ * connection makes room (conn_reclaim_idle), but only once a client is
+ * waiting.  Logged like an accept pause, at most one line every
+ * ACCEPT_ERR_LOG_MS.  Returns 0 if there is room now, 1 if there would
+ * be but no client waits (so the listener stays on), -1 if there is none.
+ */
+static int
+worker_make_room(struct worker *w)
+{
+	int64_t now;
+
+	if (w->draining || !worker_all_full(w) || conn_reclaim_idle(w, 0) == -1)
+		return -1;
+	if (!worker_listen_queued(w))
+		return 1;
+	conn_reclaim_idle(w, 1);
+	w->reclaimed++;
+	now = sb_clock_ms();
+	if (w->reclaim_log_ms == 0 || now - w->reclaim_log_ms >= ACCEPT_ERR_LOG_MS) {
+		log_warn("max_connections (%lld) reached; closed %u idle keep-alive "
+		    "connection%s to make room", w->cfg->server.max_connections,
+		    w->reclaimed, w->reclaimed == 1 ? "" : "s");
+		w->reclaim_log_ms = now;
+		w->reclaimed = 0;
+	}
+	return 0;
+}
+
+/*
+ * A connection went idle.  A worker at the limit has its listener off,
+ * and with every worker full no close may come for keepalive_timeout:
+ * listening again lets the next client take this connection's place.
+ */
+void
+worker_conn_idle(struct worker *w)
+{
+	if (w->nconns >= w->cfg->server.max_connections && !w->draining &&
+	    !evtimer_pending(w->accept_retry_ev, NULL) && worker_all_full(w))
+		worker_listen_enable(w, 1);
+}
+
 static void
 worker_accept(struct worker *w, int lfd, int force)
 {
@@ -548,7 +603,7 @@ worker_accept(struct worker *w, int lfd, int force)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	long least = -1;
-	int fd, i;
+	int fd, i, room;
 
 	if (!force) {
 		least = worker_least_loaded(w, NULL, NULL);
@@ -559,7 +614,10 @@ worker_accept(struct worker *w, int lfd, int force)
 	}
 	/* Bounded, so one busy socket cannot starve the loop's other work. */
 	for (i = 0; i < ACCEPT_BATCH; i++) {
-		if (w->nconns >= w->cfg->server.max_connections) {
+		if (w->nconns >= w->cfg->server.max_connections &&
+		    (room = worker_make_room(w)) != 0) {
+			if (room == 1)
+				return;
 			/* Leave the rest in the queue for the other workers. */
 			worker_listen_enable(w, 0);
 			worker_adopt_enable(w, 0);

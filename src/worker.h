@@ -60,6 +60,8 @@ struct worker {
 	struct event        *accept_retry_ev;
 	int64_t              accept_err_ms;  /* last accept error logged */
 	unsigned             accept_err_quiet; /* pauses not logged since */
+	int64_t              reclaim_log_ms; /* last "closed idle" line */
+	unsigned             reclaimed;    /* idle ones closed since that line */
 	struct event        *accept_defer_ev;  /* balance: see worker_accept */
 	struct event        *alog_ev;      /* writes buffered access log lines */
 	int                  alog_armed;
@@ -104,6 +106,8 @@ int  worker_drop_privileges(struct molt_config *cfg, struct conf_error *err);
 /* Called by conn.c. */
 void worker_conn_opened(struct worker *w, struct conn *c);
 void worker_conn_closed(struct worker *w, struct conn *c);
+/* A connection became an idle keep-alive one. */
+void worker_conn_idle(struct worker *w);
 void worker_request_begin(struct worker *w, molt_request *req);
 void worker_request_end(struct worker *w, molt_request *req);
 void worker_handler_returned(struct worker *w);
