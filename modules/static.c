@@ -501,21 +501,25 @@ bad_encoding(const char *target)
 static int
 redirect_slash(molt_request *req)
 {
-	const char *target = molt_req_target(req), *q;
+	const char *target = molt_req_target(req), *q, *lead = "";
 	char *loc;
 	size_t plen;
 
 	/*
 	 * Use the target as sent, so percent-encoding survives.  "//host/x"
-	 * would be a protocol-relative URL for another site: collapse
-	 * leading slashes to one.
+	 * would be a protocol-relative URL for another site, and so would
+	 * "/\host/x": browsers read a backslash there as a slash (WHATWG
+	 * URL).  The leading run of both becomes one '/'.
 	 */
-	while (target[0] == '/' && target[1] == '/')
-		target++;
+	if (target[0] == '/') {
+		lead = "/";
+		while (*target == '/' || *target == '\\')
+			target++;
+	}
 	q = strchr(target, '?');
 	plen = q != NULL ? (size_t)(q - target) : strlen(target);
-	loc = molt_psprintf(molt_req_pool(req), "%.*s/%s", (int)plen, target,
-	    q != NULL ? q : "");
+	loc = molt_psprintf(molt_req_pool(req), "%s%.*s/%s", plen ? lead : "",
+	    (int)plen, target, q != NULL ? q : "");
 	if (loc == NULL || molt_resp_header(req, "Location", loc) == -1)
 		return MOLT_ERROR;
 	return molt_reply(req, 301, "text/plain", "moved permanently\n", 18);

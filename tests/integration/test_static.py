@@ -228,14 +228,23 @@ def test_directory_redirect_and_index(molt, site):
     assert st == 404
 
 
-def test_redirect_never_points_at_another_host(molt, site):
+@pytest.mark.parametrize("target, location", [
+    (b"//files/docs", b"/files/docs/"),
+    # Browsers read "\" as "/" in a Location: "/\evil.example/" is
+    # "//evil.example/", another host (nginx sends "http://HOST/files/docs/").
+    (b"/\\evil.example/../files/docs", b"/evil.example/../files/docs/"),
+    (b"/\\\\evil.example/../files/docs", b"/evil.example/../files/docs/"),
+    (b"//\\/evil.example/%2e%2e/%2e%2e/files/docs?x",
+     b"/evil.example/%2e%2e/%2e%2e/files/docs/?x"),
+])
+def test_redirect_never_points_at_another_host(molt, site, target, location):
     """"//files/docs" is the directory docs; a Location of "//files/docs/"
     would send a browser to the host "files"."""
     root, _ = site
     m = start(molt, root)
-    r = m.raw(b"GET //files/docs HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    r = m.raw(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert r.startswith(b"HTTP/1.1 301 "), r[:300]
-    assert b"\r\nLocation: /files/docs/\r\n" in r, r[:300]
+    assert b"\r\nLocation: " + location + b"\r\n" in r, r[:300]
 
 
 # ------------------------------------------------- what is never served
