@@ -252,6 +252,14 @@ http_target(struct http_head *h, struct http_seen *s)
 	const char *t = h->target, *end = t + h->target_len, *p, *a, *q;
 	size_t scheme;
 
+	/*
+	 * A fragment is never sent (9112 3.2), and proxies disagree about
+	 * one that is: nginx ends the path at '#', so "/x#/../admin" passes
+	 * its "location /admin" rules as "/x", is forwarded as sent, and
+	 * would be served here as "/admin".  9112 3: invalid, so 400.
+	 */
+	if (memchr(t, '#', h->target_len) != NULL)
+		return -400;
 	if (t[0] == '/') {
 		p = t;
 	} else if (t[0] == '*' && h->target_len == 1) {

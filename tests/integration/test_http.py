@@ -919,6 +919,10 @@ MALFORMED = {
     "bad-method-token": b"G(T /hello HTTP/1.1\r\n" + H + b"\r\n",
     "ctl-in-target": b"GET /he\x01llo HTTP/1.1\r\n" + H + b"\r\n",
     "space-in-target": b"GET /he llo HTTP/1.1\r\n" + H + b"\r\n",
+    # nginx in front ends the path at '#' for its location rules and
+    # forwards the target as sent: "/x" there must not be "/hello" here.
+    "fragment-in-target": b"GET /x#/../hello HTTP/1.1\r\n" + H + b"\r\n",
+    "fragment-in-query": b"GET /hello?a#b HTTP/1.1\r\n" + H + b"\r\n",
     "bare-cr-request-line": b"GET /hello HTTP/1.1\r" + H + b"\r\n",
     "bare-lf-request-line": b"GET /hello HTTP/1.1\n" + H + b"\r\n",
     # Host
