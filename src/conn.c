@@ -1371,6 +1371,16 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* Draining                                                            */
 
+/* Between requests, nothing read and nothing to send: keep-alive, or a new
+ * connection that has not sent a byte yet. */
+static int
+conn_idle(const struct conn *c)
+{
+	return c->state == REQ_NONE && c->in_len == c->in_pos &&
+	    c->queued == 0 && (c->timer_kind == T_KEEPALIVE ||
+	    (c->timer_kind == T_HEADER && c->nreq == 0));
+}
+
 void
 conn_drain_all(struct worker *w)
 {
@@ -1383,22 +1393,20 @@ conn_drain_all(struct worker *w)
 		 * client may be sending the next request right now, and that
 		 * request is answered (with Connection: close), not dropped.
 		 */
-		if (c->state == REQ_NONE && c->in_len == c->in_pos &&
-		    c->queued == 0 && (c->timer_kind == T_KEEPALIVE ||
-		    (c->timer_kind == T_HEADER && c->nreq == 0)) &&
-		    conn_handoff(c) == -1)
+		if (conn_idle(c) && conn_handoff(c) == -1)
 			conn_timer(c, T_KEEPALIVE);
 	}
 }
 
 /*
- * At max_connections a worker makes room by closing the keep-alive
- * connection that has been idle longest, as nginx reuses them: else
- * clients that merely hold connections between requests lock every
- * new one out for keepalive_timeout.  RFC 9112 9.3 lets a server close
- * an idle connection at any time; clients retry.  Connections in the
- * middle of a request are never taken.  Returns 0 if one is idle (and,
- * with close, was closed), -1 if none is.
+ * At max_connections a worker makes room by closing the connection that
+ * has been idle longest, as nginx reuses them: else clients that merely
+ * hold connections, between requests or before their first, lock every
+ * new one out for keepalive_timeout or header_timeout.  RFC 9112 9.3
+ * lets a server close an idle connection at any time; clients retry.
+ * One that never sent a byte goes first (its start_ms is 0), and
+ * connections in the middle of a request are never taken.  Returns 0 if
+ * one is idle (and, with close, was closed), -1 if none is.
  */
 int
 conn_reclaim_idle(struct worker *w, int close)
@@ -1407,9 +1415,8 @@ conn_reclaim_idle(struct worker *w, int close)
 
 	/* The list is newest first, so "<=" prefers the older on a tie. */
 	for (c = w->conns; c != NULL; c = c->next)
-		if (c->timer_kind == T_KEEPALIVE && c->state == REQ_NONE &&
-		    c->in_len == c->in_pos && c->queued == 0 &&
-		    (oldest == NULL || c->req.start_ms <= oldest->req.start_ms))
+		if (conn_idle(c) && (oldest == NULL ||
+		    c->req.start_ms <= oldest->req.start_ms))
 			oldest = c;
 	if (oldest == NULL)
 		return -1;

@@ -163,8 +163,8 @@ const char *conn_peer(struct conn *c);
 /* Drain mode: hand over or close idle connections, and the rest after
  * their reply. */
 void conn_drain_all(struct worker *w);
-/* At the limit: whether a keep-alive connection is idle (0) or not (-1);
- * with close, the longest idle one is closed. */
+/* At the limit: whether a connection is idle (0) or not (-1); with close,
+ * the longest idle one is closed. */
 int  conn_reclaim_idle(struct worker *w, int close);
 /* Cut every connection now (drain timeout, fast stop); logs what was cut. */
 void conn_close_all(struct worker *w, const char *why);

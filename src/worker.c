@@ -555,8 +555,8 @@ worker_all_full(struct worker *w)
 }
 
 /*
- * At the limit, with nowhere else for a client to go: an idle keep-alive
- * connection makes room (conn_reclaim_idle), but only once a client is
+ * At the limit, with nowhere else for a client to go: an idle connection
+ * makes room (conn_reclaim_idle), but only once a client is
  * waiting.  Logged like an accept pause, at most one line every
  * ACCEPT_ERR_LOG_MS.  Returns 0 if there is room now, 1 if there would
  * be but no client waits (so the listener stays on), -1 if there is none.
@@ -574,7 +574,7 @@ worker_make_room(struct worker *w)
 	w->reclaimed++;
 	now = sb_clock_ms();
 	if (w->reclaim_log_ms == 0 || now - w->reclaim_log_ms >= ACCEPT_ERR_LOG_MS) {
-		log_warn("max_connections (%lld) reached; closed %u idle keep-alive "
+		log_warn("max_connections (%lld) reached; closed %u idle "
 		    "connection%s to make room", w->cfg->server.max_connections,
 		    w->reclaimed, w->reclaimed == 1 ? "" : "s");
 		w->reclaim_log_ms = now;

@@ -779,29 +779,30 @@ def test_idle_keepalive_connection_closed(molt):
         assert time.monotonic() - t0 >= 0.8
 
 
-@pytest.mark.parametrize("all_busy_first", [False, True])
-def test_idle_keepalive_connections_make_room_at_max_connections(molt, all_busy_first):
-    """Clients that hold keep-alive connections open must not lock new
-    clients out for keepalive_timeout: at max_connections the connection
-    idle longest is closed for the new one (nginx reuses them the same
-    way).  all_busy_first: the limit is reached while every connection
-    is still in its first request, so the listener is off by the time
-    they go idle."""
+@pytest.mark.parametrize("how", ["keepalive", "all-busy-first", "silent"])
+def test_idle_connections_make_room_at_max_connections(molt, how):
+    """Clients that hold connections open must not lock new clients out
+    for keepalive_timeout (or header_timeout): at max_connections the
+    connection idle longest is closed for the new one (nginx reuses them
+    the same way).  all-busy-first: the limit is reached while every
+    connection is still in its first request, so the listener is off by
+    the time they go idle.  silent: connections that never send a byte."""
     m = molt(workers=1, server_extra="max_connections = 4\n"
-             "keepalive_timeout = 60s\ndefer_accept = off")
+             "keepalive_timeout = 60s\nheader_timeout = 60s\ndefer_accept = off")
     held = [m.raw_conn(timeout=10) for _ in range(4)]
     try:
-        if all_busy_first:
+        if how == "all-busy-first":
             for c in held:
                 c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n")
             time.sleep(0.3)   # all four accepted: the worker is full
             for c in held:
                 c.send(b"\r\n")
-        else:
+        elif how == "keepalive":
             for c in held:
                 c.send(REQ)
-        for c in held:
-            assert c.read_response().status == 200
+        if how != "silent":
+            for c in held:
+                assert c.read_response().status == 200
         with m.raw_conn(timeout=10) as c:
             c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             assert c.read_response().status == 200, "a new client was locked out"
@@ -814,7 +815,7 @@ def test_idle_keepalive_connections_make_room_at_max_connections(molt, all_busy_
         for c in held:
             c.close()
     m.wait_log(r"\[warn\].*max_connections \(4\) reached; closed 1 idle "
-               r"keep-alive connection to make room")
+               r"connection to make room")
 
 
 def test_silent_new_connection_gets_header_timeout_not_keepalive(molt):
