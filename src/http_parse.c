@@ -389,10 +389,11 @@ static int
 http_transfer_encoding(const char *v, size_t n, struct http_seen *s)
 {
 	const char *p = v, *end = v + n, *el;
-	size_t el_len, i;
+	size_t el_len, i, count = 0;
 
 	s->te++;
 	while (http_list_next(&p, end, &el, &el_len)) {
+		count++;
 		for (i = 0; i < el_len && HTTP_IS(el[i], HTTP_C_TOKEN); i++)
 			;
 		if (i == 0)
@@ -410,7 +411,13 @@ http_transfer_encoding(const char *v, size_t n, struct http_seen *s)
 			s->te_other = 1;
 		}
 	}
-	return 0;
+	/*
+	 * A line with no coding, even next to "chunked" on another line: a
+	 * front end that keeps only the last Transfer-Encoding line would
+	 * see none, frame the body by Content-Length (none: empty), and send
+	 * the chunks on as a request of their own.
+	 */
+	return count == 0 ? -400 : 0;
 }
 
 static int

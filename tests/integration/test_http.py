@@ -959,6 +959,10 @@ MALFORMED = {
     "cl-overflow": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 184467440737095516160\r\n\r\n",
     "cl-empty": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length:\r\n\r\n",
     "te-in-http10": b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    # A front end that keeps the last TE line sees no body, and sends the
+    # chunks on as a request of its own.
+    "te-chunked-then-empty-line": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+                                  b"Transfer-Encoding: \r\n\r\n0\r\n\r\n",
     "te-space-before-colon": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
     "chunk-size-not-hex": b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
                           b"zz\r\nhello\r\n0\r\n\r\n",
