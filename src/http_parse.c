@@ -235,10 +235,12 @@ http_version(const char *p, const char *end, int *version)
 	}
 	if (n < 10)
 		return HTTP_AGAIN;
-	/* Well-formed but not ours: 505 tells the client to downgrade. */
-	if (p[5] != '1' || p[7] > '1')
+	/* Another major version: 505 tells the client to downgrade. */
+	if (p[5] != '1')
 		return -505;
-	*version = p[7] == '1' ? 11 : 10;
+	/* A later 1.x is read as 1.1, the highest we implement (9110 2.5),
+	 * as nginx does; the reply says HTTP/1.1. */
+	*version = p[7] >= '1' ? 11 : 10;
 	return 0;
 }
 

@@ -64,7 +64,8 @@ struct http_head {
  *           -417 Expect other than 100-continue
  *           -431 head longer than max_head, or too many headers
  *           -501 Transfer-Encoding other than chunked / unknown coding
- *           -505 HTTP version other than 1.0 / 1.1
+ *           -505 HTTP major version other than 1 (1.2 and on are
+ *                read as 1.1)
  * A request line that is still incomplete but already longer than max_uri
  * plus the method and version gets -414 without waiting for more data;
  * a head that is incomplete and already max_head long gets -431.

@@ -1005,7 +1005,23 @@ def test_unknown_transfer_coding_rejected(molt, te):
 def test_http_version_not_supported(molt):
     m = molt()
     assert_rejected(m, b"GET /hello HTTP/2.0\r\nHost: t\r\n\r\n", 505)
-    assert_rejected(m, b"GET /hello HTTP/1.2\r\nHost: t\r\n\r\n", 505)
+    assert_rejected(m, b"GET /hello HTTP/3.0\r\nHost: t\r\n\r\n", 505)
+
+
+def test_a_later_http_1_minor_version_is_served_as_1_1(molt):
+    """RFC 9110 2.5: a message of a higher minor version than the server
+    implements is processed as the highest it does, and nginx answers it;
+    molt answered HTTP/1.2 with 505.  The reply says HTTP/1.1, and keep-
+    alive and Host work as in 1.1."""
+    m = molt()
+    with m.raw_conn() as c:
+        for _ in range(2):          # kept alive, as 1.1 is
+            c.send(b"GET /hello HTTP/1.2\r\nHost: t\r\n\r\n")
+            c._need(13)
+            assert c.buf.startswith(b"HTTP/1.1 200 "), c.buf[:40]
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"hello, world\n"), r
+    assert_rejected(m, b"GET /hello HTTP/1.9\r\n\r\n", 400)   # no Host
 
 
 @pytest.mark.parametrize("version", [b"http/1.1", b"HTTP/1.x", b"HTTP/11", b"HTTP/1.1.1"])
