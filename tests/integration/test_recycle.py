@@ -1566,6 +1566,29 @@ drain_timeout = 1s
     assert 990 <= int(rl.group(5)) < 5000, rl.group(0)
 
 
+def test_drain_timeout_cuts_a_stream_so_that_the_client_sees_it(molt):
+    """A streamed reply still going when drain_timeout ends the drain is
+    cut off without its last chunk: the client (curl: exit 18) knows the
+    body is incomplete, instead of taking what came for all of it."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 100ms
+max_requests = 1
+drain_timeout = 1s
+"""), workers=1)
+    slow, c = m.raw_conn(timeout=30), m.raw_conn(timeout=30)
+    slow.send(GET % b"/stream/chunks?n=40&size=10&delay_ms=250")
+    status, _, headers = slow.read_head()
+    assert status == 200 and dict(headers).get("transfer-encoding") == \
+        "chunked", headers
+    pid_of(c)                                  # the one request allowed
+    got = slow.read_all(timeout=10)            # until the worker cuts it
+    assert got, "nothing of the stream came"
+    assert not got.endswith(b"0\r\n\r\n"), \
+        "a cut stream ended like a whole one: %r" % got[-40:]
+    assert len(got) < 40 * (10 + 6), "the whole stream came: %d" % len(got)
+
+
 def test_hard_limit_names_request_in_flight_on_another_connection(molt):
     """One worker holds a slow request on one connection when a leak on
     another connection takes it past hard_max_rss.  Once the leak has been
