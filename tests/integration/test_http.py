@@ -204,9 +204,11 @@ def test_a_timer_armed_after_a_blocking_handler_is_not_early(molt):
     assert (r1.status, r1.body) == (200, b"ok\n"), r1
     assert (r2.status, r2.body) == (200, b"deferred 300\n"), r2
     assert t1 - t0 >= 0.4, t1 - t0
-    # 300 ms from when the handler armed it, after the block (lower
-    # bounds only: a slow machine makes both later, never earlier)
-    assert t2 - t0 >= 0.7, (t1 - t0, t2 - t0)
+    # 300 ms from when the handler armed it, after the block: 0.7 s, less
+    # what libevent's coarse clock (one tick, a few ms) can take off a
+    # timer; early, it came at 0.5 s.  Lower bounds only: a slow machine
+    # makes both later, never earlier.
+    assert t2 - t0 >= 0.66, (t1 - t0, t2 - t0)
 
 
 def server_rx_queue(port, peer_port):
