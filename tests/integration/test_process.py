@@ -1645,8 +1645,9 @@ def test_access_log_time_ends_each_line_with_the_request_time(molt, tmp_path):
     assert 0.6 <= took["/files/big.bin"] <= elapsed, took
     assert took["/hello?fast=1"] < 0.5, took
     assert 0.4 <= took["/crash/block?ms=400"] <= elapsed, took
-    assert 0.3 <= took["/stream/deferred?ms=300"] <= elapsed, took
-    assert 0.45 <= took["/stream/chunks?n=4&size=100000&delay_ms=150"] \
+    # (libevent's timers run on a coarse clock: a few ms early at most)
+    assert 0.29 <= took["/stream/deferred?ms=300"] <= elapsed, took
+    assert 0.42 <= took["/stream/chunks?n=4&size=100000&delay_ms=150"] \
         <= elapsed, took
 
 
