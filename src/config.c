@@ -1097,6 +1097,13 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	get_bool(&ck, "defer_accept", &sc->defer_accept);
 	get_bool(&ck, "conn_hugepages", &sc->conn_hugepages);
 	get_bool(&ck, "core_dumps", &sc->core_dumps);
+	if ((kv = conf_get(s, "worker_cpu_affinity")) != NULL) {
+		if (strcmp(kv->value, "auto") == 0)
+			sc->cpu_affinity = 1;
+		else if (strcmp(kv->value, "off") != 0)
+			check_fail(&ck, kv, "worker_cpu_affinity: expected auto or "
+			    "off, got '%s'", kv->value);
+	}
 	return ck.failed ? -1 : 0;
 }
 

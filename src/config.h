@@ -113,6 +113,7 @@ struct server_conf {
 	int       defer_accept;
 	int       conn_hugepages;
 	int       core_dumps;           /* workers that switched user stay dumpable */
+	int       cpu_affinity;         /* worker_cpu_affinity = auto: pinned */
 };
 
 struct molt_config {

@@ -137,6 +137,7 @@ def test_unknown_server_key(molt_check):
     "keepalive_timeout = 3 fortnights",
     "check_timeout = 0",
     "check_timeout = 2h",
+    "worker_cpu_affinity = 0101",
 ])
 def test_bad_server_value(molt_check, bad):
     r = molt_check(bad + "\n")

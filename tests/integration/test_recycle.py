@@ -28,7 +28,8 @@ import time
 import pytest
 
 from conftest import (DEFAULT_ROUTES, MOLT_BIN, SANITIZED, RawConn, children_of,
-                      has_ipv6_loopback, pid_alive, read_text, wait_for)
+                      has_ipv6_loopback, pid_alive, proc_status, read_text,
+                      wait_for)
 from loadgen import Load, bound_conn
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -578,6 +579,48 @@ max_requests = 20
     assert len(m.worker_pids()) == 1
     assert m.get("/hello")[0] == 200
     check_counts(m, {"requests": 1})
+
+
+def cpus_of(pid):
+    """The CPUs a process may run on, from /proc (Cpus_allowed_list)."""
+    cpus = set()
+    for part in proc_status(pid)["Cpus_allowed_list"].split(","):
+        a, _, b = part.partition("-")
+        cpus.update(range(int(a), int(b or a) + 1))
+    return cpus
+
+
+def test_worker_cpu_affinity_auto_pins_worker_n_to_cpu_n(molt):
+    """worker_cpu_affinity = auto, as nginx's: worker N runs on the Nth of
+    the CPUs molt was given, and its replacement after a recycle on the
+    same one; the master stays free.  Off (the default), nobody is
+    pinned."""
+    allowed = sorted(os.sched_getaffinity(0))
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 3
+max_requests_jitter = 0
+"""), workers=3, server_extra="worker_cpu_affinity = auto")
+    assert cpus_of(m.pid) == set(allowed)
+
+    def pinned():
+        ws = status(m)["workers"]
+        return {w["id"]: cpus_of(w["pid"]) for w in ws
+                if w["state"] != "draining"}
+    first = pinned()
+    assert first == {i: {allowed[i % len(allowed)]} for i in range(3)}, \
+        (first, allowed)
+    pids = set(m.worker_pids())
+    for _ in range(8):                          # recycles some of them
+        assert m.get("/hello")[0] == 200
+    wait_for(lambda: set(m.worker_pids()) - pids, 10, what="a replacement")
+    wait_for(lambda: len(m.worker_pids()) == 3, 10, what="three workers")
+    assert pinned() == first
+
+    free = molt(conf=conf(""), workers=2)
+    for pid in free.worker_pids():
+        assert cpus_of(pid) == set(allowed)
 
 
 def test_metrics_series_outlive_the_workers_they_describe(molt):
