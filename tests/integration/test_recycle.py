@@ -1585,13 +1585,17 @@ max_requests = 3
     c.close()
 
 
-def test_drain_timeout_cuts_off_what_is_left(molt):
-    m = molt(conf=conf("""
+# One request, then a drain of at most a second.
+DRAIN_1S = conf("""
 min_lifetime = 0
 sample_interval = 100ms
 max_requests = 1
 drain_timeout = 1s
-"""), workers=1)
+""")
+
+
+def test_drain_timeout_cuts_off_what_is_left(molt):
+    m = molt(conf=DRAIN_1S, workers=1)
     # The slow request goes first, on its own connection: sent after the
     # one request allowed, on the same keep-alive connection, it raced the
     # drain, which hands idle connections over to the replacement.
@@ -1614,12 +1618,7 @@ def test_drain_timeout_cuts_a_stream_so_that_the_client_sees_it(molt):
     """A streamed reply still going when drain_timeout ends the drain is
     cut off without its last chunk: the client (curl: exit 18) knows the
     body is incomplete, instead of taking what came for all of it."""
-    m = molt(conf=conf("""
-min_lifetime = 0
-sample_interval = 100ms
-max_requests = 1
-drain_timeout = 1s
-"""), workers=1)
+    m = molt(conf=DRAIN_1S, workers=1)
     slow, c = m.raw_conn(timeout=30), m.raw_conn(timeout=30)
     slow.send(GET % b"/stream/chunks?n=40&size=10&delay_ms=250")
     status, _, headers = slow.read_head()
