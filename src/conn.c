@@ -863,14 +863,6 @@ conn_dispatch(struct conn *c)
 	worker_request_begin(c->w, req);
 	rc = req->route->mod->handle(req);
 	worker_handler_returned(c->w);
-	/*
-	 * libevent arms timers from the time it read when this turn of the
-	 * loop began.  A handler that kept the CPU for 400 ms leaves that
-	 * time 400 ms behind, and a timer the next request of this turn arms
-	 * (a module's deferred reply, a connection's timeout) would fire that
-	 * much early.  One clock read per request (vDSO).
-	 */
-	event_base_update_cache_time(c->w->base);
 	if (c->state != REQ_HANDLER)
 		return;
 	if (rc == MOLT_ERROR) {

@@ -1013,15 +1013,23 @@ worker_latency(struct sb_slot *s, const molt_request *req)
 	return (uint64_t)d;
 }
 
-/*
- * A crash or a stall from here on is not this handler's: a deferred
- * request may still be pending, but what runs next is some callback,
- * maybe another module's timer (master_serving says so).  One word.
- */
 void
 worker_handler_returned(struct worker *w)
 {
+	/*
+	 * A crash or a stall from here on is not this handler's: a deferred
+	 * request may still be pending, but what runs next is some callback,
+	 * maybe another module's timer (master_culprit says so).
+	 */
 	w->slot->w.in_handler = 0;
+	/*
+	 * libevent arms timers from the time it read when this turn of the
+	 * loop began.  A handler that kept the CPU for 400 ms leaves that
+	 * time 400 ms behind, and a timer the next request of this turn arms
+	 * (a module's deferred reply, a connection's timeout) would fire that
+	 * much early.  One clock read per request (vDSO).
+	 */
+	event_base_update_cache_time(w->base);
 }
 
 void

@@ -110,6 +110,7 @@ void worker_conn_closed(struct worker *w, struct conn *c);
 void worker_conn_idle(struct worker *w);
 void worker_request_begin(struct worker *w, molt_request *req);
 void worker_request_end(struct worker *w, molt_request *req);
+/* A module's handle() returned: the slot and the loop's clock catch up. */
 void worker_handler_returned(struct worker *w);
 /* An access log line held by conn_alog_hold, with the body bytes sent;
  * start_us: when its request began, for access_log_time. */
