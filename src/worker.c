@@ -857,19 +857,24 @@ worker_fmt_len(int r, size_t room)
 }
 
 /*
- * " 0.003\n" in place of the line's "\n" with access_log_time: seconds
+ * With access_log_time, " 0.003\n" in place of the line's "\n": seconds
  * from the request's head to its last byte out, with milliseconds, as
- * nginx's $request_time.
+ * nginx's $request_time.  Returns the line's new length.
  */
 static size_t
-worker_access_time(int64_t start_us, char *end, size_t room)
+worker_access_time(struct worker *w, char *line, size_t n, size_t size,
+    int64_t start_us)
 {
-	int64_t d = (worker_clock_us() - start_us) / 1000;
+	int64_t d;
 
+	if (!w->cfg->server.access_log_time || n == 0 || line[n - 1] != '\n')
+		return n;
+	d = (worker_clock_us() - start_us) / 1000;
 	if (d < 0 || start_us <= 0)
 		d = 0;
-	return worker_fmt_len(snprintf(end, room, " %lld.%03lld\n",
-	    (long long)(d / 1000), (long long)(d % 1000)), room);
+	return n - 1 + worker_fmt_len(snprintf(line + n - 1, size - n + 1,
+	    " %lld.%03lld\n", (long long)(d / 1000), (long long)(d % 1000)),
+	    size - n + 1);
 }
 
 void
@@ -882,10 +887,7 @@ worker_access_emit(struct worker *w, const char *text, size_t split,
 	n = worker_fmt_len(snprintf(line, sizeof(line), "%.*s%llu%.*s",
 	    (int)split, text, (unsigned long long)bytes, (int)(len - split),
 	    text + split), sizeof(line));
-	if (w->cfg->server.access_log_time && n > 0 && line[n - 1] == '\n')
-		n += worker_access_time(start_us, line + n - 1,
-		    sizeof(line) - n + 1) - 1;
-	log_access(line, n);
+	log_access(line, worker_access_time(w, line, n, sizeof(line), start_us));
 	worker_alog_arm(w);
 }
 
@@ -938,11 +940,8 @@ worker_access_log(struct worker *w, molt_request *req)
 		conn_alog_hold(req->conn, line, n, n + k, req->bytes_out,
 		    req->start_us);
 	} else {
-		n += k;
-		if (w->cfg->server.access_log_time && line[n - 1] == '\n')
-			n += worker_access_time(req->start_us, line + n - 1,
-			    sizeof(line) - n + 1) - 1;
-		log_access(line, n);
+		log_access(line, worker_access_time(w, line, n + k, sizeof(line),
+		    req->start_us));
 		worker_alog_arm(w);
 	}
 }
