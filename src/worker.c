@@ -491,6 +491,25 @@ worker_accept_undefer(struct worker *w)
 }
 
 /*
+ * Counts one more of an event that can come many times a second, and
+ * says whether its line is due: the first time, then at most once every
+ * ACCEPT_ERR_LOG_MS.  *n: the times since the last line, this one too.
+ */
+static int
+worker_often_due(struct worker_often *o, unsigned *n)
+{
+	int64_t now = sb_clock_ms();
+
+	o->count++;
+	if (o->logged_ms != 0 && now - o->logged_ms < ACCEPT_ERR_LOG_MS)
+		return 0;
+	*n = o->count;
+	o->logged_ms = now;
+	o->count = 0;
+	return 1;
+}
+
+/*
  * Out of descriptors, a worker pauses its accepts for ACCEPT_RETRY_MS and
  * tries again: ten lines a second for as long as it lasts, which buried
  * the log.  The first pause is logged, then one line every
@@ -499,17 +518,12 @@ worker_accept_undefer(struct worker *w)
 static void
 worker_accept_paused(struct worker *w, int err)
 {
-	int64_t now = sb_clock_ms();
+	unsigned n;
 
-	if (w->accept_err_ms != 0 && now - w->accept_err_ms < ACCEPT_ERR_LOG_MS) {
-		w->accept_err_quiet++;
-		return;
-	}
-	log_error("accept4: %s; pausing accepts for %d ms at a time "
-	    "(%d connections open; %u pauses since the last line)",
-	    strerror(err), ACCEPT_RETRY_MS, w->nconns, w->accept_err_quiet);
-	w->accept_err_ms = now;
-	w->accept_err_quiet = 0;
+	if (worker_often_due(&w->accept_paused, &n))
+		log_error("accept4: %s; pausing accepts for %d ms at a time "
+		    "(%d connections open; %u pauses since the last line)",
+		    strerror(err), ACCEPT_RETRY_MS, w->nconns, n - 1);
 }
 
 /*
@@ -565,22 +579,17 @@ worker_all_full(struct worker *w)
 static int
 worker_make_room(struct worker *w)
 {
-	int64_t now;
+	unsigned n;
 
 	if (w->draining || !worker_all_full(w) || conn_reclaim_idle(w, 0) == -1)
 		return -1;
 	if (!worker_listen_queued(w))
 		return 1;
 	conn_reclaim_idle(w, 1);
-	w->reclaimed++;
-	now = sb_clock_ms();
-	if (w->reclaim_log_ms == 0 || now - w->reclaim_log_ms >= ACCEPT_ERR_LOG_MS) {
+	if (worker_often_due(&w->reclaimed, &n))
 		log_warn("max_connections (%lld) reached; closed %u idle "
 		    "connection%s to make room", w->cfg->server.max_connections,
-		    w->reclaimed, w->reclaimed == 1 ? "" : "s");
-		w->reclaim_log_ms = now;
-		w->reclaimed = 0;
-	}
+		    n, n == 1 ? "" : "s");
 	return 0;
 }
 

@@ -34,6 +34,12 @@ struct wroute {
 /* Timeouts shared by many connections (libevent common timeouts: O(1)). */
 enum { WT_HEADER, WT_BODY, WT_KEEPALIVE, WT_DRAIN_IDLE, WT_LINGER, WT_WRITE, WT_MAX };
 
+/* An event that may repeat many times a second, logged at most every 10 s. */
+struct worker_often {
+	int64_t  logged_ms;     /* its last line; 0: none yet */
+	unsigned count;         /* times since that line */
+};
+
 struct worker {
 	struct event_base   *base;
 	struct molt_config  *cfg;
@@ -58,10 +64,8 @@ struct worker {
 	struct event        *sample_ev;
 	struct event        *drain_ev;
 	struct event        *accept_retry_ev;
-	int64_t              accept_err_ms;  /* last accept error logged */
-	unsigned             accept_err_quiet; /* pauses not logged since */
-	int64_t              reclaim_log_ms; /* last "closed idle" line */
-	unsigned             reclaimed;    /* idle ones closed since that line */
+	struct worker_often  accept_paused;  /* "pausing accepts" lines */
+	struct worker_often  reclaimed;    /* "closed idle connections" lines */
 	struct event        *accept_defer_ev;  /* balance: see worker_accept */
 	struct event        *alog_ev;      /* writes buffered access log lines */
 	int                  alog_armed;
