@@ -908,32 +908,24 @@ master_retire_stats(int slot)
 /* ' while serving "GET /x"' for a log line, or "" if the worker was idle. */
 #define MASTER_SERVING_LEN (4 * SB_REQ_LEN + 48)
 static const char *
-master_serving(const struct sb_slot *snap, char *buf, size_t len)
+master_serving(const struct sb_slot *snap, int culprit, char *buf, size_t len)
 {
 	char esc[4 * SB_REQ_LEN + 1];
 
 	if (snap->w.req_start_ms == 0)
 		return "";
 	/* The worker wrote it: a newline in it would forge a log line. */
-	snprintf(buf, len, " while serving \"%s\"",
-	    log_escape(snap->w.req_line, esc, sizeof(esc)));
-	return buf;
-}
-
-/*
- * For a crash or a stall, which only the code running then caused: a
- * request still pending while no handler ran was not necessarily it (a
- * module's own timer, another module's callback).
- */
-static const char *
-master_culprit(const struct sb_slot *snap, char *buf, size_t len)
-{
-	char esc[4 * SB_REQ_LEN + 1];
-
-	if (snap->w.req_start_ms == 0 || snap->w.in_handler)
-		return master_serving(snap, buf, len);
-	snprintf(buf, len, " outside any handler, with \"%s\" pending",
-	    log_escape(snap->w.req_line, esc, sizeof(esc)));
+	log_escape(snap->w.req_line, esc, sizeof(esc));
+	/*
+	 * For a crash or a stall (culprit), which only the code running then
+	 * caused: a request merely pending was not necessarily it (a module's
+	 * own timer, another module's callback).  Memory is another matter:
+	 * every request in flight holds some.
+	 */
+	if (!culprit || snap->w.in_handler)
+		snprintf(buf, len, " while serving \"%s\"", esc);
+	else
+		snprintf(buf, len, " outside any handler, with \"%s\" pending", esc);
 	return buf;
 }
 
@@ -1018,7 +1010,7 @@ master_reaped(pid_t pid, int status)
 		/* A crash in service: the request it had is worth naming. */
 		sb.hdr->recycles[R_CRASH]++;
 		log_error("worker %d pid %d %s%s (%llu requests served)", id,
-		    (int)pid, why, master_culprit(&snap, req, sizeof(req)),
+		    (int)pid, why, master_serving(&snap, 1, req, sizeof(req)),
 		    (unsigned long long)snap.w.requests);
 		if (m->replaced_by >= 0)
 			mw[m->replaced_by].replaces = -1;
@@ -1197,7 +1189,7 @@ master_stalled(int slot, int64_t now)
 	    "stall_timeout=%.1fs%s, %s",
 	    master_fmt_over((double)held / 1000.0, (double)limit / 1000.0,
 	    secs, sizeof(secs)), (double)limit / 1000.0,
-	    master_culprit(&snap, req, sizeof(req)), how);
+	    master_serving(&snap, 1, req, sizeof(req)), how);
 	master_kill(slot, R_STALL);
 	return 1;
 }
@@ -1281,7 +1273,7 @@ master_judge(int slot, int after_trim)
 		    master_measure_name(),
 		    memwatch_fmt_over(val, (uint64_t)rc->hard_max_rss, a, sizeof(a)),
 		    memwatch_fmt((uint64_t)rc->hard_max_rss, b, sizeof(b)),
-		    master_serving(&snap, req, sizeof(req)));
+		    master_serving(&snap, 0, req, sizeof(req)));
 		master_kill(slot, R_HARD_RSS);
 		return;
 	}
