@@ -971,6 +971,7 @@ config_defaults(struct molt_config *cfg)
 	sc->backlog = 511;
 	sc->defer_accept = 1;
 	sc->conn_hugepages = 1;
+	sc->listen_per_cpu = 1;
 
 	rc->fragmentation_min_rss = 64 * MIB;
 	rc->trim = 1;
@@ -1102,6 +1103,13 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 			sc->cpu_affinity = 1;
 		else if (strcmp(kv->value, "off") != 0)
 			check_fail(&ck, kv, "worker_cpu_affinity: expected auto or "
+			    "off, got '%s'", kv->value);
+	}
+	if ((kv = conf_get(s, "listen_per_cpu")) != NULL) {
+		if (strcmp(kv->value, "off") == 0)
+			sc->listen_per_cpu = 0;
+		else if (strcmp(kv->value, "auto") != 0)
+			check_fail(&ck, kv, "listen_per_cpu: expected auto or "
 			    "off, got '%s'", kv->value);
 	}
 	return ck.failed ? -1 : 0;
@@ -1577,6 +1585,7 @@ config_free(struct molt_config *cfg)
 	}
 	for (la = cfg->server.listen; la != NULL; la = ln) {
 		ln = la->next;
+		free(la->cpu_fd);
 		free(la);
 	}
 	for (r = cfg->routes; r != NULL; r = rn) {

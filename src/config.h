@@ -45,6 +45,8 @@ struct listen_addr {
 	dev_t                   sock_dev;    /* a unix socket's file, as bound, */
 	ino_t                   sock_ino;    /* so only that file is removed */
 	int                     inherited;   /* from systemd: its file stays */
+	int                    *cpu_fd;      /* listen_per_cpu: CPU index -> socket */
+	int                     ncpu;        /* entries in cpu_fd */
 	struct listen_addr     *next;
 };
 
@@ -114,6 +116,7 @@ struct server_conf {
 	int       conn_hugepages;
 	int       core_dumps;           /* workers that switched user stay dumpable */
 	int       cpu_affinity;         /* worker_cpu_affinity = auto: pinned */
+	int       listen_per_cpu;       /* listen_per_cpu = auto: with cpu_affinity */
 };
 
 struct molt_config {

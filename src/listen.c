@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,8 +83,42 @@ listen_unix_in_use(const struct listen_addr *la)
 	return rc;
 }
 
+/*
+ * SO_REUSEPORT lets any socket of the same user join the port, so a
+ * second server started on it by mistake would take half the
+ * connections instead of failing.  A plain bind first tells whether the
+ * port is in use, as it would be without listen_per_cpu.
+ */
 static int
-listen_bind(struct listen_addr *la, int backlog)
+listen_port_free(const struct listen_addr *la)
+{
+	int fd, one = 1;
+
+	if ((la->ss.ss_family == AF_INET &&
+	    ((const struct sockaddr_in *)&la->ss)->sin_port == 0) ||
+	    (la->ss.ss_family == AF_INET6 &&
+	    ((const struct sockaddr_in6 *)&la->ss)->sin6_port == 0))
+		return 0;   /* an ephemeral port is free by definition */
+	fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_error("socket() for %s: %s", la->text, strerror(errno));
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    (la->ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof(one)) == -1))
+		log_warn("setsockopt on %s: %s", la->text, strerror(errno));
+	if (bind(fd, (const struct sockaddr *)&la->ss, la->sslen) == -1) {
+		log_error("bind(%s): %s", la->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+listen_bind(struct listen_addr *la, int backlog, int reuseport)
 {
 	int fd, one = 1;
 	int family = la->ss.ss_family;
@@ -118,6 +153,11 @@ listen_bind(struct listen_addr *la, int backlog)
 		if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
 		    &one, sizeof(one)) == -1)
 			log_warn("IPV6_V6ONLY on %s: %s", la->text, strerror(errno));
+		if (reuseport && listen_port_free(la) == -1)
+			goto fail;
+		if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+		    sizeof(one)) == -1)
+			log_warn("SO_REUSEPORT on %s: %s", la->text, strerror(errno));
 	}
 	if (bind(fd, (struct sockaddr *)&la->ss, la->sslen) == -1) {
 		log_error("bind(%s): %s", la->text, strerror(errno));
@@ -201,11 +241,140 @@ listen_set_defer(const struct listen_addr *la, int on)
 {
 	int secs = on ? 1 : 0;
 
+	int k;
+
 	if (la->ss.ss_family == AF_UNIX)
 		return;
 	if (setsockopt(la->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs,
 	    sizeof(secs)) == -1)
 		log_warn("TCP_DEFER_ACCEPT on %s: %s", la->text, strerror(errno));
+	for (k = 0; k < la->ncpu; k++)
+		if (setsockopt(la->cpu_fd[k], IPPROTO_TCP, TCP_DEFER_ACCEPT,
+		    &secs, sizeof(secs)) == -1)
+			log_warn("TCP_DEFER_ACCEPT on %s, CPU socket %d: %s",
+			    la->text, k, strerror(errno));
+}
+
+/* ------------------------------------------------------------------ */
+/* A socket per CPU                                                    */
+
+int
+listen_cpus(int *cpus, int max)
+{
+	cpu_set_t allowed;
+	int cpu, n = 0;
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) == -1)
+		return -1;
+	for (cpu = 0; cpu < CPU_SETSIZE && n < max; cpu++)
+		if (CPU_ISSET(cpu, &allowed))
+			cpus[n++] = cpu;
+	return n;
+}
+
+static int
+listen_wants_cpus(const struct listen_addr *la, const struct server_conf *sc)
+{
+	return sc->cpu_affinity && sc->listen_per_cpu &&
+	    la->ss.ss_family != AF_UNIX && !la->inherited;
+}
+
+/*
+ * One more member of the address's SO_REUSEPORT group, for the workers
+ * pinned to `cpu`.  With SO_INCOMING_CPU set, the kernel (6.1 and
+ * later; before, it hashes) queues a connection on the member whose CPU
+ * processed its handshake, which is where the connection's packets will
+ * be processed too: its worker then runs where its data arrives, and on
+ * loopback beside its client.  Bound to the address the main socket got,
+ * so that port 0 means the same port.
+ */
+static int
+listen_bind_cpu(const struct listen_addr *la, int cpu, int backlog)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd, one = 1;
+
+	if (getsockname(la->fd, (struct sockaddr *)&ss, &sl) == -1) {
+		log_warn("getsockname(%s): %s", la->text, strerror(errno));
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_warn("socket() for %s, CPU %d: %s", la->text, cpu,
+		    strerror(errno));
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
+	    (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof(one)) == -1) ||
+	    setsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, sizeof(cpu)) == -1) {
+		log_warn("setsockopt for %s, CPU %d: %s", la->text, cpu,
+		    strerror(errno));
+		goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, sl) == -1) {
+		log_warn("bind(%s) for CPU %d: %s", la->text, cpu, strerror(errno));
+		goto fail;
+	}
+	if (listen(fd, backlog) == -1) {
+		log_warn("listen(%s) for CPU %d: %s", la->text, cpu, strerror(errno));
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/*
+ * listen_per_cpu: a socket for each CPU a worker is pinned to, beside
+ * the main one, which takes what comes from the other CPUs.  Sockets are
+ * only ever added: closing one would reset the connections queued on it
+ * (platform facts), so those a reload no longer needs stay open, and the
+ * workers take from them as from any CPU's whose worker is missing.
+ * Failing here costs locality, not service: a CPU without its socket
+ * has its connections spread over the others.
+ */
+static void
+listen_cpu_open(struct listen_addr *la, const struct server_conf *sc)
+{
+	int cpus[CPU_SETSIZE];
+	int *nf, n, want, k, on = 0;
+	socklen_t ol = sizeof(on);
+
+	if (!listen_wants_cpus(la, sc) || (n = listen_cpus(cpus, CPU_SETSIZE)) <= 0)
+		return;
+	want = sc->workers < n ? sc->workers : n;
+	if (getsockopt(la->fd, SOL_SOCKET, SO_REUSEPORT, &on, &ol) == -1 || !on) {
+		log_warn("%s: listen_per_cpu needs the socket bound anew; it "
+		    "takes effect at the next start", la->text);
+		return;
+	}
+	if (want > la->ncpu) {
+		if ((nf = realloc(la->cpu_fd, (size_t)want * sizeof(*nf))) == NULL) {
+			log_warn("%s: listen_per_cpu: out of memory", la->text);
+			return;
+		}
+		la->cpu_fd = nf;
+	}
+	for (k = 0; k < want; k++) {
+		if (k < la->ncpu) {
+			/* The CPUs may have changed since (taskset). */
+			if (setsockopt(la->cpu_fd[k], SOL_SOCKET, SO_INCOMING_CPU,
+			    &cpus[k], sizeof(cpus[k])) == -1)
+				log_warn("SO_INCOMING_CPU on %s, CPU %d: %s",
+				    la->text, cpus[k], strerror(errno));
+			continue;
+		}
+		if ((la->cpu_fd[k] = listen_bind_cpu(la, cpus[k],
+		    (int)sc->backlog)) == -1)
+			break;
+		la->ncpu = k + 1;
+	}
+	log_info("%s: a socket for each of %d CPU%s", la->text, la->ncpu,
+	    la->ncpu == 1 ? "" : "s");
 }
 
 int
@@ -225,26 +394,37 @@ listen_open(struct listen_addr *list, struct listen_addr *old,
 				la->sock_dev = o->sock_dev;
 				la->sock_ino = o->sock_ino;
 				la->inherited = o->inherited;
+				la->cpu_fd = o->cpu_fd;
+				la->ncpu = o->ncpu;
 				o->fd = -1;     /* moved, so closing old keeps it */
+				o->cpu_fd = NULL;
+				o->ncpu = 0;
 				listen_describe(la->fd, la, where, sizeof(where));
 				log_info("listening on %s (%s)", where,
 				    o->inherited ? "from systemd" : "kept");
 				break;
 			}
 		}
-		if (la->fd < 0 && listen_bind(la, backlog) == -1)
+		if (la->fd < 0 && listen_bind(la, backlog,
+		    listen_wants_cpus(la, sc)) == -1)
 			goto fail;
 	}
-	for (la = list; la != NULL; la = la->next)
+	for (la = list; la != NULL; la = la->next) {
+		listen_cpu_open(la, sc);
 		listen_set_defer(la, sc->defer_accept);
+	}
 	return 0;
 fail:
 	/* The old generation goes on serving: give its sockets back. */
 	for (la = list; la != NULL; la = la->next) {
 		if (la->kept_from != NULL) {
 			la->kept_from->fd = la->fd;
+			la->kept_from->cpu_fd = la->cpu_fd;
+			la->kept_from->ncpu = la->ncpu;
 			la->kept_from = NULL;
 			la->fd = -1;
+			la->cpu_fd = NULL;
+			la->ncpu = 0;
 		}
 	}
 	listen_close(list);
@@ -260,7 +440,13 @@ listen_shut(struct listen_addr *la, int unlink_file)
 {
 	struct stat st;
 	const char *path;
+	int k;
 
+	for (k = 0; k < la->ncpu; k++)
+		if (close(la->cpu_fd[k]) == -1)
+			log_warn("close(%s, CPU socket %d): %s", la->text, k,
+			    strerror(errno));
+	la->ncpu = 0;
 	if (la->fd < 0)
 		return;
 	if (close(la->fd) == -1)

@@ -17,6 +17,10 @@ struct server_conf;
 int  listen_open(struct listen_addr *list, struct listen_addr *old,
          const struct server_conf *sc);
 void listen_close(struct listen_addr *list);
+/* The CPUs this process may run on, in order, at most max: their count,
+ * or -1.  Worker N is pinned to the (N mod count)th (worker_cpu_affinity),
+ * and with listen_per_cpu its socket is that CPU's cpu_fd[N mod count]. */
+int  listen_cpus(int *cpus, int max);
 /*
  * Closes this process's copies of the sockets and nothing more: for a
  * child that must not accept on them, while the socket files of unix:

@@ -27,6 +27,7 @@
 #include "conn.h"
 #include "db.h"
 #include "handoff.h"
+#include "listen.h"
 #include "log.h"
 #include "master.h"
 #include "module.h"
@@ -42,6 +43,7 @@
 #define ADOPT_DEFER_MS    2
 #define ACCEPT_DEFER_MS   2     /* looks again this often */
 #define ACCEPT_STUCK_MS   20    /* least loaded took nothing for this long */
+#define FOREIGN_CHECK_MS  100   /* looks at the other CPUs' sockets this often */
 
 struct worker *worker_self;
 
@@ -292,7 +294,7 @@ worker_listen_enable(struct worker *w, int on)
 	int i, off = 0;
 
 	for (i = 0; i < w->nls; i++) {
-		if (w->ls[i].on == on)
+		if (w->ls[i].on == on || (on && w->ls[i].foreign))
 			continue;
 		if (on ? event_add(&w->ls[i].ev, NULL) : event_del(&w->ls[i].ev))
 			log_error("cannot %s listener %d", on ? "enable" : "disable", i);
@@ -356,6 +358,102 @@ worker_least_loaded(struct worker *w, int *deferring, pid_t *who)
 		}
 	}
 	return least;
+}
+
+/*
+ * listen_per_cpu: the kernel queues a connection on the socket of the
+ * CPU that processed its handshake, and only that CPU's workers wait on
+ * it.  Whether one of them takes new connections now (1): one is live
+ * and is not leaving them to others (full, deferring to a less loaded
+ * worker: worker_accept_defer), nor stuck in a handler.  Otherwise (0)
+ * the other workers take them, or they would wait on a worker that does
+ * not come: a recycled one's replacement still starting, one that
+ * crashed, a blocking module.  *most: the most connections a deferring
+ * owner has, up to which another worker takes its share, so that the
+ * two even out instead of trading the whole queue; -1 if there is none.
+ */
+static int
+worker_cpu_taken(struct worker *w, int k, long *most)
+{
+	uint32_t n = sb.hdr->slots_hi;
+	int64_t now = worker_now_ms(w);
+	int i;
+
+	*most = -1;
+	if (w->ncpus <= 0)
+		return 0;
+	if (n > SB_SLOTS)
+		n = SB_SLOTS;
+	for (i = 0; i < (int)n; i++) {
+		const struct sb_slot *s = &sb.slots[i];
+		uint32_t st = s->w.state;
+		int64_t began = s->w.req_start_ms;
+
+		/* Racy reads of an untrusted half: a hint, as in least_loaded.
+		 * One starting takes within milliseconds, and the others
+		 * watching its socket meanwhile would race it for its CPU's
+		 * clients until their next look; one that never gets ready is
+		 * killed by the master (READY_TIMEOUT_MS). */
+		if (s->m.pid == 0 || s->m.retiring || s->m.id < 0 ||
+		    s->m.id % w->ncpus != k || s->w.pid != s->m.pid ||
+		    (st != SB_IDLE && st != SB_BUSY && st != SB_STARTING))
+			continue;
+		if (st == SB_STARTING)
+			return 1;
+		if (s->w.in_handler && began != 0 && now - began > ACCEPT_STUCK_MS)
+			continue;
+		if (s->w.connections >= (uint32_t)w->cfg->server.max_connections)
+			continue;
+		if (s->w.defer_until_ms != 0) {
+			if ((long)s->w.connections > *most)
+				*most = (long)s->w.connections;
+			continue;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Watches the other CPUs' sockets that nobody there takes from, and stops
+ * watching those that are taken again.  Run every FOREIGN_CHECK_MS and
+ * when a worker that stopped taking kicks this one (worker_kick).  A
+ * worker that is itself full, deferring or draining watches none.
+ */
+static void
+worker_foreign_update(struct worker *w)
+{
+	int i, want, open = !w->draining && w->slot->w.defer_until_ms == 0 &&
+	    w->nconns < w->cfg->server.max_connections &&
+	    !evtimer_pending(w->accept_retry_ev, NULL);
+	struct listen_sock *l;
+	long most;
+
+	for (i = 0; i < w->nls; i++) {
+		l = &w->ls[i];
+		if (!l->foreign || l->fd < 0)
+			continue;
+		want = open && !worker_cpu_taken(w, l->cpu, &most) &&
+		    (most < 0 || w->nconns < most);
+		if (want == l->on)
+			continue;
+		if (want ? event_add(&l->ev, NULL) : event_del(&l->ev)) {
+			log_error("worker %d: cannot %s CPU socket %d", w->id,
+			    want ? "watch" : "unwatch", l->cpu);
+			continue;
+		}
+		if (want && w->epfd >= 0)
+			worker_listen_exclusive(w, l->fd);
+		l->on = want;
+	}
+}
+
+static void
+worker_foreign_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	worker_foreign_update(arg);
 }
 
 /*
@@ -612,9 +710,17 @@ worker_accept(struct worker *w, int lfd, int force)
 	struct timeval tv;
 	struct sockaddr_storage ss;
 	socklen_t sl;
+	struct listen_sock *foreign = NULL;
 	long least = -1;
 	int fd, i, room;
 
+	/* Another CPU's socket, whose own worker does not take now: the
+	 * balance there is worker_foreign_update's, looked at per accept. */
+	for (i = 0; i < w->nls; i++)
+		if (w->ls[i].fd == lfd && w->ls[i].foreign)
+			foreign = &w->ls[i];
+	if (foreign != NULL)
+		force = 1;
 	if (!force) {
 		least = worker_least_loaded(w, NULL, NULL);
 		if (least == w->stuck_least)
@@ -635,6 +741,11 @@ worker_accept(struct worker *w, int lfd, int force)
 		}
 		if (least >= 0 && worker_accept_defer(w, least))
 			return;
+		if (foreign != NULL && i > 0) {
+			worker_foreign_update(w);
+			if (!foreign->on)
+				return;
+		}
 		sl = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -703,6 +814,8 @@ worker_listen_queued(struct worker *w)
 	int i;
 
 	for (i = 0; i < w->nls; i++) {
+		if (w->ls[i].foreign)
+			continue;
 		p.fd = w->ls[i].fd;
 		p.events = POLLIN;
 		p.revents = 0;
@@ -1167,6 +1280,8 @@ worker_start_drain(struct worker *w)
 	    w->id, w->nconns, w->nactive);
 	/* Queued connections are taken by the other workers on the socket. */
 	worker_listen_enable(w, 0);
+	if (w->foreign_ev != NULL)
+		event_del(w->foreign_ev);
 	for (i = 0; i < w->nls; i++) {
 		if (w->ls[i].fd != -1)
 			close(w->ls[i].fd);
@@ -1281,6 +1396,7 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGURG:
 		/* Another worker stopped listening: what is queued may be ours. */
+		worker_foreign_update(w);
 		worker_accept_all(w, 0);
 		break;
 	}
@@ -1474,17 +1590,37 @@ worker_listen(struct worker *w)
 	struct listen_addr *la;
 	int n = 0, i = 0;
 
+	struct listen_sock *l;
+	int k, foreign = 0;
+
 	for (la = w->cfg->server.listen; la != NULL; la = la->next)
-		n++;
+		n += 1 + la->ncpu;
 	w->ls = calloc((size_t)n, sizeof(*w->ls));
 	if (w->ls == NULL)
 		return -1;
-	for (la = w->cfg->server.listen; la != NULL; la = la->next, i++) {
-		w->ls[i].fd = la->fd;
-		event_assign(&w->ls[i].ev, w->base, la->fd, EV_READ | EV_PERSIST,
-		    worker_accept_cb, w);
+	for (la = w->cfg->server.listen; la != NULL; la = la->next) {
+		for (k = -1; k < la->ncpu; k++, i++) {
+			l = &w->ls[i];
+			l->fd = k < 0 ? la->fd : la->cpu_fd[k];
+			l->cpu = k;
+			l->foreign = k >= 0 && k != w->cpu_index;
+			foreign |= l->foreign;
+			event_assign(&l->ev, w->base, l->fd, EV_READ | EV_PERSIST,
+			    worker_accept_cb, w);
+		}
 	}
 	w->nls = n;
+	if (foreign) {
+		struct timeval tv = { 0, FOREIGN_CHECK_MS * 1000 };
+
+		w->foreign_ev = event_new(w->base, -1, EV_PERSIST,
+		    worker_foreign_cb, w);
+		if (w->foreign_ev == NULL || event_add(w->foreign_ev, &tv) == -1) {
+			log_error("worker %d: cannot create the CPU socket timer",
+			    w->id);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -1494,32 +1630,31 @@ worker_listen(struct worker *w)
  * caches, and it is not moved between CPUs hundreds of times a second
  * under load; a replacement takes its predecessor's CPU.  The CPUs are
  * those the master was allowed (taskset, a cgroup's cpuset), not all the
- * machine's.
+ * machine's: the same list listen.c gives each a socket from.
  */
 static void
-worker_pin(int id)
+worker_pin(struct worker *w)
 {
-	cpu_set_t allowed, one;
-	int cpu, n, k;
+	static int cpus[CPU_SETSIZE];
+	cpu_set_t one;
+	int n, k;
 
-	if (sched_getaffinity(0, sizeof(allowed), &allowed) == -1) {
+	w->cpu_index = -1;
+	if ((n = listen_cpus(cpus, CPU_SETSIZE)) <= 0) {
 		log_warn("worker %d: worker_cpu_affinity: sched_getaffinity: %s",
-		    id, strerror(errno));
+		    w->id, strerror(errno));
 		return;
 	}
-	if ((n = CPU_COUNT(&allowed)) <= 0)
-		return;
-	k = id % n;
-	for (cpu = 0; cpu < CPU_SETSIZE; cpu++)
-		if (CPU_ISSET(cpu, &allowed) && k-- == 0)
-			break;
+	k = w->id % n;
+	w->ncpus = n;
+	w->cpu_index = k;
 	CPU_ZERO(&one);
-	CPU_SET(cpu, &one);
+	CPU_SET(cpus[k], &one);
 	if (sched_setaffinity(0, sizeof(one), &one) == -1)
 		log_warn("worker %d: worker_cpu_affinity: sched_setaffinity(CPU "
-		    "%d): %s", id, cpu, strerror(errno));
+		    "%d): %s", w->id, cpus[k], strerror(errno));
 	else
-		log_debug("worker %d runs on CPU %d", id, cpu);
+		log_debug("worker %d runs on CPU %d", w->id, cpus[k]);
 }
 
 void
@@ -1546,8 +1681,9 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	w->notify_fd = notify_fd;
 	w->req_limit = req_limit;
 	/* Before the first allocation: memory comes from the CPU's node. */
+	w->cpu_index = -1;
 	if (cfg->server.cpu_affinity)
-		worker_pin(id);
+		worker_pin(w);
 	slab_init(&w->conn_slab, sizeof(struct conn),
 	    cfg->server.conn_hugepages);
 	worker_self = w;
@@ -1634,6 +1770,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	}
 	worker_sample_cb(-1, 0, w);
 	worker_listen_enable(w, 1);
+	worker_foreign_update(w);
 	worker_adopt_enable(w, 1);
 
 	sb_begin(&s->w.seq);

@@ -54,8 +54,13 @@ struct worker {
 		int           fd;
 		struct event  ev;
 		int           on;
+		int           cpu;      /* listen_per_cpu: its CPU index, or -1 */
+		int           foreign;  /* another CPU's: see worker_foreign_update */
 	}                   *ls;
 	int                  nls;
+	int                  ncpus;    /* pinned: the CPUs workers share, else 0 */
+	int                  cpu_index; /* pinned: id mod ncpus, else -1 */
+	struct event        *foreign_ev;
 	int                  epfd;     /* libevent's epoll set, or -1: see worker_listen_exclusive */
 	struct event        *sig_ev[6];
 	const struct timeval *timeouts[WT_MAX];

@@ -138,6 +138,7 @@ def test_unknown_server_key(molt_check):
     "check_timeout = 0",
     "check_timeout = 2h",
     "worker_cpu_affinity = 0101",
+    "listen_per_cpu = on",
 ])
 def test_bad_server_value(molt_check, bad):
     r = molt_check(bad + "\n")

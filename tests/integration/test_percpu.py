@@ -1,0 +1,237 @@
+"""listen_per_cpu: with worker_cpu_affinity = auto, a listening socket
+for each CPU a worker is pinned to (SO_REUSEPORT, SO_INCOMING_CPU).
+
+A connection goes to the worker on the CPU that processed its handshake;
+on loopback that is the client's CPU, which the tests set for the
+calling thread with sched_setaffinity.  What must hold besides: no CPU's
+connections wait on a worker that does not take them (blocked, recycled,
+deferring to a less loaded one), all of them coming from one CPU still
+spread over the workers, the sockets survive recycles and reloads, and a
+second server cannot join the port."""
+import os
+import platform
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import RawConn, wait_for
+from test_recycle import ask, conf, cpus_of, pid_of, status
+
+ALLOWED = sorted(os.sched_getaffinity(0))
+
+
+def kernel_at_least(major, minor):
+    got = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
+    return got >= (major, minor)
+
+
+pytestmark = [
+    pytest.mark.skipif(len(ALLOWED) < 2, reason="needs two CPUs"),
+    # Linux 6.1 made SO_INCOMING_CPU choose within a SO_REUSEPORT group
+    # (commit b261eda84ec1); before, the kernel hashes.
+    pytest.mark.skipif(not kernel_at_least(6, 1),
+                       reason="SO_INCOMING_CPU steering needs Linux 6.1"),
+]
+
+PINNED = "worker_cpu_affinity = auto"
+
+
+class on_cpu:
+    """Runs the calling thread on one CPU for the with-block."""
+
+    def __init__(self, cpu):
+        self.cpu = cpu
+
+    def __enter__(self):
+        self.saved = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {self.cpu})
+
+    def __exit__(self, *a):
+        os.sched_setaffinity(0, self.saved)
+
+
+def worker_on(m, cpu):
+    """The pid of the live worker pinned to cpu."""
+    ws = [w["pid"] for w in status(m)["workers"]
+          if w["state"] != "draining" and cpus_of(w["pid"]) == {cpu}]
+    assert len(ws) == 1, (cpu, status(m)["workers"])
+    return ws[0]
+
+
+def listeners(port):
+    """Inodes of the listening TCP sockets on 127.0.0.1:port."""
+    out = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fl = line.split()
+            if fl[3] == "0A" and fl[1] == "0100007F:%04X" % port:
+                out.add(int(fl[9]))
+    return out
+
+
+def served_by(m, cpu, n=6):
+    """The pids of the workers that took n new connections made on cpu."""
+    pids = []
+    with on_cpu(cpu):
+        for _ in range(n):
+            with RawConn(m.port) as c:
+                pids.append(pid_of(c))
+    return pids
+
+
+def test_a_connection_is_served_on_its_clients_cpu(molt):
+    """Each connection goes to the worker on its client's CPU, from either
+    CPU, and the master holds a socket per CPU besides the main one.
+    Without listen_per_cpu (and unpinned, the default) both workers share
+    one socket, and which one takes a connection is the kernel's pick."""
+    m = molt(conf=conf(""), workers=2, server_extra=PINNED)
+    assert len(listeners(m.port)) == 3
+    assert m.wait_log(r"127\.0\.0\.1:\d+: a socket for each of 2 CPUs")
+    for cpu in ALLOWED[:2]:
+        owner = worker_on(m, cpu)
+        assert served_by(m, cpu) == [owner] * 6, (cpu, owner)
+
+    off = molt(conf=conf(""), workers=2,
+               server_extra=PINNED + "\nlisten_per_cpu = off")
+    assert len(listeners(off.port)) == 1
+    plain = molt(conf=conf(""), workers=2)
+    assert len(listeners(plain.port)) == 1
+
+
+def test_a_blocked_workers_cpu_is_served_by_the_others(molt):
+    """A module that blocks its worker must not hold up the new clients
+    whose handshake its CPU processed: after ACCEPT_STUCK_MS the other
+    worker takes from that CPU's socket (worker_foreign_update, every
+    FOREIGN_CHECK_MS), and stops again once the owner is back."""
+    m = molt(conf=conf(""), workers=2, server_extra=PINNED)
+    cpu = ALLOWED[0]
+    owner = worker_on(m, cpu)
+    other = worker_on(m, ALLOWED[1])
+    with on_cpu(cpu):
+        blocker = RawConn(m.port)
+    assert pid_of(blocker) == owner
+    blocker.send(b"GET /crash/block?ms=2000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    assert served_by(m, cpu, n=3) == [other] * 3
+    took = time.monotonic() - t0
+    assert took < 1.0, took
+    r = blocker.read_response()
+    assert (r.status, r.body) == (200, b"ok\n"), r
+    blocker.close()
+    # The owner is back: its CPU's clients are its own again.
+    wait_for(lambda: served_by(m, cpu, n=1) == [owner], 3,
+             what="the owner to take its CPU's connections again")
+    assert served_by(m, cpu) == [owner] * 6
+
+
+def test_clients_on_one_cpu_still_spread_over_the_workers(molt):
+    """Every handshake processed on one CPU (a single-queue NIC, a local
+    proxy with one thread) lands on one socket.  Its worker leaves new
+    connections to a less loaded one as before, and that one takes them
+    from this CPU's socket up to an even share: 40 connections held open
+    end up 20 and 20 give or take the balance slack, not 40 and 0."""
+    m = molt(conf=conf(""), workers=2, server_extra=PINNED)
+    conns = []
+    try:
+        with on_cpu(ALLOWED[0]):
+            # All at once, as a client's burst comes: connected, then the
+            # requests (the kernel queues a connection for accept only
+            # once its request is in: defer_accept).
+            conns = [RawConn(m.port) for _ in range(40)]
+            for c in conns:
+                c.send(b"GET /stream/pid HTTP/1.1\r\nHost: t\r\n\r\n")
+            pids = []
+            for c in conns:
+                r = c.read_response()
+                assert r.status == 200, r
+                pids.append(int(r.body))
+        counts = sorted(pids.count(p) for p in set(pids))
+        assert len(counts) == 2 and counts[0] >= 14, counts
+        for c in conns:                 # all still served where they are
+            assert ask(c, "/hello").status == 200
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_recycled_worker_hands_its_cpu_socket_to_its_replacement(molt):
+    """The master holds the CPU sockets, so a recycle closes none (closing
+    a SO_REUSEPORT socket resets the connections queued on it): the
+    replacement, on the same CPU, takes over its predecessor's socket, and
+    no request made from that CPU fails meanwhile."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+max_requests = 5
+max_requests_jitter = 0
+"""), workers=2, server_extra=PINNED)
+    socks = listeners(m.port)
+    cpu = ALLOWED[1]
+    first = worker_on(m, cpu)
+    seen = set()
+    with on_cpu(cpu):
+        for i in range(30):
+            with RawConn(m.port) as c:
+                r = ask(c, "/stream/pid")
+                assert r.status == 200, (i, r)
+                seen.add(int(r.body))
+            time.sleep(0.05)
+    assert len(seen) >= 4, seen                  # recycled several times
+    wait_for(lambda: len(m.worker_pids()) == 2, 10, what="two workers")
+    assert worker_on(m, cpu) != first
+    assert all(cpus_of(p) == {cpu} for p in seen if p != first
+               and os.path.exists("/proc/%d" % p))
+    assert listeners(m.port) == socks
+
+
+def test_reload_keeps_the_cpu_sockets(molt):
+    """A reload takes the sockets over, the CPU ones too: the same
+    sockets, and the new workers are steered as the old ones were.
+    Turning worker_cpu_affinity on at a reload cannot add CPU sockets to
+    a socket bound without SO_REUSEPORT: molt says so and goes on
+    serving from the one socket."""
+    m = molt(conf=conf(""), workers=2, server_extra=PINNED)
+    socks = listeners(m.port)
+    old = set(m.worker_pids())
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: not (set(m.worker_pids()) & old)
+             and len(m.worker_pids()) == 2, 10, what="the new generation")
+    assert listeners(m.port) == socks
+    cpu = ALLOWED[1]
+    assert served_by(m, cpu) == [worker_on(m, cpu)] * 6
+    assert "listen_per_cpu needs" not in m.log(since=mark)
+
+    plain = molt(conf=conf(""), workers=2)
+    mark = plain.mark()
+    plain.write_conf(conf(""), server_extra=PINNED)
+    plain.signal(signal.SIGHUP)
+    plain.wait_log(r"listen_per_cpu needs the socket bound anew; it takes "
+                   r"effect at the next start", since=mark)
+    assert len(listeners(plain.port)) == 1
+    assert plain.get("/hello")[0] == 200
+
+
+def test_a_second_server_cannot_join_the_port(molt, tmp_path):
+    """SO_REUSEPORT lets any socket of the same user bind the port.  Another
+    server already listening there with SO_REUSEPORT (a second molt, say)
+    must still make molt fail with "Address already in use", not share the
+    port with it and take half its clients."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    port = s.getsockname()[1]
+    try:
+        m = molt(conf=conf(""), workers=2, wait=False, server_extra=PINNED,
+                 listen=("127.0.0.1:%d" % port,))
+        m.expect_errors(r"bind\(127\.0\.0\.1:%d\): Address already in use"
+                        % port)
+        assert m.wait_exit() != 0
+        assert "bind(127.0.0.1:%d): Address already in use" % port in m.log()
+    finally:
+        s.close()
