@@ -107,6 +107,7 @@ build_molt() {
 #   nomon        [recycle] sample_interval = 1h: memory sampling as good as off
 #   mem-trim     [recycle] max_rss = $BENCH_MAX_RSS_MB M, trim = on
 #   mem-off      no [recycle] limits at all
+#   pin          worker_cpu_affinity = auto (and with it listen_per_cpu)
 write_molt_conf() {
 	local variant=$1 dir=$2 port=$3
 	{
@@ -117,6 +118,7 @@ write_molt_conf() {
 		echo "pid_file = $dir/molt.pid"
 		echo "error_log = $dir/error.log"
 		echo "access_log = off"
+		[ "$variant" = pin ] && echo "worker_cpu_affinity = auto"
 		echo
 		echo "[route /hello]"
 		echo "module = hello"
@@ -162,12 +164,15 @@ write_molt_conf() {
 	} >"$dir/molt.conf"
 }
 
+# nginx: $3 = variant: base | pin (worker_cpu_affinity auto)
 write_nginx_conf() {
-	local dir=$1 port=$2
+	local dir=$1 port=$2 affinity=""
+	[ "${3:-base}" = pin ] && affinity="worker_cpu_affinity auto;"
 	mkdir -p "$dir/tmp"
 	cat >"$dir/nginx.conf" <<EOF
 # written by bench/run
 worker_processes 2;
+$affinity
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 4096; }
@@ -291,7 +296,7 @@ start_peer() {
 		pid=$!
 		;;
 	nginx)
-		write_nginx_conf "$dir" "$port"
+		write_nginx_conf "$dir" "$port" "$variant"
 		setsid nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' >"$dir/stderr.log" 2>&1 &
 		pid=$!
 		;;
