@@ -1588,10 +1588,8 @@ static int
 worker_listen(struct worker *w)
 {
 	struct listen_addr *la;
-	int n = 0, i = 0;
-
 	struct listen_sock *l;
-	int k, foreign = 0;
+	int n = 0, i = 0, k, foreign = 0;
 
 	for (la = w->cfg->server.listen; la != NULL; la = la->next)
 		n += 1 + la->ncpu;
@@ -1639,7 +1637,6 @@ worker_pin(struct worker *w)
 	cpu_set_t one;
 	int n, k;
 
-	w->cpu_index = -1;
 	if ((n = listen_cpus(cpus, CPU_SETSIZE)) <= 0) {
 		log_warn("worker %d: worker_cpu_affinity: sched_getaffinity: %s",
 		    w->id, strerror(errno));
