@@ -927,6 +927,23 @@ get_bool(struct checker *ck, const char *key, int *out)
 		    kv->value);
 }
 
+/* "auto" (1) or "off" (0). */
+static void
+get_auto(struct checker *ck, const char *key, int *out)
+{
+	struct conf_kv *kv = conf_get(ck->s, key);
+
+	if (kv == NULL)
+		return;
+	if (strcmp(kv->value, "auto") == 0)
+		*out = 1;
+	else if (strcmp(kv->value, "off") == 0)
+		*out = 0;
+	else
+		check_fail(ck, kv, "%s: expected auto or off, got '%s'", key,
+		    kv->value);
+}
+
 static void
 get_str(struct checker *ck, const char *key, char **out)
 {
@@ -1098,20 +1115,8 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	get_bool(&ck, "defer_accept", &sc->defer_accept);
 	get_bool(&ck, "conn_hugepages", &sc->conn_hugepages);
 	get_bool(&ck, "core_dumps", &sc->core_dumps);
-	if ((kv = conf_get(s, "worker_cpu_affinity")) != NULL) {
-		if (strcmp(kv->value, "auto") == 0)
-			sc->cpu_affinity = 1;
-		else if (strcmp(kv->value, "off") != 0)
-			check_fail(&ck, kv, "worker_cpu_affinity: expected auto or "
-			    "off, got '%s'", kv->value);
-	}
-	if ((kv = conf_get(s, "listen_per_cpu")) != NULL) {
-		if (strcmp(kv->value, "off") == 0)
-			sc->listen_per_cpu = 0;
-		else if (strcmp(kv->value, "auto") != 0)
-			check_fail(&ck, kv, "listen_per_cpu: expected auto or "
-			    "off, got '%s'", kv->value);
-	}
+	get_auto(&ck, "worker_cpu_affinity", &sc->cpu_affinity);
+	get_auto(&ck, "listen_per_cpu", &sc->listen_per_cpu);
 	return ck.failed ? -1 : 0;
 }
 
