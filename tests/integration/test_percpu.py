@@ -123,7 +123,9 @@ def test_a_blocked_workers_cpu_is_served_by_the_others(molt):
     r = blocker.read_response()
     assert (r.status, r.body) == (200, b"ok\n"), r
     blocker.close()
-    # The owner is back: its CPU's clients are its own again.
+    # The owner is back: its CPU's clients are its own again once the
+    # other worker has looked (every FOREIGN_CHECK_MS, 100 ms).
+    time.sleep(0.3)
     wait_for(lambda: served_by(m, cpu, n=1) == [owner], 3,
              what="the owner to take its CPU's connections again")
     assert served_by(m, cpu) == [owner] * 6
