@@ -390,16 +390,18 @@ worker_cpu_taken(struct worker *w, int k, long *most)
 		int64_t began = s->w.req_start_ms;
 
 		/* Racy reads of an untrusted half: a hint, as in least_loaded.
-		 * One starting takes within milliseconds, and the others
-		 * watching its socket meanwhile would race it for its CPU's
-		 * clients until their next look; one that never gets ready is
-		 * killed by the master (READY_TIMEOUT_MS). */
+		 * One the master forked but that is not ready yet (its half
+		 * not yet its own, or starting) takes within milliseconds, and
+		 * the others watching its socket meanwhile would race it for
+		 * its CPU's clients until their next look; one that never gets
+		 * ready is killed by the master (READY_TIMEOUT_MS). */
 		if (s->m.pid == 0 || s->m.retiring || s->m.id < 0 ||
-		    s->m.id % w->ncpus != k || s->w.pid != s->m.pid ||
-		    (st != SB_IDLE && st != SB_BUSY && st != SB_STARTING))
+		    s->m.id % w->ncpus != k)
 			continue;
-		if (st == SB_STARTING)
+		if (s->w.pid != s->m.pid || st == SB_STARTING)
 			return 1;
+		if (st != SB_IDLE && st != SB_BUSY)
+			continue;
 		if (s->w.in_handler && began != 0 && now - began > ACCEPT_STUCK_MS)
 			continue;
 		if (s->w.connections >= (uint32_t)w->cfg->server.max_connections)

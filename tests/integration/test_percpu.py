@@ -165,7 +165,8 @@ def test_recycled_worker_hands_its_cpu_socket_to_its_replacement(molt):
     """The master holds the CPU sockets, so a recycle closes none (closing
     a SO_REUSEPORT socket resets the connections queued on it): the
     replacement, on the same CPU, takes over its predecessor's socket, and
-    no request made from that CPU fails meanwhile."""
+    no request made from that CPU fails meanwhile (the other worker may
+    serve some while the replacement starts)."""
     m = molt(conf=conf("""
 min_lifetime = 0
 max_requests = 5
@@ -184,9 +185,7 @@ max_requests_jitter = 0
             time.sleep(0.05)
     assert len(seen) >= 4, seen                  # recycled several times
     wait_for(lambda: len(m.worker_pids()) == 2, 10, what="two workers")
-    assert worker_on(m, cpu) != first
-    assert all(cpus_of(p) == {cpu} for p in seen if p != first
-               and os.path.exists("/proc/%d" % p))
+    assert worker_on(m, cpu) != first           # pinned where first was
     assert listeners(m.port) == socks
 
 
