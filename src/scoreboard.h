@@ -73,6 +73,7 @@ struct sb_slot {
 		int64_t  defer_until_ms;    /* leaving new connections to others */
 		uint32_t access_len;        /* bytes of lines in sb_access(slot) */
 		int64_t  beat_ms;           /* sb_clock_ms() at the last sample tick */
+		int32_t  cpu;               /* pinned to this CPU, or -1 */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {

@@ -398,7 +398,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    "\"conn_memory\":%llu,"
 		    "\"fragmentation\":%.2f,\"trims\":%llu,\"trim_reclaimed\":%llu,"
 		    "\"allocator\":\"%s\",\"mallocs\":%lld,\"measured_ms_ago\":%lld,"
-		    "\"sampled_ms_ago\":%lld}",
+		    "\"sampled_ms_ago\":%lld,\"cpu\":%d}",
 		    first ? "" : ",", i, s.m.id, (int)s.m.pid, s.m.generation,
 		    sb_state_names[s.w.state], s.m.retiring ? "true" : "false",
 		    s.w.start_ms > 0 ? status_ago(now, s.w.start_ms) / 1000.0 : 0.0,
@@ -415,7 +415,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    s.w.allocator == SB_ALLOC_JEMALLOC ? "jemalloc" : "glibc",
 		    (long long)s.w.mallocs,
 		    status_ago(now, s.m.measured_ms),
-		    status_ago(now, s.w.sampled_ms));
+		    status_ago(now, s.w.sampled_ms), (int)s.w.cpu);
 		first = 0;
 		t.workers++;
 		t.requests += s.w.requests;

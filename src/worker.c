@@ -1647,6 +1647,7 @@ worker_pin(struct worker *w)
 	k = w->id % n;
 	w->ncpus = n;
 	w->cpu_index = k;
+	w->cpu = cpus[k];
 	CPU_ZERO(&one);
 	CPU_SET(cpus[k], &one);
 	if (sched_setaffinity(0, sizeof(one), &one) == -1)
@@ -1680,7 +1681,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	w->notify_fd = notify_fd;
 	w->req_limit = req_limit;
 	/* Before the first allocation: memory comes from the CPU's node. */
-	w->cpu_index = -1;
+	w->cpu_index = w->cpu = -1;
 	if (cfg->server.cpu_affinity)
 		worker_pin(w);
 	slab_init(&w->conn_slab, sizeof(struct conn),
@@ -1696,6 +1697,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	s->w.pid = getpid();
 	s->w.generation = generation;
 	s->w.req_route = -1;
+	s->w.cpu = w->cpu;
 	/* The slot's count goes on from its last worker's. */
 	s->w.trim_seen = s->m.trim_request;
 	w->bell_trim = s->w.trim_seen;

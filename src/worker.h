@@ -60,6 +60,7 @@ struct worker {
 	int                  nls;
 	int                  ncpus;    /* pinned: the CPUs workers share, else 0 */
 	int                  cpu_index; /* pinned: id mod ncpus, else -1 */
+	int                  cpu;      /* pinned: the CPU, else -1 */
 	struct event        *foreign_ev;
 	int                  epfd;     /* libevent's epoll set, or -1: see worker_listen_exclusive */
 	struct event        *sig_ev[6];

@@ -54,11 +54,13 @@ class on_cpu:
 
 
 def worker_on(m, cpu):
-    """The pid of the live worker pinned to cpu."""
-    ws = [w["pid"] for w in status(m)["workers"]
+    """The pid of the live worker pinned to cpu (by /proc, and as the
+    status page says)."""
+    ws = [w for w in status(m)["workers"]
           if w["state"] != "draining" and cpus_of(w["pid"]) == {cpu}]
     assert len(ws) == 1, (cpu, status(m)["workers"])
-    return ws[0]
+    assert ws[0]["cpu"] == cpu, ws
+    return ws[0]["pid"]
 
 
 def listeners(port):
@@ -100,6 +102,7 @@ def test_a_connection_is_served_on_its_clients_cpu(molt):
     assert len(listeners(off.port)) == 1
     plain = molt(conf=conf(""), workers=2)
     assert len(listeners(plain.port)) == 1
+    assert [w["cpu"] for w in status(plain)["workers"]] == [-1, -1]
 
 
 def test_a_blocked_workers_cpu_is_served_by_the_others(molt):
