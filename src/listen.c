@@ -239,9 +239,7 @@ listen_same(const struct listen_addr *want, const struct listen_addr *have)
 static void
 listen_set_defer(const struct listen_addr *la, int on)
 {
-	int secs = on ? 1 : 0;
-
-	int k;
+	int secs = on ? 1 : 0, k;
 
 	if (la->ss.ss_family == AF_UNIX)
 		return;
