@@ -255,7 +255,7 @@ conn_handoff(struct conn *c)
 	hc.nreq = c->nreq;
 	hc.flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
 	hc.peer = c->peer_sa;
-	if (handoff_send(&hc) == -1) {
+	if (handoff_send(&hc, worker_handoff_target(c->w)) == -1) {
 		c->flags |= CONN_NOHANDOFF;
 		return -1;
 	}

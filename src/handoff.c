@@ -12,6 +12,11 @@
  * second listening socket, and whichever is woken first adopts it.  Bytes
  * the client sent meanwhile wait in the socket and travel with it.
  *
+ * With listen_per_cpu there is also a socketpair per CPU index: a worker
+ * pinned to a CPU hands its connections to its replacement on that CPU
+ * (worker_handoff_target), so that a recycle keeps each connection on
+ * the CPU its packets arrive on instead of scattering them.
+ *
  * SEQPACKET, not DGRAM: a datagram socketpair refuses a sender once ten
  * messages wait (net.unix.max_dgram_qlen), fewer than one worker's
  * connections; SEQPACKET queues up to the socket buffer and keeps one
@@ -21,6 +26,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -38,6 +44,8 @@ struct handoff_msg {
 };
 
 static int hand_fds[2] = { -1, -1 };   /* [0] send, [1] receive */
+static int (*cpu_fds)[2];              /* the same per CPU index */
+static int ncpu_fds;
 
 /* Room for one descriptor, aligned for struct cmsghdr. */
 union handoff_cbuf {
@@ -60,15 +68,30 @@ handoff_msghdr(struct msghdr *msg, struct iovec *iov, struct handoff_msg *m,
 	msg->msg_controllen = sizeof(cb->buf);
 }
 
-int
-handoff_init(void)
+static int
+handoff_pair(int fds[2])
 {
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0, hand_fds) == -1) {
+	    0, fds) == -1) {
 		log_error("socketpair (connection handoff): %s", strerror(errno));
-		hand_fds[0] = hand_fds[1] = -1;
+		fds[0] = fds[1] = -1;
 		return -1;
 	}
+	return 0;
+}
+
+int
+handoff_init(int ncpu)
+{
+	int k;
+
+	if (handoff_pair(hand_fds) == -1)
+		return -1;
+	if (ncpu <= 0 || (cpu_fds = calloc((size_t)ncpu, sizeof(*cpu_fds))) == NULL)
+		return 0;
+	/* Short of descriptors, the CPUs without one use the shared pair. */
+	for (k = 0; k < ncpu && handoff_pair(cpu_fds[k]) == 0; k++)
+		ncpu_fds = k + 1;
 	return 0;
 }
 
@@ -76,13 +99,20 @@ handoff_init(void)
 void
 handoff_leave(void)
 {
-	int i;
+	int i, k;
 
 	for (i = 0; i < 2; i++) {
 		if (hand_fds[i] >= 0 && close(hand_fds[i]) == -1)
 			log_error("close (connection handoff): %s", strerror(errno));
 		hand_fds[i] = -1;
+		for (k = 0; k < ncpu_fds; k++)
+			if (close(cpu_fds[k][i]) == -1)
+				log_error("close (connection handoff, CPU %d): %s",
+				    k, strerror(errno));
 	}
+	free(cpu_fds);
+	cpu_fds = NULL;
+	ncpu_fds = 0;
 }
 
 int
@@ -92,8 +122,15 @@ handoff_fd(void)
 }
 
 int
-handoff_send(const struct handoff_conn *hc)
+handoff_fd_cpu(int k)
 {
+	return k >= 0 && k < ncpu_fds ? cpu_fds[k][1] : -1;
+}
+
+int
+handoff_send(const struct handoff_conn *hc, int k)
+{
+	int to = k >= 0 && k < ncpu_fds ? cpu_fds[k][0] : hand_fds[0];
 	struct handoff_msg m;
 	union handoff_cbuf cb;
 	struct iovec iov;
@@ -101,7 +138,7 @@ handoff_send(const struct handoff_conn *hc)
 	struct cmsghdr *cm;
 	ssize_t n;
 
-	if (hand_fds[0] == -1)
+	if (to == -1)
 		return -1;
 	/* Padding included: no byte of this process's stack leaves it. */
 	memset(&m, 0, sizeof(m));
@@ -116,7 +153,7 @@ handoff_send(const struct handoff_conn *hc)
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &hc->fd, sizeof(int));
 	do
-		n = sendmsg(hand_fds[0], &msg, MSG_NOSIGNAL);
+		n = sendmsg(to, &msg, MSG_NOSIGNAL);
 	while (n == -1 && errno == EINTR);
 	if (n == (ssize_t)sizeof(m))
 		return 0;
@@ -127,7 +164,7 @@ handoff_send(const struct handoff_conn *hc)
 }
 
 int
-handoff_recv(struct handoff_conn *hc)
+handoff_recv(int fd, struct handoff_conn *hc)
 {
 	struct handoff_msg m;
 	union handoff_cbuf cb;
@@ -139,7 +176,7 @@ handoff_recv(struct handoff_conn *hc)
 
 	handoff_msghdr(&msg, &iov, &m, &cb);
 	do
-		n = recvmsg(hand_fds[1], &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n == -1 && errno == EINTR);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)

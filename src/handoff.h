@@ -7,12 +7,16 @@
 
 #include <sys/socket.h>
 
-/* Master, before the first fork.  Returns 0, or -1 after logging. */
-int  handoff_init(void);
+/* Master, before the first fork, with a pair for each of ncpu CPU
+ * indexes besides the shared one (listen_per_cpu).  Returns 0, or -1
+ * after logging. */
+int  handoff_init(int ncpu);
 /* In a child that is no worker: closes both ends. */
 void handoff_leave(void);
 /* The end live workers watch for connections (-1 without handoff). */
 int  handoff_fd(void);
+/* The end CPU index k's workers watch, or -1 if it has none. */
+int  handoff_fd_cpu(int k);
 /*
  * A connection on its way.  The peer address and whether TCP_NODELAY is
  * set travel with it, so the adopter need not ask the socket again
@@ -28,13 +32,14 @@ struct handoff_conn {
 
 /*
  * Worker: gives the connection (idle, at a request boundary, nothing of
- * it read) to whichever live worker takes it next.  Returns 0 if it is
- * on its way (the caller closes its own copy), -1 if the caller must keep
- * and close it itself.
+ * it read) to whichever live worker takes it next, of CPU index k's if
+ * k >= 0 and it has a pair.  Returns 0 if it is on its way (the caller
+ * closes its own copy), -1 if the caller must keep and close it itself.
  */
-int  handoff_send(const struct handoff_conn *hc);
-/* Worker: the next connection, if one waits.  1 with *hc filled in, 0 if
- * none, -1 on error (logged). */
-int  handoff_recv(struct handoff_conn *hc);
+int  handoff_send(const struct handoff_conn *hc, int k);
+/* Worker: the next connection waiting on fd (handoff_fd or
+ * handoff_fd_cpu), if any.  1 with *hc filled in, 0 if none, -1 on error
+ * (logged). */
+int  handoff_recv(int fd, struct handoff_conn *hc);
 
 #endif

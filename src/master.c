@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1916,6 +1917,23 @@ master_state_create(void)
 	return 0;
 }
 
+/*
+ * listen_per_cpu: a handoff pair for each CPU index that has a socket, so
+ * that a recycle keeps connections on their CPU.  Made at start only: a
+ * reload that pins the workers hands over through the shared pair.
+ */
+static int
+master_handoff_cpus(const struct molt_config *c)
+{
+	static int cpus[CPU_SETSIZE];
+	int n;
+
+	if (!c->server.cpu_affinity || !c->server.listen_per_cpu ||
+	    (n = listen_cpus(cpus, CPU_SETSIZE)) <= 0)
+		return 0;
+	return c->server.workers < n ? c->server.workers : n;
+}
+
 int
 master_run(struct molt_config *c, const char *path, int daemonize)
 {
@@ -1940,7 +1958,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 		return 1;
 	listen_inherited_free();        /* all taken: nothing to close */
 	/* Without it recycles still work; clients just reconnect. */
-	if (handoff_init() == -1)
+	if (handoff_init(master_handoff_cpus(cfg)) == -1)
 		log_warn("recycled workers will close their idle connections");
 	if (cfg->server.pid_file != NULL &&
 	    (pid_fd = master_pid_take(cfg->server.pid_file)) == -1)

@@ -320,6 +320,10 @@ worker_adopt_enable(struct worker *w, int on)
 	if (on ? event_add(w->adopt_ev, NULL) : event_del(w->adopt_ev))
 		log_error("worker %d: cannot %s the handoff socket", w->id,
 		    on ? "watch" : "unwatch");
+	if (w->adopt_cpu_ev != NULL && (on ? event_add(w->adopt_cpu_ev, NULL) :
+	    event_del(w->adopt_cpu_ev)))
+		log_error("worker %d: cannot %s its CPU's handoff socket", w->id,
+		    on ? "watch" : "unwatch");
 	w->adopt_on = on;
 }
 
@@ -491,10 +495,38 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		force = 0;
-		if (handoff_recv(&hc) != 1)
+		if (handoff_recv(handoff_fd(), &hc) != 1)
 			return;
 		conn_adopt(w, &hc);
 	}
+}
+
+/*
+ * Connections a recycled worker on this CPU handed over (listen_per_cpu):
+ * they are this CPU's, so no balancing here, and they stay on it.
+ */
+static void
+worker_adopt_cpu_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct handoff_conn hc;
+	int i;
+
+	(void)what;
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if (handoff_recv(fd, &hc) != 1)
+			return;
+		conn_adopt(w, &hc);
+	}
+}
+
+int
+worker_handoff_target(struct worker *w)
+{
+	long most;
+
+	return w->cpu_index >= 0 && handoff_fd_cpu(w->cpu_index) >= 0 &&
+	    worker_cpu_taken(w, w->cpu_index, &most) ? w->cpu_index : -1;
 }
 
 static void
@@ -1237,6 +1269,11 @@ worker_check_done(struct worker *w)
 		event_active(w->adopt_ev, EV_READ, 0);
 		return;
 	}
+	if (!w->handoff && w->adopt_cpu_ev != NULL &&
+	    recv(handoff_fd_cpu(w->cpu_index), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+		event_active(w->adopt_cpu_ev, EV_READ, 0);
+		return;
+	}
 	log_debug("worker %d drained: %u connection(s) handed over", w->id,
 	    w->handed_off);
 	sb_begin(&w->slot->w.seq);
@@ -1750,6 +1787,12 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	    (w->adopt_defer_ev = evtimer_new(w->base, worker_adopt_defer_cb,
 	    w)) == NULL)) {
 		log_error("worker %d: cannot watch the handoff socket", w->id);
+		goto out;
+	}
+	if (handoff_fd_cpu(w->cpu_index) >= 0 && (w->adopt_cpu_ev = event_new(
+	    w->base, handoff_fd_cpu(w->cpu_index), EV_READ | EV_PERSIST,
+	    worker_adopt_cpu_cb, w)) == NULL) {
+		log_error("worker %d: cannot watch its CPU's handoff socket", w->id);
 		goto out;
 	}
 	w->accept_retry_ev = evtimer_new(w->base, worker_accept_retry, w);

@@ -95,6 +95,7 @@ struct worker {
 	uint64_t             requests;
 	uint64_t             req_limit;    /* max_requests with jitter, or 0 */
 	struct event        *adopt_ev;     /* handed-over connections */
+	struct event        *adopt_cpu_ev; /* ... by a worker on this CPU */
 	struct event        *adopt_defer_ev;
 	int                  adopt_on;
 	int                  handoff;      /* draining: hand idle conns over */
@@ -117,6 +118,9 @@ int  worker_drop_privileges(struct molt_config *cfg, struct conf_error *err);
 void worker_conn_opened(struct worker *w, struct conn *c);
 void worker_conn_closed(struct worker *w, struct conn *c);
 /* A connection became an idle keep-alive one. */
+/* The CPU index a recycled worker hands its connections to (its
+ * replacement's, listen_per_cpu), or -1 for any worker. */
+int  worker_handoff_target(struct worker *w);
 void worker_conn_idle(struct worker *w);
 void worker_request_begin(struct worker *w, molt_request *req);
 void worker_request_end(struct worker *w, molt_request *req);

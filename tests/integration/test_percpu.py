@@ -192,6 +192,37 @@ max_requests_jitter = 0
     assert listeners(m.port) == socks
 
 
+def test_a_recycle_keeps_connections_on_their_cpu(molt):
+    """A recycled worker hands its idle keep-alive connections to its
+    replacement on the same CPU (a handoff pair per CPU), not to whichever
+    worker wakes first: they stay on the CPU their packets arrive on.
+    Three recycles in a row, each time all six connections."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+max_requests = 25
+max_requests_jitter = 0
+"""), workers=2, server_extra=PINNED)
+    cpu, other_cpu = ALLOWED[0], ALLOWED[1]
+    with on_cpu(other_cpu):
+        others = [RawConn(m.port) for _ in range(2)]
+    with on_cpu(cpu):
+        conns = [RawConn(m.port) for _ in range(6)]
+    try:
+        other = pid_of(others[0])
+        owner = worker_on(m, cpu)
+        assert [pid_of(c) for c in conns] == [owner] * 6
+        for _ in range(3):
+            wait_for(lambda: pid_of(conns[0]) != owner, 10,
+                     what="the worker on CPU %d to be recycled" % cpu)
+            wait_for(lambda: len(m.worker_pids()) == 2, 10, what="two workers")
+            owner = worker_on(m, cpu)
+            assert owner != other
+            assert [pid_of(c) for c in conns] == [owner] * 6, owner
+    finally:
+        for c in conns + others:
+            c.close()
+
+
 def test_reload_keeps_the_cpu_sockets(molt):
     """A reload takes the sockets over, the CPU ones too: the same
     sockets, and the new workers are steered as the old ones were.
