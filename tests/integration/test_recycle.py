@@ -605,18 +605,25 @@ max_requests_jitter = 0
     assert cpus_of(m.pid) == set(allowed)
 
     def pinned():
-        ws = status(m)["workers"]
-        return {w["id"]: cpus_of(w["pid"]) for w in ws
-                if w["state"] != "draining"}
-    first = pinned()
+        """Worker id -> its CPUs, or None while one is being replaced
+        (with max_requests = 3 the status requests recycle too)."""
+        out = {}
+        for w in status(m)["workers"]:
+            if w["state"] not in ("idle", "busy"):
+                continue
+            try:
+                out[w["id"]] = cpus_of(w["pid"])
+            except FileNotFoundError:
+                return None
+        return out if len(out) == 3 else None
+    first = wait_for(pinned, 10, what="three live workers")
     assert first == {i: {allowed[i % len(allowed)]} for i in range(3)}, \
         (first, allowed)
     pids = set(m.worker_pids())
     for _ in range(8):                          # recycles some of them
         assert m.get("/hello")[0] == 200
     wait_for(lambda: set(m.worker_pids()) - pids, 10, what="a replacement")
-    wait_for(lambda: len(m.worker_pids()) == 3, 10, what="three workers")
-    assert pinned() == first
+    wait_for(lambda: pinned() == first, 10, what="the replacements pinned")
 
     free = molt(conf=conf(""), workers=2)
     for pid in free.worker_pids():
