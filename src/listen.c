@@ -84,6 +84,34 @@ listen_unix_in_use(const struct listen_addr *la)
 }
 
 /*
+ * The options every inet listening socket gets (and the bind probe, so
+ * that it binds where the socket would): the address again at once after
+ * a restart, v6 apart from v4, and with `reuseport` a SO_REUSEPORT group.
+ * Returns -1 after logging if one was refused.
+ */
+static int
+listen_inet_opts(int fd, int family, int reuseport, const char *text)
+{
+	int one = 1, rc = 0;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1) {
+		log_warn("SO_REUSEADDR on %s: %s", text, strerror(errno));
+		rc = -1;
+	}
+	if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+	    &one, sizeof(one)) == -1) {
+		log_warn("IPV6_V6ONLY on %s: %s", text, strerror(errno));
+		rc = -1;
+	}
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+	    sizeof(one)) == -1) {
+		log_warn("SO_REUSEPORT on %s: %s", text, strerror(errno));
+		rc = -1;
+	}
+	return rc;
+}
+
+/*
  * SO_REUSEPORT lets any socket of the same user join the port, so a
  * second server started on it by mistake would take half the
  * connections instead of failing.  A plain bind first tells whether the
@@ -92,7 +120,7 @@ listen_unix_in_use(const struct listen_addr *la)
 static int
 listen_port_free(const struct listen_addr *la)
 {
-	int fd, one = 1;
+	int fd;
 
 	if ((la->ss.ss_family == AF_INET &&
 	    ((const struct sockaddr_in *)&la->ss)->sin_port == 0) ||
@@ -104,10 +132,7 @@ listen_port_free(const struct listen_addr *la)
 		log_error("socket() for %s: %s", la->text, strerror(errno));
 		return -1;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    (la->ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
-	    IPV6_V6ONLY, &one, sizeof(one)) == -1))
-		log_warn("setsockopt on %s: %s", la->text, strerror(errno));
+	(void)listen_inet_opts(fd, la->ss.ss_family, 0, la->text);
 	if (bind(fd, (const struct sockaddr *)&la->ss, la->sslen) == -1) {
 		log_error("bind(%s): %s", la->text, strerror(errno));
 		close(fd);
@@ -120,7 +145,7 @@ listen_port_free(const struct listen_addr *la)
 static int
 listen_bind(struct listen_addr *la, int backlog, int reuseport)
 {
-	int fd, one = 1;
+	int fd;
 	int family = la->ss.ss_family;
 	char where[160];
 
@@ -148,16 +173,9 @@ listen_bind(struct listen_addr *la, int backlog, int reuseport)
 				    strerror(errno));
 		}
 	} else {
-		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
-			log_warn("SO_REUSEADDR on %s: %s", la->text, strerror(errno));
-		if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
-		    &one, sizeof(one)) == -1)
-			log_warn("IPV6_V6ONLY on %s: %s", la->text, strerror(errno));
 		if (reuseport && listen_port_free(la) == -1)
 			goto fail;
-		if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
-		    sizeof(one)) == -1)
-			log_warn("SO_REUSEPORT on %s: %s", la->text, strerror(errno));
+		(void)listen_inet_opts(fd, family, reuseport, la->text);
 	}
 	if (bind(fd, (struct sockaddr *)&la->ss, la->sslen) == -1) {
 		log_error("bind(%s): %s", la->text, strerror(errno));
@@ -291,7 +309,7 @@ listen_bind_cpu(const struct listen_addr *la, int cpu, int backlog)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	int fd, one = 1;
+	int fd;
 
 	if (getsockname(la->fd, (struct sockaddr *)&ss, &sl) == -1) {
 		log_warn("getsockname(%s): %s", la->text, strerror(errno));
@@ -303,12 +321,10 @@ listen_bind_cpu(const struct listen_addr *la, int cpu, int backlog)
 		    strerror(errno));
 		return -1;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
-	    (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
-	    IPV6_V6ONLY, &one, sizeof(one)) == -1) ||
-	    setsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, sizeof(cpu)) == -1) {
-		log_warn("setsockopt for %s, CPU %d: %s", la->text, cpu,
+	if (listen_inet_opts(fd, ss.ss_family, 1, la->text) == -1)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, sizeof(cpu)) == -1) {
+		log_warn("SO_INCOMING_CPU on %s, CPU %d: %s", la->text, cpu,
 		    strerror(errno));
 		goto fail;
 	}

@@ -19,7 +19,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1918,20 +1917,21 @@ master_state_create(void)
 }
 
 /*
- * listen_per_cpu: a handoff pair for each CPU index that has a socket, so
- * that a recycle keeps connections on their CPU.  Made at start only: a
- * reload that pins the workers hands over through the shared pair.
+ * listen_per_cpu: a handoff pair for each CPU index that has a socket
+ * (listen_open bound them), so that a recycle keeps connections on their
+ * CPU.  Made at start only: a reload that pins the workers hands over
+ * through the shared pair.
  */
 static int
 master_handoff_cpus(const struct molt_config *c)
 {
-	static int cpus[CPU_SETSIZE];
-	int n;
+	const struct listen_addr *la;
+	int n = 0;
 
-	if (!c->server.cpu_affinity || !c->server.listen_per_cpu ||
-	    (n = listen_cpus(cpus, CPU_SETSIZE)) <= 0)
-		return 0;
-	return c->server.workers < n ? c->server.workers : n;
+	for (la = c->server.listen; la != NULL; la = la->next)
+		if (la->ncpu > n)
+			n = la->ncpu;
+	return n;
 }
 
 int

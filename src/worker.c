@@ -671,16 +671,12 @@ worker_accept_paused(struct worker *w, int err)
  * worker in its place.
  */
 static void
-worker_listener_lost(struct worker *w, int lfd, int err)
+worker_listener_lost(struct worker *w, struct listen_sock *l, int err)
 {
-	int i;
+	int lfd = l->fd;
 
-	for (i = 0; i < w->nls; i++)
-		if (w->ls[i].fd == lfd) {
-			/* Not closed later: the number may be another's now. */
-			w->ls[i].fd = -1;
-			break;
-		}
+	/* Not closed later: the number may be another's now. */
+	l->fd = -1;
 	if (w->draining)
 		return;
 	log_error("worker %d: listening descriptor %d is unusable (accept4: "
@@ -739,21 +735,18 @@ worker_conn_idle(struct worker *w)
 }
 
 static void
-worker_accept(struct worker *w, int lfd, int force)
+worker_accept(struct listen_sock *l, int force)
 {
+	struct worker *w = l->w;
 	struct timeval tv;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	struct listen_sock *foreign = NULL;
 	long least = -1;
-	int fd, i, room;
+	int fd, i, room, lfd = l->fd;
 
 	/* Another CPU's socket, whose own worker does not take now: the
 	 * balance there is worker_foreign_update's, looked at per accept. */
-	for (i = 0; i < w->nls; i++)
-		if (w->ls[i].fd == lfd && w->ls[i].foreign)
-			foreign = &w->ls[i];
-	if (foreign != NULL)
+	if (l->foreign)
 		force = 1;
 	if (!force) {
 		least = worker_least_loaded(w, NULL, NULL);
@@ -775,9 +768,9 @@ worker_accept(struct worker *w, int lfd, int force)
 		}
 		if (least >= 0 && worker_accept_defer(w, least))
 			return;
-		if (foreign != NULL && i > 0) {
+		if (l->foreign && i > 0) {
 			worker_foreign_update(w);
-			if (!foreign->on)
+			if (!l->on)
 				return;
 		}
 		sl = sizeof(ss);
@@ -799,7 +792,7 @@ worker_accept(struct worker *w, int lfd, int force)
 				return;
 			}
 			if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL) {
-				worker_listener_lost(w, lfd, errno);
+				worker_listener_lost(w, l, errno);
 				return;
 			}
 			log_error("accept4: %s", strerror(errno));
@@ -817,8 +810,9 @@ worker_accept(struct worker *w, int lfd, int force)
 static void
 worker_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
+	(void)lfd;
 	(void)what;
-	worker_accept(arg, lfd, 0);
+	worker_accept(arg, 0);
 }
 
 /* Every listener that is on, outside of its event: after a deferral and
@@ -830,7 +824,7 @@ worker_accept_all(struct worker *w, int force)
 
 	for (i = 0; i < w->nls && !w->draining; i++)
 		if (w->ls[i].on)
-			worker_accept(w, w->ls[i].fd, force);
+			worker_accept(&w->ls[i], force);
 }
 
 /*
@@ -1641,9 +1635,10 @@ worker_listen(struct worker *w)
 			l->fd = k < 0 ? la->fd : la->cpu_fd[k];
 			l->cpu = k;
 			l->foreign = k >= 0 && k != w->cpu_index;
+			l->w = w;
 			foreign |= l->foreign;
 			event_assign(&l->ev, w->base, l->fd, EV_READ | EV_PERSIST,
-			    worker_accept_cb, w);
+			    worker_accept_cb, l);
 		}
 	}
 	w->nls = n;

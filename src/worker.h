@@ -51,6 +51,7 @@ struct worker {
 	int                  nroutes;
 	struct module       *modules;
 	struct listen_sock {
+		struct worker *w;
 		int           fd;
 		struct event  ev;
 		int           on;
