@@ -171,6 +171,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 	c->alog_tail = &c->alog;
 	c->state = REQ_NONE;
 	c->nreq = 0;
+	c->away = -1;
 	c->timer_kind = T_NONE;
 	c->flags = sa->sa_family == AF_UNIX ? CONN_NODELAY : 0;
 	memset(&c->req, 0, sizeof(c->req));
@@ -227,6 +228,7 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 		return;
 	/* Still the same keep-alive connection to its client. */
 	c->nreq = hc->nreq;
+	c->away = hc->away;
 	c->flags |= CONN_WROTE;
 	if (hc->flags & HANDOFF_NODELAY)
 		c->flags |= CONN_NODELAY;
@@ -234,6 +236,36 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 	/* Its next request may be waiting in the socket already; if the
 	 * client left on the way, this read finds out. */
 	conn_start(c);
+}
+
+/* What travels with c's descriptor (handoff.h). */
+static void
+conn_handoff_entry(const struct conn *c, struct handoff_conn *hc)
+{
+	hc->fd = c->fd;
+	hc->nreq = c->nreq;
+	hc->flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
+	hc->away = c->away;
+	hc->peer = c->peer_sa;
+}
+
+/* Sends c, idle, to CPU index k's workers (-1: any worker's). */
+static int
+conn_pass(struct conn *c, int k)
+{
+	struct handoff_conn hc;
+
+	conn_handoff_entry(c, &hc);
+	return handoff_send(&hc, 1, k);
+}
+
+/* Whether a draining worker may hand c over now. */
+static int
+conn_handoff_ok(const struct conn *c)
+{
+	return c->w->handoff && !(c->flags & (CONN_NOHANDOFF | CONN_CLOSING |
+	    CONN_EOF | CONN_ERROR)) && c->state == REQ_NONE &&
+	    c->in_len == c->in_pos && c->queued == 0;
 }
 
 /*
@@ -245,21 +277,47 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 static int
 conn_handoff(struct conn *c)
 {
-	struct handoff_conn hc;
-
-	if (!c->w->handoff || (c->flags & (CONN_NOHANDOFF | CONN_CLOSING |
-	    CONN_EOF | CONN_ERROR)) || c->state != REQ_NONE ||
-	    c->in_len != c->in_pos || c->queued != 0)
+	if (!conn_handoff_ok(c))
 		return -1;
-	hc.fd = c->fd;
-	hc.nreq = c->nreq;
-	hc.flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
-	hc.peer = c->peer_sa;
-	if (handoff_send(&hc, worker_handoff_target(c->w)) == -1) {
+	if (conn_pass(c, worker_handoff_target(c->w)) == -1) {
 		c->flags |= CONN_NOHANDOFF;
 		return -1;
 	}
 	c->w->handed_off++;
+	conn_close(c);
+	return 0;
+}
+
+/*
+ * listen_per_cpu: a keep-alive connection stays on the worker that took
+ * it, but its client may since have moved to another CPU (the scheduler
+ * moves threads; a recycle's fork is often what makes it).  Then each
+ * request wakes the client across CPUs, and the worker serves it at a
+ * fraction of the rate it would on the client's CPU (doc/design.md).  So
+ * every CONN_FOLLOW_EVERY requests, at a request boundary with nothing
+ * read, the worker asks the socket where its packets arrive; seen on the
+ * same other CPU twice in a row, it is passed to that CPU's workers like
+ * a recycled worker's, if that does not leave them more than the balance
+ * allows.  Returns 0 if it went (c is gone), -1 if it stays.
+ */
+static int
+conn_follow(struct conn *c)
+{
+	int k;
+
+	c->flags &= ~CONN_FOLLOW;
+	/* Draining: a recycle hands it over anyway, a reload must close it. */
+	if (c->w->draining || c->in_len != c->in_pos)
+		return -1;
+	k = worker_client_cpu(c->w, c->fd);
+	if (k < 0 || k != c->away) {
+		c->away = k;
+		return -1;
+	}
+	if (!worker_cpu_room(c->w, k) || conn_pass(c, k) == -1)
+		return -1;
+	c->away = -1;
+	worker_conn_moved(c->w);
 	conn_close(c);
 	return 0;
 }
@@ -822,6 +880,9 @@ conn_finish_request(struct conn *c)
 	worker_request_end(c->w, req);
 	c->state = REQ_NONE;
 	c->nreq++;
+	if (c->w->follow && (c->nreq & (CONN_FOLLOW_EVERY - 1)) == 0 &&
+	    c->peer_sa.ss_family != AF_UNIX)
+		c->flags |= CONN_FOLLOW;
 	pool_reset(&c->pool);
 	req->on_abort = NULL;
 	req->on_drain = NULL;
@@ -1129,6 +1190,8 @@ conn_process(struct conn *c)
 			return -1;
 		} else if (c->w->draining && conn_handoff(c) == 0) {
 			return -1;
+		} else if ((c->flags & CONN_FOLLOW) && conn_follow(c) == 0) {
+			return -1;
 		} else if (c->in_len == c->in_pos && c->nreq > 0 &&
 		    c->timer_kind != T_KEEPALIVE) {
 			/*
@@ -1373,21 +1436,60 @@ conn_idle(const struct conn *c)
 	    (c->timer_kind == T_HEADER && c->nreq == 0));
 }
 
+/*
+ * Hands over n idle connections in one message; those it could not are
+ * kept and closed later as conn_drain_all says.
+ */
+static void
+conn_handoff_batch(struct worker *w, struct conn **cs, int n, int k)
+{
+	struct handoff_conn hc[HANDOFF_BATCH];
+	int i;
+
+	if (n < 1 || n > HANDOFF_BATCH)
+		return;
+	for (i = 0; i < n; i++)
+		conn_handoff_entry(cs[i], &hc[i]);
+	if (handoff_send(hc, n, k) == -1) {
+		for (i = 0; i < n; i++) {
+			cs[i]->flags |= CONN_NOHANDOFF;
+			conn_timer(cs[i], T_KEEPALIVE);
+		}
+		return;
+	}
+	w->handed_off += (unsigned)n;
+	for (i = 0; i < n; i++)
+		conn_close(cs[i]);
+}
+
 void
 conn_drain_all(struct worker *w)
 {
-	struct conn *c, *next;
+	struct conn *c, *next, *batch[HANDOFF_BATCH];
+	int n = 0, k = w->handoff ? worker_handoff_target(w) : -1;
 
 	for (c = w->conns; c != NULL; c = next) {
 		next = c->next;
+		if (!conn_idle(c))
+			continue;
+		if (conn_handoff_ok(c)) {
+			/* Closed only after the loop's walk has moved past. */
+			batch[n++] = c;
+			if (n == HANDOFF_BATCH) {
+				conn_handoff_batch(w, batch, n, k);
+				n = 0;
+			}
+			continue;
+		}
 		/*
 		 * An idle keep-alive connection gets a short grace period: its
 		 * client may be sending the next request right now, and that
 		 * request is answered (with Connection: close), not dropped.
 		 */
-		if (conn_idle(c) && conn_handoff(c) == -1)
-			conn_timer(c, T_KEEPALIVE);
+		conn_timer(c, T_KEEPALIVE);
 	}
+	if (n > 0)
+		conn_handoff_batch(w, batch, n, k);
 }
 
 /*

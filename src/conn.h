@@ -124,6 +124,7 @@ struct conn {
 	unsigned           nreq;      /* requests on this connection */
 	int                timer_kind;
 	unsigned           flags;
+	int                away;      /* another CPU index its client was seen on */
 	struct molt_pool   pool;      /* the request's memory; first block pool0 */
 	struct conn       *next, *prev; /* worker's list of open connections */
 
@@ -152,6 +153,10 @@ struct conn {
 #define CONN_RESET      0x400 /* close with RST: what is unsent is broken */
 #define CONN_ZOMBIE     0x800 /* gone, its request still a module's (conn_abort) */
 #define CONN_ZOMBIE_END 0x1000 /* ...until its answer: freed from the loop */
+#define CONN_FOLLOW     0x2000 /* look where its client runs: conn_follow */
+
+/* listen_per_cpu: requests between two looks at a connection's CPU. */
+#define CONN_FOLLOW_EVERY 32
 
 /* Called by the worker for a new socket from accept4. */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);

@@ -890,6 +890,7 @@ master_retire_stats(int slot)
 	int i;
 
 	sb.hdr->retired_requests += s->w.requests;
+	sb.hdr->moved += s->w.moved;
 	for (i = 0; i < SB_LAT_BUCKETS; i++)
 		sb.hdr->retired_lat.count[i] += s->lat.count[i];
 	sb.hdr->retired_lat.sum_us += s->lat.sum_us;

@@ -74,6 +74,7 @@ struct sb_slot {
 		uint32_t access_len;        /* bytes of lines in sb_access(slot) */
 		int64_t  beat_ms;           /* sb_clock_ms() at the last sample tick */
 		int32_t  cpu;               /* pinned to this CPU, or -1 */
+		uint64_t moved;             /* connections passed to their client's CPU */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {
@@ -114,6 +115,7 @@ struct sb_header {
 	uint64_t retired_requests;      /* requests by workers that are gone */
 	struct sb_latency retired_lat;  /* their durations */
 	uint64_t handed_over;           /* connections recycled workers passed on */
+	uint64_t moved;                 /* ...live ones to their client's CPU (gone workers) */
 	struct sb_route_stats retired_routes[SB_ROUTES];
 	char     route_names[SB_ROUTES][64];
 	uint32_t nroutes;

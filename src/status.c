@@ -218,6 +218,7 @@ status_nroutes(void)
 /* The fleet's counters, as of one moment. */
 struct status_fleet {
 	uint64_t              requests;     /* since the master started */
+	uint64_t              moved;        /* connections passed to their client's CPU */
 	struct sb_latency     lat;          /* their durations */
 	int                   nroutes;
 	struct sb_route_stats routes[SB_ROUTES];
@@ -238,6 +239,7 @@ status_fleet_sum(struct status_fleet *f)
 		status_hdr_begin(&hr);
 		f->nroutes = status_nroutes();
 		f->requests = sb.hdr->retired_requests;
+		f->moved = sb.hdr->moved;
 		f->lat = sb.hdr->retired_lat;
 		memcpy(f->routes, sb.hdr->retired_routes,
 		    (size_t)f->nroutes * sizeof(f->routes[0]));
@@ -245,6 +247,7 @@ status_fleet_sum(struct status_fleet *f)
 			const struct sb_slot *s = &sb.slots[i];
 
 			f->requests += status_count(&s->w.requests);
+			f->moved += status_count(&s->w.moved);
 			for (r = 0; r < SB_LAT_BUCKETS; r++)
 				f->lat.count[r] += status_count(&s->lat.count[r]);
 			f->lat.sum_us += status_count(&s->lat.sum_us);
@@ -398,7 +401,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    "\"conn_memory\":%llu,"
 		    "\"fragmentation\":%.2f,\"trims\":%llu,\"trim_reclaimed\":%llu,"
 		    "\"allocator\":\"%s\",\"mallocs\":%lld,\"measured_ms_ago\":%lld,"
-		    "\"sampled_ms_ago\":%lld,\"cpu\":%d}",
+		    "\"sampled_ms_ago\":%lld,\"cpu\":%d,\"moved\":%llu}",
 		    first ? "" : ",", i, s.m.id, (int)s.m.pid, s.m.generation,
 		    sb_state_names[s.w.state], s.m.retiring ? "true" : "false",
 		    s.w.start_ms > 0 ? status_ago(now, s.w.start_ms) / 1000.0 : 0.0,
@@ -415,7 +418,8 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    s.w.allocator == SB_ALLOC_JEMALLOC ? "jemalloc" : "glibc",
 		    (long long)s.w.mallocs,
 		    status_ago(now, s.m.measured_ms),
-		    status_ago(now, s.w.sampled_ms), (int)s.w.cpu);
+		    status_ago(now, s.w.sampled_ms), (int)s.w.cpu,
+		    (unsigned long long)s.w.moved);
 		first = 0;
 		t.workers++;
 		t.requests += s.w.requests;
@@ -456,11 +460,13 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	status_json_durations(b, &f.lat);
 	sbuf_printf(b, ",\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
 	    "\"requests_all_time\":%llu,\"connections_handed_over\":%llu,"
+	    "\"connections_moved\":%llu,"
 	    "\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 	    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"route_stats\":%s}}\n",
 	    t.workers, (unsigned long long)t.requests,
 	    (unsigned long long)f.requests,
 	    (unsigned long long)sb.hdr->handed_over,
+	    (unsigned long long)f.moved,
 	    (unsigned long long)t.rss, (unsigned long long)t.uss,
 	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,
 	    (unsigned long long)t.heap_held,
@@ -625,8 +631,13 @@ status_metrics(struct sbuf *b)
 	sbuf_printf(b, "# HELP molt_connections_handed_over_total Keep-alive "
 	    "connections recycled workers passed to others instead of closing\n"
 	    "# TYPE molt_connections_handed_over_total counter\n"
-	    "molt_connections_handed_over_total %llu\n",
-	    (unsigned long long)sb.hdr->handed_over);
+	    "molt_connections_handed_over_total %llu\n"
+	    "# HELP molt_connections_moved_total Keep-alive connections passed "
+	    "to the worker on their client's CPU (listen_per_cpu)\n"
+	    "# TYPE molt_connections_moved_total counter\n"
+	    "molt_connections_moved_total %llu\n",
+	    (unsigned long long)sb.hdr->handed_over,
+	    (unsigned long long)f.moved);
 	status_route_family(b, &f, "molt_route_requests_total", "Requests per "
 	    "route", 0);
 	status_route_family(b, &f, "molt_route_request_seconds_total", "Time "

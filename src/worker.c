@@ -375,9 +375,10 @@ worker_least_loaded(struct worker *w, int *deferring, pid_t *who)
  * crashed, a blocking module.  *most: the most connections a deferring
  * owner has, up to which another worker takes its share, so that the
  * two even out instead of trading the whole queue; -1 if there is none.
+ * *conns (if not NULL): with 1, the taker's connections (0 while it starts).
  */
 static int
-worker_cpu_taken(struct worker *w, int k, long *most)
+worker_cpu_taken(struct worker *w, int k, long *most, long *conns)
 {
 	uint32_t n = sb.hdr->slots_hi;
 	int64_t now = worker_now_ms(w);
@@ -402,8 +403,11 @@ worker_cpu_taken(struct worker *w, int k, long *most)
 		if (s->m.pid == 0 || s->m.retiring || s->m.id < 0 ||
 		    s->m.id % w->ncpus != k)
 			continue;
-		if (s->w.pid != s->m.pid || st == SB_STARTING)
+		if (s->w.pid != s->m.pid || st == SB_STARTING) {
+			if (conns != NULL)
+				*conns = 0;
 			return 1;
+		}
 		if (st != SB_IDLE && st != SB_BUSY)
 			continue;
 		if (s->w.in_handler && began != 0 && now - began > ACCEPT_STUCK_MS)
@@ -415,6 +419,8 @@ worker_cpu_taken(struct worker *w, int k, long *most)
 				*most = (long)s->w.connections;
 			continue;
 		}
+		if (conns != NULL)
+			*conns = (long)s->w.connections;
 		return 1;
 	}
 	return 0;
@@ -439,7 +445,7 @@ worker_foreign_update(struct worker *w)
 		l = &w->ls[i];
 		if (!l->foreign || l->fd < 0)
 			continue;
-		want = open && !worker_cpu_taken(w, l->cpu, &most) &&
+		want = open && !worker_cpu_taken(w, l->cpu, &most, NULL) &&
 		    (most < 0 || w->nconns < most);
 		if (want == l->on)
 			continue;
@@ -463,12 +469,63 @@ worker_foreign_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Every live worker is woken for a handed-over connection and the first
- * to read takes it: left alone, a recycled worker's connections pile up
- * on whichever worker happens to be idle at that instant.  So
- * a worker well above the least loaded one leaves them, and looks again
- * after ADOPT_DEFER_MS (then taking one regardless: the scoreboard is a
- * hint, and a connection must not wait on a worker that cannot come).
+ * Adopts the connections of one message on fd; returns how many came (0:
+ * none waited, -1: error).  A message carries up to HANDOFF_BATCH, a
+ * recycled worker's whole share.  With balance, this worker keeps what
+ * evens it with the least loaded other one (at least one, so that every
+ * message gets somewhere) and passes the rest on: else whichever worker
+ * read first would take them all, and two workers that recycle in turn
+ * would end up with every connection on one and none on the other.
+ * What does not fit under max_connections is passed on too.  What the
+ * pair refuses is kept anyway: these clients were being served, and
+ * closing them would lose whatever request is on its way.
+ */
+static int
+worker_adopt(struct worker *w, int fd, int balance)
+{
+	struct handoff_conn hc[HANDOFF_BATCH];
+	long room = w->cfg->server.max_connections - w->nconns, least;
+	int n, i, keep;
+
+	if ((n = handoff_recv(fd, hc)) <= 0)
+		return n;
+	keep = n;
+	if (balance && (least = worker_least_loaded(w, NULL, NULL)) >= 0 &&
+	    (least + w->nconns + n + 1) / 2 - w->nconns < keep)
+		keep = (int)((least + w->nconns + n + 1) / 2 - w->nconns);
+	if (room < keep)
+		keep = (int)room;
+	if (keep < 1)
+		keep = room > 0 ? 1 : 0;
+	if (keep < n) {
+		if (handoff_send(hc + keep, n - keep, -1) == 0) {
+			for (i = keep; i < n; i++)
+				if (close(hc[i].fd) == -1)
+					log_error("worker %d: close (connection handoff): "
+					    "%s", w->id, strerror(errno));
+		} else {
+			if (w->nconns + n > w->cfg->server.max_connections)
+				log_warn("worker %d: %d handed-over connection(s) past "
+				    "max_connections (%lld)", w->id,
+				    (int)(w->nconns + n -
+				    w->cfg->server.max_connections),
+				    w->cfg->server.max_connections);
+			keep = n;
+		}
+	}
+	for (i = 0; i < keep; i++)
+		conn_adopt(w, &hc[i]);
+	return n;
+}
+
+/*
+ * Every live worker is woken for a message of handed-over connections and
+ * the first to read takes it: left alone, a recycled worker's connections
+ * pile up on whichever worker happens to be idle at that instant.  So a
+ * worker well above the least loaded one leaves them, and looks again
+ * after ADOPT_DEFER_MS (then taking a message regardless: the scoreboard
+ * is a hint, and a connection must not wait on a worker that cannot
+ * come); one that reads keeps its share of the message (worker_adopt).
  */
 static void
 worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
@@ -476,7 +533,6 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	struct timeval tv = { 0, ADOPT_DEFER_MS * 1000 };
 	int force = fd == -1;   /* from the defer timer */
-	struct handoff_conn hc;
 	long least;
 	int i;
 
@@ -494,30 +550,27 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 				worker_adopt_enable(w, 1);
 			return;
 		}
-		force = 0;
-		if (handoff_recv(handoff_fd(), &hc) != 1)
+		if (worker_adopt(w, handoff_fd(), !force && !w->draining) <= 0)
 			return;
-		conn_adopt(w, &hc);
+		force = 0;
 	}
 }
 
 /*
- * Connections a recycled worker on this CPU handed over (listen_per_cpu):
- * they are this CPU's, so no balancing here, and they stay on it.
+ * Connections a recycled worker on this CPU handed over (listen_per_cpu),
+ * or another CPU's worker passed to the CPU their client runs on
+ * (conn_follow): they are this CPU's, so no balancing here.
  */
 static void
 worker_adopt_cpu_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	struct handoff_conn hc;
 	int i;
 
 	(void)what;
-	for (i = 0; i < ACCEPT_BATCH; i++) {
-		if (handoff_recv(fd, &hc) != 1)
+	for (i = 0; i < ACCEPT_BATCH; i++)
+		if (worker_adopt(w, fd, 0) <= 0)
 			return;
-		conn_adopt(w, &hc);
-	}
 }
 
 int
@@ -526,7 +579,42 @@ worker_handoff_target(struct worker *w)
 	long most;
 
 	return w->cpu_index >= 0 && handoff_fd_cpu(w->cpu_index) >= 0 &&
-	    worker_cpu_taken(w, w->cpu_index, &most) ? w->cpu_index : -1;
+	    worker_cpu_taken(w, w->cpu_index, &most, NULL) ? w->cpu_index : -1;
+}
+
+/*
+ * listen_per_cpu: the CPU index a connection's packets now arrive on, if
+ * it is another one with workers to pass it to, else -1.  On loopback
+ * that is the CPU the client last ran on, so a client thread the
+ * scheduler moved is found here; from a NIC, its receive queue's CPU,
+ * which stays put.  -1 too if the kernel cannot say (the socket has not
+ * received since it was made, or the option is unknown).
+ */
+int
+worker_client_cpu(struct worker *w, int fd)
+{
+	int cpu, k;
+	socklen_t len = sizeof(cpu);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) == -1 ||
+	    cpu < 0 || cpu >= CPU_SETSIZE)
+		return -1;
+	k = w->cpu_index_of[cpu];
+	return k >= 0 && k != w->cpu_index && handoff_fd_cpu(k) >= 0 ? k : -1;
+}
+
+/*
+ * Whether CPU index k has a worker that takes connections and, with one
+ * more, would not be more than BALANCE_SLACK ahead of this one with one
+ * fewer: clients crowded on one CPU must not crowd one worker.
+ */
+int
+worker_cpu_room(struct worker *w, int k)
+{
+	long most, conns;
+
+	return worker_cpu_taken(w, k, &most, &conns) &&
+	    conns + 1 <= w->nconns - 1 + BALANCE_SLACK;
 }
 
 static void
@@ -936,6 +1024,13 @@ worker_conn_closed(struct worker *w, struct conn *c)
 		worker_accept_undefer(w);
 	if (w->draining)
 		worker_check_done(w);
+}
+
+void
+worker_conn_moved(struct worker *w)
+{
+	w->moved++;
+	__atomic_store_n(&w->slot->w.moved, w->moved, __ATOMIC_RELAXED);
 }
 
 /* The request line survives a crash or a kill; the master logs it. */
@@ -1668,6 +1763,7 @@ static void
 worker_pin(struct worker *w)
 {
 	static int cpus[CPU_SETSIZE];
+	static int16_t index_of[CPU_SETSIZE];
 	cpu_set_t one;
 	int n, k;
 
@@ -1676,6 +1772,12 @@ worker_pin(struct worker *w)
 		    w->id, strerror(errno));
 		return;
 	}
+	for (k = 0; k < CPU_SETSIZE; k++)
+		index_of[k] = -1;
+	for (k = 0; k < n; k++)
+		if (cpus[k] >= 0 && cpus[k] < CPU_SETSIZE)
+			index_of[cpus[k]] = (int16_t)k;
+	w->cpu_index_of = index_of;
 	k = w->id % n;
 	w->ncpus = n;
 	w->cpu_index = k;
@@ -1790,6 +1892,9 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 		log_error("worker %d: cannot watch its CPU's handoff socket", w->id);
 		goto out;
 	}
+	for (i = 0; w->adopt_cpu_ev != NULL && i < (size_t)w->ncpus; i++)
+		if ((int)i != w->cpu_index && handoff_fd_cpu((int)i) >= 0)
+			w->follow = 1;
 	w->accept_retry_ev = evtimer_new(w->base, worker_accept_retry, w);
 	w->accept_defer_ev = evtimer_new(w->base, worker_accept_defer_cb, w);
 	worker_heap_hint_init(w);

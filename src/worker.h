@@ -62,6 +62,8 @@ struct worker {
 	int                  ncpus;    /* pinned: the CPUs workers share, else 0 */
 	int                  cpu_index; /* pinned: id mod ncpus, else -1 */
 	int                  cpu;      /* pinned: the CPU, else -1 */
+	const int16_t       *cpu_index_of; /* pinned: CPU -> index or -1 */
+	int                  follow;   /* connections follow their client's CPU */
 	struct event        *foreign_ev;
 	int                  epfd;     /* libevent's epoll set, or -1: see worker_listen_exclusive */
 	struct event        *sig_ev[6];
@@ -101,6 +103,7 @@ struct worker {
 	int                  adopt_on;
 	int                  handoff;      /* draining: hand idle conns over */
 	unsigned             handed_off;
+	uint64_t             moved;        /* passed to their client's CPU */
 };
 
 extern struct worker *worker_self;
@@ -118,11 +121,17 @@ int  worker_drop_privileges(struct molt_config *cfg, struct conf_error *err);
 /* Called by conn.c. */
 void worker_conn_opened(struct worker *w, struct conn *c);
 void worker_conn_closed(struct worker *w, struct conn *c);
+/* One was passed to the worker on its client's CPU (conn_follow). */
+void worker_conn_moved(struct worker *w);
 /* A connection became an idle keep-alive one. */
+void worker_conn_idle(struct worker *w);
 /* The CPU index a recycled worker hands its connections to (its
  * replacement's, listen_per_cpu), or -1 for any worker. */
 int  worker_handoff_target(struct worker *w);
-void worker_conn_idle(struct worker *w);
+/* listen_per_cpu: the other CPU index fd's packets arrive on, or -1; and
+ * whether that index's workers have room for one more of ours. */
+int  worker_client_cpu(struct worker *w, int fd);
+int  worker_cpu_room(struct worker *w, int k);
 void worker_request_begin(struct worker *w, molt_request *req);
 void worker_request_end(struct worker *w, molt_request *req);
 /* A module's handle() returned: the slot and the loop's clock catch up. */
