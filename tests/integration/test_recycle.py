@@ -1558,6 +1558,48 @@ max_requests_jitter = 5
     assert before <= js <= prom <= after, (before, js, prom, after)
 
 
+def test_handed_over_connections_are_shared_out(molt):
+    """A recycled worker hands its idle connections over in one message
+    (handoff.c).  The worker that reads it keeps what evens it with the
+    least loaded one and passes the rest on.  Here one worker holds all 24
+    (the other was blocked while they connected); when it is recycled,
+    taking the whole message would leave them all on whichever worker read
+    first, and every later recycle would pass them on whole again."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 60
+max_requests_jitter = 0
+"""), workers=2)
+    blocker = m.raw_conn(timeout=30)
+    blocked = pid_of(blocker)
+    blocker.send(b"GET /crash/block?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.2)
+    conns = [m.raw_conn(timeout=30) for _ in range(24)]
+    pids = {pid_of(c) for c in conns}
+    assert blocked not in pids and len(pids) == 1, (blocked, pids)
+    assert blocker.read_response().status == 200
+    blocker.close()
+    mark = m.mark()
+    deadline = time.monotonic() + 30
+    while len(recycle_lines(m, mark)) < 4:
+        assert time.monotonic() < deadline, recycle_lines(m, mark)
+        for c in conns:
+            r = ask(c, "/hello")
+            assert r.status == 200 and "connection" not in r.headers, r
+
+    def settled():
+        ws = [w for w in status(m)["workers"] if w["state"] != "draining"]
+        # The status request's own connection is counted by one of them.
+        return len(ws) == 2 and sum(w["connections"] for w in ws) == 25 and ws
+    ws = wait_for(settled, 10, what="two workers holding every connection")
+    counts = sorted(w["connections"] for w in ws)
+    assert counts[0] >= 7, counts
+    for c in conns:
+        assert ask(c, "/hello").status == 200
+        c.close()
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_handed_over_connection_keeps_its_client_address(molt, host):
     """The client's address travels with a handed-over connection: the
