@@ -108,6 +108,7 @@ build_molt() {
 #   mem-trim     [recycle] max_rss = $BENCH_MAX_RSS_MB M, trim = on
 #   mem-off      no [recycle] limits at all
 #   pin          worker_cpu_affinity = auto (and with it listen_per_cpu)
+#   pin-recycle  both
 write_molt_conf() {
 	local variant=$1 dir=$2 port=$3
 	{
@@ -118,7 +119,7 @@ write_molt_conf() {
 		echo "pid_file = $dir/molt.pid"
 		echo "error_log = $dir/error.log"
 		echo "access_log = off"
-		[ "$variant" = pin ] && echo "worker_cpu_affinity = auto"
+		case $variant in pin | pin-recycle) echo "worker_cpu_affinity = auto" ;; esac
 		echo
 		echo "[route /hello]"
 		echo "module = hello"
@@ -131,7 +132,7 @@ write_molt_conf() {
 		echo "root = $WWW"
 		echo
 		case $variant in
-		recycle)
+		recycle | pin-recycle)
 			echo "[recycle]"
 			echo "max_requests = $BENCH_RECYCLE_REQUESTS"
 			echo "max_requests_jitter = $((BENCH_RECYCLE_REQUESTS / 10))"
