@@ -238,34 +238,18 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 	conn_start(c);
 }
 
-/* What travels with c's descriptor (handoff.h). */
-static void
-conn_handoff_entry(const struct conn *c, struct handoff_conn *hc)
-{
-	hc->fd = c->fd;
-	hc->nreq = c->nreq;
-	hc->flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
-	hc->away = c->away;
-	hc->peer = c->peer_sa;
-}
-
 /* Sends c, idle, to CPU index k's workers (-1: any worker's). */
 static int
 conn_pass(struct conn *c, int k)
 {
 	struct handoff_conn hc;
 
-	conn_handoff_entry(c, &hc);
-	return handoff_send(&hc, 1, k);
-}
-
-/* Whether a draining worker may hand c over now. */
-static int
-conn_handoff_ok(const struct conn *c)
-{
-	return c->w->handoff && !(c->flags & (CONN_NOHANDOFF | CONN_CLOSING |
-	    CONN_EOF | CONN_ERROR)) && c->state == REQ_NONE &&
-	    c->in_len == c->in_pos && c->queued == 0;
+	hc.fd = c->fd;
+	hc.nreq = c->nreq;
+	hc.flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
+	hc.away = c->away;
+	hc.peer = c->peer_sa;
+	return handoff_send(&hc, k);
 }
 
 /*
@@ -277,7 +261,9 @@ conn_handoff_ok(const struct conn *c)
 static int
 conn_handoff(struct conn *c)
 {
-	if (!conn_handoff_ok(c))
+	if (!c->w->handoff || (c->flags & (CONN_NOHANDOFF | CONN_CLOSING |
+	    CONN_EOF | CONN_ERROR)) || c->state != REQ_NONE ||
+	    c->in_len != c->in_pos || c->queued != 0)
 		return -1;
 	if (conn_pass(c, worker_handoff_target(c->w)) == -1) {
 		c->flags |= CONN_NOHANDOFF;
@@ -1436,60 +1422,21 @@ conn_idle(const struct conn *c)
 	    (c->timer_kind == T_HEADER && c->nreq == 0));
 }
 
-/*
- * Hands over n idle connections in one message; those it could not are
- * kept and closed later as conn_drain_all says.
- */
-static void
-conn_handoff_batch(struct worker *w, struct conn **cs, int n, int k)
-{
-	struct handoff_conn hc[HANDOFF_BATCH];
-	int i;
-
-	if (n < 1 || n > HANDOFF_BATCH)
-		return;
-	for (i = 0; i < n; i++)
-		conn_handoff_entry(cs[i], &hc[i]);
-	if (handoff_send(hc, n, k) == -1) {
-		for (i = 0; i < n; i++) {
-			cs[i]->flags |= CONN_NOHANDOFF;
-			conn_timer(cs[i], T_KEEPALIVE);
-		}
-		return;
-	}
-	w->handed_off += (unsigned)n;
-	for (i = 0; i < n; i++)
-		conn_close(cs[i]);
-}
-
 void
 conn_drain_all(struct worker *w)
 {
-	struct conn *c, *next, *batch[HANDOFF_BATCH];
-	int n = 0, k = w->handoff ? worker_handoff_target(w) : -1;
+	struct conn *c, *next;
 
 	for (c = w->conns; c != NULL; c = next) {
 		next = c->next;
-		if (!conn_idle(c))
-			continue;
-		if (conn_handoff_ok(c)) {
-			/* Closed only after the loop's walk has moved past. */
-			batch[n++] = c;
-			if (n == HANDOFF_BATCH) {
-				conn_handoff_batch(w, batch, n, k);
-				n = 0;
-			}
-			continue;
-		}
 		/*
 		 * An idle keep-alive connection gets a short grace period: its
 		 * client may be sending the next request right now, and that
 		 * request is answered (with Connection: close), not dropped.
 		 */
-		conn_timer(c, T_KEEPALIVE);
+		if (conn_idle(c) && conn_handoff(c) == -1)
+			conn_timer(c, T_KEEPALIVE);
 	}
-	if (n > 0)
-		conn_handoff_batch(w, batch, n, k);
 }
 
 /*

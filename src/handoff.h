@@ -31,21 +31,16 @@ struct handoff_conn {
 };
 #define HANDOFF_NODELAY 0x01           /* TCP_NODELAY is set on it */
 
-/* Connections one message carries at most (SCM_MAX_FD is 253). */
-#define HANDOFF_BATCH 64
-
 /*
- * Worker: gives n connections (1 to HANDOFF_BATCH; idle, at a request
- * boundary, nothing of them read) to whichever live worker takes them
- * next, of CPU index k's if k >= 0 and it has a pair.  One message for
- * all: one wake-up of the workers watching, not one per connection.
- * Returns 0 if they are on their way (the caller closes its own copies),
- * -1 if none is and the caller must keep and close them itself.
+ * Worker: gives the connection (idle, at a request boundary, nothing of
+ * it read) to whichever live worker takes it next, of CPU index k's if
+ * k >= 0 and it has a pair.  Returns 0 if it is on its way (the caller
+ * closes its own copy), -1 if the caller must keep and close it itself.
  */
-int  handoff_send(const struct handoff_conn *hc, int n, int k);
-/* Worker: the connections of the next message waiting on fd (handoff_fd
- * or handoff_fd_cpu), into hc[HANDOFF_BATCH].  Their count with hc
- * filled in, 0 if none waits, -1 on error (logged). */
+int  handoff_send(const struct handoff_conn *hc, int k);
+/* Worker: the next connection waiting on fd (handoff_fd or
+ * handoff_fd_cpu), if any.  1 with *hc filled in, 0 if none, -1 on error
+ * (logged). */
 int  handoff_recv(int fd, struct handoff_conn *hc);
 
 #endif

@@ -469,63 +469,12 @@ worker_foreign_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Adopts the connections of one message on fd; returns how many came (0:
- * none waited, -1: error).  A message carries up to HANDOFF_BATCH, a
- * recycled worker's whole share.  With balance, this worker keeps what
- * evens it with the least loaded other one (at least one, so that every
- * message gets somewhere) and passes the rest on: else whichever worker
- * read first would take them all, and two workers that recycle in turn
- * would end up with every connection on one and none on the other.
- * What does not fit under max_connections is passed on too.  What the
- * pair refuses is kept anyway: these clients were being served, and
- * closing them would lose whatever request is on its way.
- */
-static int
-worker_adopt(struct worker *w, int fd, int balance)
-{
-	struct handoff_conn hc[HANDOFF_BATCH];
-	long room = w->cfg->server.max_connections - w->nconns, least;
-	int n, i, keep;
-
-	if ((n = handoff_recv(fd, hc)) <= 0)
-		return n;
-	keep = n;
-	if (balance && (least = worker_least_loaded(w, NULL, NULL)) >= 0 &&
-	    (least + w->nconns + n + 1) / 2 - w->nconns < keep)
-		keep = (int)((least + w->nconns + n + 1) / 2 - w->nconns);
-	if (room < keep)
-		keep = (int)room;
-	if (keep < 1)
-		keep = room > 0 ? 1 : 0;
-	if (keep < n) {
-		if (handoff_send(hc + keep, n - keep, -1) == 0) {
-			for (i = keep; i < n; i++)
-				if (close(hc[i].fd) == -1)
-					log_error("worker %d: close (connection handoff): "
-					    "%s", w->id, strerror(errno));
-		} else {
-			if (w->nconns + n > w->cfg->server.max_connections)
-				log_warn("worker %d: %d handed-over connection(s) past "
-				    "max_connections (%lld)", w->id,
-				    (int)(w->nconns + n -
-				    w->cfg->server.max_connections),
-				    w->cfg->server.max_connections);
-			keep = n;
-		}
-	}
-	for (i = 0; i < keep; i++)
-		conn_adopt(w, &hc[i]);
-	return n;
-}
-
-/*
- * Every live worker is woken for a message of handed-over connections and
- * the first to read takes it: left alone, a recycled worker's connections
- * pile up on whichever worker happens to be idle at that instant.  So a
- * worker well above the least loaded one leaves them, and looks again
- * after ADOPT_DEFER_MS (then taking a message regardless: the scoreboard
- * is a hint, and a connection must not wait on a worker that cannot
- * come); one that reads keeps its share of the message (worker_adopt).
+ * Every live worker is woken for a handed-over connection and the first
+ * to read takes it: left alone, a recycled worker's connections pile up
+ * on whichever worker happens to be idle at that instant.  So
+ * a worker well above the least loaded one leaves them, and looks again
+ * after ADOPT_DEFER_MS (then taking one regardless: the scoreboard is a
+ * hint, and a connection must not wait on a worker that cannot come).
  */
 static void
 worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
@@ -533,6 +482,7 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	struct timeval tv = { 0, ADOPT_DEFER_MS * 1000 };
 	int force = fd == -1;   /* from the defer timer */
+	struct handoff_conn hc;
 	long least;
 	int i;
 
@@ -550,9 +500,10 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 				worker_adopt_enable(w, 1);
 			return;
 		}
-		if (worker_adopt(w, handoff_fd(), !force && !w->draining) <= 0)
-			return;
 		force = 0;
+		if (handoff_recv(handoff_fd(), &hc) != 1)
+			return;
+		conn_adopt(w, &hc);
 	}
 }
 
@@ -565,12 +516,15 @@ static void
 worker_adopt_cpu_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
+	struct handoff_conn hc;
 	int i;
 
 	(void)what;
-	for (i = 0; i < ACCEPT_BATCH; i++)
-		if (worker_adopt(w, fd, 0) <= 0)
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if (handoff_recv(fd, &hc) != 1)
 			return;
+		conn_adopt(w, &hc);
+	}
 }
 
 int

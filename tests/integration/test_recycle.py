@@ -1559,12 +1559,12 @@ max_requests_jitter = 5
 
 
 def test_handed_over_connections_are_shared_out(molt):
-    """A recycled worker hands its idle connections over in one message
-    (handoff.c).  The worker that reads it keeps what evens it with the
-    least loaded one and passes the rest on.  Here one worker holds all 24
-    (the other was blocked while they connected); when it is recycled,
-    taking the whole message would leave them all on whichever worker read
-    first, and every later recycle would pass them on whole again."""
+    """A recycled worker's connections are shared out.  Here one worker
+    holds all 24 (the other was blocked while they connected); when it is
+    recycled, a worker well above the least loaded leaves each handed-over
+    connection to the others (worker_adopt_cb), so the two end near 12 and
+    12.  Whichever worker read first taking them all would leave the 24 on
+    one worker, and every later recycle would pass them on whole again."""
     m = molt(conf=conf("""
 min_lifetime = 0
 sample_interval = 1h
