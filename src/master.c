@@ -887,10 +887,13 @@ static void
 master_retire_stats(int slot)
 {
 	struct sb_slot *s = &sb.slots[slot];
+	uint64_t requests = s->w.requests, moved = s->w.moved;
 	int i;
 
-	sb.hdr->retired_requests += s->w.requests;
-	sb.hdr->moved += s->w.moved;
+	sb.hdr->retired_requests += requests;
+	/* A worker moves a connection at most once per request it served
+	 * (conn_follow runs at a request's end): no more than that counts. */
+	sb.hdr->moved += moved <= requests ? moved : requests;
 	for (i = 0; i < SB_LAT_BUCKETS; i++)
 		sb.hdr->retired_lat.count[i] += s->lat.count[i];
 	sb.hdr->retired_lat.sum_us += s->lat.sum_us;
@@ -1034,6 +1037,7 @@ master_reaped(pid_t pid, int status)
 	sb.slots[slot].w.pid = 0;
 	sb.slots[slot].w.access_len = 0;
 	sb.slots[slot].w.requests = 0;
+	sb.slots[slot].w.moved = 0;
 	sb_end(&sb.slots[slot].w.seq);
 	memset(sb.slots[slot].routes, 0, sizeof(sb.slots[slot].routes));
 	memset(&sb.slots[slot].lat, 0, sizeof(sb.slots[slot].lat));

@@ -282,6 +282,15 @@ def test_a_connection_follows_its_client_to_another_cpu(molt):
     finally:
         for c in moving + [staying]:
             c.close()
+    # The total outlives the workers that moved them (a reload replaces
+    # both).
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"worker \d+ ready \(generation 2\)", since=mark)
+    wait_for(lambda: owner not in m.worker_pids() and
+             other not in m.worker_pids(), 10, what="the old workers to exit")
+    js = status(m)["totals"]["connections_moved"]
+    assert js == 3 and {w["moved"] for w in status(m)["workers"]} == {0}, js
 
     # Unpinned, a worker has no CPU to pass a connection to.
     plain = molt(conf=conf(""), workers=2)
