@@ -292,8 +292,10 @@ conn_follow(struct conn *c)
 	int k;
 
 	c->flags &= ~CONN_FOLLOW;
-	/* Draining: a recycle hands it over anyway, a reload must close it. */
-	if (c->w->draining || c->in_len != c->in_pos)
+	/* Draining: a recycle hands it over anyway, a reload must close it.
+	 * A unix socket's packets come from no CPU. */
+	if (c->w->draining || c->in_len != c->in_pos ||
+	    c->peer_sa.ss_family == AF_UNIX)
 		return -1;
 	k = worker_client_cpu(c->w, c->fd);
 	if (k < 0 || k != c->away) {
@@ -866,8 +868,7 @@ conn_finish_request(struct conn *c)
 	worker_request_end(c->w, req);
 	c->state = REQ_NONE;
 	c->nreq++;
-	if (c->w->follow && (c->nreq & (CONN_FOLLOW_EVERY - 1)) == 0 &&
-	    c->peer_sa.ss_family != AF_UNIX)
+	if (c->w->follow && (c->nreq & (CONN_FOLLOW_EVERY - 1)) == 0)
 		c->flags |= CONN_FOLLOW;
 	pool_reset(&c->pool);
 	req->on_abort = NULL;
