@@ -343,8 +343,11 @@ server_cpu_ticks() {
 	local sid=${PEER_PID[$1]:-} p
 	[ -n "$sid" ] || { echo 0; return; }
 	for p in $(ps -o pid= -s "$sid" 2>/dev/null); do
-		# fields after "(comm) ": 12-13 utime stime, 14-15 cutime cstime
-		sed 's/.*) //' "/proc/$p/stat" 2>/dev/null
+		# fields after "(comm) ": 12-13 utime stime, 14-15 cutime cstime.
+		# A recycling peer's child can be gone since ps saw it: skip it
+		# (once reaped, its time is in its parent's cutime), or pipefail ends
+		# the run.
+		sed 's/.*) //' "/proc/$p/stat" 2>/dev/null || true
 	done | awk '{ t += $12 + $13 + $14 + $15 } END { print t + 0 }'
 }
 
