@@ -8,11 +8,21 @@
  * syscall 1 us) are read as such, and runs on different days compare.
  *
  * Usage: machine_costs [N]   prints medians of N tries (default 200):
- *   syscall_ns=...  fault_ns=...  fork_exit_us=...
+ *   syscall_ns=...  fault_ns=...  fork_exit_us=...  fork_cpu_us=...
+ *        machine_costs -f [N]   prints fork_cpu_us=... alone
+ *
+ * fork_exit_us is wall time, which on a loaded machine includes waiting
+ * for a CPU.  fork_cpu_us is CPU time: the parent's in fork(2) plus all
+ * the child used (its rusage, which counts its exit), the least CPU that
+ * replacing a process costs here.  bench/recycle-load measures it while
+ * wrk loads a server, since a busy machine charges more for it than an
+ * idle one.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -44,10 +54,51 @@ median(double *v, int n)
 	return v[n / 2];
 }
 
+static double
+thread_cpu_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+/* The parent's CPU time in fork(2), plus the child's whole life. */
+static int
+fork_cpu(double *v, int n)
+{
+	struct rusage ru;
+	struct timespec pause = { 0, 2000000 };
+	double t;
+	pid_t pid;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		t = thread_cpu_us();
+		if ((pid = fork()) == -1) {
+			perror("fork");
+			return -1;
+		}
+		if (pid == 0)
+			_exit(0);
+		t = thread_cpu_us() - t;
+		if (wait4(pid, NULL, 0, &ru) == -1) {
+			perror("wait4");
+			return -1;
+		}
+		v[i] = t + ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec +
+		    ru.ru_stime.tv_sec * 1e6 + ru.ru_stime.tv_usec;
+		/* A recycle's pace, not a fork bomb's: leave the load its CPUs. */
+		nanosleep(&pause, NULL);
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	int n = argc > 1 ? atoi(argv[1]) : 200, i, k;
+	int only_fork = argc > 1 && strcmp(argv[1], "-f") == 0;
+	int n = argc > 1 + only_fork ? atoi(argv[1 + only_fork]) : 200, i, k;
 	long page = sysconf(_SC_PAGESIZE);
 	double *v, t;
 	char *p;
@@ -55,6 +106,12 @@ main(int argc, char **argv)
 
 	if (n < 1 || page <= 0 || (v = calloc((size_t)n, sizeof(*v))) == NULL)
 		return 1;
+	if (only_fork) {
+		if (fork_cpu(v, n) == -1)
+			return 1;
+		printf("fork_cpu_us=%.0f\n", median(v, n));
+		return 0;
+	}
 
 	/* A syscall that does nothing, not the vDSO: getppid via syscall(2). */
 	for (i = 0; i < n; i++) {
@@ -98,6 +155,9 @@ main(int argc, char **argv)
 		}
 		v[i] = (now_ns() - t) / 1000;
 	}
-	printf("fork_exit_us=%.0f\n", median(v, n));
+	printf("fork_exit_us=%.0f ", median(v, n));
+	if (fork_cpu(v, n) == -1)
+		return 1;
+	printf("fork_cpu_us=%.0f\n", median(v, n));
 	return 0;
 }

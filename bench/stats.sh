@@ -40,8 +40,10 @@ table() {
 				r = (ref == "nginx") ? "nginx" : k; sub(/\+.*/, "", r)
 				# pinned servers against pinned nginx
 				if (ref == "nginx" && k ~ /\+pin$/) r = "nginx+pin"
-				# pinned and recycling against pinned
+				# pinned and recycling against pinned, which is its
+				# own baseline (not a variant of unpinned molt)
 				if (ref != "nginx" && k ~ /\+pin-recycle$/) r = r "+pin"
+				if (ref != "nginx" && k ~ /\+pin$/) r = k
 				if ((t, r) in rps) { rm = med(rps[t, r]); ratio = rm > 0 ? sprintf("%.2f", m / rm) : "-" } else ratio = "-"
 				printf "| %s | %.0f | %.0f-%.0f | %s | %.1f | %.2f | %.2f | %.2f-%.2f | %d / %d | %d |\n",
 					k, m, mn(rps[t, k]), mx(rps[t, k]), ratio, med(cpu[t, k]), med(p50[t, k]) / 1000,
