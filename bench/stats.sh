@@ -207,6 +207,8 @@ summarize() {
 		echo "none, alternately):"
 		echo
 		grep '^medians:' "$out/s6-recycle-load.txt" | sed 's/^medians: /- /'
+		# the least a process replacement costs here, idle and loaded
+		grep '^floor:' "$out/s6-recycle-load.txt" | sed 's/^floor: /- floor: /'
 	fi
 	if ls "$out"/mem/*.fleet.csv >/dev/null 2>&1; then
 		echo
