@@ -171,6 +171,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 	c->alog_tail = &c->alog;
 	c->state = REQ_NONE;
 	c->nreq = 0;
+	c->idle_ms = 0;
 	c->away = -1;
 	c->timer_kind = T_NONE;
 	c->flags = sa->sa_family == AF_UNIX ? CONN_NODELAY : 0;
@@ -228,6 +229,8 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 		return;
 	/* Still the same keep-alive connection to its client. */
 	c->nreq = hc->nreq;
+	if (c->nreq > 0)
+		c->idle_ms = worker_now_ms(w);
 	c->away = hc->away;
 	c->flags |= CONN_WROTE;
 	if (hc->flags & HANDOFF_NODELAY)
@@ -1186,6 +1189,7 @@ conn_process(struct conn *c)
 			 * and sends nothing gets header_timeout, not the minute
 			 * of keep-alive it has not earned.
 			 */
+			c->idle_ms = worker_now_ms(c->w);
 			conn_timer(c, T_KEEPALIVE);
 			worker_conn_idle(c->w);
 		}
@@ -1446,7 +1450,9 @@ conn_drain_all(struct worker *w)
  * hold connections, between requests or before their first, lock every
  * new one out for keepalive_timeout or header_timeout.  RFC 9112 9.3
  * lets a server close an idle connection at any time; clients retry.
- * One that never sent a byte goes first (its start_ms is 0), and
+ * Idle since its last reply ended, not since its last request began: a
+ * connection whose long stream has just finished is the newest idle one.
+ * One that never sent a byte goes first (its idle_ms is 0), and
  * connections in the middle of a request are never taken.  Returns 0 if
  * one is idle (and, with close, was closed), -1 if none is.
  */
@@ -1458,7 +1464,7 @@ conn_reclaim_idle(struct worker *w, int close)
 	/* The list is newest first, so "<=" prefers the older on a tie. */
 	for (c = w->conns; c != NULL; c = c->next)
 		if (conn_idle(c) && (oldest == NULL ||
-		    c->req.start_ms <= oldest->req.start_ms))
+		    c->idle_ms <= oldest->idle_ms))
 			oldest = c;
 	if (oldest == NULL)
 		return -1;

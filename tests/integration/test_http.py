@@ -782,17 +782,22 @@ def test_idle_keepalive_connection_closed(molt):
         assert time.monotonic() - t0 >= 0.8
 
 
-@pytest.mark.parametrize("how", ["keepalive", "all-busy-first", "silent"])
+@pytest.mark.parametrize("how", ["keepalive", "all-busy-first", "silent",
+                                 "long-stream-first"])
 def test_idle_connections_make_room_at_max_connections(molt, how):
     """Clients that hold connections open must not lock new clients out
     for keepalive_timeout (or header_timeout): at max_connections the
     connection idle longest is closed for the new one (nginx reuses them
     the same way).  all-busy-first: the limit is reached while every
     connection is still in its first request, so the listener is off by
-    the time they go idle.  silent: connections that never send a byte."""
+    the time they go idle.  silent: connections that never send a byte.
+    long-stream-first: the first connection's request began before the
+    others' but its stream ended after theirs, so it is the newest idle
+    one and keeps its place."""
     m = molt(workers=1, server_extra="max_connections = 4\n"
              "keepalive_timeout = 60s\nheader_timeout = 60s\ndefer_accept = off")
     held = [m.raw_conn(timeout=10) for _ in range(4)]
+    oldest = 0
     try:
         if how == "all-busy-first":
             for c in held:
@@ -800,18 +805,31 @@ def test_idle_connections_make_room_at_max_connections(molt, how):
             time.sleep(0.3)   # all four accepted: the worker is full
             for c in held:
                 c.send(b"\r\n")
-        elif how == "keepalive":
-            for c in held:
-                c.send(REQ)
-        if how != "silent":
             for c in held:
                 assert c.read_response().status == 200
+        elif how == "keepalive":
+            # One after another: which went idle first is then known.  (Sent
+            # all at once, a connection the worker accepts late is read at
+            # once and can be answered, and idle, before the first.)
+            for c in held:
+                c.send(REQ)
+                assert c.read_response().status == 200
+        elif how == "long-stream-first":
+            held[0].send(b"GET /stream/chunks?n=4&size=3&delay_ms=150 HTTP/1.1\r\n"
+                         b"Host: t\r\n\r\n")
+            time.sleep(0.1)
+            for c in held[1:]:
+                c.send(REQ)
+                assert c.read_response().status == 200
+            r = held[0].read_response()
+            assert (r.status, r.body) == (200, b"abcdefghijkl")
+            oldest = 1
         with m.raw_conn(timeout=10) as c:
             c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             assert c.read_response().status == 200, "a new client was locked out"
-        # The oldest idle one made room; the others still serve.
-        assert held[0].is_closed(timeout=5)
-        for c in held[1:]:
+        # The one idle longest made room; the others still serve.
+        assert held[oldest].is_closed(timeout=5)
+        for c in held[:oldest] + held[oldest + 1:]:
             c.send(REQ)
             assert c.read_response().status == 200
     finally:
