@@ -1129,6 +1129,35 @@ db_conn_kick(evutil_socket_t fd, short what, void *arg)
 		db_fetch_loop(c);
 }
 
+/* The statement's part in q is over; a cached one stays for the next query. */
+static void
+db_query_release(struct db_conn *c, struct molt_db_query *q)
+{
+	if (!db_stmt_is_cached(c, c->stmt))
+		dblib.mysql_stmt_close(c->stmt);
+	c->stmt = NULL;
+	c->q = NULL;
+	db_query_finish(q);
+}
+
+/*
+ * A statement error that leaves the connection in sync: the connection
+ * stays, and the module gets a 500.  msg may be the statement's own
+ * error text, which closing the statement frees: it is copied first.
+ */
+static void
+db_query_error_in_sync(struct db_conn *c, struct molt_db_query *q,
+    const char *msg)
+{
+	char buf[256];
+
+	snprintf(buf, sizeof(buf), "%s", msg);
+	db_query_release(c, q);
+	db_conn_idle(c);
+	q->h.on_error(q->arg, 500, buf);
+	db_query_unref(q);
+}
+
 /* A query error: 503 if the connection broke, else 500 with the server's message. */
 static void
 db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
@@ -1202,18 +1231,7 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 	molt_log(MOLT_LOG_INFO, "database %s: query failed: %s (%.200s)",
 	    c->pool->conf->name, msg, q->sql);
 	if (c->phase == DB_OP_PREPARE || c->phase == DB_OP_EXECUTE) {
-		char buf[256];
-
-		/* The connection is in sync after a statement error: keep it. */
-		snprintf(buf, sizeof(buf), "%s", msg);
-		if (!db_stmt_is_cached(c, c->stmt))
-			dblib.mysql_stmt_close(c->stmt);
-		c->stmt = NULL;
-		c->q = NULL;
-		db_query_finish(q);
-		db_conn_idle(c);
-		q->h.on_error(q->arg, 500, buf);
-		db_query_unref(q);
+		db_query_error_in_sync(c, q, msg);
 		return;
 	}
 	db_query_fail(q, 500, msg);
@@ -1645,11 +1663,7 @@ db_query_done(struct db_conn *c)
 		dblib.mysql_free_result(c->meta);
 		c->meta = NULL;
 	}
-	if (!db_stmt_is_cached(c, c->stmt))
-		dblib.mysql_stmt_close(c->stmt);
-	c->stmt = NULL;
-	c->q = NULL;
-	db_query_finish(q);
+	db_query_release(c, q);
 	/*
 	 * More results (a CALL): not worth reading through; a fresh
 	 * connection is cheaper and certainly in sync.
@@ -1790,14 +1804,7 @@ db_prepare_done(struct db_conn *c)
 
 		snprintf(msg, sizeof(msg), "the statement has %lu placeholders but %zu "
 		    "parameters were given", want, q->nparams);
-		if (!db_stmt_is_cached(c, c->stmt))
-			dblib.mysql_stmt_close(c->stmt);
-		c->stmt = NULL;
-		c->q = NULL;
-		db_query_finish(q);
-		db_conn_idle(c);
-		q->h.on_error(q->arg, 500, msg);
-		db_query_unref(q);
+		db_query_error_in_sync(c, q, msg);
 		return;
 	}
 	if (db_bind_params(c, q) == -1) {
