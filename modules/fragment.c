@@ -9,7 +9,9 @@
  *       Replies {"allocated":N,"kept":..,"cache_objects":..,"cache_bytes":..}
  *       (kept: by this request; cache_*: this worker's whole cache).  Defaults:
  *       objects=1000, size=48, keep_every=64.  Bounds: N <= 10,000,000,
- *       1 <= S <= 1 MiB, N * S <= 4 GiB, K >= 1; else 400.
+ *       1 <= S <= 1 MiB, N * S <= 4 GiB, K >= 0; else 400.  K = 0 keeps
+ *       nothing: malloc churn that leaves the heap as it found it (what
+ *       bench/ uses to price malloc counting).
  *   GET /fragment/reset
  *       frees the whole cache.
  *
@@ -159,9 +161,9 @@ fragment_handle(molt_request *req)
 	if (param_ll(req, "size", 48, 1, MAX_SIZE, &size) == -1)
 		return molt_reply_error(req, 400,
 		    "size must be an integer from 1 to 1048576");
-	if (param_ll(req, "keep_every", 64, 1, MAX_OBJECTS, &keep) == -1)
+	if (param_ll(req, "keep_every", 64, 0, MAX_OBJECTS, &keep) == -1)
 		return molt_reply_error(req, 400,
-		    "keep_every must be an integer from 1 to 10000000");
+		    "keep_every must be an integer from 0 to 10000000");
 	if (n * size > MAX_TOTAL)
 		return molt_reply_error(req, 400,
 		    "objects * size must be at most 4 GiB");
@@ -185,7 +187,8 @@ fragment_handle(molt_request *req)
 		batch[nbatch++] = p;
 	}
 	for (j = 0; j < nbatch; j++) {
-		if (j % (size_t)keep == 0 && cache_add(batch[j], (size_t)size) == 0)
+		if (keep > 0 && j % (size_t)keep == 0 &&
+		    cache_add(batch[j], (size_t)size) == 0)
 			kept++;
 		else
 			free(batch[j]);

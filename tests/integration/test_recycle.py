@@ -1409,6 +1409,35 @@ def test_route_stats_and_recycle_attribution(molt):
     c.close()
 
 
+def test_fragment_keep_every_zero_churns_without_keeping(molt):
+    """keep_every=0 is malloc churn that leaves the heap as it was (bench/
+    prices malloc counting with it); keep_every=K keeps 1 in K."""
+    m = molt(conf=conf("", status="route_stats = on"), workers=1)
+    c = m.raw_conn(timeout=30)
+    for _ in range(20):
+        r = ask(c, "/fragment?objects=10000&size=48&keep_every=0")
+        assert r.status == 200, r
+        assert json.loads(r.body) == {"allocated": 10000, "kept": 0,
+                                      "cache_objects": 0, "cache_bytes": 0}
+    r = ask(c, "/fragment?objects=-1&keep_every=-1")
+    assert r.status == 400 and b"objects must be" in r.body, r
+    r = ask(c, "/fragment?keep_every=-1")
+    assert r.status == 400 and b"keep_every must be an integer from 0" in r.body, r
+    if not SANITIZED:
+        frag = {x["prefix"]: x for x in status(m)["routes"]}["/fragment"]
+        # 20 churning requests and the two 400s (which allocate nothing)
+        assert 20 * 10000 / 22 <= frag["allocs_per_request"] <= 20 * 10100 / 22, frag
+        assert frag["max_growth"] < 64 * 1024, frag
+    r = ask(c, "/fragment?objects=10000&size=48&keep_every=64")
+    assert r.status == 200, r
+    assert json.loads(r.body) == {"allocated": 10000, "kept": 157,
+                                  "cache_objects": 157, "cache_bytes": 157 * 48}
+    if not SANITIZED:
+        frag = {x["prefix"]: x for x in status(m)["routes"]}["/fragment"]
+        assert frag["max_growth"] >= 157 * 48, frag
+    c.close()
+
+
 @pytest.mark.skipif(SANITIZED, reason="sanitizer build: malloc counting is "
                     "compiled out")
 def test_hello_path_makes_no_malloc(molt):
