@@ -105,6 +105,7 @@ build_molt() {
 #                it is always on in molt)
 #   recycle      [recycle] max_requests = $BENCH_RECYCLE_REQUESTS
 #   nomon        [recycle] sample_interval = 1h: memory sampling as good as off
+#   routestats   [status] route_stats = on: every malloc and free counted
 #   mem-trim     [recycle] max_rss = $BENCH_MAX_RSS_MB M, trim = on
 #   mem-off      no [recycle] limits at all
 #   pin          worker_cpu_affinity = auto (and with it listen_per_cpu)
@@ -144,6 +145,10 @@ write_molt_conf() {
 			# are not optional.
 			echo "[recycle]"
 			echo "sample_interval = 1h"
+			;;
+		routestats)
+			echo "[status]"
+			echo "route_stats = on"
 			;;
 		mem-trim)
 			echo "[recycle]"

@@ -177,10 +177,14 @@ summarize() {
 	fi
 	if has_rows 5; then
 		echo
-		echo "## Scenario 5: the cost of memory monitoring (hello, keep-alive, 64 connections)"
+		echo "## Scenario 5: the cost of memory monitoring (keep-alive, 64 connections)"
 		echo
 		echo "molt samples memory every second by default; molt+nomon once an hour (as good as off)."
 		echo "The overhead of monitoring is 1 - 1 / (molt+nomon x molt)."
+		echo "molt+routestats also counts every malloc and free for the per-route figures"
+		echo "([status] route_stats = on); its overhead is 1 - (molt+routestats x molt)."
+		echo "ka-64 is /hello (no malloc); ka-64-malloc is /fragment with 100 mallocs and"
+		echo "frees of 48 bytes a request, nothing kept."
 		table 5 self "x molt (sampling every 1 s)"
 	fi
 	if [ -s "$out/s6-recycle-cost.tsv" ]; then
