@@ -180,9 +180,9 @@ void *realloc(void *p, size_t n);
  * Every malloc and free of a worker, its libraries and its modules comes
  * through these wrappers, and counting is off unless route_stats asks for
  * it: the common path is two tests and a tail call into the allocator
- * (it was 18 instructions a call, a third of glibc's own fast path, paid
- * by every module that makes many small allocations).  The rest -
- * looking the allocator up, the boot arena, counting - is out of line.
+ * (it was 18 instructions a call, paid by every module that makes many
+ * small allocations).  The rest - looking the allocator up, the boot
+ * arena, counting - is out of line.
  */
 #define ALLOC_PLAIN(fn) __builtin_expect((fn) != NULL && !counting, 1)
 
