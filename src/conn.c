@@ -171,7 +171,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 	c->alog_tail = &c->alog;
 	c->state = REQ_NONE;
 	c->nreq = 0;
-	c->idle_ms = 0;
+	c->idle_seq = 0;
 	c->away = -1;
 	c->timer_kind = T_NONE;
 	c->flags = sa->sa_family == AF_UNIX ? CONN_NODELAY : 0;
@@ -230,7 +230,7 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 	/* Still the same keep-alive connection to its client. */
 	c->nreq = hc->nreq;
 	if (c->nreq > 0)
-		c->idle_ms = worker_now_ms(w);
+		c->idle_seq = ++w->idle_seq;
 	c->away = hc->away;
 	c->flags |= CONN_WROTE;
 	if (hc->flags & HANDOFF_NODELAY)
@@ -1189,7 +1189,7 @@ conn_process(struct conn *c)
 			 * and sends nothing gets header_timeout, not the minute
 			 * of keep-alive it has not earned.
 			 */
-			c->idle_ms = worker_now_ms(c->w);
+			c->idle_seq = ++c->w->idle_seq;
 			conn_timer(c, T_KEEPALIVE);
 			worker_conn_idle(c->w);
 		}
@@ -1452,7 +1452,9 @@ conn_drain_all(struct worker *w)
  * lets a server close an idle connection at any time; clients retry.
  * Idle since its last reply ended, not since its last request began: a
  * connection whose long stream has just finished is the newest idle one.
- * One that never sent a byte goes first (its idle_ms is 0), and
+ * A sequence number orders them, not a clock: no ties, and no clock read
+ * on the keep-alive path.  One that never sent a byte goes first (its
+ * idle_seq is 0), and
  * connections in the middle of a request are never taken.  Returns 0 if
  * one is idle (and, with close, was closed), -1 if none is.
  */
@@ -1461,10 +1463,11 @@ conn_reclaim_idle(struct worker *w, int close)
 {
 	struct conn *c, *oldest = NULL;
 
-	/* The list is newest first, so "<=" prefers the older on a tie. */
+	/* The list is newest first, so "<=" prefers the older of those
+	 * that never sent a byte (idle_seq 0). */
 	for (c = w->conns; c != NULL; c = c->next)
 		if (conn_idle(c) && (oldest == NULL ||
-		    c->idle_ms <= oldest->idle_ms))
+		    c->idle_seq <= oldest->idle_seq))
 			oldest = c;
 	if (oldest == NULL)
 		return -1;

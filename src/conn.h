@@ -122,7 +122,7 @@ struct conn {
 	molt_request       req;
 	enum req_state     state;
 	unsigned           nreq;      /* requests on this connection */
-	int64_t            idle_ms;   /* when it last went idle; 0: not yet served */
+	uint64_t           idle_seq;  /* order it last went idle in; 0: not yet served */
 	int                timer_kind;
 	unsigned           flags;
 	int                away;      /* another CPU index its client was seen on */

@@ -86,6 +86,7 @@ struct worker {
 	struct conn         *conns;        /* open connections */
 	struct slab          conn_slab;    /* closed ones keep their buffers */
 	int                  nconns;
+	uint64_t             idle_seq;     /* last conn->idle_seq handed out */
 	int                  nactive;      /* requests in a handler */
 	int                  draining;
 	/* What worker_doorbell saw unanswered at the last sample. */
