@@ -8,6 +8,7 @@
 #include "autoconfig.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -125,12 +126,19 @@ typedef void  (*free_fn)(void *);
 typedef void *(*calloc_fn)(size_t, size_t);
 typedef void *(*realloc_fn)(void *, size_t);
 typedef size_t (*usable_fn)(void *);
+typedef int   (*pmemalign_fn)(void **, size_t, size_t);
+typedef void *(*aligned_fn)(size_t, size_t);
+typedef void *(*pagealloc_fn)(size_t);
 
 static malloc_fn  real_malloc;
 static free_fn    real_free;
 static calloc_fn  real_calloc;
 static realloc_fn real_realloc;
 static usable_fn  real_usable;
+/* The aligned allocators: glibc's own would serve them, right but unseen. */
+static pmemalign_fn real_posix_memalign;
+static aligned_fn   real_aligned_alloc, real_memalign;
+static pagealloc_fn real_valloc, real_pvalloc;
 static int        resolving;
 static char       boot_arena[4096] __attribute__((aligned(16)));
 static size_t     boot_used;
@@ -168,6 +176,12 @@ alloc_resolve(void)
 	real_calloc = (calloc_fn)(uintptr_t)dlsym(RTLD_NEXT, "calloc");
 	real_realloc = (realloc_fn)(uintptr_t)dlsym(RTLD_NEXT, "realloc");
 	real_usable = (usable_fn)(uintptr_t)dlsym(RTLD_NEXT, "malloc_usable_size");
+	real_posix_memalign = (pmemalign_fn)(uintptr_t)dlsym(RTLD_NEXT,
+	    "posix_memalign");
+	real_aligned_alloc = (aligned_fn)(uintptr_t)dlsym(RTLD_NEXT, "aligned_alloc");
+	real_memalign = (aligned_fn)(uintptr_t)dlsym(RTLD_NEXT, "memalign");
+	real_valloc = (pagealloc_fn)(uintptr_t)dlsym(RTLD_NEXT, "valloc");
+	real_pvalloc = (pagealloc_fn)(uintptr_t)dlsym(RTLD_NEXT, "pvalloc");
 	resolving = 0;
 }
 
@@ -175,6 +189,22 @@ void *malloc(size_t n);
 void  free(void *p);
 void *calloc(size_t a, size_t b);
 void *realloc(void *p, size_t n);
+int   posix_memalign(void **pp, size_t align, size_t n);
+void *aligned_alloc(size_t align, size_t n);
+void *memalign(size_t align, size_t n);
+void *valloc(size_t n);
+void *pvalloc(size_t n);
+
+/* A block of n bytes asked for came back as p (NULL: nothing did). */
+static void
+alloc_count_new(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	cnt_calls++;
+	cnt_bytes += n;
+	cnt_in_use += (int64_t)real_usable(p);
+}
 
 /*
  * Every malloc and free of a worker, its libraries and its modules comes
@@ -197,11 +227,8 @@ alloc_malloc_slow(size_t n)
 		alloc_resolve();
 	}
 	p = real_malloc(n);
-	if (counting && p != NULL) {
-		cnt_calls++;
-		cnt_bytes += n;
-		cnt_in_use += (int64_t)real_usable(p);
-	}
+	if (counting)
+		alloc_count_new(p, n);
 	return p;
 }
 
@@ -251,11 +278,8 @@ alloc_calloc_slow(size_t a, size_t b)
 		alloc_resolve();
 	}
 	p = real_calloc(a, b);
-	if (counting && p != NULL) {
-		cnt_calls++;
-		cnt_bytes += a * b;
-		cnt_in_use += (int64_t)real_usable(p);
-	}
+	if (counting)
+		alloc_count_new(p, a * b);
 	return p;
 }
 
@@ -301,6 +325,93 @@ realloc(void *p, size_t n)
 	if (ALLOC_PLAIN(real_realloc) && !alloc_is_boot(p))
 		return real_realloc(p, n);
 	return alloc_realloc_slow(p, n);
+}
+
+/*
+ * The aligned allocators are rare (nothing in molt calls them; a module
+ * or a library may), so one slow path serves them all.  Before the
+ * allocator is found they fail: dlsym, the only caller then, does not
+ * use them.
+ */
+enum { AL_POSIX, AL_ALIGNED, AL_MEMALIGN, AL_VALLOC, AL_PVALLOC };
+
+static __attribute__((noinline)) void *
+alloc_aligned_slow(int which, size_t align, size_t n, int *rc)
+{
+	void *p = NULL;
+
+	*rc = 0;
+	if (real_malloc == NULL) {
+		if (resolving) {
+			*rc = ENOMEM;
+			return NULL;
+		}
+		alloc_resolve();
+	}
+	switch (which) {
+	case AL_POSIX:    *rc = real_posix_memalign(&p, align, n); break;
+	case AL_ALIGNED:  p = real_aligned_alloc(align, n); break;
+	case AL_MEMALIGN: p = real_memalign(align, n); break;
+	case AL_VALLOC:   p = real_valloc(n); break;
+	case AL_PVALLOC:  p = real_pvalloc(n); break;
+	}
+	if (counting && *rc == 0)
+		alloc_count_new(p, n);
+	return p;
+}
+
+int
+posix_memalign(void **pp, size_t align, size_t n)
+{
+	int rc;
+	void *p;
+
+	if (ALLOC_PLAIN(real_posix_memalign))
+		return real_posix_memalign(pp, align, n);
+	p = alloc_aligned_slow(AL_POSIX, align, n, &rc);
+	if (rc == 0)
+		*pp = p;
+	return rc;
+}
+
+void *
+aligned_alloc(size_t align, size_t n)
+{
+	int rc;
+
+	if (ALLOC_PLAIN(real_aligned_alloc))
+		return real_aligned_alloc(align, n);
+	return alloc_aligned_slow(AL_ALIGNED, align, n, &rc);
+}
+
+void *
+memalign(size_t align, size_t n)
+{
+	int rc;
+
+	if (ALLOC_PLAIN(real_memalign))
+		return real_memalign(align, n);
+	return alloc_aligned_slow(AL_MEMALIGN, align, n, &rc);
+}
+
+void *
+valloc(size_t n)
+{
+	int rc;
+
+	if (ALLOC_PLAIN(real_valloc))
+		return real_valloc(n);
+	return alloc_aligned_slow(AL_VALLOC, 0, n, &rc);
+}
+
+void *
+pvalloc(size_t n)
+{
+	int rc;
+
+	if (ALLOC_PLAIN(real_pvalloc))
+		return real_pvalloc(n);
+	return alloc_aligned_slow(AL_PVALLOC, 0, n, &rc);
 }
 
 void

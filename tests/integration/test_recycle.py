@@ -1440,6 +1440,28 @@ def test_fragment_keep_every_zero_churns_without_keeping(molt):
 
 @pytest.mark.skipif(SANITIZED, reason="sanitizer build: malloc counting is "
                     "compiled out")
+def test_route_stats_counts_aligned_allocations(molt):
+    """A block from posix_memalign is counted like one from malloc (glibc
+    would serve it unseen), and its growth is charged to its route."""
+    m = molt(conf=conf("", status="route_stats = on"), workers=1)
+    c = m.raw_conn(timeout=30)
+    for bad in ("3", "0", "4", "2097152", "x"):   # 4: a power of two below 8
+        r = ask(c, "/leak?bytes=100&align=" + bad)
+        assert r.status == 400 and b"align must be" in r.body, (bad, r)
+    for _ in range(4):
+        r = ask(c, "/leak?bytes=1048576&align=4096")
+        assert r.status == 200, r
+    leak = {x["prefix"]: x for x in status(m)["routes"]}["/leak"]
+    # 5 refusals and 4 leaks of 1 MiB each
+    assert leak["requests"] == 9, leak
+    assert 0.4 <= leak["allocs_per_request"] < 1.5, leak   # 4/9, rounded
+    assert leak["bytes_per_request"] >= 4 * MB / 9, leak
+    assert leak["max_growth"] >= MB, leak
+    c.close()
+
+
+@pytest.mark.skipif(SANITIZED, reason="sanitizer build: malloc counting is "
+                    "compiled out")
 def test_hello_path_makes_no_malloc(molt):
     """The worker's own malloc count (every malloc, calloc and realloc in
     the process: core, libevent, libc, module), as the status page
