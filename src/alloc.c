@@ -335,28 +335,32 @@ realloc(void *p, size_t n)
  */
 enum { AL_POSIX, AL_ALIGNED, AL_MEMALIGN, AL_VALLOC, AL_PVALLOC };
 
+/* rc: posix_memalign's result, for it alone (the others pass NULL). */
 static __attribute__((noinline)) void *
 alloc_aligned_slow(int which, size_t align, size_t n, int *rc)
 {
 	void *p = NULL;
+	int r = 0;
 
-	*rc = 0;
 	if (real_malloc == NULL) {
 		if (resolving) {
-			*rc = ENOMEM;
+			if (rc != NULL)
+				*rc = ENOMEM;
 			return NULL;
 		}
 		alloc_resolve();
 	}
 	switch (which) {
-	case AL_POSIX:    *rc = real_posix_memalign(&p, align, n); break;
+	case AL_POSIX:    r = real_posix_memalign(&p, align, n); break;
 	case AL_ALIGNED:  p = real_aligned_alloc(align, n); break;
 	case AL_MEMALIGN: p = real_memalign(align, n); break;
 	case AL_VALLOC:   p = real_valloc(n); break;
 	case AL_PVALLOC:  p = real_pvalloc(n); break;
 	}
-	if (counting && *rc == 0)
+	if (counting && r == 0)
 		alloc_count_new(p, n);
+	if (rc != NULL)
+		*rc = r;
 	return p;
 }
 
@@ -377,41 +381,33 @@ posix_memalign(void **pp, size_t align, size_t n)
 void *
 aligned_alloc(size_t align, size_t n)
 {
-	int rc;
-
 	if (ALLOC_PLAIN(real_aligned_alloc))
 		return real_aligned_alloc(align, n);
-	return alloc_aligned_slow(AL_ALIGNED, align, n, &rc);
+	return alloc_aligned_slow(AL_ALIGNED, align, n, NULL);
 }
 
 void *
 memalign(size_t align, size_t n)
 {
-	int rc;
-
 	if (ALLOC_PLAIN(real_memalign))
 		return real_memalign(align, n);
-	return alloc_aligned_slow(AL_MEMALIGN, align, n, &rc);
+	return alloc_aligned_slow(AL_MEMALIGN, align, n, NULL);
 }
 
 void *
 valloc(size_t n)
 {
-	int rc;
-
 	if (ALLOC_PLAIN(real_valloc))
 		return real_valloc(n);
-	return alloc_aligned_slow(AL_VALLOC, 0, n, &rc);
+	return alloc_aligned_slow(AL_VALLOC, 0, n, NULL);
 }
 
 void *
 pvalloc(size_t n)
 {
-	int rc;
-
 	if (ALLOC_PLAIN(real_pvalloc))
 		return real_pvalloc(n);
-	return alloc_aligned_slow(AL_PVALLOC, 0, n, &rc);
+	return alloc_aligned_slow(AL_PVALLOC, 0, n, NULL);
 }
 
 void
