@@ -24,7 +24,8 @@ table() {
 		t = $2; k = $3
 		if (!(t in tseen)) { tseen[t] = 1; tests[++nt] = t }
 		if (!((t, k) in kseen)) { kseen[t, k] = 1; keys[t, ++nk[t]] = k }
-		rps[t, k] = rps[t, k] " " $5; p50[t, k] = p50[t, k] " " $6; p99[t, k] = p99[t, k] " " $7
+		rps[t, k] = rps[t, k] " " $5; at[t, k, $4] = $5; rounds[t, k] = rounds[t, k] " " $4
+		p50[t, k] = p50[t, k] " " $6; p99[t, k] = p99[t, k] " " $7
 		err[t, k] += $8; req[t, k] += $9; runs[t, k]++; cpu[t, k] = cpu[t, k] " " $16
 	}
 	END {
@@ -32,8 +33,8 @@ table() {
 			t = tests[x]
 			printf "\n**%s**\n\n", t
 			if (label != "") rc = label; else if (ref == "nginx") rc = "x nginx"; else rc = "x no recycling"
-			printf "| server | req/s median | req/s min-max | %s | server CPU us/req | p50 ms | p99 ms median | p99 ms min-max | failed / requests | runs |\n", rc
-			printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+			printf "| server | req/s median | req/s min-max | %s | %s, round by round: median (min-max) | server CPU us/req | p50 ms | p99 ms median | p99 ms min-max | failed / requests | runs |\n", rc, rc
+			printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 			for (y = 1; y <= nk[t]; y++) {
 				k = keys[t, y]
 				m = med(rps[t, k])
@@ -45,8 +46,19 @@ table() {
 				if (ref != "nginx" && k ~ /\+pin-recycle$/) r = r "+pin"
 				if (ref != "nginx" && k ~ /\+pin$/) r = k
 				if ((t, r) in rps) { rm = med(rps[t, r]); ratio = rm > 0 ? sprintf("%.2f", m / rm) : "-" } else ratio = "-"
-				printf "| %s | %.0f | %.0f-%.0f | %s | %.1f | %.2f | %.2f | %.2f-%.2f | %d / %d | %d |\n",
-					k, m, mn(rps[t, k]), mx(rps[t, k]), ratio, med(cpu[t, k]), med(p50[t, k]) / 1000,
+				# The host speed drifts over a run; two servers
+				# measured in the same round share more of it than
+				# their medians over all rounds do.
+				pr = ""
+				if ((t, r) in rps) {
+					nr = split(rounds[t, k], rl, " ")
+					for (i = 1; i <= nr; i++)
+						if ((t, r, rl[i]) in at && at[t, r, rl[i]] > 0)
+							pr = pr " " at[t, k, rl[i]] / at[t, r, rl[i]]
+				}
+				paired = pr != "" ? sprintf("%.2f (%.2f-%.2f)", med(pr), mn(pr), mx(pr)) : "-"
+				printf "| %s | %.0f | %.0f-%.0f | %s | %s | %.1f | %.2f | %.2f | %.2f-%.2f | %d / %d | %d |\n",
+					k, m, mn(rps[t, k]), mx(rps[t, k]), ratio, paired, med(cpu[t, k]), med(p50[t, k]) / 1000,
 					med(p99[t, k]) / 1000, mn(p99[t, k]) / 1000, mx(p99[t, k]) / 1000,
 					err[t, k], req[t, k], runs[t, k]
 			}
