@@ -5,7 +5,7 @@
  * server without [database] sections therefore maps neither it nor the
  * OpenSSL and zlib behind it, and every fork, start and exit of a worker
  * is that much cheaper (on the bench machine about 1 ms and 17 page
- * faults of each recycle; doc/benchmarks.md).  A process that needs the
+ * faults of each recycle; doc/benchmarks-history.md).  A process that needs the
  * database calls dblib_load() once and then calls the library through
  * the table below.  Each entry has the type of the function in <mysql.h>,
  * so a call through it is checked like a direct call.

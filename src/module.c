@@ -51,7 +51,7 @@ static struct binding *bindings;
  * master keeps those copies loaded ("pinned", module_pin_all) once the
  * validator accepted them, so that a new worker's dlopen finds each one
  * mapped and relocated instead of doing both again (on the guests of
- * doc/benchmarks.md that was 0.4 ms of every recycle for one small
+ * doc/benchmarks-history.md that was 0.4 ms of every recycle for one small
  * module).  The master looks nothing up and calls no hook; the ELF
  * constructors do run in it, as in Apache's and nginx's masters.  A
  * worker finds its generation's pinned copy by the file's path, so it

@@ -229,14 +229,15 @@ worker_build_routes(struct worker *w)
  * ordinary way, a new connection wakes all of them and all but one find
  * nothing to accept: on the bench guest that was 0.18 failed accept4 and
  * about 3.5 us of CPU per Connection: close request, all of molt's deficit
- * against nginx, which asks for EPOLLEXCLUSIVE (doc/benchmarks.md, "Run of
- * 2026-12-05 07:05").  libevent 2.1 cannot ask for that flag, so once libevent has put
- * a listener in its epoll set, the worker puts it back with the flag: the
- * same events and the same data.fd, which is what libevent 2.1's epoll
- * backend dispatches on; libevent's own EPOLL_CTL_DEL, when the listener
- * is turned off, is allowed on it.  The set is the lowest free descriptor
- * when the base is made (worker_event_base), and EPOLL_CTL_DEL confirms
- * it, since it succeeds only on a set that holds this listener.  If
+ * against nginx, which asks for EPOLLEXCLUSIVE (doc/benchmarks-history.md,
+ * "Run of 2026-12-05 07:05").  libevent 2.1 cannot ask for that flag, so
+ * once libevent has put a listener in its epoll set, the worker puts it
+ * back with the flag: the same events and the same data.fd, which is
+ * what libevent 2.1's epoll backend dispatches on; libevent's own
+ * EPOLL_CTL_DEL, when the listener is turned off, is allowed on it.  The
+ * set is the lowest free descriptor when the base is made
+ * (worker_event_base), and EPOLL_CTL_DEL confirms it, since it succeeds
+ * only on a set that holds this listener.  If
  * anything fails the listener stays as libevent left it, woken with the
  * others as before, and the worker stops trying.
  *
