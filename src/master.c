@@ -817,6 +817,46 @@ master_recycle(int slot, int reason, const char *detail)
 	return 1;
 }
 
+/* Around the master's moves of counts in the header (status_hdr_begin). */
+static void
+master_hdr_begin(void)
+{
+	sb.hdr->seq = ++mstate->hdr_seq;
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void
+master_hdr_end(void)
+{
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	sb.hdr->seq = ++mstate->hdr_seq;
+}
+
+/*
+ * Adds what a worker's start cost to the fleet's count, which outlives
+ * the worker: over the starts it is the price of a recycle's new process
+ * on this machine.  The worker wrote the figure, so a slot it did not
+ * write, or a start past a minute of CPU (its start times out long
+ * before), counts as a start of unknown cost.
+ */
+#define MASTER_START_CPU_MAX_US  (60ULL * 1000000)
+
+static void
+master_count_start(int slot)
+{
+	struct sb_slot snap;
+	uint64_t us = 0;
+
+	if (scoreboard_read_worker(slot, &snap) == 0 &&
+	    snap.w.pid == mw[slot].pid &&
+	    snap.w.start_cpu_us <= MASTER_START_CPU_MAX_US)
+		us = snap.w.start_cpu_us;
+	master_hdr_begin();
+	sb.hdr->starts++;
+	sb.hdr->start_cpu_us += us;
+	master_hdr_end();
+}
+
 static void
 master_ready(int slot)
 {
@@ -829,6 +869,7 @@ master_ready(int slot)
 	m->st = MW_READY;
 	m->ready_ms = master_now();
 	fail_count[m->id] = 0;
+	master_count_start(slot);
 	if (m->replaces >= 0) {
 		int old = m->replaces;
 
@@ -866,21 +907,6 @@ master_ready(int slot)
 			    "generation %u replaced by %u", mw[i].gen, generation);
 			master_retire(i);
 		}
-}
-
-/* Around the master's moves of counts in the header (status_hdr_begin). */
-static void
-master_hdr_begin(void)
-{
-	sb.hdr->seq = ++mstate->hdr_seq;
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-}
-
-static void
-master_hdr_end(void)
-{
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	sb.hdr->seq = ++mstate->hdr_seq;
 }
 
 static void

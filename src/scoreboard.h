@@ -75,6 +75,7 @@ struct sb_slot {
 		int64_t  beat_ms;           /* sb_clock_ms() at the last sample tick */
 		int32_t  cpu;               /* pinned to this CPU, or -1 */
 		uint64_t moved;             /* connections passed to their client's CPU */
+		uint64_t start_cpu_us;      /* CPU it used from its fork to ready */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {
@@ -116,6 +117,8 @@ struct sb_header {
 	struct sb_latency retired_lat;  /* their durations */
 	uint64_t handed_over;           /* connections recycled workers passed on */
 	uint64_t moved;                 /* ...live ones to their client's CPU (gone workers) */
+	uint64_t starts;                /* workers that got ready */
+	uint64_t start_cpu_us;          /* the CPU they used to get there */
 	struct sb_route_stats retired_routes[SB_ROUTES];
 	char     route_names[SB_ROUTES][64];
 	uint32_t nroutes;

@@ -219,6 +219,8 @@ status_nroutes(void)
 struct status_fleet {
 	uint64_t              requests;     /* since the master started */
 	uint64_t              moved;        /* connections passed to their client's CPU */
+	uint64_t              starts;       /* workers that got ready */
+	uint64_t              start_cpu_us; /* the CPU their starts took */
 	struct sb_latency     lat;          /* their durations */
 	int                   nroutes;
 	struct sb_route_stats routes[SB_ROUTES];
@@ -240,6 +242,8 @@ status_fleet_sum(struct status_fleet *f)
 		f->nroutes = status_nroutes();
 		f->requests = sb.hdr->retired_requests;
 		f->moved = sb.hdr->moved;
+		f->starts = sb.hdr->starts;
+		f->start_cpu_us = sb.hdr->start_cpu_us;
 		f->lat = sb.hdr->retired_lat;
 		memcpy(f->routes, sb.hdr->retired_routes,
 		    (size_t)f->nroutes * sizeof(f->routes[0]));
@@ -401,7 +405,8 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    "\"conn_memory\":%llu,"
 		    "\"fragmentation\":%.2f,\"trims\":%llu,\"trim_reclaimed\":%llu,"
 		    "\"allocator\":\"%s\",\"mallocs\":%lld,\"measured_ms_ago\":%lld,"
-		    "\"sampled_ms_ago\":%lld,\"cpu\":%d,\"moved\":%llu}",
+		    "\"sampled_ms_ago\":%lld,\"cpu\":%d,\"moved\":%llu,"
+		    "\"start_cpu_us\":%llu}",
 		    first ? "" : ",", i, s.m.id, (int)s.m.pid, s.m.generation,
 		    sb_state_names[s.w.state], s.m.retiring ? "true" : "false",
 		    s.w.start_ms > 0 ? status_ago(now, s.w.start_ms) / 1000.0 : 0.0,
@@ -419,7 +424,8 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    (long long)s.w.mallocs,
 		    status_ago(now, s.m.measured_ms),
 		    status_ago(now, s.w.sampled_ms), (int)s.w.cpu,
-		    (unsigned long long)s.w.moved);
+		    (unsigned long long)s.w.moved,
+		    (unsigned long long)s.w.start_cpu_us);
 		first = 0;
 		t.workers++;
 		t.requests += s.w.requests;
@@ -461,12 +467,14 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	sbuf_printf(b, ",\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
 	    "\"requests_all_time\":%llu,\"connections_handed_over\":%llu,"
 	    "\"connections_moved\":%llu,"
+	    "\"worker_starts\":%llu,\"worker_start_cpu_seconds\":%.6f,"
 	    "\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 	    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"route_stats\":%s}}\n",
 	    t.workers, (unsigned long long)t.requests,
 	    (unsigned long long)f.requests,
 	    (unsigned long long)sb.hdr->handed_over,
 	    (unsigned long long)f.moved,
+	    (unsigned long long)f.starts, (double)f.start_cpu_us / 1e6,
 	    (unsigned long long)t.rss, (unsigned long long)t.uss,
 	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,
 	    (unsigned long long)t.heap_held,
@@ -531,7 +539,7 @@ status_metrics(struct sbuf *b)
 {
 	enum { M_RSS, M_USS, M_PSS, M_HEAP_IN_USE, M_HEAP_HELD, M_REQUESTS,
 	       M_CONNECTIONS, M_TRIMS, M_CONN_MEMORY, M_PID, M_GENERATION,
-	       M_START, M_DRAINING };
+	       M_START, M_START_CPU, M_DRAINING };
 	static const struct {
 		const char *name, *help;
 		int what;
@@ -557,6 +565,9 @@ status_metrics(struct sbuf *b)
 		  "Configuration generation the worker runs", M_GENERATION },
 		{ "molt_worker_start_time_seconds",
 		  "Start of the worker process since the Unix epoch", M_START },
+		{ "molt_worker_start_cpu_seconds",
+		  "CPU the worker used from its fork until it was ready",
+		  M_START_CPU },
 		{ "molt_worker_draining",
 		  "1 while the worker finishes its requests before it exits",
 		  M_DRAINING },
@@ -591,6 +602,7 @@ status_metrics(struct sbuf *b)
 				/* The worker wrote it: a negative one is unknown. */
 				v = s.w.start_ms > 0 ? (unsigned long long)s.w.start_ms : 0;
 				break;
+			case M_START_CPU: v = s.w.start_cpu_us; break;
 			case M_DRAINING:
 				v = s.m.retiring != SB_RETIRE_NONE ||
 				    s.w.state == SB_DRAINING;
@@ -600,6 +612,9 @@ status_metrics(struct sbuf *b)
 			    gauges[g].name, s.m.id, i);
 			if (gauges[g].what == M_START)
 				sbuf_printf(b, "%llu.%03llu\n", v / 1000, v % 1000);
+			else if (gauges[g].what == M_START_CPU)
+				sbuf_printf(b, "%llu.%06llu\n", v / 1000000,
+				    v % 1000000);
 			else
 				sbuf_printf(b, "%llu\n", v);
 		}
@@ -638,6 +653,18 @@ status_metrics(struct sbuf *b)
 	    "molt_connections_moved_total %llu\n",
 	    (unsigned long long)sb.hdr->handed_over,
 	    (unsigned long long)f.moved);
+	/* Over the starts, the CPU a recycle's new process costs here. */
+	sbuf_printf(b, "# HELP molt_worker_starts_total Workers that got "
+	    "ready since the master started\n"
+	    "# TYPE molt_worker_starts_total counter\n"
+	    "molt_worker_starts_total %llu\n"
+	    "# HELP molt_worker_start_cpu_seconds_total CPU those workers used "
+	    "from their fork until they were ready\n"
+	    "# TYPE molt_worker_start_cpu_seconds_total counter\n"
+	    "molt_worker_start_cpu_seconds_total %llu.%06llu\n",
+	    (unsigned long long)f.starts,
+	    (unsigned long long)(f.start_cpu_us / 1000000),
+	    (unsigned long long)(f.start_cpu_us % 1000000));
 	status_route_family(b, &f, "molt_route_requests_total", "Requests per "
 	    "route", 0);
 	status_route_family(b, &f, "molt_route_request_seconds_total", "Time "

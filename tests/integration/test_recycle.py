@@ -667,6 +667,52 @@ max_requests_jitter = 0
     assert 1 <= len(labels) <= 2, labels
 
 
+READY_RE = re.compile(r"\[info\] (\d+): worker 0 ready \(generation 1\): "
+                      r"its start took (\d+\.\d\d) ms of CPU\n")
+
+
+def test_what_each_start_cost_is_logged_shown_and_summed(molt):
+    """Every worker says at ready how much CPU its start took (from its
+    fork, which zeroes a child's CPU clock); the status page shows it per
+    worker, and the metrics add it up over every start, recycled workers
+    included, so that a rate over the two counters is the price of a
+    recycle's new process on this machine."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 4
+max_requests_jitter = 0
+"""), workers=1)
+    for _ in range(3):
+        (pid,) = wait_for(lambda: m.worker_pids() if len(m.worker_pids()) == 1
+                          else None, 10, what="one worker")
+        for _ in range(4):
+            assert m.get("/hello")[0] == 200
+        wait_for(lambda: pid not in m.worker_pids(), 10,
+                 what="worker %d to be recycled" % pid)
+    (pid,) = wait_for(lambda: m.worker_pids() if len(m.worker_pids()) == 1
+                      else None, 10, what="one worker")
+    ready = {int(p): float(ms) for p, ms in READY_RE.findall(m.log())}
+    assert len(ready) == 4 and pid in ready, (ready, pid)
+    # A start is never free, and not a second of CPU (ASan included).
+    assert all(0 < ms < 1000 for ms in ready.values()), ready
+    (w,) = status(m)["workers"]
+    assert w["pid"] == pid
+    assert abs(w["start_cpu_us"] - ready[pid] * 1000) <= 10, (w, ready)
+    fams = parse_prometheus(metrics_text(m))
+    (gauge,) = fams["molt_worker_start_cpu_seconds"]["samples"].values()
+    assert abs(gauge * 1e6 - w["start_cpu_us"]) <= 1, (gauge, w)
+    assert fams["molt_worker_starts_total"]["type"] == "counter"
+    (starts,) = fams["molt_worker_starts_total"]["samples"].values()
+    (total,) = fams["molt_worker_start_cpu_seconds_total"]["samples"].values()
+    assert starts == 4, starts
+    # The log rounds each start to 10 us.
+    assert abs(total * 1e3 - sum(ready.values())) <= 4 * 0.01, (total, ready)
+    totals = status(m)["totals"]
+    assert totals["worker_starts"] == 4, totals
+    assert totals["worker_start_cpu_seconds"] == pytest.approx(total, abs=1e-6)
+
+
 def duration_buckets(m):
     """{le: cumulative count} of molt_request_duration_seconds, and its
     sum, from the metrics; the JSON page must say the same."""
