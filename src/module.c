@@ -49,13 +49,14 @@ static struct binding *bindings;
  * The copies are made by the master before a check (module_stage_all), so
  * the validator checks the very bytes the generation then runs: the
  * master keeps those copies loaded ("pinned", module_pin_all) once the
- * validator accepted them, so that a new worker's dlopen finds each one
- * mapped and relocated instead of doing both again (on the guests of
+ * validator accepted them, so that a new worker finds each one mapped and
+ * relocated instead of doing both again (on the guests of
  * doc/benchmarks-history.md that was 0.4 ms of every recycle for one small
  * module).  The master looks nothing up and calls no hook; the ELF
  * constructors do run in it, as in Apache's and nginx's masters.  A
- * worker finds its generation's pinned copy by the file's path, so it
- * runs the checked bytes even if the file was replaced since.
+ * worker takes its generation's pinned copy by the module's name, with
+ * the handle its fork copied (module_load), so it runs the checked bytes
+ * even if the file was replaced or removed since.
  *
  * ld.so knows a loaded object by the name it was given, so a copy's fd
  * stays open as long as its object may be loaded: another copy can never
@@ -189,6 +190,28 @@ module_copy_find(struct module_copy *list, int n, const char *path)
 	for (i = 0; i < n; i++)
 		if (list[i].path != NULL && strcmp(list[i].path, path) == 0)
 			return &list[i];
+	return NULL;
+}
+
+/*
+ * A worker's copy of module NAME, as its generation pinned it: the file
+ * NAME.so that module_path found when the master pinned it.
+ */
+static const struct module_copy *
+module_pin_of(const char *name)
+{
+	size_t len = strlen(name);
+	const char *base;
+	int i;
+
+	for (i = 0; i < npins; i++) {
+		if (pins[i].path == NULL || pins[i].dl == NULL)
+			continue;
+		base = strrchr(pins[i].path, '/');
+		base = base != NULL ? base + 1 : pins[i].path;
+		if (strncmp(base, name, len) == 0 && strcmp(base + len, ".so") == 0)
+			return &pins[i];
+	}
 	return NULL;
 }
 
@@ -380,7 +403,7 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 	const char *dlname;
 	void *dl;
 	size_t i;
-	int fd, rc;
+	int fd, rc, borrowed = 0;
 
 	for (i = 0; name[i] != '\0'; i++)
 		if (name[i] == '/' || name[i] == '.') {
@@ -388,6 +411,21 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 			    "(the file NAME.so in modules_dir)", name);
 			return NULL;
 		}
+	/*
+	 * A worker runs the copy its generation's check accepted, which the
+	 * master keeps loaded: the handle came with the fork.  Neither a
+	 * search of modules_dir (a syscall per directory) nor a dlopen (ld.so
+	 * writes its lock, the object's count and the debugger's list, pages
+	 * it shares with the master until then) is needed, 40-80 us of every
+	 * new worker per module on the bench guest.  The module stays loaded
+	 * for the worker's life either way: workers never unload one.
+	 */
+	if ((mc = module_pin_of(name)) != NULL) {
+		snprintf(path, sizeof(path), "%s", mc->path);
+		dl = mc->dl;
+		borrowed = 1;
+		goto loaded;
+	}
 	if (dirs == NULL || module_path(dirs, name, path, sizeof(path)) == -1) {
 		if (dirs != NULL && errno != ENOENT)
 			snprintf(err, errlen, "module '%s': cannot look for %s.so in "
@@ -398,34 +436,31 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 			    "modules_dir %s", name, name, dirs ? dirs : "(unset)");
 		return NULL;
 	}
-	if ((mc = module_copy_find(pins, npins, path)) != NULL) {
-		dlname = mc->name;      /* a worker: its generation's copy */
-	} else {
-		/*
-		 * The validator: the copy the master made for this check, or,
-		 * if it could make none, one of our own.  The file is opened
-		 * either way, as [server] user, so that one the workers could
-		 * not read is refused here as it was before the copies.
-		 */
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-			snprintf(err, errlen, "cannot load module %s: %s", path,
-			    strerror(errno));
-			return NULL;
-		}
-		if ((mc = module_copy_find(staged, nstaged, path)) == NULL) {
-			/* Its fd stays open while the object may be loaded: for
-			 * the life of this process (module_unload_all). */
-			rc = module_copy_fd(fd, path, &own, err, errlen);
-			close(fd);
-			if (rc == -1)
-				return NULL;
-			free(own.path);
-			mc = &own;
-		} else {
-			close(fd);
-		}
-		dlname = mc->name;
+	/*
+	 * The validator (or a worker whose module the master could not keep
+	 * loaded): the copy the master made for this check, or, if it could
+	 * make none, one of our own.  The file is opened either way, as
+	 * [server] user, so that one the workers could not read is refused
+	 * here as it was before the copies.
+	 */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "cannot load module %s: %s", path,
+		    strerror(errno));
+		return NULL;
 	}
+	if ((mc = module_copy_find(staged, nstaged, path)) == NULL) {
+		/* Its fd stays open while the object may be loaded: for the
+		 * life of this process (module_unload_all). */
+		rc = module_copy_fd(fd, path, &own, err, errlen);
+		close(fd);
+		if (rc == -1)
+			return NULL;
+		free(own.path);
+		mc = &own;
+	} else {
+		close(fd);
+	}
+	dlname = mc->name;
 	/* A truncated file or a constructor that crashes dies in here. */
 	module_step(NULL, 0, "while loading %s (module %s)", path, name);
 	dl = dlopen(dlname, RTLD_NOW | RTLD_LOCAL);
@@ -435,6 +470,7 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 			close(own.fd);
 		return NULL;
 	}
+loaded:
 	m = dlsym(dl, "molt_module");
 	if (m == NULL) {
 		snprintf(err, errlen, "%s is not a molt module: it does not export "
@@ -479,7 +515,8 @@ fail:
 		free(mod->path);
 		free(mod);
 	}
-	dlclose(dl);
+	if (!borrowed)
+		dlclose(dl);
 	return NULL;
 }
 

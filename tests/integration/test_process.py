@@ -595,6 +595,13 @@ def test_generation_runs_the_module_files_it_checked(tmp_path):
         assert recycle_and_get() == "v2", "a failed reload changed the module"
         assert recycle_and_get() == "v2"
         assert mapped_copies(m.pid, target) == copy2
+
+        # Nor does a file that is gone: a worker takes its generation's
+        # copy by the module's name, without looking in modules_dir.
+        os.remove(target)
+        assert recycle_and_get() == "v2", "a worker needed the removed file"
+        assert "[error]" not in m.log(mark).replace(
+            "[error] %d: reload failed" % m.pid, ""), m.log(mark)
     finally:
         stop_and_check(m)
 
