@@ -215,7 +215,7 @@ summarize() {
 		$1 != c && NR > 1 { flush(); n = 0 }
 		{ c = $1; rec = $3; v[++n] = $4; fl[n] = $5 }
 		END { flush() }'
-		grep '^starts:' "$out/s6-recycle-cost.txt" 2>/dev/null | sed 's/^/\n/' || true
+		grep '^starts:\|^exits:' "$out/s6-recycle-cost.txt" 2>/dev/null | sed 's/^/\n- /' || true
 	fi
 	if grep -q '^medians:' "$out/s6-recycle-load.txt" 2>/dev/null; then
 		echo
@@ -228,7 +228,7 @@ summarize() {
 		grep '^floor:' "$out/s6-recycle-load.txt" | sed 's/^floor: /- floor: /'
 		# what the 0.90x target allows a recycle here, and what a new
 		# worker's start took by its own clock
-		grep '^budget:\|^starts:' "$out/s6-recycle-load.txt" | sed 's/^/- /'
+		grep '^budget:\|^starts:\|^exits:' "$out/s6-recycle-load.txt" | sed 's/^/- /'
 	fi
 	if ls "$out"/mem/*.fleet.csv >/dev/null 2>&1; then
 		echo

@@ -959,11 +959,32 @@ master_serving(const struct sb_slot *snap, int culprit, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * What a worker's exit cost it: all the CPU the kernel says it used, less
+ * what it had used when it called exit (it wrote that last, in its slot).
+ * 0 for a worker that did not get there (killed, crashed, a fast stop) or
+ * whose figure cannot be right.
+ */
+static uint64_t
+master_exit_cpu(pid_t pid, const struct sb_slot *snap, const struct rusage *ru)
+{
+	uint64_t life = (uint64_t)ru->ru_utime.tv_sec * 1000000 +
+	    (uint64_t)ru->ru_utime.tv_usec +
+	    (uint64_t)ru->ru_stime.tv_sec * 1000000 +
+	    (uint64_t)ru->ru_stime.tv_usec;
+
+	if (snap->w.pid != pid || snap->w.state != SB_EXITED ||
+	    snap->w.exit_cpu_us == 0 || snap->w.exit_cpu_us > life)
+		return 0;
+	return life - snap->w.exit_cpu_us;
+}
+
 static void
-master_reaped(pid_t pid, int status)
+master_reaped(pid_t pid, int status, const struct rusage *ru)
 {
 	struct sb_slot snap;
 	struct mworker *m = NULL;
+	uint64_t exit_us;
 	int slot, id;
 	char why[64], req[MASTER_SERVING_LEN];
 	int64_t now = master_now();
@@ -978,6 +999,7 @@ master_reaped(pid_t pid, int status)
 	id = m->id;
 	if (scoreboard_read_worker(slot, &snap) == -1)
 		memset(&snap, 0, sizeof(snap));
+	exit_us = master_exit_cpu(pid, &snap, ru);
 	/* The worker's own count, so no more than it could have held; and a
 	 * slot this worker never wrote still holds its predecessor's. */
 	if (snap.w.pid != pid)
@@ -1002,11 +1024,12 @@ master_reaped(pid_t pid, int status)
 		if (m->reason >= 0 && m->reason < R_MAX) {
 			sb.hdr->recycles[m->reason]++;
 			log_info("recycled worker %d pid %d: reason=%s %s requests=%llu "
-			    "age=%.1fs drain=%lldms handed_over=%u", id, (int)pid,
-			    sb_reason_names[m->reason], m->detail,
+			    "age=%.1fs drain=%lldms handed_over=%u exit_cpu=%.2fms",
+			    id, (int)pid, sb_reason_names[m->reason], m->detail,
 			    (unsigned long long)snap.w.requests,
 			    (double)(now - m->spawned_ms) / 1000.0,
-			    (long long)(now - m->retire_ms), snap.w.handed_off);
+			    (long long)(now - m->retire_ms), snap.w.handed_off,
+			    (double)exit_us / 1000.0);
 		} else {
 			log_info("worker %d pid %d stopped (%s)", id, (int)pid, why);
 		}
@@ -1056,6 +1079,10 @@ master_reaped(pid_t pid, int status)
 	 */
 	master_hdr_begin();
 	master_retire_stats(slot);
+	if (exit_us > 0) {
+		sb.hdr->exits++;
+		sb.hdr->exit_cpu_us += exit_us;
+	}
 	/* The worker's half first: a reader between the two sees SB_FREE,
 	 * never a dead worker's pid (status_worker). */
 	sb_begin(&sb.slots[slot].w.seq);
@@ -1778,15 +1805,16 @@ master_handle_signals(void)
 			break;
 		case SIGCHLD:
 			for (;;) {
+				struct rusage ru;
 				int status;
-				pid_t pid = waitpid(-1, &status, WNOHANG);
+				pid_t pid = wait4(-1, &status, WNOHANG, &ru);
 
 				if (pid <= 0)
 					break;
 				if (pid == validator_pid)
 					master_reload_finish(status);
 				else
-					master_reaped(pid, status);
+					master_reaped(pid, status, &ru);
 			}
 			break;
 		}

@@ -76,6 +76,7 @@ struct sb_slot {
 		int32_t  cpu;               /* pinned to this CPU, or -1 */
 		uint64_t moved;             /* connections passed to their client's CPU */
 		uint64_t start_cpu_us;      /* CPU it used from its fork to ready */
+		uint64_t exit_cpu_us;       /* CPU it had used when it called exit */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {
@@ -119,6 +120,8 @@ struct sb_header {
 	uint64_t moved;                 /* ...live ones to their client's CPU (gone workers) */
 	uint64_t starts;                /* workers that got ready */
 	uint64_t start_cpu_us;          /* the CPU they used to get there */
+	uint64_t exits;                 /* workers reaped after a clean exit */
+	uint64_t exit_cpu_us;           /* the CPU exit took them, teardown included */
 	struct sb_route_stats retired_routes[SB_ROUTES];
 	char     route_names[SB_ROUTES][64];
 	uint32_t nroutes;

@@ -221,6 +221,8 @@ struct status_fleet {
 	uint64_t              moved;        /* connections passed to their client's CPU */
 	uint64_t              starts;       /* workers that got ready */
 	uint64_t              start_cpu_us; /* the CPU their starts took */
+	uint64_t              exits;        /* workers reaped after exit */
+	uint64_t              exit_cpu_us;  /* the CPU their exits took */
 	struct sb_latency     lat;          /* their durations */
 	int                   nroutes;
 	struct sb_route_stats routes[SB_ROUTES];
@@ -244,6 +246,8 @@ status_fleet_sum(struct status_fleet *f)
 		f->moved = sb.hdr->moved;
 		f->starts = sb.hdr->starts;
 		f->start_cpu_us = sb.hdr->start_cpu_us;
+		f->exits = sb.hdr->exits;
+		f->exit_cpu_us = sb.hdr->exit_cpu_us;
 		f->lat = sb.hdr->retired_lat;
 		memcpy(f->routes, sb.hdr->retired_routes,
 		    (size_t)f->nroutes * sizeof(f->routes[0]));
@@ -468,6 +472,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    "\"requests_all_time\":%llu,\"connections_handed_over\":%llu,"
 	    "\"connections_moved\":%llu,"
 	    "\"worker_starts\":%llu,\"worker_start_cpu_seconds\":%.6f,"
+	    "\"worker_exits\":%llu,\"worker_exit_cpu_seconds\":%.6f,"
 	    "\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
 	    "\"heap_in_use\":%llu,\"heap_held\":%llu,\"route_stats\":%s}}\n",
 	    t.workers, (unsigned long long)t.requests,
@@ -475,6 +480,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    (unsigned long long)sb.hdr->handed_over,
 	    (unsigned long long)f.moved,
 	    (unsigned long long)f.starts, (double)f.start_cpu_us / 1e6,
+	    (unsigned long long)f.exits, (double)f.exit_cpu_us / 1e6,
 	    (unsigned long long)t.rss, (unsigned long long)t.uss,
 	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,
 	    (unsigned long long)t.heap_held,
@@ -653,7 +659,8 @@ status_metrics(struct sbuf *b)
 	    "molt_connections_moved_total %llu\n",
 	    (unsigned long long)sb.hdr->handed_over,
 	    (unsigned long long)f.moved);
-	/* Over the starts, the CPU a recycle's new process costs here. */
+	/* Over the starts and the exits: what a recycle's two processes cost
+	 * here, besides the master's fork. */
 	sbuf_printf(b, "# HELP molt_worker_starts_total Workers that got "
 	    "ready since the master started\n"
 	    "# TYPE molt_worker_starts_total counter\n"
@@ -661,10 +668,21 @@ status_metrics(struct sbuf *b)
 	    "# HELP molt_worker_start_cpu_seconds_total CPU those workers used "
 	    "from their fork until they were ready\n"
 	    "# TYPE molt_worker_start_cpu_seconds_total counter\n"
-	    "molt_worker_start_cpu_seconds_total %llu.%06llu\n",
+	    "molt_worker_start_cpu_seconds_total %llu.%06llu\n"
+	    "# HELP molt_worker_exits_total Workers reaped after they called "
+	    "exit (not killed, not crashed)\n"
+	    "# TYPE molt_worker_exits_total counter\n"
+	    "molt_worker_exits_total %llu\n"
+	    "# HELP molt_worker_exit_cpu_seconds_total CPU their exit took them, "
+	    "the kernel's teardown included\n"
+	    "# TYPE molt_worker_exit_cpu_seconds_total counter\n"
+	    "molt_worker_exit_cpu_seconds_total %llu.%06llu\n",
 	    (unsigned long long)f.starts,
 	    (unsigned long long)(f.start_cpu_us / 1000000),
-	    (unsigned long long)(f.start_cpu_us % 1000000));
+	    (unsigned long long)(f.start_cpu_us % 1000000),
+	    (unsigned long long)f.exits,
+	    (unsigned long long)(f.exit_cpu_us / 1000000),
+	    (unsigned long long)(f.exit_cpu_us % 1000000));
 	status_route_family(b, &f, "molt_route_requests_total", "Requests per "
 	    "route", 0);
 	status_route_family(b, &f, "molt_route_request_seconds_total", "Time "

@@ -1915,6 +1915,9 @@ out:
 	log_access_flush();
 	sb_begin(&s->w.seq);
 	s->w.state = SB_EXITED;
+	/* The master takes this from the CPU wait4 reports: what exit (the
+	 * handlers, the destructors, the kernel's teardown) cost. */
+	s->w.exit_cpu_us = worker_cpu_us();
 	sb_end(&s->w.seq);
 	exit(rc);
 }

@@ -50,7 +50,8 @@ module = leak
 MB = 1024 * 1024
 # "40.0 MB", "512.0 kB", "1.25 GB" (memwatch_fmt)
 SIZE = r"\d+\.\d+ (?:kB|MB|GB)"
-TAIL = r" requests=(\d+) age=(\d+\.\d)s drain=(\d+)ms handed_over=(\d+)$"
+TAIL = (r" requests=(\d+) age=(\d+\.\d)s drain=(\d+)ms handed_over=(\d+)"
+        r" exit_cpu=(\d+\.\d\d)ms$")
 
 
 needs_glibc_heap = pytest.mark.skipif(
@@ -671,12 +672,14 @@ READY_RE = re.compile(r"\[info\] (\d+): worker 0 ready \(generation 1\): "
                       r"its start took (\d+\.\d\d) ms of CPU\n")
 
 
-def test_what_each_start_cost_is_logged_shown_and_summed(molt):
+def test_what_each_start_and_exit_cost_is_logged_shown_and_summed(molt):
     """Every worker says at ready how much CPU its start took (from its
     fork, which zeroes a child's CPU clock); the status page shows it per
     worker, and the metrics add it up over every start, recycled workers
     included, so that a rate over the two counters is the price of a
-    recycle's new process on this machine."""
+    recycle's new process on this machine.  Likewise for the old one's
+    exit: the CPU wait4 reports, less what the worker had used when it
+    called exit, in each recycle's log line and summed."""
     m = molt(conf=conf("""
 min_lifetime = 0
 sample_interval = 1h
@@ -711,6 +714,20 @@ max_requests_jitter = 0
     totals = status(m)["totals"]
     assert totals["worker_starts"] == 4, totals
     assert totals["worker_start_cpu_seconds"] == pytest.approx(total, abs=1e-6)
+    # The three recycled workers' exits.
+    exits = [float(x) for x in re.findall(r"recycled worker 0 pid \d+: .* "
+                                          r"exit_cpu=(\d+\.\d\d)ms$",
+                                          m.log(), re.M)]
+    assert len(exits) == 3 and all(0 < ms < 1000 for ms in exits), exits
+    fams = parse_prometheus(metrics_text(m))
+    assert fams["molt_worker_exits_total"]["type"] == "counter"
+    (n,) = fams["molt_worker_exits_total"]["samples"].values()
+    (total,) = fams["molt_worker_exit_cpu_seconds_total"]["samples"].values()
+    assert n == 3, n
+    assert abs(total * 1e3 - sum(exits)) <= 3 * 0.01, (total, exits)
+    totals = status(m)["totals"]
+    assert totals["worker_exits"] == 3, totals
+    assert totals["worker_exit_cpu_seconds"] == pytest.approx(total, abs=1e-6)
 
 
 def duration_buckets(m):
