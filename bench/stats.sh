@@ -215,7 +215,10 @@ summarize() {
 		$1 != c && NR > 1 { flush(); n = 0 }
 		{ c = $1; rec = $3; v[++n] = $4; fl[n] = $5 }
 		END { flush() }'
-		grep '^starts:\|^exits:' "$out/s6-recycle-cost.txt" 2>/dev/null | sed 's/^/\n- /' || true
+		if grep -q '^starts:\|^exits:' "$out/s6-recycle-cost.txt" 2>/dev/null; then
+			echo
+			grep '^starts:\|^exits:' "$out/s6-recycle-cost.txt" | sed 's/^/- /'
+		fi
 	fi
 	if grep -q '^medians:' "$out/s6-recycle-load.txt" 2>/dev/null; then
 		echo
