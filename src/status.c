@@ -619,8 +619,7 @@ status_metrics(struct sbuf *b)
 			if (gauges[g].what == M_START)
 				sbuf_printf(b, "%llu.%03llu\n", v / 1000, v % 1000);
 			else if (gauges[g].what == M_START_CPU)
-				sbuf_printf(b, "%llu.%06llu\n", v / 1000000,
-				    v % 1000000);
+				sbuf_printf(b, "%.6f\n", (double)v / 1e6);
 			else
 				sbuf_printf(b, "%llu\n", v);
 		}
@@ -668,7 +667,7 @@ status_metrics(struct sbuf *b)
 	    "# HELP molt_worker_start_cpu_seconds_total CPU those workers used "
 	    "from their fork until they were ready\n"
 	    "# TYPE molt_worker_start_cpu_seconds_total counter\n"
-	    "molt_worker_start_cpu_seconds_total %llu.%06llu\n"
+	    "molt_worker_start_cpu_seconds_total %.6f\n"
 	    "# HELP molt_worker_exits_total Workers reaped after they called "
 	    "exit (not killed, not crashed)\n"
 	    "# TYPE molt_worker_exits_total counter\n"
@@ -676,13 +675,9 @@ status_metrics(struct sbuf *b)
 	    "# HELP molt_worker_exit_cpu_seconds_total CPU their exit took them, "
 	    "the kernel's teardown included\n"
 	    "# TYPE molt_worker_exit_cpu_seconds_total counter\n"
-	    "molt_worker_exit_cpu_seconds_total %llu.%06llu\n",
-	    (unsigned long long)f.starts,
-	    (unsigned long long)(f.start_cpu_us / 1000000),
-	    (unsigned long long)(f.start_cpu_us % 1000000),
-	    (unsigned long long)f.exits,
-	    (unsigned long long)(f.exit_cpu_us / 1000000),
-	    (unsigned long long)(f.exit_cpu_us % 1000000));
+	    "molt_worker_exit_cpu_seconds_total %.6f\n",
+	    (unsigned long long)f.starts, (double)f.start_cpu_us / 1e6,
+	    (unsigned long long)f.exits, (double)f.exit_cpu_us / 1e6);
 	status_route_family(b, &f, "molt_route_requests_total", "Requests per "
 	    "route", 0);
 	status_route_family(b, &f, "molt_route_request_seconds_total", "Time "

@@ -248,9 +248,9 @@ worker_build_routes(struct worker *w)
  * EPOLL_CTL_DEL, when the listener is turned off, is allowed on it.  The
  * set is the lowest free descriptor when the base is made
  * (worker_event_base), and EPOLL_CTL_DEL confirms it, since it succeeds
- * only on a set that holds this listener.  If
- * anything fails the listener stays as libevent left it, woken with the
- * others as before, and the worker stops trying.
+ * only on a set that holds this listener.  If anything fails the
+ * listener stays as libevent left it, woken with the others as before,
+ * and the worker stops trying.
  *
  * An exclusive wake-up reaches one sleeping worker, and the kernel wakes
  * nobody else for that connection.  So a worker that turns its listeners
