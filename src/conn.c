@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -641,6 +643,42 @@ conn_file_broken(struct conn *c, const struct oseg *s, const char *why)
 }
 
 /* Writes as much as the socket takes.  0: all sent, 1: more left, -1: error. */
+/* Bytes the socket holds for the client, unsent or unacknowledged; -1
+ * if it cannot say. */
+static int
+conn_outq(struct conn *c)
+{
+	int n;
+
+	if (ioctl(c->fd, SIOCOUTQ, &n) == -1)
+		return -1;
+	return n;
+}
+
+/*
+ * The write timer ran out.  A socket is writable again only once it has
+ * room for a third of its buffer, which on a fast path is megabytes: a
+ * client taking them slowly would wait for that longer than
+ * write_timeout while it reads all along.  So the timer starts again if
+ * the client took CONN_WRITE_PROGRESS bytes of what the socket held in
+ * that time, or all of it; a client that reads less is cut, as one that
+ * reads nothing is.
+ */
+static int
+conn_write_moved(struct conn *c)
+{
+	int q = conn_outq(c), need;
+
+	if (q < 0 || c->wait_outq <= q)
+		return 0;
+	need = c->wait_outq < CONN_WRITE_PROGRESS ? c->wait_outq :
+	    CONN_WRITE_PROGRESS;
+	if (c->wait_outq - q < need)
+		return 0;
+	c->wait_outq = q;
+	return 1;
+}
+
 int
 conn_flush(struct conn *c)
 {
@@ -751,6 +789,7 @@ again:
 	if (c->alog != NULL)
 		conn_alog_release(c, 0);
 	if (!(c->flags & CONN_WRITE_ON)) {
+		c->wait_outq = conn_outq(c);
 		if (event_add(&c->wev, worker_timeout(c->w, WT_WRITE)) == -1) {
 			log_error("event_add(write) failed for %s", conn_peer(c));
 			goto fail;
@@ -1330,6 +1369,11 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	c->flags &= ~CONN_WRITE_ON;
 	if (what & EV_TIMEOUT) {
+		if (conn_write_moved(c) &&
+		    event_add(&c->wev, worker_timeout(c->w, WT_WRITE)) == 0) {
+			c->flags |= CONN_WRITE_ON;
+			return;
+		}
 		log_info("write timeout for %s", conn_peer(c));
 		conn_close(c);
 		return;

@@ -94,6 +94,8 @@ struct molt_request {
 #define RESP_BEGUN     0x40   /* counted as active by the worker */
 
 #define CONN_OBUF_SIZE (16 * 1024)
+/* What a client must take in a write_timeout to keep a reply going. */
+#define CONN_WRITE_PROGRESS (16 * 1024)
 #define CONN_IN_SIZE   4096          /* first input buffer; heads may grow it */
 #define CONN_POOL_SIZE 4096          /* the request pool's first block */
 
@@ -117,6 +119,7 @@ struct conn {
 	struct oseg       *oq, **oq_tail;
 	size_t             queued;    /* unsent bytes in obuf and the queue */
 	uint64_t           sent;      /* bytes the socket took, ever */
+	int                wait_outq; /* bytes the socket held when the write wait began; -1: unknown */
 	struct alog_wait  *alog, **alog_tail; /* access lines of replies not yet sent */
 
 	molt_request       req;

@@ -8,6 +8,7 @@ that leave it, dot files, FIFOs.
 
 import email.utils
 import os
+import re
 import socket
 import struct
 import time
@@ -43,7 +44,7 @@ def site(tmp_path):
     return root, files
 
 
-def start(molt, root, extra=""):
+def start(molt, root, extra="", server_extra=""):
     return molt(conf="""\
 [route /hello]
 module = hello
@@ -51,7 +52,7 @@ module = hello
 [route /files]
 module = static
 root = %s
-%s""" % (root, extra))
+%s""" % (root, extra), server_extra=server_extra)
 
 
 def get(c, path, headers=(), method="GET"):
@@ -423,3 +424,64 @@ def test_file_truncated_while_sent_resets_the_connection(molt, site):
     m.wait_log(r"sending .*growing\.bin to .*: the file ended early")
     st, _, b = m.get("/files/1m.bin")
     assert st == 200 and b == files["1m.bin"]
+
+
+# ------------------------------------------------------------ write_timeout
+def slow_download(port, path, chunk, pause, limit_s):
+    """Reads the reply to GET path chunk bytes at a time with a pause
+    after each: a client on a slow link.  Returns (head, body, how it
+    ended)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+    got, end, t0 = b"", "limit", time.monotonic()
+    try:
+        while time.monotonic() - t0 < limit_s:
+            d = s.recv(chunk)
+            if not d:
+                end = "closed"
+                break
+            got += d
+            head, sep, body = got.partition(b"\r\n\r\n")
+            if sep and len(body) >= int(re.search(
+                    rb"Content-Length: (\d+)", head).group(1)):
+                end = "whole"
+                break
+            time.sleep(pause)
+    except ConnectionResetError:
+        end = "reset"
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    return head, body, end
+
+
+def test_a_client_that_reads_slowly_but_steadily_gets_the_whole_file(molt, site):
+    """write_timeout is for a client that reads nothing.  A socket is
+    writable again only once a third of its buffer is free, megabytes on
+    this path, so one that took 512 KB a second used to be cut after
+    write_timeout (1 s here) with the file half sent.  The timer now
+    starts again while the client takes at least 16 KB in it."""
+    root, files = site
+    data = os.urandom(6 * MB)
+    (root / "6m.bin").write_bytes(data)
+    m = start(molt, root, server_extra="write_timeout = 1s")
+    head, body, end = slow_download(m.port, "/files/6m.bin", 32 * 1024,
+                                    0.0625, 40)
+    assert end == "whole" and body == data, (end, len(body))
+    assert "write timeout" not in m.log()
+
+
+def test_a_client_that_reads_nothing_is_cut_after_write_timeout(molt, site):
+    """The other side: a client that stops reading is disconnected once
+    write_timeout has passed with nothing taken, and the log says so."""
+    root, files = site
+    (root / "6m.bin").write_bytes(os.urandom(6 * MB))
+    m = start(molt, root, server_extra="write_timeout = 1s")
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET /files/6m.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    t0 = time.monotonic()
+    m.wait_log(r"write timeout for 127\.0\.0\.1:\d+", timeout=10)
+    assert time.monotonic() - t0 >= 0.9
+    s.close()
+    st, _, b = m.get("/files/64k.bin")
+    assert st == 200 and b == files["64k.bin"]
