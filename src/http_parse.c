@@ -203,6 +203,81 @@ http_list_next(const char **pp, const char *end, const char **el,
 
 /* ------------------------------------------------------------ the head */
 
+/*
+ * Inside the brackets of an IP-literal (RFC 3986 3.2.2): IPvFuture, or
+ * what an IPv6 address is made of.  Its exact grammar is left to whoever
+ * connects to it; what matters here is that the brackets hold an address
+ * and not a second host or port.
+ */
+static int
+http_ip_literal(const char *p, const char *end)
+{
+	const char *h;
+	unsigned colons = 0;
+
+	if (p < end && (*p | 0x20) == 'v') {
+		h = ++p;
+		while (p < end && HTTP_IS(*p, HTTP_C_HEX))
+			p++;
+		if (p == h || p == end || *p++ != '.' || p == end)
+			return 0;
+		for (; p < end; p++)
+			if (!HTTP_IS(*p, HTTP_C_HOST) || *p == '[' || *p == ']' ||
+			    *p == '%')
+				return 0;
+		return 1;
+	}
+	for (; p < end; p++) {
+		if (*p == ':')
+			colons++;
+		else if (*p != '.' && !HTTP_IS(*p, HTTP_C_HEX))
+			return 0;
+	}
+	return colons >= 2;
+}
+
+/*
+ * uri-host [ ":" port ] (RFC 9110 7.2).  The character class alone let
+ * "x:80:90", "x:abc" and "[::1" through, which a module splitting off the
+ * port, or a proxy behind us, would read otherwise than we do.  A host
+ * that is empty but has a port names nobody (9110 4.2.1: reject); an
+ * empty value is allowed, and means the server's own name (9112 3.3).
+ * "a..b" is refused, as nginx does: no DNS name has an empty label, and
+ * a module may make a path of the host.
+ */
+static int
+http_host_valid(const char *v, size_t len)
+{
+	const char *p = v, *end = v + len, *h;
+
+	if (len == 0)
+		return 1;
+	if (http_span(v, end, HTTP_C_HOST) != end)
+		return 0;
+	if (*p == '[') {
+		h = ++p;
+		while (p < end && *p != ']')
+			p++;
+		if (p == end || !http_ip_literal(h, p))
+			return 0;
+		p++;
+	} else {
+		for (h = p; p < end && *p != ':'; p++)
+			if (*p == '[' || *p == ']' ||
+			    (*p == '.' && p > h && p[-1] == '.'))
+				return 0;
+		if (p == h)
+			return 0;
+	}
+	if (p == end)
+		return 1;
+	if (*p++ != ':')
+		return 0;
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p == end;
+}
+
 /* What the header fields told us, judged once the head is complete. */
 struct http_seen {
 	unsigned    hosts;
@@ -279,13 +354,12 @@ http_target(struct http_head *h, struct http_seen *s)
 		else
 			return -400;
 		a = t + scheme + 3;
-		for (p = a; p < end && *p != '/' && *p != '?'; p++) {
-			/* userinfo is deprecated and a phishing aid (9110 4.2.4) */
-			if (!HTTP_IS(*p, HTTP_C_HOST))
-				return -400;
-		}
-		if (p == a)
-			return -400;   /* empty host: 9110 4.2.1 says reject */
+		for (p = a; p < end && *p != '/' && *p != '?'; p++)
+			;
+		/* An empty host: 9110 4.2.1 says reject.  userinfo ('@') is
+		 * not a host character: deprecated and a phishing aid. */
+		if (p == a || !http_host_valid(a, (size_t)(p - a)))
+			return -400;
 		s->authority = a;
 		s->authority_len = (size_t)(p - a);
 		if (p == end || *p == '?') {
@@ -437,8 +511,7 @@ http_header(struct http_head *h, const struct http_header *f,
 		/* Two Hosts let a proxy and us route differently. */
 		if (++s->hosts > 1)
 			return -400;
-		end = f->value + f->value_len;
-		if (http_span(f->value, end, HTTP_C_HOST) != end)
+		if (!http_host_valid(f->value, f->value_len))
 			return -400;
 		h->host = f->value;
 		h->host_len = f->value_len;
@@ -454,10 +527,9 @@ http_header(struct http_head *h, const struct http_header *f,
 				s->expect_bad = 1;
 			i++;
 		}
-		if (i == 0)
-			s->expect_bad = 1;
-		/* 9110 10.1.1: ignore 100-continue from an HTTP/1.0 client. */
-		if (h->version == 11)
+		/* An empty field expects nothing (nginx ignores it too).
+		 * 9110 10.1.1: ignore 100-continue from an HTTP/1.0 client. */
+		if (i > 0 && h->version == 11)
 			h->flags |= HTTP_F_CONTINUE;
 		break;
 	case 10:
@@ -510,10 +582,12 @@ http_head_done(struct http_head *h, const struct http_seen *s)
 		return -417;
 	if (h->version == 10 && !(h->flags & HTTP_F_KEEPALIVE))
 		h->flags |= HTTP_F_CLOSE;
-	/* 9112 3.2.2: the target's authority overrides the Host field. */
+	/* 9112 3.2.2: the target's authority overrides the Host field
+	 * (req_prepare gives the modules it as their Host header too). */
 	if (s->authority != NULL) {
 		h->host = s->authority;
 		h->host_len = s->authority_len;
+		h->flags |= HTTP_F_ABSOLUTE;
 	}
 	return 0;
 }

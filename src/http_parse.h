@@ -28,6 +28,7 @@ struct http_header {
 #define HTTP_F_CONTINUE     0x08  /* Expect: 100-continue */
 #define HTTP_F_HAS_LENGTH   0x10  /* Content-Length present */
 #define HTTP_F_HEAD         0x20  /* method is HEAD */
+#define HTTP_F_ABSOLUTE     0x40  /* absolute-form target: host is its authority */
 
 struct http_limits {
 	size_t max_head;      /* request line + headers + final CRLF; else 431 */
@@ -59,9 +60,11 @@ struct http_head {
  *   < 0   -STATUS to answer with, then close:
  *           -400 malformed (bare CR or LF, obs-fold, bad token, bad
  *                Content-Length, CL together with TE, differing CLs,
- *                missing or repeated Host in 1.1, TE in 1.0, ...)
+ *                missing or repeated Host in 1.1, a Host that is not
+ *                host[:port], TE in 1.0, ...)
  *           -414 request-target longer than max_uri
- *           -417 Expect other than 100-continue
+ *           -417 Expect other than 100-continue (an empty one is
+ *                ignored)
  *           -431 head longer than max_head, or too many headers
  *           -501 Transfer-Encoding other than chunked / unknown coding
  *           -505 HTTP major version other than 1 (1.2 and on are

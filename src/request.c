@@ -116,6 +116,39 @@ req_has_body(const molt_request *req)
 	    ((req->head.flags & HTTP_F_HAS_LENGTH) && req->head.content_length > 0);
 }
 
+/*
+ * With an absolute-form target the host is the target's authority, and
+ * the Host field is ignored (RFC 9112 3.2.2).  Modules read the host as
+ * their Host header, so that is what the header says from here on; an
+ * HTTP/1.0 request, which may have sent none, gets one unless its head
+ * already holds as many fields as a head can.
+ */
+static int
+req_absolute_host(molt_request *req)
+{
+	struct http_head *h = &req->head;
+	struct http_header *f = NULL;
+	char *v;
+	size_t i;
+
+	if ((v = molt_pstrndup(req->pool, h->host, h->host_len)) == NULL)
+		return -1;
+	for (i = 0; i < h->nheaders && f == NULL; i++)
+		if (http_name_eq(h->headers[i].name, h->headers[i].name_len,
+		    "host"))
+			f = &h->headers[i];
+	if (f == NULL) {
+		if (h->nheaders == HTTP_MAX_HEADERS_HARD)
+			return 0;
+		f = &h->headers[h->nheaders++];
+		f->name = "Host";
+		f->name_len = 4;
+	}
+	f->value = v;
+	f->value_len = h->host_len;
+	return 0;
+}
+
 int
 req_prepare(molt_request *req)
 {
@@ -135,6 +168,8 @@ req_prepare(molt_request *req)
 		((char *)h->headers[i].name)[h->headers[i].name_len] = '\0';
 		((char *)h->headers[i].value)[h->headers[i].value_len] = '\0';
 	}
+	if ((h->flags & HTTP_F_ABSOLUTE) && req_absolute_host(req) == -1)
+		return -1;
 
 	req->path = molt_pstrndup(req->pool, h->path, h->path_len);
 	if (req->path == NULL)

@@ -54,6 +54,10 @@
  *                    a module held it without molt_req_on_abort is kept
  *                    until the module answers; the answer is dropped (the
  *                    call returns -1) and can no longer reach another client.
+ *   2026-12-06  1.1  No change to the ABI: a Host that is not host[:port]
+ *                    is refused with 400 before any module runs, and with
+ *                    an absolute-form target the Host header a module
+ *                    reads is the target's authority.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -215,7 +219,10 @@ size_t      molt_req_param_count(molt_request *req);
 int         molt_req_param_at(molt_request *req, size_t i,
                               const char **name, const char **value);
 
-/* Request headers, case-insensitive names.  First match, or NULL. */
+/* Request headers, case-insensitive names.  First match, or NULL.
+ * "Host" is always a valid host[:port] (or empty); with an absolute-form
+ * target ("GET http://a.example/ HTTP/1.1") it is the target's authority,
+ * whatever Host field was sent (RFC 9112 3.2.2). */
 const char *molt_req_header(const molt_request *req, const char *name);
 size_t      molt_req_header_count(const molt_request *req);
 int         molt_req_header_at(const molt_request *req, size_t i,

@@ -609,6 +609,56 @@ def test_paths_are_normalized_before_routing(molt, target, path):
     assert echo_json(body)["path"] == path
 
 
+def test_absolute_form_target_names_the_host_the_module_sees(molt):
+    """With an absolute-form target the Host field is ignored and the
+    target's authority is the host (RFC 9112 3.2.2): the module reads it
+    as its Host header, and an HTTP/1.0 request without one gets it."""
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"GET HTTP://Example.com:80/echo/a?x=1 HTTP/1.1\r\n"
+               b"Host: other\r\nX-After: 1\r\n\r\n"
+               b"GET http://[::1]:8080/echo/b HTTP/1.0\r\n"
+               b"Connection: keep-alive\r\n\r\n"
+               b"GET /echo/c HTTP/1.1\r\nHost: plain\r\n\r\n")
+        a, b, plain = (echo_json(c.read_response().body) for _ in range(3))
+    assert a["path_info"] == "/a" and a["params"] == {"x": ["1"]}, a
+    assert echo_header(a, "host") == "Example.com:80", a
+    assert echo_header(a, "x-after") == "1", a
+    assert [k for k, _ in a["headers"]].count("Host") == 1, a
+    assert echo_header(b, "host") == "[::1]:8080", b
+    assert echo_header(plain, "host") == "plain", plain
+
+
+@pytest.mark.parametrize("host", [b"x:80:90", b"x:abc", b":80", b"[::1",
+                                  b"[::1]x", b"a..b", b"[example]"])
+def test_a_host_that_is_not_host_and_port_is_400(molt, host):
+    """RFC 9112 3.2: a server MUST answer 400 to an invalid Host.  These
+    passed the character check before, and a module or a proxy behind
+    molt could split them otherwise than molt did."""
+    m = molt(conf=ROUTING + "\n[route /hello]\nmodule = hello\n")
+    assert_rejected(m, b"GET /hello HTTP/1.1\r\nHost: %s\r\n\r\n" % host, 400)
+
+
+def test_an_absolute_target_with_an_empty_host_is_400(molt):
+    """RFC 9110 4.2.1: an http URI with an empty host MUST be rejected,
+    with or without a port after it."""
+    m = molt(conf=ROUTING + "\n[route /hello]\nmodule = hello\n")
+    for target in (b"http://:80/hello", b"http:///hello", b"http://:/hello"):
+        assert_rejected(m, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target, 400)
+
+
+def test_an_empty_expect_expects_nothing(molt):
+    """An Expect field with no member asks for nothing: the request is
+    served (it got a 417 before; nginx ignores it too)."""
+    m = molt()
+    with m.raw_conn() as c:
+        c.send(b"POST /echo/e HTTP/1.1\r\nHost: t\r\nExpect: \r\n"
+               b"Content-Length: 3\r\n\r\nabc" + REQ)
+        r = c.read_response()
+        assert r.status == 200 and echo_body(r.body) == b"abc", r
+        assert c.read_response().status == 200
+
+
 def test_dot_segments_above_the_root_are_refused(molt):
     m = molt(conf=ROUTING + "\n[route /hello]\nmodule = hello\n")
     for target in (b"/../a/b", b"//../a/b", b"/a/../../a/b"):
