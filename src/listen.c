@@ -429,6 +429,15 @@ listen_open(struct listen_addr *list, struct listen_addr *old,
 	}
 	return 0;
 fail:
+	listen_undo(list);
+	return -1;
+}
+
+void
+listen_undo(struct listen_addr *list)
+{
+	struct listen_addr *la;
+
 	/* The old generation goes on serving: give its sockets back. */
 	for (la = list; la != NULL; la = la->next) {
 		if (la->kept_from != NULL) {
@@ -442,7 +451,6 @@ fail:
 		}
 	}
 	listen_close(list);
-	return -1;
 }
 
 /*

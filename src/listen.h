@@ -16,6 +16,9 @@ struct server_conf;
  */
 int  listen_open(struct listen_addr *list, struct listen_addr *old,
          const struct server_conf *sc);
+/* Undoes a listen_open that succeeded, for a reload refused after it:
+ * the sockets taken from `old` go back, the ones bound are closed. */
+void listen_undo(struct listen_addr *list);
 void listen_close(struct listen_addr *list);
 /* The CPUs this process may run on, in order, at most max: their count,
  * or -1.  Worker N is pinned to the (N mod count)th (worker_cpu_affinity),

@@ -1585,25 +1585,54 @@ master_pid_write(int fd, const char *path)
 	return 0;
 }
 
-/*
- * A reload that names another pid_file: write it, then remove the old
- * one, so that molt -s and the init system find the master where the
- * configuration now says.  If the new one cannot be written the old one,
- * which still names this master, stays.
- */
-static void
-master_pid_moved(const char *from, const char *to)
+static int
+master_pid_same(const char *from, const char *to)
 {
-	int fd = -1;
+	return from == NULL ? to == NULL : to != NULL && strcmp(from, to) == 0;
+}
 
-	if (from == NULL ? to == NULL : to != NULL && strcmp(from, to) == 0)
+/* A reload failed after master_pid_prepare took a new file: it goes. */
+static void
+master_pid_abandon(const char *to, int fd)
+{
+	if (fd == -1)
 		return;
-	if (to != NULL && ((fd = master_pid_take(to)) == -1 ||
-	    master_pid_write(fd, to) == -1)) {
-		if (fd != -1)
-			close(fd);
-		return;
+	if (unlink(to) == -1 && errno != ENOENT)
+		log_warn("unlink(%s): %s", to, strerror(errno));
+	close(fd);
+}
+
+/*
+ * A reload that names another pid_file takes and writes it before the
+ * reload is accepted, so that molt -s and the init system find the master
+ * where the configuration says.  One it cannot have (another molt holds
+ * it, its directory is missing) refuses the reload, as molt -t and a
+ * start would: accepted, the master would have gone on with the old file
+ * and removed the other master's at its exit.  *fd: the new file's, or -1
+ * when there is none to take.
+ */
+static int
+master_pid_prepare(const char *from, const char *to, int *fd)
+{
+	*fd = -1;
+	if (master_pid_same(from, to) || to == NULL)
+		return 0;
+	if ((*fd = master_pid_take(to)) == -1)
+		return -1;
+	if (master_pid_write(*fd, to) == -1) {
+		master_pid_abandon(to, *fd);
+		*fd = -1;
+		return -1;
 	}
+	return 0;
+}
+
+/* The reload is accepted: the old file goes, the new one is held. */
+static void
+master_pid_commit(const char *from, const char *to, int fd)
+{
+	if (master_pid_same(from, to))
+		return;
 	if (from != NULL && unlink(from) == -1 && errno != ENOENT)
 		log_warn("unlink(%s): %s", from, strerror(errno));
 	if (pid_fd != -1)
@@ -1616,7 +1645,7 @@ master_reload_apply(int status)
 {
 	struct molt_config *nc = pending_cfg, *old = cfg;
 	char msg[1200];
-	int i, rc;
+	int i, rc, new_pid_fd;
 
 	pending_cfg = NULL;
 	rc = master_validate_finish(validator_fd, status, validator_killed ?
@@ -1648,13 +1677,27 @@ master_reload_apply(int status)
 		config_free(nc);
 		return;
 	}
-	/* Old workers keep their own copies of sockets that went away. */
-	listen_close(old->server.listen);
+	if (master_pid_prepare(old->server.pid_file, nc->server.pid_file,
+	    &new_pid_fd) == -1) {
+		log_error("reload failed: pid_file %s cannot be this master's; "
+		    "still serving generation %u", nc->server.pid_file,
+		    generation);
+		goto undo_listen;
+	}
+	/* All or nothing: log_open keeps the old files if one fails. */
 	master_log_owner(&nc->server);
 	if (log_open(nc->server.error_log, nc->server.log_level,
-	    nc->server.access_log) == -1)
-		log_error("reload: reopening the logs failed; keeping the old ones");
-	master_pid_moved(old->server.pid_file, nc->server.pid_file);
+	    nc->server.access_log) == -1) {
+		log_error("reload failed: cannot open its logs; still serving "
+		    "generation %u", generation);
+		master_log_owner(&old->server);
+		master_pid_abandon(nc->server.pid_file, new_pid_fd);
+		goto undo_listen;
+	}
+	/* Old workers keep their own copies of sockets that went away. */
+	listen_close(old->server.listen);
+	master_pid_commit(old->server.pid_file, nc->server.pid_file,
+	    new_pid_fd);
 	cfg = nc;
 	config_free(old);
 	/* The new generation gets the files just checked. */
@@ -1693,6 +1736,11 @@ master_reload_apply(int status)
 		master_retire(i);
 	}
 	master_reconcile();
+	return;
+undo_listen:
+	listen_undo(nc->server.listen);
+	module_unstage_all();
+	config_free(nc);
 }
 
 static void

@@ -751,6 +751,59 @@ def test_reload_moves_the_pid_file(molt):
     assert "[warn]" not in m.log() and "[error]" not in m.log(), m.log()
 
 
+@pytest.mark.parametrize("case", ["held", "nodir"])
+def test_reload_to_a_pid_file_it_cannot_have_is_refused(molt, tmp_path, case):
+    """A reload to a pid_file another molt holds, or in a directory that
+    is not there, was accepted: the master went on with its old file,
+    molt -s with the new configuration could not find it, and at its exit
+    it removed the other master's file.  It is refused now, as a start
+    with that configuration is, and the old generation serves on."""
+    other = molt()
+    m = molt(conf=CONFKEYS % "one")
+    new = (other.pid_file if case == "held"
+           else os.path.join(str(tmp_path), "no", "such.pid"))
+    text = m.write_conf(CONFKEYS % "two")
+    with open(m.conf_path, "w") as f:
+        f.write(text.replace(m.pid_file, new))
+    m.expect_errors(r"pid file .* is held by a running molt|"
+                    r"cannot open pid file .*such\.pid")
+    m.expect_errors(r"reload failed: pid_file .* cannot be this master's; "
+                    r"still serving generation 1")
+    since = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload failed: pid_file", since=since)
+    assert "configuration accepted" not in m.log(since)
+    assert greeting(m) == "one"
+    assert int(read_text(m.pid_file)) == m.pid
+    assert not os.path.exists(os.path.join(str(tmp_path), "no"))
+    assert m.stop(signal.SIGQUIT) == 0
+    assert not os.path.exists(m.pid_file)
+    assert int(read_text(other.pid_file)) == other.pid
+    p = run_molt(["-s", "reload", "-c", other.conf_path])
+    assert p.returncode == 0, p.stderr
+
+
+def test_reload_to_a_log_it_cannot_open_is_refused(molt, tmp_path):
+    """molt -t refuses an error_log in a directory that is not there, but
+    a reload took it, kept writing to the old file and ran a configuration
+    that was not the one on disk.  Refused now, the logs unchanged."""
+    m = molt(conf=CONFKEYS % "one")
+    text = m.write_conf(CONFKEYS % "two")
+    bad = os.path.join(str(tmp_path), "no", "error.log")
+    with open(m.conf_path, "w") as f:
+        f.write(text.replace(m.error_log, bad))
+    m.expect_errors(r"cannot open log .*no/error\.log")
+    m.expect_errors(r"reload failed: cannot open its logs; still serving "
+                    r"generation 1")
+    since = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload failed: cannot open its logs", since=since)
+    assert greeting(m) == "one"
+    m.signal(signal.SIGHUP)   # the old configuration's logs still work
+    m.wait_log(r"reload failed: cannot open its logs(.|\n)*"
+               r"reload failed: cannot open its logs", since=since)
+
+
 def test_dash_s_stop(molt):
     m = molt()
     p = run_molt(["-s", "stop", "-c", m.conf_path])
