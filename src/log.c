@@ -42,6 +42,7 @@ static time_t stamp_sec = -1;      /* second that stamp shows */
 static char   stamp[80];            /* "2026-12-05 02:30:06"; room for any int */
 
 static const char *level_names[] = { "error", "warn", "info", "debug" };
+static int startup_echo;            /* log_startup_echo */
 
 /*
  * Opens a log for appending.  A file made here goes to the owner set with
@@ -102,9 +103,17 @@ log_set_owner(uid_t uid, gid_t gid)
 	owner_gid = gid;
 }
 
+void
+log_startup_echo(int on)
+{
+	startup_echo = on;
+}
+
 int
 log_stderr_follow(void)
 {
+	/* fd 2 is the error log from here on: no line twice. */
+	startup_echo = 0;
 	stderr_follows = 1;
 	return log_stderr_sync();
 }
@@ -262,6 +271,9 @@ log_msg(int level, const char *fmt, ...)
 	buf[n++] = '\n';
 	/* Nothing sensible to do if the log itself fails. */
 	if (write(error_fd, buf, n) == -1)
+		(void)0;
+	if (startup_echo && level <= MOLT_LOG_WARN && error_fd != STDERR_FILENO &&
+	    write(STDERR_FILENO, buf, n) == -1)
 		(void)0;
 	errno = saved;
 }

@@ -29,6 +29,13 @@ void log_set_owner(uid_t uid, gid_t gid);
  * libevent and modules write there belongs in the current file.
  */
 int  log_stderr_follow(void);
+/*
+ * While on, errors and warnings also go to fd 2 when the error log is a
+ * file: from the config's logs being opened until the master is up, so
+ * that a start that fails (a port in use, a pid file held) says why where
+ * it was started, as nginx does, and not only in a file.
+ */
+void log_startup_echo(int on);
 void log_close(void);
 void log_set_level(int level);
 int  log_level(void);

@@ -311,6 +311,7 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	log_startup_echo(1);
 	rc = master_run(cfg, path, daemonize);
 	log_access_flush();
 	return rc;

@@ -2084,6 +2084,8 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	sb.hdr->generation = generation;
 	log_info("molt %s started: %d workers, generation %u", PACKAGE_VERSION,
 	    cfg->server.workers, generation);
+	/* Up: from here the error log alone, for the workers too. */
+	log_startup_echo(0);
 
 	master_reconcile();
 	next_sample = master_now() + cfg->recycle.sample_interval_ms;

@@ -804,6 +804,30 @@ def test_reload_to_a_log_it_cannot_open_is_refused(molt, tmp_path):
                r"reload failed: cannot open its logs", since=since)
 
 
+def test_a_start_that_fails_says_why_on_stderr_too(tmp_path):
+    """With error_log a file, a start that failed once the logs were open
+    (a port in use, a pid file held) exited 1 and said nothing where it
+    was started: the reason was in the file only.  It goes to stderr as
+    well now, as nginx's [emerg] lines do, and no more once molt is up."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    log = tmp_path / "error.log"
+    conf = tmp_path / "molt.conf"
+    conf.write_text("[server]\nlisten = 127.0.0.1:%d\nmodules_dir = %s\n"
+                    "error_log = %s\n\n[route /hello]\nmodule = hello\n"
+                    % (port, MODULES_DIR, log))
+    try:
+        p = run_molt(["-c", str(conf)], timeout=10)
+    finally:
+        busy.close()
+    assert p.returncode == 1, p.stderr
+    line = r"\[error\] \d+: bind\(127\.0\.0\.1:%d\): Address already in use" % port
+    assert re.search(line, p.stderr), p.stderr
+    assert re.search(line, read_text(str(log))), read_text(str(log))
+
+
 def test_dash_s_stop(molt):
     m = molt()
     p = run_molt(["-s", "stop", "-c", m.conf_path])
