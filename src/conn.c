@@ -642,7 +642,6 @@ conn_file_broken(struct conn *c, const struct oseg *s, const char *why)
 	c->flags |= CONN_RESET;
 }
 
-/* Writes as much as the socket takes.  0: all sent, 1: more left, -1: error. */
 /* Bytes the socket holds for the client, unsent or unacknowledged; -1
  * if it cannot say. */
 static int
@@ -679,6 +678,7 @@ conn_write_moved(struct conn *c)
 	return 1;
 }
 
+/* Writes as much as the socket takes.  0: all sent, 1: more left, -1: error. */
 int
 conn_flush(struct conn *c)
 {
