@@ -1346,8 +1346,16 @@ master_judge(int slot, int after_trim)
 		return;
 
 	over_rss = rc->max_rss > 0 && val > (uint64_t)rc->max_rss;
+	/*
+	 * Fragmentation weighs this measure against the heap the worker last
+	 * reported.  A request that began after that report may since have
+	 * filled the heap with memory in use, and the old figure would make
+	 * it look as if nothing were: a worker busy with a big request is
+	 * judged by its own next report instead (the size limits still hold).
+	 */
 	if (rc->max_fragmentation > 0 && val >= (uint64_t)rc->fragmentation_min_rss &&
-	    snap.w.heap_in_use > 0) {
+	    snap.w.heap_in_use > 0 && (snap.w.req_start_ms == 0 ||
+	    snap.w.sampled_ms > snap.w.req_start_ms)) {
 		frag = (double)val / (double)scoreboard_in_use(&snap, val);
 		over_frag = frag > rc->max_fragmentation;
 	} else {

@@ -49,6 +49,7 @@ struct worker *worker_self;
 
 static void worker_check_done(struct worker *w);
 static void worker_start_drain(struct worker *w);
+static void worker_publish_memory(struct worker *w);
 static int  worker_listen_queued(struct worker *w);
 
 /* ------------------------------------------------------------------ */
@@ -1199,6 +1200,10 @@ worker_heap_hint(struct worker *w)
 		w->brk_seen = top;               /* trimmed */
 	} else if (top - w->brk_seen >= w->brk_step && !w->draining) {
 		w->brk_seen = top;
+		/* The master weighs its fresh measure against these: the
+		 * figures of the last sample, from before the growth, would
+		 * make a heap in use look like one that holds nothing. */
+		worker_publish_memory(w);
 		master_notify(w->notify_fd, MSG_GROWN, w->slot_index);
 	}
 }
@@ -1496,17 +1501,12 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* The allocator's figures into the slot, for the master to judge by. */
 static void
-worker_sample_cb(evutil_socket_t fd, short what, void *arg)
+worker_publish_memory(struct worker *w)
 {
-	struct worker *w = arg;
 	uint64_t in_use, held, fr;
 
-	(void)fd;
-	(void)what;
-	/* The master's proof that this loop still turns (master_stalled). */
-	w->slot->w.beat_ms = sb_clock_ms();
-	worker_doorbell(w);
 	if (alloc_sample(&in_use, &held, &fr) == -1)
 		return;
 	sb_begin(&w->slot->w.seq);
@@ -1521,6 +1521,19 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	worker_put_memory(w, in_use, held, fr);
 	sb_end(&w->slot->w.seq);
+}
+
+static void
+worker_sample_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	/* The master's proof that this loop still turns (master_stalled). */
+	w->slot->w.beat_ms = sb_clock_ms();
+	worker_doorbell(w);
+	worker_publish_memory(w);
 }
 
 /* ------------------------------------------------------------------ */

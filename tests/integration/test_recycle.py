@@ -374,6 +374,28 @@ def test_trim_off_trimmable_heap_is_recycled(molt):
 
 
 @needs_glibc_heap
+def test_a_heap_all_in_use_is_not_recycled_for_fragmentation(molt):
+    """A request that keeps every object it makes leaves ~48 MB in use and
+    nothing fragmented.  It was recycled as "fragmentation=1185.7 (uss=41.8
+    MB, in use 36.1 kB)": the master divided a fresh USS by the heap the
+    worker had reported before the request.  The worker now reports with
+    its growth hint, and a report older than the request in flight is not
+    used; a page-pinning heap is still recycled (the test below)."""
+    m = molt(conf=conf(BASE + "max_fragmentation = 4\n"
+                       "fragmentation_min_rss = 20m\nsamples_over = 1\n"
+                       "trim = off\n"))
+    c = m.raw_conn(timeout=30)
+    pid = pid_of(c)
+    mark = m.mark()
+    for _ in range(2):
+        assert ask(c, "/fragment?objects=500000&size=48&keep_every=1").status == 200
+    time.sleep(1.5)     # seven samples of the master's
+    assert "reason=fragmentation" not in m.log(mark), m.log(mark)
+    assert pid_of(c) == pid
+    c.close()
+
+
+@needs_glibc_heap
 def test_fragmentation_recycle(molt):
     """max_rss off, max_fragmentation on: the page-pinning heap holds ~60
     times the bytes in use; trim cannot help, the worker is recycled for
