@@ -669,6 +669,8 @@ master_spawn(int id, int replaces)
 	s->m.id = id;
 	s->m.retiring = 0;
 	s->m.rss = s->m.uss = s->m.pss = s->m.rss_anon = 0;
+	/* Not measured yet: not the slot's last worker's sample time. */
+	s->m.measured_ms = 0;
 	s->m.trims = 0;
 	sb_end(&s->m.seq);
 	if ((pid = master_fork("worker")) == -1)

@@ -373,6 +373,33 @@ def test_trim_off_trimmable_heap_is_recycled(molt):
     c.close()
 
 
+def test_a_replacement_not_yet_measured_says_so(molt):
+    """A replacement showed the sample time of its slot's last worker
+    ("measured_ms_ago": 7978 at age 0) beside sizes of 0.  Until the
+    master has measured it, measured_ms_ago is -1, and never more than
+    the worker's age."""
+    m = molt(conf=conf("sample_interval = 200ms\nmax_requests = 10\n"
+                       "max_requests_jitter = 0\n"), workers=1)
+
+    def recycle():
+        old = status(m)["workers"][0]["pid"]
+        c = m.raw_conn()
+        for _ in range(12):
+            assert ask(c, "/hello").status == 200
+        c.close()
+        m.wait_log(r"recycled worker 0 pid %d: reason=requests" % old)
+
+    time.sleep(0.5)         # the first worker measured
+    recycle()               # the next one takes another slot
+    time.sleep(1.2)         # the first slot's sample grows old
+    recycle()               # and the third worker takes that slot
+    w = [w for w in status(m)["workers"] if not w["retiring"]]
+    assert len(w) == 1, w
+    w = w[0]
+    assert (w["measured_ms_ago"] == -1 and w["rss"] == 0 or
+            0 <= w["measured_ms_ago"] <= w["age_s"] * 1000 + 100), w
+
+
 @needs_glibc_heap
 def test_a_heap_all_in_use_is_not_recycled_for_fragmentation(molt):
     """A request that keeps every object it makes leaves ~48 MB in use and
