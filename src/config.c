@@ -1151,7 +1151,7 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 		if (config_parse_ratio(kv->value, &d) == -1 ||
 		    (d != 0 && d < 1.5) || d > 1000)
 			check_fail(&ck, kv, "max_fragmentation: expected a ratio "
-			    "from 1.5 to 1000 (heap held / bytes in use), or 0 for "
+			    "from 1.5 to 1000 (measure / bytes in use), or 0 for "
 			    "off, got '%s'", kv->value);
 		else
 			rc->max_fragmentation = d;
