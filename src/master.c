@@ -805,8 +805,17 @@ master_recycle(int slot, int reason, const char *detail)
 		return 0;       /* replacements keep failing: back off */
 	m->reason = reason;
 	snprintf(m->detail, sizeof(m->detail), "%s", detail);
-	/* Read once: the worker may change it between a check and a use. */
-	route = __atomic_load_n(&s->w.req_route, __ATOMIC_RELAXED);
+	/*
+	 * Charged to the route whose request grew the heap by a step, when
+	 * memory is the reason and the worker said which; else to the one
+	 * it is serving.  Read once: the worker may change it between a
+	 * check and a use.
+	 */
+	route = -1;
+	if (reason == R_RSS || reason == R_FRAGMENTATION)
+		route = __atomic_load_n(&s->w.grew_route, __ATOMIC_RELAXED);
+	if (route < 0 || route >= SB_ROUTES)
+		route = __atomic_load_n(&s->w.req_route, __ATOMIC_RELAXED);
 	if (route >= 0 && route < SB_ROUTES)
 		sb.hdr->retired_routes[route].recycles++;
 	r = master_spawn(m->id, slot);

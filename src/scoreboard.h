@@ -58,6 +58,8 @@ struct sb_slot {
 		uint32_t in_handler;        /* 1 while a module's handle() runs */
 		int64_t  req_start_ms;      /* 0 when idle */
 		int32_t  req_route;         /* route index or -1 */
+		int32_t  grew_route;        /* route of the last request whose end
+		                               hinted heap growth, or -1 */
 		char     req_line[SB_REQ_LEN]; /* "GET /x" of the last request */
 		uint32_t allocator;
 		int64_t  sampled_ms;

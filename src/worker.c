@@ -1192,7 +1192,7 @@ worker_heap_hint_init(struct worker *w)
  * under jemalloc); the regular samples still cover them.
  */
 static void
-worker_heap_hint(struct worker *w)
+worker_heap_hint(struct worker *w, int32_t route)
 {
 	uintptr_t top = (uintptr_t)sbrk(0);
 
@@ -1204,6 +1204,9 @@ worker_heap_hint(struct worker *w)
 		 * figures of the last sample, from before the growth, would
 		 * make a heap in use look like one that holds nothing. */
 		worker_publish_memory(w);
+		/* The route to charge if this growth ends in a recycle: the
+		 * request in flight when the master decides may be another. */
+		__atomic_store_n(&w->slot->w.grew_route, route, __ATOMIC_RELAXED);
 		master_notify(w->notify_fd, MSG_GROWN, w->slot_index);
 	}
 }
@@ -1257,7 +1260,8 @@ worker_request_end(struct worker *w, molt_request *req)
 	if (log_access_enabled())
 		worker_access_log(w, req);
 	if (w->brk_step > 0)
-		worker_heap_hint(w);
+		worker_heap_hint(w, req->route != NULL &&
+		    req->route->index < SB_ROUTES ? req->route->index : -1);
 	w->requests++;
 	if (begun)
 		w->nactive--;
@@ -1811,6 +1815,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	s->w.pid = getpid();
 	s->w.generation = generation;
 	s->w.req_route = -1;
+	s->w.grew_route = -1;
 	s->w.cpu = w->cpu;
 	/* The slot's count goes on from its last worker's. */
 	s->w.trim_seen = s->m.trim_request;

@@ -1494,6 +1494,47 @@ def test_status_allow_list_default_is_loopback(molt):
 
 # ------------------------------------------------------------ per-route stats
 
+def test_a_recycle_is_charged_to_the_route_that_grew_the_heap(molt):
+    """While one client keeps /hello busy on the same worker, another's
+    page-pinning /fragment request pushes it over max_rss.  The recycle
+    was charged to /hello, the request in flight when the master
+    decided; it goes to the route whose request grew the heap now."""
+    m = molt(conf=conf(BASE + "max_rss = 40m\n"), workers=1)
+    stop = threading.Event()
+    errors = []
+
+    def hello_loop():
+        c = m.raw_conn(timeout=30)
+        try:
+            while not stop.is_set():
+                if ask(c, "/hello").status != 200:
+                    errors.append("not 200")
+        except Exception as e:   # the recycle may close it: reconnect
+            if not stop.is_set():
+                errors.append(repr(e))
+        finally:
+            c.close()
+
+    t = threading.Thread(target=hello_loop)
+    t.start()
+    try:
+        time.sleep(0.3)
+        c = m.raw_conn(timeout=30)
+        pid = pid_of(c)
+        mark = m.mark()
+        assert ask(c, PINNING).status == 200
+        m.wait_log(recycled_re("rss", pid), since=mark, timeout=15)
+        c.close()
+    finally:
+        stop.set()
+        t.join(30)
+    routes = {r["prefix"]: r for r in status(m)["routes"]}
+    assert routes["/hello"]["requests"] > 50, routes
+    assert routes["/fragment"]["recycles"] == 1, routes
+    assert routes["/hello"]["recycles"] == 0, routes
+    assert not errors, errors
+
+
 def test_route_stats_and_recycle_attribution(molt):
     m = molt(conf=conf(BASE + "max_rss = 40m\n", status="route_stats = on"),
              workers=2)
