@@ -967,6 +967,29 @@ conn_dispatch(struct conn *c)
 	}
 }
 
+/*
+ * A head that was refused: its first line as the client sent it, for the
+ * access log, which writes it whole in place of method, target and
+ * version, as nginx's $request does (an operator looking into an attack
+ * or a broken client needs the bytes).  At most 1 KB, from the pool.
+ */
+static char *
+conn_raw_line(struct conn *c)
+{
+	const char *p = c->in + c->in_pos, *end = c->in + c->in_len, *nl;
+	size_t len;
+
+	while (p < end && (*p == '\r' || *p == '\n'))
+		p++;
+	nl = memchr(p, '\n', (size_t)(end - p));
+	len = (size_t)((nl != NULL ? nl : end) - p);
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
+	if (len > 1024)
+		len = 1024;
+	return len > 0 ? molt_pstrndup(&c->pool, p, len) : NULL;
+}
+
 /* Copies the head out of the input buffer so the buffer can move. */
 static int
 conn_start_request(struct conn *c, size_t hl)
@@ -1181,6 +1204,7 @@ conn_process(struct conn *c)
 			case 505: m = "HTTP version not supported"; break;
 			}
 			req_clear(&c->req);
+			c->req.target = conn_raw_line(c);
 			conn_error_reply(c, -r, m, 1);
 			continue;
 		}

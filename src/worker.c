@@ -1135,11 +1135,18 @@ worker_access_log(struct worker *w, molt_request *req)
 		colon--;
 	}
 	hl = colon && host[0] != 'u' ? (size_t)(colon - host) : strlen(host);
-	n = worker_fmt_len(snprintf(line, sizeof(line),
-	    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d ", (int)hl, host, when,
-	    req->method ? req->method : "-",
-	    log_escape(req->target, t, sizeof(t)),
-	    req->head.version == 10 ? 0 : 1, req->status), sizeof(line));
+	if (req->method == NULL && req->target != NULL)
+		/* A refused head: its first line as sent (conn_raw_line). */
+		n = worker_fmt_len(snprintf(line, sizeof(line),
+		    "%.*s - - [%s] \"%s\" %d ", (int)hl, host, when,
+		    log_escape(req->target, t, sizeof(t)), req->status),
+		    sizeof(line));
+	else
+		n = worker_fmt_len(snprintf(line, sizeof(line),
+		    "%.*s - - [%s] \"%s %s HTTP/1.%d\" %d ", (int)hl, host,
+		    when, req->method ? req->method : "-",
+		    log_escape(req->target, t, sizeof(t)),
+		    req->head.version == 10 ? 0 : 1, req->status), sizeof(line));
 	/* A reply still going out: the line waits for its byte count. */
 	held = conn_alog_held(req->conn);
 	if (!held)

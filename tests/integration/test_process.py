@@ -1688,6 +1688,28 @@ def test_access_log_combined_format(molt):
     assert len(evil) == 1 and '"' not in evil[0][8].replace('\\"', "")
 
 
+def test_access_log_writes_a_refused_request_line_as_sent(molt):
+    """A head that was refused was logged as "- - HTTP/1.1" 400, what the
+    client sent lost (and a protocol it never named).  Its first line is
+    logged now, escaped, as nginx logs $request."""
+    m = molt(server_extra="access_log = @TMP@/access.log\nmax_uri_size = 1k")
+    sent = [b"GET /a b c", b"GET /a\x01b HTTP/1.1", b"BREW /pot HTCPCP/1.0",
+            b"GET /" + b"x" * 3000 + b" HTTP/1.1"]
+    for first in sent:
+        with m.raw_conn() as c:
+            c.send(first + b"\r\nHost: t\r\n\r\n")
+            assert c.read_response().status in (400, 414, 505), first
+    assert m.get("/hello")[0] == 200
+    m.stop(signal.SIGQUIT)
+    lines = read_text(m.access_log).splitlines()
+    assert len(lines) == len(sent) + 1, lines
+    reqs = [CLF.match(line).group(5) for line in lines]
+    assert reqs[:3] == ["GET /a b c", "GET /a\\x01b HTTP/1.1",
+                        "BREW /pot HTCPCP/1.0"], reqs
+    assert reqs[3].startswith("GET /xxx") and 1000 <= len(reqs[3]) <= 1024, reqs[3]
+    assert reqs[4] == "GET /hello HTTP/1.1", reqs
+
+
 def test_access_log_time_ends_each_line_with_the_request_time(molt, tmp_path):
     """access_log_time = on: each Combined line ends with the seconds from
     the request's head to its last byte out, with milliseconds, as
