@@ -971,6 +971,35 @@ master_serving(const struct sb_slot *snap, int culprit, char *buf, size_t len)
 }
 
 /*
+ * ' in module M (route /p)' for a crash in a handler: the module is what
+ * the operator will move to an instance of its own or report.  From the
+ * route index the worker wrote (untrusted: only looked up, never
+ * printed), through the route names of this generation, to the master's
+ * own configuration; "" when that chain cannot be followed.
+ */
+static const char *
+master_module_of(const struct sb_slot *snap, char *buf, size_t len)
+{
+	const struct route_conf *rc;
+	char prefix[sizeof(sb.hdr->route_names[0])];
+	int32_t i = snap->w.req_route;
+
+	if (snap->w.req_start_ms == 0 || !snap->w.in_handler || i < 0 ||
+	    i >= SB_ROUTES || (uint32_t)i >= sb.hdr->nroutes ||
+	    snap->w.generation != generation)
+		return "";
+	memcpy(prefix, sb.hdr->route_names[i], sizeof(prefix));
+	prefix[sizeof(prefix) - 1] = '\0';
+	for (rc = cfg->routes; rc != NULL; rc = rc->next)
+		if (strcmp(rc->prefix, prefix) == 0) {
+			snprintf(buf, len, " in module %s (route %s)", rc->module,
+			    rc->prefix);
+			return buf;
+		}
+	return "";
+}
+
+/*
  * What a worker's exit cost it: all the CPU the kernel says it used, less
  * what it had used when it called exit (it wrote that last, in its slot).
  * 0 for a worker that did not get there (killed, crashed, a fast stop) or
@@ -997,7 +1026,7 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	struct mworker *m = NULL;
 	uint64_t exit_us;
 	int slot, id;
-	char why[64], req[MASTER_SERVING_LEN];
+	char why[64], req[MASTER_SERVING_LEN], mod[200];
 	int64_t now = master_now();
 
 	for (slot = 0; slot < SB_SLOTS; slot++)
@@ -1073,8 +1102,9 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	} else {
 		/* A crash in service: the request it had is worth naming. */
 		sb.hdr->recycles[R_CRASH]++;
-		log_error("worker %d pid %d %s%s (%llu requests served)", id,
+		log_error("worker %d pid %d %s%s%s (%llu requests served)", id,
 		    (int)pid, why, master_serving(&snap, 1, req, sizeof(req)),
+		    master_module_of(&snap, mod, sizeof(mod)),
 		    (unsigned long long)snap.w.requests);
 		if (m->replaced_by >= 0)
 			mw[m->replaced_by].replaces = -1;

@@ -1044,7 +1044,9 @@ def test_replies_pipelined_before_a_crash_are_delivered(molt):
         r = c.read_response()
         assert r.status == 200 and r.body == b"ok\n", r
         assert c.read_all(timeout=10) == b"", "the crashing request got a reply"
-    m.wait_log(r"worker 0 pid %d killed by signal 11 .*/crash/segv" % pid)
+    m.wait_log(r"worker 0 pid %d killed by signal 11 \(SIGSEGV\) while serving "
+               r"\"GET /crash/segv\" in module crash \(route /crash\) "
+               r"\(\d+ requests served\)$" % pid)
 
 
 def test_repeated_crashes_do_not_trigger_backoff(molt):
