@@ -12,13 +12,14 @@
  *   database = main
  *   query    = SELECT id, name, email FROM users
  *              WHERE id > ? ORDER BY id LIMIT ?
- *   params   = after, limit     ; query-string parameters, bound in order
+ *   params   = after:int, limit:int ; query-string parameters, bound in order
  *   format   = json             ; json | ndjson | csv
  *
  * GET /users?after=10&limit=50 runs the statement with after and limit
- * bound as parameters (never pasted into the SQL).  A value that is a
- * canonical decimal integer ("42", "-7", not "007") is bound as an
- * integer, anything else as a string.  A missing parameter is a 400.
+ * bound as parameters (never pasted into the SQL).  A parameter named
+ * NAME:int must be a canonical decimal integer ("42", "-7", not "007")
+ * and is bound as one; any other is bound as a string (param_type says
+ * why).  A missing or malformed parameter is a 400.
  *
  * The Accept header may pick another format: application/json,
  * application/x-ndjson (or application/ndjson), text/csv.  Anything else,
@@ -80,6 +81,7 @@ struct route {
 	char      *db;
 	char      *query;
 	char     **params;
+	int       *ints;        /* params[i] was declared NAME:int */
 	size_t     nparams;
 	enum fmt   fmt;
 };
@@ -209,6 +211,31 @@ fail:
 	return -1;
 }
 
+/*
+ * A parameter is bound as a string unless its name says ":int".  Binding
+ * whatever looked like a number as an integer let "?name=0" match every
+ * row of "WHERE name = ?": MariaDB compares a string column with an
+ * integer as numbers, and 'alice' is 0 as a number.  Strips the suffix;
+ * returns 1 for int, 0 for string, -1 for another type.
+ */
+static int
+param_type(char *name)
+{
+	char *colon = strrchr(name, ':');
+	int t;
+
+	if (colon == NULL)
+		return 0;
+	if (strcmp(colon + 1, "int") == 0)
+		t = 1;
+	else if (strcmp(colon + 1, "string") == 0)
+		t = 0;
+	else
+		return -1;
+	*colon = '\0';
+	return colon == name ? -1 : t;
+}
+
 static void
 free_params(char **v, size_t n)
 {
@@ -241,6 +268,17 @@ mariadb_check(const molt_conf *conf, char *err, size_t errlen)
 		    molt_conf_str(conf, "params"));
 		return -1;
 	}
+	for (want = 0; want < (size_t)n; want++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "%s", names[want]);
+		if (param_type(names[want]) == -1) {
+			snprintf(err, errlen, "params: \"%s\": a type after ':' "
+			    "is int or string", name);
+			free_params(names, (size_t)n);
+			return -1;
+		}
+	}
 	free_params(names, (size_t)n);
 	want = count_placeholders(query);
 	if (want != (size_t)n) {
@@ -255,7 +293,7 @@ static int
 mariadb_route_init(molt_worker *w, const molt_conf *conf, void **data)
 {
 	struct route *rt;
-	int n;
+	int n, i;
 
 	(void)w;
 	if ((rt = calloc(1, sizeof(*rt))) == NULL)
@@ -266,10 +304,17 @@ mariadb_route_init(molt_worker *w, const molt_conf *conf, void **data)
 	    (n = split_params(molt_conf_str(conf, "params"), &rt->params)) == -1)
 		goto fail;
 	rt->nparams = (size_t)n;
+	if (n > 0 && (rt->ints = calloc((size_t)n, sizeof(*rt->ints))) == NULL)
+		goto fail;
+	for (i = 0; i < n; i++)
+		if ((rt->ints[i] = param_type(rt->params[i])) == -1)
+			goto fail;
 	*data = rt;
 	return 0;
 fail:
 	molt_log(MOLT_LOG_ERROR, "mariadb: route for %s: cannot set up", molt_conf_str(conf, "database"));
+	free_params(rt->params, rt->nparams);
+	free(rt->ints);
 	free(rt->db);
 	free(rt->query);
 	free(rt);
@@ -283,6 +328,7 @@ mariadb_route_exit(molt_worker *w, void *data)
 
 	(void)w;
 	free_params(rt->params, rt->nparams);
+	free(rt->ints);
 	free(rt->db);
 	free(rt->query);
 	free(rt);
@@ -675,7 +721,7 @@ negotiate(const char *accept, enum fmt dflt)
 	return best;
 }
 
-/* A canonical decimal integer that fits in 64 bits binds as an integer. */
+/* A canonical decimal integer that fits in 64 bits, for a NAME:int. */
 static int
 is_integer(const char *s)
 {
@@ -711,7 +757,12 @@ mariadb_handle(molt_request *req)
 			snprintf(msg, sizeof(msg), "missing parameter: %s", rt->params[i]);
 			return molt_reply_error(req, 400, msg);
 		}
-		params[i].type = is_integer(v) ? MOLT_DB_INT : MOLT_DB_STRING;
+		if (rt->ints[i] && !is_integer(v)) {
+			snprintf(msg, sizeof(msg), "parameter %s: not an integer",
+			    rt->params[i]);
+			return molt_reply_error(req, 400, msg);
+		}
+		params[i].type = rt->ints[i] ? MOLT_DB_INT : MOLT_DB_STRING;
 		params[i].data = v;
 		params[i].len = strlen(v);
 	}

@@ -71,7 +71,7 @@ module = mariadb
 database = main
 query = SELECT id, name, email FROM users
     WHERE id > ? ORDER BY id LIMIT ?
-params = after, limit
+params = after:int, limit:int
 
 [route /byname]
 module = mariadb
@@ -218,6 +218,14 @@ query = SELECT 1
 format = xml
 """)
     assert r.rc == 1 and "format" in r.stderr, r.stderr
+    r = molt_check(base + """
+[route /u]
+module = mariadb
+database = main
+query = SELECT id FROM t WHERE a = ? LIMIT ?
+params = a:string, n:float
+""")
+    assert r.rc == 1 and '"n:float": a type after' in r.stderr, r.stderr
 
 
 # ------------------------------------------- the client library, on demand
@@ -450,13 +458,16 @@ def test_params_bound_not_pasted(molt, db_up):
     hostile = "Robert'); DROP TABLE users; --"
     rows = get_json(m, "/byname?name=" + quote(hostile, safe=""))
     assert rows == [{"id": 1000, "name": hostile}]
+    # "0" too: bound as an integer, as it was, MariaDB compared every
+    # name with it as a number ('user1' is 0) and every row matched.
     for evil in ["' OR '1'='1", "1 OR 1=1", "\\' OR 1=1 -- ", "x\"; SELECT 1; --",
-                 "%00", "?"]:
+                 "%00", "?", "0", "-0", "0e0"]:
         rows = get_json(m, "/byname?name=" + quote(evil, safe=""))
         assert rows == [], (evil, rows)
-    # "1 OR 1=1" as `after` is compared as a value, not spliced into SQL.
-    rows = get_json(m, "/users?after=" + quote("1000 OR 1=1") + "&limit=5")
-    assert rows == []
+    # An :int parameter takes integers only: "1 OR 1=1" is a 400.
+    j = get_json(m, "/users?after=" + quote("1000 OR 1=1") + "&limit=5",
+                 status=400)
+    assert j["error"] == "parameter after: not an integer", j
     assert db_up.sql("SELECT COUNT(*) FROM users", db="moltdb") == [["101"]]
 
 
