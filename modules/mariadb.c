@@ -778,7 +778,7 @@ mariadb_handle(molt_request *req)
 MOLT_EXPORT const struct molt_module molt_module = {
 	MOLT_MODULE_HEADER,
 	.name        = "mariadb",
-	.version     = "1.0",
+	.version     = "1.1",
 	.description = "streams the rows of a prepared MariaDB statement as JSON, NDJSON or CSV",
 	.conf_keys   = mariadb_keys,
 	.check       = mariadb_check,
