@@ -576,6 +576,20 @@ db_conn_discard(struct db_conn *c, int backoff)
 	if (!backoff && !c->lost && c->mysql != NULL && c->state == DB_C_BUSY &&
 	    (c->phase == DB_OP_EXECUTE || c->phase == DB_OP_FETCH))
 		db_pool_add_kill(c->pool, dblib.mysql_thread_id(c->mysql));
+	/*
+	 * A lost session or a failed connect: the server may be gone, and a
+	 * new one numbers its sessions from 1 again, so a KILL QUERY still
+	 * waiting would hit whoever has that number now (another worker's
+	 * query, another application's under the same user).  Better to
+	 * leave an abandoned query to run out on a server that lived.
+	 */
+	if ((backoff || c->lost) && c->pool->nkills > 0) {
+		molt_log(MOLT_LOG_WARN, "database %s: %d abandoned quer%s not "
+		    "killed: a connection was lost, and a restarted server's "
+		    "thread ids name other sessions", c->pool->conf->name,
+		    c->pool->nkills, c->pool->nkills == 1 ? "y is" : "ies are");
+		c->pool->nkills = 0;
+	}
 	if (db_conn_abort_op(c) == -1) {
 		c->state = DB_C_DEAD;
 		return;

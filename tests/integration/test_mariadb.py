@@ -1055,6 +1055,50 @@ params = s
              what="the pool to recover")
 
 
+def test_a_kill_owed_to_a_server_that_went_away_is_not_sent_to_the_next(molt, db_up):
+    """A query given up while the server was frozen leaves a KILL QUERY
+    owed for its thread id.  The server was then killed and started again,
+    and the first new connection sent the old KILL to the new server,
+    whose thread of that number was another session (another worker's,
+    another application's under the same user).  A lost connection or a
+    failed connect now forgets the owed KILLs, and says so."""
+    extra = db_up.database_section("gone", pool_size=1, query_timeout="60s",
+                                   read_timeout="3s", connect_timeout="2s") + """
+[route /gone]
+module = mariadb
+database = gone
+query = SELECT SLEEP(?) AS slept
+params = s
+"""
+    m = start(molt, db_up, workers=1, extra_db=extra, log_level="debug")
+    m.expect_errors(r"database (gone|main): (connection \d+|cannot connect)")
+
+    def sleeping():
+        return int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                             "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")[0][0])
+
+    wait_for(lambda: m.get("/gone?s=0")[0] == 200, 10, what="the pool to answer")
+    c = m.raw_conn(timeout=30)
+    c.send(b"GET /gone?s=60 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: sleeping() == 1, 5, what="the query to run")
+    db_up.proc.send_signal(signal.SIGSTOP)
+    c.close()                # the client leaves: a KILL QUERY is owed
+    time.sleep(4)            # and the reconnect times out
+    db_up.proc.kill()
+    db_up.proc.wait()
+    db_up.proc = None
+    mark = m.mark()
+    db_up.start()
+    wait_for(lambda: m.get("/gone?s=0", timeout=30)[0] == 200, 60,
+             what="the pool to recover")
+    # The new server ran no KILL (its thread of that number, if any,
+    # would have lost its query); molt said why.
+    assert db_up.sql("SHOW GLOBAL STATUS LIKE 'Com_kill'") == [["Com_kill", "0"]]
+    assert "KILL QUERY" not in m.log(mark), m.log(mark)
+    assert re.search(r"database gone: 1 abandoned query is not killed",
+                     m.log()), m.log()
+
+
 def read_until_closed(s):
     parts = []
     while True:
