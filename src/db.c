@@ -140,7 +140,9 @@ struct db_conn {
 	MYSQL_RES       *meta;
 	unsigned long long rows;
 	int              paused;
-	int              slowed;       /* the query paused for its client */
+	int              slowed;       /* the query paused for its client for
+	                                  DB_SLOW_PAUSE_MS or more at once */
+	int64_t          paused_ms;    /* when the current pause began */
 	int              lost;         /* the server ended the session */
 
 	struct db_stmt   cache[DB_STMT_CACHE];
@@ -210,6 +212,19 @@ static void db_query_unref(struct molt_db_query *q);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
+
+/* The least net_write_timeout a server takes is 1 s: a pause shorter
+ * than that cannot be why it dropped the session. */
+#define DB_SLOW_PAUSE_MS 1000
+
+static int64_t
+db_clock_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 static void
 db_ms_tv(long long ms, struct timeval *tv)
@@ -889,6 +904,8 @@ molt_db_resume(molt_db_query *q)
 		return;
 	}
 	c->paused = 0;
+	if (db_clock_ms() - c->paused_ms >= DB_SLOW_PAUSE_MS)
+		c->slowed = 1;
 	/* From the loop: the caller may be deep inside the HTTP write path. */
 	event_active(&c->kick, EV_TIMEOUT, 1);
 }
@@ -1201,7 +1218,14 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 		 * session that is gone.
 		 */
 		c->lost = 1;
-		if (c->slowed) {
+		/*
+		 * Blamed on the client only if the rows waited for it long
+		 * enough for the server to give up on them: a result larger
+		 * than the socket buffers pauses for any client a little, and
+		 * a server that died then is an outage, not a slow reader.
+		 */
+		if (c->slowed || (c->paused &&
+		    db_clock_ms() - c->paused_ms >= DB_SLOW_PAUSE_MS)) {
 			/*
 			 * While we wait for a slow client the server's writes
 			 * block, and after its net_write_timeout (60 s by
@@ -1731,7 +1755,7 @@ db_fetch_result(struct db_conn *c, int ret)
 	}
 	if (rc == MOLT_AGAIN && !q->resume_early) {
 		c->paused = 1;      /* stop reading: the server's rows wait in TCP */
-		c->slowed = 1;
+		c->paused_ms = db_clock_ms();
 		return 0;
 	}
 	q->resume_early = 0;

@@ -1130,6 +1130,44 @@ def test_database_lost_mid_stream_ends_body_with_error(molt, db_up):
         json.loads(r.body)
 
 
+def test_a_server_lost_under_a_paced_client_is_an_outage(molt, db_up):
+    """A client reading at a steady few MB/s makes the query pause a little
+    again and again, and a server that died then was reported as the
+    client's fault: "the database gave up sending the result while the
+    client was slow to read it" (504) and a warning about
+    net_write_timeout.  Pauses that short cannot be why: the body ends
+    with the 503 of a lost connection, and the log says so as an error."""
+    m = start(molt, db_up, workers=1)
+    m.expect_errors(r"database main")
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    parts = []
+    try:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.6:      # about 2 MB/s
+            parts.append(s.recv(32 * 1024))
+            time.sleep(0.015)
+        db_up.proc.kill()
+        db_up.proc.wait()
+        db_up.proc = None
+        while True:
+            d = s.recv(32 * 1024)
+            if not d:
+                break
+            parts.append(d)
+            time.sleep(0.015)
+    finally:
+        s.close()
+        db_up.start()
+    r = parse_response(bytearray().join(parts))
+    assert r.status == 200 and r.chunked and not r.complete
+    tail = r.body[-200:]
+    assert tail.endswith(b',"status":503}\n'), tail
+    assert "slow client" not in m.log(), m.log()
+    m.wait_log(r"\[error\] \d+: database main: connection 0 lost: .*; reconnecting")
+
+
 def test_server_closing_idle_connections_is_routine(molt, db_up):
     """A server whose wait_timeout is short closes idle pool connections
     all day long; molt reconnects at once, says so at info, and serves
