@@ -31,8 +31,9 @@
  *   ndjson  one object per row, each followed by "\n".
  *   csv     RFC 4180: a header line of column names, then the rows; lines
  *           end with CRLF; a field is quoted when it holds a comma, quote,
- *           CR or LF (quotes doubled) or is the empty string, so an
- *           unquoted empty field is NULL and "" is the empty string.
+ *           CR or LF (quotes doubled), begins with '#' (the error line's
+ *           mark) or is the empty string, so an unquoted empty field is
+ *           NULL and "" is the empty string.
  * Values: NULL is null; integers, DECIMAL and floating point are JSON
  * numbers written exactly as the database's text (DECIMAL never goes
  * through a double, so no digit is lost; doubles are the shortest text
@@ -406,13 +407,18 @@ out_base64(struct mreq *m, const char *s, size_t n, int quote)
 		m->out[m->len++] = '"';
 }
 
-/* RFC 4180: quote when needed, double the quotes. */
+/*
+ * RFC 4180: quote when needed, double the quotes.  A field that begins
+ * with '#' is quoted too: unquoted at the start of a line, "#error: boom"
+ * in a row would read as the line that says the result was cut off.
+ */
 static void
 out_csv_field(struct mreq *m, const char *s, size_t n)
 {
 	size_t i;
 
-	if (n > 0 && strcspn(s, ",\"\r\n") >= n && memchr(s, '\0', n) == NULL) {
+	if (n > 0 && s[0] != '#' && strcspn(s, ",\"\r\n") >= n &&
+	    memchr(s, '\0', n) == NULL) {
 		out_raw(m, s, n);
 		return;
 	}

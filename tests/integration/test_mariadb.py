@@ -448,6 +448,27 @@ query = SELECT id, s, b, t FROM longvals ORDER BY id
                        (3, "b" * 5000, b"\x03" * 9000, "x")]
 
 
+def test_csv_quotes_a_field_that_begins_like_the_error_line(molt, db_up):
+    """A csv body cut off by an error ends with a line "#error: ...".  A
+    value that began so was written unquoted and read exactly like it;
+    it is quoted now, and the csv parses back to the value."""
+    m = start(molt, db_up, extra_db="""
+[route /echo1]
+module = mariadb
+database = main
+query = SELECT ? AS v
+params = v
+""")
+    for v in ("#error: boom", "#", "a#b"):
+        st, h, body = m.get("/echo1?v=" + quote(v, safe=""),
+                            headers={"Accept": "text/csv"})
+        assert st == 200, (st, body)
+        lines = body.split(b"\r\n")
+        assert lines[0] == b"v" and not lines[1].startswith(b"#"), body
+        rows = list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
+        assert rows == [["v"], [v]], rows
+
+
 # ------------------------------------------------------------- parameters
 
 def test_params_bound_not_pasted(molt, db_up):
