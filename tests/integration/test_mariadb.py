@@ -983,6 +983,12 @@ def test_kill_connection_by_a_dba_is_not_an_outage(molt, db_up):
     assert get_json(m, "/users?after=0&limit=1")[0]["id"] == 1
 
 
+def sleeping_queries(db):
+    """How many of molt's SELECT SLEEP(...) the server is running."""
+    return int(db.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                      "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")[0][0])
+
+
 def test_abandoned_queries_are_killed_on_the_server(molt, db_up):
     """A query molt gives up on (query_timeout, or its client went away)
     used to go on in the server after molt closed its connection: the
@@ -1002,8 +1008,7 @@ params = s
               log_level="debug")
 
     def sleeping():
-        return int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                             "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")[0][0])
+        return sleeping_queries(db_up)
 
     # query_timeout counts from when the query is queued: on a busy
     # machine the 300 ms can run out while the pool still connects or
@@ -1055,8 +1060,7 @@ params = s
     m.expect_errors(r"database frozen: (connection \d+: no answer|cannot connect)")
 
     def sleeping():
-        return int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                             "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")[0][0])
+        return sleeping_queries(db_up)
 
     wait_for(lambda: m.get("/frozen?s=0")[0] == 200, 10, what="the pool to answer")
     c = m.raw_conn(timeout=30)
@@ -1095,8 +1099,7 @@ params = s
     m.expect_errors(r"database (gone|main): (connection \d+|cannot connect)")
 
     def sleeping():
-        return int(db_up.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                             "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")[0][0])
+        return sleeping_queries(db_up)
 
     wait_for(lambda: m.get("/gone?s=0")[0] == 200, 10, what="the pool to answer")
     c = m.raw_conn(timeout=30)
