@@ -959,7 +959,8 @@ def test_crash_counts_as_crash(molt):
     c.send(GET % b"/crash/segv")
     assert c.is_closed(10)
     m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 \(SIGSEGV\) "
-               r"while serving \"GET /crash/segv\" \(\d+ requests served\)$" % pid,
+               r"while serving \"GET /crash/segv\" in module crash \(route /crash\) "
+               r"\(\d+ requests served\)$" % pid,
                since=mark)
     wait_for(lambda: len(m.worker_pids()) == 2 and pid not in m.worker_pids(),
              10, what="a replacement worker")
