@@ -989,6 +989,16 @@ def sleeping_queries(db):
                       "WHERE USER = 'molt' AND INFO LIKE 'SELECT SLEEP%'")[0][0])
 
 
+def sleep_running(m, db, route, secs):
+    """Once the route's pool answers, a connection whose SELECT SLEEP(secs)
+    the server is running."""
+    wait_for(lambda: m.get(route + "?s=0")[0] == 200, 10, what="the pool to answer")
+    c = m.raw_conn(timeout=30)
+    c.send(b"GET %s?s=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (route.encode(), secs))
+    wait_for(lambda: sleeping_queries(db) == 1, 5, what="the query to run")
+    return c
+
+
 def test_abandoned_queries_are_killed_on_the_server(molt, db_up):
     """A query molt gives up on (query_timeout, or its client went away)
     used to go on in the server after molt closed its connection: the
@@ -1059,13 +1069,7 @@ params = s
     m = start(molt, db_up, workers=1, extra_db=extra)
     m.expect_errors(r"database frozen: (connection \d+: no answer|cannot connect)")
 
-    def sleeping():
-        return sleeping_queries(db_up)
-
-    wait_for(lambda: m.get("/frozen?s=0")[0] == 200, 10, what="the pool to answer")
-    c = m.raw_conn(timeout=30)
-    c.send(b"GET /frozen?s=30 HTTP/1.1\r\nHost: t\r\n\r\n")
-    wait_for(lambda: sleeping() == 1, 5, what="the query to run")
+    c = sleep_running(m, db_up, "/frozen", 30)
     db_up.proc.send_signal(signal.SIGSTOP)
     try:
         # It times out, its connection goes, and the idle one owes a KILL
@@ -1098,13 +1102,7 @@ params = s
     m = start(molt, db_up, workers=1, extra_db=extra, log_level="debug")
     m.expect_errors(r"database (gone|main): (connection \d+|cannot connect)")
 
-    def sleeping():
-        return sleeping_queries(db_up)
-
-    wait_for(lambda: m.get("/gone?s=0")[0] == 200, 10, what="the pool to answer")
-    c = m.raw_conn(timeout=30)
-    c.send(b"GET /gone?s=60 HTTP/1.1\r\nHost: t\r\n\r\n")
-    wait_for(lambda: sleeping() == 1, 5, what="the query to run")
+    c = sleep_running(m, db_up, "/gone", 60)
     db_up.proc.send_signal(signal.SIGSTOP)
     c.close()                # the client leaves: a KILL QUERY is owed
     time.sleep(4)            # and the reconnect times out
