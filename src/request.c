@@ -23,6 +23,8 @@
 
 #define SERVER_HEADER "Server: molt/" PACKAGE_VERSION "\r\n"
 
+static int req_send_head(molt_request *, int, const char *, long long);
+
 static struct conn *
 req_conn(const molt_request *req)
 {
@@ -149,6 +151,27 @@ req_absolute_host(molt_request *req)
 	return 0;
 }
 
+/*
+ * "OPTIONS *" asks about the server, not a resource (9110 9.3.7; the
+ * parser lets "*" through for OPTIONS only).  Load balancers send it as
+ * a health check (HAProxy's "option httpchk OPTIONS *"), so it succeeds,
+ * as Apache's does, with no content: which methods a route takes is the
+ * route's to say.
+ */
+static void
+req_reply_server_options(molt_request *req)
+{
+	struct conn *c = req->conn;
+
+	if (req_has_body(req))
+		c->flags |= CONN_CLOSING;
+	req->resp_headers = NULL;
+	if (req_send_head(req, 200, NULL, 0) == -1)
+		c->flags |= CONN_CLOSING | CONN_ERROR;
+	req->resp_flags |= RESP_DONE;
+	c->state = REQ_DONE;
+}
+
 int
 req_prepare(molt_request *req)
 {
@@ -183,8 +206,11 @@ req_prepare(molt_request *req)
 		}
 		req->path[n] = '\0';
 	}
+	if (n == 1 && req->path[0] == '*') {
+		req_reply_server_options(req);
+		return 0;
+	}
 	if (n == 0 || req->path[0] != '/') {
-		/* "*" (OPTIONS) and the like: nothing here routes them. */
 		conn_error_reply(c, 404, "not found", req_has_body(req));
 		return 0;
 	}

@@ -10,6 +10,7 @@ import email.utils
 import json
 import re
 import select
+import signal
 import socket
 import struct
 import threading
@@ -18,7 +19,7 @@ import time
 import pytest
 
 from conftest import (DEFAULT_ROUTES, RawConn, has_ipv6_loopback, proc_rss_kb,
-                      wait_for)
+                      read_text, wait_for)
 
 # ------------------------------------------------------------------ helpers
 
@@ -677,6 +678,30 @@ def test_405_with_allow(molt):
         allow = {x.strip().upper() for x in h["allow"].split(",")}
         assert allow == {"GET", "HEAD"}
         assert json.loads(body)["status"] == 405
+
+
+def test_options_asterisk_asks_the_server_and_succeeds(molt):
+    """OPTIONS * is about the server, not a resource (RFC 9110 9.3.7), and
+    load balancers send it as a health check: it was 404 as no route
+    matched "*".  200 with Content-Length: 0, and the connection goes on;
+    "*" for any other method stays a 400."""
+    m = molt(server_extra="access_log = @TMP@/access.log")
+    with m.raw_conn() as c:
+        c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"
+               b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.headers["content-length"] == "0", r
+        assert r.body == b"" and "connection" not in r.headers, r
+        r = c.read_response()
+        assert r.status == 200 and b"hello" in r.body, r
+    with m.raw_conn() as c:
+        c.send(b"OPTIONS * HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.headers["content-length"] == "0", r
+    assert_rejected(m, b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400)
+    m.stop(signal.SIGQUIT)
+    assert sum('"OPTIONS * HTTP/1.' in l and '" 200 0 ' in l
+               for l in read_text(m.access_log).splitlines()) == 2
 
 
 def test_unix_socket_listener(molt, tmp_path):
