@@ -14,6 +14,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -778,12 +780,38 @@ int
 molt_reply_file(molt_request *req, int status, const char *content_type,
     int fd, off_t offset, off_t len)
 {
+	struct stat st;
+	const char *why = NULL;
 	int rc;
 
 	if (req_gone(req, 1) ||
-	    req_reply_ok(req, "molt_reply_file", status, content_type) == -1 ||
-	    len < 0) {
-		close(fd);
+	    req_reply_ok(req, "molt_reply_file", status, content_type) == -1) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	/*
+	 * A module that did not check open(2) passes -1, which the output
+	 * queue would take for a memory segment: a 200 with the worker's heap
+	 * as its body.  sendfile(2) reads only regular files, and a range
+	 * outside the file is a bug the client would see as a cut reply.
+	 */
+	if (fd < 0 || fstat(fd, &st) == -1)
+		why = "is not an open file";
+	else if (!S_ISREG(st.st_mode))
+		why = "is not a regular file";
+	else if (offset < 0 || len < 0 || offset > st.st_size ||
+	    len > st.st_size - offset)
+		why = "is smaller than the range asked for";
+	if (why != NULL) {
+		molt_log(MOLT_LOG_ERROR, "molt_reply_file: the reply %d for %s %s: "
+		    "fd %d %s (offset %lld, length %lld); answering 500", status,
+		    req->method, req->target, fd, why, (long long)offset,
+		    (long long)len);
+		if (fd >= 0)
+			close(fd);
+		req_reply_core_error(req, 500, "internal server error", 0);
+		req_complete(req);
 		return -1;
 	}
 	rc = req_send_head(req, status, content_type, (long long)len);

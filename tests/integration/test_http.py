@@ -1217,6 +1217,32 @@ def test_module_content_type_cannot_split_the_response(molt):
         assert r.status == 200 and r.headers["content-type"] == "text/plain;\tcharset=utf-8"
 
 
+@pytest.mark.parametrize("args,why", [
+    ("fd=-1&len=100000", "is not an open file"),
+    ("path=/&len=10", "is not a regular file"),
+    ("off=-1", "is smaller than the range asked for"),
+    ("len=-1", "is smaller than the range asked for"),
+    ("off=1&len=100000000", "is smaller than the range asked for"),
+])
+def test_module_file_reply_of_a_bad_descriptor_or_range_is_500(molt, args, why):
+    """molt_reply_file with the -1 of an unchecked open(2) sent a 200 whose
+    body was up to 98 kB of the worker's heap (the output queue takes fd -1
+    for a memory segment); a directory, or a range the file does not hold,
+    promised a length and cut the reply."""
+    m = molt(conf=MISUSE, workers=1)
+    m.expect_errors(r"molt_reply_file: the reply 200")
+    with m.raw_conn() as c:
+        r = ask_on(c, "/misuse/file?" + args)
+        assert r.status == 500 and b"internal server error" in r.body, \
+            (r.status, r.body[:200])
+        assert_next_request_is_answered(c)
+    m.wait_log(r"molt_reply_file: the reply 200 for GET /misuse/file\?%s: "
+               r"fd -?\d+ .*%s" % (re.escape(args), re.escape(why)))
+    with m.raw_conn() as c:
+        r = ask_on(c, "/misuse/file?len=5")
+        assert r.status == 200 and r.body == read_text("/etc/passwd")[:5].encode()
+
+
 @pytest.mark.parametrize("how", ["stream", "file"])
 @pytest.mark.parametrize("status", [204, 304])
 def test_bodiless_status_sends_no_body(molt, how, status):

@@ -6,7 +6,9 @@
  *
  *   /reply?s=N&t=TYPE      molt_reply with status N and content type TYPE
  *   /stream?s=N            molt_stream_start(N), "abc", molt_stream_end
- *   /file?s=N              molt_reply_file(N) of this module's own file
+ *   /file?s=N&path=P&fd=F&off=O&len=L
+ *                          molt_reply_file(N) of L [4] bytes at O [0] of
+ *                          file P [/etc/passwd], or of descriptor F as is
  *   /header?n=NAME&v=VAL   molt_resp_header(NAME, VAL), then a 200 whose
  *                          body is that call's return value, "0" or "-1"
  *   /flood?mb=N            streams N MB in 64 kB writes without ever
@@ -117,9 +119,15 @@ misuse_handle(molt_request *req)
 		return MOLT_DONE;
 	}
 	if (strcmp(what, "/file") == 0) {
-		if ((fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC)) == -1)
+		const char *path = molt_req_param(req, "path");
+
+		/* fd=-1: the descriptor of an open(2) nobody checked */
+		fd = misuse_int(req, "fd", -2);
+		if (fd == -2 && (fd = open(path ? path : "/etc/passwd",
+		    O_RDONLY | O_CLOEXEC)) == -1)
 			return molt_reply_error(req, 500, strerror(errno));
-		molt_reply_file(req, status, "text/plain", fd, 0, 4);
+		molt_reply_file(req, status, "text/plain", fd,
+		    misuse_int(req, "off", 0), misuse_int(req, "len", 4));
 		return MOLT_DONE;
 	}
 	if (strcmp(what, "/header") == 0) {
