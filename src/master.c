@@ -344,6 +344,7 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 		    strerror(errno));
 	/* Check the copies made for this check, not the ones the master
 	 * keeps loaded for the running generation. */
+	module_step_to(check_step);
 	module_unpin_all();
 	memset(&err, 0, sizeof(err));
 	if (db_config_check(c, &err) == -1 || db_library_check(c, &err) == -1)
@@ -362,8 +363,9 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 	}
 	if (getppid() != parent)
 		_exit(1);
-	module_step_to(check_step);
 	if (module_check_all(c, &mods, &err) == -1)
+		goto fail;
+	if (worker_trial(c, mods, &err) == -1)
 		goto fail;
 	module_unload_all(mods);
 	if (config_check_unused(c, &err) == -1)

@@ -337,6 +337,15 @@ module_unpin_all(void)
 	int i;
 
 	for (i = 0; i < npins; i++) {
+		/*
+		 * dlclose runs the module's ELF destructors, here where no
+		 * worker_init ran.  The validator unpins first, as the master
+		 * will once the reload is accepted: a destructor that crashes
+		 * there fails the check, naming the module, not the master.
+		 */
+		module_step(pins[i].path, 0, "in the destructors of this module, "
+		    "which run when a reload unloads it from the master, where "
+		    "worker_init never ran");
 		if (dlclose(pins[i].dl) != 0)
 			log_warn("dlclose %s: %s", pins[i].path, dlerror());
 		/*
@@ -356,6 +365,7 @@ module_unpin_all(void)
 	free(pins);
 	pins = NULL;
 	npins = 0;
+	module_step_clear();
 }
 
 static struct module_step *step;
@@ -367,26 +377,26 @@ module_step_to(struct module_step *st)
 }
 
 /* No module code runs past the checks: nothing to blame on one. */
-static void
+void
 module_step_clear(void)
 {
 	if (step != NULL)
 		step->where[0] = step->what[0] = '\0';
 }
 
-/* file NULL: the same place, another thing done there. */
-static void module_step(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
+/* file NULL: the same place, another thing done there; line 0: a file
+ * that is not the configuration. */
+void
 module_step(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (step == NULL)
 		return;
-	if (file != NULL)
+	if (file != NULL && line > 0)
 		snprintf(step->where, sizeof(step->where), "%s:%d", file, line);
+	else if (file != NULL)
+		snprintf(step->where, sizeof(step->where), "%s", file);
 	va_start(ap, fmt);
 	vsnprintf(step->what, sizeof(step->what), fmt, ap);
 	va_end(ap);

@@ -78,5 +78,9 @@ struct module_step {
 };
 
 void module_step_to(struct module_step *st);
+/* FILE:LINE (line 0: FILE) and the phrase; no-ops outside the validator. */
+void module_step(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void module_step_clear(void);
 
 #endif

@@ -224,11 +224,12 @@ worker_build_routes(struct worker *w)
 	for (i = 0; i < w->nroutes; i++) {
 		w->routes[i].index = i;
 		/* Names for the status page; every worker of a generation agrees. */
-		if (i < SB_ROUTES && w->generation == sb.hdr->generation)
+		if (i < SB_ROUTES && sb.hdr != NULL &&
+		    w->generation == sb.hdr->generation)
 			snprintf(sb.hdr->route_names[i], sizeof(sb.hdr->route_names[i]),
 			    "%s", w->routes[i].prefix);
 	}
-	if (w->generation == sb.hdr->generation)
+	if (sb.hdr != NULL && w->generation == sb.hdr->generation)
 		sb.hdr->nroutes = (uint32_t)(w->nroutes < SB_ROUTES ? w->nroutes : SB_ROUTES);
 	return 0;
 }
@@ -1700,6 +1701,91 @@ worker_event_base(struct worker *w)
 	    (event_get_version_number() & 0xffff0000) == 0x02010000)
 		w->epfd = probe;
 	return base;
+}
+
+/*
+ * The module check's trial of a start (master_validator): the init hooks
+ * of the modules just checked, then their exit hooks, as a worker runs
+ * them, in a worker of no generation that never accepts.  A check that
+ * ran only the check hooks accepted a reload whose worker_init failed:
+ * each old worker that ended was replaced by one that could not start,
+ * until none served.  Runs as user, after the check hooks.
+ */
+int
+worker_trial(struct molt_config *cfg, struct module *mods,
+    struct conf_error *err)
+{
+	struct worker w;
+	struct route_conf *rc;
+	struct module *m;
+	const char *file;
+	int i, line;
+
+	memset(&w, 0, sizeof(w));
+	w.cfg = cfg;
+	w.modules = mods;
+	w.slot_index = -1;
+	w.cpu = w.cpu_index = w.epfd = -1;
+	if ((w.base = worker_event_base(&w)) == NULL) {
+		conf_errorf(err, cfg->path, 0, "event_base_new failed in the "
+		    "module check");
+		return -1;
+	}
+	worker_init_timeouts(&w);
+	for (m = mods; m != NULL; m = m->next) {
+		if (m->m->worker_init == NULL)
+			continue;
+		for (rc = cfg->routes; rc != NULL; rc = rc->next)
+			if (strcmp(rc->module, m->name) == 0)
+				break;
+		file = rc != NULL ? rc->section->file : cfg->path;
+		line = rc != NULL ? rc->section->line : 0;
+		module_step(file, line, "in the worker_init hook of module %s "
+		    "(run once in the check, as each worker runs it)", m->name);
+		if (m->m->worker_init((molt_worker *)&w) != 0) {
+			conf_errorf(err, file, line, "module %s: worker_init failed "
+			    "(run once in the check): no worker could start",
+			    m->name);
+			goto fail;
+		}
+	}
+	if (worker_build_routes(&w) == -1) {
+		conf_errorf(err, cfg->path, 0, "out of memory in the module check");
+		goto fail;
+	}
+	for (i = 0; i < w.nroutes; i++) {
+		struct wroute *r = &w.routes[i];
+
+		if (r->mod->route_init == NULL)
+			continue;
+		for (rc = cfg->routes; rc != NULL; rc = rc->next)
+			if (strcmp(rc->prefix, r->prefix) == 0)
+				break;
+		file = rc != NULL ? rc->section->file : cfg->path;
+		line = rc != NULL ? rc->section->line : 0;
+		module_step(file, line, "in the route_init hook of module %s for "
+		    "[route %s] (run once in the check, as each worker runs it)",
+		    r->mod->name, r->prefix);
+		if (r->mod->route_init((molt_worker *)&w, r->conf, &r->data) != 0) {
+			conf_errorf(err, file, line, "[route %s] module %s: "
+			    "route_init failed (run once in the check): no worker "
+			    "could start", r->prefix, r->mod->name);
+			goto fail;
+		}
+		r->inited = 1;
+	}
+	module_step(NULL, 0, "in a route_exit or worker_exit hook (run once "
+	    "in the check, as each draining worker runs them)");
+	worker_exit_modules(&w);
+	module_step_clear();
+	free(w.routes);
+	event_base_free(w.base);
+	return 0;
+fail:
+	module_step_clear();
+	free(w.routes);
+	event_base_free(w.base);
+	return -1;
 }
 
 static int

@@ -118,6 +118,8 @@ void worker_main(struct molt_config *cfg, int id, int slot_index,
 
 /* To [server] user and group; also for the validator (master.c). */
 int  worker_drop_privileges(struct molt_config *cfg, struct conf_error *err);
+int  worker_trial(struct molt_config *cfg, struct module *mods,
+                  struct conf_error *err);
 
 /* Called by conn.c. */
 void worker_conn_opened(struct worker *w, struct conn *c);

@@ -1076,12 +1076,19 @@ module = initfail
 
 
 def test_crash_loop_backoff(molt):
-    m = molt(conf=INITFAIL, wait=False)
+    """Workers that cannot start (here: a file their module refuses
+    appeared after the check) are retried with a growing backoff, not
+    forked in a tight loop."""
+    m = molt(conf=INITFAIL + "\n[module initfail]\nfail = off\n"
+             "fail_while = @TMP@/broken\n")
     m.expect_errors(r"failed at start-up|initfail|worker_init|"
-                    r"worker \d+ pid \d+ exited")
-    m.wait_listening()
+                    r"worker \d+ pid \d+ (exited|killed)")
+    open(os.path.join(m.tmp, "broken"), "w").close()
+    mark = m.mark()
+    for pid in m.worker_pids():
+        os.kill(pid, signal.SIGKILL)
     time.sleep(6)
-    log = m.log()
+    log = m.log(mark)
     spawns = len(re.findall(r"spawned worker \d+ pid \d+", log))
     assert 2 <= spawns <= 30, "%d spawns in 6 s:\n%s" % (spawns, log[-3000:])
     lines = re.findall(r"\[error\] \d+: worker (\d+) failed at start-up (\d+) times in a row; "
@@ -1097,16 +1104,64 @@ def test_crash_loop_backoff(molt):
         assert ds == sorted(ds), "backoff must not shrink: %r" % seq
         if len(ds) >= 3:
             assert ds[-1] >= 2 * ds[0], "backoff is not growing: %r" % seq
-    assert not re.search(r"worker \d+ ready", log)
+    assert not re.search(r"worker \d+ ready", m.log(mark))
     assert m.running()
 
-    # fixing the config and reloading brings the workers up
-    m.write_conf(INITFAIL + "\n[module initfail]\nfail = off\n")
+    # mending what failed and reloading brings the workers up
+    os.unlink(os.path.join(m.tmp, "broken"))
     mark = m.mark()
     m.signal(signal.SIGHUP)
     m.wait_ready(since=mark, timeout=20)
     get_ok(m)
     assert get_ok(m, "/init") == b"initfail ok\n"
+
+
+def test_reload_whose_worker_init_fails_is_refused(molt):
+    """The check ran only the check hooks, so a reload whose worker_init
+    or route_init failed was accepted: each old worker that ended (a
+    crash, a kill for hard_max_rss) was replaced by one of the new
+    generation, which could not start, until nothing answered.  The check
+    runs the init hooks once now, and the old generation goes on."""
+    m = molt(conf=INITFAIL + "\n[module initfail]\nfail = off\n")
+    m.expect_errors(r"reload failed|initfail: failing|killed by signal 9")
+    m.write_conf(INITFAIL)                      # fail = on
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload failed: \S+:\d+: \[route /init\] module initfail: "
+               r"route_init failed \(run once in the check\): no worker could "
+               r"start; still serving generation 1", since=mark)
+    for pid in m.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(re.findall(r"worker \d+ ready \(generation 1\)",
+                                    m.log(mark))) == 2, 10,
+             what="two new workers of generation 1")
+    assert get_ok(m, "/init") == b"initfail ok\n"
+    assert "starting generation 2" not in m.log(mark)
+
+
+def test_reload_names_the_module_whose_destructor_crashes_at_unload(molt):
+    """A reload unloads the running generation's modules from the master,
+    which runs their ELF destructors where no worker_init ran.  The check
+    does the same first; when a destructor crashed there, the reload
+    failed as "the module check crashed (signal 11)", naming nothing, and
+    so did every reload after it.  It names the module file now."""
+    crash = "\n[route /crash]\nmodule = crash\n"
+    m = molt(conf=CONFKEYS % "one" + crash)
+    m.expect_errors(r"reload failed")
+    flag = os.path.join(m.tmp, "crash-at-unload")
+    open(flag, "w").close()
+    m.write_conf(CONFKEYS % "one")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload failed: \S*crash\.so: the module check crashed "
+               r"\(signal 11\) in the destructors of this module, which run "
+               r"when a reload unloads it from the master, where worker_init "
+               r"never ran; still serving generation 1", since=mark)
+    assert get_ok(m, "/crash/ok") == b"ok\n"
+    # mended, the next reload goes through
+    os.unlink(flag)
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"starting generation 2", since=mark)
 
 
 def test_reload_while_the_last_one_starts(molt):

@@ -11,6 +11,11 @@
  *          nothing else on that worker runs meanwhile), then "ok\n"
  *   /later?ms=N  "ok\n" now, and SIGSEGV N ms later from a timer of its
  *          own, outside any handler
+ *
+ * And, as a careless C or C++ module would, it has an ELF destructor that
+ * assumes worker_init ran: it crashes where that is not so (the master
+ * unloading it at a reload) while a file "crash-at-unload" exists in the
+ * current directory.
  */
 #include <errno.h>
 #include <signal.h>
@@ -103,10 +108,28 @@ crash_handle(molt_request *req)
 	return molt_reply_error(req, 404, "crash: unknown action");
 }
 
+static int crash_inited;
+
+static int
+crash_worker_init(molt_worker *w)
+{
+	(void)w;
+	crash_inited = 1;
+	return 0;
+}
+
+__attribute__((destructor)) static void
+crash_at_unload(void)
+{
+	if (!crash_inited && access("crash-at-unload", F_OK) == 0)
+		crash_segv();
+}
+
 MOLT_EXPORT const struct molt_module molt_module = {
 	MOLT_MODULE_HEADER,
 	.name        = "crash",
 	.version     = "1.0",
 	.description = "test: crashes its worker on request",
+	.worker_init = crash_worker_init,
 	.handle      = crash_handle,
 };

@@ -1,9 +1,12 @@
 /*
  * initfail.c - a test module whose worker start-up fails while key `fail`
- * is on, so the tests can watch the master back off instead of forking in
- * a tight loop; and takes `delay` first, so they can act while a worker
- * is still starting, and `check_delay` in the configuration check, so
- * they can act while a reload is being checked.
+ * is on (which the configuration check sees, as it runs the init hooks
+ * once), or while the file named by `fail_while` exists (which it does
+ * not see if the file appears later), so the tests can watch the master
+ * back off instead of forking in a tight loop; and takes `delay` first,
+ * so they can act while a worker is still starting, and `check_delay` in
+ * the configuration check, so they can act while a reload is being
+ * checked.
  *
  * worker_init has no access to configuration in ABI 1.0 (it gets only
  * the worker), so the key is read in route_init, which runs right after
@@ -12,12 +15,15 @@
  */
 #include <errno.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <molt/module.h>
 
 static const struct molt_conf_key initfail_keys[] = {
 	{ "fail", MOLT_CONF_BOOL, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "on",
 	  "fail every worker's start-up" },
+	{ "fail_while", MOLT_CONF_STRING, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "",
+	  "fail every worker's start-up while this file exists" },
 	{ "delay", MOLT_CONF_DURATION, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "0",
 	  "how long each worker's start-up takes" },
 	{ "check_delay", MOLT_CONF_DURATION, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "0",
@@ -54,11 +60,18 @@ initfail_worker_init(molt_worker *w)
 static int
 initfail_route_init(molt_worker *w, const molt_conf *conf, void **data)
 {
+	const char *flag = molt_conf_str(conf, "fail_while");
+
 	(void)data;
 	initfail_sleep(molt_conf_int(conf, "delay"));   /* in ms */
 	if (molt_conf_bool(conf, "fail")) {
 		molt_log(MOLT_LOG_ERROR, "initfail: failing start-up of worker "
 		    "%d on purpose (fail = on)", molt_worker_id(w));
+		return -1;
+	}
+	if (flag != NULL && *flag != '\0' && access(flag, F_OK) == 0) {
+		molt_log(MOLT_LOG_ERROR, "initfail: failing start-up of worker "
+		    "%d on purpose (%s exists)", molt_worker_id(w), flag);
 		return -1;
 	}
 	return 0;
