@@ -955,11 +955,19 @@ conn_dispatch(struct conn *c)
 	worker_handler_returned(c->w);
 	if (c->state != REQ_HANDLER)
 		return;
-	if (rc == MOLT_ERROR) {
-		/* molt answers for the module, or cuts a half-sent reply. */
+	if (rc == MOLT_ERROR && (req->resp_flags & RESP_STREAM)) {
+		/*
+		 * Too late for a 500.  What the module wrote goes out and the
+		 * close cuts the reply short (no last chunk): dropped with the
+		 * connection, it left the client an empty reply, which clients
+		 * retry, with a 200 in the access log and nothing said here.
+		 */
+		log_error("module %s returned MOLT_ERROR after starting its "
+		    "reply to %s %s; cutting the reply short",
+		    req->route->mod->name, req->method, req->target);
+		molt_stream_abort(req);
+	} else if (rc == MOLT_ERROR) {
 		req_reply_core_error(req, 500, "internal server error", 0);
-		if (req->resp_flags & RESP_STREAM)
-			req->resp_flags |= RESP_DONE;
 	} else if (rc != MOLT_PENDING && !(req->resp_flags & RESP_STREAM)) {
 		log_error("module %s returned without a reply for %s",
 		    req->route->mod->name, req->target);

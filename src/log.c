@@ -281,7 +281,8 @@ log_msg(int level, const char *fmt, ...)
 void
 molt_log(int level, const char *fmt, ...)
 {
-	char buf[1800];
+	char buf[1800], out[1800];
+	size_t i, o = 0;
 	va_list ap;
 
 	if (level > cur_level)
@@ -289,7 +290,22 @@ molt_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	log_msg(level, "%s", buf);
+	/*
+	 * Modules log what clients sent: a newline in it would forge a log
+	 * line, an escape sequence would drive the terminal of whoever tails
+	 * the log.  Control bytes go out as \xHH, as Apache's error log
+	 * writes them.
+	 */
+	for (i = 0; buf[i] != '\0' && o + 5 < sizeof(out); i++) {
+		unsigned char ch = (unsigned char)buf[i];
+
+		if ((ch < ' ' && ch != '\t') || ch == 0x7f)
+			o += (size_t)snprintf(out + o, 5, "\\x%02x", ch);
+		else
+			out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	log_msg(level, "%s", out);
 }
 
 int

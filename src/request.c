@@ -420,11 +420,13 @@ req_header_ok(const char *s, int is_name)
 /*
  * Headers molt writes itself.  A module's copy would frame the reply a
  * second way (Content-Length next to chunked coding: a desync behind any
- * proxy) or contradict molt's; "Connection: close" is honoured instead.
+ * proxy) or contradict molt's (two Content-Types, which caches and
+ * browsers resolve differently: a MIME confusion); "Connection: close" is
+ * honoured instead.
  */
 static const char *const req_owned_headers[] = {
 	"Content-Length", "Transfer-Encoding", "Connection", "Date", "Server",
-	"Keep-Alive", "Trailer", "Upgrade", NULL
+	"Keep-Alive", "Trailer", "Upgrade", "Content-Type", NULL
 };
 
 /*
@@ -574,6 +576,9 @@ req_send_head(molt_request *req, int status, const char *ctype, long long clen)
 
 	if (status < 100 || status > 999)
 		status = 500;
+	/* "" is no type: "Content-Type: " names none and is not valid. */
+	if (ctype != NULL && *ctype == '\0')
+		ctype = NULL;
 	if (req_no_body(status)) {
 		ctype = NULL;
 		clen = -3;

@@ -58,6 +58,12 @@
  *                    is refused with 400 before any module runs, and with
  *                    an absolute-form target the Host header a module
  *                    reads is the target's authority.
+ *   2026-12-06  1.1  No change to the ABI: MOLT_EXPORT declares extern "C"
+ *                    in C++; the check runs worker_init and route_init once;
+ *                    molt_resp_header refuses Content-Type; molt_reply_file
+ *                    refuses a bad descriptor or range (500); MOLT_ERROR
+ *                    after a stream began sends what was written, then
+ *                    closes; molt_log writes control bytes as \xHH.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -77,7 +83,15 @@ extern "C" {
 /* "MOLT" read as a little-endian word; catches a .so that is not a module. */
 #define MOLT_MODULE_MAGIC 0x544c4f4dU
 
+/*
+ * In C++ a const object at namespace scope has internal linkage: without
+ * extern "C" the module would export nothing under the name molt looks up.
+ */
+#ifdef __cplusplus
+#define MOLT_EXPORT extern "C" __attribute__((visibility("default")))
+#else
 #define MOLT_EXPORT __attribute__((visibility("default")))
+#endif
 
 /* The first fields of every module, like Apache's STANDARD20_MODULE_STUFF. */
 #define MOLT_MODULE_HEADER                                                   \

@@ -1215,6 +1215,49 @@ def test_module_content_type_cannot_split_the_response(molt):
     with m.raw_conn() as c:
         r = ask_on(c, "/misuse/reply?t=text/plain;%09charset=utf-8")
         assert r.status == 200 and r.headers["content-type"] == "text/plain;\tcharset=utf-8"
+        # an empty type is none, not "Content-Type: " (which names none)
+        r = ask_on(c, "/misuse/reply?t=")
+        assert r.status == 200 and r.body == b"body\n", r.header_list
+        assert "content-type" not in r.headers, r.header_list
+
+
+def test_module_log_line_cannot_be_forged_by_what_a_client_sent(molt):
+    """molt_log wrote control bytes as they came: a client's %0A in a
+    parameter a module logs forged a second log line, and %1B drove the
+    terminal of whoever tailed the log.  They are written as \\xHH now."""
+    m = molt(conf=MISUSE, workers=1)
+    m.expect_errors(r"misuse: said")
+    mark = m.mark()
+    with m.raw_conn() as c:
+        r = ask_on(c, "/misuse/log?m=x%0A2026-01-01%2000:00:00.000%20[error]"
+                      "%201:%20FORGED%1b[31m%09tab%7f")
+        assert r.status == 200
+    line = m.wait_log(r"misuse: said .*", since=mark).group(0)
+    assert line == ("misuse: said x\\x0a2026-01-01 00:00:00.000 [error] 1: "
+                    "FORGED\\x1b[31m\ttab\\x7f"), line
+    assert "FORGED" not in "".join(l for l in m.log(mark).splitlines()
+                                   if "misuse: said" not in l)
+
+
+def test_module_error_after_its_stream_began_sends_what_it_wrote_and_cuts(molt):
+    """MOLT_ERROR from a handler whose stream had begun dropped the queued
+    head and body with the connection: the client got an empty reply
+    (which clients retry), the access log a 200, the error log nothing.
+    What was written goes out now, without the last chunk, then the close;
+    the error log names the module."""
+    m = molt(conf=MISUSE, workers=1)
+    m.expect_errors(r"module misuse returned MOLT_ERROR after starting")
+    with m.raw_conn() as c:
+        c.send(b"GET /misuse/stream?err=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        raw = c.read_all(timeout=10)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), raw
+    assert b"transfer-encoding: chunked" in head.lower(), raw
+    assert body == b"3\r\nabc\r\n", raw          # no "0\r\n\r\n": cut short
+    m.wait_log(r"\[error\] \d+: module misuse returned MOLT_ERROR after "
+               r"starting its reply to GET /misuse/stream\?err=1; cutting the "
+               r"reply short")
+    assert m.get("/hello")[0] == 200
 
 
 @pytest.mark.parametrize("args,why", [
@@ -1264,6 +1307,8 @@ def test_bodiless_status_sends_no_body(molt, how, status):
     ("Connection", "keep-alive", -1),
     ("Date", "yesterday", -1),
     ("Server", "other", -1),
+    ("Content-Type", "text/evil", -1),
+    ("content-type", "text/html", -1),
     ("X-Ok", "fine, really", 0),
     ("X-Tab", "a\tb", 0),
     ("X-Ctl", "a\x01b", -1),
@@ -1283,7 +1328,7 @@ def test_module_headers_cannot_frame_the_reply(molt, name, value, want):
         r = ask_on(c, q)
         assert r.status == 200 and r.body == str(want).encode(), (r.body, r.header_list)
         names = [n for n, _ in r.header_list]
-        for one in ("content-length", "date", "server"):
+        for one in ("content-length", "content-type", "date", "server"):
             assert names.count(one) == 1, r.header_list
         assert "transfer-encoding" not in names and "connection" not in names
         if want == 0:

@@ -174,3 +174,41 @@ def test_man_page_example_module_compiles(installed, tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
     assert p.returncode == 0, p.stdout
+
+
+def test_cplusplus_module_is_found(installed, tmp_path):
+    """In C++ a const object at namespace scope has internal linkage: a
+    module written as the header's example, compiled as C++, exported no
+    molt_module and molt refused it.  MOLT_EXPORT gives it C linkage."""
+    dest, v = installed
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        pytest.fail("a C++ compiler is needed (Debian package g++)")
+    (tmp_path / "cxxmod.cc").write_text("""\
+#include <molt/module.h>
+
+static int cxx_handle(molt_request *req)
+{
+    return molt_reply(req, 200, "text/plain", "c++ ok\\n", 7);
+}
+
+MOLT_EXPORT const struct molt_module molt_module = {
+    MOLT_MODULE_HEADER,
+    .name = "cxxmod",
+    .handle = cxx_handle,
+};
+""")
+    p = subprocess.run([cxx, "-std=c++20", "-shared", "-fPIC",
+                        "-fvisibility=hidden", "-I" + under(dest, v["includedir"]),
+                        "cxxmod.cc", "-o", "cxxmod.so"], cwd=str(tmp_path),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True)
+    assert p.returncode == 0, p.stdout
+    conf = tmp_path / "molt.conf"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\nmodules_dir = %s\n"
+                    "error_log = %s/error.log\n\n[route /cxx]\nmodule = cxxmod\n"
+                    % (tmp_path, tmp_path))
+    molt_bin = os.path.join(under(dest, v["sbindir"]), "molt")
+    p = subprocess.run([molt_bin, "-t", "-c", str(conf)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, env=molt_env())
+    assert p.returncode == 0, p.stderr

@@ -5,12 +5,16 @@
  * splitting a response or answering another client.
  *
  *   /reply?s=N&t=TYPE      molt_reply with status N and content type TYPE
- *   /stream?s=N            molt_stream_start(N), "abc", molt_stream_end
+ *   /stream?s=N&err=E      molt_stream_start(N), "abc", molt_stream_end,
+ *                          or with E=1 returns MOLT_ERROR instead of
+ *                          ending the stream
  *   /file?s=N&path=P&fd=F&off=O&len=L
  *                          molt_reply_file(N) of L [4] bytes at O [0] of
  *                          file P [/etc/passwd], or of descriptor F as is
  *   /header?n=NAME&v=VAL   molt_resp_header(NAME, VAL), then a 200 whose
  *                          body is that call's return value, "0" or "-1"
+ *   /log?m=TEXT            logs "misuse: said TEXT" as a warning, as a
+ *                          module that logs what a client sent would
  *   /flood?mb=N            streams N MB in 64 kB writes without ever
  *                          looking at MOLT_AGAIN; logs "misuse: flood: K
  *                          kB taken" where the writes stopped succeeding
@@ -115,6 +119,8 @@ misuse_handle(molt_request *req)
 		if (molt_stream_start(req, status, "text/plain") == -1)
 			return MOLT_DONE;
 		molt_stream_write(req, "abc", 3);
+		if (misuse_int(req, "err", 0))
+			return MOLT_ERROR;      /* with the reply begun */
 		molt_stream_end(req);
 		return MOLT_DONE;
 	}
@@ -137,6 +143,12 @@ misuse_handle(molt_request *req)
 		n = snprintf(body, sizeof(body), "%d",
 		    molt_resp_header(req, name ? name : "", value ? value : ""));
 		return molt_reply(req, 200, "text/plain", body, (size_t)n);
+	}
+	if (strcmp(what, "/log") == 0) {
+		const char *said = molt_req_param(req, "m");
+
+		molt_log(MOLT_LOG_WARN, "misuse: said %s", said ? said : "");
+		return molt_reply(req, 200, "text/plain", "logged\n", 7);
 	}
 	if (strcmp(what, "/keep") == 0)
 		return misuse_keep(req);
