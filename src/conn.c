@@ -684,12 +684,23 @@ conn_flush(struct conn *c)
 {
 	struct iovec iov[IOV_MAX_CONN];
 	struct oseg *s;
+	size_t turn = 0;
 	ssize_t n;
 	int niov;
 
 	if (c->flags & CONN_ERROR)
 		return -1;
 	while (c->queued > 0) {
+		/*
+		 * A client that reads as fast as a local disk sends kept the
+		 * loop here until its file was out: 400 MB in one turn, while
+		 * every other client of the worker waited up to a second.
+		 * Past CONN_FLUSH_TURN the rest waits for the next turn, as
+		 * nginx's sendfile_max_chunk does; the socket is still
+		 * writable, so the next epoll_wait reports it with the others.
+		 */
+		if (turn >= CONN_FLUSH_TURN)
+			goto again;
 		s = c->oq;
 		if (c->olen == c->opos && s != NULL && s->fd >= 0) {
 			conn_nodelay(c);
@@ -714,6 +725,7 @@ conn_flush(struct conn *c)
 			s->len -= (size_t)n;
 			c->queued -= (size_t)n;
 			c->sent += (uint64_t)n;
+			turn += (size_t)n;
 			if (s->len == 0) {
 				c->oq = s->next;
 				if (c->oq == NULL)
@@ -755,6 +767,7 @@ conn_flush(struct conn *c)
 		}
 		c->queued -= (size_t)n;
 		c->sent += (uint64_t)n;
+		turn += (size_t)n;
 		if (c->olen > c->opos) {
 			size_t k = c->olen - c->opos;
 			if ((size_t)n < k) {

@@ -94,6 +94,8 @@ struct molt_request {
 #define RESP_BEGUN     0x40   /* counted as active by the worker */
 
 #define CONN_OBUF_SIZE (16 * 1024)
+/* The most one connection sends in one turn of the loop (conn_flush). */
+#define CONN_FLUSH_TURN (2 * 1024 * 1024)
 /* What a client must take in a write_timeout to keep a reply going. */
 #define CONN_WRITE_PROGRESS (16 * 1024)
 #define CONN_IN_SIZE   4096          /* first input buffer; heads may grow it */
