@@ -123,9 +123,10 @@ content_type(const char *name)
 }
 
 /*
- * Dates are IMF-fixdate only (molt_http_parse_date): a date in an obsolete
- * form makes the condition false, so the full reply is sent, which is
- * always safe.
+ * molt_http_parse_date takes the three forms RFC 9110 5.6.7 has a
+ * recipient accept (IMF-fixdate, rfc850, asctime).  A date it cannot
+ * read makes the condition false, which is what RFC 9110 13.1.3 and
+ * 13.1.4 ask for an invalid date: the header is ignored.
  */
 static int
 parse_http_date(const char *s, time_t *out)
