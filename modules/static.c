@@ -10,7 +10,7 @@
  * The request's path_info (already percent-decoded by the core) is mapped
  * into root.  Nothing outside root is ever opened:
  *  - ".." segments are refused (400), and so are an encoded NUL or
- *    backslash in the target (400) and a backslash in the path;
+ *    backslash in the target's path (400) and a backslash in the path;
  *  - files are opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
  *    relative to a descriptor for root, so the kernel refuses any
  *    resolution that leaves it, also through symlinks and races;
@@ -483,13 +483,17 @@ map_path(molt_request *req, const struct static_route *r, const char *pi,
 	return rel;
 }
 
-/* 1 if the raw target smuggles a NUL or a backslash in percent-encoding. */
+/*
+ * 1 if the raw target's path smuggles a NUL or a backslash in
+ * percent-encoding.  The query is the application's: "?q=a%5Cb" is a
+ * search, not a path.
+ */
 static int
 bad_encoding(const char *target)
 {
-	const char *p;
+	const char *p, *end = strchrnul(target, '?');
 
-	for (p = target; (p = strchr(p, '%')) != NULL; p++) {
+	for (p = target; (p = memchr(p, '%', (size_t)(end - p))) != NULL; p++) {
 		if (p[1] == '0' && p[2] == '0')
 			return 1;
 		if (p[1] == '5' && (p[2] == 'c' || p[2] == 'C'))

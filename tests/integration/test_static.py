@@ -268,6 +268,19 @@ def test_paths_out_of_the_root_are_refused(molt, site, target):
     assert status in (400, 404), r[:200]
 
 
+@pytest.mark.parametrize("query", ["x=%5C", "x=%5c%5C", "x=%00", "a=1&b=%00%5c"])
+def test_encoded_nul_or_backslash_in_the_query_is_not_the_path(molt, site,
+                                                               query):
+    """The encoded NUL and backslash refused in the path are the query
+    string's business after the '?': a search for "a\\b" got 400."""
+    root, files = site
+    m = start(molt, root)
+    st, _, body = m.get("/files/hello.txt?" + query)
+    assert st == 200 and body == files["hello.txt"], (query, st)
+    st, _, _ = m.get("/files/hello.txt%5c?" + query)
+    assert st == 400
+
+
 def test_symlinks(molt, site, tmp_path):
     """A symlink inside the root works; one that leads out answers 404,
     as if it did not exist."""
