@@ -28,8 +28,9 @@
  * Range (206, or 416 with "Content-Range: bytes *" "/SIZE" when it cannot
  * be satisfied).
  * A request with several ranges gets the whole file (200), which RFC 9110
- * allows.  A directory without a trailing slash is redirected (301); a
- * directory with one serves its index, else 404 (there is no listing).
+ * allows, and so does any Range on an empty file.  A directory without a
+ * trailing slash is redirected (301); a directory with one serves its
+ * index, else 404 (there is no listing).
  *
  * The file goes out with sendfile through molt_reply_file.  Everything
  * else per request comes from the request pool.
@@ -178,7 +179,12 @@ etag_match(const char *hdr, const char *etag, int weak)
 	}
 }
 
-/* Parses a decimal off_t; returns the end, or NULL on no digits/overflow. */
+/*
+ * Parses a decimal off_t; returns the end, or NULL on no digits.  A number
+ * too large for an off_t is INT64_MAX, which is past the end of any file:
+ * RFC 9110 14.1.1 has a recipient anticipate such positions, and they
+ * mean "to the end" (last-pos, suffix) or "beyond it" (first-pos).
+ */
 static const char *
 parse_off(const char *p, off_t *v)
 {
@@ -187,8 +193,9 @@ parse_off(const char *p, off_t *v)
 
 	for (; *p >= '0' && *p <= '9'; p++) {
 		if (n > (INT64_MAX - (*p - '0')) / 10)
-			return NULL;
-		n = n * 10 + (*p - '0');
+			n = INT64_MAX;
+		else
+			n = n * 10 + (*p - '0');
 	}
 	if (p == start)
 		return NULL;
@@ -218,7 +225,10 @@ enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
 /*
  * A single "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of size.
  * Syntax errors and multiple ranges give RANGE_NONE: the header is
- * ignored and the whole file sent, as RFC 9110 section 14.2 allows.
+ * ignored and the whole file sent, as RFC 9110 section 14.2 allows.  So
+ * does any range on an empty file, as with nginx: no range can be
+ * satisfied there, but a 416 for "bytes=0-" makes a browser's media
+ * element fail on a file it could have had.
  */
 static enum range_result
 parse_range(const char *h, off_t size, off_t *start, off_t *end)
@@ -226,7 +236,7 @@ parse_range(const char *h, off_t size, off_t *start, off_t *end)
 	const char *p;
 	off_t a, b;
 
-	if (strncasecmp(h, "bytes", 5) != 0)
+	if (size == 0 || strncasecmp(h, "bytes", 5) != 0)
 		return RANGE_NONE;
 	for (p = h + 5; *p == ' ' || *p == '\t'; p++)
 		;
@@ -243,7 +253,7 @@ parse_range(const char *h, off_t size, off_t *start, off_t *end)
 			p++;
 		if (*p != '\0')
 			return RANGE_NONE;
-		if (b == 0 || size == 0)
+		if (b == 0)
 			return RANGE_UNSATISFIABLE;
 		*start = b >= size ? 0 : size - b;
 		*end = size - 1;

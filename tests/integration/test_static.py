@@ -172,6 +172,43 @@ def test_unsatisfiable_range_is_416(molt, site):
     assert st == 416 and h["content-range"] == "bytes */%d" % MB
 
 
+@pytest.mark.parametrize("spec", ["bytes=0-", "bytes=-1", "bytes=0-0",
+                                  "bytes=5-9"])
+def test_range_on_an_empty_file_is_ignored(molt, site, spec):
+    """An empty file has no byte to satisfy a range with, but a 416 makes a
+    browser's media element, which sends "bytes=0-", fail to load it:
+    nginx ignores the Range there and sends the (empty) file, and so does
+    molt."""
+    root, _ = site
+    m = start(molt, root)
+    st, h, body = m.get("/files/zero.bin", headers={"Range": spec})
+    assert st == 200 and body == b"" and h["content-length"] == "0", (spec, st)
+    assert "content-range" not in h
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("bytes=0-99999999999999999999", (206, 0, 65535)),
+    ("bytes=100-184467440737095516160", (206, 100, 65535)),
+    ("bytes=-99999999999999999999", (206, 0, 65535)),
+    ("bytes=99999999999999999999-", (416,)),
+    ("bytes=99999999999999999999-99999999999999999999", (416,)),
+])
+def test_range_numbers_too_large_to_parse(molt, site, spec, want):
+    """RFC 9110 14.1.1: a recipient anticipates positions larger than any
+    integer it holds.  A last-pos past the end means the end (206), a
+    first-pos past it is unsatisfiable (416); such a header was ignored."""
+    root, files = site
+    m = start(molt, root)
+    st, h, body = m.get("/files/64k.bin", headers={"Range": spec})
+    assert st == want[0], (spec, st, h)
+    if st == 206:
+        lo, hi = want[1:]
+        assert h["content-range"] == "bytes %d-%d/65536" % (lo, hi)
+        assert body == files["64k.bin"][lo:hi + 1]
+    else:
+        assert h["content-range"] == "bytes */65536"
+
+
 def test_several_ranges_get_the_whole_file(molt, site):
     root, files = site
     m = start(molt, root)
