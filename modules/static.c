@@ -24,7 +24,8 @@
  *
  * GET and HEAD only (else 405 with Allow).  Replies carry ETag
  * ("<mtime-hex>-<size-hex>"), Last-Modified and Accept-Ranges: bytes, and
- * honour If-None-Match, If-Modified-Since (304), If-Range and a single
+ * honour If-Match, If-Unmodified-Since (412), If-None-Match,
+ * If-Modified-Since (304), If-Range and a single
  * Range (206, or 416 with "Content-Range: bytes *" "/SIZE" when it cannot
  * be satisfied).
  * A request with several ranges gets the whole file (200), which RFC 9110
@@ -144,9 +145,10 @@ parse_http_date(const char *s, time_t *out)
 /* Conditional requests and ranges                                     */
 
 /*
- * 1 if the list of entity-tags in hdr contains etag.  weak: compare with
- * W/ stripped from both (If-None-Match); else W/ tags never match
- * (If-Range needs the strong comparison).
+ * 1 if the list of entity-tags in hdr contains etag, or is "*" (any
+ * current representation: the file exists).  weak: compare with W/
+ * stripped from both (If-None-Match); else W/ tags never match (If-Match
+ * and If-Range need the strong comparison).
  */
 static int
 etag_match(const char *hdr, const char *etag, int weak)
@@ -218,6 +220,35 @@ if_range_ok(const char *ir, const char *etag, time_t mtime)
 	if (ir[0] == '"' || (ir[0] == 'W' && ir[1] == '/'))
 		return etag_match(ir, etag, 0);
 	return parse_http_date(ir, &t) == 0 && t == mtime;
+}
+
+/*
+ * The preconditions in the order of RFC 9110 13.2.2: 412 if If-Match
+ * fails, or in its absence If-Unmodified-Since; then 304 if If-None-Match
+ * matches, or in its absence If-Modified-Since holds; else 0.  If-Range
+ * is the caller's, with the Range.  Only GET and HEAD get here, so a
+ * failed If-None-Match is always 304.
+ */
+static int
+preconditions(molt_request *req, const char *etag, time_t mtime)
+{
+	const char *h;
+	time_t t;
+
+	if ((h = molt_req_header(req, "If-Match")) != NULL) {
+		if (!etag_match(h, etag, 0))
+			return 412;
+	} else if ((h = molt_req_header(req, "If-Unmodified-Since")) != NULL &&
+	    parse_http_date(h, &t) == 0 && mtime > t)
+		return 412;
+
+	if ((h = molt_req_header(req, "If-None-Match")) != NULL) {
+		if (etag_match(h, etag, 1))
+			return 304;
+	} else if ((h = molt_req_header(req, "If-Modified-Since")) != NULL &&
+	    parse_http_date(h, &t) == 0 && mtime <= t)
+		return 304;
+	return 0;
 }
 
 enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
@@ -612,7 +643,6 @@ static_handle(molt_request *req)
 	char *rel, *full, *cr, etag[64], lastmod[40];
 	struct stat st;
 	off_t start = 0, end = 0, len;
-	time_t ims;
 	int fd = -1, status = 200, trailing;
 	size_t plen;
 
@@ -681,14 +711,11 @@ static_handle(molt_request *req)
 	    molt_resp_header(req, "Accept-Ranges", "bytes") == -1)
 		goto fail;
 
-	/* RFC 9110 13.2.2: If-None-Match wins over If-Modified-Since. */
-	if ((h = molt_req_header(req, "If-None-Match")) != NULL) {
-		if (etag_match(h, etag, 1)) {
-			close(fd);
-			return molt_reply(req, 304, NULL, NULL, 0);
-		}
-	} else if ((h = molt_req_header(req, "If-Modified-Since")) != NULL &&
-	    parse_http_date(h, &ims) == 0 && st.st_mtime <= ims) {
+	switch (preconditions(req, etag, st.st_mtime)) {
+	case 412:
+		close(fd);
+		return molt_reply_error(req, 412, "precondition failed");
+	case 304:
 		close(fd);
 		return molt_reply(req, 304, NULL, NULL, 0);
 	}

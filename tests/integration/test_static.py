@@ -251,6 +251,54 @@ def test_conditional_requests_answer_304(molt, site):
     assert st == 200 and body == b"hello, file\n"
 
 
+def test_if_match_and_if_unmodified_since_answer_412(molt, site):
+    """RFC 9110 13.1.1 and 13.1.4, in the order of 13.2.2: If-Match (strong
+    comparison, "*" matches any file), else If-Unmodified-Since; a failing
+    one is 412 before If-None-Match, If-Modified-Since or a Range is
+    looked at, as nginx answers.  Both were ignored."""
+    root, files = site
+    m = start(molt, root)
+    _, h, _ = m.get("/files/hello.txt")
+    etag, lm = h["etag"], h["last-modified"]
+    past = "Sun, 06 Nov 1994 08:49:37 GMT"
+    body = files["hello.txt"]
+    for hdrs, want in (
+            ({"If-Match": etag}, 200),
+            ({"If-Match": "*"}, 200),
+            ({"If-Match": '"other", ' + etag}, 200),
+            ({"If-Match": '"other"'}, 412),
+            ({"If-Match": "W/" + etag}, 412),       # weak never matches
+            ({"If-Match": "garbage"}, 412),
+            ({"If-Unmodified-Since": lm}, 200),
+            ({"If-Unmodified-Since": past}, 412),
+            ({"If-Unmodified-Since": "not a date"}, 200),   # ignored
+            # If-Match decides; If-Unmodified-Since is not looked at.
+            ({"If-Match": etag, "If-Unmodified-Since": past}, 200),
+            ({"If-Match": '"other"', "If-Unmodified-Since": lm}, 412),
+            # 412 comes before 304 ...
+            ({"If-Match": '"other"', "If-None-Match": etag}, 412),
+            ({"If-Unmodified-Since": past, "If-Modified-Since": lm}, 412),
+            # ... and a passing one leaves them their say.
+            ({"If-Match": etag, "If-None-Match": etag}, 304),
+            # ... and before a Range.
+            ({"If-Match": '"other"', "Range": "bytes=0-1"}, 412),
+            ({"If-Unmodified-Since": past, "Range": "bytes=0-1"}, 412),
+            ({"If-Match": etag, "Range": "bytes=0-1"}, 206),
+    ):
+        st, h2, b = m.get("/files/hello.txt", headers=hdrs)
+        assert st == want, (hdrs, st, b)
+        assert h2["etag"] == etag, hdrs
+        if st == 200:
+            assert b == body, hdrs
+        elif st == 206:
+            assert b == body[:2], hdrs
+    st, _, _ = m.get("/files/hello.txt", method="HEAD",
+                     headers={"If-Match": '"other"'})
+    assert st == 412
+    st, _, _ = m.get("/files/nope.txt", headers={"If-Match": "*"})
+    assert st == 404
+
+
 # ---------------------------------------------------- directories, index
 def test_directory_redirect_and_index(molt, site):
     root, files = site
