@@ -182,6 +182,30 @@ etag_match(const char *hdr, const char *etag, int weak)
 }
 
 /*
+ * etag_match over every field line named name: RFC 9110 5.3 combines them
+ * into one list, and an intermediary may have split one.  -1 if there is
+ * none.
+ */
+static int
+etag_header_match(molt_request *req, const char *name, const char *etag,
+                  int weak)
+{
+	const char *n, *v;
+	size_t i, count = molt_req_header_count(req);
+	int found = -1;
+
+	for (i = 0; i < count; i++) {
+		if (molt_req_header_at(req, i, &n, &v) == -1 ||
+		    strcasecmp(n, name) != 0)
+			continue;
+		if (etag_match(v, etag, weak))
+			return 1;
+		found = 0;
+	}
+	return found;
+}
+
+/*
  * Parses a decimal off_t; returns the end, or NULL on no digits.  A number
  * too large for an off_t is INT64_MAX, which is past the end of any file:
  * RFC 9110 14.1.1 has a recipient anticipate such positions, and they
@@ -234,16 +258,17 @@ preconditions(molt_request *req, const char *etag, time_t mtime)
 {
 	const char *h;
 	time_t t;
+	int m;
 
-	if ((h = molt_req_header(req, "If-Match")) != NULL) {
-		if (!etag_match(h, etag, 0))
+	if ((m = etag_header_match(req, "If-Match", etag, 0)) != -1) {
+		if (m == 0)
 			return 412;
 	} else if ((h = molt_req_header(req, "If-Unmodified-Since")) != NULL &&
 	    parse_http_date(h, &t) == 0 && mtime > t)
 		return 412;
 
-	if ((h = molt_req_header(req, "If-None-Match")) != NULL) {
-		if (etag_match(h, etag, 1))
+	if ((m = etag_header_match(req, "If-None-Match", etag, 1)) != -1) {
+		if (m == 1)
 			return 304;
 	} else if ((h = molt_req_header(req, "If-Modified-Since")) != NULL &&
 	    parse_http_date(h, &t) == 0 && mtime <= t)

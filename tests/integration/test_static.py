@@ -299,6 +299,27 @@ def test_if_match_and_if_unmodified_since_answer_412(molt, site):
     assert st == 404
 
 
+def test_repeated_etag_header_lines_make_one_list(molt, site):
+    """RFC 9110 5.3: field lines of one name combine into one list, as a
+    proxy may well have split them.  Only the first line was read, so the
+    tag on the second never matched."""
+    root, files = site
+    m = start(molt, root)
+    _, h, _ = m.get("/files/hello.txt")
+    etag = h["etag"]
+    c = m.raw_conn()
+    r = get(c, "/files/hello.txt",
+            ['If-None-Match: "a"', 'If-None-Match: "b", ' + etag])
+    assert r.status == 304 and r.body == b"", r
+    r = get(c, "/files/hello.txt", ['If-None-Match: "a"', 'If-None-Match: "b"'])
+    assert r.status == 200 and r.body == files["hello.txt"], r
+    r = get(c, "/files/hello.txt", ['If-Match: "a"', "If-Match: " + etag])
+    assert r.status == 200 and r.body == files["hello.txt"], r
+    r = get(c, "/files/hello.txt", ['If-Match: "a"', 'If-Match: "b"'])
+    assert r.status == 412, r
+    c.close()
+
+
 # ---------------------------------------------------- directories, index
 def test_directory_redirect_and_index(molt, site):
     root, files = site
