@@ -86,42 +86,123 @@ static const struct molt_conf_key static_keys[] = {
 /* ------------------------------------------------------------------ */
 /* Content types                                                       */
 
-static const struct {
+/*
+ * The types nginx's mime.types has for the web, and the few it lacks
+ * (ttf, otf, csv, md, vtt, ...) with their IANA names.  Sorted by
+ * extension in ASCII order, lower case: bsearch with strcasecmp, so
+ * "PHOTO.JPG" is found too.  Text types say UTF-8, as a browser would
+ * otherwise guess.
+ */
+struct content_type {
 	const char *ext;
 	const char *type;
-} types[] = {
-	{ "html",  "text/html; charset=utf-8" },
-	{ "htm",   "text/html; charset=utf-8" },
-	{ "css",   "text/css; charset=utf-8" },
-	{ "js",    "text/javascript; charset=utf-8" },
-	{ "mjs",   "text/javascript; charset=utf-8" },
-	{ "json",  "application/json" },
-	{ "txt",   "text/plain; charset=utf-8" },
-	{ "png",   "image/png" },
-	{ "jpg",   "image/jpeg" },
-	{ "jpeg",  "image/jpeg" },
-	{ "gif",   "image/gif" },
-	{ "svg",   "image/svg+xml" },
-	{ "ico",   "image/x-icon" },
-	{ "webp",  "image/webp" },
-	{ "wasm",  "application/wasm" },
-	{ "pdf",   "application/pdf" },
-	{ "xml",   "application/xml" },
-	{ "woff2", "font/woff2" },
-	{ "mp4",   "video/mp4" },
 };
+
+static const struct content_type types[] = {
+	{ "3gp",   "video/3gpp" },
+	{ "7z",    "application/x-7z-compressed" },
+	{ "aac",   "audio/aac" },
+	{ "apng",  "image/apng" },
+	{ "atom",  "application/atom+xml" },
+	{ "avi",   "video/x-msvideo" },
+	{ "avif",  "image/avif" },
+	{ "bmp",   "image/bmp" },
+	{ "bz2",   "application/x-bzip2" },
+	{ "css",   "text/css; charset=utf-8" },
+	{ "csv",   "text/csv; charset=utf-8" },
+	{ "doc",   "application/msword" },
+	{ "docx",
+	  "application/vnd.openxmlformats-officedocument."
+	  "wordprocessingml.document" },
+	{ "eot",   "application/vnd.ms-fontobject" },
+	{ "epub",  "application/epub+zip" },
+	{ "flac",  "audio/flac" },
+	{ "gif",   "image/gif" },
+	{ "gz",    "application/gzip" },
+	{ "htm",   "text/html; charset=utf-8" },
+	{ "html",  "text/html; charset=utf-8" },
+	{ "ico",   "image/x-icon" },
+	{ "ics",   "text/calendar; charset=utf-8" },
+	{ "jar",   "application/java-archive" },
+	{ "jpeg",  "image/jpeg" },
+	{ "jpg",   "image/jpeg" },
+	{ "js",    "text/javascript; charset=utf-8" },
+	{ "json",  "application/json" },
+	{ "jsonld", "application/ld+json" },
+	{ "m3u8",  "application/vnd.apple.mpegurl" },
+	{ "m4a",   "audio/mp4" },
+	{ "m4v",   "video/mp4" },
+	{ "map",   "application/json" },
+	{ "md",    "text/markdown; charset=utf-8" },
+	{ "mid",   "audio/midi" },
+	{ "midi",  "audio/midi" },
+	{ "mjs",   "text/javascript; charset=utf-8" },
+	{ "mov",   "video/quicktime" },
+	{ "mp3",   "audio/mpeg" },
+	{ "mp4",   "video/mp4" },
+	{ "mpeg",  "video/mpeg" },
+	{ "mpg",   "video/mpeg" },
+	{ "odp",   "application/vnd.oasis.opendocument.presentation" },
+	{ "ods",   "application/vnd.oasis.opendocument.spreadsheet" },
+	{ "odt",   "application/vnd.oasis.opendocument.text" },
+	{ "oga",   "audio/ogg" },
+	{ "ogg",   "audio/ogg" },
+	{ "ogv",   "video/ogg" },
+	{ "opus",  "audio/ogg" },
+	{ "otf",   "font/otf" },
+	{ "pdf",   "application/pdf" },
+	{ "png",   "image/png" },
+	{ "ppt",   "application/vnd.ms-powerpoint" },
+	{ "pptx",
+	  "application/vnd.openxmlformats-officedocument."
+	  "presentationml.presentation" },
+	{ "rar",   "application/vnd.rar" },
+	{ "rss",   "application/rss+xml" },
+	{ "rtf",   "application/rtf" },
+	{ "svg",   "image/svg+xml" },
+	{ "tar",   "application/x-tar" },
+	{ "tif",   "image/tiff" },
+	{ "tiff",  "image/tiff" },
+	{ "ts",    "video/mp2t" },
+	{ "ttf",   "font/ttf" },
+	{ "txt",   "text/plain; charset=utf-8" },
+	{ "vtt",   "text/vtt; charset=utf-8" },
+	{ "wasm",  "application/wasm" },
+	{ "wav",   "audio/wav" },
+	{ "weba",  "audio/webm" },
+	{ "webm",  "video/webm" },
+	{ "webmanifest", "application/manifest+json" },
+	{ "webp",  "image/webp" },
+	{ "woff",  "font/woff" },
+	{ "woff2", "font/woff2" },
+	{ "xhtml", "application/xhtml+xml" },
+	{ "xls",   "application/vnd.ms-excel" },
+	{ "xlsx",
+	  "application/vnd.openxmlformats-officedocument."
+	  "spreadsheetml.sheet" },
+	{ "xml",   "application/xml" },
+	{ "xz",    "application/x-xz" },
+	{ "zip",   "application/zip" },
+	{ "zst",   "application/zstd" },
+};
+
+static int
+type_cmp(const void *key, const void *elem)
+{
+	return strcasecmp(key, ((const struct content_type *)elem)->ext);
+}
 
 static const char *
 content_type(const char *name)
 {
 	const char *dot = strrchr(name, '.');
-	size_t i;
+	const struct content_type *t;
 
-	if (dot != NULL && strchr(dot, '/') == NULL)
-		for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-			if (strcasecmp(dot + 1, types[i].ext) == 0)
-				return types[i].type;
-	return "application/octet-stream";
+	if (dot == NULL || strchr(dot, '/') != NULL)
+		return "application/octet-stream";
+	t = bsearch(dot + 1, types, sizeof(types) / sizeof(types[0]),
+	    sizeof(types[0]), type_cmp);
+	return t != NULL ? t->type : "application/octet-stream";
 }
 
 /*

@@ -130,6 +130,60 @@ def test_content_types_and_validators(molt, site):
         == int(s.st_mtime)
 
 
+def static_type_table():
+    """(ext, type) for each row of the table in modules/static.c."""
+    src = open(os.path.join(os.environ["MOLT_SRC_DIR"], "modules",
+                            "static.c")).read()
+    tbl = src[src.index("types[] = {"):]
+    tbl = tbl[:tbl.index("\n};")]
+    return [(e, "".join(re.findall(r'"([^"]*)"', t)))
+            for e, t in re.findall(r'\{ "([^"]+)",\s*((?:"[^"]*"\s*)+)\}', tbl)]
+
+
+def test_content_types_of_the_web(molt, site):
+    """The types nginx's mime.types has for the web, and the few IANA ones
+    it lacks: fonts, audio and video, archives.  The table had 19 rows, so
+    a font or an mp3 went out as application/octet-stream.  Every row of
+    the table is asked for, which also catches a row out of order (the
+    lookup is a binary search)."""
+    root, _ = site
+    want = {
+        "a.woff": "font/woff", "a.woff2": "font/woff2", "a.ttf": "font/ttf",
+        "a.otf": "font/otf", "a.eot": "application/vnd.ms-fontobject",
+        "a.mp3": "audio/mpeg", "a.mp4": "video/mp4", "a.webm": "video/webm",
+        "a.ogg": "audio/ogg", "a.oga": "audio/ogg", "a.ogv": "video/ogg",
+        "a.avif": "image/avif", "a.webp": "image/webp",
+        "a.csv": "text/csv; charset=utf-8", "a.zip": "application/zip",
+        "a.tar.gz": "application/gzip", "a.tar": "application/x-tar",
+        "a.xhtml": "application/xhtml+xml", "a.wasm": "application/wasm",
+        "a.json": "application/json", "a.xml": "application/xml",
+        "a.pdf": "application/pdf", "a.ico": "image/x-icon",
+        "a.svg": "image/svg+xml", "a.md": "text/markdown; charset=utf-8",
+        "a.vtt": "text/vtt; charset=utf-8",
+        "a.webmanifest": "application/manifest+json",
+        "PHOTO.JPG": "image/jpeg", "a.3gp": "video/3gpp",
+        "a.zst": "application/zstd", "a.unknown": "application/octet-stream",
+        "noext": "application/octet-stream",
+        "a.": "application/octet-stream",
+    }
+    table = static_type_table()
+    for ext, t in table:
+        want.setdefault("t." + ext, t)
+    (root / "t").mkdir()
+    for name in want:
+        (root / "t" / name).write_bytes(b"x")
+    m = start(molt, root)
+    c = m.raw_conn()
+    got = {}
+    for name in want:
+        r = get(c, "/files/t/" + name, method="HEAD")
+        assert r.status == 200, (name, r)
+        got[name] = r.headers["content-type"]
+    c.close()
+    assert got == want
+    assert len(table) > 70, table
+
+
 def test_head_has_the_headers_and_no_body(molt, site):
     root, files = site
     m = start(molt, root)
