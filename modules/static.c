@@ -556,9 +556,37 @@ open_beneath(const struct static_route *r, char *rel, int flags)
 	return open_walk(r->rootfd, rel, flags);
 }
 
-/* The reply for a failed open. */
+/*
+ * name for the log: it comes from the request, so control bytes (and
+ * quotes, backslashes and non-ASCII, as the core's log does) become
+ * \xHH and a client cannot forge a line.
+ */
+static const char *
+log_name(molt_request *req, const char *name)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *s;
+	char *buf, *o;
+
+	if ((buf = molt_palloc(molt_req_pool(req), 4 * strlen(name) + 1)) == NULL)
+		return "(out of memory)";
+	for (s = (const unsigned char *)name, o = buf; *s != '\0'; s++) {
+		if (*s < 0x20 || *s >= 0x7f || *s == '"' || *s == '\\') {
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[*s >> 4];
+			*o++ = hex[*s & 0xf];
+		} else {
+			*o++ = (char)*s;
+		}
+	}
+	*o = '\0';
+	return buf;
+}
+
+/* The reply for a failed open of rel (relative to root, for the log). */
 static int
-open_error(molt_request *req, int err)
+open_error(molt_request *req, const char *rel, int err)
 {
 	switch (err) {
 	case ENOENT:
@@ -573,10 +601,12 @@ open_error(molt_request *req, int err)
 	case EMFILE:
 	case ENFILE:
 	case ENOMEM:
-		molt_log(MOLT_LOG_WARN, "static: open: %s", strerror(err));
+		molt_log(MOLT_LOG_WARN, "static: open %s: %s",
+		    log_name(req, rel), strerror(err));
 		return molt_reply_error(req, 503, "out of resources");
 	default:
-		molt_log(MOLT_LOG_ERROR, "static: open: %s", strerror(err));
+		molt_log(MOLT_LOG_ERROR, "static: open %s: %s",
+		    log_name(req, rel), strerror(err));
 		return molt_reply_error(req, 500, "cannot open file");
 	}
 }
@@ -749,7 +779,7 @@ static_handle(molt_request *req)
 	char *rel, *full, *cr, etag[64], lastmod[40];
 	struct stat st;
 	off_t start = 0, end = 0, len;
-	int fd = -1, status = 200, trailing;
+	int fd = -1, status = 200, trailing, err;
 	size_t plen;
 
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
@@ -777,7 +807,7 @@ static_handle(molt_request *req)
 	fd = open_beneath(r, rel,
 	    O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd == -1)
-		return open_error(req, errno);
+		return open_error(req, rel, errno);
 	if (fstat(fd, &st) == -1)
 		goto fail_stat;
 
@@ -792,10 +822,10 @@ static_handle(molt_request *req)
 		fd = open_beneath(r, full,
 		    O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 		if (fd == -1)
-			return open_error(req, errno);
+			return open_error(req, full, errno);
+		rel = full;
 		if (fstat(fd, &st) == -1)
 			goto fail_stat;
-		rel = full;
 		trailing = 0;
 	}
 	/*
@@ -859,7 +889,9 @@ static_handle(molt_request *req)
 	return molt_reply_file(req, status, type, fd, start, len);
 
 fail_stat:
-	molt_log(MOLT_LOG_ERROR, "static: fstat: %s", strerror(errno));
+	err = errno;            /* log_name may allocate */
+	molt_log(MOLT_LOG_ERROR, "static: fstat %s: %s", log_name(req, rel),
+	    strerror(err));
 fail:
 	if (fd != -1)
 		close(fd);

@@ -479,6 +479,41 @@ def test_fifo_is_not_served_and_does_not_hang_the_worker(molt, site):
     assert st == 200
 
 
+def test_an_unopenable_node_is_named_in_the_log(molt, site):
+    """A Unix socket in the root cannot be opened (ENXIO): the reply is
+    500 and the log line names it relative to the root, as nginx names
+    the file; it said only "static: open: No such device or address".
+    The name comes from the request, so a control byte in it is escaped
+    and cannot start a line of its own."""
+    root, _ = site
+    cwd = os.getcwd()
+    socks = [socket.socket(socket.AF_UNIX) for _ in range(2)]
+    try:
+        os.chdir(str(root / "docs"))    # sun_path is short; tmp_path is not
+        socks[0].bind("app.sock")
+        socks[1].bind("a\n[error] forged.sock")
+    finally:
+        os.chdir(cwd)
+    m = start(molt, root)
+    m.expect_errors(r"static: open docs/a(pp|\\x0A\[error\] forged)\.sock: "
+                    r"No such device or address")
+    try:
+        st, _, _ = m.get("/files/docs/app.sock")
+        assert st == 500
+        m.wait_log(r"\[error\] \d+: static: open docs/app\.sock: "
+                   r"No such device or address$")
+        st, _, _ = m.get("/files/docs/a%0A[error]%20forged.sock")
+        assert st == 500
+        m.wait_log(r"\[error\] \d+: static: open docs/a\\x0A\[error\] "
+                   r"forged\.sock: No such device or address$")
+        assert not re.search(r"^\[error\] forged", m.log(), re.M)
+        st, _, _ = m.get("/hello")
+        assert st == 200
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_other_methods_are_405_with_allow(molt, site):
     root, _ = site
     m = start(molt, root)
