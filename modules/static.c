@@ -644,6 +644,11 @@ map_path(molt_request *req, const struct static_route *r, const char *pi,
 			*status = 400;
 			return NULL;
 		}
+		/*
+		 * The request's names only, as nginx's "location ~ /\."
+		 * (molt.conf(5)): a symlink in the root is the owner's
+		 * doing, and where it leads is not looked up again.
+		 */
 		if (seg[0] == '.' && !r->dotfiles &&
 		    !(n == 11 && memcmp(seg, ".well-known", 11) == 0)) {
 			*status = 404;
