@@ -15,8 +15,9 @@
  *    relative to a descriptor for root, so the kernel refuses any
  *    resolution that leaves it, also through symlinks and races;
  *  - where openat2 is missing (kernel < 5.6, or a seccomp filter says
- *    ENOSYS/EPERM) the path is walked one component at a time with
- *    O_NOFOLLOW, so no symlink is followed at all.
+ *    ENOSYS/EPERM when the worker starts) the path is walked one
+ *    component at a time with O_NOFOLLOW, so no symlink is followed at
+ *    all.
  * A symlink that leads outside root, or any symlink in the fallback mode,
  * answers 404, as if the file did not exist: its existence is not
  * revealed.  Symlinks that stay inside root work with openat2, absolute
@@ -423,9 +424,14 @@ parse_range(const char *h, off_t size, off_t *start, off_t *end)
 /* ------------------------------------------------------------------ */
 /* Opening a file beneath root                                         */
 
-#if defined(SYS_openat2) && defined(RESOLVE_BENEATH)
-static int have_openat2 = 1;
+/*
+ * Whether openat2 works is the worker's to find out once, at its start
+ * (static_worker_init), never from a request: EPERM for one file is
+ * that file's policy (fanotify, an LSM), not a seccomp filter.
+ */
+static int have_openat2;
 
+#if defined(SYS_openat2) && defined(RESOLVE_BENEATH)
 static int
 open_beneath2(int rootfd, const char *rel, int flags)
 {
@@ -437,8 +443,6 @@ open_beneath2(int rootfd, const char *rel, int flags)
 	return (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
 }
 #else
-static int have_openat2 = 0;
-
 static int
 open_beneath2(int rootfd, const char *rel, int flags)
 {
@@ -545,13 +549,7 @@ open_beneath(const struct static_route *r, char *rel, int flags)
 		fd = open_beneath2(r->rootfd, rel, flags);
 		if (fd == -1 && errno == EXDEV)
 			return open_resolved(r, rel, flags);
-		if (fd != -1 || (errno != ENOSYS && errno != EPERM))
-			return fd;
-		/* EPERM here is a seccomp filter, not the file: fall back. */
-		molt_log(MOLT_LOG_INFO, "static: openat2 unavailable (%s); "
-		    "walking paths without following symlinks",
-		    strerror(errno));
-		have_openat2 = 0;
+		return fd;
 	}
 	return open_walk(r->rootfd, rel, flags);
 }
@@ -919,6 +917,33 @@ static_check(const molt_conf *conf, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Tries openat2 as every request calls it, on "." beneath "/", which any
+ * process may open with O_PATH whatever the roots are: ENOSYS is a kernel
+ * before 5.6, EPERM or ENOSYS a seccomp filter (container runtimes older
+ * than openat2), and either way the worker walks paths instead.
+ */
+static int
+static_worker_init(molt_worker *w)
+{
+	int dfd, fd = -1;
+
+	(void)w;
+	have_openat2 = 0;
+	if ((dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    (fd = open_beneath2(dfd, ".", O_PATH | O_CLOEXEC)) == -1)
+		molt_log(MOLT_LOG_INFO, "static: openat2 unavailable (%s); "
+		    "walking paths without following symlinks",
+		    strerror(errno));
+	else
+		have_openat2 = 1;
+	if (fd != -1)
+		close(fd);
+	if (dfd != -1)
+		close(dfd);
+	return 0;
+}
+
 static int
 static_route_init(molt_worker *w, const molt_conf *conf, void **data)
 {
@@ -986,6 +1011,7 @@ MOLT_EXPORT const struct molt_module molt_module = {
 	.description = "serves files beneath a root directory",
 	.conf_keys   = static_keys,
 	.check       = static_check,
+	.worker_init = static_worker_init,
 	.route_init  = static_route_init,
 	.route_exit  = static_route_exit,
 	.handle      = static_handle,

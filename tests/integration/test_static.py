@@ -9,8 +9,10 @@ that leave it, dot files, FIFOs.
 import email.utils
 import os
 import re
+import shutil
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
@@ -454,6 +456,106 @@ def test_symlinks(molt, site, tmp_path):
     for p in ("/files/outside.txt", "/files/updir/secret.txt"):
         st, _, body = m.get(p)
         assert st == 404 and b"outside the root" not in body, p
+
+
+# Denies every open of one file with fanotify (FAN_OPEN_PERM, FAN_DENY):
+# EPERM for that file alone, as an LSM or a scanner gives.  Says "ready"
+# once the mark is set, "unsupported" if the kernel or the privileges do
+# not allow it, and denies until its stdin closes.
+DENY_OPEN = r"""
+#include <sys/fanotify.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int
+main(int argc, char **argv)
+{
+	struct fanotify_event_metadata ev[16];
+	struct fanotify_response resp;
+	struct pollfd pfd[2];
+	ssize_t n, i;
+	int fan;
+
+	if (argc != 2)
+		return 2;
+	fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, O_RDONLY);
+	if (fan == -1 || fanotify_mark(fan, FAN_MARK_ADD, FAN_OPEN_PERM,
+	    AT_FDCWD, argv[1]) == -1) {
+		printf("unsupported %s\n", strerror(errno));
+		return 0;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	pfd[0].fd = fan;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = 0;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			return 1;
+		}
+		if (pfd[1].revents)
+			return 0;
+		if ((n = read(fan, ev, sizeof(ev))) <= 0)
+			return 1;
+		for (i = 0; i < n / (ssize_t)sizeof(ev[0]); i++) {
+			resp.fd = ev[i].fd;
+			resp.response = FAN_DENY;
+			if (write(fan, &resp, sizeof(resp)) != sizeof(resp))
+				return 1;
+			if (ev[i].fd >= 0)
+				close(ev[i].fd);
+		}
+	}
+}
+"""
+
+
+def test_one_denied_file_leaves_symlinks_working(molt, site, tmp_path):
+    """An open refused for one file (EPERM from a fanotify or LSM policy)
+    is 403 for that file alone.  It was taken for a seccomp filter that
+    blocks openat2: the worker went over to the walk that follows no
+    symlink, and every symlink in the root answered 404 from then on.
+    Whether openat2 is there is decided once, when the worker starts."""
+    root, files = site
+    os.symlink("hello.txt", str(root / "link.txt"))
+    (root / "denied.txt").write_bytes(b"no\n")
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        pytest.fail("a C compiler is needed (Debian package gcc)")
+    subprocess.run([cc, "-o", str(tmp_path / "deny_open"), "-x", "c", "-"],
+                   input=DENY_OPEN.encode(), check=True)
+    helper = subprocess.Popen([str(tmp_path / "deny_open"),
+                               str(root / "denied.txt")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        line = helper.stdout.readline().decode()
+        if not line.startswith("ready"):
+            pytest.skip("fanotify permission events: " + line.strip())
+        m = molt(conf="""\
+[route /files]
+module = static
+root = %s
+""" % root, workers=1)
+        st, _, body = m.get("/files/link.txt")
+        assert st == 200 and body == files["hello.txt"]
+        st, _, body = m.get("/files/denied.txt")
+        assert st == 403 and b"no" not in body
+        for _ in range(3):
+            st, _, body = m.get("/files/link.txt")
+            assert st == 200 and body == files["hello.txt"], (st, body)
+        st, _, body = m.get("/files/denied.txt")
+        assert st == 403
+        assert "openat2 unavailable" not in m.log()
+    finally:
+        helper.stdin.close()
+        helper.wait(10)
 
 
 def test_dot_files(molt, site):
