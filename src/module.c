@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +403,41 @@ module_step(const char *file, int line, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * What the symbol molt_module is, from the module's own symbol table,
+ * before a field of it is read: a function of that name would be read as
+ * a struct ("bad magic"), and a struct shorter than ours would be read
+ * past its end, into whatever the module placed after it.  Every 1.x
+ * minor so far has the same struct; one that adds a field will have to
+ * compare with the size of the module's own minor.
+ */
+static int
+module_symbol_ok(const struct molt_module *m, const char *path, char *err,
+    size_t errlen)
+{
+	Dl_info info;
+	const ElfW(Sym) *sym = NULL;
+
+	if (dladdr1(m, &info, (void **)&sym, RTLD_DL_SYMENT) == 0 ||
+	    sym == NULL)
+		return 0;       /* no symbol table entry to judge by */
+	if (ELF64_ST_TYPE(sym->st_info) == STT_FUNC) {
+		snprintf(err, errlen, "%s is not a molt module: its molt_module "
+		    "is a function, not the const struct molt_module of "
+		    "<molt/module.h>", path);
+		return -1;
+	}
+	if (sym->st_size < sizeof(struct molt_module)) {
+		snprintf(err, errlen, "%s is not a molt module: its molt_module "
+		    "is %zu bytes, where a struct molt_module of module ABI "
+		    "%u.%u is %zu; rebuild it against <molt/module.h>", path,
+		    (size_t)sym->st_size, MOLT_ABI_MAJOR, MOLT_ABI_MINOR,
+		    sizeof(struct molt_module));
+		return -1;
+	}
+	return 0;
+}
+
 static struct module *
 module_load(const char *dirs, const char *name, char *err, size_t errlen)
 {
@@ -488,6 +524,8 @@ loaded:
 		    "the symbol molt_module", path);
 		goto fail;
 	}
+	if (module_symbol_ok(m, path, err, errlen) == -1)
+		goto fail;
 	if (m->magic != MOLT_MODULE_MAGIC) {
 		snprintf(err, errlen, "%s is not a molt module: bad magic 0x%08x "
 		    "(expected 0x%08x)", path, (unsigned)m->magic,
@@ -577,8 +615,30 @@ module_resolve(const struct molt_module *m, struct route_conf *rc,
 	struct molt_conf *conf;
 	size_t n = 0, i;
 
-	for (k = m->conf_keys; k != NULL && k->name != NULL; k++)
+	for (k = m->conf_keys; k != NULL && k->name != NULL; k++) {
+		const struct molt_conf_key *e;
+
+		/*
+		 * A key named as molt's own route keys would be read by both,
+		 * and one declared twice has its value checked against the
+		 * second declaration's type: the module's bug, said as such.
+		 */
+		if (strcmp(k->name, "module") == 0 ||
+		    strcmp(k->name, "methods") == 0) {
+			conf_errorf(err, rc->section->file, rc->section->line,
+			    "[route %s] module %s declares a key '%s', which is "
+			    "molt's own route key", rc->prefix, m->name, k->name);
+			return NULL;
+		}
+		for (e = m->conf_keys; e != k; e++)
+			if (strcmp(e->name, k->name) == 0) {
+				conf_errorf(err, rc->section->file, rc->section->line,
+				    "[route %s] module %s declares the key '%s' twice",
+				    rc->prefix, m->name, k->name);
+				return NULL;
+			}
 		n++;
+	}
 	conf = calloc(1, sizeof(*conf) + n * sizeof(struct conf_val));
 	if (conf == NULL) {
 		conf_errorf(err, cfgpath, 0, "out of memory");

@@ -7,12 +7,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 
 import pytest
 
-from conftest import (MODULES_DIR, MOLT_BIN, SANITIZER_RE, TEST_MODULES_DIR,
-                      line_of, read_text, run_molt, server_section)
+from conftest import (MODULES_DIR, MOLT_BIN, SANITIZER_RE, SRC_DIR,
+                      TEST_MODULES_DIR, line_of, read_text, run_molt,
+                      server_section)
 
 
 def error_at(res):
@@ -280,6 +282,59 @@ def test_bad_magic_refused(molt_check):
     assert os.path.join(TEST_MODULES_DIR, "bad_magic.so") in r.stderr
     assert "magic" in r.stderr.lower()
     error_at(r)
+
+
+HANDLE = "static int h(molt_request *r) { return molt_reply(r, 200, NULL, \"\", 0); }\n"
+
+
+@pytest.mark.parametrize("name,source,needle", [
+    ("short", "#include <stdint.h>\n"
+     "struct mine { uint16_t major, minor; uint32_t magic; };\n"
+     "__attribute__((visibility(\"default\"))) const struct mine molt_module"
+     " = { 1, 1, 0x544c4f4dU };\n",
+     r"its molt_module is 8 bytes, where a struct molt_module of module ABI "
+     r"1\.\d+ is \d+; rebuild it against <molt/module.h>"),
+    ("func", "__attribute__((visibility(\"default\"))) int molt_module(void)"
+     " { return 0; }\n",
+     r"its molt_module is a function, not the const struct molt_module"),
+    ("twice", "#include <molt/module.h>\n" + HANDLE +
+     "static const struct molt_conf_key keys[] = {\n"
+     " { \"size\", MOLT_CONF_SIZE, 0, \"1k\", NULL },\n"
+     " { \"size\", MOLT_CONF_INT, 0, \"1\", NULL },\n"
+     " { NULL, 0, 0, NULL, NULL } };\n"
+     "MOLT_EXPORT const struct molt_module molt_module = { MOLT_MODULE_HEADER,"
+     " .name = \"twice\", .conf_keys = keys, .handle = h };\n",
+     r"\[route /x\] module twice declares the key 'size' twice"),
+    ("owner", "#include <molt/module.h>\n" + HANDLE +
+     "static const struct molt_conf_key keys[] = {\n"
+     " { \"methods\", MOLT_CONF_STRING, 0, \"\", NULL },\n"
+     " { NULL, 0, 0, NULL, NULL } };\n"
+     "MOLT_EXPORT const struct molt_module molt_module = { MOLT_MODULE_HEADER,"
+     " .name = \"owner\", .conf_keys = keys, .handle = h };\n",
+     r"\[route /x\] module owner declares a key 'methods', which is molt's "
+     r"own route key"),
+], ids=["short", "func", "twice", "owner"])
+def test_module_struct_and_keys_are_checked(molt_check, tmp_path, name, source,
+                                            needle):
+    """An 8-byte molt_module was read past its end and reported as
+    "calls itself '(null)'"; a function named molt_module as "bad magic";
+    a key declared twice got a type error against the second declaration;
+    a key named "methods" or "module" was silently shared with molt's."""
+    d = tmp_path / "mods"
+    d.mkdir()
+    (d / (name + ".c")).write_text(source)
+    cc = os.environ.get("CC", "cc")
+    p = subprocess.run([cc, "-shared", "-fPIC", "-fvisibility=hidden",
+                        "-I" + os.path.join(SRC_DIR, "include"), name + ".c",
+                        "-o", name + ".so"], cwd=str(d), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    assert p.returncode == 0, p.stdout
+    r = molt_check("[server]\nlisten = 127.0.0.1:0\nmodules_dir = %s\n\n"
+                   "[route /x]\nmodule = %s\n" % (d, name), server=False)
+    assert r.rc == 1, r.stderr
+    assert re.search(needle, r.stderr), r.stderr
+    if name in ("short", "func"):
+        assert str(d / (name + ".so")) in r.stderr, r.stderr
 
 
 def startup(tmp_path, body):
