@@ -1002,6 +1002,25 @@ master_module_of(const struct sb_slot *snap, char *buf, size_t len)
 }
 
 /*
+ * ' in the worker_init hook of module M' for a worker that died starting
+ * (worker_slot_step).  The worker wrote it: escaped, and only if the slot
+ * is this worker's and still says it was starting.
+ */
+static const char *
+master_start_step(pid_t pid, const struct sb_slot *snap, char *buf,
+    size_t len)
+{
+	char esc[4 * SB_REQ_LEN + 1];
+
+	if (snap->w.pid != pid || snap->w.state != SB_STARTING ||
+	    snap->w.req_line[0] == '\0')
+		return "";
+	log_escape(snap->w.req_line, esc, sizeof(esc));
+	snprintf(buf, len, " in %s", esc);
+	return buf;
+}
+
+/*
  * What a worker's exit cost it: all the CPU the kernel says it used, less
  * what it had used when it called exit (it wrote that last, in its slot).
  * 0 for a worker that did not get there (killed, crashed, a fast stop) or
@@ -1095,7 +1114,8 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 		if (delay > BACKOFF_MAX_MS)
 			delay = BACKOFF_MAX_MS;
 		next_spawn[id] = now + delay;
-		log_error("worker %d pid %d %s during start-up", id, (int)pid, why);
+		log_error("worker %d pid %d %s during start-up%s", id, (int)pid,
+		    why, master_start_step(pid, &snap, req, sizeof(req)));
 		log_error("worker %d failed at start-up %d times in a row; next start "
 		    "in %lld ms", id, fail_count[id], (long long)delay);
 		/* A failed replacement leaves the old worker serving. */
@@ -1248,7 +1268,7 @@ master_stalled(int slot, int64_t now)
 	struct mworker *m = &mw[slot];
 	long long limit = cfg->recycle.stall_timeout_ms;
 	struct sb_slot snap;
-	char how[96], req[MASTER_SERVING_LEN], secs[24];
+	char how[96], req[MASTER_SERVING_LEN], secs[24], mod[200];
 	int64_t held;
 
 	if (limit == 0 || m->st != MW_READY)
@@ -1287,10 +1307,11 @@ master_stalled(int slot, int64_t now)
 		return 0;
 	memwatch_state(m->pid, how, sizeof(how));
 	snprintf(m->detail, sizeof(m->detail), "loop stalled for %ss > "
-	    "stall_timeout=%.1fs%s, %s",
+	    "stall_timeout=%.1fs%s%s, %s",
 	    master_fmt_over((double)held / 1000.0, (double)limit / 1000.0,
 	    secs, sizeof(secs)), (double)limit / 1000.0,
-	    master_serving(&snap, 1, req, sizeof(req)), how);
+	    master_serving(&snap, 1, req, sizeof(req)),
+	    master_module_of(&snap, mod, sizeof(mod)), how);
 	master_kill(slot, R_STALL);
 	return 1;
 }

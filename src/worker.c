@@ -1617,6 +1617,31 @@ worker_drop_privileges(struct molt_config *cfg, struct conf_error *err)
 	return 0;
 }
 
+/*
+ * What a starting worker is doing in module code, in its slot, where the
+ * master reads it if the worker dies there: "killed by signal 11 during
+ * start-up" alone does not say which module to blame.  NULL: done.
+ */
+static void
+worker_slot_step(struct worker *w, const char *hook, const char *module,
+    const char *route)
+{
+	struct sb_slot *s = w->slot;
+
+	if (s == NULL)
+		return;             /* the check's trial has no slot */
+	sb_begin(&s->w.seq);
+	if (hook == NULL)
+		s->w.req_line[0] = '\0';
+	else if (route == NULL)
+		snprintf(s->w.req_line, sizeof(s->w.req_line), "the %s hook of "
+		    "module %s", hook, module);
+	else
+		snprintf(s->w.req_line, sizeof(s->w.req_line), "the %s hook of "
+		    "module %s for [route %s]", hook, module, route);
+	sb_end(&s->w.seq);
+}
+
 static int
 worker_init_modules(struct worker *w)
 {
@@ -1632,8 +1657,10 @@ worker_init_modules(struct worker *w)
 		return -1;
 	}
 	for (m = w->modules; m != NULL; m = m->next) {
-		if (m->m->worker_init != NULL &&
-		    m->m->worker_init((molt_worker *)w) != 0) {
+		if (m->m->worker_init == NULL)
+			continue;
+		worker_slot_step(w, "worker_init", m->name, NULL);
+		if (m->m->worker_init((molt_worker *)w) != 0) {
 			log_error("module %s: worker_init failed in worker %d",
 			    m->name, w->id);
 			return -1;
@@ -1644,14 +1671,18 @@ worker_init_modules(struct worker *w)
 	for (i = 0; i < w->nroutes; i++) {
 		struct wroute *r = &w->routes[i];
 
-		if (r->mod->route_init != NULL &&
-		    r->mod->route_init((molt_worker *)w, r->conf, &r->data) != 0) {
-			log_error("module %s: route_init failed for route %s",
-			    r->mod->name, r->prefix);
-			return -1;
+		if (r->mod->route_init != NULL) {
+			worker_slot_step(w, "route_init", r->mod->name, r->prefix);
+			if (r->mod->route_init((molt_worker *)w, r->conf,
+			    &r->data) != 0) {
+				log_error("module %s: route_init failed for route %s",
+				    r->mod->name, r->prefix);
+				return -1;
+			}
 		}
 		r->inited = 1;
 	}
+	worker_slot_step(w, NULL, NULL, NULL);
 	return 0;
 }
 

@@ -1116,6 +1116,23 @@ def test_crash_loop_backoff(molt):
     assert get_ok(m, "/init") == b"initfail ok\n"
 
 
+def test_a_crash_during_start_up_names_the_hook_and_module(molt):
+    """A worker killed in module code as it started was logged as "killed
+    by signal 11 (SIGSEGV) during start-up", which did not say which of
+    the modules to look at.  The worker writes the hook it is in to its
+    slot; the line names it."""
+    m = molt(conf=INITFAIL + "\n[module initfail]\nfail = off\n"
+             "crash_while = @TMP@/crash\n")
+    m.expect_errors(r"during start-up|failed at start-up|killed by signal 9")
+    open(os.path.join(m.tmp, "crash"), "w").close()
+    mark = m.mark()
+    os.kill(m.worker_pids()[0], signal.SIGKILL)
+    m.wait_log(r"\[error\] \d+: worker \d+ pid \d+ killed by signal 11 "
+               r"\(SIGSEGV\) during start-up in the route_init hook of module "
+               r"initfail for \[route /init\]$", since=mark)
+    os.unlink(os.path.join(m.tmp, "crash"))
+
+
 def test_reload_whose_worker_init_fails_is_refused(molt):
     """The check ran only the check hooks, so a reload whose worker_init
     or route_init failed was accepted: each old worker that ended (a

@@ -562,7 +562,8 @@ stall_timeout = 1s
     assert 1.0 <= took < 6, "killed after %.1fs" % took
     k = m.wait_log(r"\[error\] \d+: worker 0 pid %d killed: reason=stall loop stalled "
                    r"for (\d+\.\d+)s > stall_timeout=1\.0s while serving "
-                   r"\"GET /crash/block\?ms=60000\", sleeping in (\w+) requests=\d+$"
+                   r"\"GET /crash/block\?ms=60000\" in module crash \(route /crash\), "
+                   r"sleeping in (\w+) requests=\d+$"
                    % pid, since=mark)
     assert 1.0 < float(k.group(1)) < 6, k.group(0)
     assert not pid_alive(pid)

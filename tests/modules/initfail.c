@@ -2,7 +2,8 @@
  * initfail.c - a test module whose worker start-up fails while key `fail`
  * is on (which the configuration check sees, as it runs the init hooks
  * once), or while the file named by `fail_while` exists (which it does
- * not see if the file appears later), so the tests can watch the master
+ * not see if the file appears later), or crashes while the file named
+ * by `crash_while` exists, so the tests can watch the master
  * back off instead of forking in a tight loop; and takes `delay` first,
  * so they can act while a worker is still starting, and `check_delay` in
  * the configuration check, so they can act while a reload is being
@@ -14,6 +15,7 @@
  * worker_init itself only logs, to show the order.
  */
 #include <errno.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +26,8 @@ static const struct molt_conf_key initfail_keys[] = {
 	  "fail every worker's start-up" },
 	{ "fail_while", MOLT_CONF_STRING, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "",
 	  "fail every worker's start-up while this file exists" },
+	{ "crash_while", MOLT_CONF_STRING, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "",
+	  "crash every worker's start-up while this file exists" },
 	{ "delay", MOLT_CONF_DURATION, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "0",
 	  "how long each worker's start-up takes" },
 	{ "check_delay", MOLT_CONF_DURATION, MOLT_CONF_MODULE | MOLT_CONF_ROUTE, "0",
@@ -60,7 +64,7 @@ initfail_worker_init(molt_worker *w)
 static int
 initfail_route_init(molt_worker *w, const molt_conf *conf, void **data)
 {
-	const char *flag = molt_conf_str(conf, "fail_while");
+	const char *flag = molt_conf_str(conf, "fail_while"), *crash;
 
 	(void)data;
 	initfail_sleep(molt_conf_int(conf, "delay"));   /* in ms */
@@ -69,6 +73,9 @@ initfail_route_init(molt_worker *w, const molt_conf *conf, void **data)
 		    "%d on purpose (fail = on)", molt_worker_id(w));
 		return -1;
 	}
+	if ((crash = molt_conf_str(conf, "crash_while")) != NULL &&
+	    *crash != '\0' && access(crash, F_OK) == 0)
+		raise(SIGSEGV);
 	if (flag != NULL && *flag != '\0' && access(flag, F_OK) == 0) {
 		molt_log(MOLT_LOG_ERROR, "initfail: failing start-up of worker "
 		    "%d on purpose (%s exists)", molt_worker_id(w), flag);
