@@ -982,6 +982,7 @@ config_defaults(struct molt_config *cfg)
 	sc->keepalive_timeout_ms = 60 * SEC;
 	sc->access_log_flush_ms = 1 * SEC;
 	sc->write_timeout_ms = 60 * SEC;
+	sc->handler_timeout_ms = 60 * SEC;
 	sc->check_timeout_ms = 30 * SEC;
 	sc->max_connections = 4096;
 	sc->keepalive_requests = 10000;
@@ -1108,6 +1109,8 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	    24 * HOUR, ZERO_NO);
 	get_duration(&ck, "write_timeout", &sc->write_timeout_ms, 100,
 	    24 * HOUR, ZERO_NO);
+	get_duration(&ck, "handler_timeout", &sc->handler_timeout_ms, 100,
+	    24 * HOUR, ZERO_OFF);
 	get_int(&ck, "max_connections", &sc->max_connections, 1, 1000000);
 	get_int(&ck, "keepalive_requests", &sc->keepalive_requests, 0,
 	    1LL << 40);

@@ -109,6 +109,7 @@ struct server_conf {
 	long long body_timeout_ms;
 	long long keepalive_timeout_ms;
 	long long write_timeout_ms;
+	long long handler_timeout_ms;    /* a deferred reply's limit; 0 = off */
 	long long max_connections;
 	long long keepalive_requests;
 	long long backlog;

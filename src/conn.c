@@ -39,7 +39,7 @@
 #define LINGER_MS       2000
 #define DRAIN_IDLE_MS   2000
 
-enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_LINGER };
+enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_LINGER, T_HANDLER };
 
 /* An access log line waiting for its reply to leave: text[0..split) and
  * text[split..len) go either side of the body bytes sent. */
@@ -62,6 +62,7 @@ static void conn_close(struct conn *c);
 static void conn_release(struct conn *c);
 static void conn_abort(struct conn *c, const char *why);
 static void conn_zombie(struct conn *c);
+static void conn_handler_timeout(struct conn *c);
 static void conn_alog_release(struct conn *c, int all);
 
 /* ------------------------------------------------------------------ */
@@ -78,6 +79,7 @@ conn_timeout(struct conn *c, int kind)
 	case T_KEEPALIVE: return worker_timeout(w, w->draining ? WT_DRAIN_IDLE
 	                                                     : WT_KEEPALIVE);
 	case T_LINGER:    return worker_timeout(w, WT_LINGER);
+	case T_HANDLER:   return worker_timeout(w, WT_HANDLER);
 	}
 	return NULL;
 }
@@ -428,10 +430,10 @@ conn_zombie(struct conn *c)
 	c->flags |= CONN_ZOMBIE;
 	if (!told) {
 		told = 1;
-		log_warn("module %s holds %s %s, whose client left, without an "
-		    "on_abort callback: its answer will be dropped (once per "
-		    "worker)", c->req.route->mod->name, c->req.method,
-		    c->req.target);
+		log_warn("module %s holds %s %s, whose client left (or whose "
+		    "handler_timeout passed), without an on_abort callback: "
+		    "its answer will be dropped (once per worker)",
+		    c->req.route->mod->name, c->req.method, c->req.target);
 	}
 }
 
@@ -968,6 +970,9 @@ conn_dispatch(struct conn *c)
 	worker_handler_returned(c->w);
 	if (c->state != REQ_HANDLER)
 		return;
+	if (rc == MOLT_PENDING && !(req->resp_flags & RESP_STARTED) &&
+	    c->w->cfg->server.handler_timeout_ms > 0)
+		conn_timer(c, T_HANDLER);
 	if (rc == MOLT_ERROR && (req->resp_flags & RESP_STREAM)) {
 		/*
 		 * Too late for a 500.  What the module wrote goes out and the
@@ -1499,7 +1504,50 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		break;
+	case T_HANDLER:
+		/* Answered, or a stream that began: the module's pace now. */
+		if (c->state == REQ_HANDLER &&
+		    !(c->req.resp_flags & RESP_STARTED))
+			conn_handler_timeout(c);
+		return;
 	}
+	conn_close(c);
+}
+
+/*
+ * A deferred reply that never came held its client forever: nothing but
+ * a drain ended it.  After handler_timeout the client gets a 504, as
+ * nginx gives for an upstream that does not answer, and the module hears
+ * of it through its on_abort, as if the client had left.  A module with
+ * no on_abort may still answer later, into memory a new client would
+ * have; so the connection closes and its request stays with the module
+ * until then (conn_zombie), its answer dropped.
+ */
+static void
+conn_handler_timeout(struct conn *c)
+{
+	molt_request *req = &c->req;
+	void (*cb)(molt_request *, void *) = req->on_abort;
+
+	log_warn("module %s did not answer %s %s from %s within "
+	    "handler_timeout=%.1fs; answering 504", req->route->mod->name,
+	    req->method, req->target, conn_peer(c),
+	    (double)c->w->cfg->server.handler_timeout_ms / 1000.0);
+	if (cb != NULL) {
+		/* Not the module's to answer any more, as in conn_abort. */
+		req->on_abort = NULL;
+		c->state = REQ_NONE;
+		cb(req, req->abort_arg);
+		req_reply_core_error(req, 504, "the handler did not answer in "
+		    "time", 1);
+		(void)conn_process(c);
+		return;
+	}
+	req_reply_core_error(req, 504, "the handler did not answer in time", 1);
+	/* A few hundred bytes: out now, or lost with the close. */
+	(void)conn_flush(c);
+	c->state = REQ_HANDLER;
+	conn_abort(c, NULL);
 	conn_close(c);
 }
 

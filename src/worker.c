@@ -148,6 +148,7 @@ worker_init_timeouts(struct worker *w)
 	    sc->keepalive_timeout_ms : 2000;
 	ms[WT_LINGER] = 2000;
 	ms[WT_WRITE] = sc->write_timeout_ms;
+	ms[WT_HANDLER] = sc->handler_timeout_ms;    /* armed only if not 0 */
 	for (i = 0; i < WT_MAX; i++) {
 		struct timeval tv = { ms[i] / 1000, (ms[i] % 1000) * 1000 };
 		const struct timeval *ct;

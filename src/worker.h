@@ -32,7 +32,8 @@ struct wroute {
 };
 
 /* Timeouts shared by many connections (libevent common timeouts: O(1)). */
-enum { WT_HEADER, WT_BODY, WT_KEEPALIVE, WT_DRAIN_IDLE, WT_LINGER, WT_WRITE, WT_MAX };
+enum { WT_HEADER, WT_BODY, WT_KEEPALIVE, WT_DRAIN_IDLE, WT_LINGER, WT_WRITE,
+       WT_HANDLER, WT_MAX };
 
 /* An event that may repeat many times a second, logged at most every 10 s. */
 struct worker_often {

@@ -1258,6 +1258,64 @@ def test_module_content_type_cannot_split_the_response(molt):
         assert "content-type" not in r.headers, r.header_list
 
 
+HANDLER_TIMEOUT = "handler_timeout = 500ms\naccess_log = @TMP@/access.log"
+STREAMING = MISUSE     # DEFAULT_ROUTES has /stream
+
+
+def test_a_deferred_reply_that_never_comes_is_504_after_handler_timeout(molt):
+    """A handler that returned MOLT_PENDING and never answered held its
+    client until a drain ended it.  After handler_timeout the client gets
+    a 504 (nginx's answer for an upstream that says nothing), the module
+    hears of it through on_abort, and the access log says 504."""
+    m = molt(conf=STREAMING, workers=1, server_extra=HANDLER_TIMEOUT)
+    with m.raw_conn(timeout=10) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /stream/deferred?ms=4000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_response()
+        took = time.monotonic() - t0
+        assert r.status == 504 and b"did not answer in time" in r.body, r
+        assert r.headers.get("connection") == "close", r.header_list
+        assert 0.4 <= took < 3, took
+        assert c.is_closed()
+    m.wait_log(r"\[warn\] \d+: module stream did not answer GET "
+               r"/stream/deferred\?ms=4000 from 127\.0\.0\.1:\d+ within "
+               r"handler_timeout=0\.5s; answering 504")
+    m.wait_log(r"stream aborted before its deferred")
+    # a stream that began is the module's pace, and so is a quick answer
+    with m.raw_conn(timeout=10) as c:
+        c.send(b"GET /stream/chunks?n=4&size=10&delay_ms=300 HTTP/1.1\r\n"
+               b"Host: t\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and len(r.body) == 40, r
+        c.send(b"GET /stream/deferred?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert c.read_response().status == 200
+    time.sleep(4)        # the first timer is gone with its request
+    assert m.get("/hello")[0] == 200
+    m.stop(signal.SIGQUIT)
+    codes = [l.split('"')[2].split()[0] for l in
+             read_text(m.access_log).splitlines()]
+    assert codes == ["504", "200", "200", "200"], codes
+
+
+def test_handler_timeout_without_on_abort_keeps_the_late_answer_from_others(molt):
+    """A module with no on_abort may answer after the 504, through the
+    request it kept: the connection closes and the request stays the
+    module's until then, so that answer is dropped and the next client,
+    who may get the same memory, is not answered with it."""
+    m = molt(conf=STREAMING, workers=1, server_extra=HANDLER_TIMEOUT)
+    with m.raw_conn(timeout=10) as c:
+        c.send(b"GET /misuse/keep?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 504, r
+        assert c.is_closed()
+    for _ in range(6):             # across the late answer
+        with m.raw_conn(timeout=10) as c:
+            c.send(b"GET /stream/deferred?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n")
+            r = c.read_response()
+            assert r.status == 200 and r.body == b"deferred 300\n", r
+    m.wait_log(r"misuse: late reply: -1")
+
+
 def test_module_log_line_cannot_be_forged_by_what_a_client_sent(molt):
     """molt_log wrote control bytes as they came: a client's %0A in a
     parameter a module logs forged a second log line, and %1B drove the
@@ -1409,7 +1467,8 @@ def test_kept_request_pointer_cannot_answer_another_client(molt, then):
         m.wait_log(r"misuse: late reply: -?\d+", since=mark)
         assert "misuse: late reply: -1" in m.log(mark)
         m.wait_log(r"\[warn\] \d+: module misuse holds GET /misuse/keep\?ms=600, "
-                   r"whose client left, without an on_abort callback", since=mark)
+                   r"whose client left \(or whose handler_timeout passed\), "
+                   r"without an on_abort callback", since=mark)
         if then == "deferred":
             r = b.read_response()
             assert r.status == 200 and r.body == b"deferred 1500\n", r.body

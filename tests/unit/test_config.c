@@ -221,6 +221,7 @@ test_defaults(void)
 	CHECK(cfg->server.body_timeout_ms == 30000);
 	CHECK(cfg->server.keepalive_timeout_ms == 60000);
 	CHECK(cfg->server.write_timeout_ms == 60000);
+	CHECK(cfg->server.handler_timeout_ms == 60000);
 	CHECK(cfg->server.max_connections == 4096);
 	CHECK(cfg->server.keepalive_requests == 10000);
 	CHECK(cfg->server.backlog == 511);
