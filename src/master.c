@@ -1002,6 +1002,29 @@ master_module_of(const struct sb_slot *snap, char *buf, size_t len)
 }
 
 /*
+ * ", 3 in flight lost" for a worker that died with requests in its
+ * handlers or on their way out: their clients got no reply, and the line
+ * for the one that killed it would otherwise be all the log says.  The
+ * worker wrote the count: at most the connections it said it had.
+ */
+static const char *
+master_lost(pid_t pid, const struct sb_slot *snap, char *buf, size_t len)
+{
+	uint32_t n = snap->w.active;
+
+	if (snap->w.pid != pid || n == 0)
+		return "";
+	if (n > snap->w.connections)
+		n = snap->w.connections;
+	if (n > (uint32_t)cfg->server.max_connections)
+		n = (uint32_t)cfg->server.max_connections;
+	if (n == 0)
+		return "";
+	snprintf(buf, len, ", %u in flight lost", (unsigned)n);
+	return buf;
+}
+
+/*
  * ' in the worker_init hook of module M' for a worker that died starting
  * (worker_slot_step).  The worker wrote it: escaped, and only if the slot
  * is this worker's and still says it was starting.
@@ -1047,7 +1070,7 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	struct mworker *m = NULL;
 	uint64_t exit_us;
 	int slot, id;
-	char why[64], req[MASTER_SERVING_LEN], mod[200];
+	char why[64], req[MASTER_SERVING_LEN], mod[200], lost[48];
 	int64_t now = master_now();
 
 	for (slot = 0; slot < SB_SLOTS; slot++)
@@ -1097,9 +1120,10 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	} else if (m->st == MW_KILLED) {
 		/* master_kill set the reason. */
 		sb.hdr->recycles[m->reason]++;
-		log_error("worker %d pid %d killed: reason=%s %s requests=%llu",
+		log_error("worker %d pid %d killed: reason=%s %s requests=%llu%s",
 		    id, (int)pid, sb_reason_names[m->reason], m->detail,
-		    (unsigned long long)snap.w.requests);
+		    (unsigned long long)snap.w.requests,
+		    master_lost(pid, &snap, lost, sizeof(lost)));
 	} else if (stopping) {
 		if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
 		    WTERMSIG(status) != SIGKILL)
@@ -1124,10 +1148,11 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	} else {
 		/* A crash in service: the request it had is worth naming. */
 		sb.hdr->recycles[R_CRASH]++;
-		log_error("worker %d pid %d %s%s%s (%llu requests served)", id,
+		log_error("worker %d pid %d %s%s%s (%llu requests served%s)", id,
 		    (int)pid, why, master_serving(&snap, 1, req, sizeof(req)),
 		    master_module_of(&snap, mod, sizeof(mod)),
-		    (unsigned long long)snap.w.requests);
+		    (unsigned long long)snap.w.requests,
+		    master_lost(pid, &snap, lost, sizeof(lost)));
 		if (m->replaced_by >= 0)
 			mw[m->replaced_by].replaces = -1;
 	}

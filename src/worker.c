@@ -1030,6 +1030,7 @@ worker_request_begin(struct worker *w, molt_request *req)
 	sb_begin(&s->w.seq);
 	s->w.state = SB_BUSY;
 	s->w.in_handler = 1;
+	s->w.active = (uint32_t)w->nactive;     /* named if the worker dies */
 	worker_slot_request(s, req);
 	sb_end(&s->w.seq);
 	if (w->route_stats) {

@@ -1046,7 +1046,7 @@ def test_replies_pipelined_before_a_crash_are_delivered(molt):
         assert c.read_all(timeout=10) == b"", "the crashing request got a reply"
     m.wait_log(r"worker 0 pid %d killed by signal 11 \(SIGSEGV\) while serving "
                r"\"GET /crash/segv\" in module crash \(route /crash\) "
-               r"\(\d+ requests served\)$" % pid)
+               r"\(\d+ requests served, 1 in flight lost\)$" % pid)
 
 
 def test_repeated_crashes_do_not_trigger_backoff(molt):

@@ -340,7 +340,7 @@ def test_trim_prevents_recycle_of_trimmable_heap(molt, policy):
     r = ask(c, TRIMMABLE)
     assert r.status == 200 and json.loads(r.body)["kept"] == 10, r
     t = m.wait_log(r"trimmed worker \d+ pid %d: %s uss (%s) -> (%s), now under "
-                   r"the limits; requests=\d+$" % (pid, why, SIZE, SIZE),
+                   r"the limits; requests=\d+(?:, \d+ in flight lost)?$" % (pid, why, SIZE, SIZE),
                    since=mark, timeout=15)
     before, after = bytes_of(t.group(1)), bytes_of(t.group(2))
     assert before > 40 * MB and after < 20 * MB, t.group(0)
@@ -519,7 +519,7 @@ hard_max_rss = 48m
     except AssertionError:
         answered = False     # killed before it could answer: in flight
     k = m.wait_log(r"worker \d+ pid %d killed: reason=hard_rss uss=%s > "
-                   r"hard_max_rss=48\.0 MB(.*) requests=\d+$" % (pid, SIZE),
+                   r"hard_max_rss=48\.0 MB(.*) requests=\d+(?:, \d+ in flight lost)?$" % (pid, SIZE),
                    since=mark)
     if answered:
         # the leak had ended: the worker was idle, there is nothing to name
@@ -563,7 +563,7 @@ stall_timeout = 1s
     k = m.wait_log(r"\[error\] \d+: worker 0 pid %d killed: reason=stall loop stalled "
                    r"for (\d+\.\d+)s > stall_timeout=1\.0s while serving "
                    r"\"GET /crash/block\?ms=60000\" in module crash \(route /crash\), "
-                   r"sleeping in (\w+) requests=\d+$"
+                   r"sleeping in (\w+) requests=\d+, 1 in flight lost$"
                    % pid, since=mark)
     assert 1.0 < float(k.group(1)) < 6, k.group(0)
     assert not pid_alive(pid)
@@ -944,11 +944,37 @@ def test_crash_outside_a_handler_blames_no_request(molt):
         assert pending.is_closed(10)
     m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 "
                r"\(SIGSEGV\) outside any handler, with \"GET "
-               r"/stream/deferred\?ms=8000\" pending \(\d+ requests served\)$"
+               r"/stream/deferred\?ms=8000\" pending \(\d+ requests served, 1 in flight lost\)$"
                % pid, since=mark)
     wait_for(lambda: len(m.worker_pids()) == 1 and pid not in m.worker_pids(),
              10, what="a replacement worker")
     check_counts(m, {"crash": 1})
+
+
+def test_crash_line_counts_the_requests_lost_with_the_worker(molt):
+    """A crash loses every request its worker had in flight, not only the
+    one that crashed it; the line named that one alone, so three clients
+    cut off with it left no trace in the error log."""
+    m = molt(conf=conf(BASE), workers=1)
+    (pid,) = m.worker_pids()
+    m.expect_errors(r"pid %d killed by signal 11" % pid)
+    mark = m.mark()
+    pending = [m.raw_conn() for _ in range(3)]
+    try:
+        for c in pending:
+            c.send(GET % b"/stream/deferred?ms=8000")
+        time.sleep(0.3)
+        with pytest.raises(Exception):
+            m.get("/crash/segv", timeout=10)
+        for c in pending:
+            assert c.is_closed(10)
+    finally:
+        for c in pending:
+            c.close()
+    m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 "
+               r"\(SIGSEGV\) while serving \"GET /crash/segv\" in module crash "
+               r"\(route /crash\) \(\d+ requests served, 4 in flight lost\)$"
+               % pid, since=mark)
 
 
 def test_crash_counts_as_crash(molt):
@@ -961,7 +987,7 @@ def test_crash_counts_as_crash(molt):
     assert c.is_closed(10)
     m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 \(SIGSEGV\) "
                r"while serving \"GET /crash/segv\" in module crash \(route /crash\) "
-               r"\(\d+ requests served\)$" % pid,
+               r"\(\d+ requests served, 1 in flight lost\)$" % pid,
                since=mark)
     wait_for(lambda: len(m.worker_pids()) == 2 and pid not in m.worker_pids(),
              10, what="a replacement worker")
@@ -1926,7 +1952,7 @@ hard_max_rss = 64m
         answered = False
     assert slow.is_closed(6), "the worker was not killed"
     k = m.wait_log(r"worker 0 pid %d killed: reason=hard_rss uss=%s > "
-                   r"hard_max_rss=64\.0 MB(.*) requests=\d+$" % (pid, SIZE),
+                   r"hard_max_rss=64\.0 MB(.*) requests=\d+(?:, \d+ in flight lost)?$" % (pid, SIZE),
                    since=mark)
     if not answered:
         # The master looked while the leak ran: that request was in flight
@@ -1971,7 +1997,7 @@ trim = %s
     except AssertionError:
         answered = None
     k = m.wait_log(r"worker 0 pid %d killed: reason=hard_rss uss=(%s) > "
-                   r"hard_max_rss=200\.0 MB(.*) requests=\d+$" % (pid, SIZE),
+                   r"hard_max_rss=200\.0 MB(.*) requests=\d+(?:, \d+ in flight lost)?$" % (pid, SIZE),
                    since=mark, timeout=30)
     assert answered is None, "the runaway request ran to its end (%s); then: %s" \
         % (answered, k.group(0))
