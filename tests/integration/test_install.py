@@ -212,3 +212,47 @@ MOLT_EXPORT const struct molt_module molt_module = {
     p = subprocess.run([molt_bin, "-t", "-c", str(conf)], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, universal_newlines=True, env=molt_env())
     assert p.returncode == 0, p.stderr
+
+
+def run_make(dest, *targets):
+    """make TARGETS DESTDIR=dest in the build directory, out of make
+    check's own make."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+        env.pop(k, None)
+    p = subprocess.run([MAKE, "-C", BUILD_DIR] + list(targets) + ["DESTDIR=" + dest],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=600, env=env)
+    assert p.returncode == 0, "make %s failed:\n%s" % (" ".join(targets),
+                                                       p.stdout[-5000:])
+
+
+def test_install_keeps_an_edited_config(tmp_path):
+    """make install replaced the admin's molt.conf with the example, and
+    make uninstall deleted it.  Now the example always goes to
+    molt.conf.default, molt.conf only where there is none, and uninstall
+    removes molt.conf only if it is still the example."""
+    dest = str(tmp_path / "destdir")
+    v = makefile_vars(BUILD_DIR)
+    confdir = under(dest, os.path.join(v["sysconfdir"], "molt"))
+    conf = os.path.join(confdir, "molt.conf")
+    default = os.path.join(confdir, "molt.conf.default")
+
+    run_make(dest, "install")
+    assert read_text(conf) == read_text(default) != ""
+    example = read_text(default)
+    edited = example + "\n; edited by the admin\n"
+    with open(conf, "w") as f:
+        f.write(edited)
+    run_make(dest, "install")
+    assert read_text(conf) == edited, "make install replaced the edited molt.conf"
+    assert read_text(default) == example
+    run_make(dest, "uninstall")
+    assert not os.path.exists(default)
+    assert read_text(conf) == edited, "make uninstall removed the edited molt.conf"
+
+    # an unedited config is the example's, and goes with it
+    os.unlink(conf)
+    run_make(dest, "install")
+    run_make(dest, "uninstall")
+    assert not os.path.exists(conf) and not os.path.exists(default)
