@@ -74,7 +74,56 @@ def test_install_layout(installed):
     mandir = under(dest, v["mandir"])
     for page in ("man8/molt.8", "man5/molt.conf.5", "man3/molt-module.3"):
         assert os.path.isfile(os.path.join(mandir, page)), page
-    assert os.path.isfile(os.path.join(SRC_DIR, "etc", "molt.service"))
+    unitdir = under(dest, v["systemdsystemunitdir"])
+    for unit in ("molt.service", "molt.socket"):
+        assert os.path.isfile(os.path.join(unitdir, unit)), unit
+
+
+def test_installed_files_name_the_configured_paths(installed):
+    """The installed example config, units and man pages name the
+    directories of this build, not /usr/local's (issue: a --prefix=/usr
+    install served /usr/local/share/molt/www)."""
+    dest, v = installed
+    sbin_molt = os.path.join(v["sbindir"], "molt")
+    conf = os.path.join(v["sysconfdir"], "molt", "molt.conf")
+    text = read_text(under(dest, conf))
+    assert "root = %s\n" % os.path.join(v["datadir"], "molt", "www") in text
+    unit = read_text(os.path.join(under(dest, v["systemdsystemunitdir"]),
+                                  "molt.service"))
+    assert "\nExecStart=%s -c %s\n" % (sbin_molt, conf) in unit, unit
+    page = read_text(under(dest, os.path.join(v["mandir"], "man8", "molt.8")))
+    assert "\n.I %s\n" % sbin_molt in page
+    assert "@" + "sbindir@" not in page
+
+
+def test_other_prefix_generates_its_paths(tmp_path):
+    """configure --prefix=/opt/...: nothing generated names /usr/local,
+    and --with-systemdsystemunitdir=no is honoured."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+        env.pop(k, None)
+    b = str(tmp_path / "b")
+    os.mkdir(b)
+    prefix = "/opt/molt-test"
+    p = subprocess.run([os.path.join(SRC_DIR, "configure"), "-q", "--prefix=" + prefix,
+                        "--with-systemdsystemunitdir=no"], cwd=b, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-5000:]
+    files = ["etc/molt.conf", "etc/molt.service", "etc/molt.socket",
+             "doc/molt.8", "doc/molt.conf.5", "doc/molt-module.3"]
+    p = subprocess.run([MAKE] + files, cwd=b, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-5000:]
+    for f in files:
+        text = read_text(os.path.join(b, f))
+        assert text and "/usr/local" not in text, f
+        assert not re.search(r"@[a-z_]+@", text), f
+    assert "root = %s/share/molt/www\n" % prefix in read_text(os.path.join(b, "etc/molt.conf"))
+    assert ("ExecStart=%s/sbin/molt -c %s/etc/molt/molt.conf\n" % (prefix, prefix)
+            in read_text(os.path.join(b, "etc/molt.service")))
+    v = makefile_vars(b)
+    assert v.get("systemdsystemunit_DATA", "") == ""
 
 
 def test_installed_molt_runs(installed):
