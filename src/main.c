@@ -289,8 +289,10 @@ main(int argc, char **argv)
 		    (rc = main_check_writable(cfg, "pid_file",
 		    cfg->server.pid_file, &err)) == -1)
 			fprintf(stderr, "%s:%d: %s\n", err.file, err.line, err.msg);
-		else
+		else {
+			master_warn_root(&cfg->server);
 			fprintf(stderr, "molt: %s: configuration ok\n", cfg->path);
+		}
 		config_free(cfg);
 		return rc == -1 ? 1 : 0;
 	}
@@ -312,6 +314,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_startup_echo(1);
+	master_warn_root(&cfg->server);
 	rc = master_run(cfg, path, daemonize);
 	log_access_flush();
 	return rc;

@@ -307,6 +307,24 @@ master_log_owner(const struct server_conf *sc)
 	log_set_owner(uid, gid);
 }
 
+/*
+ * Started as root without [server] user, the workers keep uid 0, and so
+ * does every module they load.  nginx falls back to nobody and Apache
+ * refuses to start; molt keeps running as it was told (a container often
+ * runs everything as root, in directories nobody could not read) but
+ * says so at each start, check and reload, where an admin looks.
+ */
+void
+master_warn_root(const struct server_conf *sc)
+{
+	if (geteuid() != 0 || sc->user != NULL)
+		return;
+	log_warn("started as root and [server] user is not set: the workers "
+	    "run as root%s%s (set user, e.g. user = nobody)",
+	    sc->group != NULL ? " with group " : "",
+	    sc->group != NULL ? sc->group : "");
+}
+
 /* ------------------------------------------------------------------ */
 /* Validation in a child                                               */
 
@@ -1791,6 +1809,7 @@ master_reload_apply(int status)
 		master_pid_abandon(nc->server.pid_file, new_pid_fd);
 		goto undo_listen;
 	}
+	master_warn_root(&nc->server);
 	/* Old workers keep their own copies of sockets that went away. */
 	listen_close(old->server.listen);
 	master_pid_commit(old->server.pid_file, nc->server.pid_file,

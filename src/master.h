@@ -22,6 +22,7 @@ int  master_run(struct molt_config *cfg, const char *conf_path, int daemonize);
 
 /* Gives the log files created from now on to sc's user and group. */
 void master_log_owner(const struct server_conf *sc);
+void master_warn_root(const struct server_conf *sc);
 
 /*
  * Checks cfg completely, modules included, in a child process that runs

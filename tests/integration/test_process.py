@@ -1578,6 +1578,41 @@ def test_privilege_drop(molt):
     assert ms["Uid"].split()[:2] == ["0", "0"]
 
 
+ROOT_WARNING = ("started as root and [server] user is not set: the workers "
+                "run as root")
+
+
+@pytest.mark.parametrize("extra,gid", [("", 0), ("group = nogroup", None)])
+def test_root_without_user_is_warned(molt, molt_check, extra, gid):
+    """Started as root with no user (or only a group), the workers ran as
+    root without a word.  molt keeps them root (as told) but warns at start
+    and in molt -t; a group alone still applies."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (running as uid %d)" % os.geteuid())
+    if gid is None:
+        gid = grp.getgrnam("nogroup").gr_gid
+    r = molt_check(extra + "\n[route /hello]\nmodule = hello\n")
+    assert r.rc == 0, r.stderr
+    assert ROOT_WARNING in r.stderr, r.stderr
+    m = molt(server_extra=extra)
+    get_ok(m)
+    line = m.wait_log(r"\[warn\] \d+: " + re.escape(ROOT_WARNING) + ".*$")
+    if extra:
+        assert "with group nogroup" in line.group(0), line.group(0)
+    for w in m.worker_pids():
+        st = proc_status(w)
+        assert st["Uid"].split() == ["0"] * 4, st["Uid"]
+        assert st["Gid"].split() == [str(gid)] * 4, st["Gid"]
+
+
+def test_root_with_user_is_not_warned(molt):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (running as uid %d)" % os.geteuid())
+    m = molt(server_extra="user = nobody")
+    get_ok(m)
+    assert ROOT_WARNING not in m.log()
+
+
 @pytest.mark.parametrize("core_dumps", ["off", "on"])
 def test_worker_memory_is_not_open_to_its_user(molt, core_dumps):
     """After the switch to nobody, a worker was made dumpable again: any
