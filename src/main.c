@@ -42,21 +42,25 @@ main_usage(FILE *f)
 	    "  -V        print the version and the module ABI version\n");
 }
 
-/* Running the binary the build just made: use the build's modules. */
+/*
+ * Running the binary the build just made: use the build's modules.  The
+ * kernel gives the canonical path of the executable, while configure
+ * recorded the build directory as it was reached, perhaps through a
+ * symbolic link: both are resolved before they are compared.
+ */
 static void
 main_detect_build_tree(void)
 {
-	char exe[PATH_MAX], want[PATH_MAX];
-	ssize_t n;
+	char exe[PATH_MAX], want[PATH_MAX], built[PATH_MAX];
 
 	if (MOLT_BUILD_DIR[0] == '\0')
 		return;
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
+	if (realpath("/proc/self/exe", exe) == NULL)
 		return;
-	exe[n] = '\0';
-	snprintf(want, sizeof(want), "%s/molt", MOLT_BUILD_DIR);
-	from_build_tree = strcmp(exe, want) == 0;
+	if ((size_t)snprintf(want, sizeof(want), "%s/molt", MOLT_BUILD_DIR) >=
+	    sizeof(want) || realpath(want, built) == NULL)
+		return;
+	from_build_tree = strcmp(exe, built) == 0;
 }
 
 static void
