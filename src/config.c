@@ -489,13 +489,46 @@ config_no_arg_kind(const char *kind)
 	    strcmp(kind, "status") == 0;
 }
 
+/*
+ * Why a route prefix could never match, or NULL.  A request's path is
+ * percent-decoded, its dot segments resolved and its runs of '/' merged
+ * before it is routed (ROUTING in molt.conf(5)), so a prefix that is not
+ * in that form matches nothing.  It is refused rather than normalised: an
+ * admin who wrote /a/../b meant something, and should see what molt will
+ * route instead of a silent rewrite.
+ */
+static const char *
+config_route_prefix_problem(const char *p)
+{
+	const char *seg, *end;
+	size_t len;
+
+	for (seg = p + 1; ; seg = end + 1) {
+		end = strchr(seg, '/');
+		len = end != NULL ? (size_t)(end - seg) : strlen(seg);
+		if (len == 0 && end != NULL)
+			return "requests are routed with runs of '/' merged into one";
+		if ((len == 1 && seg[0] == '.') ||
+		    (len == 2 && seg[0] == '.' && seg[1] == '.'))
+			return "requests are routed with their '.' and '..' "
+			    "segments resolved";
+		if (end == NULL)
+			break;
+	}
+	for (; (p = strchr(p, '%')) != NULL; p++)
+		if (isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]))
+			return "requests are routed by their percent-decoded path: "
+			    "write the character itself";
+	return NULL;
+}
+
 /* Opens the section of header h[0..len), the text between '[' and ']'. */
 static struct conf_section *
 config_new_section(struct parse_state *ps, const char *h, size_t len)
 {
 	struct conf_section *s, *o;
 	char kind[NAME_MAX_INIH], arg[NAME_MAX_INIH];
-	const char *e = h + len, *k, *a;
+	const char *e = h + len, *k, *a, *why;
 
 	/* The reader bounds len below NAME_MAX_INIH, so these cannot cut. */
 	while (h < e && isspace((unsigned char)*h))
@@ -524,6 +557,12 @@ config_new_section(struct parse_state *ps, const char *h, size_t len)
 		if (strcmp(kind, "route") == 0 && arg[0] != '/') {
 			config_fail(ps, ps->line, "route prefix '%s' must start with "
 			    "'/'", arg);
+			return NULL;
+		}
+		if (strcmp(kind, "route") == 0 &&
+		    (why = config_route_prefix_problem(arg)) != NULL) {
+			config_fail(ps, ps->line, "route prefix '%s' can never "
+			    "match: %s", arg, why);
 			return NULL;
 		}
 	} else {

@@ -211,6 +211,31 @@ def test_route_without_module(molt_check):
     assert "module" in msg
 
 
+@pytest.mark.parametrize("prefix,why", [
+    ("/a//b", "runs of '/' merged"),
+    ("//", "runs of '/' merged"),
+    ("/c/../d", "'.' and '..' segments"),
+    ("/e/./f", "'.' and '..' segments"),
+    ("/g/..", "'.' and '..' segments"),
+    ("/h/.", "'.' and '..' segments"),
+    ("/i/%41", "percent-decoded"),
+])
+def test_route_prefix_that_can_never_match(molt_check, prefix, why):
+    """Requests are normalised before routing, so these prefixes were
+    accepted and matched nothing."""
+    r = molt_check("[route %s]\nmodule = hello\n" % prefix)
+    line, msg = error_at(r)
+    assert line == r.line_of("[route %s]" % prefix), r.stderr
+    assert msg.startswith("route prefix '%s' can never match: " % prefix), msg
+    assert why in msg, msg
+
+
+@pytest.mark.parametrize("prefix", ["/a/", "/b.c", "/..d/e.", "/f%g", "/h%4"])
+def test_route_prefix_normal_forms_accepted(molt_check, prefix):
+    r = molt_check("[route %s]\nmodule = hello\n" % prefix)
+    assert r.rc == 0, r.stderr
+
+
 def test_unknown_route_key(molt_check):
     r = molt_check("[route /hello]\nmodule = hello\nfrob = 2\n")
     line, msg = error_at(r)
