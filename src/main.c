@@ -268,6 +268,16 @@ main(int argc, char **argv)
 		main_usage(stderr);
 		return 1;
 	}
+	/*
+	 * -s acts on a running master and -t on a file: taken together, one
+	 * of them would be ignored, and a check that stops the server is the
+	 * worse surprise.  Refused, as an unknown option is.
+	 */
+	if (test && sig != NULL) {
+		fprintf(stderr, "molt: -t and -s cannot be used together\n");
+		main_usage(stderr);
+		return 1;
+	}
 	main_detect_build_tree();
 	if (sig != NULL)
 		return main_signal(path, sig);

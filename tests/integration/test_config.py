@@ -100,6 +100,20 @@ def test_embedded_default_from_a_build_dir_reached_by_a_symlink(tmp_path):
     assert "configuration ok" in p.stderr
 
 
+def test_check_with_signal_is_a_usage_error(molt):
+    """molt -t -s stop -c FILE stopped the server: -s was acted on first
+    and -t ignored.  The pair is refused and nothing is signalled."""
+    m = molt()
+    for args in (["-t", "-s", "stop"], ["-s", "stop", "-t"]):
+        p = run_molt(args + ["-c", m.conf_path])
+        assert p.returncode == 1, p.stderr
+        assert "-t and -s cannot be used together" in p.stderr, p.stderr
+        assert "usage: molt" in p.stderr
+    time.sleep(0.5)
+    assert m.running()
+    assert m.get("/hello")[0] == 200
+
+
 def test_missing_config_file(tmp_path):
     path = str(tmp_path / "nope.conf")
     p = run_molt(["-t", "-c", path])
