@@ -974,9 +974,9 @@ get_auto(struct checker *ck, const char *key, int *out)
 
 	if (kv == NULL)
 		return;
-	if (strcmp(kv->value, "auto") == 0)
+	if (strcasecmp(kv->value, "auto") == 0)
 		*out = 1;
-	else if (strcmp(kv->value, "off") == 0)
+	else if (strcasecmp(kv->value, "off") == 0)
 		*out = 0;
 	else
 		check_fail(ck, kv, "%s: expected auto or off, got '%s'", key,
@@ -1112,12 +1112,16 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	get_duration(&ck, "access_log_flush", &sc->access_log_flush_ms, 10,
 	    1 * HOUR, ZERO_OFF);
 	get_bool(&ck, "access_log_time", &sc->access_log_time);
-	/* Both mean "the default" and are spelled out so a file can say so. */
-	if (sc->error_log && strcmp(sc->error_log, "stderr") == 0) {
+	/*
+	 * Both mean "the default" and are spelled out so a file can say so.
+	 * In any case, as every other keyword: "OFF" was taken for a file
+	 * name, and the access log written to ./OFF.
+	 */
+	if (sc->error_log && strcasecmp(sc->error_log, "stderr") == 0) {
 		free(sc->error_log);
 		sc->error_log = NULL;
 	}
-	if (sc->access_log && strcmp(sc->access_log, "off") == 0) {
+	if (sc->access_log && strcasecmp(sc->access_log, "off") == 0) {
 		free(sc->access_log);
 		sc->access_log = NULL;
 	}

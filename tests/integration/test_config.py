@@ -218,6 +218,25 @@ def test_check_refuses_a_file_molt_could_not_write(molt_check, key):
     assert "cannot write /nonexistent-molt-dir" in msg, msg
 
 
+def test_log_keywords_in_any_case(molt):
+    """access_log = OFF and error_log = STDERR created files named OFF
+    and STDERR in molt's directory: the keywords are matched in any case,
+    as every other one."""
+    m = molt(error_log=False, server_extra="error_log = STDERR\naccess_log = OFF")
+    assert m.get("/hello")[0] == 200
+    m.stop()
+    left = sorted(os.listdir(m.tmp))
+    assert "OFF" not in left and "STDERR" not in left, left
+    assert "worker 0" in m.log()     # the error log went to stderr
+
+
+@pytest.mark.parametrize("kv", ["worker_cpu_affinity = Off",
+                                "listen_per_cpu = AUTO"])
+def test_auto_off_keywords_in_any_case(molt_check, kv):
+    r = molt_check(kv + "\n[route /hello]\nmodule = hello\n")
+    assert r.rc == 0, r.stderr
+
+
 def test_route_without_module(molt_check):
     r = molt_check("[route /x]\nmethods = GET\n\n[route /hello]\nmodule = hello\n")
     line, msg = error_at(r)
