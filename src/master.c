@@ -645,8 +645,12 @@ master_free_slot(void)
 	return -1;
 }
 
-/* Not random(): its state is in libc's .data, one more page to copy. */
-static int
+/*
+ * Not random(): its state is in libc's .data, one more page to copy.
+ * 64 bits end to end: the jitters go up to 2^50 (requests) and 2^40 ms,
+ * and a draw cut to an int could come out negative, below the limit.
+ */
+static long long
 master_jitter(long long jitter)
 {
 	uint64_t x = mstate->rng;
@@ -657,7 +661,7 @@ master_jitter(long long jitter)
 	x ^= x >> 7;
 	x ^= x << 17;
 	mstate->rng = x;
-	return (int)(x % (uint64_t)(jitter + 1));
+	return (long long)(x % ((uint64_t)jitter + 1));
 }
 
 static int
@@ -719,6 +723,9 @@ master_spawn(int id, int replaces)
 	sb_end(&s->m.seq);
 	log_info("spawned worker %d pid %d (generation %u)", id, (int)pid,
 	    generation);
+	/* The jittered limits this worker drew, 0 for none. */
+	log_debug("worker %d pid %d limits: requests=%llu lifetime_ms=%lld", id,
+	    (int)pid, (unsigned long long)req_limit, (long long)m->life_limit_ms);
 	return slot;
 }
 

@@ -1192,6 +1192,30 @@ drain_timeout = 10s
                          max_overlap(recycles), [r[6] for r in recycles]))
 
 
+def test_jitter_beyond_32_bits_stays_within_its_range(molt):
+    """master_jitter() cut its draw to an int: with a jitter of 2^31 or
+    more, half the draws came out negative and a worker's limit fell below
+    max_requests or max_lifetime.  Each worker's limits are logged at
+    debug level and must lie in [max, max + jitter]; six workers draw
+    twelve of them."""
+    max_req, jit_req = 1 << 41, 1 << 40
+    max_life_h, jit_life_h = 4000, 2000          # 2000 h = 7.2e9 ms
+    m = molt(workers=6, log_level="debug", conf="""
+[recycle]
+max_requests = %d
+max_requests_jitter = %d
+max_lifetime = %dh
+max_lifetime_jitter = %dh
+""" % (max_req, jit_req, max_life_h, jit_life_h) + DEFAULT_ROUTES)
+    rx = r"worker \d+ pid \d+ limits: requests=(\d+) lifetime_ms=(-?\d+)$"
+    wait_for(lambda: len(re.findall(rx, m.log(), re.M)) >= 6, 10,
+             what="six limit lines")
+    hour = 3600 * 1000
+    for req, life in re.findall(rx, m.log(), re.M):
+        assert max_req <= int(req) <= max_req + jit_req, req
+        assert max_life_h * hour <= int(life) <= (max_life_h + jit_life_h) * hour, life
+
+
 @pytest.mark.parametrize("jitter", ["0", "1500ms"])
 def test_lifetime_jitter_spreads_recycles(molt, jitter):
     """Four workers started together, max_lifetime = 2s: with
