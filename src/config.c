@@ -187,12 +187,16 @@ conf_parse_int(const char *s, long long *out)
  * A non-negative decimal, "12" or "1.5", scaled by mul.  Written by hand
  * because strtod would also take "0x10", "1e3", "inf" and "nan", none of
  * which belongs in a size or a timeout.  *end is left after the number.
+ * A number that is not zero but scales to less than one unit fails with
+ * errno ERANGE: 0 means "off" or "nothing" for many keys, and
+ * "0.0001k" is not a way to say that.
  */
 static int
 conf_parse_scaled(const char *s, long long mul, const char **end,
     long long *out)
 {
 	long long ip = 0, num = 0, den = 1, frac;
+	int nonzero = 0;
 
 	s = conf_skip_ws(s);
 	if (!isdigit((unsigned char)*s))
@@ -201,17 +205,20 @@ conf_parse_scaled(const char *s, long long mul, const char **end,
 		if (ip > (LLONG_MAX - (*s - '0')) / 10)
 			return -1;
 		ip = ip * 10 + (*s - '0');
+		nonzero |= *s != '0';
 	}
 	if (*s == '.') {
 		s++;
 		if (!isdigit((unsigned char)*s))
 			return -1;
 		/* Nine digits are finer than any unit here; ignore the rest. */
-		for (; isdigit((unsigned char)*s); s++)
+		for (; isdigit((unsigned char)*s); s++) {
+			nonzero |= *s != '0';
 			if (den < 1000000000LL) {
 				num = num * 10 + (*s - '0');
 				den *= 10;
 			}
+		}
 	}
 	if (ip > LLONG_MAX / mul)
 		return -1;
@@ -219,6 +226,10 @@ conf_parse_scaled(const char *s, long long mul, const char **end,
 	frac = (long long)((double)num * (double)mul / (double)den);
 	if (ip * mul > LLONG_MAX - frac)
 		return -1;
+	if (nonzero && ip * mul + frac == 0) {
+		errno = ERANGE;
+		return -1;
+	}
 	*out = ip * mul + frac;
 	*end = s;
 	return 0;
@@ -924,6 +935,12 @@ get_size(struct checker *ck, const char *key, long long *out, long long min,
 
 	if (kv == NULL)
 		return;
+	errno = 0;
+	if (conf_parse_size(kv->value, &v) == -1 && errno == ERANGE) {
+		check_fail(ck, kv, "%s: '%s' is less than 1 byte (write 0 to "
+		    "mean 0)", key, kv->value);
+		return;
+	}
 	if (conf_parse_size(kv->value, &v) == -1 ||
 	    ((v < min || v > max) && !(v == 0 && zero == ZERO_OFF))) {
 		check_fail(ck, kv, "%s: expected a size between %s and %s%s, "
@@ -945,6 +962,12 @@ get_duration(struct checker *ck, const char *key, long long *out,
 
 	if (kv == NULL)
 		return;
+	errno = 0;
+	if (conf_parse_duration(kv->value, &v) == -1 && errno == ERANGE) {
+		check_fail(ck, kv, "%s: '%s' is less than 1 ms (write 0 to "
+		    "mean 0)", key, kv->value);
+		return;
+	}
 	if (conf_parse_duration(kv->value, &v) == -1 ||
 	    ((v < min || v > max) && !(v == 0 && zero == ZERO_OFF))) {
 		check_fail(ck, kv, "%s: expected a duration between %s and %s%s, "

@@ -196,6 +196,28 @@ def test_bad_server_value(molt_check, bad):
     assert line == r.line_of(bad)
 
 
+@pytest.mark.parametrize("bad,unit", [
+    ("max_body_size = 0.0001k", "1 byte"),
+    ("max_header_size = 0.0001k", "1 byte"),
+    ("header_timeout = 0.0001s", "1 ms"),
+    ("access_log_flush = 0.5ms", "1 ms"),
+])
+def test_nonzero_value_that_rounds_to_zero(molt_check, bad, unit):
+    """max_body_size = 0.0001k was silently 0, which refuses every body
+    (and 0 is "off" for other keys): a value that is not zero but less
+    than one unit is an error at its line."""
+    r = molt_check(bad + "\n")
+    line, msg = error_at(r)
+    assert line == r.line_of(bad), r.stderr
+    assert "is less than " + unit in msg, msg
+
+
+def test_module_key_that_rounds_to_zero(molt_check):
+    r = molt_check(CONFKEYS + "limit = 0.0001k\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("limit = 0.0001k"), r.stderr
+
+
 @pytest.mark.parametrize("addr", ["127.0.0.1:18999", "[::1]:18999", "unix:/tmp/molt-dup.sock"])
 def test_listen_twice_on_one_address(molt_check, addr):
     """The second bind failed with EADDRINUSE, and for a unix socket as if

@@ -7,6 +7,7 @@
  */
 #include <limits.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -717,6 +718,15 @@ test_parsers(void)
 	CHECK(conf_parse_duration("s", &v) == -1);
 	CHECK(conf_parse_duration("-1s", &v) == -1);
 	CHECK(conf_parse_duration("99999999999999999h", &v) == -1);
+	/* Not zero, but less than one unit: refused, not rounded to 0. */
+	errno = 0;
+	CHECK(conf_parse_size("0.0001k", &v) == -1 && errno == ERANGE);
+	CHECK(conf_parse_duration("0.0001s", &v) == -1 && errno == ERANGE);
+	CHECK(conf_parse_duration("0.5ms", &v) == -1);
+	CHECK(conf_parse_duration("0.0000000001s", &v) == -1);
+	CHECK(conf_parse_size("0.0k", &v) == 0 && v == 0);
+	CHECK(conf_parse_duration("0.000s", &v) == 0 && v == 0);
+	CHECK(conf_parse_duration("0.001s", &v) == 0 && v == 1);
 	CHECK(conf_parse_int("42", &v) == 0 && v == 42);
 	CHECK(conf_parse_int("-3", &v) == 0 && v == -3);
 	CHECK(conf_parse_int("9223372036854775807", &v) == 0 && v == LLONG_MAX);
