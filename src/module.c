@@ -649,9 +649,10 @@ module_resolve(const struct molt_module *m, struct route_conf *rc,
 	conf->v = (struct conf_val *)(conf + 1);
 	for (i = 0, k = m->conf_keys; i < n; i++, k++) {
 		struct conf_val *v = &conf->v[i];
-		struct conf_kv *kv = NULL;
+		struct conf_kv *kv = NULL, *mkv = NULL;
 		unsigned where = k->flags & (MOLT_CONF_MODULE | MOLT_CONF_ROUTE);
 		const struct conf_section *from = NULL;
+		long long num;
 
 		v->key = k->name;
 		v->type = k->type;
@@ -663,14 +664,32 @@ module_resolve(const struct molt_module *m, struct route_conf *rc,
 				    k->name, m->name, m->name);
 				goto fail;
 			}
-		} else if (rc->module_section != NULL &&
-		    (kv = conf_get(rc->module_section, k->name)) != NULL) {
-			from = rc->module_section;
+		}
+		/*
+		 * The [module] value is looked up (and so marked used) and
+		 * checked even where the route overrides it: a declared key is
+		 * known, and must not be reported unknown by
+		 * config_check_unused() because every route sets its own.
+		 */
+		if (rc->module_section != NULL &&
+		    (mkv = conf_get(rc->module_section, k->name)) != NULL) {
 			if (where == MOLT_CONF_ROUTE) {
-				conf_errorf(err, from->file, kv->line, "%s: this key of "
-				    "module %s belongs in each [route], not in [module %s]",
-				    k->name, m->name, m->name);
+				conf_errorf(err, rc->module_section->file, mkv->line,
+				    "%s: this key of module %s belongs in each "
+				    "[route], not in [module %s]", k->name, m->name,
+				    m->name);
 				goto fail;
+			}
+			if (kv != NULL && module_parse_value(k->type, mkv->value,
+			    &num) == -1) {
+				conf_errorf(err, rc->module_section->file, mkv->line,
+				    "%s: expected %s, got '%s'", k->name,
+				    module_type_name(k->type), mkv->value);
+				goto fail;
+			}
+			if (kv == NULL) {
+				kv = mkv;
+				from = rc->module_section;
 			}
 		}
 		if (kv != NULL) {

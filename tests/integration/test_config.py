@@ -340,6 +340,21 @@ def test_unknown_module_key(molt_check):
     assert line == r.line_of("bogus2 = 1")
 
 
+def test_module_key_every_route_overrides_is_known(molt_check, molt):
+    """A key declared by the module, set in [module NAME] and overridden
+    by every route, was never read, and config_check_unused called it
+    unknown.  It is known; its value is still type-checked."""
+    conf = CONFKEYS + "greeting = from-route\n\n[module confkeys]\ngreeting = unused\n"
+    r = molt_check(conf)
+    assert r.rc == 0, r.stderr
+    m = molt(conf=conf)
+    assert json.loads(m.get("/c")[2])["greeting"] == "from-route"
+    r = molt_check(CONFKEYS + "count = 5\n\n[module confkeys]\ncount = zz\n")
+    line, msg = error_at(r)
+    assert line == r.line_of("count = zz"), r.stderr
+    assert "expected an integer" in msg, msg
+
+
 def test_module_check_hook_error(molt_check):
     r = molt_check(CONFKEYS + "count = 500\n")
     line, msg = error_at(r)
