@@ -63,6 +63,8 @@ def test_install_layout(installed):
     moddir = under(dest, os.path.join(v["libdir"], "molt", "modules"))
     for name in ("hello", "echo", "static", "fragment", "leak", "mariadb"):
         assert os.path.isfile(os.path.join(moddir, name + ".so")), name
+    # molt loads NAME.so: libtool's .la files are not installed
+    assert not [f for f in os.listdir(moddir) if f.endswith(".la")], os.listdir(moddir)
     # test modules are never installed, nor libtool leftovers loaded by name
     for name in ("crash", "abi_mismatch", "bad_magic", "initfail", "stream", "confkeys"):
         assert not os.path.exists(os.path.join(moddir, name + ".so")), name
@@ -305,3 +307,5 @@ def test_install_keeps_an_edited_config(tmp_path):
     run_make(dest, "install")
     run_make(dest, "uninstall")
     assert not os.path.exists(conf) and not os.path.exists(default)
+    moddir = under(dest, os.path.join(v["libdir"], "molt", "modules"))
+    assert not os.listdir(moddir), "make uninstall left %r" % os.listdir(moddir)
