@@ -36,10 +36,12 @@ main_usage(FILE *f)
 	    "  -c FILE   configuration file (default: the embedded one, serving\n"
 	    "            the bundled modules on 127.0.0.1:8080)\n"
 	    "  -t        check the configuration and every module it uses, then exit\n"
-	    "  -d        run as a daemon and write the pid file\n"
+	    "  -d        detach from the terminal once the sockets are bound\n"
+	    "            (pid_file, if set, is written with or without -d)\n"
 	    "  -s SIG    signal the running master (via pid_file): stop (fast),\n"
 	    "            quit (graceful), reload, reopen (the logs)\n"
-	    "  -V        print the version and the module ABI version\n");
+	    "  -V        print the version and the module ABI version\n"
+	    "  -h        print this help\n");
 }
 
 /*

@@ -41,6 +41,18 @@ def test_version():
     assert p.stdout.strip() == "molt 0.1.0 (module ABI 1.1)"
 
 
+def test_help_describes_every_option():
+    """-h said -d "writes the pid file", which molt writes without -d too,
+    and did not describe -h itself."""
+    p = run_molt(["-h"])
+    assert p.returncode == 0
+    opts = re.findall(r"^  (-[a-zA-Z])\b", p.stdout, re.M)
+    usage = re.findall(r"\[(-[a-zA-Z])", p.stdout.split("\n")[0])
+    assert sorted(opts) == sorted(usage) == sorted(["-c", "-t", "-d", "-s", "-V", "-h"]), p.stdout
+    d = re.search(r"^  -d .*(\n {12}.*)*", p.stdout, re.M).group(0)
+    assert "without -d" in d, d
+
+
 def test_check_ok(molt_check):
     r = molt_check("""\
 [route /hello]   ; inline comment
