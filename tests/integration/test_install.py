@@ -98,6 +98,36 @@ def test_installed_files_name_the_configured_paths(installed):
     assert "@" + "sbindir@" not in page
 
 
+HARDENING = ["RuntimeDirectory=molt", "RuntimeDirectoryPreserve=yes",
+             "LogsDirectory=molt", "ProtectSystem=full",
+             "ProtectHome=read-only", "PrivateTmp=true", "NoNewPrivileges=true"]
+
+
+def test_installed_units_are_hardened_and_parse(installed):
+    """The unit creates the /run/molt and /var/log/molt of molt.conf(5)'s
+    EXAMPLE and has the hardening that costs no documented feature; and
+    systemd-analyze, where there is one, finds no key it does not know
+    or cannot parse (a missing binary or man page is this DESTDIR's)."""
+    dest, v = installed
+    unitdir = under(dest, v["systemdsystemunitdir"])
+    service = os.path.join(unitdir, "molt.service")
+    lines = read_text(service).split("\n")
+    for want in HARDENING:
+        assert want in lines, want
+    conf5 = read_text(under(dest, os.path.join(v["mandir"], "man5", "molt.conf.5")))
+    assert "error_log = /var/log/molt/error.log" in conf5
+    assert "listen = unix:/run/molt/molt.sock" in conf5
+    if shutil.which("systemd-analyze") is None:
+        return
+    p = subprocess.run(["systemd-analyze", "verify", service,
+                        os.path.join(unitdir, "molt.socket")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=60)
+    bad = [l for l in p.stdout.split("\n")
+           if re.search(r"Unknown|Failed to parse|Invalid|ignoring", l)]
+    assert not bad, p.stdout
+
+
 def test_other_prefix_generates_its_paths(tmp_path):
     """configure --prefix=/opt/...: nothing generated names /usr/local,
     and --with-systemdsystemunitdir=no is honoured."""
