@@ -89,7 +89,25 @@ def test_embedded_default_from_a_build_dir_reached_by_a_symlink(tmp_path):
     for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         env.pop(k, None)
     makefile = read_text(os.path.join(BUILD_DIR, "Makefile"))
+    # with installed modules the wrong answer would pass as well
+    prefix = re.search(r"^prefix = (.*)$", makefile, re.M).group(1)
+    if os.path.isdir(os.path.join(prefix, "lib", "molt", "modules")):
+        pytest.skip("molt's modules are installed: the test cannot tell")
+    # A relative srcdir (../configure, make distcheck) must still lead to
+    # the source from the copy: the copy goes as deep under a directory
+    # whose entries are the source's.
+    srcdir = re.search(r"^srcdir = (.*)$", makefile, re.M).group(1)
     real = tmp_path / "real"
+    if not os.path.isabs(srcdir) and srcdir != ".":
+        top = tmp_path / "top"
+        top.mkdir()
+        for e in os.listdir(SRC_DIR):
+            os.symlink(os.path.join(SRC_DIR, e), str(top / e))
+        real = top
+        for part in srcdir.split("/"):
+            assert part == "..", srcdir
+            real = real / "d"
+        real.parent.mkdir(parents=True)
     link = tmp_path / "link"
     p = subprocess.run(["cp", "-a", BUILD_DIR, str(real)], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, universal_newlines=True)
@@ -102,9 +120,6 @@ def test_embedded_default_from_a_build_dir_reached_by_a_symlink(tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True, timeout=600)
     assert p.returncode == 0, p.stdout[-5000:]
-    # with installed modules the wrong answer would pass as well
-    if os.path.isdir(os.path.join(re.search(r"^prefix = (.*)$", makefile, re.M).group(1), "lib", "molt", "modules")):
-        pytest.skip("molt's modules are installed: the test cannot tell")
     p = subprocess.run([str(link / "molt"), "-t"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, universal_newlines=True,
                        env=molt_env())
