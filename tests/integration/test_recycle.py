@@ -486,7 +486,7 @@ hard_max_rss = 64m
               else "GET /leak?bytes=100000000")
     k = m.wait_log(r"\[error\] \d+: worker 0 pid %d killed: reason=hard_rss "
                    r"uss=(%s) > hard_max_rss=64\.0 MB while serving \"(.*)\" "
-                   r"requests=(\d+)$" % (pid, SIZE), since=mark)
+                   r"requests=(\d+), 1 in flight lost$" % (pid, SIZE), since=mark)
     assert bytes_of(k.group(1)) > 64 * MB, k.group(0)
     assert k.group(2) == wanted, (k.group(0), leak_answered)
     assert "recycled worker" not in m.log(mark)      # not a graceful recycle
