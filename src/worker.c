@@ -1736,6 +1736,22 @@ worker_event_base(struct worker *w)
 	return base;
 }
 
+/* FILE and LINE of the first route of module (or with prefix) for a
+ * message; the status route, which no section names, gets the file. */
+static void
+worker_trial_where(const struct molt_config *cfg, const char *module,
+    const char *prefix, const char **file, int *line)
+{
+	const struct route_conf *rc;
+
+	for (rc = cfg->routes; rc != NULL; rc = rc->next)
+		if (module != NULL ? strcmp(rc->module, module) == 0 :
+		    strcmp(rc->prefix, prefix) == 0)
+			break;
+	*file = rc != NULL ? rc->section->file : cfg->path;
+	*line = rc != NULL ? rc->section->line : 0;
+}
+
 /*
  * The module check's trial of a start (master_validator): the init hooks
  * of the modules just checked, then their exit hooks, as a worker runs
@@ -1749,7 +1765,6 @@ worker_trial(struct molt_config *cfg, struct module *mods,
     struct conf_error *err)
 {
 	struct worker w;
-	struct route_conf *rc;
 	struct module *m;
 	const char *file;
 	int i, line;
@@ -1768,11 +1783,7 @@ worker_trial(struct molt_config *cfg, struct module *mods,
 	for (m = mods; m != NULL; m = m->next) {
 		if (m->m->worker_init == NULL)
 			continue;
-		for (rc = cfg->routes; rc != NULL; rc = rc->next)
-			if (strcmp(rc->module, m->name) == 0)
-				break;
-		file = rc != NULL ? rc->section->file : cfg->path;
-		line = rc != NULL ? rc->section->line : 0;
+		worker_trial_where(cfg, m->name, NULL, &file, &line);
 		module_step(file, line, "in the worker_init hook of module %s "
 		    "(run once in the check, as each worker runs it)", m->name);
 		if (m->m->worker_init((molt_worker *)&w) != 0) {
@@ -1791,11 +1802,7 @@ worker_trial(struct molt_config *cfg, struct module *mods,
 
 		if (r->mod->route_init == NULL)
 			continue;
-		for (rc = cfg->routes; rc != NULL; rc = rc->next)
-			if (strcmp(rc->prefix, r->prefix) == 0)
-				break;
-		file = rc != NULL ? rc->section->file : cfg->path;
-		line = rc != NULL ? rc->section->line : 0;
+		worker_trial_where(cfg, NULL, r->prefix, &file, &line);
 		module_step(file, line, "in the route_init hook of module %s for "
 		    "[route %s] (run once in the check, as each worker runs it)",
 		    r->mod->name, r->prefix);
