@@ -63,6 +63,7 @@ static void conn_release(struct conn *c);
 static void conn_abort(struct conn *c, const char *why);
 static void conn_zombie(struct conn *c);
 static void conn_handler_timeout(struct conn *c);
+static void conn_discard_input(struct conn *c);
 static void conn_alog_release(struct conn *c, int all);
 
 /* ------------------------------------------------------------------ */
@@ -686,12 +687,23 @@ conn_flush(struct conn *c)
 {
 	struct iovec iov[IOV_MAX_CONN];
 	struct oseg *s;
-	size_t turn = 0;
+	struct timeval now;
 	ssize_t n;
 	int niov;
 
 	if (c->flags & CONN_ERROR)
 		return -1;
+	/*
+	 * A turn of the loop is known by libevent's cached time, which it
+	 * takes once a turn: the budget below is per turn, not per call, or
+	 * pipelined requests and a stream's writes (a flush each) would each
+	 * get one.
+	 */
+	event_base_gettimeofday_cached(c->w->base, &now);
+	if (now.tv_usec != c->turn_tv.tv_usec || now.tv_sec != c->turn_tv.tv_sec) {
+		c->turn_tv = now;
+		c->turn_sent = 0;
+	}
 	while (c->queued > 0) {
 		/*
 		 * A client that reads as fast as a local disk sends kept the
@@ -701,7 +713,7 @@ conn_flush(struct conn *c)
 		 * nginx's sendfile_max_chunk does; the socket is still
 		 * writable, so the next epoll_wait reports it with the others.
 		 */
-		if (turn >= CONN_FLUSH_TURN)
+		if (c->turn_sent >= CONN_FLUSH_TURN)
 			goto again;
 		s = c->oq;
 		if (c->olen == c->opos && s != NULL && s->fd >= 0) {
@@ -727,7 +739,7 @@ conn_flush(struct conn *c)
 			s->len -= (size_t)n;
 			c->queued -= (size_t)n;
 			c->sent += (uint64_t)n;
-			turn += (size_t)n;
+			c->turn_sent += (size_t)n;
 			if (s->len == 0) {
 				c->oq = s->next;
 				if (c->oq == NULL)
@@ -769,7 +781,7 @@ conn_flush(struct conn *c)
 		}
 		c->queued -= (size_t)n;
 		c->sent += (uint64_t)n;
-		turn += (size_t)n;
+		c->turn_sent += (size_t)n;
 		if (c->olen > c->opos) {
 			size_t k = c->olen - c->opos;
 			if ((size_t)n < k) {
@@ -1546,9 +1558,28 @@ conn_handler_timeout(struct conn *c)
 	req_reply_core_error(req, 504, "the handler did not answer in time", 1);
 	/* A few hundred bytes: out now, or lost with the close. */
 	(void)conn_flush(c);
+	/*
+	 * No lingering here (the request must go with the connection), so
+	 * what the client sent and we never read goes first: a close with
+	 * unread input is a reset, which can destroy the 504 in flight.
+	 */
+	conn_discard_input(c);
 	c->state = REQ_HANDLER;
 	conn_abort(c, NULL);
 	conn_close(c);
+}
+
+static void
+conn_discard_input(struct conn *c)
+{
+	char junk[4096];
+	int i;
+
+	if (shutdown(c->fd, SHUT_WR) == -1)
+		log_debug("shutdown(%s): %s", conn_peer(c), strerror(errno));
+	for (i = 0; i < 64; i++)
+		if (recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+			break;
 }
 
 /* ------------------------------------------------------------------ */

@@ -121,6 +121,8 @@ struct conn {
 	struct oseg       *oq, **oq_tail;
 	size_t             queued;    /* unsent bytes in obuf and the queue */
 	uint64_t           sent;      /* bytes the socket took, ever */
+	size_t             turn_sent; /* of them, in the loop's turn of turn_tv */
+	struct timeval     turn_tv;
 	int                wait_outq; /* bytes the socket held when the write wait began; -1: unknown */
 	struct alog_wait  *alog, **alog_tail; /* access lines of replies not yet sent */
 

@@ -427,7 +427,8 @@ module_symbol_ok(const struct molt_module *m, const char *path, char *err,
 		    "<molt/module.h>", path);
 		return -1;
 	}
-	if (sym->st_size < sizeof(struct molt_module)) {
+	/* 0: no size recorded (assembly without .size), nothing to judge. */
+	if (sym->st_size != 0 && sym->st_size < sizeof(struct molt_module)) {
 		snprintf(err, errlen, "%s is not a molt module: its molt_module "
 		    "is %zu bytes, where a struct molt_module of module ABI "
 		    "%u.%u is %zu; rebuild it against <molt/module.h>", path,

@@ -165,8 +165,14 @@ req_reply_server_options(molt_request *req)
 {
 	struct conn *c = req->conn;
 
-	if (req_has_body(req))
-		c->flags |= CONN_CLOSING;
+	/*
+	 * A body would have to be read or the connection closed under it,
+	 * which can reset the reply; nginx refuses every OPTIONS *.
+	 */
+	if (req_has_body(req)) {
+		conn_error_reply(c, 400, "OPTIONS * takes no body", 1);
+		return;
+	}
 	req->resp_headers = NULL;
 	if (req_send_head(req, 200, NULL, 0) == -1)
 		c->flags |= CONN_CLOSING | CONN_ERROR;

@@ -71,6 +71,14 @@ molt_worker_id(const molt_worker *mw)
 	return w ? w->id : worker_self->id;
 }
 
+int
+molt_worker_in_check(const molt_worker *mw)
+{
+	const struct worker *w = (const struct worker *)mw;
+
+	return (w ? w : worker_self)->in_check;
+}
+
 /* ------------------------------------------------------------------ */
 /* Time                                                                */
 
@@ -1772,6 +1780,7 @@ worker_trial(struct molt_config *cfg, struct module *mods,
 	memset(&w, 0, sizeof(w));
 	w.cfg = cfg;
 	w.modules = mods;
+	w.in_check = 1;
 	w.slot_index = -1;
 	w.cpu = w.cpu_index = w.epfd = -1;
 	if ((w.base = worker_event_base(&w)) == NULL) {
@@ -1780,6 +1789,8 @@ worker_trial(struct molt_config *cfg, struct module *mods,
 		return -1;
 	}
 	worker_init_timeouts(&w);
+	/* molt_worker_base(NULL) and the like mean this worker here too. */
+	worker_self = &w;
 	for (m = mods; m != NULL; m = m->next) {
 		if (m->m->worker_init == NULL)
 			continue;
@@ -1800,8 +1811,10 @@ worker_trial(struct molt_config *cfg, struct module *mods,
 	for (i = 0; i < w.nroutes; i++) {
 		struct wroute *r = &w.routes[i];
 
-		if (r->mod->route_init == NULL)
+		if (r->mod->route_init == NULL) {
+			r->inited = 1;      /* its route_exit runs, as in a worker */
 			continue;
+		}
 		worker_trial_where(cfg, NULL, r->prefix, &file, &line);
 		module_step(file, line, "in the route_init hook of module %s for "
 		    "[route %s] (run once in the check, as each worker runs it)",
@@ -1818,11 +1831,13 @@ worker_trial(struct molt_config *cfg, struct module *mods,
 	    "in the check, as each draining worker runs them)");
 	worker_exit_modules(&w);
 	module_step_clear();
+	worker_self = NULL;
 	free(w.routes);
 	event_base_free(w.base);
 	return 0;
 fail:
 	module_step_clear();
+	worker_self = NULL;
 	free(w.routes);
 	event_base_free(w.base);
 	return -1;

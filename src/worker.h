@@ -65,6 +65,7 @@ struct worker {
 	int                  cpu;      /* pinned: the CPU, else -1 */
 	const int16_t       *cpu_index_of; /* pinned: CPU -> index or -1 */
 	int                  follow;   /* connections follow their client's CPU */
+	int                  in_check; /* the module check's trial (worker_trial) */
 	struct event        *foreign_ev;
 	int                  epfd;     /* libevent's epoll set, or -1: see worker_listen_exclusive */
 	struct event        *sig_ev[6];

@@ -58,9 +58,14 @@
  *                    is refused with 400 before any module runs, and with
  *                    an absolute-form target the Host header a module
  *                    reads is the target's authority.
- *   2026-12-06  1.1  No change to the ABI: MOLT_EXPORT declares extern "C"
- *                    in C++; the check runs worker_init and route_init once;
- *                    molt_resp_header refuses Content-Type; molt_reply_file
+ *   2026-12-06  1.2  molt_worker_in_check: the configuration check now runs
+ *                    worker_init and route_init once (then the exit hooks),
+ *                    as worker 0 of no generation; a module that names an
+ *                    outside resource by worker id skips it there.
+ *   2026-12-06  1.2  No change to the ABI: MOLT_EXPORT declares extern "C"
+ *                    in C++; molt_resp_header refuses Content-Type; a
+ *                    deferred reply not begun within handler_timeout is
+ *                    answered 504 and aborted; molt_reply_file
  *                    refuses a bad descriptor or range (500); MOLT_ERROR
  *                    after a stream began sends what was written, then
  *                    closes; molt_log writes control bytes as \xHH.
@@ -79,7 +84,7 @@ extern "C" {
 #endif
 
 #define MOLT_ABI_MAJOR 1
-#define MOLT_ABI_MINOR 1
+#define MOLT_ABI_MINOR 2
 /* "MOLT" read as a little-endian word; catches a .so that is not a module. */
 #define MOLT_MODULE_MAGIC 0x544c4f4dU
 
@@ -193,6 +198,8 @@ struct molt_module {
 
 struct event_base *molt_worker_base(molt_worker *w);
 int                molt_worker_id(const molt_worker *w);
+/* 1 in the configuration check's run of the init hooks (ABI 1.2). */
+int                molt_worker_in_check(const molt_worker *w);
 
 enum molt_log_level { MOLT_LOG_ERROR, MOLT_LOG_WARN, MOLT_LOG_INFO, MOLT_LOG_DEBUG };
 void molt_log(int level, const char *fmt, ...) MOLT_PRINTF(2, 3);

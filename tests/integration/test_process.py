@@ -1143,6 +1143,10 @@ def test_reload_whose_worker_init_fails_is_refused(molt):
     runs the init hooks once now, and the old generation goes on."""
     m = molt(conf=INITFAIL + "\n[module initfail]\nfail = off\n")
     m.expect_errors(r"reload failed|initfail: failing|killed by signal 9")
+    # the check ran the hook once, saying so (molt_worker_in_check), and
+    # molt_worker_id(NULL) meant that run's worker there
+    m.wait_log(r"initfail: worker_init in worker 0 \(the check\)$")
+    m.wait_log(r"initfail: worker_init in worker 1$")
     m.write_conf(INITFAIL)                      # fail = on
     mark = m.mark()
     m.signal(signal.SIGHUP)

@@ -56,8 +56,9 @@ initfail_check(const molt_conf *conf, char *err, size_t errlen)
 static int
 initfail_worker_init(molt_worker *w)
 {
-	molt_log(MOLT_LOG_DEBUG, "initfail: worker_init in worker %d",
-	    molt_worker_id(w));
+	/* NULL is "this worker", in the check's run too. */
+	molt_log(MOLT_LOG_INFO, "initfail: worker_init in worker %d%s",
+	    molt_worker_id(NULL), molt_worker_in_check(w) ? " (the check)" : "");
 	return 0;
 }
 
