@@ -525,7 +525,13 @@ loaded:
 		    "the symbol molt_module", path);
 		goto fail;
 	}
-	if (module_symbol_ok(m, path, err, errlen) == -1)
+	/*
+	 * A pinned copy was judged by the check that accepted it; judged
+	 * again in each new worker, dladdr1 took ld.so's lock (a write to a
+	 * page shared with the master: a copy-on-write fault) and cost a
+	 * start 0.1-0.3 ms (bench/recycle-cost, recycle-load).
+	 */
+	if (!borrowed && module_symbol_ok(m, path, err, errlen) == -1)
 		goto fail;
 	if (m->magic != MOLT_MODULE_MAGIC) {
 		snprintf(err, errlen, "%s is not a molt module: bad magic 0x%08x "
