@@ -484,12 +484,34 @@ db_stmt_is_cached(struct db_conn *c, MYSQL_STMT *st)
 	return 0;
 }
 
+/*
+ * Whether a down pool (its last connect failed) has nothing that can take
+ * a query: no live connection, or only ones paused for a slow client,
+ * which read again only when their client does and would find the server
+ * gone only then.  Counted as up, they held every query behind them for
+ * query_timeout (a 504) through an outage that the others' failed
+ * connects had already shown.
+ */
+static int
+db_pool_is_down(const struct db_pool *p)
+{
+	int i;
+
+	if (!p->down)
+		return 0;
+	for (i = 0; i < p->nconns; i++)
+		if ((p->conns[i].state == DB_C_IDLE ||
+		    p->conns[i].state == DB_C_BUSY) && !p->conns[i].paused)
+			return 0;
+	return 1;
+}
+
 static void
 db_pool_update_down(struct db_pool *p)
 {
 	struct molt_db_query *q;
 
-	if (p->nlive > 0 || !p->down)
+	if (!db_pool_is_down(p))
 		return;
 	/* Nothing is up and the last attempt failed: fail the waiters now. */
 	while ((q = p->queue_head) != NULL)
@@ -1027,7 +1049,7 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 	p->queue_tail = &q->next;
 	p->queued++;
 
-	if (p->down && p->nlive == 0) {
+	if (db_pool_is_down(p)) {
 		db_query_fail(q, 503, NULL);
 		return q;
 	}

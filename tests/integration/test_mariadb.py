@@ -1208,6 +1208,38 @@ def test_server_closing_idle_connections_is_routine(molt, db_up):
     assert "[warn]" not in log and "[error]" not in log, log
 
 
+def test_an_outage_is_not_hidden_by_a_connection_paused_for_a_slow_client(molt, db_up):
+    """A connection whose rows waited for a client that reads nothing
+    counted as up: when the server died, the pool's other connection
+    failed to reconnect, yet every new query waited behind the paused one
+    for query_timeout (30 s) and got a 504.  A pool whose connects fail
+    and whose live connections are all paused is down: 503 at once."""
+    m = start(molt, db_up, workers=1, pool_size=2)
+    m.expect_errors(r"database main")
+    assert len(get_json(m, "/users?after=0&limit=3")) == 3
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    try:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 200"), "no stream began"
+        time.sleep(1.0)                      # the stream fills and pauses
+        mark = m.mark()
+        db_up.proc.kill()
+        db_up.proc.wait()
+        db_up.proc = None
+        m.wait_log(r"database main: cannot connect", since=mark, timeout=15)
+        t0 = time.monotonic()
+        st, _, body = m.get("/users?after=0&limit=3", timeout=20)
+        took = time.monotonic() - t0
+        assert st == 503 and b"unavailable" in body, (st, body)
+        assert took < 3, "waited %.1f s behind the paused connection" % took
+    finally:
+        s.close()
+        db_up.start()
+    wait_for(lambda: m.get("/users?after=0&limit=3")[0] == 200, 30,
+             what="recovery after the restart")
+
+
 def test_client_slower_than_net_write_timeout_is_not_an_outage(molt, db_up):
     """While molt waits for a slow client, the server's writes block, and
     after its net_write_timeout it drops the session.  That is the
