@@ -901,9 +901,21 @@ master_ready(int slot)
 	struct mworker *m;
 	int i;
 
-	if (slot < 0 || slot >= SB_SLOTS || mw[slot].st != MW_STARTING)
-		return;     /* untrusted: a stale or bogus message */
+	if (slot < 0 || slot >= SB_SLOTS)
+		return;     /* untrusted: a bogus message */
 	m = &mw[slot];
+	/*
+	 * Retired while starting (a reload came): it got ready all the same,
+	 * and worker_starts counts every worker that did; once, as ready_ms
+	 * is set only here.
+	 */
+	if (m->st == MW_RETIRING && m->ready_ms == 0) {
+		m->ready_ms = master_now();
+		master_count_start(slot);
+		return;
+	}
+	if (m->st != MW_STARTING)
+		return;     /* a stale message */
 	m->st = MW_READY;
 	m->ready_ms = master_now();
 	fail_count[m->id] = 0;
