@@ -667,19 +667,18 @@ def test_dot_segments_above_the_root_are_refused(molt):
         assert_rejected(m, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target, 400)
 
 
-def test_a_fast_download_leaves_the_other_clients_their_turn(molt, tmp_path):
-    """conn_flush sent until the socket was full: to a client that reads
-    as fast as the disk sends (here: one with a 256 MB receive buffer), a
-    48 MB file left in one turn of the loop, and every other client of the
-    worker waited for it (0.2-0.9 s with a 2 GB file).  After 2 MB the
-    rest waits for the next turn: the /hello asked once the download has
-    begun is answered before the download ends, and logged first."""
+def download_then_hello(molt, tmp_path, files, targets):
+    """One worker serves files (name -> size, sparse) to a client with a
+    256 MB receive buffer that reads nothing, asked for `targets` at once;
+    once the first bytes arrive, a second client asks for /hello.  The
+    access log's request lines, in the order the replies ended."""
     if os.geteuid() != 0:
         pytest.skip("SO_RCVBUFFORCE needs CAP_NET_ADMIN")
     root = tmp_path / "www"
     root.mkdir()
-    with open(root / "big.bin", "wb") as f:
-        f.truncate(48 * 1024 * 1024)       # sparse: sendfile reads zero pages
+    for name, size in files.items():
+        with open(root / name, "wb") as f:
+            f.truncate(size)            # sparse: sendfile reads zero pages
     m = molt(conf=DEFAULT_ROUTES + "\n[route /files]\nmodule = static\n"
              "root = %s\n" % root, workers=1,
              server_extra="access_log = @TMP@/access.log")
@@ -689,45 +688,9 @@ def test_a_fast_download_leaves_the_other_clients_their_turn(molt, tmp_path):
     a.connect(("127.0.0.1", port))
     b = socket.create_connection(("127.0.0.1", port))
     try:
-        a.sendall(b"GET /files/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        a.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % t.encode()
+                           for t in targets))
         assert select.select([a], [], [], 10)[0], "the download never began"
-        b.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        b.settimeout(10)
-        while b.recv(65536):
-            pass
-    finally:
-        a.close()
-        b.close()
-    m.stop(signal.SIGQUIT)
-    reqs = [l.split('"')[1] for l in read_text(m.access_log).splitlines()]
-    assert reqs == ["GET /hello HTTP/1.1", "GET /files/big.bin HTTP/1.1"], reqs
-
-
-def test_pipelined_downloads_share_one_budget_a_turn(molt, tmp_path):
-    """The 2 MB a turn was counted per flush, and conn_process flushes once
-    per pipelined request: pipelined files under 2 MB each still left in
-    one turn ahead of everyone else.  It is counted per turn of the loop:
-    eight pipelined 1.5 MB files take four turns or more, and a /hello
-    asked once the first has begun is answered among them."""
-    if os.geteuid() != 0:
-        pytest.skip("SO_RCVBUFFORCE needs CAP_NET_ADMIN")
-    root = tmp_path / "www"
-    root.mkdir()
-    for i in range(8):
-        with open(root / ("f%d.bin" % i), "wb") as f:
-            f.truncate(1536 * 1024)
-    m = molt(conf=DEFAULT_ROUTES + "\n[route /files]\nmodule = static\n"
-             "root = %s\n" % root, workers=1,
-             server_extra="access_log = @TMP@/access.log")
-    port = int(m.listens[0].rsplit(":", 1)[1])
-    a = socket.socket()
-    a.setsockopt(socket.SOL_SOCKET, 33, 256 << 20)     # SO_RCVBUFFORCE
-    a.connect(("127.0.0.1", port))
-    b = socket.create_connection(("127.0.0.1", port))
-    try:
-        a.sendall(b"".join(b"GET /files/f%d.bin HTTP/1.1\r\nHost: t\r\n\r\n" % i
-                           for i in range(8)))
-        assert select.select([a], [], [], 10)[0], "the downloads never began"
         b.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         b.settimeout(10)
         while b.recv(65536):
@@ -737,7 +700,31 @@ def test_pipelined_downloads_share_one_budget_a_turn(molt, tmp_path):
         a.close()
         b.close()
     m.stop(signal.SIGQUIT)
-    reqs = [l.split('"')[1] for l in read_text(m.access_log).splitlines()]
+    return [l.split('"')[1] for l in read_text(m.access_log).splitlines()]
+
+
+def test_a_fast_download_leaves_the_other_clients_their_turn(molt, tmp_path):
+    """conn_flush sent until the socket was full: to a client that reads
+    as fast as the disk sends (here: one with a 256 MB receive buffer), a
+    48 MB file left in one turn of the loop, and every other client of the
+    worker waited for it (0.2-0.9 s with a 2 GB file).  After 2 MB the
+    rest waits for the next turn: the /hello asked once the download has
+    begun is answered before the download ends, and logged first."""
+    reqs = download_then_hello(molt, tmp_path, {"big.bin": 48 * 1024 * 1024},
+                               ["/files/big.bin"])
+    assert reqs == ["GET /hello HTTP/1.1", "GET /files/big.bin HTTP/1.1"], reqs
+
+
+def test_pipelined_downloads_share_one_budget_a_turn(molt, tmp_path):
+    """The 2 MB a turn was counted per flush, and conn_process flushes once
+    per pipelined request: pipelined files under 2 MB each still left in
+    one turn ahead of everyone else.  It is counted per turn of the loop:
+    eight pipelined 1.5 MB files take four turns or more, and a /hello
+    asked once the first has begun is answered among them."""
+    names = ["f%d.bin" % i for i in range(8)]
+    reqs = download_then_hello(molt, tmp_path,
+                               {n: 1536 * 1024 for n in names},
+                               ["/files/" + n for n in names])
     assert len(reqs) == 9 and reqs.index("GET /hello HTTP/1.1") < 6, reqs
 
 
