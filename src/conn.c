@@ -689,20 +689,27 @@ conn_flush(struct conn *c)
 	struct oseg *s;
 	struct timeval now;
 	ssize_t n;
-	int niov;
+	int niov, budget;
 
 	if (c->flags & CONN_ERROR)
 		return -1;
 	/*
+	 * Only what overflowed the connection's buffer (c->oq: a file, a
+	 * large body) can hold the loop; the rest, at most CONN_OBUF_SIZE, is
+	 * sent without a look at the budget, so the hello path pays nothing.
 	 * A turn of the loop is known by libevent's cached time, which it
-	 * takes once a turn: the budget below is per turn, not per call, or
+	 * takes once a turn: the budget is per turn, not per call, or
 	 * pipelined requests and a stream's writes (a flush each) would each
 	 * get one.
 	 */
-	event_base_gettimeofday_cached(c->w->base, &now);
-	if (now.tv_usec != c->turn_tv.tv_usec || now.tv_sec != c->turn_tv.tv_sec) {
-		c->turn_tv = now;
-		c->turn_sent = 0;
+	budget = c->oq != NULL;
+	if (budget) {
+		event_base_gettimeofday_cached(c->w->base, &now);
+		if (now.tv_usec != c->turn_tv.tv_usec ||
+		    now.tv_sec != c->turn_tv.tv_sec) {
+			c->turn_tv = now;
+			c->turn_sent = 0;
+		}
 	}
 	while (c->queued > 0) {
 		/*
@@ -713,7 +720,7 @@ conn_flush(struct conn *c)
 		 * nginx's sendfile_max_chunk does; the socket is still
 		 * writable, so the next epoll_wait reports it with the others.
 		 */
-		if (c->turn_sent >= CONN_FLUSH_TURN)
+		if (budget && c->turn_sent >= CONN_FLUSH_TURN)
 			goto again;
 		s = c->oq;
 		if (c->olen == c->opos && s != NULL && s->fd >= 0) {
