@@ -47,6 +47,7 @@
 #include "worker.h"
 
 #define MAX_IDS            256
+#define OLD_GENS           4      /* generations whose routes are kept */
 #define BACKOFF_FIRST_MS   100
 #define BACKOFF_MAX_MS     30000
 #define READY_TIMEOUT_MS   30000
@@ -106,6 +107,20 @@ struct master_state {
 	 * back, so a worker that scribbles it odd costs the status page a
 	 * wait until the next sample, not a sequence odd for good. */
 	uint32_t                  hdr_seq;
+	/*
+	 * The routes of the last OLD_GENS generations before this one, by
+	 * the index their workers publish: after a reload the scoreboard's
+	 * names are the new generation's, and an old worker that crashes
+	 * while it drains must still be named by its own module.
+	 */
+	struct old_gen {
+		unsigned gen;             /* 0: unused */
+		uint32_t nroutes;
+		struct {
+			char prefix[sizeof(((struct sb_header *)0)->route_names[0])];
+			char module[128];
+		} route[SB_ROUTES];
+	}                         old_gens[OLD_GENS];
 };
 static struct master_state *mstate;
 static struct mworker *mw;
@@ -1009,23 +1024,77 @@ master_serving(const struct sb_slot *snap, int culprit, char *buf, size_t len)
 	return buf;
 }
 
+/* The routes kept for an old generation, or NULL. */
+static const struct old_gen *
+master_old_gen(unsigned gen)
+{
+	int k;
+
+	for (k = 0; k < OLD_GENS; k++)
+		if (gen != 0 && mstate->old_gens[k].gen == gen)
+			return &mstate->old_gens[k];
+	return NULL;
+}
+
+/*
+ * At a reload, before the running configuration goes: its route index
+ * (as its workers published it) to module and prefix, in the slot of the
+ * oldest generation kept.
+ */
+static void
+master_keep_routes(void)
+{
+	struct old_gen *og = &mstate->old_gens[generation % OLD_GENS];
+	const struct route_conf *rc;
+	char prefix[sizeof(sb.hdr->route_names[0])];
+	uint32_t i, n = sb.hdr->nroutes;
+
+	memset(og, 0, sizeof(*og));
+	og->gen = generation;
+	og->nroutes = n < SB_ROUTES ? n : SB_ROUTES;
+	for (i = 0; i < og->nroutes; i++) {
+		memcpy(prefix, sb.hdr->route_names[i], sizeof(prefix));
+		prefix[sizeof(prefix) - 1] = '\0';
+		for (rc = cfg->routes; rc != NULL; rc = rc->next)
+			if (strcmp(rc->prefix, prefix) == 0)
+				break;
+		if (rc == NULL)
+			continue;       /* the status page, or a scribbled name */
+		snprintf(og->route[i].prefix, sizeof(og->route[i].prefix), "%s",
+		    rc->prefix);
+		snprintf(og->route[i].module, sizeof(og->route[i].module), "%s",
+		    rc->module);
+	}
+}
+
 /*
  * ' in module M (route /p)' for a crash in a handler: the module is what
  * the operator will move to an instance of its own or report.  From the
  * route index the worker wrote (untrusted: only looked up, never
  * printed), through the route names of this generation, to the master's
- * own configuration; "" when that chain cannot be followed.
+ * own configuration, or for an old generation's worker through what
+ * master_keep_routes kept of it; "" when that chain cannot be followed.
  */
 static const char *
 master_module_of(const struct sb_slot *snap, char *buf, size_t len)
 {
 	const struct route_conf *rc;
+	const struct old_gen *og;
 	char prefix[sizeof(sb.hdr->route_names[0])];
 	int32_t i = snap->w.req_route;
 
 	if (snap->w.req_start_ms == 0 || !snap->w.in_handler || i < 0 ||
-	    i >= SB_ROUTES || (uint32_t)i >= sb.hdr->nroutes ||
-	    snap->w.generation != generation)
+	    i >= SB_ROUTES)
+		return "";
+	if (snap->w.generation != generation) {
+		if ((og = master_old_gen(snap->w.generation)) == NULL ||
+		    (uint32_t)i >= og->nroutes || og->route[i].module[0] == '\0')
+			return "";
+		snprintf(buf, len, " in module %s (route %s)",
+		    og->route[i].module, og->route[i].prefix);
+		return buf;
+	}
+	if ((uint32_t)i >= sb.hdr->nroutes)
 		return "";
 	memcpy(prefix, sb.hdr->route_names[i], sizeof(prefix));
 	prefix[sizeof(prefix) - 1] = '\0';
@@ -1833,6 +1902,7 @@ master_reload_apply(int status)
 	listen_close(old->server.listen);
 	master_pid_commit(old->server.pid_file, nc->server.pid_file,
 	    new_pid_fd);
+	master_keep_routes();
 	cfg = nc;
 	config_free(old);
 	/* The new generation gets the files just checked. */

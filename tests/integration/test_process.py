@@ -1051,6 +1051,29 @@ def test_replies_pipelined_before_a_crash_are_delivered(molt):
                r"\(\d+ requests served, 1 in flight lost\)$" % pid)
 
 
+def test_old_generation_worker_crash_names_its_own_module(molt):
+    """A worker of the generation before a reload that crashes while it
+    drains is named by its own module: the route names the scoreboard
+    holds by then are the new generation's, where /crash may be another
+    module's (here hello's) or gone."""
+    m = molt(workers=1)
+    (old,) = m.worker_pids()
+    m.expect_errors(r"pid %d\b" % old)
+    with m.raw_conn(timeout=30) as c:
+        c.send(GET % b"/crash/block?ms=20000")
+        time.sleep(0.3)     # in the handler by now
+        mark = m.mark()
+        m.write_conf(DEFAULT_ROUTES.replace("module = crash", "module = hello"))
+        m.signal(signal.SIGHUP)
+        m.wait_log(r"worker 0 ready \(generation 2\)", since=mark)
+        assert old in m.worker_pids() or pid_alive(old), "the old worker left early"
+        os.kill(old, signal.SIGSEGV)
+        m.wait_log(r"worker 0 pid %d killed by signal 11 \(SIGSEGV\) while serving "
+                   r"\"GET /crash/block\?ms=20000\" in module crash \(route /crash\) "
+                   r"\(\d+ requests served, 1 in flight lost\)$" % old, since=mark)
+        assert c.read_all(timeout=10) == b""
+
+
 def test_repeated_crashes_do_not_trigger_backoff(molt):
     """Workers that die after they were ready are respawned at once; the
     start-up backoff is for workers that fail before serving."""
