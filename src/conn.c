@@ -427,14 +427,18 @@ static void
 conn_zombie(struct conn *c)
 {
 	static int told;
+	const char *why = "whose client left";
 
+	if (c->flags & CONN_CUT)
+		why = "whose stream was cut off";
+	else if (c->flags & CONN_LATE)
+		why = "whose handler_timeout passed";
 	c->flags |= CONN_ZOMBIE;
 	if (!told) {
 		told = 1;
-		log_warn("module %s holds %s %s, whose client left (or whose "
-		    "handler_timeout passed), without an on_abort callback: "
-		    "its answer will be dropped (once per worker)",
-		    c->req.route->mod->name, c->req.method, c->req.target);
+		log_warn("module %s holds %s %s, %s, without an on_abort "
+		    "callback: its answer will be dropped (once per worker)",
+		    c->req.route->mod->name, c->req.method, c->req.target, why);
 	}
 }
 
@@ -1548,6 +1552,7 @@ conn_handler_timeout(struct conn *c)
 	molt_request *req = &c->req;
 	void (*cb)(molt_request *, void *) = req->on_abort;
 
+	c->flags |= CONN_LATE;
 	log_warn("module %s did not answer %s %s from %s within "
 	    "handler_timeout=%.1fs; answering 504", req->route->mod->name,
 	    req->method, req->target, conn_peer(c),

@@ -162,6 +162,8 @@ struct conn {
 #define CONN_ZOMBIE     0x800 /* gone, its request still a module's (conn_abort) */
 #define CONN_ZOMBIE_END 0x1000 /* ...until its answer: freed from the loop */
 #define CONN_FOLLOW     0x2000 /* look where its client runs: conn_follow */
+#define CONN_CUT        0x4000 /* its stream cut off: written on after MOLT_AGAIN */
+#define CONN_LATE       0x8000 /* its handler_timeout passed */
 
 /* listen_per_cpu: requests between two looks at a connection's CPU. */
 #define CONN_FOLLOW_EVERY 32

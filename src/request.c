@@ -901,7 +901,7 @@ molt_stream_write(molt_request *req, const void *data, size_t len)
 		molt_log(MOLT_LOG_ERROR, "module %s wrote on after MOLT_AGAIN "
 		    "(%zu bytes queued) for %s %s; cutting the reply off",
 		    req->route->mod->name, c->queued, req->method, req->target);
-		c->flags |= CONN_ERROR;
+		c->flags |= CONN_ERROR | CONN_CUT;
 		goto gone;
 	}
 	if (req->resp_flags & RESP_CHUNKED) {
