@@ -453,12 +453,13 @@ class Molt:
 
     # ------------------------------------------------------------ process
     def start(self, wait=True, args=(), daemon=False, binary=None,
-              inherit=()):
+              inherit=(), wrapper=()):
         """Start molt -c CONF [args].  With daemon, run it with -d: the
         launcher must exit 0, and the master's pid comes from the pid file.
-        inherit: sockets to pass as systemd's socket activation does."""
+        inherit: sockets to pass as systemd's socket activation does.
+        wrapper: a command that sets something up and execs the rest."""
         self._stderr_f = open(self.stderr_path, "ab")
-        argv = [binary or MOLT_BIN, "-c", self.conf_path] + list(args)
+        argv = list(wrapper) + [binary or MOLT_BIN, "-c", self.conf_path] + list(args)
         if daemon:
             argv.append("-d")
         fds = [s.fileno() for s in inherit]
@@ -711,7 +712,7 @@ def molt(tmp_path, request):
 
     def factory(conf=DEFAULT_ROUTES, workers=2, server_extra="", wait=True,
                 error_log=True, listen=("127.0.0.1:0",), log_level="info",
-                args=(), daemon=False, inherit=()):
+                args=(), daemon=False, inherit=(), wrapper=()):
         """@TMP@ in conf, server_extra and listen stands for the instance's
         temp dir."""
         tmp = str(tmp_path / ("molt%d" % len(instances)))
@@ -728,7 +729,8 @@ def molt(tmp_path, request):
         m.workers_conf, m.error_log_conf = workers, error_log
         m.listen_conf, m.log_level_conf = listen, log_level
         instances.append(m)
-        m.start(wait=wait, args=args, daemon=daemon, inherit=inherit)
+        m.start(wait=wait, args=args, daemon=daemon, inherit=inherit,
+                wrapper=wrapper)
         return m
 
     yield factory

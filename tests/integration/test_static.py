@@ -558,6 +558,112 @@ root = %s
         helper.wait(10)
 
 
+# A seccomp filter as older container runtimes (Docker before 20.10) had:
+# openat2 is not in their list, so it fails with ENOSYS (some say EPERM).
+NO_OPENAT2 = r"""
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#if defined(__x86_64__)
+#define ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define ARCH AUDIT_ARCH_AARCH64
+#endif
+
+int
+main(int argc, char **argv)
+{
+#if defined(ARCH) && defined(SYS_openat2)
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+
+	if (argc < 2)
+		return 2;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1) {
+		fprintf(stderr, "seccomp: %s\n", strerror(errno));
+		return 77;
+	}
+	execv(argv[1], argv + 1);
+	fprintf(stderr, "exec %s: %s\n", argv[1], strerror(errno));
+	return 2;
+#else
+	(void)argc;
+	(void)argv;
+	fprintf(stderr, "no seccomp filter for this architecture\n");
+	return 77;
+#endif
+}
+"""
+
+
+def test_without_openat2_paths_are_walked_and_no_symlink_is_followed(
+        molt, site, tmp_path):
+    """Under a seccomp filter that refuses openat2 the worker says so once
+    and walks each path one component at a time with O_NOFOLLOW: files,
+    subdirectories, indexes and ranges work, and every symlink, inside the
+    root or out of it, in the last component or in the middle, is 404."""
+    root, files = site
+    os.symlink("hello.txt", str(root / "link.txt"))
+    os.symlink(str(tmp_path / "secret.txt"), str(root / "out.txt"))
+    os.symlink("docs", str(root / "docs-link"))
+    os.symlink(str(tmp_path), str(root / "up"))
+    (root / "docs" / "deep").mkdir()
+    (root / "docs" / "deep" / "a.txt").write_bytes(b"deep\n")
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        pytest.fail("a C compiler is needed (Debian package gcc)")
+    wrap = str(tmp_path / "no_openat2")
+    subprocess.run([cc, "-o", wrap, "-x", "c", "-"],
+                   input=NO_OPENAT2.encode(), check=True)
+    probe = subprocess.run([wrap, "/bin/true"], stderr=subprocess.PIPE)
+    if probe.returncode == 77:
+        pytest.skip(probe.stderr.decode().strip())
+    assert probe.returncode == 0, probe.stderr
+    m = molt(conf="""\
+[route /files]
+module = static
+root = %s
+""" % root, workers=1, wrapper=(wrap,))
+    m.wait_log(r"static: openat2 unavailable \(Function not implemented\)")
+    for name in ("hello.txt", "1m.bin", "zero.bin"):
+        st, _, body = m.get("/files/" + name)
+        assert st == 200 and body == files[name], (name, st)
+    st, _, body = m.get("/files/docs/")
+    assert st == 200 and body == files["docs/index.html"]
+    st, _, body = m.get("/files/docs/deep/a.txt")
+    assert st == 200 and body == b"deep\n"
+    st, _, _ = m.get("/files/docs")
+    assert st == 301
+    st, _, body = m.get("/files/1m.bin", headers={"Range": "bytes=10-19"})
+    assert st == 206 and body == files["1m.bin"][10:20]
+    for path in ("link.txt", "out.txt", "docs-link/index.html", "docs-link/",
+                 "up/secret.txt", "up/www/hello.txt"):
+        st, _, body = m.get("/files/" + path)
+        assert st == 404 and b"outside" not in body and b"hello" not in body, (path, st)
+    st, _, _ = m.get("/files/nothing.txt")
+    assert st == 404
+    # Once in the start's check of the modules, once in the worker: never
+    # per request.
+    assert m.count_log(r"openat2 unavailable") == 2
+
+
 def test_dot_files(molt, site):
     root, files = site
     m = start(molt, root)
