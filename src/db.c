@@ -67,6 +67,7 @@ enum db_cstate {
 	DB_C_CONNECTING,
 	DB_C_IDLE,
 	DB_C_BUSY,        /* owns a query */
+	DB_C_HELD,        /* a transaction's, between its queries */
 	DB_C_DEAD,        /* could not be cleaned up; left alone */
 };
 
@@ -114,6 +115,7 @@ struct db_col {
 
 struct db_pool;
 struct molt_db_query;
+struct molt_db_txn;
 
 struct db_conn {
 	struct db_pool  *pool;
@@ -136,6 +138,7 @@ struct db_conn {
 	char             kill_sql[48]; /* lives as long as DB_OP_KILL runs */
 
 	struct molt_db_query *q;
+	struct molt_db_txn *txn;       /* holding this connection */
 	MYSQL_STMT      *stmt;         /* the query's statement */
 	MYSQL_RES       *meta;
 	unsigned long long rows;
@@ -165,7 +168,7 @@ struct db_pool {
 	struct db_conf  *conf;
 	struct db_conn  *conns;
 	int              nconns;
-	int              nlive;        /* IDLE or BUSY */
+	int              nlive;        /* IDLE, BUSY or HELD */
 	int              down;         /* last attempt failed and nothing is up */
 	char             last_error[256];
 	struct molt_db_query *queue_head, **queue_tail;
@@ -192,6 +195,35 @@ struct molt_db_query {
 	size_t           nparams;
 	struct event     timer;         /* query_timeout, and deferred errors */
 	struct molt_db_query *next;          /* in the pool's queue */
+	struct molt_db_txn *txn;        /* the transaction it runs in */
+};
+
+enum db_tstate {
+	DB_T_BEGINNING,   /* START TRANSACTION queued or running */
+	DB_T_OPEN,
+	DB_T_ENDING,      /* COMMIT or ROLLBACK running */
+	DB_T_OVER,
+};
+
+/*
+ * A transaction holds one connection of its pool from START TRANSACTION
+ * to COMMIT or ROLLBACK, and runs its queries there one at a time.  It
+ * belongs to its request: one that ends with the transaction open has
+ * it rolled back (autorb) before the connection serves anyone else.  A
+ * connection lost under it took the transaction with it (the server
+ * rolls back a session that ends): its next query fails with 503.
+ */
+struct molt_db_txn {
+	struct db_pool  *pool;
+	struct db_conn  *conn;          /* held while it lasts */
+	molt_request    *req;           /* NULL once the request ended */
+	enum db_tstate   state;
+	int              refs;          /* the request's, and each query's */
+	int              broken;        /* its connection went under it */
+	int              autorb;        /* the rollback for a request that ended */
+	struct molt_db_query *cur;      /* the query running in it */
+	struct molt_db_handler h;       /* the module's, for begin/commit/rollback */
+	void            *arg;
 };
 
 static struct event_base *db_base;
@@ -209,6 +241,10 @@ static void db_fetch_loop(struct db_conn *c);
 static void db_prepare_done(struct db_conn *c);
 static void db_query_fail(struct molt_db_query *q, int status, const char *msg);
 static void db_query_unref(struct molt_db_query *q);
+static void db_txn_hold(struct db_conn *c);
+static void db_conn_assign(struct db_conn *c, struct molt_db_query *q);
+static void db_conn_watch(struct db_conn *c);
+static void db_txn_unref(struct molt_db_txn *t);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -450,7 +486,8 @@ db_conn_close(struct db_conn *c)
 	}
 	if (c->mysql == NULL)
 		return;
-	if (c->state == DB_C_IDLE || c->state == DB_C_BUSY)
+	if (c->state == DB_C_IDLE || c->state == DB_C_BUSY ||
+	    c->state == DB_C_HELD)
 		c->pool->nlive--;
 	/*
 	 * mysql_close first: it detaches the statements, after which
@@ -501,7 +538,8 @@ db_pool_is_down(const struct db_pool *p)
 		return 0;
 	for (i = 0; i < p->nconns; i++)
 		if ((p->conns[i].state == DB_C_IDLE ||
-		    p->conns[i].state == DB_C_BUSY) && !p->conns[i].paused)
+		    p->conns[i].state == DB_C_BUSY ||
+		    p->conns[i].state == DB_C_HELD) && !p->conns[i].paused)
 			return 0;
 	return 1;
 }
@@ -539,6 +577,9 @@ db_conn_orphan(struct db_conn *c)
 	struct db_pool *p = c->pool;
 	int sent = !c->starting;
 
+	/* Only its START TRANSACTION may move to another connection. */
+	if (q->txn != NULL && q->txn->state != DB_T_BEGINNING)
+		sent = 1;
 	c->q = NULL;
 	c->starting = 0;
 	q->conn = NULL;
@@ -601,6 +642,13 @@ db_conn_discard(struct db_conn *c, int backoff)
 	if (c->in_cb) {
 		/* The caller of the callback notices c->q changed and comes back. */
 		return;
+	}
+	if (c->txn != NULL) {
+		/* The server rolls back what a session that ends left open. */
+		if (c->txn->state != DB_T_BEGINNING)
+			c->txn->broken = 1;
+		c->txn->conn = NULL;
+		c->txn = NULL;
 	}
 	if (c->q != NULL)
 		db_conn_orphan(c);
@@ -784,8 +832,13 @@ db_connect_done(struct db_conn *c)
 static void
 db_query_unref(struct molt_db_query *q)
 {
-	if (--q->refs == 0)
-		free(q);
+	struct molt_db_txn *t = q->txn;
+
+	if (--q->refs > 0)
+		return;
+	free(q);
+	if (t != NULL)
+		db_txn_unref(t);
 }
 
 /* The query is over for the database side: no more callbacks. */
@@ -810,6 +863,8 @@ db_query_finish(struct molt_db_query *q)
 	event_del(&q->timer);
 	q->state = DB_Q_FINISHED;
 	q->conn = NULL;
+	if (q->txn != NULL && q->txn->cur == q)
+		q->txn->cur = NULL;
 	db_inflight_count--;
 }
 
@@ -982,36 +1037,27 @@ db_param_valid(const struct molt_db_param *pr)
 	}
 }
 
-molt_db_query *
-molt_db_query_start(molt_request *req, const char *db, const char *sql,
-                    const struct molt_db_param *params, size_t nparams,
-                    const struct molt_db_handler *h, void *arg)
+/*
+ * One allocation holds it all: the query, its SQL, its parameters.  A
+ * query of a request is cancelled when the request ends; one without (a
+ * transaction's rollback after its request) belongs to the database only.
+ */
+static struct molt_db_query *
+db_query_new(struct db_pool *p, molt_request *req, const char *sql,
+    const struct molt_db_param *params, size_t nparams,
+    const struct molt_db_handler *h, void *arg)
 {
-	struct db_pool *p;
 	struct molt_db_query *q;
-	struct db_conn *c;
-	struct timeval tv;
 	size_t need, sql_len, i, off;
 	char *mem;
 
-	if (db_base == NULL || req == NULL || db == NULL || sql == NULL || h == NULL ||
-	    h->on_done == NULL || h->on_error == NULL || (nparams > 0 && params == NULL))
-		return NULL;
-	if ((p = db_pool_find(db)) == NULL) {
-		molt_log(MOLT_LOG_ERROR, "molt_db_query_start: no [database %s]", db);
-		return NULL;
-	}
-	for (i = 0; i < nparams; i++)
-		if (!db_param_valid(&params[i]))
-			return NULL;
-
-	/* One allocation per query holds it all: the query, SQL, parameters. */
 	sql_len = strlen(sql);
 	need = sizeof(*q) + nparams * sizeof(*params) + sql_len + 1;
 	for (i = 0; i < nparams; i++)
 		need += params[i].len + 1;
 	if ((mem = calloc(1, need)) == NULL) {
-		molt_log(MOLT_LOG_ERROR, "database %s: out of memory for a query", db);
+		molt_log(MOLT_LOG_ERROR, "database %s: out of memory for a query",
+		    p->conf->name);
 		return NULL;
 	}
 	q = (struct molt_db_query *)mem;
@@ -1034,14 +1080,25 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 	q->req = req;
 	q->h = *h;
 	q->arg = arg;
-	q->refs = 2;
+	q->refs = req != NULL ? 2 : 1;
 	q->state = DB_Q_QUEUED;
 	evtimer_assign(&q->timer, db_base, db_query_deferred, q);
-	if (molt_pool_cleanup(molt_req_pool(req), db_query_req_end, q) == -1) {
+	if (req != NULL &&
+	    molt_pool_cleanup(molt_req_pool(req), db_query_req_end, q) == -1) {
 		free(q);
 		return NULL;
 	}
 	db_inflight_count++;
+	return q;
+}
+
+/* Into the pool's queue, and onto an idle connection if there is one. */
+static void
+db_query_submit(struct db_pool *p, struct molt_db_query *q)
+{
+	struct db_conn *c;
+	struct timeval tv;
+	int i;
 
 	/* In the queue first, so every path below is the same. */
 	q->next = NULL;
@@ -1051,7 +1108,7 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 
 	if (db_pool_is_down(p)) {
 		db_query_fail(q, 503, NULL);
-		return q;
+		return;
 	}
 	/*
 	 * query_timeout runs from the call.  Armed before an idle
@@ -1061,11 +1118,11 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 	 */
 	db_ms_tv(p->conf->query_timeout_ms, &tv);
 	evtimer_add(&q->timer, &tv);
-	for (i = 0; i < (size_t)p->nconns; i++) {
+	for (i = 0; i < p->nconns; i++) {
 		c = &p->conns[i];
 		if (c->state == DB_C_IDLE) {
 			db_conn_idle(c);   /* takes the queue's head: this query */
-			return q;
+			return;
 		}
 	}
 	if (p->queued > p->conf->queue_size) {
@@ -1074,9 +1131,281 @@ molt_db_query_start(molt_request *req, const char *db, const char *sql,
 		snprintf(msg, sizeof(msg), "database %s: all %d connections busy and %d "
 		    "requests waiting", p->conf->name, p->conf->pool_size, p->conf->queue_size);
 		db_query_fail(q, 503, msg);
-		return q;
+	}
+}
+
+/* The checks every query of a module passes; the pool, or NULL. */
+static struct db_pool *
+db_query_args_ok(molt_request *req, const char *db, const char *sql,
+    const struct molt_db_param *params, size_t nparams,
+    const struct molt_db_handler *h, const char *caller)
+{
+	struct db_pool *p;
+	size_t i;
+
+	if (db_base == NULL || req == NULL || db == NULL || sql == NULL || h == NULL ||
+	    h->on_done == NULL || h->on_error == NULL || (nparams > 0 && params == NULL))
+		return NULL;
+	if ((p = db_pool_find(db)) == NULL) {
+		molt_log(MOLT_LOG_ERROR, "%s: no [database %s]", caller, db);
+		return NULL;
+	}
+	for (i = 0; i < nparams; i++)
+		if (!db_param_valid(&params[i]))
+			return NULL;
+	return p;
+}
+
+molt_db_query *
+molt_db_query_start(molt_request *req, const char *db, const char *sql,
+                    const struct molt_db_param *params, size_t nparams,
+                    const struct molt_db_handler *h, void *arg)
+{
+	struct db_pool *p;
+	struct molt_db_query *q;
+
+	if ((p = db_query_args_ok(req, db, sql, params, nparams, h,
+	    "molt_db_query_start")) == NULL)
+		return NULL;
+	if ((q = db_query_new(p, req, sql, params, nparams, h, arg)) == NULL)
+		return NULL;
+	db_query_submit(p, q);
+	return q;
+}
+
+/* ------------------------------------------------------------------ */
+/* Transactions                                                        */
+
+static void
+db_txn_unref(struct molt_db_txn *t)
+{
+	if (--t->refs == 0)
+		free(t);
+}
+
+/*
+ * The transaction is over: its connection goes back to the pool, or,
+ * after a COMMIT or ROLLBACK that failed, is closed, so that nothing it
+ * may have left open can reach the next query.
+ */
+static void
+db_txn_release(struct molt_db_txn *t, int discard)
+{
+	struct db_conn *c = t->conn;
+
+	t->state = DB_T_OVER;
+	if (c == NULL)
+		return;
+	t->conn = NULL;
+	c->txn = NULL;
+	if (discard)
+		db_conn_discard(c, 0);
+	else
+		db_conn_idle(c);
+}
+
+static void
+db_txn_began(void *arg, unsigned long long n)
+{
+	struct molt_db_txn *t = arg;
+
+	(void)n;
+	if (t->state != DB_T_BEGINNING)
+		return;         /* its request ended: db_txn_hold rolls it back */
+	t->state = DB_T_OPEN;
+	t->h.on_done(t->arg, 0);
+}
+
+static void
+db_txn_ended(void *arg, unsigned long long n)
+{
+	struct molt_db_txn *t = arg;
+
+	(void)n;
+	db_txn_release(t, 0);
+	if (t->h.on_done != NULL)
+		t->h.on_done(t->arg, 0);
+}
+
+static void
+db_txn_failed(void *arg, int status, const char *msg)
+{
+	struct molt_db_txn *t = arg;
+
+	db_txn_release(t, 1);
+	if (t->h.on_error != NULL)
+		t->h.on_error(t->arg, status, msg);
+}
+
+/* START TRANSACTION, COMMIT or ROLLBACK, for t (h, arg: the module's). */
+static struct molt_db_query *
+db_txn_op(struct molt_db_txn *t, const char *sql,
+    void (*on_done)(void *, unsigned long long),
+    const struct molt_db_handler *h, void *arg)
+{
+	struct molt_db_handler own = { NULL, NULL, on_done, db_txn_failed };
+	struct molt_db_query *q;
+
+	if ((q = db_query_new(t->pool, t->req, sql, NULL, 0, &own, t)) == NULL)
+		return NULL;
+	q->txn = t;
+	t->refs++;
+	t->cur = q;
+	if (h != NULL) {
+		t->h = *h;
+		t->arg = arg;
+	} else {
+		memset(&t->h, 0, sizeof(t->h));
+		t->arg = NULL;
 	}
 	return q;
+}
+
+/*
+ * Its connection is free between two of its queries.  If its request has
+ * ended, what it left open is rolled back first; a ROLLBACK that cannot
+ * even start closes the connection (the server rolls back then).
+ */
+static void
+db_txn_hold(struct db_conn *c)
+{
+	struct molt_db_txn *t = c->txn;
+	struct molt_db_query *q;
+
+	c->state = DB_C_HELD;
+	db_conn_watch(c);
+	if (t->req != NULL || t->autorb || t->state == DB_T_OVER)
+		return;
+	t->autorb = 1;
+	t->state = DB_T_ENDING;
+	if ((q = db_txn_op(t, "ROLLBACK", db_txn_ended, NULL, NULL)) == NULL) {
+		db_txn_release(t, 1);
+		return;
+	}
+	db_conn_assign(c, q);
+}
+
+/* The request ended (pool cleanup): an open transaction is rolled back. */
+static void
+db_txn_req_end(void *arg)
+{
+	struct molt_db_txn *t = arg;
+
+	t->req = NULL;
+	if (t->conn != NULL && t->conn->state == DB_C_HELD)
+		db_txn_hold(t->conn);
+	db_txn_unref(t);
+}
+
+molt_db_txn *
+molt_db_txn_begin(molt_request *req, const char *db,
+                  const struct molt_db_handler *h, void *arg)
+{
+	struct db_pool *p;
+	struct molt_db_txn *t;
+	struct molt_db_query *q;
+
+	if ((p = db_query_args_ok(req, db, "", NULL, 0, h,
+	    "molt_db_txn_begin")) == NULL)
+		return NULL;
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		molt_log(MOLT_LOG_ERROR, "database %s: out of memory for a "
+		    "transaction", db);
+		return NULL;
+	}
+	t->pool = p;
+	t->req = req;
+	t->refs = 1;
+	t->state = DB_T_BEGINNING;
+	if (molt_pool_cleanup(molt_req_pool(req), db_txn_req_end, t) == -1) {
+		free(t);
+		return NULL;
+	}
+	/* Its query's cleanup, registered after, runs before the txn's. */
+	if ((q = db_txn_op(t, "START TRANSACTION", db_txn_began, h, arg)) == NULL) {
+		t->state = DB_T_OVER;
+		return NULL;
+	}
+	db_query_submit(p, q);
+	return t;
+}
+
+/*
+ * A query, COMMIT or ROLLBACK in t: NULL for a misuse (t not open, or a
+ * query of it still running); a connection lost under t is a 503 from
+ * the loop, as an outage is for any query.
+ */
+static struct molt_db_query *
+db_txn_run(struct molt_db_txn *t, struct molt_db_query *q)
+{
+	if (t->broken || t->conn == NULL) {
+		db_query_fail(q, 503, "the transaction's connection to the "
+		    "database was lost; the server rolled the transaction back");
+		return q;
+	}
+	db_conn_assign(t->conn, q);
+	return q;
+}
+
+static int
+db_txn_usable(molt_db_txn *t, const char *caller)
+{
+	if (t == NULL || t->req == NULL || db_base == NULL)
+		return 0;
+	if (t->state != DB_T_OPEN || t->cur != NULL) {
+		molt_log(MOLT_LOG_ERROR, "%s: the transaction is %s", caller,
+		    t->state == DB_T_BEGINNING ? "not begun yet" :
+		    t->state == DB_T_OPEN ? "running a query already" : "over");
+		return 0;
+	}
+	return 1;
+}
+
+molt_db_query *
+molt_db_txn_query(molt_db_txn *t, const char *sql,
+                  const struct molt_db_param *params, size_t nparams,
+                  const struct molt_db_handler *h, void *arg)
+{
+	struct molt_db_query *q;
+
+	if (!db_txn_usable(t, "molt_db_txn_query") ||
+	    db_query_args_ok(t->req, t->pool->conf->name, sql, params, nparams,
+	    h, "molt_db_txn_query") == NULL)
+		return NULL;
+	if ((q = db_query_new(t->pool, t->req, sql, params, nparams, h, arg)) == NULL)
+		return NULL;
+	q->txn = t;
+	t->refs++;
+	t->cur = q;
+	return db_txn_run(t, q);
+}
+
+static int
+db_txn_end(molt_db_txn *t, const char *sql, const struct molt_db_handler *h,
+    void *arg, const char *caller)
+{
+	struct molt_db_query *q;
+
+	if (!db_txn_usable(t, caller) || h == NULL || h->on_done == NULL ||
+	    h->on_error == NULL)
+		return -1;
+	if ((q = db_txn_op(t, sql, db_txn_ended, h, arg)) == NULL)
+		return -1;
+	t->state = DB_T_ENDING;
+	db_txn_run(t, q);
+	return 0;
+}
+
+int
+molt_db_txn_commit(molt_db_txn *t, const struct molt_db_handler *h, void *arg)
+{
+	return db_txn_end(t, "COMMIT", h, arg, "molt_db_txn_commit");
+}
+
+int
+molt_db_txn_rollback(molt_db_txn *t, const struct molt_db_handler *h, void *arg)
+{
+	return db_txn_end(t, "ROLLBACK", h, arg, "molt_db_txn_rollback");
 }
 
 /* ------------------------------------------------------------------ */
@@ -1119,18 +1448,54 @@ db_kill_done(struct db_conn *c)
 	db_conn_idle(c);
 }
 
+/* q runs on c, which is free. */
+static void
+db_conn_assign(struct db_conn *c, struct molt_db_query *q)
+{
+	struct timeval tv;
+
+	q->state = DB_Q_RUNNING;
+	q->conn = c;
+	c->q = q;
+	c->state = DB_C_BUSY;
+	if (!evtimer_pending(&q->timer, NULL)) {
+		db_ms_tv(c->pool->conf->query_timeout_ms, &tv);
+		evtimer_add(&q->timer, &tv);
+	}
+	/*
+	 * Start from the loop: molt_db_query_start must return before any
+	 * callback, and a chain of queries failing at once must not recurse
+	 * through the queue.
+	 */
+	c->starting = 1;
+	event_active(&c->kick, EV_TIMEOUT, 1);
+}
+
+/* Watch a connection nothing runs on for the server closing it. */
+static void
+db_conn_watch(struct db_conn *c)
+{
+	event_del(&c->io);
+	event_assign(&c->io, db_base, dblib.mysql_get_socket(c->mysql), EV_READ,
+	    db_conn_io, c);
+	event_add(&c->io, NULL);
+}
+
 /* A connection is free: watch it for a server-side close, or take work. */
 static void
 db_conn_idle(struct db_conn *c)
 {
 	struct db_pool *p = c->pool;
 	struct molt_db_query *q;
-	struct timeval tv;
 
 	c->op = DB_OP_NONE;
 	c->q = NULL;
 	c->paused = 0;
 	db_conn_shrink(c);
+	if (c->txn != NULL) {
+		db_txn_hold(c);
+		return;
+	}
 	if (p->nkills > 0) {
 		db_conn_kill(c, p->kills[--p->nkills]);
 		return;
@@ -1141,28 +1506,16 @@ db_conn_idle(struct db_conn *c)
 			p->queue_tail = &p->queue_head;
 		p->queued--;
 		q->next = NULL;
-		q->state = DB_Q_RUNNING;
-		q->conn = c;
-		c->q = q;
-		c->state = DB_C_BUSY;
-		if (!evtimer_pending(&q->timer, NULL)) {
-			db_ms_tv(p->conf->query_timeout_ms, &tv);
-			evtimer_add(&q->timer, &tv);
+		/* A START TRANSACTION: the connection is the transaction's now. */
+		if (q->txn != NULL && q->txn->conn == NULL) {
+			q->txn->conn = c;
+			c->txn = q->txn;
 		}
-		/*
-		 * Start from the loop: molt_db_query_start must return before
-		 * any callback, and a chain of queries failing at once must
-		 * not recurse through the queue.
-		 */
-		c->starting = 1;
-		event_active(&c->kick, EV_TIMEOUT, 1);
+		db_conn_assign(c, q);
 		return;
 	}
 	c->state = DB_C_IDLE;
-	event_del(&c->io);
-	event_assign(&c->io, db_base, dblib.mysql_get_socket(c->mysql), EV_READ,
-	    db_conn_io, c);
-	event_add(&c->io, NULL);
+	db_conn_watch(c);
 }
 
 static void
@@ -1988,6 +2341,9 @@ db_worker_exit(void)
 
 			if (c->q != NULL)
 				molt_db_cancel(c->q);
+			if (c->txn != NULL)
+				c->txn->conn = NULL;
+			c->txn = NULL;
 			if (c->state != DB_C_DEAD && db_conn_abort_op(c) == 0)
 				db_conn_close(c);
 			event_del(&c->timer);

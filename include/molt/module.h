@@ -69,6 +69,9 @@
  *                    refuses a bad descriptor or range (500); MOLT_ERROR
  *                    after a stream began sends what was written, then
  *                    closes; molt_log writes control bytes as \xHH.
+ *   2026-12-06  1.3  Transactions: molt_db_txn_begin, molt_db_txn_query,
+ *                    molt_db_txn_commit, molt_db_txn_rollback hold one
+ *                    pooled connection from START TRANSACTION to its end.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -84,7 +87,7 @@ extern "C" {
 #endif
 
 #define MOLT_ABI_MAJOR 1
-#define MOLT_ABI_MINOR 2
+#define MOLT_ABI_MINOR 3
 /* "MOLT" read as a little-endian word; catches a .so that is not a module. */
 #define MOLT_MODULE_MAGIC 0x544c4f4dU
 
@@ -397,6 +400,31 @@ void molt_db_resume(molt_db_query *q);
 /* 1 if a [database NAME] section exists (usable from check()), else 0. */
 int  molt_db_exists(const char *name);
 void molt_db_cancel(molt_db_query *q);
+
+/*
+ * Transactions (ABI 1.3).  molt_db_txn_begin takes a connection of
+ * [database NAME] for req and runs START TRANSACTION on it; h->on_done(arg,
+ * 0) says it has begun (h->on_error as for a query).  Then its queries run
+ * on that connection, one at a time, through molt_db_txn_query (NULL if one
+ * is still running, or the transaction is not open).  molt_db_txn_commit
+ * and molt_db_txn_rollback end it (-1 for the same misuse) and give the
+ * connection back; an error from COMMIT other than 500 leaves the outcome
+ * unknown.  A query error (500) leaves the transaction open; a lost
+ * connection, a query_timeout or molt_db_cancel ends it, and the server
+ * rolls it back.  A request that ends with its transaction open has it
+ * rolled back.  The transaction belongs to the request: no call to free.
+ */
+typedef struct molt_db_txn molt_db_txn;
+molt_db_txn   *molt_db_txn_begin(molt_request *req, const char *db,
+                                 const struct molt_db_handler *h, void *arg);
+molt_db_query *molt_db_txn_query(molt_db_txn *t, const char *sql,
+                                 const struct molt_db_param *params,
+                                 size_t nparams,
+                                 const struct molt_db_handler *h, void *arg);
+int            molt_db_txn_commit(molt_db_txn *t,
+                                  const struct molt_db_handler *h, void *arg);
+int            molt_db_txn_rollback(molt_db_txn *t,
+                                    const struct molt_db_handler *h, void *arg);
 
 #ifdef __cplusplus
 }

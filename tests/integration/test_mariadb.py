@@ -1323,3 +1323,147 @@ def test_query_error_before_the_first_row_has_its_status(molt, db_up, accept):
                                   "application/x-ndjson": b"",
                                   "text/csv": b"id,name,email\r\n"}[accept], body
     assert len(get_json(m, "/users?after=0&limit=5")) == 5
+
+
+# ------------------------------------------------------------ transactions
+
+def txn_start(molt, db, pool_size=1, workers=1, **kw):
+    """The dbtxn test module on /t; fresh acct and tlog tables.  One
+    connection by default, so that whatever a transaction left on its
+    connection is what the next request finds."""
+    db.sql("DROP TABLE IF EXISTS acct, tlog;"
+           "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL) ENGINE=InnoDB;"
+           "CREATE TABLE tlog (v INT) ENGINE=InnoDB;"
+           "INSERT INTO acct VALUES (1, 100), (2, 100), (3, 100);",
+           db=db.database)
+    conf = (db.database_section(pool_size=pool_size) +
+            "\n[route /t]\nmodule = dbtxn\ndatabase = main\n")
+    return molt(conf=conf, workers=workers, **kw)
+
+
+def tlog(db):
+    return sorted(int(r[0]) for r in db.sql("SELECT v FROM tlog", db=db.database))
+
+
+def uncommitted_tlog(db):
+    """What tlog holds, open transactions' rows included.  (Not
+    INNODB_TRX: InnoDB refreshes that table only once nobody has read it
+    for 0.1 s, so polling it shows the past.)"""
+    return sorted(int(r[0]) for r in db.sql(
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED;"
+        "SELECT v FROM tlog", db=db.database))
+
+
+def balances(db):
+    return {int(r[0]): int(r[1]) for r in
+            db.sql("SELECT id, bal FROM acct", db=db.database)}
+
+
+def in_transaction(m):
+    st, _, body = m.get("/t/intx")
+    assert st == 200, (st, body)
+    return body.strip()
+
+
+def test_transaction_commits_and_rolls_back(molt, db_up):
+    m = txn_start(molt, db_up)
+    assert m.get("/t/insert?v=10&then=commit")[2] == b"committed\n"
+    assert m.get("/t/insert?v=20&then=rollback")[2] == b"rolled back\n"
+    assert tlog(db_up) == [10]
+    assert in_transaction(m) == b"0"
+    st, _, body = m.get("/t/transfer?from=1&to=2&amount=30")
+    assert (st, body) == (200, b"ok\n")
+    st, _, body = m.get("/t/transfer?from=1&to=2&amount=500")
+    assert (st, body) == (409, b"rolled back\n")
+    st, _, body = m.get("/t/transfer?from=1&to=9&amount=5")
+    assert (st, body) == (404, b"rolled back\n")
+    assert balances(db_up) == {1: 70, 2: 130, 3: 100}
+
+
+def test_a_query_error_leaves_the_transaction_open(molt, db_up):
+    """A failing statement (500) is the statement's: the transaction goes
+    on, and what it did before and after commits."""
+    m = txn_start(molt, db_up)
+    st, _, body = m.get("/t/insert?v=7&then=error")
+    assert (st, body) == (200, b"committed after 500\n")
+    assert tlog(db_up) == [7, 8]
+
+
+def test_a_transaction_its_request_left_open_is_rolled_back(molt, db_up):
+    """A module that answers without COMMIT or ROLLBACK: the request's end
+    rolls back, and the one pooled connection serves the next request
+    outside any transaction (not inside the one left open)."""
+    m = txn_start(molt, db_up)
+    for i in range(3):
+        assert m.get("/t/insert?v=%d&then=abandon" % i)[2] == b"abandoned\n"
+        assert in_transaction(m) == b"0"
+    assert m.get("/t/insert?v=5&then=commit")[2] == b"committed\n"
+    assert tlog(db_up) == [5]
+
+
+def test_a_client_that_leaves_mid_transaction_gets_it_rolled_back(molt, db_up):
+    m = txn_start(molt, db_up)
+    c = RawConn(m.port, timeout=10)
+    c.send(b"GET /t/insert?v=40&then=hold&ms=800 HTTP/1.1\r\nHost: t\r\n\r\n")
+    # the row is in, uncommitted, while the module waits
+    wait_for(lambda: uncommitted_tlog(db_up) == [40], 10, what="the transaction's row")
+    c.close()
+    wait_for(lambda: uncommitted_tlog(db_up) == [], 10, what="the rollback")
+    assert in_transaction(m) == b"0"
+    time.sleep(1)           # past the module's timer: nothing runs late
+    assert tlog(db_up) == []
+    assert m.get("/t/insert?v=41&then=commit")[2] == b"committed\n"
+    assert tlog(db_up) == [41]
+
+
+def test_transactions_wait_for_the_pool_and_keep_the_books(molt, db_up):
+    """40 transfers at once through one connection on two workers' pools:
+    each transaction waits for a connection and keeps it to its end, so
+    the money adds up and no transfer sees another's half."""
+    m = txn_start(molt, db_up, pool_size=1, workers=2)
+    results = []
+
+    def transfer(i):
+        a, b = (1, 2) if i % 2 else (2, 3)
+        st, _, body = m.get("/t/transfer?from=%d&to=%d&amount=%d" % (a, b, 7 + i % 5),
+                            timeout=30)
+        results.append(st)
+
+    ths = [threading.Thread(target=transfer, args=(i,)) for i in range(40)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(60)
+    assert len(results) == 40 and set(results) <= {200, 409}, results
+    assert sum(balances(db_up).values()) == 300
+    assert all(v >= 0 for v in balances(db_up).values())
+    assert in_transaction(m) == b"0"
+
+
+def test_a_connection_killed_mid_transaction_fails_its_next_query(molt, db_up):
+    """A DBA's KILL of the session under an open transaction: the server
+    rolled it back, so its next statement must not run in autocommit on a
+    new connection as if nothing happened: 503, and nothing of it stays."""
+    m = txn_start(molt, db_up)
+    c = RawConn(m.port, timeout=10)
+    c.send(b"GET /t/insert?v=60&then=hold&ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: uncommitted_tlog(db_up) == [60], 10, what="the transaction's row")
+    # pool_size = 1: molt's one session is the transaction's
+    (tid,) = db_up.sql("SELECT ID FROM information_schema.PROCESSLIST "
+                       "WHERE USER = 'molt'")[0]
+    db_up.sql("KILL CONNECTION %s" % tid)
+    r = c.read_response()
+    c.close()
+    assert r.status == 200 and r.body.startswith(b"failed 503: "), r
+    assert b"rolled the transaction back" in r.body, r.body
+    assert tlog(db_up) == []
+    assert m.get("/t/insert?v=61&then=commit")[2] == b"committed\n"
+    assert tlog(db_up) == [61]
+
+
+def test_one_query_at_a_time_in_a_transaction(molt, db_up):
+    m = txn_start(molt, db_up)
+    m.expect_errors(r"molt_db_txn_query: the transaction is running a query already")
+    st, _, body = m.get("/t/twice")
+    assert (st, body) == (200, b"refused\n")
+    assert in_transaction(m) == b"0"
