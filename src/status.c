@@ -571,7 +571,9 @@ status_metrics(struct sbuf *b)
 		  "Configuration generation the worker runs", M_GENERATION },
 		{ "molt_worker_start_time_seconds",
 		  "Start of the worker process since the Unix epoch", M_START },
-		{ "molt_worker_start_cpu_seconds",
+		/* Not molt_worker_start_cpu_seconds: OpenMetrics names the
+		 * family of the counter below so, without its _total. */
+		{ "molt_worker_startup_cpu_seconds",
 		  "CPU the worker used from its fork until it was ready",
 		  M_START_CPU },
 		{ "molt_worker_draining",

@@ -26,6 +26,7 @@ import threading
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import (DEFAULT_ROUTES, MOLT_BIN, SANITIZED, RawConn, children_of,
                       has_ipv6_loopback, pid_alive, proc_status, read_text,
@@ -111,7 +112,9 @@ def parse_prometheus(text):
     bad label set, a value that is not a number, a repeated series.  A
     histogram's samples keep their suffix: (("", "_sum"),) is its sum,
     (("", "_bucket"), ("le", "0.5")) a bucket; its buckets must be
-    cumulative and end with le="+Inf", equal to its _count."""
+    cumulative and end with le="+Inf", equal to its _count.  The text
+    goes through Prometheus's own Python parser too (check_real_parser)."""
+    check_real_parser(text)
     fams = {}
     assert text.endswith("\n"), "metrics do not end with a newline"
     for n, line in enumerate(text.split("\n")[:-1], 1):
@@ -162,6 +165,18 @@ def parse_prometheus(text):
     return fams
 
 
+def check_real_parser(text):
+    """prometheus_client's parser takes the text, and no two families
+    share a name.  It names a counter's family as OpenMetrics does,
+    without its _total, so a gauge X and a counter X_total are two
+    families called X, which a consumer keyed by family name (the
+    client's registry, an OpenMetrics re-exposition) cannot hold."""
+    names = [f.name for f in text_string_to_metric_families(text)]
+    dup = sorted(n for n in set(names) if names.count(n) > 1)
+    assert not dup, "families of one name: %s" % dup
+    return names
+
+
 def metrics_by_pid(fams, name):
     """{pid: value} of a per-worker family: the series are labelled by
     worker and slot, and molt_worker_pid says which process each is."""
@@ -197,7 +212,8 @@ def test_prometheus_parser_is_strict():
                 good + 'a_total{reason="rss",x="y"} 4\n',          # repeat
                 good.replace("} 3", "} three"),                    # value
                 good.replace('x="y"', "x=y"),                      # label
-                good.rstrip("\n")):                                # no EOL
+                good.rstrip("\n"),                                 # no EOL
+                "# HELP a x\n# TYPE a gauge\na 1\n" + good):       # 2 "a"s
         with pytest.raises((AssertionError, ValueError)):
             parse_prometheus(bad)
     hist = ("# HELP h x\n# TYPE h histogram\n"
@@ -755,7 +771,7 @@ max_requests_jitter = 0
     assert w["pid"] == pid
     assert abs(w["start_cpu_us"] - ready[pid] * 1000) <= 10, (w, ready)
     fams = parse_prometheus(metrics_text(m))
-    (gauge,) = fams["molt_worker_start_cpu_seconds"]["samples"].values()
+    (gauge,) = fams["molt_worker_startup_cpu_seconds"]["samples"].values()
     assert abs(gauge * 1e6 - w["start_cpu_us"]) <= 1, (gauge, w)
     assert fams["molt_worker_starts_total"]["type"] == "counter"
     (starts,) = fams["molt_worker_starts_total"]["samples"].values()
