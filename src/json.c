@@ -18,6 +18,8 @@
 
 #include "molt/module.h"
 
+#include "json.h"
+
 static const char hexdig[] = "0123456789abcdef";
 
 /*
@@ -93,6 +95,23 @@ utf8_seq(const unsigned char *s, size_t len, size_t *skip)
 		hi = 0xbf;
 	}
 	return n;
+}
+
+/*
+ * For molt's own pages (status.c): the length of the well-formed UTF-8
+ * character at s[0..len), 1 for an ASCII byte, 0 for bytes that are not
+ * one.  The same rules as the escaping below, so both agree on a name.
+ */
+size_t
+json_utf8_len(const char *s, size_t len)
+{
+	size_t skip;
+
+	if (len == 0)
+		return 0;
+	if ((unsigned char)s[0] < 0x80)
+		return 1;
+	return utf8_seq((const unsigned char *)s, len, &skip);
 }
 
 size_t

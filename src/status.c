@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "config.h"
 #include "conn.h"
+#include "json.h"
 #include "log.h"
 #include "pool.h"
 #include "scoreboard.h"
@@ -280,17 +281,47 @@ status_fleet_sum(struct status_fleet *f)
 	} while (status_hdr_retry(&hr));
 }
 
+/* A route name as the pages show it: each of its bytes may become 3. */
+#define STATUS_NAME_LEN  (3 * (sizeof(sb.hdr->route_names[0]) - 1) + 1)
+
 /*
- * Route i's name, raw: a prefix may hold any byte but NUL, and the names
- * are in shared memory, so each format escapes them.  -1 while a reload
- * has cleared the names and the new workers have not written theirs yet.
+ * Route i's name, as UTF-8 text.  A prefix may hold any byte but NUL (a
+ * config file saved in Latin-1 gives "/caf\xe9"), and the names are in
+ * shared memory a worker wrote.  One label value that is not UTF-8 fails
+ * Prometheus's whole scrape ("invalid label value"), and the JSON showed
+ * every such byte as U+FFFD, so that two prefixes could read the same.
+ * So bytes outside well-formed UTF-8, and control bytes, are written %HH,
+ * as in a URL: never the text of a prefix, which cannot hold %HH
+ * (config_route_prefix_problem).  Each format then escapes the rest.  -1
+ * while a reload has cleared the names and the new workers have not
+ * written theirs yet.
  */
 static int
-status_route_name(int i, char name[64])
+status_route_name(int i, char name[STATUS_NAME_LEN])
 {
-	memcpy(name, sb.hdr->route_names[i], 64);
-	name[63] = '\0';
-	return name[0] == '\0' ? -1 : 0;
+	static const char hex[] = "0123456789ABCDEF";
+	char raw[sizeof(sb.hdr->route_names[0])];
+	size_t len, in, out = 0, n;
+
+	memcpy(raw, sb.hdr->route_names[i], sizeof(raw));
+	raw[sizeof(raw) - 1] = '\0';
+	len = strlen(raw);
+	for (in = 0; in < len; in += n) {
+		unsigned char c = (unsigned char)raw[in];
+
+		n = json_utf8_len(raw + in, len - in);
+		if (n == 0 || c < 0x20 || c == 0x7f) {
+			name[out++] = '%';
+			name[out++] = hex[c >> 4];
+			name[out++] = hex[c & 0xf];
+			n = 1;
+			continue;
+		}
+		memcpy(name + out, raw + in, n);
+		out += n;
+	}
+	name[out] = '\0';
+	return out == 0 ? -1 : 0;
 }
 
 /* A Prometheus label value: backslash, double quote and newline escaped. */
@@ -450,7 +481,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	status_fleet_sum(&f);
 	for (i = 0, first = 1; i < f.nroutes; i++) {
 		const struct sb_route_stats *rs = &f.routes[i];
-		char name[64], esc[6 * 64 + 1];
+		char name[STATUS_NAME_LEN], esc[6 * STATUS_NAME_LEN];
 
 		if (status_route_name(i, name) == -1)
 			continue;
@@ -514,7 +545,7 @@ static void
 status_route_family(struct sbuf *b, const struct status_fleet *f,
     const char *family, const char *help, int seconds)
 {
-	char name[64], esc[2 * 64 + 1];
+	char name[STATUS_NAME_LEN], esc[2 * STATUS_NAME_LEN];
 	int i;
 
 	sbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", family, help,

@@ -1552,6 +1552,33 @@ def test_status_lists_routes_whose_prefix_needs_escaping(molt):
     assert 'molt_route_requests_total{route="/a-long-prefix-with-\\"quote"}' in text
 
 
+def test_a_prefix_that_is_not_utf8_leaves_the_metrics_parseable(molt):
+    """A config file saved in Latin-1 gives a prefix such as /caf\\xe9.
+    Its raw byte in a label value failed the whole scrape ("invalid label
+    value", promtool and Prometheus alike), and the JSON showed it as
+    U+FFFD, which two such prefixes share.  Bytes that are not UTF-8 are
+    written %HH, as a URL has them: a prefix cannot hold %HH itself."""
+    m = molt(conf=conf(routes=DEFAULT_ROUTES + "[route /cafX]\nmodule = hello\n"
+                       "[route /xX]\nmodule = hello\n"), workers=1)
+    with open(m.conf_path, "rb") as f:
+        text = f.read()
+    text = text.replace(b"/cafX", b"/caf\xe9").replace(b"/xX", b"/x\x01\xc3")
+    with open(m.conf_path, "wb") as f:
+        f.write(text)
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"starting generation 2", since=mark)
+    m.wait_ready(since=mark)
+    assert m.get("/caf%E9")[0] == 200
+    assert m.get("/x%01%C3")[0] == 200
+    fams = wait_for(lambda: parse_prometheus(metrics_text(m)), 5, what="metrics")
+    got = {dict(k)["route"]: v for k, v in
+           fams["molt_route_requests_total"]["samples"].items()}
+    assert got.get("/caf%E9") == 1 and got.get("/x%01%C3") == 1, got
+    routes = {r["prefix"]: r["requests"] for r in status(m)["routes"]}
+    assert routes.get("/caf%E9") == 1 and routes.get("/x%01%C3") == 1, routes
+
+
 def test_status_allow_list(molt):
     m = molt(conf=conf("", status="allow = 127.0.0.1"), workers=1)
     for path in (b"/molt/status", b"/molt/status/metrics"):
