@@ -1514,6 +1514,9 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case T_HEADER:
 		if (c->in_len > c->in_pos) {
 			req_clear(&c->req);
+			/* Logged as sent, as a refused head is: "- - HTTP/1.1"
+			 * hid what the slow client asked for. */
+			c->req.target = conn_raw_line(c);
 			conn_error_reply(c, 408, "request header timeout", 1);
 			conn_process(c);
 			return;

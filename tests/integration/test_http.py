@@ -14,6 +14,7 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -900,6 +901,70 @@ def test_408_client_stops_mid_headers(molt):
         assert c.is_closed()
         assert 0.8 <= took <= 8, "408 after %.2fs with header_timeout = 1s" % took
     assert m.get("/hello")[0] == 200
+
+
+# Combined Log Format, strictly: printable ASCII only, every quote and
+# backslash inside a quoted field escaped (\xHH), the size a number.
+CLF_FIELD = r'"((?:[\x20-\x21\x23-\x5b\x5d-\x7e]|\\x[0-9A-F]{2})*)"'
+CLF_RE = re.compile(r"^(\S+) - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d "
+                    r"\+0000\] %s (\d{3}) (\d+) %s %s$" % ((CLF_FIELD,) * 3))
+
+
+def test_access_log_is_combined_format_for_every_reply(molt, tmp_path):
+    """Every reply, the refused ones included, is one Combined Log Format
+    line that goaccess parses, whatever bytes the client sent, and names
+    the request as the client sent it.  A head that timed out (408) was
+    logged as "- - HTTP/1.1", although its first line had arrived: an
+    operator looking for the slow client could not see what it asked."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "empty").write_bytes(b"")
+    (www / "f").write_bytes(b"x" * 10)
+    m = molt(conf=DEFAULT_ROUTES + "\n[route /www]\nmodule = static\nroot = %s\n"
+             % www, workers=1,
+             server_extra="access_log = @TMP@/access.log\nheader_timeout = 1s\n"
+             "max_header_size = 2k\nmax_body_size = 100")
+    close = b"Host: t\r\nConnection: close\r\n"
+    sent = [
+        (b"GET /hello?q=\"x\\y\xc3\xa9\xff HTTP/1.1\r\n" + close +
+         b"User-Agent: a\"b\\c \xc3\xa9 " + b"u" * 600 + b"\r\n"
+         b"Referer: http://r/\"q\r\n\r\n", 200),
+        (b"HEAD /hello HTTP/1.1\r\n" + close + b"\r\n", 200),
+        (b"GET /www/empty HTTP/1.1\r\n" + close + b"\r\n", 200),
+        (b"GET /hello HTTP/1.1\r\n" + close + b"User-Agent: \x01\r\n\r\n", 400),
+        (b"GET /hello\x7f HTTP/1.1\r\n" + close + b"\r\n", 400),
+        (b"BREW /pot \"HTCPCP\"\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\n" + close + b"Content-Length: 1000\r\n\r\n", 413),
+        (b"GET /hello HTTP/1.1\r\nX: " + b"a" * 3000 + b"\r\n\r\n", 431),
+    ]
+    for req, _ in sent:
+        m.raw(req)
+    st, h, _ = m.get("/www/f")
+    assert st == 200
+    st, _, _ = m.get("/www/f", headers={"If-None-Match": h["etag"]})
+    assert st == 304
+    with m.raw_conn(timeout=15) as c:
+        c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n")
+        assert c.read_response().status == 408
+    m.stop(signal.SIGQUIT)
+    with open(m.access_log, "rb") as f:
+        lines = f.read().decode("ascii").splitlines()
+    parsed = [CLF_RE.match(l) for l in lines]
+    assert all(parsed), [l for l, p in zip(lines, parsed) if not p]
+    got = [(p.group(2), int(p.group(3))) for p in parsed]
+    assert got[0] == ("GET /hello?q=\\x22x\\x5Cy\\xC3\\xA9\\xFF HTTP/1.1", 200), got
+    assert [s for _, s in got] == [s for _, s in sent] + [200, 304, 408], got
+    assert parsed[0].group(6).startswith("a\\x22b\\x5Cc \\xC3\\xA9 uuu"), lines[0]
+    assert parsed[0].group(5) == "http://r/\\x22q", lines[0]
+    assert got[5] == ("BREW /pot \\x22HTCPCP\\x22", 400), got
+    assert got[-1] == ("GET /slow HTTP/1.1", 408), got
+    out = subprocess.run(["goaccess", m.access_log, "--log-format=COMBINED",
+                          "--no-global-config", "-o", "json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=60, check=True)
+    general = json.loads(out.stdout)["general"]
+    assert (general["total_requests"], general["failed_requests"]) == \
+        (len(lines), 0), general
 
 
 def test_408_client_stops_mid_body(molt):
