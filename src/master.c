@@ -1252,10 +1252,15 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 		if (m->replaces >= 0 && mw[m->replaces].replaced_by == slot)
 			mw[m->replaces].replaced_by = -1;
 	} else {
-		/* A crash in service: the request it had is worth naming. */
+		/*
+		 * A crash in service: the request it had is worth naming.
+		 * reason= and requests= as in every other recycle's line, so
+		 * that a grep counts what molt_recycles_total counts.
+		 */
 		sb.hdr->recycles[R_CRASH]++;
-		log_error("worker %d pid %d %s%s%s (%llu requests served%s)", id,
-		    (int)pid, why, master_serving(&snap, 1, req, sizeof(req)),
+		log_error("worker %d pid %d %s: reason=%s%s%s requests=%llu%s", id,
+		    (int)pid, why, sb_reason_names[R_CRASH],
+		    master_serving(&snap, 1, req, sizeof(req)),
 		    master_module_of(&snap, mod, sizeof(mod)),
 		    (unsigned long long)snap.w.requests,
 		    master_lost(pid, &snap, lost, sizeof(lost)));

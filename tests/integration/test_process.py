@@ -1046,9 +1046,9 @@ def test_replies_pipelined_before_a_crash_are_delivered(molt):
         r = c.read_response()
         assert r.status == 200 and r.body == b"ok\n", r
         assert c.read_all(timeout=10) == b"", "the crashing request got a reply"
-    m.wait_log(r"worker 0 pid %d killed by signal 11 \(SIGSEGV\) while serving "
+    m.wait_log(r"worker 0 pid %d killed by signal 11 \(SIGSEGV\): reason=crash while serving "
                r"\"GET /crash/segv\" in module crash \(route /crash\) "
-               r"\(\d+ requests served, 1 in flight lost\)$" % pid)
+               r"requests=\d+, 1 in flight lost$" % pid)
 
 
 def test_old_generation_worker_crash_names_its_own_module(molt):

@@ -959,8 +959,8 @@ def test_crash_outside_a_handler_blames_no_request(molt):
         assert m.get("/crash/later?ms=300")[0] == 200
         assert pending.is_closed(10)
     m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 "
-               r"\(SIGSEGV\) outside any handler, with \"GET "
-               r"/stream/deferred\?ms=8000\" pending \(\d+ requests served, 1 in flight lost\)$"
+               r"\(SIGSEGV\): reason=crash outside any handler, with \"GET "
+               r"/stream/deferred\?ms=8000\" pending requests=\d+, 1 in flight lost$"
                % pid, since=mark)
     wait_for(lambda: len(m.worker_pids()) == 1 and pid not in m.worker_pids(),
              10, what="a replacement worker")
@@ -1011,28 +1011,60 @@ def test_crash_line_counts_the_requests_lost_with_the_worker(molt):
         for c in pending:
             c.close()
     m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 "
-               r"\(SIGSEGV\) while serving \"GET /crash/segv\" in module crash "
-               r"\(route /crash\) \(\d+ requests served, 4 in flight lost\)$"
+               r"\(SIGSEGV\): reason=crash while serving \"GET /crash/segv\" in module crash "
+               r"\(route /crash\) requests=\d+, 4 in flight lost$"
                % pid, since=mark)
 
 
 def test_crash_counts_as_crash(molt):
     m = molt(conf=conf(BASE))
-    m.expect_errors(r"killed by signal 11 \(SIGSEGV\) while serving \"GET /crash/segv\"")
+    m.expect_errors(r"killed by signal 11 \(SIGSEGV\): reason=crash while serving \"GET /crash/segv\"")
     c = m.raw_conn()
     pid = pid_of(c)
     mark = m.mark()
     c.send(GET % b"/crash/segv")
     assert c.is_closed(10)
-    m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 \(SIGSEGV\) "
-               r"while serving \"GET /crash/segv\" in module crash \(route /crash\) "
-               r"\(\d+ requests served, 1 in flight lost\)$" % pid,
+    m.wait_log(r"\[error\] \d+: worker \d+ pid %d killed by signal 11 \(SIGSEGV\): "
+               r"reason=crash while serving \"GET /crash/segv\" in module crash \(route /crash\) "
+               r"requests=\d+, 1 in flight lost$" % pid,
                since=mark)
     wait_for(lambda: len(m.worker_pids()) == 2 and pid not in m.worker_pids(),
              10, what="a replacement worker")
     assert m.get("/hello")[0] == 200
     assert "recycled worker" not in m.log(mark)
     check_counts(m, {"crash": 1})
+
+
+def test_every_recycle_logs_one_line_with_its_reason(molt):
+    """molt.8 promises one line per recycle with its reason=, and an
+    operator counts them by grep as the metrics count them: a crash's line
+    had no reason=crash (and its requests as "(N requests served)"), so a
+    grep for reason= missed every crash molt_recycles_total counted."""
+    m = molt(conf=conf(BASE + "max_requests = 5\nmax_requests_jitter = 0\n"),
+             workers=1)
+    m.expect_errors(r"killed by signal 11")
+    for _ in range(6):
+        assert m.get("/hello")[0] == 200
+    wait_for(lambda: m.count_log(r"reason=requests"), 10, what="a recycle")
+    with m.raw_conn() as c:
+        c.send(GET % b"/crash/segv")
+        assert c.is_closed(10)
+    m.wait_log(r"killed by signal 11")
+    m.wait_ready(n=1)
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reason=reload", since=mark)
+    lines = [l for l in m.log().splitlines()
+             if re.search(r"recycled worker|killed|exited with", l)]
+    logged = {r: 0 for r in REASONS}
+    for l in lines:
+        mm = re.search(r" pid \d+(?: [^:]*)?: reason=(\w+) .*\brequests=\d+", l)
+        assert mm, l
+        logged[mm.group(1)] += 1
+    fams = parse_prometheus(metrics_text(m))
+    prom = {dict(k)["reason"]: int(v) for k, v in
+            fams["molt_recycles_total"]["samples"].items()}
+    assert logged == prom and prom["crash"] == 1, (logged, prom, lines)
 
 
 def test_reload_recycles_every_worker(molt):

@@ -117,7 +117,7 @@ def test_request_line_of_a_dead_worker_cannot_forge_a_log_line(molt):
     with m.raw_conn() as c:
         c.send(GET % ("/s/line?die=1&hex=" + forged.hex()).encode())
         assert c.read_all() == b""
-    k = m.wait_log(r"killed by signal 9 \(SIGKILL\) while serving \"(.*)\"")
+    k = m.wait_log(r"killed by signal 9 \(SIGKILL\): reason=crash while serving \"(.*)\"")
     # what follows is the rest of the worker's own request line
     assert k.group(1).startswith('GET /x\\x22\\x0A2026-01-01 00:00:00.000 '
                                  '[info] 1: forged by a worker'), k.group(0)
