@@ -1,5 +1,6 @@
 /*
- * test_json.c - unit tests for molt_json_escape and molt_base64 (src/json.c).
+ * test_json.c - unit tests for molt_json_escape, molt_base64 and
+ * json_utf8_len (src/json.c).
  *
  * The escaper is checked three ways: fixed vectors, an exhaustive run over
  * short inputs, and random inputs, each compared with a slow reference
@@ -7,7 +8,7 @@
  * output checked to be a valid JSON string body that stays inside the
  * 6 * len + 1 bytes module.h promises.
  *
- * Build: cc -Iinclude tests/unit/test_json.c src/json.c -o test_json
+ * Build: cc -Iinclude -Isrc tests/unit/test_json.c src/json.c -o test_json
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "molt/module.h"
 #include "check.h"
+#include "json.h"
 
 /* ------------------------------------------------------------------ */
 /* The reference                                                       */
@@ -457,6 +459,47 @@ test_base64(void)
 	}
 }
 
+/*
+ * json_utf8_len (status.c's route names) against the reference, over
+ * every input of up to three bytes and the four-byte boundaries.
+ */
+static void
+test_utf8_len(void)
+{
+	static const unsigned char four[][4] = {
+		{ 0xf0, 0x90, 0x80, 0x80 }, { 0xf4, 0x8f, 0xbf, 0xbf },
+		{ 0xf0, 0x8f, 0xbf, 0xbf }, { 0xf4, 0x90, 0x80, 0x80 },
+		{ 0xf5, 0x80, 0x80, 0x80 },
+	};
+	unsigned char s[4];
+	unsigned a, b, c, bad = 0;
+	size_t len, used, i;
+	uint32_t cp;
+
+	CHECK(json_utf8_len("", 0) == 0, "json_utf8_len of nothing");
+	for (a = 0; a < 1u << 24; a++) {
+		s[0] = (unsigned char)(a >> 16);
+		s[1] = (unsigned char)(a >> 8);
+		s[2] = (unsigned char)a;
+		for (len = 1; len <= 3; len++) {
+			if (len < 3 && (a & ((1u << (8 * (3 - len))) - 1)) != 0)
+				continue;   /* each shorter input once */
+			if (ref_decode(s, len, &cp, &used))
+				bad += json_utf8_len((const char *)s, len) != used;
+			else
+				bad += json_utf8_len((const char *)s, len) != 0;
+		}
+	}
+	CHECK(bad == 0, "json_utf8_len: %u inputs of 1-3 bytes differ", bad);
+	for (i = 0; i < sizeof(four) / sizeof(four[0]); i++) {
+		memcpy(s, four[i], 4);
+		b = ref_decode(s, 4, &cp, &used) ? (unsigned)used : 0;
+		c = (unsigned)json_utf8_len((const char *)s, 4);
+		CHECK(b == c, "json_utf8_len of %02x %02x %02x %02x: %u, not %u",
+		    s[0], s[1], s[2], s[3], c, b);
+	}
+}
+
 int
 main(void)
 {
@@ -466,6 +509,7 @@ main(void)
 	test_four();
 	test_random();
 	test_base64();
+	test_utf8_len();
 	free(outbuf);
 	free(refbuf);
 	printf("%u passed, %u failed\n", passed, failed);
