@@ -1068,9 +1068,9 @@ def test_old_generation_worker_crash_names_its_own_module(molt):
         m.wait_log(r"worker 0 ready \(generation 2\)", since=mark)
         assert old in m.worker_pids() or pid_alive(old), "the old worker left early"
         os.kill(old, signal.SIGSEGV)
-        m.wait_log(r"worker 0 pid %d killed by signal 11 \(SIGSEGV\) while serving "
-                   r"\"GET /crash/block\?ms=20000\" in module crash \(route /crash\) "
-                   r"\(\d+ requests served, 1 in flight lost\)$" % old, since=mark)
+        m.wait_log(r"worker 0 pid %d killed by signal 11 \(SIGSEGV\): reason=crash "
+                   r"while serving \"GET /crash/block\?ms=20000\" in module crash "
+                   r"\(route /crash\) requests=\d+, 1 in flight lost$" % old, since=mark)
         assert c.read_all(timeout=10) == b""
 
 
