@@ -2339,11 +2339,13 @@ db_worker_exit(void)
 		for (i = 0; i < p->nconns; i++) {
 			struct db_conn *c = &p->conns[i];
 
-			if (c->q != NULL)
-				molt_db_cancel(c->q);
+			/* First, so that the cancel below frees the connection
+			 * to no transaction (a rollback needs the loop). */
 			if (c->txn != NULL)
 				c->txn->conn = NULL;
 			c->txn = NULL;
+			if (c->q != NULL)
+				molt_db_cancel(c->q);
 			if (c->state != DB_C_DEAD && db_conn_abort_op(c) == 0)
 				db_conn_close(c);
 			event_del(&c->timer);
