@@ -1467,3 +1467,24 @@ def test_one_query_at_a_time_in_a_transaction(molt, db_up):
     st, _, body = m.get("/t/twice")
     assert (st, body) == (200, b"refused\n")
     assert in_transaction(m) == b"0"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT])
+def test_a_server_stopped_mid_transaction_commits_nothing_of_it(molt, db_up, sig):
+    """A fast stop (TERM) cuts the request off with its transaction open; a
+    graceful one (QUIT) lets it finish.  Either way the worker exits
+    cleanly (no sanitizer report, no error line) and the books are whole:
+    nothing half done stays."""
+    m = txn_start(molt, db_up)
+    c = RawConn(m.port, timeout=15)
+    c.send(b"GET /t/insert?v=70&then=hold&ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: uncommitted_tlog(db_up) == [70], 10, what="the transaction's row")
+    m.stop(sig)
+    if sig == signal.SIGQUIT:
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"committed\n"), r
+        assert tlog(db_up) == [70, 71]
+    else:
+        c.read_all(timeout=10)
+        wait_for(lambda: uncommitted_tlog(db_up) == [], 10, what="the rollback")
+    c.close()
