@@ -44,6 +44,7 @@
 #include "molt/module.h"
 #include "config.h"
 #include "db.h"
+#include "scoreboard.h"
 #include "db_conf.h"
 #include "dblib.h"
 #include "worker.h"
@@ -175,6 +176,8 @@ struct db_pool {
 	int              queued;
 	unsigned long    kills[DB_KILLS]; /* server threads to KILL QUERY */
 	int              nkills;
+	int              index;        /* in the configuration's order */
+	struct sb_db_stats st;         /* counters; db_publish adds the gauges */
 	struct db_pool  *next;
 };
 
@@ -196,6 +199,7 @@ struct molt_db_query {
 	struct event     timer;         /* query_timeout, and deferred errors */
 	struct molt_db_query *next;          /* in the pool's queue */
 	struct molt_db_txn *txn;        /* the transaction it runs in */
+	int64_t          t0_us;         /* when it was asked for */
 };
 
 enum db_tstate {
@@ -252,6 +256,27 @@ static void db_txn_unref(struct molt_db_txn *t);
 /* The least net_write_timeout a server takes is 1 s: a pause shorter
  * than that cannot be why it dropped the session. */
 #define DB_SLOW_PAUSE_MS 1000
+
+static int64_t
+db_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* An error on its way to a module, counted by what it says. */
+static void
+db_count_error(struct db_pool *p, int status)
+{
+	if (status == 503)
+		p->st.unavailable++;
+	else if (status == 504)
+		p->st.timeouts++;
+	else
+		p->st.errors++;
+}
 
 static int64_t
 db_clock_ms(void)
@@ -377,6 +402,7 @@ db_connect_failed(struct db_conn *c, const char *why)
 	struct db_pool *p = c->pool;
 
 	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	p->st.connect_failures++;
 	if (!p->down)
 		molt_log(MOLT_LOG_ERROR, "database %s: cannot connect: %s",
 		    p->conf->name, p->last_error);
@@ -821,6 +847,7 @@ db_connect_done(struct db_conn *c)
 	c->failures = 0;
 	p->down = 0;
 	p->nlive++;
+	p->st.connects++;
 	c->state = DB_C_IDLE;
 	db_conn_idle(c);
 	db_pool_start_next(p);
@@ -863,6 +890,7 @@ db_query_finish(struct molt_db_query *q)
 	event_del(&q->timer);
 	q->state = DB_Q_FINISHED;
 	q->conn = NULL;
+	q->pool->st.query_us += (uint64_t)(db_clock_us() - q->t0_us);
 	if (q->txn != NULL && q->txn->cur == q)
 		q->txn->cur = NULL;
 	db_inflight_count--;
@@ -881,6 +909,7 @@ db_query_deferred(evutil_socket_t fd, short what, void *arg)
 		status = q->fail_status;
 		snprintf(msg, sizeof(msg), "%s", q->fail_msg);
 		db_query_finish(q);
+		db_count_error(q->pool, status);
 		q->h.on_error(q->arg, status, msg);
 		db_query_unref(q);
 		return;
@@ -932,6 +961,7 @@ db_query_fail(struct molt_db_query *q, int status, const char *msg)
 	db_query_finish(q);
 	/* Backoff after a failure of the database, not of one session. */
 	db_conn_discard(c, status == 503 && !c->lost);
+	db_count_error(p, status);
 	q->h.on_error(q->arg, status, buf);
 	db_query_unref(q);
 }
@@ -1082,6 +1112,8 @@ db_query_new(struct db_pool *p, molt_request *req, const char *sql,
 	q->arg = arg;
 	q->refs = req != NULL ? 2 : 1;
 	q->state = DB_Q_QUEUED;
+	q->t0_us = db_clock_us();
+	p->st.queries++;
 	evtimer_assign(&q->timer, db_base, db_query_deferred, q);
 	if (req != NULL &&
 	    molt_pool_cleanup(molt_req_pool(req), db_query_req_end, q) == -1) {
@@ -1278,6 +1310,7 @@ db_txn_hold(struct db_conn *c)
 		return;
 	t->autorb = 1;
 	t->state = DB_T_ENDING;
+	t->pool->st.txn_rollbacks++;
 	if ((q = db_txn_op(t, "ROLLBACK", db_txn_ended, NULL, NULL)) == NULL) {
 		db_txn_release(t, 1);
 		return;
@@ -1326,6 +1359,7 @@ molt_db_txn_begin(molt_request *req, const char *db,
 		t->state = DB_T_OVER;
 		return NULL;
 	}
+	p->st.txns++;
 	db_query_submit(p, q);
 	return t;
 }
@@ -1560,6 +1594,7 @@ db_query_error_in_sync(struct db_conn *c, struct molt_db_query *q,
 	snprintf(buf, sizeof(buf), "%s", msg);
 	db_query_release(c, q);
 	db_conn_idle(c);
+	db_count_error(q->pool, 500);
 	q->h.on_error(q->arg, 500, buf);
 	db_query_unref(q);
 }
@@ -2113,6 +2148,7 @@ db_fetch_result(struct db_conn *c, int ret)
 	}
 	if (c->rows++ == 0)
 		event_del(&q->timer);   /* answering: query_timeout is met */
+	c->pool->st.rows++;
 	c->in_cb = 1;
 	rc = q->h.on_row ? q->h.on_row(q->arg, c->vals, n) : 0;
 	c->in_cb = 0;
@@ -2271,7 +2307,7 @@ db_worker_init(const struct molt_config *cfg, struct event_base *base)
 	struct db_conf *dbs, *d;
 	struct db_pool *p;
 	char msg[512];
-	int i;
+	int i, nth = 0;
 
 	if (conf_find((struct molt_config *)cfg, "database", NULL) == NULL)
 		return 0;
@@ -2297,6 +2333,7 @@ db_worker_init(const struct molt_config *cfg, struct event_base *base)
 			return -1;
 		}
 		p->conf = d;
+		p->index = nth++;
 		p->nconns = d->pool_size;
 		p->queue_tail = &p->queue_head;
 		p->next = db_pools;
@@ -2377,4 +2414,48 @@ int
 db_inflight(void)
 {
 	return db_inflight_count;
+}
+
+void
+db_publish(struct sb_db_stats *out, int n)
+{
+	struct db_pool *p;
+	struct sb_db_stats *o;
+	int i;
+
+	for (p = db_pools; p != NULL; p = p->next) {
+		if (p->index >= n)
+			continue;
+		o = &out[p->index];
+		*o = p->st;
+		o->queued = (uint32_t)p->queued;
+		for (i = 0; i < p->nconns; i++) {
+			switch (p->conns[i].state) {
+			case DB_C_IDLE:
+				o->live++;
+				break;
+			case DB_C_BUSY:
+				o->live++;
+				o->busy++;
+				break;
+			case DB_C_HELD:
+				o->live++;
+				o->held++;
+				break;
+			default:
+				break;
+			}
+		}
+	}
+}
+
+const char *
+db_name(int i)
+{
+	struct db_pool *p;
+
+	for (p = db_pools; p != NULL; p = p->next)
+		if (p->index == i)
+			return p->conf->name;
+	return NULL;
 }

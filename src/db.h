@@ -34,5 +34,13 @@ int  db_worker_init(const struct molt_config *cfg, struct event_base *base);
 void db_worker_exit(void);
 /* Queries in flight in this worker. */
 int  db_inflight(void);
+/*
+ * This worker's figures for its first n databases, in the order of the
+ * configuration (the status page's too), into out[0..n).
+ */
+struct sb_db_stats;
+void db_publish(struct sb_db_stats *out, int n);
+/* The name of the i-th database of this worker, or NULL. */
+const char *db_name(int i);
 
 #endif /* MOLT_DB_H */

@@ -309,6 +309,15 @@ fail:
 }
 
 static int
+db_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 0 && n <= 64 && strspn(name, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == n;
+}
+
+static int
 db_parse_all(struct molt_config *cfg, struct db_conf **out, struct conf_error *err)
 {
 	struct conf_section *s;
@@ -319,6 +328,13 @@ db_parse_all(struct molt_config *cfg, struct db_conf **out, struct conf_error *e
 			continue;
 		if (db_parse_section(s, &d, err) == -1)
 			goto fail;
+		if (!db_name_ok(d->name)) {
+			conf_errorf(err, s->file, s->line, "[database %s]: a database "
+			    "name is 1 to 64 letters, digits, '_', '-' or '.' (it "
+			    "names the pool to modules and in the metrics)", d->name);
+			db_conf_free(d);
+			goto fail;
+		}
 		for (o = head; o != NULL; o = o->next) {
 			if (strcmp(o->name, d->name) == 0) {
 				conf_errorf(err, s->file, s->line,

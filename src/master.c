@@ -974,6 +974,22 @@ master_ready(int slot)
 		}
 }
 
+/* A gone worker's counters for one database join the fleet's. */
+static void
+master_retire_db(struct sb_db_stats *to, const struct sb_db_stats *from)
+{
+	to->queries += from->queries;
+	to->rows += from->rows;
+	to->query_us += from->query_us;
+	to->unavailable += from->unavailable;
+	to->timeouts += from->timeouts;
+	to->errors += from->errors;
+	to->connects += from->connects;
+	to->connect_failures += from->connect_failures;
+	to->txns += from->txns;
+	to->txn_rollbacks += from->txn_rollbacks;
+}
+
 static void
 master_retire_stats(int slot)
 {
@@ -990,6 +1006,8 @@ master_retire_stats(int slot)
 	sb.hdr->retired_lat.sum_us += s->lat.sum_us;
 	if (mw[slot].gen != generation)
 		return;     /* route numbering belongs to another generation */
+	for (i = 0; i < SB_DBS; i++)
+		master_retire_db(&sb.hdr->retired_dbs[i], &s->dbs[i]);
 	for (i = 0; i < SB_ROUTES; i++) {
 		sb.hdr->retired_routes[i].requests += s->routes[i].requests;
 		sb.hdr->retired_routes[i].time_us += s->routes[i].time_us;
@@ -1293,6 +1311,7 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	sb_end(&sb.slots[slot].w.seq);
 	memset(sb.slots[slot].routes, 0, sizeof(sb.slots[slot].routes));
 	memset(&sb.slots[slot].lat, 0, sizeof(sb.slots[slot].lat));
+	memset(sb.slots[slot].dbs, 0, sizeof(sb.slots[slot].dbs));
 	sb_begin(&sb.slots[slot].m.seq);
 	sb.slots[slot].m.pid = 0;
 	sb_end(&sb.slots[slot].m.seq);
@@ -1917,6 +1936,7 @@ master_reload_apply(int status)
 	master_hdr_begin();
 	sb.hdr->generation = generation;
 	memset(sb.hdr->retired_routes, 0, sizeof(sb.hdr->retired_routes));
+	memset(sb.hdr->retired_dbs, 0, sizeof(sb.hdr->retired_dbs));
 	memset(sb.hdr->route_names, 0, sizeof(sb.hdr->route_names));
 	master_hdr_end();
 	for (i = 0; i < MAX_IDS; i++) {

@@ -16,6 +16,7 @@
 
 #define SB_SLOTS       512   /* 2 x the worker limit, for replacements */
 #define SB_ROUTES      64    /* routes with their own statistics */
+#define SB_DBS         8     /* [database] sections with their own statistics */
 #define SB_REQ_LEN     80
 #define SB_ACCESS_BUF  (64 * 1024)  /* a worker's unwritten access-log lines */
 
@@ -29,6 +30,26 @@ struct sb_route_stats {
 	uint64_t alloc_bytes;    /* bytes asked for while serving */
 	int64_t  max_growth;     /* largest heap growth one request left */
 	uint64_t recycles;       /* recycles triggered while this route ran */
+};
+
+/*
+ * A worker's figures for one [database] section, in the order of the
+ * configuration, published at each sample tick and at exit (db_publish).
+ * Counters since the worker started; the last four are gauges.
+ */
+struct sb_db_stats {
+	uint64_t queries;           /* statements run, a transaction's included */
+	uint64_t rows;              /* rows delivered to modules */
+	uint64_t query_us;          /* their durations added, the wait included */
+	uint64_t unavailable;       /* ended with 503 */
+	uint64_t timeouts;          /* ended with 504 */
+	uint64_t errors;            /* ended with 500 */
+	uint64_t connects;          /* connections opened */
+	uint64_t connect_failures;
+	uint64_t txns;              /* transactions begun */
+	uint64_t txn_rollbacks;     /* rolled back by molt: their request ended */
+	uint32_t live, busy, held;  /* connections up; running a query; held */
+	uint32_t queued;            /* queries waiting for a connection */
 };
 
 /*
@@ -94,6 +115,7 @@ struct sb_slot {
 	} m __attribute__((aligned(64)));
 	struct sb_latency lat __attribute__((aligned(64)));   /* worker's */
 	struct sb_route_stats routes[SB_ROUTES] __attribute__((aligned(64)));
+	struct sb_db_stats dbs[SB_DBS] __attribute__((aligned(64)));  /* worker's */
 } __attribute__((aligned(64)));
 
 /* Fleet totals, written by the master. */
@@ -125,6 +147,7 @@ struct sb_header {
 	uint64_t exits;                 /* workers reaped after a clean exit */
 	uint64_t exit_cpu_us;           /* the CPU exit took them, teardown included */
 	struct sb_route_stats retired_routes[SB_ROUTES];
+	struct sb_db_stats retired_dbs[SB_DBS];  /* counters only */
 	char     route_names[SB_ROUTES][64];
 	uint32_t nroutes;
 	volatile uint32_t stopping;     /* the master is stopping: no handoff */

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -18,6 +19,7 @@
 #include "alloc.h"
 #include "config.h"
 #include "conn.h"
+#include "db.h"
 #include "json.h"
 #include "log.h"
 #include "pool.h"
@@ -227,7 +229,39 @@ struct status_fleet {
 	struct sb_latency     lat;          /* their durations */
 	int                   nroutes;
 	struct sb_route_stats routes[SB_ROUTES];
+	int                   ndbs;         /* this worker's databases */
+	struct sb_db_stats    dbs[SB_DBS];  /* gauges: live workers' only */
 };
+
+/* The databases this worker has, as many as the scoreboard counts. */
+static int
+status_ndbs(void)
+{
+	int n = 0;
+
+	while (n < SB_DBS && db_name(n) != NULL)
+		n++;
+	return n;
+}
+
+static void
+status_add_db(struct sb_db_stats *o, const struct sb_db_stats *d)
+{
+	o->queries += status_count(&d->queries);
+	o->rows += status_count(&d->rows);
+	o->query_us += status_count(&d->query_us);
+	o->unavailable += status_count(&d->unavailable);
+	o->timeouts += status_count(&d->timeouts);
+	o->errors += status_count(&d->errors);
+	o->connects += status_count(&d->connects);
+	o->connect_failures += status_count(&d->connect_failures);
+	o->txns += status_count(&d->txns);
+	o->txn_rollbacks += status_count(&d->txn_rollbacks);
+	o->live += __atomic_load_n(&d->live, __ATOMIC_RELAXED);
+	o->busy += __atomic_load_n(&d->busy, __ATOMIC_RELAXED);
+	o->held += __atomic_load_n(&d->held, __ATOMIC_RELAXED);
+	o->queued += __atomic_load_n(&d->queued, __ATOMIC_RELAXED);
+}
 
 /*
  * One pass for every counter a page shows, so that a header held odd (a
@@ -252,6 +286,10 @@ status_fleet_sum(struct status_fleet *f)
 		f->lat = sb.hdr->retired_lat;
 		memcpy(f->routes, sb.hdr->retired_routes,
 		    (size_t)f->nroutes * sizeof(f->routes[0]));
+		f->ndbs = status_ndbs();
+		memset(f->dbs, 0, sizeof(f->dbs));
+		for (r = 0; r < f->ndbs; r++)
+			status_add_db(&f->dbs[r], &sb.hdr->retired_dbs[r]);
 		for (i = 0; i < SB_SLOTS; i++) {
 			const struct sb_slot *s = &sb.slots[i];
 
@@ -263,6 +301,8 @@ status_fleet_sum(struct status_fleet *f)
 			/* Another generation numbers its routes otherwise. */
 			if (s->m.generation != sb.hdr->generation)
 				continue;
+			for (r = 0; r < f->ndbs; r++)
+				status_add_db(&f->dbs[r], &s->dbs[r]);
 			for (r = 0; r < f->nroutes; r++) {
 				const struct sb_route_stats *rs = &s->routes[r];
 				struct sb_route_stats *o = &f->routes[r];
@@ -390,6 +430,31 @@ status_le(char *buf, size_t len, int i)
  * with cumulative counts as in Prometheus; the last bucket, unbounded,
  * is "count".
  */
+/* One [database]: its pool's figures over the fleet. */
+static void
+status_json_db(struct sbuf *b, const struct sb_db_stats *d, const char *name,
+    int first)
+{
+	char esc[6 * 256];
+	size_t len = strlen(name);
+
+	if (len > 255)
+		len = 255;
+	molt_json_escape(esc, name, len);
+	sbuf_printf(b, "%s\n {\"name\":\"%s\",\"queries\":%llu,\"rows\":%llu,"
+	    "\"query_seconds\":%.6f,\"unavailable\":%llu,\"timeouts\":%llu,"
+	    "\"errors\":%llu,\"connects\":%llu,\"connect_failures\":%llu,"
+	    "\"transactions\":%llu,\"transactions_rolled_back_by_molt\":%llu,"
+	    "\"connections\":%u,\"busy\":%u,\"held\":%u,\"queued\":%u}",
+	    first ? "" : ",", esc, (unsigned long long)d->queries,
+	    (unsigned long long)d->rows, (double)d->query_us / 1e6,
+	    (unsigned long long)d->unavailable, (unsigned long long)d->timeouts,
+	    (unsigned long long)d->errors, (unsigned long long)d->connects,
+	    (unsigned long long)d->connect_failures, (unsigned long long)d->txns,
+	    (unsigned long long)d->txn_rollbacks, d->live, d->busy, d->held,
+	    d->queued);
+}
+
 static void
 status_json_durations(struct sbuf *b, const struct sb_latency *lat)
 {
@@ -497,6 +562,9 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    (unsigned long long)rs->recycles);
 		first = 0;
 	}
+	sbuf_printf(b, "\n],\n\"databases\":[");
+	for (i = 0; i < f.ndbs; i++)
+		status_json_db(b, &f.dbs[i], db_name(i), i == 0);
 	sbuf_printf(b, "\n],\n");
 	status_json_durations(b, &f.lat);
 	sbuf_printf(b, ",\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
@@ -516,6 +584,88 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    (unsigned long long)t.pss, (unsigned long long)t.heap_in_use,
 	    (unsigned long long)t.heap_held,
 	    worker_self->route_stats ? "true" : "false");
+}
+
+/*
+ * The pools' figures, summed over the workers.  Counters go on across
+ * recycles (the master keeps a gone worker's) but start afresh at a
+ * reload, as the routes' do; the gauges are the live workers' last sample.
+ */
+static void
+status_metrics_dbs(struct sbuf *b, const struct status_fleet *f)
+{
+	static const struct {
+		const char *name, *help, *type;
+		size_t off;
+		int seconds;
+	} fam[] = {
+#define DBF(n, h, t, field, sec) { n, h, t, offsetof(struct sb_db_stats, field), sec }
+		DBF("molt_db_queries_total", "Statements asked for, a "
+		    "transaction's included", "counter", queries, 0),
+		DBF("molt_db_rows_total", "Rows delivered to modules", "counter",
+		    rows, 0),
+		DBF("molt_db_query_seconds_total", "Time the statements took from "
+		    "the call, the wait for a connection included, added up",
+		    "counter", query_us, 1),
+		DBF("molt_db_unavailable_total", "Statements that ended with 503 "
+		    "(database down, pool queue full, connection lost)", "counter",
+		    unavailable, 0),
+		DBF("molt_db_timeouts_total", "Statements that ended with 504 "
+		    "(query_timeout, read_timeout)", "counter", timeouts, 0),
+		DBF("molt_db_errors_total", "Statements the server refused (500)",
+		    "counter", errors, 0),
+		DBF("molt_db_connects_total", "Connections opened", "counter",
+		    connects, 0),
+		DBF("molt_db_connect_failures_total", "Connection attempts that "
+		    "failed", "counter", connect_failures, 0),
+		DBF("molt_db_transactions_total", "Transactions begun", "counter",
+		    txns, 0),
+		DBF("molt_db_transactions_rolled_back_by_molt_total", "Transactions "
+		    "molt rolled back because their request ended with them open",
+		    "counter", txn_rollbacks, 0),
+#undef DBF
+	};
+	char esc[2 * 256 + 1];
+	size_t k;
+	int i;
+
+	if (f->ndbs == 0)
+		return;
+	for (k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+		sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[k].name,
+		    fam[k].help, fam[k].name, fam[k].type);
+		for (i = 0; i < f->ndbs; i++) {
+			uint64_t v;
+
+			memcpy(&v, (const char *)&f->dbs[i] + fam[k].off, sizeof(v));
+			sbuf_printf(b, "%s{database=\"%s\"} ", fam[k].name,
+			    status_label(db_name(i), esc, sizeof(esc)));
+			if (fam[k].seconds)
+				sbuf_printf(b, "%.6f\n", (double)v / 1e6);
+			else
+				sbuf_printf(b, "%llu\n", (unsigned long long)v);
+		}
+	}
+	sbuf_printf(b, "# HELP molt_db_connections Connections of the pools, by "
+	    "what they do (idle, running a statement, held by a transaction "
+	    "between its statements)\n# TYPE molt_db_connections gauge\n");
+	for (i = 0; i < f->ndbs; i++) {
+		const struct sb_db_stats *d = &f->dbs[i];
+		unsigned idle = d->live - d->busy - d->held;
+
+		status_label(db_name(i), esc, sizeof(esc));
+		if (d->busy + d->held > d->live)
+			idle = 0;       /* summed from untrusted slots */
+		sbuf_printf(b, "molt_db_connections{database=\"%s\",state=\"idle\"}"
+		    " %u\nmolt_db_connections{database=\"%s\",state=\"busy\"} %u\n"
+		    "molt_db_connections{database=\"%s\",state=\"held\"} %u\n",
+		    esc, idle, esc, d->busy, esc, d->held);
+	}
+	sbuf_printf(b, "# HELP molt_db_queued Statements waiting for a "
+	    "connection\n# TYPE molt_db_queued gauge\n");
+	for (i = 0; i < f->ndbs; i++)
+		sbuf_printf(b, "molt_db_queued{database=\"%s\"} %u\n",
+		    status_label(db_name(i), esc, sizeof(esc)), f->dbs[i].queued);
 }
 
 static void
@@ -716,6 +866,7 @@ status_metrics(struct sbuf *b)
 	status_route_family(b, &f, "molt_route_request_seconds_total", "Time "
 	    "the requests of each route took, added up (over the requests: the "
 	    "mean)", 1);
+	status_metrics_dbs(b, &f);
 }
 
 static int

@@ -1542,6 +1542,7 @@ worker_publish_memory(struct worker *w)
 		w->slot->w.mallocs = (int64_t)cnt;
 	}
 	worker_put_memory(w, in_use, held, fr);
+	db_publish(w->slot->dbs, SB_DBS);
 	sb_end(&w->slot->w.seq);
 }
 
@@ -2075,6 +2076,8 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 		_exit(0);
 	}
 	worker_exit_modules(w);
+	/* The last figures, for the master's totals (master_retire_stats). */
+	db_publish(s->dbs, SB_DBS);
 	db_worker_exit();
 	rc = 0;
 out:

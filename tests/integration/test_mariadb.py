@@ -1488,3 +1488,58 @@ def test_a_server_stopped_mid_transaction_commits_nothing_of_it(molt, db_up, sig
         c.read_all(timeout=10)
         wait_for(lambda: uncommitted_tlog(db_up) == [], 10, what="the rollback")
     c.close()
+
+
+def test_pool_figures_in_the_status_page_and_the_metrics(molt, db_up):
+    """Statements, rows, errors, transactions (and the ones molt rolled
+    back), connects and the pool's connections by state, per [database],
+    on both pages; counters survive a recycle, as the routes' do."""
+    from test_recycle import metrics_text, parse_prometheus, status
+    db_up.sql("DROP TABLE IF EXISTS acct, tlog;"
+              "CREATE TABLE tlog (v INT) ENGINE=InnoDB;", db=db_up.database)
+    conf = (db_up.database_section(pool_size=1) +
+            "\n[route /t]\nmodule = dbtxn\ndatabase = main\n"
+            "\n[status]\npath = /molt/status\nallow = 127.0.0.0/8\n"
+            "\n[recycle]\nsample_interval = 50ms\n")
+    m = molt(conf=conf, workers=1)
+    assert m.get("/t/insert?v=1&then=commit")[2] == b"committed\n"       # 3
+    assert m.get("/t/insert?v=2&then=error")[2] == b"committed after 500\n"  # 5
+    assert m.get("/t/insert?v=4&then=abandon")[2] == b"abandoned\n"      # 3
+    assert m.get("/t/intx")[2] == b"0\n"                                 # 1
+
+    def db():
+        (d,) = status(m)["databases"]
+        return d
+    wait_for(lambda: db()["queries"] == 12, 10, what="12 statements counted")
+    d = db()
+    assert d["name"] == "main"
+    assert (d["transactions"], d["transactions_rolled_back_by_molt"]) == (3, 1), d
+    assert (d["errors"], d["unavailable"], d["timeouts"]) == (1, 0, 0), d
+    assert d["rows"] == 1 and d["connects"] >= 1, d
+    assert (d["connections"], d["busy"], d["held"], d["queued"]) == (1, 0, 0, 0), d
+    assert 0 < d["query_seconds"] < 10, d
+    fams = parse_prometheus(metrics_text(m))
+    lab = (("database", "main"),)
+    assert fams["molt_db_queries_total"]["samples"][lab] == 12
+    assert fams["molt_db_errors_total"]["samples"][lab] == 1
+    assert fams["molt_db_transactions_rolled_back_by_molt_total"]["samples"][lab] == 1
+    conns = fams["molt_db_connections"]["samples"]
+    assert conns[(("database", "main"), ("state", "idle"))] == 1, conns
+    assert conns[(("database", "main"), ("state", "held"))] == 0, conns
+    assert fams["molt_db_queued"]["samples"][lab] == 0
+    # A worker that goes (told to, so the master takes it for a failure):
+    # its counts stay in the totals.
+    (old,) = m.worker_pids()
+    m.expect_errors(r"worker 0 pid %d exited with status 0" % old)
+    os.kill(old, signal.SIGQUIT)
+    wait_for(lambda: m.worker_pids() and old not in m.worker_pids(), 10,
+             what="a new worker")
+    wait_for(lambda: db()["connections"] == 1, 10, what="the new pool")
+    assert db()["queries"] == 12 and db()["transactions"] == 3, db()
+
+
+def test_a_database_name_outside_a_plain_charset_is_refused(molt_check):
+    r = molt_check("[database caf\xe9]\nsocket = /nonexistent\nuser = u\n"
+                   "password = p\ndatabase = d\n")
+    assert r.rc == 1
+    assert "a database name is 1 to 64 letters, digits" in r.stderr, r.stderr
