@@ -595,34 +595,31 @@ static void
 status_metrics_dbs(struct sbuf *b, const struct status_fleet *f)
 {
 	static const struct {
-		const char *name, *help, *type;
+		const char *name, *help;
 		size_t off;
 		int seconds;
 	} fam[] = {
-#define DBF(n, h, t, field, sec) { n, h, t, offsetof(struct sb_db_stats, field), sec }
+#define DBF(n, h, field, sec) { n, h, offsetof(struct sb_db_stats, field), sec }
 		DBF("molt_db_queries_total", "Statements asked for, a "
-		    "transaction's included", "counter", queries, 0),
-		DBF("molt_db_rows_total", "Rows delivered to modules", "counter",
-		    rows, 0),
-		DBF("molt_db_query_seconds_total", "Time the statements took from "
-		    "the call, the wait for a connection included, added up",
-		    "counter", query_us, 1),
+		    "transaction's included", queries, 0),
+		DBF("molt_db_rows_total", "Rows delivered to modules", rows, 0),
+		DBF("molt_db_query_seconds_total", "Time the statements took "
+		    "from the call, the wait for a connection included, added up",
+		    query_us, 1),
 		DBF("molt_db_unavailable_total", "Statements that ended with 503 "
-		    "(database down, pool queue full, connection lost)", "counter",
+		    "(database down, pool queue full, connection lost)",
 		    unavailable, 0),
 		DBF("molt_db_timeouts_total", "Statements that ended with 504 "
-		    "(query_timeout, read_timeout)", "counter", timeouts, 0),
+		    "(query_timeout, read_timeout)", timeouts, 0),
 		DBF("molt_db_errors_total", "Statements the server refused (500)",
-		    "counter", errors, 0),
-		DBF("molt_db_connects_total", "Connections opened", "counter",
-		    connects, 0),
+		    errors, 0),
+		DBF("molt_db_connects_total", "Connections opened", connects, 0),
 		DBF("molt_db_connect_failures_total", "Connection attempts that "
-		    "failed", "counter", connect_failures, 0),
-		DBF("molt_db_transactions_total", "Transactions begun", "counter",
-		    txns, 0),
+		    "failed", connect_failures, 0),
+		DBF("molt_db_transactions_total", "Transactions begun", txns, 0),
 		DBF("molt_db_transactions_rolled_back_by_molt_total", "Transactions "
 		    "molt rolled back because their request ended with them open",
-		    "counter", txn_rollbacks, 0),
+		    txn_rollbacks, 0),
 #undef DBF
 	};
 	char esc[2 * 256 + 1];
@@ -632,8 +629,8 @@ status_metrics_dbs(struct sbuf *b, const struct status_fleet *f)
 	if (f->ndbs == 0)
 		return;
 	for (k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
-		sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[k].name,
-		    fam[k].help, fam[k].name, fam[k].type);
+		sbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", fam[k].name,
+		    fam[k].help, fam[k].name);
 		for (i = 0; i < f->ndbs; i++) {
 			uint64_t v;
 
