@@ -193,6 +193,12 @@ handoff_recv(int fd, struct handoff_conn *hc)
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
 			memcpy(&got, CMSG_DATA(cm), sizeof(int));
+	/* A full descriptor table: the kernel closed the connection. */
+	if ((msg.msg_flags & MSG_CTRUNC) && got == -1) {
+		log_error("connection handoff: a connection was lost: its "
+		    "descriptor did not fit (MSG_CTRUNC; out of descriptors?)");
+		return -1;
+	}
 	/* Only molt's workers hold this socket, but check what came anyway. */
 	if (n != (ssize_t)sizeof(m) || m.magic != HANDOFF_MAGIC || got == -1 ||
 	    (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||

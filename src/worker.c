@@ -51,6 +51,7 @@ static void worker_check_done(struct worker *w);
 static void worker_start_drain(struct worker *w);
 static void worker_publish_memory(struct worker *w);
 static int  worker_listen_queued(struct worker *w);
+static int  worker_often_due(struct worker_often *o, unsigned *n);
 
 /* ------------------------------------------------------------------ */
 /* Module API: the worker                                              */
@@ -492,6 +493,54 @@ worker_foreign_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * Whether this process has a free descriptor, for a connection that
+ * comes over handoff socket fd.  One that does not must leave it there:
+ * recvmsg takes the message either way, and the kernel drops a
+ * descriptor it cannot install (MSG_CTRUNC), which closed the client's
+ * connection.  So look first, with a dup and a close: a handed-over
+ * connection is rare next to an accepted one, and accept4 needs no look
+ * (it fails with EMFILE and leaves the connection queued).
+ */
+static int
+worker_fd_room(int fd)
+{
+	int probe = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	if (probe == -1) {
+		if (errno != EMFILE)
+			log_error("fcntl(F_DUPFD_CLOEXEC, handoff socket %d): %s",
+			    fd, strerror(errno));
+		return 0;
+	}
+	if (close(probe) == -1)
+		log_error("close (descriptor probe %d): %s", probe, strerror(errno));
+	return 1;
+}
+
+/*
+ * Out of descriptors, a worker stops watching the handoff sockets for
+ * ACCEPT_RETRY_MS, as it pauses its accepts, and its defer timer takes
+ * up again: the connections wait in the socket, or go to a worker with
+ * room.  Logged like an accept pause, at most every ACCEPT_ERR_LOG_MS.
+ */
+static void
+worker_adopt_paused(struct worker *w)
+{
+	struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
+	unsigned n;
+
+	if (worker_often_due(&w->adopt_paused, &n))
+		log_error("connection handoff: %s; pausing adoption for %d ms at "
+		    "a time (%d connections open; %u pauses since the last line)",
+		    strerror(EMFILE), ACCEPT_RETRY_MS, w->nconns, n - 1);
+	worker_adopt_enable(w, 0);
+	if (evtimer_add(w->adopt_defer_ev, &tv) == -1) {
+		log_error("worker %d: cannot arm the handoff retry timer", w->id);
+		worker_adopt_enable(w, 1);
+	}
+}
+
+/*
  * Every live worker is woken for a handed-over connection and the first
  * to read takes it: left alone, a recycled worker's connections pile up
  * on whichever worker happens to be idle at that instant.  So
@@ -524,6 +573,10 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		force = 0;
+		if (!worker_fd_room(handoff_fd())) {
+			worker_adopt_paused(w);
+			return;
+		}
 		if (handoff_recv(handoff_fd(), &hc) != 1)
 			return;
 		conn_adopt(w, &hc);
@@ -544,6 +597,10 @@ worker_adopt_cpu_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if (!worker_fd_room(fd)) {
+			worker_adopt_paused(w);
+			return;
+		}
 		if (handoff_recv(fd, &hc) != 1)
 			return;
 		conn_adopt(w, &hc);

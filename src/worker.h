@@ -102,7 +102,8 @@ struct worker {
 	uint64_t             req_limit;    /* max_requests with jitter, or 0 */
 	struct event        *adopt_ev;     /* handed-over connections */
 	struct event        *adopt_cpu_ev; /* ... by a worker on this CPU */
-	struct event        *adopt_defer_ev;
+	struct event        *adopt_defer_ev;  /* balance, and out of descriptors */
+	struct worker_often  adopt_paused; /* "pausing adoption" lines */
 	int                  adopt_on;
 	int                  handoff;      /* draining: hand idle conns over */
 	unsigned             handed_off;

@@ -2003,6 +2003,53 @@ max_requests = 3
     c.close()
 
 
+def test_handed_over_connections_wait_for_a_worker_out_of_descriptors(molt):
+    """A replacement that is out of descriptors leaves handed-over
+    connections waiting on the handoff socket, as new ones wait in the
+    listen queue, and takes them when it has room.  recvmsg used to take
+    them anyway: the kernel cannot install a descriptor in a full table,
+    drops it (MSG_CTRUNC) and the client's connection was closed, with
+    "a malformed message" in the log for each."""
+    import resource
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 9
+max_requests_jitter = 0
+"""), workers=1)
+    m.expect_errors(r"connection handoff: Too many open files; pausing")
+    # (accept4 takes a descriptor before it looks for a connection)
+    m.expect_errors(r"accept4: Too many open files; pausing")
+    conns = [m.raw_conn(timeout=30) for _ in range(8)]
+    old = pid_of(conns[0])
+    for c in conns[1:]:
+        assert ask(c, "/hello").status == 200
+    # The replacement inherits the master's limit: room for what a fresh
+    # worker holds and two connections.
+    fresh = len(os.listdir("/proc/%d/fd" % old)) - len(conns)
+    soft, hard = resource.prlimit(m.pid, resource.RLIMIT_NOFILE)
+    mark = m.mark()
+    try:
+        resource.prlimit(m.pid, resource.RLIMIT_NOFILE, (fresh + 2, hard))
+        assert ask(conns[0], "/hello").status == 200     # the 9th request
+        m.wait_log(recycled_re("requests", old), since=mark)
+        m.wait_log(r"connection handoff: Too many open files; pausing "
+                   r"adoption for 100 ms at a time", since=mark)
+        new = m.worker_pids()
+        assert len(new) == 1 and new[0] != old, new
+        time.sleep(0.3)                           # some pauses
+    finally:
+        resource.prlimit(m.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    resource.prlimit(new[0], resource.RLIMIT_NOFILE, (soft, hard))
+    for i, c in enumerate(conns):
+        r = ask(c, "/stream/pid")
+        assert r.status == 200 and int(r.body) == new[0], (i, r)
+    assert "malformed" not in m.log(mark), m.log(mark)
+    assert m.count_log(r"pausing adoption", since=mark) == 1, m.log(mark)
+    for c in conns:
+        c.close()
+
+
 # One request, then a drain of at most a second.
 DRAIN_1S = conf("""
 min_lifetime = 0
