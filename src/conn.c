@@ -152,11 +152,17 @@ static struct conn *
 conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	struct conn *c;
-	int fresh;
+	int fresh, e;
 
+	/* The caller logs it and pauses: a line per client flooded the log,
+	 * and a worker that took every client only to close it was a black
+	 * hole for them. */
 	if ((c = slab_alloc(&w->conn_slab, &fresh)) == NULL) {
-		log_error("out of memory for a connection; closing it");
-		close(fd);
+		e = errno;
+		if (close(fd) == -1)
+			log_error("close (a connection without memory): %s",
+			    strerror(errno));
+		errno = e;
 		return NULL;
 	}
 	if (fresh) {
@@ -213,25 +219,26 @@ conn_start(struct conn *c)
 	}
 }
 
-void
+int
 conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	struct conn *c;
 
 	if ((c = conn_new(w, fd, sa, salen)) == NULL)
-		return;
+		return -1;
 	conn_timer(c, T_HEADER);
 	conn_start(c);
+	return 0;
 }
 
-void
+int
 conn_adopt(struct worker *w, const struct handoff_conn *hc)
 {
 	struct conn *c;
 
 	if ((c = conn_new(w, hc->fd, (const struct sockaddr *)&hc->peer,
 	    sizeof(hc->peer))) == NULL)
-		return;
+		return -1;
 	/* Still the same keep-alive connection to its client. */
 	c->nreq = hc->nreq;
 	if (c->nreq > 0)
@@ -244,6 +251,7 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 	/* Its next request may be waiting in the socket already; if the
 	 * client left on the way, this read finds out. */
 	conn_start(c);
+	return 0;
 }
 
 /* Sends c, idle, to CPU index k's workers (-1: any worker's). */

@@ -168,11 +168,12 @@ struct conn {
 /* listen_per_cpu: requests between two looks at a connection's CPU. */
 #define CONN_FOLLOW_EVERY 32
 
-/* Called by the worker for a new socket from accept4. */
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
-/* A connection handed over by a recycled worker (handoff.c). */
+/* Called by the worker for a new socket from accept4.  -1 (errno set, fd
+ * closed, nothing logged): no memory for the connection. */
+int  conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+/* A connection handed over by a recycled worker (handoff.c); as above. */
 struct handoff_conn;
-void conn_adopt(struct worker *w, const struct handoff_conn *hc);
+int  conn_adopt(struct worker *w, const struct handoff_conn *hc);
 /* "address:port" of the client, or "unix"; formatted on first use. */
 const char *conn_peer(struct conn *c);
 /* Drain mode: hand over or close idle connections, and the rest after

@@ -94,6 +94,8 @@ struct sb_slot {
 		uint32_t handed_off;        /* keep-alive connections passed on */
 		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
 		int64_t  defer_until_ms;    /* leaving new connections to others */
+		int64_t  paused_until_ms;   /* accepts off: out of descriptors
+		                               or of memory for a connection */
 		uint32_t access_len;        /* bytes of lines in sb_access(slot) */
 		int64_t  beat_ms;           /* sb_clock_ms() at the last sample tick */
 		int32_t  cpu;               /* pinned to this CPU, or -1 */

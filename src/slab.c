@@ -112,16 +112,15 @@ slab_chunk_new(struct slab *s)
 	char *m, *a;
 	struct slab_chunk *ch;
 
-	if (s->per_chunk == 0)
+	if (s->per_chunk == 0) {
+		errno = EINVAL;
 		return NULL;
+	}
 	/* Twice the size, so an aligned chunk fits; the rest goes back. */
 	m = mmap(NULL, 2 * SLAB_CHUNK, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED) {
-		log_error("mmap (%zu bytes for connections): %s", 2 * SLAB_CHUNK,
-		    strerror(errno));
+	if (m == MAP_FAILED)
 		return NULL;
-	}
 	a = (char *)(((uintptr_t)m + SLAB_CHUNK - 1) &
 	    ~(uintptr_t)(SLAB_CHUNK - 1));
 	slab_unmap(m, (size_t)(a - m));

@@ -26,7 +26,8 @@ struct slab {
 void  slab_init(struct slab *s, size_t objsize, int huge);
 
 /*
- * Returns a slot, or NULL (logged) if no chunk can be mapped.  *fresh is 1
+ * Returns a slot, or NULL with errno set if no chunk can be mapped (not
+ * logged: the caller says what it gave up, as often as it likes).  *fresh is 1
  * when the caller must build the object from nothing (a new slot, or one
  * whose pages slab_trim gave back); 0 when it is a slot the caller freed,
  * and every byte after the first SLAB_LINK is as the caller left it.

@@ -374,6 +374,10 @@ worker_least_loaded(struct worker *w, int *deferring, pid_t *who)
 		if (s == w->slot || s->m.pid == 0 || s->m.retiring ||
 		    s->w.pid != s->m.pid || (st != SB_IDLE && st != SB_BUSY))
 			continue;
+		/* Paused (worker_accept_pause): with no room for a client it
+		 * looks the least loaded, and the others left clients to it. */
+		if (s->w.paused_until_ms > worker_now_ms(w))
+			continue;
 		if (least == -1 || (long)s->w.connections < least) {
 			least = (long)s->w.connections;
 			if (who != NULL)
@@ -518,26 +522,53 @@ worker_fd_room(int fd)
 }
 
 /*
- * Out of descriptors, a worker stops watching the handoff sockets for
- * ACCEPT_RETRY_MS, as it pauses its accepts, and its defer timer takes
- * up again: the connections wait in the socket, or go to a worker with
- * room.  Logged like an accept pause, at most every ACCEPT_ERR_LOG_MS.
+ * Out of descriptors or of memory, a worker stops watching the handoff
+ * sockets for ACCEPT_RETRY_MS, as it pauses its accepts, and its defer
+ * timer takes up again: the connections wait in the socket, or go to a
+ * worker with room.
  */
+static void
+worker_adopt_pause(struct worker *w)
+{
+	struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
+
+	worker_adopt_enable(w, 0);
+	if (evtimer_add(w->adopt_defer_ev, &tv) == -1) {
+		log_error("worker %d: cannot arm the handoff retry timer", w->id);
+		worker_adopt_enable(w, 1);
+	}
+}
+
+/* Logged like an accept pause, at most every ACCEPT_ERR_LOG_MS. */
 static void
 worker_adopt_paused(struct worker *w)
 {
-	struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
 	unsigned n;
 
 	if (worker_often_due(&w->adopt_paused, &n))
 		log_error("connection handoff: %s; pausing adoption for %d ms at "
 		    "a time (%d connections open; %u pauses since the last line)",
 		    strerror(EMFILE), ACCEPT_RETRY_MS, w->nconns, n - 1);
-	worker_adopt_enable(w, 0);
-	if (evtimer_add(w->adopt_defer_ev, &tv) == -1) {
-		log_error("worker %d: cannot arm the handoff retry timer", w->id);
-		worker_adopt_enable(w, 1);
-	}
+	worker_adopt_pause(w);
+}
+
+/*
+ * No memory for a connection: the one in hand is closed (there is no
+ * memory to answer it with), and the worker pauses what brought it
+ * (what: "accepts" or "adoption"), so that the next clients wait in the
+ * queue or go to another worker instead of being taken and closed too.
+ * At most one line every ACCEPT_ERR_LOG_MS.
+ */
+static void
+worker_conn_nomem(struct worker *w, int err, const char *what)
+{
+	unsigned n;
+
+	if (worker_often_due(&w->nomem, &n))
+		log_error("out of memory for a connection (%s); closed it and "
+		    "pausing %s for %d ms at a time (%d connections open; %u "
+		    "more since the last line)", strerror(err), what,
+		    ACCEPT_RETRY_MS, w->nconns, n - 1);
 }
 
 /*
@@ -579,7 +610,11 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (handoff_recv(handoff_fd(), &hc) != 1)
 			return;
-		conn_adopt(w, &hc);
+		if (conn_adopt(w, &hc) == -1) {
+			worker_conn_nomem(w, errno, "adoption");
+			worker_adopt_pause(w);
+			return;
+		}
 	}
 }
 
@@ -603,7 +638,11 @@ worker_adopt_cpu_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (handoff_recv(fd, &hc) != 1)
 			return;
-		conn_adopt(w, &hc);
+		if (conn_adopt(w, &hc) == -1) {
+			worker_conn_nomem(w, errno, "adoption");
+			worker_adopt_pause(w);
+			return;
+		}
 	}
 }
 
@@ -671,6 +710,7 @@ worker_accept_retry(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	w->slot->w.paused_until_ms = 0;
 	if (!w->draining && w->nconns < w->cfg->server.max_connections)
 		worker_listen_enable(w, 1);
 }
@@ -781,6 +821,22 @@ worker_accept_paused(struct worker *w, int err)
 }
 
 /*
+ * Accepts off for ACCEPT_RETRY_MS, instead of spinning on a listener that
+ * stays readable.  The scoreboard says so, for the others not to leave
+ * new clients to this worker (worker_least_loaded).
+ */
+static void
+worker_accept_pause(struct worker *w)
+{
+	struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
+
+	w->slot->w.paused_until_ms = worker_now_ms(w) + ACCEPT_RETRY_MS;
+	worker_listen_enable(w, 0);
+	if (evtimer_add(w->accept_retry_ev, &tv) == -1)
+		log_error("worker %d: cannot arm the accept retry timer", w->id);
+}
+
+/*
  * A listening descriptor that is no longer one: module code closed it
  * (a "close every descriptor" loop, say).  The worker's copy shares its
  * socket with the master's and the other workers', so the kernel keeps
@@ -860,7 +916,6 @@ static void
 worker_accept(struct listen_sock *l, int force)
 {
 	struct worker *w = l->w;
-	struct timeval tv;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	long least = -1;
@@ -905,12 +960,8 @@ worker_accept(struct listen_sock *l, int force)
 				continue;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
-				tv.tv_sec = 0;
-				tv.tv_usec = ACCEPT_RETRY_MS * 1000;
-				/* Out of descriptors: pause instead of spinning. */
 				worker_accept_paused(w, errno);
-				worker_listen_enable(w, 0);
-				evtimer_add(w->accept_retry_ev, &tv);
+				worker_accept_pause(w);
 				return;
 			}
 			if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL) {
@@ -923,7 +974,11 @@ worker_accept(struct listen_sock *l, int force)
 		if (sl == 0)
 			ss.ss_family = AF_UNIX;
 		w->defer_since_ms = 0;
-		conn_accept(w, fd, (struct sockaddr *)&ss, sl);
+		if (conn_accept(w, fd, (struct sockaddr *)&ss, sl) == -1) {
+			worker_conn_nomem(w, errno, "accepts");
+			worker_accept_pause(w);
+			return;
+		}
 		if (w->draining)
 			return;
 	}

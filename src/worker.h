@@ -104,6 +104,7 @@ struct worker {
 	struct event        *adopt_cpu_ev; /* ... by a worker on this CPU */
 	struct event        *adopt_defer_ev;  /* balance, and out of descriptors */
 	struct worker_often  adopt_paused; /* "pausing adoption" lines */
+	struct worker_often  nomem;        /* "out of memory for a connection" */
 	int                  adopt_on;
 	int                  handoff;      /* draining: hand idle conns over */
 	unsigned             handed_off;

@@ -2085,3 +2085,53 @@ def test_out_of_descriptors_is_logged_once_not_ten_times_a_second(molt):
         for c in conns:
             c.close()
     assert m.get("/hello")[0] == 200
+
+
+def test_a_worker_out_of_memory_for_connections_leaves_them_to_the_others(molt):
+    """A worker that cannot get memory for a connection (here: an address
+    space limit below what it has mapped, so its first block of
+    connections cannot be mapped) closes the one it took and pauses its
+    accepts, so the other worker serves the rest.  It used to take every
+    client it was woken for and close it at once, a black hole for half
+    the traffic, with two error lines per client: and more than half,
+    since with none open it looked the least loaded, so the others left
+    new clients to it."""
+    import resource
+    m = molt(workers=2)
+    m.expect_errors(r"out of memory for a connection")
+    pid = m.worker_pids()[0]
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+    vm = int(proc_status(pid)["VmSize"].split()[0]) * 1024
+    mark = m.mark()
+    failed, held = [], []
+    try:
+        resource.prlimit(pid, resource.RLIMIT_AS, (vm, hard))
+        # keep-alive clients that stay: the other worker's count grows
+        for i in range(30):
+            c = RawConn(m.port)
+            held.append(c)
+            c.send(GET % b"/hello")
+            try:
+                assert c.read_response().status == 200
+            except AssertionError as e:
+                failed.append((i, str(e)[:80]))
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_AS, (soft, hard))
+        for c in held:
+            c.close()
+    assert len(failed) <= 2, failed
+    assert m.count_log(r"out of memory for a connection", since=mark) == \
+        min(len(failed), 1), m.log(mark)
+    assert m.count_log(r"\[error\]", since=mark) == min(len(failed), 1), m.log(mark)
+    # with its memory back it serves again
+    deadline = time.monotonic() + 10
+    while True:
+        with RawConn(m.port) as c:
+            c.send(b"GET /stream/pid HTTP/1.1\r\nHost: t\r\n\r\n")
+            try:
+                r = c.read_response()
+            except AssertionError:
+                r = None
+        if r is not None and r.status == 200 and int(r.body) == pid:
+            break
+        assert time.monotonic() < deadline, "worker %d serves nobody" % pid
