@@ -210,9 +210,20 @@ master_signals(void)
 			log_error("sigaction(%d): %s", master_sigs[i], strerror(errno));
 			return -1;
 		}
+	/*
+	 * Ignored here, so in every child too.  SIGXFSZ: a log that reaches
+	 * RLIMIT_FSIZE (ulimit -f, systemd's LimitFSIZE=) raised it, and its
+	 * default action killed a worker at its next access-log flush, then
+	 * the master as it wrote out the lines the dead worker left: the
+	 * whole server.  Ignored, the write fails with EFBIG and is logged.
+	 */
 	sa.sa_handler = SIG_IGN;
 	if (sigaction(SIGPIPE, &sa, NULL) == -1) {
 		log_error("sigaction(SIGPIPE): %s", strerror(errno));
+		return -1;
+	}
+	if (sigaction(SIGXFSZ, &sa, NULL) == -1) {
+		log_error("sigaction(SIGXFSZ): %s", strerror(errno));
 		return -1;
 	}
 	return 0;

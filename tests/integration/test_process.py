@@ -2135,3 +2135,35 @@ def test_a_worker_out_of_memory_for_connections_leaves_them_to_the_others(molt):
         if r is not None and r.status == 200 and int(r.body) == pid:
             break
         assert time.monotonic() < deadline, "worker %d serves nobody" % pid
+
+
+def test_a_log_at_the_file_size_limit_kills_nothing(molt):
+    """Past RLIMIT_FSIZE (ulimit -f, systemd's LimitFSIZE=) a write raises
+    SIGXFSZ, whose default action ends the process: a worker died at its
+    next access-log flush, and the master, writing out the lines the dead
+    worker left, died too, taking the server down.  Ignored, the write
+    fails with EFBIG, which is logged, and the requests are served."""
+    import resource
+    m = molt(workers=1, server_extra="access_log = @TMP@/access.log\n"
+                                     "access_log_flush = 50ms")
+    m.expect_errors(r"write access log .*: File too large")
+    assert m.get("/hello")[0] == 200
+    wait_for(lambda: os.path.getsize(m.access_log) > 0, 5,
+             what="the first access log line")
+    worker = m.worker_pids()[0]
+    # room in the error log for what it says, not in the access log
+    limit = os.path.getsize(m.error_log) + 1500
+    assert os.path.getsize(m.access_log) < limit - 1000
+    for pid in (m.pid, worker):
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, hard))
+    mark = m.mark()
+    for i in range(40):
+        assert m.get("/hello?i=%d" % i)[0] == 200, i
+        time.sleep(0.01)
+    m.wait_log(r"\[error\] %d: write access log %s: File too large"
+               % (worker, re.escape(m.access_log)), since=mark)
+    assert m.running()
+    assert m.worker_pids() == [worker]
+    assert "killed by signal" not in m.log(mark), m.log(mark)
+    assert os.path.getsize(m.access_log) <= limit
