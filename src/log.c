@@ -22,6 +22,7 @@
 #include "log.h"
 
 #define ACCESS_BUF_SIZE (64 * 1024)
+#define ACCESS_ERR_LOG_SEC 10   /* at most one "write access log" line */
 
 static int   error_fd = STDERR_FILENO;
 static int   access_fd = -1;
@@ -40,6 +41,22 @@ static int    stderr_follows;       /* see log_stderr_follow */
 
 static time_t stamp_sec = -1;      /* second that stamp shows */
 static char   stamp[80];            /* "2026-12-05 02:30:06"; room for any int */
+
+/*
+ * A failing access log (a full disk, EFBIG at RLIMIT_FSIZE) fails every
+ * flush: once a second, and every 64 kB under load.  A line each buried
+ * the error log, which is often on the same full disk.  So the first
+ * failure is logged, then a line every ACCESS_ERR_LOG_SEC at most, and
+ * one when a write works again, with what was lost in between.
+ */
+static struct {
+	int             failing;
+	struct timespec logged;     /* CLOCK_MONOTONIC of the last line */
+	unsigned        writes;     /* failed since the first failure */
+	unsigned        unsaid;     /* failed since the last line */
+	unsigned long long lost;    /* bytes of lines not written */
+	int             torn;       /* the file ends in part of a line */
+} access_err;
 
 static const char *level_names[] = { "error", "warn", "info", "debug" };
 static int startup_echo;            /* log_startup_echo */
@@ -153,6 +170,7 @@ log_open(const char *error_log, int level, const char *access_log)
 		close(access_fd);
 	error_fd = efd;
 	access_fd = afd;
+	access_err.torn = 0;
 	cur_level = level;
 	free(error_path);
 	free(access_path);
@@ -196,8 +214,9 @@ log_reopen(void)
 	log_access_flush();
 	if (error_path != NULL)
 		eerr = log_reopen_one(error_fd, error_path, &echown);
-	if (access_path != NULL)
-		aerr = log_reopen_one(access_fd, access_path, &achown);
+	if (access_path != NULL &&
+	    (aerr = log_reopen_one(access_fd, access_path, &achown)) == 0)
+		access_err.torn = 0;    /* a new file: no part line to end */
 	if (eerr == 0 && log_stderr_sync() == -1)
 		rc = -1;
 	if (eerr != 0)
@@ -314,6 +333,8 @@ log_access_enabled(void)
 	return access_fd != -1;
 }
 
+static void log_access_write(const char *buf, size_t len);
+
 void
 log_access(const char *line, size_t len)
 {
@@ -322,14 +343,61 @@ log_access(const char *line, size_t len)
 	if (*access_len + len > access_size)
 		log_access_flush();
 	if (len > access_size) {
-		if (write(access_fd, line, len) == -1)
-			log_error("write access log %s: %s", access_path,
-			    strerror(errno));
+		log_access_write(line, len);
 		return;
 	}
 	memcpy(access_buf + *access_len, line, len);
 	/* After the copy: a worker killed in between leaves no half line. */
 	*access_len += (uint32_t)len;
+}
+
+/* A failed write of the access log: logged now and then (access_err). */
+static void
+log_access_failed(int err, size_t lost, int torn)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &now) == -1)
+		now.tv_sec = 0;
+	access_err.writes++;
+	access_err.lost += lost;
+	if (torn)
+		access_err.torn = 1;
+	if (access_err.failing &&
+	    now.tv_sec - access_err.logged.tv_sec < ACCESS_ERR_LOG_SEC) {
+		access_err.unsaid++;
+		return;
+	}
+	if (access_err.failing)
+		log_error("write access log %s: %s (%u more failed writes, %llu "
+		    "bytes of lines lost so far)", access_path, strerror(err),
+		    access_err.unsaid, access_err.lost);
+	else
+		log_error("write access log %s: %s", access_path, strerror(err));
+	access_err.failing = 1;
+	access_err.logged = now;
+	access_err.unsaid = 0;
+}
+
+/*
+ * A write cut short before a failure left part of a line in the file: a
+ * newline ends it before anything else goes in, so that the next line is
+ * whole and the file stays parseable.  Returns -1 (errno set) if it
+ * could not be written.
+ */
+static int
+log_access_untear(void)
+{
+	ssize_t n;
+
+	do
+		n = write(access_fd, "\n", 1);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -1;
+	if (n == 1)
+		access_err.torn = 0;
+	return 0;
 }
 
 static void
@@ -338,16 +406,28 @@ log_access_write(const char *buf, size_t len)
 	size_t off = 0;
 	ssize_t n;
 
-	while (access_fd != -1 && off < len) {
+	if (access_fd == -1)
+		return;
+	if (access_err.torn && log_access_untear() == -1) {
+		log_access_failed(errno, len, 0);
+		return;
+	}
+	while (off < len) {
 		n = write(access_fd, buf + off, len - off);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			log_error("write access log %s: %s", access_path,
-			    strerror(errno));
-			break;
+			log_access_failed(errno, len - off, off > 0);
+			return;
 		}
 		off += (size_t)n;
+	}
+	/* The first write that works after failures says so. */
+	if (access_err.failing) {
+		log_warn("access log %s: written again after %u failed writes "
+		    "(%llu bytes of lines lost)", access_path, access_err.writes,
+		    access_err.lost);
+		memset(&access_err, 0, sizeof(access_err));
 	}
 }
 

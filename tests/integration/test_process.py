@@ -2167,3 +2167,41 @@ def test_a_log_at_the_file_size_limit_kills_nothing(molt):
     assert m.worker_pids() == [worker]
     assert "killed by signal" not in m.log(mark), m.log(mark)
     assert os.path.getsize(m.access_log) <= limit
+
+
+def test_a_failing_access_log_is_reported_once_not_at_every_flush(molt):
+    """An access log that cannot be written (a full disk; here the file
+    size limit) failed every flush, and each failure was an error line:
+    one a second for as long as it lasted, one per 64 kB under load, into
+    an error log that is often on the same full disk.  The first failure
+    is logged, then one line every 10 s at most, and one when the writes
+    work again, with what was lost."""
+    import resource
+    m = molt(workers=1, server_extra="access_log = @TMP@/access.log\n"
+                                     "access_log_flush = 50ms")
+    m.expect_errors(r"write access log .*: File too large")
+    assert m.get("/hello")[0] == 200
+    wait_for(lambda: os.path.getsize(m.access_log) > 0, 5,
+             what="the first access log line")
+    worker = m.worker_pids()[0]
+    soft, hard = resource.prlimit(worker, resource.RLIMIT_FSIZE)
+    limit = max(os.path.getsize(m.error_log), os.path.getsize(m.access_log)) + 1500
+    mark = m.mark()
+    resource.prlimit(worker, resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        for i in range(50):
+            assert m.get("/hello?i=%d" % i)[0] == 200, i
+            time.sleep(0.02)
+        m.wait_log(r"write access log %s: File too large"
+                   % re.escape(m.access_log), since=mark)
+        time.sleep(0.3)
+        assert m.count_log(r"write access log", since=mark) == 1, m.log(mark)
+    finally:
+        resource.prlimit(worker, resource.RLIMIT_FSIZE, (soft, hard))
+    assert m.get("/hello?again=1")[0] == 200
+    r = m.wait_log(r"\[warn\] %d: access log %s: written again after (\d+) "
+                   r"failed writes \((\d+) bytes of lines lost\)"
+                   % (worker, re.escape(m.access_log)), since=mark)
+    assert int(r.group(1)) >= 2 and int(r.group(2)) > 0, r.group(0)
+    wait_for(lambda: "again=1" in read_text(m.access_log), 5,
+             what="the line written after the failures")
