@@ -1742,6 +1742,10 @@ master_reload_start(void)
 	}
 	validator_pid = master_validate_start(nc, &validator_fd);
 	if (validator_pid == -1) {
+		/* Out of descriptors or processes: the line above says which,
+		 * this one what it meant, as every failed reload does. */
+		log_error("reload failed: cannot start the module check; still "
+		    "serving generation %u", generation);
 		config_free(nc);
 		return;
 	}

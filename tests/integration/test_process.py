@@ -806,6 +806,32 @@ def test_reload_to_a_log_it_cannot_open_is_refused(molt, tmp_path):
                r"reload failed: cannot open its logs", since=since)
 
 
+def test_a_reload_that_cannot_start_its_check_says_it_failed(molt):
+    """A master out of descriptors (or processes) cannot start the module
+    check: the log said "pipe2 (module check): Too many open files" and
+    nothing more, so "reload failed", which every other failed reload
+    says and which an operator or a script looks for, never came."""
+    import resource
+    m = molt(workers=1)
+    m.expect_errors(r"pipe2 \(module check\): Too many open files")
+    m.expect_errors(r"reload failed: cannot start the module check; still "
+                    r"serving generation 1")
+    soft, hard = resource.prlimit(m.pid, resource.RLIMIT_NOFILE)
+    since = m.mark()
+    try:
+        # room to read the file, not for the check's pipe
+        resource.prlimit(m.pid, resource.RLIMIT_NOFILE,
+                         (len(os.listdir("/proc/%d/fd" % m.pid)) + 1, hard))
+        m.signal(signal.SIGHUP)
+        m.wait_log(r"\[error\] %d: reload failed: cannot start the module "
+                   r"check; still serving generation 1" % m.pid, since=since)
+    finally:
+        resource.prlimit(m.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert m.get("/hello")[0] == 200
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"configuration accepted; starting generation 2", since=since)
+
+
 def test_a_start_that_fails_says_why_on_stderr_too(tmp_path):
     """With error_log a file, a start that failed once the logs were open
     (a port in use, a pid file held) exited 1 and said nothing where it
