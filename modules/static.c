@@ -582,6 +582,40 @@ log_name(molt_request *req, const char *name)
 	return buf;
 }
 
+/*
+ * Out of descriptors or memory, every file request fails the same way
+ * for as long as it lasts: a line each filled the disk of a server that
+ * was already short.  The first is logged, then at most one every
+ * SHORT_LOG_SEC, with how many went unsaid (per worker: each has its own
+ * copy of these).
+ */
+#define SHORT_LOG_SEC 10
+
+static struct {
+	int             logged;
+	struct timespec at;         /* CLOCK_MONOTONIC of the last line */
+	unsigned        unsaid;
+} short_of;
+
+static void
+open_short(molt_request *req, const char *rel, int err)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &now) == -1)
+		now.tv_sec = 0;
+	if (short_of.logged && now.tv_sec - short_of.at.tv_sec < SHORT_LOG_SEC) {
+		short_of.unsaid++;
+		return;
+	}
+	molt_log(MOLT_LOG_WARN, "static: open %s: %s; answering 503 (%u more "
+	    "since the last line)", log_name(req, rel), strerror(err),
+	    short_of.unsaid);
+	short_of.logged = 1;
+	short_of.at = now;
+	short_of.unsaid = 0;
+}
+
 /* The reply for a failed open of rel (relative to root, for the log). */
 static int
 open_error(molt_request *req, const char *rel, int err)
@@ -599,8 +633,7 @@ open_error(molt_request *req, const char *rel, int err)
 	case EMFILE:
 	case ENFILE:
 	case ENOMEM:
-		molt_log(MOLT_LOG_WARN, "static: open %s: %s",
-		    log_name(req, rel), strerror(err));
+		open_short(req, rel, err);
 		return molt_reply_error(req, 503, "out of resources");
 	default:
 		molt_log(MOLT_LOG_ERROR, "static: open %s: %s",

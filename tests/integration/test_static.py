@@ -901,3 +901,30 @@ def test_a_client_that_reads_nothing_is_cut_after_write_timeout(molt, site):
     s.close()
     st, _, b = m.get("/files/64k.bin")
     assert st == 200 and b == files["64k.bin"]
+
+
+def test_out_of_descriptors_is_503_and_logged_once_not_per_request(molt, site):
+    """A worker out of descriptors answers file requests 503, and each
+    one logged a warning: as many lines as requests, for as long as it
+    lasted, filling the disk while the server was already short.  The
+    first is logged, then one line every 10 s at most with the count."""
+    import resource
+    root, files = site
+    m = molt(conf="[route /files]\nmodule = static\nroot = %s\n" % root,
+             workers=1)
+    pid = m.worker_pids()[0]
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    c = m.raw_conn()
+    assert get(c, "/files/hello.txt").status == 200      # accepted
+    try:
+        used = len(os.listdir("/proc/%d/fd" % pid))
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used, hard))
+        for i in range(20):
+            r = get(c, "/files/hello.txt")
+            assert r.status == 503, (i, r)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert m.count_log(r"static: open hello\.txt: Too many open files") == 1, m.log()
+    r = get(c, "/files/hello.txt")
+    assert r.status == 200 and r.body == files["hello.txt"], r
+    c.close()
