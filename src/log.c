@@ -72,9 +72,9 @@ static int startup_echo;            /* log_startup_echo */
  * settled.
  */
 static int
-log_open_file(const char *path, int *chown_errno)
+log_open_path(const char *path, int *chown_errno)
 {
-	int fd, flags = O_WRONLY | O_APPEND | O_CLOEXEC;
+	int fd, flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK;
 
 	*chown_errno = 0;
 	if ((fd = open(path, flags)) != -1 || errno != ENOENT)
@@ -89,6 +89,38 @@ log_open_file(const char *path, int *chown_errno)
 		return -1;
 	/* Made by someone else just now, or a dangling symlink: not ours. */
 	return open(path, flags | O_CREAT, 0644);
+}
+
+/*
+ * O_NONBLOCK for the open only.  A log may be a FIFO that a log shipper
+ * reads, and opening one for writing waits for a reader: with the
+ * reader gone, a reopen (USR1, a reload) held the master in open(2) for
+ * good, where no signal reaches it (SA_RESTART), and a worker until the
+ * stall kill.  Now that open fails with ENXIO.  The writes stay
+ * blocking, as before: a line is written whole or not at all.
+ */
+static int
+log_open_file(const char *path, int *chown_errno)
+{
+	int fd, fl, e;
+
+	if ((fd = log_open_path(path, chown_errno)) == -1)
+		return -1;
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* What a failed open of a log means, for its error line. */
+static const char *
+log_open_hint(int e)
+{
+	return e == ENXIO ? " (a FIFO that nobody reads)" : "";
 }
 
 static void
@@ -153,12 +185,14 @@ log_open(const char *error_log, int level, const char *access_log)
 
 	if (error_log != NULL && strcmp(error_log, "stderr") != 0 &&
 	    (efd = log_open_file(error_log, &echown)) == -1) {
-		log_error("cannot open log %s: %s", error_log, strerror(errno));
+		log_error("cannot open log %s: %s%s", error_log, strerror(errno),
+		    log_open_hint(errno));
 		return -1;
 	}
 	if (access_log != NULL &&
 	    (afd = log_open_file(access_log, &achown)) == -1) {
-		log_error("cannot open log %s: %s", access_log, strerror(errno));
+		log_error("cannot open log %s: %s%s", access_log, strerror(errno),
+		    log_open_hint(errno));
 		if (efd != STDERR_FILENO)
 			close(efd);
 		return -1;
@@ -220,11 +254,11 @@ log_reopen(void)
 	if (eerr == 0 && log_stderr_sync() == -1)
 		rc = -1;
 	if (eerr != 0)
-		log_error("reopening %s: %s; still writing to the old file",
-		    error_path, strerror(eerr));
+		log_error("reopening %s: %s%s; still writing to the old file",
+		    error_path, strerror(eerr), log_open_hint(eerr));
 	if (aerr != 0)
-		log_error("reopening %s: %s; still writing to the old file",
-		    access_path, strerror(aerr));
+		log_error("reopening %s: %s%s; still writing to the old file",
+		    access_path, strerror(aerr), log_open_hint(aerr));
 	log_chown_failed(error_path, echown);
 	log_chown_failed(access_path, achown);
 	return eerr != 0 || aerr != 0 ? -1 : rc;

@@ -1814,6 +1814,33 @@ def test_reopen_a_worker_cannot_do_is_reported(molt, log_dir, which):
     m.stop()
 
 
+def test_reopen_of_a_log_fifo_nobody_reads_does_not_hang(molt, tmp_path):
+    """An access log that is a FIFO (read by a log shipper) whose reader
+    has gone: opening it for writing waits for a reader, and on USR1 the
+    master sat in open(2) for good, no signal could move it (SA_RESTART),
+    so it no longer reaped, respawned, reloaded or stopped.  The open
+    does not wait now: the reopen fails, is reported, and the old
+    descriptor stays."""
+    fifo = str(tmp_path / "access.fifo")
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", fifo], stdout=subprocess.DEVNULL)
+    try:
+        m = molt(workers=1, server_extra="access_log = %s" % fifo)
+    finally:
+        reader.kill()
+        reader.wait()
+    m.expect_errors(r"reopening %s: No such device or address" % re.escape(fifo))
+    m.expect_errors(r"could not reopen the logs|reopening the logs failed")
+    m.expect_errors(r"write access log %s: Broken pipe" % re.escape(fifo))
+    since = m.mark()
+    m.signal(signal.SIGUSR1)
+    m.wait_log(r"\[error\] %d: reopening %s: No such device or address"
+               % (m.pid, re.escape(fifo)), since=since)
+    assert m.get("/hello")[0] == 200
+    m.stop()
+    assert m.returncode == 0
+
+
 # ------------------------------------------------------------ access log
 
 CLF = re.compile(
