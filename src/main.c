@@ -239,6 +239,32 @@ main_check_writable(struct molt_config *cfg, const char *key,
 	return -1;
 }
 
+/*
+ * Started with 0, 1 or 2 closed (some supervisors, `molt 2>&-`), the
+ * first things molt opens would take those numbers, and stderr, the
+ * default error log, would be one of them: with two listeners it was the
+ * sending end of the connection handoff, so each log line became a
+ * handoff message, which a worker refused with a log line, which became
+ * another message, and the workers span.  So they are /dev/null before
+ * anything else is opened.  Returns -1 if that cannot be done (nothing
+ * can say so: stderr is one of them).
+ */
+static int
+main_std_fds(void)
+{
+	int fd;
+
+	for (;;) {
+		if ((fd = open("/dev/null", O_RDWR)) == -1)
+			return -1;
+		if (fd > STDERR_FILENO)
+			break;
+	}
+	if (close(fd) == -1)
+		return -1;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -248,6 +274,8 @@ main(int argc, char **argv)
 	char msg[2048];
 	int ch, test = 0, daemonize = 0, rc;
 
+	if (main_std_fds() == -1)
+		return 1;
 	while ((ch = getopt(argc, argv, "c:tds:Vh")) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;

@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import grp
+import http.client
 import re
 import shutil
 import signal
@@ -15,14 +16,15 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import (DEFAULT_ROUTES, MODULES_DIR, SANITIZER_RE, SRC_DIR,
-                      TEST_MODULES_DIR, Molt, RawConn, children_of,
+from conftest import (DEFAULT_ROUTES, MODULES_DIR, MOLT_BIN, SANITIZER_RE,
+                      SRC_DIR, TEST_MODULES_DIR, Molt, RawConn, children_of,
                       has_ipv6_loopback, pid_alive, proc_stat, proc_status,
                       read_text, run_molt, server_section, wait_for,
                       without_root_warning)
@@ -1839,6 +1841,67 @@ def test_reopen_of_a_log_fifo_nobody_reads_does_not_hang(molt, tmp_path):
     assert m.get("/hello")[0] == 200
     m.stop()
     assert m.returncode == 0
+
+
+def proc_cpu_ticks(pid):
+    """User plus system CPU time of a process, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
+# Runs argv[1:] with descriptors 0, 1 and 2 closed, as some supervisors
+# and `molt <&- >&- 2>&-` do.
+CLOSED_STDIO = """
+import os, sys
+for fd in (0, 1, 2):
+    os.close(fd)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_closed_standard_descriptors_are_not_reused(tmp_path):
+    """Started with 0, 1 and 2 closed, the master's first sockets took
+    those numbers, and the error log (stderr) was one of them: with two
+    listeners, descriptor 2 was the sending end of the connection
+    handoff, so every log line became a handoff message, which a worker
+    refused as malformed, logging a line that became another message:
+    both workers span at full CPU and nothing was logged anywhere.  They
+    are /dev/null now before anything is opened."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    tmp = str(tmp_path)
+    conf = os.path.join(tmp, "molt.conf")
+    with open(conf, "w") as f:
+        f.write(server_section(tmp, workers=2, error_log=False,
+                               listen=["127.0.0.1:%d" % p for p in ports])
+                + "\n" + DEFAULT_ROUTES)
+    p = subprocess.Popen([sys.executable, "-c", CLOSED_STDIO, MOLT_BIN, "-c",
+                          conf], start_new_session=True, cwd=tmp)
+    try:
+        pid_file = os.path.join(tmp, "molt.pid")
+        wait_for(lambda: os.path.exists(pid_file) and
+                 len(children_of(p.pid)) == 2, 10, what="molt and 2 workers")
+        os.kill(p.pid, signal.SIGHUP)      # log lines
+        time.sleep(1)
+        workers = children_of(p.pid)
+        before = [proc_cpu_ticks(w) for w in workers]
+        time.sleep(1)
+        spent = [proc_cpu_ticks(w) - b for w, b in zip(workers, before)]
+        assert max(spent) < 20, spent      # ticks of 10 ms in a second
+        for fd in (0, 1, 2):
+            assert os.readlink("/proc/%d/fd/%d" % (p.pid, fd)) == "/dev/null", fd
+        for port in ports:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/hello")
+            assert c.getresponse().status == 200
+            c.close()
+    finally:
+        os.kill(p.pid, signal.SIGTERM)
+        p.wait(10)
 
 
 # ------------------------------------------------------------ access log
