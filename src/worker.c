@@ -442,6 +442,9 @@ worker_cpu_taken(struct worker *w, int k, long *most, long *conns)
 			continue;
 		if (s->w.connections >= (uint32_t)w->cfg->server.max_connections)
 			continue;
+		/* Short of descriptors or memory (worker_accept_pause). */
+		if (s->w.paused_until_ms > now)
+			continue;
 		if (s->w.defer_until_ms != 0) {
 			if ((long)s->w.connections > *most)
 				*most = (long)s->w.connections;
