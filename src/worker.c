@@ -824,6 +824,31 @@ worker_accept_paused(struct worker *w, int err)
 }
 
 /*
+ * Out of descriptors (a hard limit the master could not raise: it warned
+ * at start), the limit is the real max_connections, and as there
+ * (worker_make_room) clients that merely hold connections between
+ * requests locked every new one out, here for keepalive_timeout.  So a
+ * client waiting takes the place of the connection idle longest.
+ * Returns 1 if one was closed (accept again), 0 if none could be.  One
+ * per accepted connection, and ACCEPT_BATCH bounds the loop.
+ */
+static int
+worker_fd_reclaim(struct worker *w)
+{
+	unsigned n;
+
+	if (w->draining || conn_reclaim_idle(w, 0) == -1 ||
+	    !worker_listen_queued(w))
+		return 0;
+	conn_reclaim_idle(w, 1);
+	if (worker_often_due(&w->fd_reclaimed, &n))
+		log_warn("out of descriptors (%d connections open); closed %u "
+		    "idle connection%s to make room", w->nconns, n,
+		    n == 1 ? "" : "s");
+	return 1;
+}
+
+/*
  * Accepts off for ACCEPT_RETRY_MS, instead of spinning on a listener that
  * stays readable.  The scoreboard says so, for the others not to leave
  * new clients to this worker (worker_least_loaded).
@@ -960,6 +985,8 @@ worker_accept(struct listen_sock *l, int force)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
 			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE && worker_fd_reclaim(w))
 				continue;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {

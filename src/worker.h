@@ -77,6 +77,7 @@ struct worker {
 	struct event        *accept_retry_ev;
 	struct worker_often  accept_paused;  /* "pausing accepts" lines */
 	struct worker_often  reclaimed;    /* "closed idle connections" lines */
+	struct worker_often  fd_reclaimed; /* ... when out of descriptors */
 	struct event        *accept_defer_ev;  /* balance: see worker_accept */
 	struct event        *alog_ev;      /* writes buffered access log lines */
 	int                  alog_armed;

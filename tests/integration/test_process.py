@@ -2323,3 +2323,37 @@ def test_a_failing_access_log_is_reported_once_not_at_every_flush(molt):
     assert int(r.group(1)) >= 2 and int(r.group(2)) > 0, r.group(0)
     wait_for(lambda: "again=1" in read_text(m.access_log), 5,
              what="the line written after the failures")
+
+
+def test_out_of_descriptors_an_idle_connection_makes_room(molt):
+    """Out of descriptors (a hard limit the master could not raise), a
+    worker whose connections all sit idle between requests left a new
+    client waiting until keepalive_timeout closed one: the limit is the
+    real max_connections then, and as at max_connections, a waiting
+    client takes the place of the connection idle longest."""
+    import resource
+    m = molt(workers=1, server_extra="keepalive_timeout = 30s")
+    m.expect_errors(r"accept4: Too many open files; pausing accepts")
+    pid = m.worker_pids()[0]
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    idle = [m.raw_conn() for _ in range(4)]
+    try:
+        for c in idle:
+            c.send(GET % b"/hello")
+            assert c.read_response().status == 200
+        used = len(os.listdir("/proc/%d/fd" % pid))
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used, hard))
+        t0 = time.monotonic()
+        with m.raw_conn(timeout=5) as new:
+            new.send(GET % b"/hello")
+            assert new.read_response().status == 200
+        assert time.monotonic() - t0 < 2
+        assert idle[0].is_closed(2)               # the one idle longest
+        for c in idle[1:]:
+            assert not c.is_closed(0.1)
+        m.wait_log(r"\[warn\] %d: out of descriptors \(\d+ connections "
+                   r"open\); closed 1 idle connection to make room" % pid)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        for c in idle:
+            c.close()
