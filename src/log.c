@@ -451,7 +451,8 @@ log_access_write(const char *buf, size_t len)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			log_access_failed(errno, len - off, off > 0);
+			log_access_failed(errno, len - off,
+			    off > 0 && buf[off - 1] != '\n');
 			return;
 		}
 		off += (size_t)n;
