@@ -216,19 +216,27 @@ listen_same(const struct listen_addr *want, const struct listen_addr *have)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
-	if (strcmp(want->text, have->text) == 0)
-		return 1;
-	if (want->ss.ss_family != have->ss.ss_family)
-		return 0;
-	if (want->ss.ss_family == AF_UNIX) {
+	if (want->ss.ss_family == AF_UNIX && have->ss.ss_family == AF_UNIX &&
+	    have->sock_ino != 0) {
 		const char *path = ((const struct sockaddr_un *)&want->ss)->sun_path;
 		struct stat st;
 
-		/* Our own file under another spelling ("//", a symlinked
-		 * directory): binding anew would find it in use, by us. */
-		return have->sock_ino != 0 && lstat(path, &st) == 0 &&
-		    st.st_dev == have->sock_dev && st.st_ino == have->sock_ino;
+		/*
+		 * The path must still name the file bound there, under any
+		 * spelling ("//", a symlinked directory: binding anew would
+		 * find it in use, by us).  One removed under us (a tmp
+		 * cleaner, a stray rm) leaves the socket unreachable: a
+		 * reload that kept it said "kept" and served nobody there;
+		 * now it binds the address anew.
+		 */
+		return lstat(path, &st) == 0 && st.st_dev == have->sock_dev &&
+		    st.st_ino == have->sock_ino;
 	}
+	if (strcmp(want->text, have->text) == 0)
+		return 1;
+	if (want->ss.ss_family != have->ss.ss_family ||
+	    want->ss.ss_family == AF_UNIX)
+		return 0;
 	if (getsockname(have->fd, (struct sockaddr *)&ss, &sl) == -1)
 		return 0;
 	if (ss.ss_family == AF_INET) {

@@ -303,6 +303,28 @@ def test_unix_socket_files_go_when_molt_stops_listening(molt):
     assert not os.path.exists(b), "the socket file stayed after the stop"
 
 
+def test_a_reload_makes_a_removed_unix_socket_file_again(molt):
+    """A unix socket's file removed under a running molt (a tmp cleaner,
+    a stray rm) leaves the socket open but unreachable.  A reload said
+    "listening on unix:... (kept)" and clients still could not connect:
+    the path must still name the socket bound there to keep it, and
+    otherwise the reload binds it anew."""
+    m = molt(conf=CONFKEYS % "one", listen=("127.0.0.1:0", "unix:@TMP@/s.sock"))
+    path = os.path.join(m.tmp, "s.sock")
+    assert unix_greeting(path) == "one"
+    os.unlink(path)
+    m.write_conf(CONFKEYS % "two")
+    since = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"configuration accepted; starting generation 2", since=since)
+    assert not re.search(r"listening on unix:\S+ \(kept\)", m.log(since)), \
+        m.log(since)
+    wait_for(lambda: os.path.exists(path), 5, what="the socket file")
+    wait_for(lambda: unix_greeting(path) == "two", 10, what="the new socket")
+    assert m.stop(signal.SIGQUIT) == 0
+    assert not os.path.exists(path)
+
+
 def unix_greeting(path):
     with RawConn(unix=path) as c:
         c.send(b"GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
