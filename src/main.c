@@ -252,16 +252,20 @@ main_check_writable(struct molt_config *cfg, const char *key,
 static int
 main_std_fds(void)
 {
-	int fd;
+	int fd, got;
 
-	for (;;) {
-		if ((fd = open("/dev/null", O_RDWR)) == -1)
+	/* Only what is closed: /dev/null may be missing from a sandbox. */
+	for (fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		/* The lowest free number: fd, as those below it are open. */
+		if ((got = open("/dev/null", O_RDWR)) == -1)
 			return -1;
-		if (fd > STDERR_FILENO)
-			break;
+		if (got != fd) {
+			close(got);
+			return -1;
+		}
 	}
-	if (close(fd) == -1)
-		return -1;
 	return 0;
 }
 
