@@ -375,8 +375,10 @@ worker_least_loaded(struct worker *w, int *deferring, pid_t *who)
 		    s->w.pid != s->m.pid || (st != SB_IDLE && st != SB_BUSY))
 			continue;
 		/* Paused (worker_accept_pause): with no room for a client it
-		 * looks the least loaded, and the others left clients to it. */
-		if (s->w.paused_until_ms > worker_now_ms(w))
+		 * looks the least loaded, and the others left clients to it.
+		 * Nonzero only then: no clock read on the accept path. */
+		if (s->w.paused_until_ms != 0 &&
+		    s->w.paused_until_ms > worker_now_ms(w))
 			continue;
 		if (least == -1 || (long)s->w.connections < least) {
 			least = (long)s->w.connections;
