@@ -191,6 +191,26 @@ def has_ipv6_loopback():
         return False
 
 
+def lowest_free_fd(pid):
+    """The number process pid's next descriptor would get.  An
+    RLIMIT_NOFILE of it makes the next open fail with EMFILE; the count
+    of its descriptors does not when the table has a hole below it."""
+    def lowest():
+        used = set(int(n) for n in os.listdir("/proc/%d/fd" % pid))
+        n = 0
+        while n in used:
+            n += 1
+        return n
+    # A connection the process is closing just now would free a lower one.
+    n = lowest()
+    for _ in range(20):
+        time.sleep(0.1)
+        if lowest() == n:
+            break
+        n = lowest()
+    return n
+
+
 def proc_status(pid):
     """/proc/PID/status as a dict of str -> str."""
     out = {}

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import lowest_free_fd, wait_for
 
 MB = 1 << 20
 
@@ -917,8 +917,7 @@ def test_out_of_descriptors_is_503_and_logged_once_not_per_request(molt, site):
     c = m.raw_conn()
     assert get(c, "/files/hello.txt").status == 200      # accepted
     try:
-        used = len(os.listdir("/proc/%d/fd" % pid))
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used, hard))
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid), hard))
         for i in range(20):
             r = get(c, "/files/hello.txt")
             assert r.status == 503, (i, r)
