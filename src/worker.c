@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -501,6 +502,21 @@ worker_foreign_cb(evutil_socket_t fd, short what, void *arg)
 	worker_foreign_update(arg);
 }
 
+#define FD_ROOM_SLACK 256
+
+/* The descriptor limit it starts with (the master raised it). */
+static rlim_t
+worker_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_error("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return 0;       /* always look */
+	}
+	return rl.rlim_cur;
+}
+
 /*
  * Whether this process has a free descriptor, for a connection that
  * comes over handoff socket fd.  One that does not must leave it there:
@@ -511,9 +527,22 @@ worker_foreign_cb(evutil_socket_t fd, short what, void *arg)
  * (it fails with EMFILE and leaves the connection queued).
  */
 static int
-worker_fd_room(int fd)
+worker_fd_room(struct worker *w, int fd)
 {
-	int probe = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	int probe;
+
+	/*
+	 * Far below the limit the look is two syscalls for nothing, in every
+	 * adoption of every recycle.  FD_ROOM_SLACK stands for what is not a
+	 * connection (listeners, handoff sockets, logs, database and module
+	 * descriptors); with more than that, or a limit lowered from outside
+	 * since the start, a connection can still be lost, and handoff_recv
+	 * says so.
+	 */
+	if (w->nofile == RLIM_INFINITY ||
+	    (rlim_t)w->nconns + FD_ROOM_SLACK < w->nofile)
+		return 1;
+	probe = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 
 	if (probe == -1) {
 		if (errno != EMFILE)
@@ -609,7 +638,7 @@ worker_adopt_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		force = 0;
-		if (!worker_fd_room(handoff_fd())) {
+		if (!worker_fd_room(w, handoff_fd())) {
 			worker_adopt_paused(w);
 			return;
 		}
@@ -637,7 +666,7 @@ worker_adopt_cpu_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
-		if (!worker_fd_room(fd)) {
+		if (!worker_fd_room(w, fd)) {
 			worker_adopt_paused(w);
 			return;
 		}
@@ -2091,6 +2120,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	w->slot = s;
 	w->notify_fd = notify_fd;
 	w->req_limit = req_limit;
+	w->nofile = worker_nofile();
 	/* Before the first allocation: memory comes from the CPU's node. */
 	w->cpu_index = w->cpu = -1;
 	if (cfg->server.cpu_affinity)

@@ -5,6 +5,7 @@
 #define MOLT_WORKER_H
 
 #include <stdint.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -43,6 +44,7 @@ struct worker_often {
 
 struct worker {
 	struct event_base   *base;
+	rlim_t               nofile;      /* RLIMIT_NOFILE at its start */
 	struct molt_config  *cfg;
 	struct sb_slot      *slot;
 	int                  id;          /* logical worker number */
