@@ -231,6 +231,8 @@ struct molt_db_txn {
 };
 
 static struct event_base *db_base;
+/* The last query in flight ended: a draining worker may be done. */
+static struct event        db_settled_ev;
 static int                db_lib_inited;   /* mysql_library_init was called */
 static struct db_pool    *db_pools;
 static int                db_inflight_count;
@@ -665,16 +667,20 @@ db_conn_discard(struct db_conn *c, int backoff)
 
 	if (c->state == DB_C_DEAD)
 		return;
-	if (c->in_cb) {
-		/* The caller of the callback notices c->q changed and comes back. */
-		return;
-	}
+	/*
+	 * The server rolls back what a session that ends left open.  Cut
+	 * before the callback case below: the transaction may be freed
+	 * (its request ended) before the caller comes back here.
+	 */
 	if (c->txn != NULL) {
-		/* The server rolls back what a session that ends left open. */
 		if (c->txn->state != DB_T_BEGINNING)
 			c->txn->broken = 1;
 		c->txn->conn = NULL;
 		c->txn = NULL;
+	}
+	if (c->in_cb) {
+		/* The caller of the callback notices c->q changed and comes back. */
+		return;
 	}
 	if (c->q != NULL)
 		db_conn_orphan(c);
@@ -888,12 +894,31 @@ db_query_finish(struct molt_db_query *q)
 		}
 	}
 	event_del(&q->timer);
+	/* A failure owed from the loop was timed when it was decided. */
+	if (q->state != DB_Q_FAILING)
+		q->pool->st.query_us += (uint64_t)(db_clock_us() - q->t0_us);
 	q->state = DB_Q_FINISHED;
 	q->conn = NULL;
-	q->pool->st.query_us += (uint64_t)(db_clock_us() - q->t0_us);
 	if (q->txn != NULL && q->txn->cur == q)
 		q->txn->cur = NULL;
-	db_inflight_count--;
+	/*
+	 * Looked at from the loop: db_query_fail takes the count back up at
+	 * once.  Until molt rolled back a transaction for a request that had
+	 * ended, no query outlived every request, and the drain's last
+	 * connection closing was the last word.
+	 */
+	if (--db_inflight_count == 0 && db_base != NULL)
+		event_active(&db_settled_ev, EV_TIMEOUT, 1);
+}
+
+static void
+db_settled(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (db_inflight_count == 0)
+		worker_db_settled();
 }
 
 static void
@@ -1515,6 +1540,33 @@ db_conn_watch(struct db_conn *c)
 	event_add(&c->io, NULL);
 }
 
+/*
+ * A statement run outside molt_db_txn_* left a transaction open on the
+ * session (a module's own START TRANSACTION or BEGIN): the next query of
+ * anyone would run inside it.  Not judged with autocommit off for the
+ * server (then every statement opens one, and that server's choice).
+ */
+static int
+db_conn_in_foreign_txn(struct db_conn *c)
+{
+	static int told;
+	unsigned int st = 0;
+
+	if (c->mysql == NULL || dblib.mariadb_get_infov(c->mysql,
+	    MARIADB_CONNECTION_SERVER_STATUS, &st) != 0 ||
+	    (st & (SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT)) !=
+	    (SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT))
+		return 0;
+	if (!told) {
+		told = 1;
+		molt_log(MOLT_LOG_WARN, "database %s: a statement left a "
+		    "transaction open outside molt_db_txn_begin; closing the "
+		    "connection, so that the server rolls it back (once per "
+		    "worker)", c->pool->conf->name);
+	}
+	return 1;
+}
+
 /* A connection is free: watch it for a server-side close, or take work. */
 static void
 db_conn_idle(struct db_conn *c)
@@ -1528,6 +1580,11 @@ db_conn_idle(struct db_conn *c)
 	db_conn_shrink(c);
 	if (c->txn != NULL) {
 		db_txn_hold(c);
+		return;
+	}
+	if (db_conn_in_foreign_txn(c)) {
+		c->phase = DB_OP_NONE;  /* its statement is over: nothing to KILL */
+		db_conn_discard(c, 0);
 		return;
 	}
 	if (p->nkills > 0) {
@@ -2114,8 +2171,19 @@ db_query_done(struct db_conn *c)
 	db_query_release(c, q);
 	/*
 	 * More results (a CALL): not worth reading through; a fresh
-	 * connection is cheaper and certainly in sync.
+	 * connection is cheaper and certainly in sync.  In a transaction
+	 * that ends it (the server rolls back), which the statement's own
+	 * answer must say, not the next one's.
 	 */
+	if (more && q->txn != NULL) {
+		db_conn_discard(c, 0);
+		db_count_error(q->pool, 500);
+		q->h.on_error(q->arg, 500, "a statement with more than one result "
+		    "(a CALL) cannot run in a transaction; the transaction was "
+		    "rolled back");
+		db_query_unref(q);
+		return;
+	}
 	if (more)
 		db_conn_discard(c, 0);
 	else
@@ -2323,6 +2391,7 @@ db_worker_init(const struct molt_config *cfg, struct event_base *base)
 	}
 	db_lib_inited = 1;
 	db_base = base;
+	evtimer_assign(&db_settled_ev, base, db_settled, NULL);
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 	for (d = dbs; d != NULL; d = d->next) {
 		db_conf_resolve(d);
@@ -2368,6 +2437,7 @@ db_worker_exit(void)
 	if (!db_lib_inited)
 		return;
 	db_base = NULL;   /* no reconnects from here on */
+	event_del(&db_settled_ev);
 	for (p = db_pools; p != NULL; p = next) {
 		next = p->next;
 		/* Requests are gone by now; anything left is dropped quietly. */
@@ -2424,28 +2494,38 @@ db_publish(struct sb_db_stats *out, int n)
 	int i;
 
 	for (p = db_pools; p != NULL; p = p->next) {
+		struct sb_db_stats v = p->st;
+
 		if (p->index >= n)
 			continue;
-		o = &out[p->index];
-		*o = p->st;
-		o->queued = (uint32_t)p->queued;
+		v.queued = (uint32_t)p->queued;
 		for (i = 0; i < p->nconns; i++) {
 			switch (p->conns[i].state) {
 			case DB_C_IDLE:
-				o->live++;
+				v.live++;
 				break;
 			case DB_C_BUSY:
-				o->live++;
-				o->busy++;
+				v.live++;
+				v.busy++;
 				break;
 			case DB_C_HELD:
-				o->live++;
-				o->held++;
+				v.live++;
+				v.held++;
 				break;
 			default:
 				break;
 			}
 		}
+		/* Each field one whole store: a page reads no half-counted
+		 * gauge (status_add_db). */
+		o = &out[p->index];
+#define DB_PUT(f) __atomic_store_n(&o->f, v.f, __ATOMIC_RELAXED)
+		DB_PUT(queries); DB_PUT(rows); DB_PUT(query_us);
+		DB_PUT(unavailable); DB_PUT(timeouts); DB_PUT(errors);
+		DB_PUT(connects); DB_PUT(connect_failures); DB_PUT(txns);
+		DB_PUT(txn_rollbacks); DB_PUT(live); DB_PUT(busy); DB_PUT(held);
+		DB_PUT(queued);
+#undef DB_PUT
 	}
 }
 

@@ -1715,7 +1715,6 @@ worker_publish_memory(struct worker *w)
 		w->slot->w.mallocs = (int64_t)cnt;
 	}
 	worker_put_memory(w, in_use, held, fr);
-	db_publish(w->slot->dbs, SB_DBS);
 	sb_end(&w->slot->w.seq);
 }
 
@@ -1730,6 +1729,15 @@ worker_sample_cb(evutil_socket_t fd, short what, void *arg)
 	w->slot->w.beat_ms = sb_clock_ms();
 	worker_doorbell(w);
 	worker_publish_memory(w);
+	/* Not inside: that gives up where the allocator says nothing. */
+	db_publish(w->slot->dbs, SB_DBS);
+}
+
+void
+worker_db_settled(void)
+{
+	if (worker_self != NULL && worker_self->draining)
+		worker_check_done(worker_self);
 }
 
 /* ------------------------------------------------------------------ */

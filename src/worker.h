@@ -115,6 +115,8 @@ struct worker {
 };
 
 extern struct worker *worker_self;
+/* db.c: the last database query in flight ended (a drain may be over). */
+void worker_db_settled(void);
 
 const struct timeval *worker_timeout(struct worker *w, int kind);
 

@@ -1543,3 +1543,75 @@ def test_a_database_name_outside_a_plain_charset_is_refused(molt_check):
                    "password = p\ndatabase = d\n")
     assert r.rc == 1
     assert "a database name is 1 to 64 letters, digits" in r.stderr, r.stderr
+
+
+def test_a_drain_ends_when_molts_rollback_does(molt, db_up):
+    """A graceful stop waits for the request holding a transaction; when
+    its client leaves, molt rolls the transaction back, and that rollback
+    was the last thing in flight: the worker waited for drain_timeout
+    (30 s) after it, as nothing looked again."""
+    m = txn_start(molt, db_up)
+    c = RawConn(m.port, timeout=15)
+    c.send(b"GET /t/insert?v=80&then=hold&ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: uncommitted_tlog(db_up) == [80], 10, what="the transaction's row")
+    m.signal(signal.SIGQUIT)
+    m.wait_log(r"shutting down")
+    time.sleep(0.3)
+    c.close()
+    t0 = time.monotonic()
+    m.wait_exit(10)
+    assert time.monotonic() - t0 < 5
+    assert uncommitted_tlog(db_up) == []
+    assert "drain timeout" not in m.log()
+
+
+def test_a_call_in_a_transaction_fails_there_not_one_statement_later(molt, db_up):
+    """A CALL that returns rows leaves more results; molt closes such a
+    connection rather than read them through, which in a transaction
+    rolls it back.  The CALL's own answer says so (it said success, and
+    the next statement got a 503 about a lost connection)."""
+    m = txn_start(molt, db_up)
+    db_up.sql("DROP PROCEDURE IF EXISTS tproc;"
+              "CREATE PROCEDURE tproc() SELECT 1 AS one;", db=db_up.database)
+    st, _, body = m.get("/t/insert?v=90&then=call")
+    assert st == 500 and b"cannot run in a transaction" in body, (st, body)
+    assert tlog(db_up) == []
+    assert m.get("/t/insert?v=91&then=commit")[2] == b"committed\n"
+    assert tlog(db_up) == [91]
+
+
+def test_a_transaction_begun_outside_the_api_is_not_lent_to_the_next_query(molt, db_up):
+    """START TRANSACTION through molt_db_query_start left the pooled
+    connection inside a transaction: the next request's statements ran in
+    it, uncommitted.  molt closes such a connection instead."""
+    m = txn_start(molt, db_up)
+    m.expect_errors(r"a statement left a transaction open outside molt_db_txn_begin")
+    assert m.get("/t/begin")[2] == b"begun\n"
+    assert in_transaction(m) == b"0"
+    m.wait_log(r"\[warn\] \d+: database main: a statement left a transaction open")
+
+
+def test_a_query_that_times_out_in_the_queue_is_timed_once(molt, db_up):
+    """A query that waited query_timeout for the one connection, held by a
+    transaction, counts its wait once in molt_db_query_seconds_total (its
+    error, delivered from the loop, counted it again)."""
+    from test_recycle import status
+    db_up.sql("DROP TABLE IF EXISTS acct, tlog;"
+              "CREATE TABLE tlog (v INT) ENGINE=InnoDB;", db=db_up.database)
+    conf = (db_up.database_section(pool_size=1, query_timeout="1s") +
+            "\n[route /t]\nmodule = dbtxn\ndatabase = main\n"
+            "\n[status]\npath = /molt/status\nallow = 127.0.0.0/8\n"
+            "\n[recycle]\nsample_interval = 50ms\n")
+    m = molt(conf=conf, workers=1)
+    c = RawConn(m.port, timeout=15)
+    c.send(b"GET /t/insert?v=1&then=hold&ms=2500 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: uncommitted_tlog(db_up) == [1], 10, what="the transaction's row")
+    st, _, body = m.get("/t/intx")
+    assert st == 504, (st, body)
+    assert c.read_response().body == b"committed\n"
+    c.close()
+    wait_for(lambda: status(m)["databases"][0]["timeouts"] == 1, 10,
+             what="the timeout counted")
+    d = status(m)["databases"][0]
+    # the 1 s wait once, plus the transaction's four short statements
+    assert 0.9 < d["query_seconds"] < 1.8, d

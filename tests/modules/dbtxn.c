@@ -17,9 +17,11 @@
  *           abandon   answer "abandoned" without ending it
  *           hold      wait M ms, INSERT v+1, COMMIT: "committed"; on a
  *                     failure "failed STATUS: MSG"
+ *           call      CALL tproc() (which returns rows): its error
  *   /twice  a second molt_db_txn_query while the first (SLEEP(0.2)) runs:
  *           "refused" if it returned NULL, then COMMIT
  *   /intx   outside any transaction: SELECT @@in_transaction
+ *   /begin  outside molt_db_txn_*: START TRANSACTION, then "begun"
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +189,8 @@ dbtxn_next(struct tx *x, unsigned long long rows)
 			dbtxn_query(x, "SELECT nope FROM nowhere", NULL, NULL, NULL);
 		} else if (strcmp(x->then, "abandon") == 0) {
 			dbtxn_say(x, 200, "abandoned\n");
+		} else if (strcmp(x->then, "call") == 0) {
+			dbtxn_query(x, "CALL tproc()", NULL, NULL, NULL);
 		} else {                /* hold */
 			const char *ms = molt_req_param(x->req, "ms");
 			long n = ms ? atol(ms) : 500;
@@ -222,7 +226,11 @@ dbtxn_done(void *arg, unsigned long long rows)
 
 	if (x->gone)
 		return;
-	if (x->req != NULL && strcmp(molt_req_path_info(x->req), "/intx") == 0) {
+	if (strcmp(molt_req_path_info(x->req), "/begin") == 0) {
+		dbtxn_say(x, 200, "begun\n");
+		return;
+	}
+	if (strcmp(molt_req_path_info(x->req), "/intx") == 0) {
 		char buf[80];
 
 		snprintf(buf, sizeof(buf), "%s\n", x->answer);
@@ -279,8 +287,9 @@ dbtxn_handle(molt_request *req)
 	x->v = x->v ? x->v : "1";
 	x->v1 = dbtxn_plus1(pool, x->v);
 	molt_req_on_abort(req, dbtxn_abort, x);
-	if (strcmp(path, "/intx") == 0) {
-		if (molt_db_query_start(req, db, "SELECT @@in_transaction", NULL, 0,
+	if (strcmp(path, "/intx") == 0 || strcmp(path, "/begin") == 0) {
+		if (molt_db_query_start(req, db, path[1] == 'i' ?
+		    "SELECT @@in_transaction" : "START TRANSACTION", NULL, 0,
 		    &dbtxn_h, x) == NULL)
 			return MOLT_ERROR;
 		return MOLT_PENDING;
