@@ -1360,7 +1360,14 @@ worker_alog_cb(evutil_socket_t fd, short what, void *arg)
 	log_access_flush();
 }
 
-/* An eighth of the tighter memory limit, at least 1 MiB; 0 without one. */
+/*
+ * An eighth of the tighter memory limit, at least 1 MiB; 0 without one.
+ * With max_fragmentation alone, fragmentation_min_rss is the limit: the
+ * master weighs a fresh measure against the heap last reported, and a
+ * request that filled the heap with memory it keeps, reported only at
+ * the next sample, looked like a heap holding nothing (a recycle for
+ * "fragmentation=1240.5 ... in use 30.2 kB" just after it ended).
+ */
 static void
 worker_heap_hint_init(struct worker *w)
 {
@@ -1369,6 +1376,8 @@ worker_heap_hint_init(struct worker *w)
 
 	if (rc->hard_max_rss > 0 && (lim == 0 || rc->hard_max_rss < lim))
 		lim = rc->hard_max_rss;
+	if (lim == 0 && rc->max_fragmentation > 0)
+		lim = rc->fragmentation_min_rss;
 	w->brk_step = lim > 0 ? (uintptr_t)(lim / 8 > (1LL << 20) ? lim / 8 :
 	    (1LL << 20)) : 0;
 	w->brk_seen = (uintptr_t)sbrk(0);
