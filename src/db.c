@@ -283,10 +283,7 @@ db_count_error(struct db_pool *p, int status)
 static int64_t
 db_clock_ms(void)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+	return db_clock_us() / 1000;
 }
 
 static void
@@ -2519,12 +2516,9 @@ db_publish(struct sb_db_stats *out, int n)
 		/* Each field one whole store: a page reads no half-counted
 		 * gauge (status_add_db). */
 		o = &out[p->index];
-#define DB_PUT(f) __atomic_store_n(&o->f, v.f, __ATOMIC_RELAXED)
-		DB_PUT(queries); DB_PUT(rows); DB_PUT(query_us);
-		DB_PUT(unavailable); DB_PUT(timeouts); DB_PUT(errors);
-		DB_PUT(connects); DB_PUT(connect_failures); DB_PUT(txns);
-		DB_PUT(txn_rollbacks); DB_PUT(live); DB_PUT(busy); DB_PUT(held);
-		DB_PUT(queued);
+#define DB_PUT(f) __atomic_store_n(&o->f, v.f, __ATOMIC_RELAXED);
+		SB_DB_COUNTERS(DB_PUT)
+		SB_DB_GAUGES(DB_PUT)
 #undef DB_PUT
 	}
 }

@@ -989,16 +989,9 @@ master_ready(int slot)
 static void
 master_retire_db(struct sb_db_stats *to, const struct sb_db_stats *from)
 {
-	to->queries += from->queries;
-	to->rows += from->rows;
-	to->query_us += from->query_us;
-	to->unavailable += from->unavailable;
-	to->timeouts += from->timeouts;
-	to->errors += from->errors;
-	to->connects += from->connects;
-	to->connect_failures += from->connect_failures;
-	to->txns += from->txns;
-	to->txn_rollbacks += from->txn_rollbacks;
+#define ADD(f) to->f += from->f;
+	SB_DB_COUNTERS(ADD)
+#undef ADD
 }
 
 static void

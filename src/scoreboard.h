@@ -51,6 +51,11 @@ struct sb_db_stats {
 	uint32_t live, busy, held;  /* connections up; running a query; held */
 	uint32_t queued;            /* queries waiting for a connection */
 };
+/* Its fields by kind, for the places that copy or add them all. */
+#define SB_DB_COUNTERS(X) X(queries) X(rows) X(query_us) X(unavailable) \
+	X(timeouts) X(errors) X(connects) X(connect_failures) X(txns) \
+	X(txn_rollbacks)
+#define SB_DB_GAUGES(X) X(live) X(busy) X(held) X(queued)
 
 /*
  * How long requests took, from the head read to the reply handed to the

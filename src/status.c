@@ -247,20 +247,10 @@ status_ndbs(void)
 static void
 status_add_db(struct sb_db_stats *o, const struct sb_db_stats *d)
 {
-	o->queries += status_count(&d->queries);
-	o->rows += status_count(&d->rows);
-	o->query_us += status_count(&d->query_us);
-	o->unavailable += status_count(&d->unavailable);
-	o->timeouts += status_count(&d->timeouts);
-	o->errors += status_count(&d->errors);
-	o->connects += status_count(&d->connects);
-	o->connect_failures += status_count(&d->connect_failures);
-	o->txns += status_count(&d->txns);
-	o->txn_rollbacks += status_count(&d->txn_rollbacks);
-	o->live += __atomic_load_n(&d->live, __ATOMIC_RELAXED);
-	o->busy += __atomic_load_n(&d->busy, __ATOMIC_RELAXED);
-	o->held += __atomic_load_n(&d->held, __ATOMIC_RELAXED);
-	o->queued += __atomic_load_n(&d->queued, __ATOMIC_RELAXED);
+#define ADD(f) o->f += __atomic_load_n(&d->f, __ATOMIC_RELAXED);
+	SB_DB_COUNTERS(ADD)
+	SB_DB_GAUGES(ADD)
+#undef ADD
 }
 
 /*
