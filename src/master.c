@@ -1005,6 +1005,7 @@ master_retire_stats(int slot)
 	/* A worker moves a connection at most once per request it served
 	 * (conn_follow runs at a request's end): no more than that counts. */
 	sb.hdr->moved += moved <= requests ? moved : requests;
+	sb.hdr->covered += s->w.covered;
 	for (i = 0; i < SB_LAT_BUCKETS; i++)
 		sb.hdr->retired_lat.count[i] += s->lat.count[i];
 	sb.hdr->retired_lat.sum_us += s->lat.sum_us;
@@ -1312,6 +1313,7 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	sb.slots[slot].w.access_len = 0;
 	sb.slots[slot].w.requests = 0;
 	sb.slots[slot].w.moved = 0;
+	sb.slots[slot].w.covered = 0;
 	sb_end(&sb.slots[slot].w.seq);
 	memset(sb.slots[slot].routes, 0, sizeof(sb.slots[slot].routes));
 	memset(&sb.slots[slot].lat, 0, sizeof(sb.slots[slot].lat));

@@ -105,6 +105,7 @@ struct sb_slot {
 		int64_t  beat_ms;           /* sb_clock_ms() at the last sample tick */
 		int32_t  cpu;               /* pinned to this CPU, or -1 */
 		uint64_t moved;             /* connections passed to their client's CPU */
+		uint64_t covered;           /* taken from another CPU's socket */
 		uint64_t start_cpu_us;      /* CPU it used from its fork to ready */
 		uint64_t exit_cpu_us;       /* CPU it had used when it called exit */
 	} w __attribute__((aligned(64)));
@@ -149,6 +150,7 @@ struct sb_header {
 	struct sb_latency retired_lat;  /* their durations */
 	uint64_t handed_over;           /* connections recycled workers passed on */
 	uint64_t moved;                 /* ...live ones to their client's CPU (gone workers) */
+	uint64_t covered;               /* taken from another CPU's socket (gone workers) */
 	uint64_t starts;                /* workers that got ready */
 	uint64_t start_cpu_us;          /* the CPU they used to get there */
 	uint64_t exits;                 /* workers reaped after a clean exit */

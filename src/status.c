@@ -222,6 +222,7 @@ status_nroutes(void)
 struct status_fleet {
 	uint64_t              requests;     /* since the master started */
 	uint64_t              moved;        /* connections passed to their client's CPU */
+	uint64_t              covered;      /* taken from another CPU's socket */
 	uint64_t              starts;       /* workers that got ready */
 	uint64_t              start_cpu_us; /* the CPU their starts took */
 	uint64_t              exits;        /* workers reaped after exit */
@@ -269,6 +270,7 @@ status_fleet_sum(struct status_fleet *f)
 		f->nroutes = status_nroutes();
 		f->requests = sb.hdr->retired_requests;
 		f->moved = sb.hdr->moved;
+		f->covered = sb.hdr->covered;
 		f->starts = sb.hdr->starts;
 		f->start_cpu_us = sb.hdr->start_cpu_us;
 		f->exits = sb.hdr->exits;
@@ -285,6 +287,7 @@ status_fleet_sum(struct status_fleet *f)
 
 			f->requests += status_count(&s->w.requests);
 			f->moved += status_count(&s->w.moved);
+			f->covered += status_count(&s->w.covered);
 			for (r = 0; r < SB_LAT_BUCKETS; r++)
 				f->lat.count[r] += status_count(&s->lat.count[r]);
 			f->lat.sum_us += status_count(&s->lat.sum_us);
@@ -496,7 +499,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    "\"fragmentation\":%.2f,\"trims\":%llu,\"trim_reclaimed\":%llu,"
 		    "\"allocator\":\"%s\",\"mallocs\":%lld,\"measured_ms_ago\":%lld,"
 		    "\"sampled_ms_ago\":%lld,\"cpu\":%d,\"moved\":%llu,"
-		    "\"start_cpu_us\":%llu}",
+		    "\"covered\":%llu,\"start_cpu_us\":%llu}",
 		    first ? "" : ",", i, s.m.id, (int)s.m.pid, s.m.generation,
 		    sb_state_names[s.w.state], s.m.retiring ? "true" : "false",
 		    s.w.start_ms > 0 ? status_ago(now, s.w.start_ms) / 1000.0 : 0.0,
@@ -515,6 +518,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 		    status_ago(now, s.m.measured_ms),
 		    status_ago(now, s.w.sampled_ms), (int)s.w.cpu,
 		    (unsigned long long)s.w.moved,
+		    (unsigned long long)s.w.covered,
 		    (unsigned long long)s.w.start_cpu_us);
 		first = 0;
 		t.workers++;
@@ -559,7 +563,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	status_json_durations(b, &f.lat);
 	sbuf_printf(b, ",\n\"totals\":{\"workers\":%d,\"requests\":%llu,"
 	    "\"requests_all_time\":%llu,\"connections_handed_over\":%llu,"
-	    "\"connections_moved\":%llu,"
+	    "\"connections_moved\":%llu,\"connections_covered\":%llu,"
 	    "\"worker_starts\":%llu,\"worker_start_cpu_seconds\":%.6f,"
 	    "\"worker_exits\":%llu,\"worker_exit_cpu_seconds\":%.6f,"
 	    "\"rss\":%llu,\"uss\":%llu,\"pss\":%llu,"
@@ -567,7 +571,7 @@ status_json(struct sbuf *b, const struct molt_config *cfg)
 	    t.workers, (unsigned long long)t.requests,
 	    (unsigned long long)f.requests,
 	    (unsigned long long)sb.hdr->handed_over,
-	    (unsigned long long)f.moved,
+	    (unsigned long long)f.moved, (unsigned long long)f.covered,
 	    (unsigned long long)f.starts, (double)f.start_cpu_us / 1e6,
 	    (unsigned long long)f.exits, (double)f.exit_cpu_us / 1e6,
 	    (unsigned long long)t.rss, (unsigned long long)t.uss,
@@ -825,9 +829,14 @@ status_metrics(struct sbuf *b)
 	    "# HELP molt_connections_moved_total Keep-alive connections passed "
 	    "to the worker on their client's CPU (listen_per_cpu)\n"
 	    "# TYPE molt_connections_moved_total counter\n"
-	    "molt_connections_moved_total %llu\n",
+	    "molt_connections_moved_total %llu\n"
+	    "# HELP molt_connections_covered_total Connections taken from "
+	    "another CPU's socket while no worker there took them "
+	    "(listen_per_cpu)\n"
+	    "# TYPE molt_connections_covered_total counter\n"
+	    "molt_connections_covered_total %llu\n",
 	    (unsigned long long)sb.hdr->handed_over,
-	    (unsigned long long)f.moved);
+	    (unsigned long long)f.moved, (unsigned long long)f.covered);
 	/* Over the starts and the exits: what a recycle's two processes cost
 	 * here, besides the master's fork. */
 	sbuf_printf(b, "# HELP molt_worker_starts_total Workers that got "

@@ -1040,6 +1040,11 @@ worker_accept(struct listen_sock *l, int force)
 			worker_accept_pause(w);
 			return;
 		}
+		/* Counted: a worker that often covers for another CPU's says
+		 * that one stalls (or its CPU takes most of the handshakes). */
+		if (l->foreign)
+			__atomic_store_n(&w->slot->w.covered, ++w->covered,
+			    __ATOMIC_RELAXED);
 		if (w->draining)
 			return;
 	}

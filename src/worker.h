@@ -112,6 +112,7 @@ struct worker {
 	int                  handoff;      /* draining: hand idle conns over */
 	unsigned             handed_off;
 	uint64_t             moved;        /* passed to their client's CPU */
+	uint64_t             covered;      /* taken from another CPU's socket */
 };
 
 extern struct worker *worker_self;

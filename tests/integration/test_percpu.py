@@ -65,7 +65,7 @@ def worker_on(m, cpu):
     assert len(ws) == 1, (cpu, status(m)["workers"])
     assert ws[0]["cpu"] == cpu, ws
     pid = ws[0]["pid"]
-    wait_for(lambda: served_by(m, cpu, n=1) == [pid], 3,
+    wait_for(lambda: steered(m, cpu, pid, n=1), 3,
              what="worker %d to take CPU %d's connections" % (pid, cpu))
     return pid
 
@@ -92,6 +92,66 @@ def served_by(m, cpu, n=6):
     return pids
 
 
+def covered(m, cpu):
+    """Each worker's count of connections it took from another CPU's
+    socket, asked from a CPU other than cpu, so that the asking cannot
+    add to what was taken from cpu's socket."""
+    away = next(c for c in ALLOWED if c != cpu)
+    with on_cpu(away):
+        return {w["pid"]: w["covered"] for w in status(m)["workers"]}
+
+
+def accounted(m, cpu, owner, pids, before):
+    """Connections made on cpu (their workers' pids) since covered(m, cpu)
+    gave before: each went to owner, or another worker took it from cpu's
+    socket as cover and counted it.  The other worker watches that socket
+    while the owner has been in a handler for over ACCEPT_STUCK_MS (20 ms),
+    until its next look FOREIGN_CHECK_MS (100 ms) later, and on a loaded
+    machine (CI, two suites at once) one hello request can take that long:
+    then a stray is the design, not a steering fault.  A stray not so
+    counted is one.  Returns whether all went to owner."""
+    after = covered(m, cpu)
+    for p in set(pids) - {owner}:
+        assert after.get(p, 0) - before.get(p, 0) == pids.count(p), \
+            (cpu, owner, pids, before, after)
+    return pids == [owner] * len(pids)
+
+
+def tries(pred, n, what):
+    """pred() true within n tries: a few, since a try that a stall spoiled
+    is accounted for, and many would let a coin's 1 in 64 through."""
+    for _ in range(n):
+        if pred():
+            return
+    raise AssertionError("not in %d tries: %s" % (n, what))
+
+
+def steered(m, cpu, owner, n=6):
+    """Whether n new connections made on cpu all went to owner; any that
+    did not must be accounted for (see accounted)."""
+    before = covered(m, cpu)
+    return accounted(m, cpu, owner, served_by(m, cpu, n), before)
+
+
+def held_on(m, cpu, owner, n):
+    """n keep-alive connections made on cpu, each with a request answered
+    by owner (with a stray one accounted for, all made again)."""
+    def made():
+        before = covered(m, cpu)
+        with on_cpu(cpu):
+            cs = [RawConn(m.port) for _ in range(n)]
+            pids = [pid_of(c) for c in cs]
+        if accounted(m, cpu, owner, pids, before):
+            return cs
+        for c in cs:
+            c.close()
+    for _ in range(3):
+        cs = made()
+        if cs:
+            return cs
+    raise AssertionError("%d connections in a row to %d" % (n, owner))
+
+
 def test_a_connection_is_served_on_its_clients_cpu(molt):
     """Each connection goes to the worker on its client's CPU, from either
     CPU, and the master holds a socket per CPU besides the main one.
@@ -102,7 +162,10 @@ def test_a_connection_is_served_on_its_clients_cpu(molt):
     assert m.wait_log(r"127\.0\.0\.1:\d+: a socket for each of 2 CPUs")
     for cpu in ALLOWED[:2]:
         owner = worker_on(m, cpu)
-        assert served_by(m, cpu) == [owner] * 6, (cpu, owner)
+        tries(lambda: steered(m, cpu, owner), 3,
+              "six connections in a row to %d" % owner)
+    assert parse_prometheus(metrics_text(m))[
+        "molt_connections_covered_total"]["type"] == "counter"
 
     off = molt(conf=conf(""), workers=2,
                server_extra=PINNED + "\nlisten_per_cpu = off")
@@ -127,9 +190,13 @@ def test_a_blocked_workers_cpu_is_served_by_the_others(molt):
     blocker.send(b"GET /crash/block?ms=2000 HTTP/1.1\r\nHost: t\r\n\r\n")
     time.sleep(0.2)
     t0 = time.monotonic()
+    before = covered(m, cpu)
     assert served_by(m, cpu, n=3) == [other] * 3
     took = time.monotonic() - t0
     assert took < 1.0, took
+    after = covered(m, cpu)
+    assert after[other] - before[other] == 3, (before, after)
+    assert status(m)["totals"]["connections_covered"] >= 3
     r = blocker.read_response()
     assert (r.status, r.body) == (200, b"ok\n"), r
     blocker.close()
@@ -138,7 +205,8 @@ def test_a_blocked_workers_cpu_is_served_by_the_others(molt):
     time.sleep(0.3)
     wait_for(lambda: served_by(m, cpu, n=1) == [owner], 3,
              what="the owner to take its CPU's connections again")
-    assert served_by(m, cpu) == [owner] * 6
+    tries(lambda: steered(m, cpu, owner), 3,
+          "six connections in a row to %d" % owner)
 
 
 def test_clients_on_one_cpu_still_spread_over_the_workers(molt):
@@ -229,11 +297,9 @@ max_requests_jitter = 0
     with on_cpu(other_cpu):
         others = [RawConn(m.port) for _ in range(4)]
         assert {pid_of(c) for c in others} == {other}
-    with on_cpu(cpu):
-        conns = [RawConn(m.port) for _ in range(6)]
+    conns = held_on(m, cpu, owner, 6)
     try:
         with on_cpu(cpu):           # the client stays where it connected
-            assert [pid_of(c) for c in conns] == [owner] * 6
             for _ in range(3):
                 wait_for(lambda: pid_of(conns[0]) != owner, 10,
                          what="the worker on CPU %d to be recycled" % cpu)
@@ -256,11 +322,9 @@ def test_a_connection_follows_its_client_to_another_cpu(molt):
     moved, and the moves are counted on the status page and the metrics."""
     m = molt(conf=conf(""), workers=2, server_extra=PINNED)
     cpu, other_cpu = ALLOWED[0], ALLOWED[1]
-    with on_cpu(cpu):
-        moving = [RawConn(m.port) for _ in range(3)]
-        staying = RawConn(m.port)
-        owner = worker_on(m, cpu)
-        assert [pid_of(c) for c in moving + [staying]] == [owner] * 4
+    owner = worker_on(m, cpu)
+    moving = held_on(m, cpu, owner, 4)
+    staying = moving.pop()
     try:
         with on_cpu(other_cpu):
             other = worker_on(m, other_cpu)
@@ -318,7 +382,9 @@ def test_reload_keeps_the_cpu_sockets(molt):
              and len(m.worker_pids()) == 2, 10, what="the new generation")
     assert listeners(m.port) == socks
     cpu = ALLOWED[1]
-    assert served_by(m, cpu) == [worker_on(m, cpu)] * 6
+    owner = worker_on(m, cpu)
+    tries(lambda: steered(m, cpu, owner), 3,
+          "six connections in a row to %d" % owner)
     assert "listen_per_cpu needs" not in m.log(since=mark)
 
     plain = molt(conf=conf(""), workers=2)
