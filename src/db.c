@@ -59,6 +59,9 @@
 #define DB_ABORT_TRIES       16
 #define DB_CONNECT_BURST     8      /* first connects in flight per pool */
 #define DB_KILLS             32     /* abandoned queries waiting for a KILL */
+/* Run at each connect: the server then flags a change of session in its
+ * answer to the statement that made it (db_conn_session_changed). */
+#define DB_TRACK_SESSION     "SET SESSION session_track_state_change = ON"
 
 /* ------------------------------------------------------------------ */
 /* Runtime                                                             */
@@ -148,6 +151,7 @@ struct db_conn {
 	                                  DB_SLOW_PAUSE_MS or more at once */
 	int64_t          paused_ms;    /* when the current pause began */
 	int              lost;         /* the server ended the session */
+	int              changed;      /* a statement changed the session */
 
 	struct db_stmt   cache[DB_STMT_CACHE];
 	int              ncache;
@@ -749,7 +753,9 @@ db_conn_setup(struct db_conn *c)
 	if (dblib.mysql_options(c->mysql, MYSQL_OPT_NONBLOCK, 0) != 0 ||
 	    dblib.mysql_options(c->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4") != 0 ||
 	    dblib.mysql_options(c->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout) != 0 ||
-	    dblib.mysql_options(c->mysql, MYSQL_OPT_PROTOCOL, &proto) != 0) {
+	    dblib.mysql_options(c->mysql, MYSQL_OPT_PROTOCOL, &proto) != 0 ||
+	    (conf->track_session && dblib.mysql_options(c->mysql,
+	    MYSQL_INIT_COMMAND, DB_TRACK_SESSION) != 0)) {
 		molt_log(MOLT_LOG_ERROR, "database %s: mysql_options: %s", conf->name,
 		    dblib.mysql_error(c->mysql));
 		goto fail;
@@ -852,6 +858,7 @@ db_connect_done(struct db_conn *c)
 	p->nlive++;
 	p->st.connects++;
 	c->state = DB_C_IDLE;
+	c->changed = 0;     /* the flag in DB_TRACK_SESSION's own answer */
 	db_conn_idle(c);
 	db_pool_start_next(p);
 }
@@ -1564,6 +1571,51 @@ db_conn_in_foreign_txn(struct db_conn *c)
 	return 1;
 }
 
+/*
+ * Whether the statement just ended changed the session: a variable (SET
+ * @v, SET autocommit, SET time_zone, SET NAMES), the default database
+ * (USE), a temporary table, a PREPARE.  The server flags its answer so
+ * once DB_TRACK_SESSION has asked it to.  Not flagged: LOCK TABLES,
+ * GET_LOCK(), SELECT @v := x.
+ */
+static int
+db_conn_session_changed(struct db_conn *c)
+{
+	unsigned int st = 0;
+
+	return c->mysql != NULL && dblib.mariadb_get_infov(c->mysql,
+	    MARIADB_CONNECTION_SERVER_STATUS, &st) == 0 &&
+	    (st & SERVER_SESSION_STATE_CHANGED) != 0;
+}
+
+/*
+ * A statement changed the session, outside a transaction or in one that
+ * is over: whoever the pool lends the connection to next would run in
+ * that session (with autocommit off, its writes never committed and were
+ * lost with the connection).  It is closed, and the pool opens another.
+ * A reset (COM_RESET_CONNECTION) would save the connect, but turns the
+ * tracking off with the rest, and needs a round trip more to turn it on:
+ * not worth it for what is a module's mistake outside a transaction (its
+ * next statement may get another connection anyway), and a connect per
+ * transaction that sets something for its statements.
+ */
+static int
+db_conn_changed_session(struct db_conn *c)
+{
+	static int told;
+
+	if (!c->changed)
+		return 0;
+	if (!told) {
+		told = 1;
+		molt_log(MOLT_LOG_WARN, "database %s: a statement changed the "
+		    "session (SET, USE, a temporary table); closing the "
+		    "connection, so that the next query finds a fresh one "
+		    "(once per worker)", c->pool->conf->name);
+	}
+	return 1;
+}
+
 /* A connection is free: watch it for a server-side close, or take work. */
 static void
 db_conn_idle(struct db_conn *c)
@@ -1579,7 +1631,7 @@ db_conn_idle(struct db_conn *c)
 		db_txn_hold(c);
 		return;
 	}
-	if (db_conn_in_foreign_txn(c)) {
+	if (db_conn_in_foreign_txn(c) || db_conn_changed_session(c)) {
 		c->phase = DB_OP_NONE;  /* its statement is over: nothing to KILL */
 		db_conn_discard(c, 0);
 		return;
@@ -2161,6 +2213,7 @@ db_query_done(struct db_conn *c)
 	n = dblib.mysql_stmt_field_count(c->stmt) > 0 ? c->rows :
 	    (unsigned long long)dblib.mysql_stmt_affected_rows(c->stmt);
 	more = dblib.mysql_stmt_more_results(c->stmt);
+	c->changed |= db_conn_session_changed(c);
 	if (c->meta != NULL) {
 		dblib.mysql_free_result(c->meta);
 		c->meta = NULL;

@@ -276,6 +276,10 @@ db_parse_section(struct conf_section *s, struct db_conf **out,
 	    db_key_duration(s, "query_timeout", 30000, &d->query_timeout_ms, err) == -1)
 		goto fail;
 
+	if (db_key_bool(s, "track_session", &d->track_session, err) == -1)
+		goto fail;
+	if (conf_get(s, "track_session") == NULL)
+		d->track_session = 1;
 	if (db_key_bool(s, "ssl", &d->ssl, err) == -1 ||
 	    db_key_bool(s, "ssl_verify_server_cert", &d->ssl_verify, err) == -1 ||
 	    db_key_file(s, "ssl_ca", &d->ssl_ca, err) == -1 ||

@@ -23,6 +23,7 @@ struct db_conf {
 	long long  read_timeout_ms;
 	long long  query_timeout_ms;
 	int        ssl, ssl_verify;
+	int        track_session;  /* session_track_state_change at connect */
 	char      *ssl_ca, *ssl_cert, *ssl_key;
 	struct db_conf *next;
 };

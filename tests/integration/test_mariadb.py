@@ -173,6 +173,7 @@ params = after
     ("port = 3306", "port", "needs host"),
     ("password_file = /nonexistent/pw", "password_file", "password_file"),
     ("ssl_ca = /etc/hostname", "ssl_ca", "ssl = on"),
+    ("track_session = sometimes", "track_session", "not on or off"),
     ("bogus = 1", "bogus", "bogus"),
 ])
 def test_config_check_errors(molt_check, body, needle, msg):
@@ -1327,7 +1328,7 @@ def test_query_error_before_the_first_row_has_its_status(molt, db_up, accept):
 
 # ------------------------------------------------------------ transactions
 
-def txn_start(molt, db, pool_size=1, workers=1, **kw):
+def txn_start(molt, db, pool_size=1, workers=1, extra="", db_keys={}, **kw):
     """The dbtxn test module on /t; fresh acct and tlog tables.  One
     connection by default, so that whatever a transaction left on its
     connection is what the next request finds."""
@@ -1336,8 +1337,8 @@ def txn_start(molt, db, pool_size=1, workers=1, **kw):
            "CREATE TABLE tlog (v INT) ENGINE=InnoDB;"
            "INSERT INTO acct VALUES (1, 100), (2, 100), (3, 100);",
            db=db.database)
-    conf = (db.database_section(pool_size=pool_size) +
-            "\n[route /t]\nmodule = dbtxn\ndatabase = main\n")
+    conf = (db.database_section(pool_size=pool_size, **db_keys) +
+            "\n[route /t]\nmodule = dbtxn\ndatabase = main\n" + extra)
     return molt(conf=conf, workers=workers, **kw)
 
 
@@ -1589,6 +1590,51 @@ def test_a_transaction_begun_outside_the_api_is_not_lent_to_the_next_query(molt,
     assert m.get("/t/begin")[2] == b"begun\n"
     assert in_transaction(m) == b"0"
     m.wait_log(r"\[warn\] \d+: database main: a statement left a transaction open")
+
+
+def test_a_statement_that_changes_the_session_does_not_reach_the_next_request(molt, db_up):
+    """A statement run through molt_db_query_start that changed the pooled
+    session (SET @leak, SET autocommit = 0, SET time_zone, USE) changed it
+    for whichever request came next: with autocommit off, that request's
+    writes were never committed, and were lost with the connection.  molt
+    closes a connection whose session a statement changed (the server
+    says so: session_track_state_change) and opens another; in a
+    transaction the change lasts until the transaction's end."""
+    from test_recycle import status
+    m = txn_start(molt, db_up, extra="\n[status]\npath = /molt/status\n"
+                  "allow = 127.0.0.0/8\n\n[recycle]\nsample_interval = 50ms\n")
+    m.expect_errors(r"changed the session")
+    clean = m.get("/t/session")[2]
+    assert clean == b"-,ON,SYSTEM,%s\n" % db_up.database.encode(), clean
+    for what in ("var", "autocommit", "tz", "use"):
+        assert m.get("/t/set?what=" + what)[2] == b"set\n", what
+        assert m.get("/t/session")[2] == clean, what
+    assert m.get("/t/insert?v=5&then=set")[2] == b"committed\n"
+    assert tlog(db_up) == [5]
+    assert m.get("/t/session")[2] == clean
+    m.wait_log(r"\[warn\] \d+: database main: a statement changed the session")
+    # Five sessions closed for it, and each replaced: six opened in all.
+    connects = lambda: status(m)["databases"][0]["connects"]
+    wait_for(lambda: connects() == 6, 5, what="six connects")
+    # Statements that leave the session as it was keep their connection.
+    assert m.get("/t/insert?v=6&then=commit")[2] == b"committed\n"
+    assert m.get("/t/session")[2] == clean
+    time.sleep(0.2)
+    assert connects() == 6
+
+
+def test_track_session_off_leaves_only_what_the_server_reports(molt, db_up):
+    """track_session = off (for a proxy that refuses the SET): no
+    session_track_state_change at connect, so a user variable is not
+    reported and stays for the next request, while a system variable in
+    the server's default session_track_system_variables still is."""
+    m = txn_start(molt, db_up, db_keys={"track_session": "off"})
+    m.expect_errors(r"changed the session")
+    clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
+    assert m.get("/t/set?what=tz")[2] == b"set\n"
+    assert m.get("/t/session")[2] == clean
+    assert m.get("/t/set?what=var")[2] == b"set\n"
+    assert m.get("/t/session")[2] == b"42" + clean[1:]
 
 
 def test_a_query_that_times_out_in_the_queue_is_timed_once(molt, db_up):

@@ -18,10 +18,17 @@
  *           hold      wait M ms, INSERT v+1, COMMIT: "committed"; on a
  *                     failure "failed STATUS: MSG"
  *           call      CALL tproc() (which returns rows): its error
+ *           set       SET @leak = 42, then COMMIT: "committed"
  *   /twice  a second molt_db_txn_query while the first (SLEEP(0.2)) runs:
  *           "refused" if it returned NULL, then COMMIT
  *   /intx   outside any transaction: SELECT @@in_transaction
  *   /begin  outside molt_db_txn_*: START TRANSACTION, then "begun"
+ *   /set?what=var|autocommit|tz|use
+ *           outside molt_db_txn_*: a statement that changes the session
+ *           (@leak = 42, autocommit = 0, time_zone = '+03:00', USE
+ *           information_schema), then "set"
+ *   /session  the session as a statement finds it: @leak, @@autocommit,
+ *           @@time_zone, DATABASE(), comma-separated
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +198,8 @@ dbtxn_next(struct tx *x, unsigned long long rows)
 			dbtxn_say(x, 200, "abandoned\n");
 		} else if (strcmp(x->then, "call") == 0) {
 			dbtxn_query(x, "CALL tproc()", NULL, NULL, NULL);
+		} else if (strcmp(x->then, "set") == 0) {
+			dbtxn_query(x, "SET @leak = 42", NULL, NULL, NULL);
 		} else {                /* hold */
 			const char *ms = molt_req_param(x->req, "ms");
 			long n = ms ? atol(ms) : 500;
@@ -203,7 +212,8 @@ dbtxn_next(struct tx *x, unsigned long long rows)
 		}
 	} else if (s == 2 && strcmp(x->then, "error") == 0) {
 		dbtxn_query(x, "INSERT INTO tlog (v) VALUES (?)", x->v1, NULL, NULL);
-	} else if ((s == 2 && strcmp(x->then, "hold") == 0) ||
+	} else if ((s == 2 && (strcmp(x->then, "hold") == 0 ||
+	    strcmp(x->then, "set") == 0)) ||
 	    (s == 3 && strcmp(x->then, "error") == 0)) {
 		dbtxn_end(x, 1);
 	} else {
@@ -230,7 +240,12 @@ dbtxn_done(void *arg, unsigned long long rows)
 		dbtxn_say(x, 200, "begun\n");
 		return;
 	}
-	if (strcmp(molt_req_path_info(x->req), "/intx") == 0) {
+	if (strcmp(molt_req_path_info(x->req), "/set") == 0) {
+		dbtxn_say(x, 200, "set\n");
+		return;
+	}
+	if (strcmp(molt_req_path_info(x->req), "/intx") == 0 ||
+	    strcmp(molt_req_path_info(x->req), "/session") == 0) {
 		char buf[80];
 
 		snprintf(buf, sizeof(buf), "%s\n", x->answer);
@@ -267,12 +282,36 @@ dbtxn_plus1(molt_pool *pool, const char *v)
 	return molt_psprintf(pool, "%lld", atoll(v) + 1);
 }
 
+/* The statements run outside a transaction, by path (and what=). */
+static const char *
+dbtxn_plain(const char *path, const char *what)
+{
+	static const struct { const char *path, *what, *sql; } plain[] = {
+		{ "/intx", NULL, "SELECT @@in_transaction" },
+		{ "/begin", NULL, "START TRANSACTION" },
+		{ "/session", NULL, "SELECT CONCAT_WS(',', IFNULL(@leak, '-'), "
+		  "@@autocommit, @@time_zone, DATABASE())" },
+		{ "/set", "var", "SET @leak = 42" },
+		{ "/set", "autocommit", "SET autocommit = 0" },
+		{ "/set", "tz", "SET time_zone = '+03:00'" },
+		{ "/set", "use", "USE information_schema" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		if (strcmp(path, plain[i].path) == 0 && (plain[i].what == NULL ||
+		    (what != NULL && strcmp(what, plain[i].what) == 0)))
+			return plain[i].sql;
+	return NULL;
+}
+
 static int
 dbtxn_handle(molt_request *req)
 {
 	const char *db = molt_conf_str(molt_req_conf(req), "database");
 	const char *path = molt_req_path_info(req);
 	molt_pool *pool = molt_req_pool(req);
+	const char *sql;
 	struct tx *x;
 
 	if ((x = molt_pcalloc(pool, sizeof(*x))) == NULL)
@@ -287,10 +326,8 @@ dbtxn_handle(molt_request *req)
 	x->v = x->v ? x->v : "1";
 	x->v1 = dbtxn_plus1(pool, x->v);
 	molt_req_on_abort(req, dbtxn_abort, x);
-	if (strcmp(path, "/intx") == 0 || strcmp(path, "/begin") == 0) {
-		if (molt_db_query_start(req, db, path[1] == 'i' ?
-		    "SELECT @@in_transaction" : "START TRANSACTION", NULL, 0,
-		    &dbtxn_h, x) == NULL)
+	if ((sql = dbtxn_plain(path, molt_req_param(req, "what"))) != NULL) {
+		if (molt_db_query_start(req, db, sql, NULL, 0, &dbtxn_h, x) == NULL)
 			return MOLT_ERROR;
 		return MOLT_PENDING;
 	}
