@@ -1274,6 +1274,19 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 		/* A failed replacement leaves the old worker serving. */
 		if (m->replaces >= 0 && mw[m->replaces].replaced_by == slot)
 			mw[m->replaces].replaced_by = -1;
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+	    snap.w.pid == pid && (snap.w.exit_signal == SIGTERM ||
+	    snap.w.exit_signal == SIGINT)) {
+		/* An operator's fast stop of this one worker: no crash. */
+		const char *l = master_lost(pid, &snap, lost, sizeof(lost));
+
+		sb.hdr->recycles[R_SIGNAL]++;
+		log_msg(*l ? MOLT_LOG_WARN : MOLT_LOG_INFO, "worker %d pid %d exited on "
+		    "SIG%s, not from the master: reason=signal requests=%llu%s",
+		    id, (int)pid, sigabbrev_np(snap.w.exit_signal),
+		    (unsigned long long)snap.w.requests, l);
+		if (m->replaced_by >= 0)
+			mw[m->replaced_by].replaces = -1;
 	} else {
 		/*
 		 * A crash in service: the request it had is worth naming.
@@ -1314,6 +1327,8 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	sb.slots[slot].w.requests = 0;
 	sb.slots[slot].w.moved = 0;
 	sb.slots[slot].w.covered = 0;
+	sb.slots[slot].w.asked_recycle = 0;
+	sb.slots[slot].w.exit_signal = 0;
 	sb_end(&sb.slots[slot].w.seq);
 	memset(sb.slots[slot].routes, 0, sizeof(sb.slots[slot].routes));
 	memset(&sb.slots[slot].lat, 0, sizeof(sb.slots[slot].lat));
@@ -1521,7 +1536,16 @@ master_check_limits(int64_t now)
 	for (i = 0; i < SB_SLOTS; i++) {
 		struct mworker *m = &mw[i];
 
-		if (m->st != MW_READY || m->replaced_by >= 0 || m->trim_pending ||
+		if (m->st != MW_READY || m->replaced_by >= 0)
+			continue;
+		/* Any value the worker wrote asks; a recycle is all it can get.
+		 * Asked again here until it happens (max_concurrent_recycles). */
+		if (__atomic_load_n(&sb.slots[i].w.asked_recycle,
+		    __ATOMIC_RELAXED) != 0 &&
+		    sb.slots[i].w.pid == m->pid &&
+		    master_recycle(i, R_SIGNAL, "SIGQUIT sent to the worker") != 0)
+			continue;
+		if (m->trim_pending ||
 		    (m->req_limit == 0 && m->life_limit_ms == 0))
 			continue;
 		if (scoreboard_read_worker(i, &snap) == 0)
@@ -2137,6 +2161,7 @@ master_handle_notify(void)
 			master_trimmed(msg[1]);
 			break;
 		case MSG_LIMIT:
+		case MSG_RECYCLE:
 			/* Acted on by master_check_limits in this loop turn. */
 			break;
 		case MSG_GROWN:

@@ -9,7 +9,7 @@ struct server_conf;
 
 /* Messages from workers on the notify pipe (one atomic 8-byte write). */
 enum { MSG_READY = 1, MSG_TRIMMED = 2, MSG_LIMIT = 3, MSG_GROWN = 4,
-    MSG_REOPEN_FAILED = 5 };
+    MSG_REOPEN_FAILED = 5, MSG_RECYCLE = 6 };
 
 void master_notify(int fd, int type, int slot);
 void master_child_unblock(void);

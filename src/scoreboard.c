@@ -14,7 +14,7 @@ struct scoreboard sb;
 
 const char *const sb_reason_names[R_MAX] = {
 	"rss", "hard_rss", "fragmentation", "requests", "lifetime", "crash",
-	"reload", "stall",
+	"reload", "stall", "signal",
 };
 
 /* Prometheus's default buckets, and two below them for a fast server. */

@@ -97,6 +97,8 @@ struct sb_slot {
 		uint64_t trim_reclaimed;
 		uint32_t trim_seen;         /* last trim request served */
 		uint32_t handed_off;        /* keep-alive connections passed on */
+		uint32_t asked_recycle;     /* SIGQUIT came, not from the master */
+		int32_t  exit_signal;       /* SIGTERM/SIGINT it exits on, or 0 */
 		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
 		int64_t  defer_until_ms;    /* leaving new connections to others */
 		int64_t  paused_until_ms;   /* accepts off: out of descriptors
@@ -128,7 +130,7 @@ struct sb_slot {
 
 /* Fleet totals, written by the master. */
 enum sb_reason { R_RSS, R_HARD_RSS, R_FRAGMENTATION, R_REQUESTS, R_LIFETIME,
-	R_CRASH, R_RELOAD, R_STALL, R_MAX };
+	R_CRASH, R_RELOAD, R_STALL, R_SIGNAL, R_MAX };
 
 /* Set by the master before it sends a worker SIGQUIT to retire it. */
 enum {

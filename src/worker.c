@@ -1675,6 +1675,31 @@ worker_doorbell(struct worker *w)
 	w->bell_retire = retire;
 }
 
+/*
+ * A SIGQUIT the master did not send (it writes retiring first, and sets
+ * stopping before a stop): an operator recycling this worker by hand.
+ * Draining at once would leave its share of the clients to the others
+ * until the master noticed the exit and started another, so the master
+ * is asked to recycle it as it does for a limit: the replacement first,
+ * then the drain, idle connections handed over.  Returns 1 if asked; 0
+ * to drain now (the master's own SIGQUIT, or the master is gone: the
+ * parent-death signal is SIGQUIT too).
+ */
+static int
+worker_quit_asked(struct worker *w)
+{
+	if (w->draining || sb.hdr->stopping ||
+	    __atomic_load_n(&w->slot->m.retiring, __ATOMIC_ACQUIRE) != 0 ||
+	    getppid() != sb.hdr->master_pid)
+		return 0;
+	if (__atomic_exchange_n(&w->slot->w.asked_recycle, 1,
+	    __ATOMIC_RELAXED) == 0)
+		log_info("worker %d: SIGQUIT, not from the master: asking it to "
+		    "recycle this worker", w->id);
+	master_notify(w->notify_fd, MSG_RECYCLE, w->slot_index);
+	return 1;
+}
+
 static void
 worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -1684,10 +1709,15 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
+		/* For the master's line when it reaps us: not a crash. */
+		__atomic_store_n(&w->slot->w.exit_signal, (int32_t)sig,
+		    __ATOMIC_RELAXED);
 		w->exiting = 1;
 		event_base_loopbreak(w->base);
 		break;
 	case SIGQUIT:
+		if (worker_quit_asked(w))
+			break;
 		worker_start_drain(w);
 		break;
 	case SIGUSR1:

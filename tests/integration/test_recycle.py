@@ -35,7 +35,7 @@ from loadgen import Load, bound_conn
 
 GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 REASONS = ("rss", "hard_rss", "fragmentation", "requests", "lifetime",
-           "crash", "reload", "stall")
+           "crash", "reload", "stall", "signal")
 
 PINNING = "/fragment?objects=1000000&size=48&keep_every=64"
 TRIMMABLE = "/fragment?objects=100000&size=1000&keep_every=10000"
@@ -2300,3 +2300,64 @@ max_rss = 40m
     assert re.search(r"\[warn\] %d: worker 0: a trim was asked for and no "
                      r"SIGUSR2 came" % pid, m.log(mark)), m.log(mark)
     c.close()
+
+
+def test_a_worker_sent_sigquit_by_hand_is_recycled_gracefully(molt):
+    """An operator's SIGQUIT to one worker, by its pid: the master
+    recycles it as for a limit.  Its replacement starts first, the request
+    it has in flight is answered, its keep-alive connections (that one's
+    too, once answered) move to the replacement, and the line and the count say reason=signal, not a
+    crash.  (It used to drain on its own and be logged "exited with status
+    0: reason=crash", an error, its clients left to the others meanwhile.)"""
+    m = molt(conf=conf(""), workers=1)
+    old = m.worker_pids()[0]
+    idle, busy = m.raw_conn(), m.raw_conn()
+    assert pid_of(idle) == old and pid_of(busy) == old
+    busy.send(b"GET /stream/deferred?ms=800 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.1)
+    mark = m.mark()
+    os.kill(old, signal.SIGQUIT)
+    m.wait_log(r"\[info\] %d: worker 0: SIGQUIT, not from the master: "
+               r"asking it to recycle this worker" % old, since=mark)
+    r = busy.read_response()
+    assert (r.status, r.body) == (200, b"deferred 800\n"), r
+    m.wait_log(r"\[info\] \d+: recycled worker 0 pid %d: reason=signal "
+               r"SIGQUIT sent to the worker requests=\d+ age=\d+\.\ds "
+               r"drain=\d+ms handed_over=2 " % old, since=mark)
+    new = m.worker_pids()
+    assert len(new) == 1 and new[0] != old, new
+    assert pid_of(idle) == new[0] and pid_of(busy) == new[0]
+    js = status(m)["recycles"]
+    assert (js["signal"], js["crash"]) == (1, 0), js
+    fam = parse_prometheus(metrics_text(m))["molt_recycles_total"]
+    assert fam["samples"][(("reason", "signal"),)] == 1, fam
+    assert "[error]" not in m.log(since=mark)
+
+
+def test_a_worker_sent_sigterm_by_hand_is_replaced_not_counted_a_crash(molt):
+    """SIGTERM to one worker cuts off what it has in flight (the operator
+    asked for a fast exit): a warning that says so, reason=signal, and
+    another worker started.  Without a request in flight, an info line."""
+    m = molt(conf=conf(""), workers=1)
+    old = m.worker_pids()[0]
+    busy = m.raw_conn()
+    assert pid_of(busy) == old
+    busy.send(b"GET /stream/deferred?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.1)
+    mark = m.mark()
+    os.kill(old, signal.SIGTERM)
+    assert busy.read_all(timeout=5) == b""
+    m.wait_log(r"\[warn\] \d+: worker 0 pid %d exited on SIGTERM, not from "
+               r"the master: reason=signal requests=\d+, 1 in flight lost$"
+               % old, since=mark)
+    wait_for(lambda: len(m.worker_pids()) == 1 and old not in m.worker_pids(),
+             10, what="another worker")
+    second = m.worker_pids()[0]
+    wait_for(lambda: m.get("/hello")[0] == 200, 5, what="a reply")
+    os.kill(second, signal.SIGINT)
+    m.wait_log(r"\[info\] \d+: worker 0 pid %d exited on SIGINT, not from "
+               r"the master: reason=signal requests=\d+$" % second, since=mark)
+    wait_for(lambda: status(m)["recycles"]["signal"] == 2, 10,
+             what="two signal recycles")
+    assert status(m)["recycles"]["crash"] == 0
+    assert "[error]" not in m.log(since=mark)
