@@ -189,6 +189,8 @@ master_sig_handler(int sig)
  */
 static const int master_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
     SIGUSR2, SIGCHLD };
+/* Ignored by the master alone (master_signals). */
+static const int master_stray[] = { SIGALRM, SIGIO, SIGVTALRM, SIGPROF };
 
 static int
 master_signals(void)
@@ -226,6 +228,16 @@ master_signals(void)
 		log_error("sigaction(SIGXFSZ): %s", strerror(errno));
 		return -1;
 	}
+	/* Their default action ends the process, and a stray one (a kill
+	 * with the wrong number, a profiler aimed at the wrong pid) would
+	 * take the master, and with it every worker, down.  The master uses
+	 * none of them; its children get them back (master_fork). */
+	for (i = 0; i < sizeof(master_stray) / sizeof(master_stray[0]); i++)
+		if (sigaction(master_stray[i], &sa, NULL) == -1) {
+			log_error("sigaction(%d): %s", master_stray[i],
+			    strerror(errno));
+			return -1;
+		}
 	return 0;
 }
 
@@ -273,6 +285,8 @@ master_fork(const char *what)
 	sigemptyset(&sa.sa_mask);
 	for (i = 0; i < sizeof(master_sigs) / sizeof(master_sigs[0]); i++)
 		sigaction(master_sigs[i], &sa, NULL);
+	for (i = 0; i < sizeof(master_stray) / sizeof(master_stray[0]); i++)
+		sigaction(master_stray[i], &sa, NULL);
 	close(sig_pipe[0]);
 	close(sig_pipe[1]);
 	close(notify_pipe[0]);

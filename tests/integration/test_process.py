@@ -731,6 +731,27 @@ def test_usr2_does_not_stop_the_master(molt):
     get_ok(m)
 
 
+def test_stray_signals_do_not_stop_the_master(molt):
+    """SIGALRM, SIGIO, SIGVTALRM and SIGPROF end a process by default;
+    one sent to the master by mistake took it, and every worker with it,
+    down.  The master ignores them; its workers keep the defaults (a
+    module's alarm(2) still works as documented), so one sent to a
+    worker is still that worker's end."""
+    m = molt(workers=2)
+    pids = m.worker_pids()
+    for sig in (signal.SIGALRM, signal.SIGIO, signal.SIGVTALRM, signal.SIGPROF):
+        m.signal(sig)
+    time.sleep(0.2)
+    assert m.running()
+    assert m.worker_pids() == pids
+    get_ok(m)
+    m.expect_errors(r"pid %d killed by signal 14 \(SIGALRM\)" % pids[0])
+    os.kill(pids[0], signal.SIGALRM)
+    m.wait_log(r"\[error\] \d+: worker \d pid %d killed by signal 14 "
+               r"\(SIGALRM\): reason=crash" % pids[0])
+    assert m.running()
+
+
 def test_dash_s_reload_reopen_quit(molt):
     m = molt(conf=CONFKEYS % "one")
     m.write_conf(CONFKEYS % "two")
