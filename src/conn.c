@@ -515,8 +515,8 @@ conn_queue_mem(struct conn *c, const char *data, size_t len)
 	if (s == NULL) {
 		s = conn_seg_new(len > OSEG_MIN ? len : OSEG_MIN);
 		if (s == NULL) {
-			log_error("out of memory queueing %zu bytes for %s", len,
-			    conn_peer(c));
+			worker_req_nomem(c->w, "out of memory queueing %zu bytes "
+			    "for %s", len, conn_peer(c));
 			return -1;
 		}
 		*c->oq_tail = s;
@@ -866,8 +866,8 @@ conn_alog_hold(struct conn *c, const char *line, size_t split, size_t len,
 	struct alog_wait *a;
 
 	if ((a = malloc(sizeof(*a) + len)) == NULL) {
-		log_error("out of memory holding an access log line for %s; "
-		    "writing it now", conn_peer(c));
+		worker_req_nomem(c->w, "out of memory holding an access log "
+		    "line for %s; writing it now", conn_peer(c));
 		worker_access_emit(c->w, line, split, len, bytes, start_us);
 		return;
 	}
@@ -1112,7 +1112,8 @@ conn_start_request(struct conn *c, size_t hl)
 		req->body_cap = (size_t)h->content_length;
 		req->body = molt_palloc(&c->pool, req->body_cap + 1);
 		if (req->body == NULL) {
-			log_error("out of memory for a %zu-byte body", req->body_cap);
+			worker_req_nomem(c->w, "out of memory for a %zu-byte body "
+			    "from %s", req->body_cap, conn_peer(c));
 			conn_error_reply(c, 500, "out of memory", 1);
 			return 0;
 		}
@@ -1177,6 +1178,9 @@ conn_read_body(struct conn *c)
 				if ((long long)cap > max + 1)
 					cap = (size_t)max + 1;
 				if ((nb = molt_palloc(&c->pool, cap)) == NULL) {
+					worker_req_nomem(c->w, "out of memory for "
+					    "a %zu-byte body from %s", cap,
+					    conn_peer(c));
 					conn_error_reply(c, 500, "out of memory", 1);
 					return -1;
 				}
@@ -1386,7 +1390,8 @@ conn_read(struct conn *c)
 					nb = realloc(c->in, c->in_size * 2);
 				}
 				if (nb == NULL) {
-					log_error("out of memory for %s", conn_peer(c));
+					worker_req_nomem(c->w, "out of memory growing "
+					    "the input buffer of %s", conn_peer(c));
 					conn_close(c);
 					return -1;
 				}

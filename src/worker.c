@@ -12,6 +12,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -835,6 +836,28 @@ worker_often_due(struct worker_often *o, unsigned *n)
 	o->logged_ms = now;
 	o->count = 0;
 	return 1;
+}
+
+/*
+ * Out of memory for a request's buffers (its head, its body, its reply):
+ * that request fails, and under memory pressure so does the next, and
+ * one error line per request buried the log when it was most needed.
+ * The first is logged, then one line every ACCEPT_ERR_LOG_MS with how
+ * many went unsaid.
+ */
+void
+worker_req_nomem(struct worker *w, const char *fmt, ...)
+{
+	char what[200];
+	unsigned n;
+	va_list ap;
+
+	if (!worker_often_due(&w->req_nomem, &n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	log_error("%s (%u more since the last line)", what, n - 1);
 }
 
 /*

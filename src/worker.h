@@ -108,6 +108,7 @@ struct worker {
 	struct event        *adopt_defer_ev;  /* balance, and out of descriptors */
 	struct worker_often  adopt_paused; /* "pausing adoption" lines */
 	struct worker_often  nomem;        /* "out of memory for a connection" */
+	struct worker_often  req_nomem;    /* ... for a request's buffers */
 	int                  adopt_on;
 	int                  handoff;      /* draining: hand idle conns over */
 	unsigned             handed_off;
@@ -136,6 +137,9 @@ void worker_conn_opened(struct worker *w, struct conn *c);
 void worker_conn_closed(struct worker *w, struct conn *c);
 /* One was passed to the worker on its client's CPU (conn_follow). */
 void worker_conn_moved(struct worker *w);
+/* Out of memory serving a request: logged at most every 10 s. */
+void worker_req_nomem(struct worker *w, const char *fmt, ...)
+    MOLT_PRINTF(2, 3);
 /* A connection became an idle keep-alive one. */
 void worker_conn_idle(struct worker *w);
 /* The CPU index a recycled worker hands its connections to (its

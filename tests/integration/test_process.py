@@ -2248,6 +2248,38 @@ def test_out_of_descriptors_is_logged_once_not_ten_times_a_second(molt):
 
 @pytest.mark.skipif(SANITIZED, reason="sanitizer build: ASan maps its shadow "
                     "and allocator pools as it goes, and aborts when it cannot")
+def test_out_of_memory_for_request_bodies_is_logged_once_per_10s(molt):
+    """A worker that cannot get memory for a request's body answers 500
+    and goes on; under memory pressure every request does, and each used
+    to log an error line.  The first is logged, then one every 10 s with
+    how many went unsaid; every client still gets its 500."""
+    import resource
+    m = molt(workers=1, server_extra="max_body_size = 512m")
+    m.expect_errors(r"out of memory for a \d+-byte body")
+    pid = m.worker_pids()[0]
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+    vm = int(proc_status(pid)["VmSize"].split()[0]) * 1024
+    mark = m.mark()
+    statuses = []
+    try:
+        resource.prlimit(pid, resource.RLIMIT_AS, (vm + 64 * 1024 * 1024, hard))
+        for _ in range(20):
+            with RawConn(m.port) as c:
+                c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+                       b"Content-Length: 268435456\r\n\r\n")
+                statuses.append(c.read_response().status)
+        assert m.get("/hello")[0] == 200
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_AS, (soft, hard))
+    assert statuses == [500] * 20, statuses
+    assert m.count_log(r"\[error\]", since=mark) == 1, m.log(mark)
+    m.wait_log(r"\[error\] %d: out of memory for a 268435456-byte body from "
+               r"127\.0\.0\.1:\d+ \(0 more since the last line\)$" % pid,
+               since=mark)
+
+
+@pytest.mark.skipif(SANITIZED, reason="sanitizer build: ASan maps its shadow "
+                    "and allocator pools as it goes, and aborts when it cannot")
 def test_a_worker_out_of_memory_for_connections_leaves_them_to_the_others(molt):
     """A worker that cannot get memory for a connection (here: an address
     space limit below what it has mapped, so its first block of
