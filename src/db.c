@@ -1544,6 +1544,18 @@ db_conn_watch(struct db_conn *c)
 	event_add(&c->io, NULL);
 }
 
+/* The server status of the last answer on c (SERVER_STATUS_*), or 0. */
+static unsigned int
+db_conn_status(struct db_conn *c)
+{
+	unsigned int st = 0;
+
+	if (c->mysql == NULL || dblib.mariadb_get_infov(c->mysql,
+	    MARIADB_CONNECTION_SERVER_STATUS, &st) != 0)
+		return 0;
+	return st;
+}
+
 /*
  * A statement run outside molt_db_txn_* left a transaction open on the
  * session (a module's own START TRANSACTION or BEGIN): the next query of
@@ -1554,11 +1566,9 @@ static int
 db_conn_in_foreign_txn(struct db_conn *c)
 {
 	static int told;
-	unsigned int st = 0;
 
-	if (c->mysql == NULL || dblib.mariadb_get_infov(c->mysql,
-	    MARIADB_CONNECTION_SERVER_STATUS, &st) != 0 ||
-	    (st & (SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT)) !=
+	if ((db_conn_status(c) & (SERVER_STATUS_IN_TRANS |
+	    SERVER_STATUS_AUTOCOMMIT)) !=
 	    (SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT))
 		return 0;
 	if (!told) {
@@ -1581,11 +1591,7 @@ db_conn_in_foreign_txn(struct db_conn *c)
 static int
 db_conn_session_changed(struct db_conn *c)
 {
-	unsigned int st = 0;
-
-	return c->mysql != NULL && dblib.mariadb_get_infov(c->mysql,
-	    MARIADB_CONNECTION_SERVER_STATUS, &st) == 0 &&
-	    (st & SERVER_SESSION_STATE_CHANGED) != 0;
+	return (db_conn_status(c) & SERVER_SESSION_STATE_CHANGED) != 0;
 }
 
 /*
