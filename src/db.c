@@ -28,10 +28,12 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1584,14 +1586,72 @@ db_conn_in_foreign_txn(struct db_conn *c)
 /*
  * Whether the statement just ended changed the session: a variable (SET
  * @v, SET autocommit, SET time_zone, SET NAMES), the default database
- * (USE), a temporary table, a PREPARE.  The server flags its answer so
- * once DB_TRACK_SESSION has asked it to.  Not flagged: LOCK TABLES,
- * GET_LOCK(), SELECT @v := x.
+ * (USE), a temporary table, a PREPARE, a CALL that did any of these.
+ * The server flags its answer so once DB_TRACK_SESSION has asked it to,
+ * and says which tracker saw it.  Only these three count: a server set to
+ * track transactions or GTIDs (session_track_transaction_info,
+ * session_track_gtids) flags every transaction's start and end, molt's
+ * own included, and would cost each one a connect.  Not flagged: LOCK
+ * TABLES, GET_LOCK(), SELECT @v := x, SELECT ... INTO @v; nor SET
+ * TRANSACTION, which db_query_done looks for in the statement itself.
  */
 static int
 db_conn_session_changed(struct db_conn *c)
 {
-	return (db_conn_status(c) & SERVER_SESSION_STATE_CHANGED) != 0;
+	static const enum enum_session_state_type kinds[] = {
+		SESSION_TRACK_STATE_CHANGE, SESSION_TRACK_SYSTEM_VARIABLES,
+		SESSION_TRACK_SCHEMA,
+	};
+	const char *data;
+	size_t i, len;
+
+	if ((db_conn_status(c) & SERVER_SESSION_STATE_CHANGED) == 0)
+		return 0;
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (dblib.mysql_session_track_get_first(c->mysql, kinds[i],
+		    &data, &len) == 0)
+			return 1;
+	return 0;
+}
+
+/* p past white space and comments, up to end. */
+static const char *
+db_sql_skip(const char *p, const char *end)
+{
+	for (;;) {
+		while (p < end && isspace((unsigned char)*p))
+			p++;
+		if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
+			for (p += 2; end - p >= 2 && !(p[0] == '*' && p[1] == '/'); p++)
+				;
+			p = end - p >= 2 ? p + 2 : end;
+		} else if (p < end && (*p == '#' || (end - p >= 3 &&
+		    p[0] == '-' && p[1] == '-' && isspace((unsigned char)p[2])))) {
+			while (p < end && *p != '\n')
+				p++;
+		} else {
+			return p;
+		}
+	}
+}
+
+/* Whether sql's first words are w1 and (if not NULL) w2, in any case. */
+static int
+db_sql_begins(const char *sql, size_t len, const char *w1, const char *w2)
+{
+	const char *p = sql, *end = sql + len, *w[2] = { w1, w2 };
+	size_t i, n;
+
+	for (i = 0; i < 2 && w[i] != NULL; i++) {
+		p = db_sql_skip(p, end);
+		n = strlen(w[i]);
+		if ((size_t)(end - p) < n || strncasecmp(p, w[i], n) != 0)
+			return 0;
+		p += n;
+		if (p < end && (isalnum((unsigned char)*p) || *p == '_'))
+			return 0;
+	}
+	return 1;
 }
 
 /*
@@ -1704,6 +1764,10 @@ db_query_error_in_sync(struct db_conn *c, struct molt_db_query *q,
 	char buf[256];
 
 	snprintf(buf, sizeof(buf), "%s", msg);
+	/* A CALL that failed may have changed the session first, and its
+	 * error carries no flag to say so. */
+	if (db_sql_begins(q->sql, q->sql_len, "CALL", NULL))
+		c->changed = 1;
 	db_query_release(c, q);
 	db_conn_idle(c);
 	db_count_error(q->pool, 500);
@@ -2219,7 +2283,10 @@ db_query_done(struct db_conn *c)
 	n = dblib.mysql_stmt_field_count(c->stmt) > 0 ? c->rows :
 	    (unsigned long long)dblib.mysql_stmt_affected_rows(c->stmt);
 	more = dblib.mysql_stmt_more_results(c->stmt);
-	c->changed |= db_conn_session_changed(c);
+	/* SET TRANSACTION sets the next transaction's isolation or access:
+	 * the next request's statement, if the connection went back. */
+	c->changed |= db_conn_session_changed(c) ||
+	    db_sql_begins(q->sql, q->sql_len, "SET", "TRANSACTION");
 	if (c->meta != NULL) {
 		dblib.mysql_free_result(c->meta);
 		c->meta = NULL;

@@ -33,7 +33,8 @@
 	X(mysql_stmt_bind_result) X(mysql_stmt_result_metadata) \
 	X(mysql_stmt_param_count) X(mysql_stmt_field_count) \
 	X(mysql_stmt_more_results) X(mysql_stmt_affected_rows) \
-	X(mysql_stmt_errno) X(mysql_stmt_error) X(mariadb_get_infov)
+	X(mysql_stmt_errno) X(mysql_stmt_error) X(mariadb_get_infov) \
+	X(mysql_session_track_get_first)
 
 struct dblib {
 #define DBLIB_FIELD(f) __typeof__(f) *f;

@@ -1623,6 +1623,51 @@ def test_a_statement_that_changes_the_session_does_not_reach_the_next_request(mo
     assert connects() == 6
 
 
+def test_what_the_server_does_not_flag_is_caught_by_the_statement(molt, db_up):
+    """Two changes the server's answer does not flag: SET TRANSACTION
+    (the next transaction's access or isolation: the next request's, on a
+    pooled connection; READ ONLY made its INSERT fail), and a CALL that
+    changed the session and then failed (an error carries no flags; the
+    next request ran with autocommit off).  Both are known by their
+    statement, comments and case notwithstanding."""
+    db_up.sql("DROP PROCEDURE IF EXISTS pfail;\nDELIMITER //\n"
+              "CREATE PROCEDURE pfail() BEGIN SET autocommit = 0; "
+              "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'pfail'; END//\n"
+              "DELIMITER ;", db=db_up.database)
+    m = txn_start(molt, db_up)
+    m.expect_errors(r"changed the session")
+    clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
+    assert m.get("/t/set?what=readonly")[2] == b"set\n"
+    assert m.get("/t/insert?v=7&then=commit")[2] == b"committed\n"
+    assert tlog(db_up) == [7]
+    st, _, body = m.get("/t/set?what=callfail")
+    assert st == 500 and b"pfail" in body, (st, body)
+    assert m.get("/t/session")[2] == clean
+
+
+def test_a_server_that_tracks_transactions_costs_them_no_connect(molt, db_up):
+    """With session_track_transaction_info on (set globally, as some
+    proxies want), the server flags every START TRANSACTION and COMMIT,
+    molt's own included; only the trackers of variables, the schema and
+    the session state count, or every transaction would end with its
+    connection closed and opened again."""
+    from test_recycle import status
+    db_up.sql("SET GLOBAL session_track_transaction_info = CHARACTERISTICS")
+    try:
+        m = txn_start(molt, db_up, extra="\n[status]\npath = /molt/status\n"
+                      "allow = 127.0.0.0/8\n\n[recycle]\n"
+                      "sample_interval = 50ms\n")
+        for v in (1, 2, 3):
+            assert m.get("/t/insert?v=%d&then=commit" % v)[2] == b"committed\n"
+        assert m.get("/t/insert?v=4&then=rollback")[2] == b"rolled back\n"
+        assert tlog(db_up) == [1, 2, 3]
+        time.sleep(0.2)
+        assert status(m)["databases"][0]["connects"] == 1
+        assert "changed the session" not in m.log()
+    finally:
+        db_up.sql("SET GLOBAL session_track_transaction_info = OFF")
+
+
 def test_track_session_off_leaves_only_what_the_server_reports(molt, db_up):
     """track_session = off (for a proxy that refuses the SET): no
     session_track_state_change at connect, so a user variable is not

@@ -23,10 +23,11 @@
  *           "refused" if it returned NULL, then COMMIT
  *   /intx   outside any transaction: SELECT @@in_transaction
  *   /begin  outside molt_db_txn_*: START TRANSACTION, then "begun"
- *   /set?what=var|autocommit|tz|use
+ *   /set?what=var|autocommit|tz|use|readonly|callfail
  *           outside molt_db_txn_*: a statement that changes the session
  *           (@leak = 42, autocommit = 0, time_zone = '+03:00', USE
- *           information_schema), then "set"
+ *           information_schema, SET TRANSACTION READ ONLY, CALL pfail()
+ *           which sets autocommit = 0 and fails), then "set"
  *   /session  the session as a statement finds it: @leak, @@autocommit,
  *           @@time_zone, DATABASE(), comma-separated
  */
@@ -295,6 +296,8 @@ dbtxn_plain(const char *path, const char *what)
 		{ "/set", "autocommit", "SET autocommit = 0" },
 		{ "/set", "tz", "SET time_zone = '+03:00'" },
 		{ "/set", "use", "USE information_schema" },
+		{ "/set", "readonly", "/* next */ SET\tTRANSACTION READ ONLY" },
+		{ "/set", "callfail", "CALL pfail()" },
 	};
 	size_t i;
 
