@@ -1635,6 +1635,18 @@ db_sql_skip(const char *p, const char *end)
 	}
 }
 
+/* Whether sql has word anywhere, in any case (a string literal too). */
+static int
+db_sql_has(const char *sql, size_t len, const char *word)
+{
+	size_t i, n = strlen(word);
+
+	for (i = 0; i + n <= len; i++)
+		if (strncasecmp(sql + i, word, n) == 0)
+			return 1;
+	return 0;
+}
+
 /* Whether sql's first words are w1 and (if not NULL) w2, in any case. */
 static int
 db_sql_begins(const char *sql, size_t len, const char *w1, const char *w2)
@@ -2283,10 +2295,17 @@ db_query_done(struct db_conn *c)
 	n = dblib.mysql_stmt_field_count(c->stmt) > 0 ? c->rows :
 	    (unsigned long long)dblib.mysql_stmt_affected_rows(c->stmt);
 	more = dblib.mysql_stmt_more_results(c->stmt);
-	/* SET TRANSACTION sets the next transaction's isolation or access:
-	 * the next request's statement, if the connection went back. */
+	/*
+	 * Not flagged by the server.  SET TRANSACTION sets the next
+	 * transaction's isolation or access: the next request's statement,
+	 * if the connection went back.  A lock a session takes (LOCK TABLES,
+	 * GET_LOCK) would be held by the pool for good if its module did not
+	 * release it on every path; closed, the session releases it.
+	 */
 	c->changed |= db_conn_session_changed(c) ||
-	    db_sql_begins(q->sql, q->sql_len, "SET", "TRANSACTION");
+	    db_sql_begins(q->sql, q->sql_len, "SET", "TRANSACTION") ||
+	    db_sql_begins(q->sql, q->sql_len, "LOCK", NULL) ||
+	    db_sql_has(q->sql, q->sql_len, "GET_LOCK");
 	if (c->meta != NULL) {
 		dblib.mysql_free_result(c->meta);
 		c->meta = NULL;

@@ -1624,12 +1624,13 @@ def test_a_statement_that_changes_the_session_does_not_reach_the_next_request(mo
 
 
 def test_what_the_server_does_not_flag_is_caught_by_the_statement(molt, db_up):
-    """Two changes the server's answer does not flag: SET TRANSACTION
-    (the next transaction's access or isolation: the next request's, on a
-    pooled connection; READ ONLY made its INSERT fail), and a CALL that
+    """Changes the server's answer does not flag: SET TRANSACTION (the
+    next transaction's access or isolation: the next request's, on a
+    pooled connection; READ ONLY made its INSERT fail), a CALL that
     changed the session and then failed (an error carries no flags; the
-    next request ran with autocommit off).  Both are known by their
-    statement, comments and case notwithstanding."""
+    next request ran with autocommit off), and locks the session holds
+    (GET_LOCK, LOCK TABLES: held by the pool for good).  All are known
+    by their statement, comments and case notwithstanding."""
     db_up.sql("DROP PROCEDURE IF EXISTS pfail;\nDELIMITER //\n"
               "CREATE PROCEDURE pfail() BEGIN SET autocommit = 0; "
               "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'pfail'; END//\n"
@@ -1643,6 +1644,14 @@ def test_what_the_server_does_not_flag_is_caught_by_the_statement(molt, db_up):
     st, _, body = m.get("/t/set?what=callfail")
     assert st == 500 and b"pfail" in body, (st, body)
     assert m.get("/t/session")[2] == clean
+    # Locks the session holds: released with the session, at once.
+    assert m.get("/t/set?what=getlock")[2] == b"set\n"
+    wait_for(lambda: db_up.sql("SELECT IS_USED_LOCK('molt_t') IS NULL")
+             == [["1"]], 5, what="the named lock released")
+    assert m.get("/t/set?what=locktables")[2] == b"set\n"
+    db_up.sql("SET SESSION lock_wait_timeout = 5; INSERT INTO tlog VALUES (8)",
+              db=db_up.database)
+    assert tlog(db_up) == [7, 8]
 
 
 def test_a_server_that_tracks_transactions_costs_them_no_connect(molt, db_up):

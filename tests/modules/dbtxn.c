@@ -23,11 +23,12 @@
  *           "refused" if it returned NULL, then COMMIT
  *   /intx   outside any transaction: SELECT @@in_transaction
  *   /begin  outside molt_db_txn_*: START TRANSACTION, then "begun"
- *   /set?what=var|autocommit|tz|use|readonly|callfail
+ *   /set?what=var|autocommit|tz|use|readonly|callfail|getlock|locktables
  *           outside molt_db_txn_*: a statement that changes the session
  *           (@leak = 42, autocommit = 0, time_zone = '+03:00', USE
  *           information_schema, SET TRANSACTION READ ONLY, CALL pfail()
- *           which sets autocommit = 0 and fails), then "set"
+ *           which sets autocommit = 0 and fails, GET_LOCK('molt_t', 0),
+ *           LOCK TABLES tlog READ), then "set"
  *   /session  the session as a statement finds it: @leak, @@autocommit,
  *           @@time_zone, DATABASE(), comma-separated
  */
@@ -298,6 +299,8 @@ dbtxn_plain(const char *path, const char *what)
 		{ "/set", "use", "USE information_schema" },
 		{ "/set", "readonly", "/* next */ SET\tTRANSACTION READ ONLY" },
 		{ "/set", "callfail", "CALL pfail()" },
+		{ "/set", "getlock", "SELECT get_lock('molt_t', 0)" },
+		{ "/set", "locktables", "lock tables tlog READ" },
 	};
 	size_t i;
 
