@@ -207,6 +207,12 @@ def test_a_blocked_workers_cpu_is_served_by_the_others(molt):
              what="the owner to take its CPU's connections again")
     tries(lambda: steered(m, cpu, owner), 3,
           "six connections in a row to %d" % owner)
+    # The count outlives the workers that made it (a reload replaces both).
+    total = status(m)["totals"]["connections_covered"]
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: not ({owner, other} & set(m.worker_pids())) and
+             len(m.worker_pids()) == 2, 10, what="the new generation")
+    assert status(m)["totals"]["connections_covered"] >= total >= 3
 
 
 def test_clients_on_one_cpu_still_spread_over_the_workers(molt):
