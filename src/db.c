@@ -1591,9 +1591,10 @@ db_conn_in_foreign_txn(struct db_conn *c)
  * and says which tracker saw it.  Only these three count: a server set to
  * track transactions or GTIDs (session_track_transaction_info,
  * session_track_gtids) flags every transaction's start and end, molt's
- * own included, and would cost each one a connect.  Not flagged: LOCK
- * TABLES, GET_LOCK(), SELECT @v := x, SELECT ... INTO @v; nor SET
- * TRANSACTION, which db_query_done looks for in the statement itself.
+ * own included, and would cost each one a connect.  Not flagged: SET
+ * TRANSACTION, LOCK TABLES, GET_LOCK() (db_query_done looks for those in
+ * the statement itself), nor a variable set in a SELECT (SELECT @v := x,
+ * SELECT ... INTO @v), which passes.
  */
 static int
 db_conn_session_changed(struct db_conn *c)
@@ -1635,14 +1636,20 @@ db_sql_skip(const char *p, const char *end)
 	}
 }
 
-/* Whether sql has word anywhere, in any case (a string literal too). */
+/*
+ * Whether sql has word (a letter first) anywhere, in any case, a string
+ * literal too.  Once per statement, over text the statement cache has
+ * just compared whole: the first letter is sifted before the call.
+ */
 static int
 db_sql_has(const char *sql, size_t len, const char *word)
 {
 	size_t i, n = strlen(word);
+	char first = (char)(word[0] | 0x20);
 
 	for (i = 0; i + n <= len; i++)
-		if (strncasecmp(sql + i, word, n) == 0)
+		if ((char)(sql[i] | 0x20) == first &&
+		    strncasecmp(sql + i, word, n) == 0)
 			return 1;
 	return 0;
 }
@@ -1687,9 +1694,10 @@ db_conn_changed_session(struct db_conn *c)
 	if (!told) {
 		told = 1;
 		molt_log(MOLT_LOG_WARN, "database %s: a statement changed the "
-		    "session (SET, USE, a temporary table); closing the "
-		    "connection, so that the next query finds a fresh one "
-		    "(once per worker)", c->pool->conf->name);
+		    "session (SET, USE, a temporary table) or took a lock "
+		    "(LOCK TABLES, GET_LOCK); closing the connection, so that "
+		    "the next query finds a fresh one (once per worker)",
+		    c->pool->conf->name);
 	}
 	return 1;
 }

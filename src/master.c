@@ -1295,8 +1295,9 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 		const char *l = master_lost(pid, &snap, lost, sizeof(lost));
 
 		sb.hdr->recycles[R_SIGNAL]++;
-		log_msg(*l ? MOLT_LOG_WARN : MOLT_LOG_INFO, "worker %d pid %d exited on "
-		    "SIG%s, not from the master: reason=signal requests=%llu%s",
+		log_msg(*l ? MOLT_LOG_WARN : MOLT_LOG_INFO, "worker %d pid %d "
+		    "exited on SIG%s, not from the master: reason=signal "
+		    "requests=%llu%s",
 		    id, (int)pid, sigabbrev_np(snap.w.exit_signal),
 		    (unsigned long long)snap.w.requests, l);
 		if (m->replaced_by >= 0)
