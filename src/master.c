@@ -1544,6 +1544,7 @@ static void
 master_check_limits(int64_t now)
 {
 	struct sb_slot snap;
+	uint32_t asked;
 	int i;
 
 	if (stopping)
@@ -1555,10 +1556,12 @@ master_check_limits(int64_t now)
 			continue;
 		/* Any value the worker wrote asks; a recycle is all it can get.
 		 * Asked again here until it happens (max_concurrent_recycles). */
-		if (__atomic_load_n(&sb.slots[i].w.asked_recycle,
-		    __ATOMIC_RELAXED) != 0 &&
-		    sb.slots[i].w.pid == m->pid &&
-		    master_recycle(i, R_SIGNAL, "SIGQUIT sent to the worker") != 0)
+		asked = __atomic_load_n(&sb.slots[i].w.asked_recycle,
+		    __ATOMIC_RELAXED);
+		if (asked != 0 && sb.slots[i].w.pid == m->pid &&
+		    master_recycle(i, R_SIGNAL, asked == SIGXCPU ?
+		    "SIGXCPU: over its soft CPU time limit (RLIMIT_CPU)" :
+		    "SIGQUIT sent to the worker") != 0)
 			continue;
 		if (m->trim_pending ||
 		    (m->req_limit == 0 && m->life_limit_ms == 0))

@@ -97,7 +97,8 @@ struct sb_slot {
 		uint64_t trim_reclaimed;
 		uint32_t trim_seen;         /* last trim request served */
 		uint32_t handed_off;        /* keep-alive connections passed on */
-		uint32_t asked_recycle;     /* SIGQUIT came, not from the master */
+		uint32_t asked_recycle;     /* SIGQUIT (not the master's) or
+		                               SIGXCPU came: recycle it */
 		int32_t  exit_signal;       /* SIGTERM/SIGINT it exits on, or 0 */
 		int64_t  mallocs;           /* malloc calls so far; -1 if not counted */
 		int64_t  defer_until_ms;    /* leaving new connections to others */

@@ -1704,24 +1704,34 @@ worker_doorbell(struct worker *w)
  * Draining at once would leave its share of the clients to the others
  * until the master noticed the exit and started another, so the master
  * is asked to recycle it as it does for a limit: the replacement first,
- * then the drain, idle connections handed over.  Returns 1 if asked; 0
- * to drain now (the master's own SIGQUIT, or the master is gone: the
- * parent-death signal is SIGQUIT too).
+ * then the drain, idle connections handed over.  So for SIGXCPU: the
+ * worker passed its soft CPU time limit (RLIMIT_CPU, systemd's
+ * LimitCPU=soft:hard), whose default action killed it with whatever it
+ * had in flight; a fresh process starts with none used.  Returns 1 if
+ * asked; 0 if not: the master's own SIGQUIT, or the master is gone (the
+ * parent-death signal is SIGQUIT too), or the worker is going already.
  */
 static int
-worker_quit_asked(struct worker *w)
+worker_ask_recycle(struct worker *w, int sig)
 {
 	if (w->draining || sb.hdr->stopping ||
 	    __atomic_load_n(&w->slot->m.retiring, __ATOMIC_ACQUIRE) != 0 ||
 	    getppid() != sb.hdr->master_pid)
 		return 0;
-	if (__atomic_exchange_n(&w->slot->w.asked_recycle, 1,
+	if (__atomic_exchange_n(&w->slot->w.asked_recycle, (uint32_t)sig,
 	    __ATOMIC_RELAXED) == 0)
-		log_info("worker %d: SIGQUIT, not from the master: asking it to "
-		    "recycle this worker", w->id);
+		log_info("worker %d: %s: asking the master to recycle this "
+		    "worker", w->id, sig == SIGXCPU ? "SIGXCPU, over its CPU "
+		    "time limit (RLIMIT_CPU)" : "SIGQUIT, not from the master");
 	master_notify(w->notify_fd, MSG_RECYCLE, w->slot_index);
 	return 1;
 }
+
+/* What worker_signal_cb handles; one event each in struct worker. */
+static const int worker_sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1,
+    SIGUSR2, SIGURG, SIGXCPU };
+_Static_assert(sizeof(worker_sigs) / sizeof(worker_sigs[0]) == WORKER_NSIGS,
+    "struct worker has one sig_ev per signal");
 
 static void
 worker_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -1739,7 +1749,7 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(w->base);
 		break;
 	case SIGQUIT:
-		if (worker_quit_asked(w))
+		if (worker_ask_recycle(w, SIGQUIT))
 			break;
 		worker_start_drain(w);
 		break;
@@ -1759,6 +1769,10 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 		/* Another worker stopped listening: what is queued may be ours. */
 		worker_foreign_update(w);
 		worker_accept_all(w, 0);
+		break;
+	case SIGXCPU:
+		/* Again every second past the soft limit: asked once. */
+		worker_ask_recycle(w, SIGXCPU);
 		break;
 	}
 }
@@ -2175,8 +2189,6 @@ void
 worker_main(struct molt_config *cfg, int id, int slot_index,
     unsigned generation, int notify_fd, uint64_t req_limit)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2,
-	    SIGURG };
 	static struct worker wk;
 	struct worker *w = &wk;
 	struct sb_slot *s = &sb.slots[slot_index];
@@ -2253,10 +2265,12 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 		goto out;
 	if (worker_listen(w) == -1)
 		goto out;
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-		w->sig_ev[i] = evsignal_new(w->base, sigs[i], worker_signal_cb, w);
+	for (i = 0; i < WORKER_NSIGS; i++) {
+		w->sig_ev[i] = evsignal_new(w->base, worker_sigs[i],
+		    worker_signal_cb, w);
 		if (w->sig_ev[i] == NULL || evsignal_add(w->sig_ev[i], NULL) == -1) {
-			log_error("worker %d: cannot watch signal %d", id, sigs[i]);
+			log_error("worker %d: cannot watch signal %d", id,
+			    worker_sigs[i]);
 			goto out;
 		}
 	}

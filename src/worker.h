@@ -37,6 +37,8 @@ enum { WT_HEADER, WT_BODY, WT_KEEPALIVE, WT_DRAIN_IDLE, WT_LINGER, WT_WRITE,
        WT_HANDLER, WT_MAX };
 
 /* An event that may repeat many times a second, logged at most every 10 s. */
+#define WORKER_NSIGS 7      /* worker_sigs in worker.c */
+
 struct worker_often {
 	int64_t  logged_ms;     /* its last line; 0: none yet */
 	unsigned count;         /* times since that line */
@@ -70,7 +72,7 @@ struct worker {
 	int                  in_check; /* the module check's trial (worker_trial) */
 	struct event        *foreign_ev;
 	int                  epfd;     /* libevent's epoll set, or -1: see worker_listen_exclusive */
-	struct event        *sig_ev[6];
+	struct event        *sig_ev[WORKER_NSIGS];
 	const struct timeval *timeouts[WT_MAX];
 	int                  notify_fd;
 	int                  route_stats;

@@ -2318,7 +2318,7 @@ def test_a_worker_sent_sigquit_by_hand_is_recycled_gracefully(molt):
     mark = m.mark()
     os.kill(old, signal.SIGQUIT)
     m.wait_log(r"\[info\] %d: worker 0: SIGQUIT, not from the master: "
-               r"asking it to recycle this worker" % old, since=mark)
+               r"asking the master to recycle this worker" % old, since=mark)
     r = busy.read_response()
     assert (r.status, r.body) == (200, b"deferred 800\n"), r
     m.wait_log(r"\[info\] \d+: recycled worker 0 pid %d: reason=signal "
@@ -2360,4 +2360,31 @@ def test_a_worker_sent_sigterm_by_hand_is_replaced_not_counted_a_crash(molt):
     wait_for(lambda: status(m)["recycles"]["signal"] == 2, 10,
              what="two signal recycles")
     assert status(m)["recycles"]["crash"] == 0
+    assert "[error]" not in m.log(since=mark)
+
+
+def test_a_worker_over_its_soft_cpu_limit_is_recycled_gracefully(molt):
+    """RLIMIT_CPU (systemd's LimitCPU=soft:hard): past the soft limit the
+    kernel sends SIGXCPU, whose default action killed the worker with its
+    requests in flight, logged as a crash.  The worker asks the master for
+    a recycle instead: a fresh process, with no CPU used, takes over, and
+    no request fails."""
+    import resource
+    m = molt(conf=conf(""), workers=1)
+    old = m.worker_pids()[0]
+    mark = m.mark()
+    resource.prlimit(old, resource.RLIMIT_CPU, (1, 60))
+    statuses = []
+    deadline = time.monotonic() + 60
+    while old in m.worker_pids() and time.monotonic() < deadline:
+        statuses.append(m.get(PINNING, timeout=30)[0])
+    m.wait_log(r"\[info\] %d: worker 0: SIGXCPU, over its CPU time limit "
+               r"\(RLIMIT_CPU\): asking the master to recycle this worker"
+               % old, since=mark)
+    m.wait_log(r"\[info\] \d+: recycled worker 0 pid %d: reason=signal "
+               r"SIGXCPU: over its soft CPU time limit \(RLIMIT_CPU\) "
+               r"requests=\d+" % old, since=mark)
+    assert statuses and set(statuses) == {200}, statuses
+    js = status(m)["recycles"]
+    assert (js["signal"], js["crash"]) == (1, 0), js
     assert "[error]" not in m.log(since=mark)
