@@ -1714,12 +1714,15 @@ worker_doorbell(struct worker *w)
 static int
 worker_ask_recycle(struct worker *w, int sig)
 {
+	uint32_t none = 0;
+
 	if (w->draining || sb.hdr->stopping ||
 	    __atomic_load_n(&w->slot->m.retiring, __ATOMIC_ACQUIRE) != 0 ||
 	    getppid() != sb.hdr->master_pid)
 		return 0;
-	if (__atomic_exchange_n(&w->slot->w.asked_recycle, (uint32_t)sig,
-	    __ATOMIC_RELAXED) == 0)
+	/* The first reason stays: it is the one logged. */
+	if (__atomic_compare_exchange_n(&w->slot->w.asked_recycle, &none,
+	    (uint32_t)sig, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		log_info("worker %d: %s: asking the master to recycle this "
 		    "worker", w->id, sig == SIGXCPU ? "SIGXCPU, over its CPU "
 		    "time limit (RLIMIT_CPU)" : "SIGQUIT, not from the master");
