@@ -1718,6 +1718,7 @@ db_conn_idle(struct db_conn *c)
 		return;
 	}
 	if (db_conn_in_foreign_txn(c) || db_conn_changed_session(c)) {
+		p->st.sessions_closed++;
 		c->phase = DB_OP_NONE;  /* its statement is over: nothing to KILL */
 		db_conn_discard(c, 0);
 		return;

@@ -48,13 +48,14 @@ struct sb_db_stats {
 	uint64_t connect_failures;
 	uint64_t txns;              /* transactions begun */
 	uint64_t txn_rollbacks;     /* rolled back by molt: their request ended */
+	uint64_t sessions_closed;   /* closed for what a statement left on them */
 	uint32_t live, busy, held;  /* connections up; running a query; held */
 	uint32_t queued;            /* queries waiting for a connection */
 };
 /* Its fields by kind, for the places that copy or add them all. */
 #define SB_DB_COUNTERS(X) X(queries) X(rows) X(query_us) X(unavailable) \
 	X(timeouts) X(errors) X(connects) X(connect_failures) X(txns) \
-	X(txn_rollbacks)
+	X(txn_rollbacks) X(sessions_closed)
 #define SB_DB_GAUGES(X) X(live) X(busy) X(held) X(queued)
 
 /*

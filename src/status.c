@@ -438,13 +438,14 @@ status_json_db(struct sbuf *b, const struct sb_db_stats *d, const char *name,
 	    "\"query_seconds\":%.6f,\"unavailable\":%llu,\"timeouts\":%llu,"
 	    "\"errors\":%llu,\"connects\":%llu,\"connect_failures\":%llu,"
 	    "\"transactions\":%llu,\"transactions_rolled_back_by_molt\":%llu,"
-	    "\"connections\":%u,\"busy\":%u,\"held\":%u,\"queued\":%u}",
+	    "\"sessions_closed\":%llu,\"connections\":%u,\"busy\":%u,\"held\":%u,\"queued\":%u}",
 	    first ? "" : ",", esc, (unsigned long long)d->queries,
 	    (unsigned long long)d->rows, (double)d->query_us / 1e6,
 	    (unsigned long long)d->unavailable, (unsigned long long)d->timeouts,
 	    (unsigned long long)d->errors, (unsigned long long)d->connects,
 	    (unsigned long long)d->connect_failures, (unsigned long long)d->txns,
-	    (unsigned long long)d->txn_rollbacks, d->live, d->busy, d->held,
+	    (unsigned long long)d->txn_rollbacks,
+	    (unsigned long long)d->sessions_closed, d->live, d->busy, d->held,
 	    d->queued);
 }
 
@@ -614,6 +615,9 @@ status_metrics_dbs(struct sbuf *b, const struct status_fleet *f)
 		DBF("molt_db_transactions_rolled_back_by_molt_total", "Transactions "
 		    "molt rolled back because their request ended with them open",
 		    txn_rollbacks, 0),
+		DBF("molt_db_sessions_closed_total", "Connections closed rather "
+		    "than lent on: a statement changed the session, took a lock "
+		    "or left a transaction open", sessions_closed, 0),
 #undef DBF
 	};
 	char esc[2 * 256 + 1];

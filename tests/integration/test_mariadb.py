@@ -1600,7 +1600,7 @@ def test_a_statement_that_changes_the_session_does_not_reach_the_next_request(mo
     closes a connection whose session a statement changed (the server
     says so: session_track_state_change) and opens another; in a
     transaction the change lasts until the transaction's end."""
-    from test_recycle import status
+    from test_recycle import metrics_text, parse_prometheus, status
     m = txn_start(molt, db_up, extra="\n[status]\npath = /molt/status\n"
                   "allow = 127.0.0.0/8\n\n[recycle]\nsample_interval = 50ms\n")
     m.expect_errors(r"changed the session")
@@ -1616,6 +1616,11 @@ def test_a_statement_that_changes_the_session_does_not_reach_the_next_request(mo
     # Five sessions closed for it, and each replaced: six opened in all.
     connects = lambda: status(m)["databases"][0]["connects"]
     wait_for(lambda: connects() == 6, 5, what="six connects")
+    assert status(m)["databases"][0]["sessions_closed"] == 5
+    fams = parse_prometheus(metrics_text(m))
+    fam = fams["molt_db_sessions_closed_total"]
+    assert fam["type"] == "counter"
+    assert list(fam["samples"].values()) == [5], fam
     # Statements that leave the session as it was keep their connection.
     assert m.get("/t/insert?v=6&then=commit")[2] == b"committed\n"
     assert m.get("/t/session")[2] == clean
