@@ -390,6 +390,9 @@ struct molt_db_handler {
  * to req: if the request ends or is aborted first, the query is cancelled
  * and its connection reset.  Returns NULL (after calling nothing) only if
  * the arguments are invalid; a down database is reported via on_error.
+ * Each statement starts from a fresh session's state: a connection whose
+ * session a statement changed (SET, USE, a lock, an open transaction) is
+ * closed, not lent on (molt-module(3)).
  */
 molt_db_query *molt_db_query_start(molt_request *req, const char *db,
                                    const char *sql,
