@@ -93,10 +93,18 @@ enum db_qstate {
 	DB_Q_FINISHED,    /* done, failed or cancelled */
 };
 
+/* What a statement's text says of it (db_sql_kind), looked at once. */
+enum {
+	DB_SQL_LEAVES = 1,    /* leaves what the server does not flag: SET
+	                         TRANSACTION, LOCK TABLES, GET_LOCK */
+	DB_SQL_CALL   = 2     /* a CALL: its failure may have changed the session */
+};
+
 struct db_stmt {
 	char          *sql;
 	size_t         len;
 	MYSQL_STMT    *stmt;
+	int            kind;       /* DB_SQL_* */
 	unsigned long  used;       /* LRU tick */
 };
 
@@ -146,6 +154,7 @@ struct db_conn {
 	struct molt_db_query *q;
 	struct molt_db_txn *txn;       /* holding this connection */
 	MYSQL_STMT      *stmt;         /* the query's statement */
+	int              stmt_kind;    /* its DB_SQL_* */
 	MYSQL_RES       *meta;
 	unsigned long long rows;
 	int              paused;
@@ -1592,7 +1601,7 @@ db_conn_in_foreign_txn(struct db_conn *c)
  * track transactions or GTIDs (session_track_transaction_info,
  * session_track_gtids) flags every transaction's start and end, molt's
  * own included, and would cost each one a connect.  Not flagged: SET
- * TRANSACTION, LOCK TABLES, GET_LOCK() (db_query_done looks for those in
+ * TRANSACTION, LOCK TABLES, GET_LOCK() (db_sql_kind looks for those in
  * the statement itself), nor a variable set in a SELECT (SELECT @v := x,
  * SELECT ... INTO @v), which passes.
  */
@@ -1636,20 +1645,14 @@ db_sql_skip(const char *p, const char *end)
 	}
 }
 
-/*
- * Whether sql has word (a letter first) anywhere, in any case, a string
- * literal too.  Once per statement, over text the statement cache has
- * just compared whole: the first letter is sifted before the call.
- */
+/* Whether sql has word anywhere, in any case (a string literal too). */
 static int
 db_sql_has(const char *sql, size_t len, const char *word)
 {
 	size_t i, n = strlen(word);
-	char first = (char)(word[0] | 0x20);
 
 	for (i = 0; i + n <= len; i++)
-		if ((char)(sql[i] | 0x20) == first &&
-		    strncasecmp(sql + i, word, n) == 0)
+		if (strncasecmp(sql + i, word, n) == 0)
 			return 1;
 	return 0;
 }
@@ -1671,6 +1674,30 @@ db_sql_begins(const char *sql, size_t len, const char *w1, const char *w2)
 			return 0;
 	}
 	return 1;
+}
+
+/*
+ * Changes of session the server's answer does not flag, known by the
+ * statement's text: once when it is prepared, not at each run.  SET
+ * TRANSACTION sets the next transaction's isolation or access: the next
+ * request's statement, if the connection went back.  A lock a session
+ * takes (LOCK TABLES, GET_LOCK) would be held by the pool for good if
+ * its module did not release it on every path; closed, the session
+ * releases it.  A CALL that failed may have changed the session first,
+ * and its error carries no flag to say so.
+ */
+static int
+db_sql_kind(const char *sql, size_t len)
+{
+	int kind = 0;
+
+	if (db_sql_begins(sql, len, "SET", "TRANSACTION") ||
+	    db_sql_begins(sql, len, "LOCK", NULL) ||
+	    db_sql_has(sql, len, "GET_LOCK"))
+		kind |= DB_SQL_LEAVES;
+	if (db_sql_begins(sql, len, "CALL", NULL))
+		kind |= DB_SQL_CALL;
+	return kind;
 }
 
 /*
@@ -1785,9 +1812,7 @@ db_query_error_in_sync(struct db_conn *c, struct molt_db_query *q,
 	char buf[256];
 
 	snprintf(buf, sizeof(buf), "%s", msg);
-	/* A CALL that failed may have changed the session first, and its
-	 * error carries no flag to say so. */
-	if (db_sql_begins(q->sql, q->sql_len, "CALL", NULL))
+	if (c->stmt_kind & DB_SQL_CALL)
 		c->changed = 1;
 	db_query_release(c, q);
 	db_conn_idle(c);
@@ -1883,13 +1908,14 @@ db_stmt_failed(struct db_conn *c, MYSQL_STMT *st)
 }
 
 static MYSQL_STMT *
-db_cache_find(struct db_conn *c, const char *sql, size_t len)
+db_cache_find(struct db_conn *c, const char *sql, size_t len, int *kind)
 {
 	int i;
 
 	for (i = 0; i < c->ncache; i++) {
 		if (c->cache[i].len == len && memcmp(c->cache[i].sql, sql, len) == 0) {
 			c->cache[i].used = ++c->tick;
+			*kind = c->cache[i].kind;
 			return c->cache[i].stmt;
 		}
 	}
@@ -1897,7 +1923,8 @@ db_cache_find(struct db_conn *c, const char *sql, size_t len)
 }
 
 static void
-db_cache_add(struct db_conn *c, const char *sql, size_t len, MYSQL_STMT *st)
+db_cache_add(struct db_conn *c, const char *sql, size_t len, MYSQL_STMT *st,
+    int kind)
 {
 	struct db_stmt *e;
 	char *copy;
@@ -1920,6 +1947,7 @@ db_cache_add(struct db_conn *c, const char *sql, size_t len, MYSQL_STMT *st)
 	e->sql = copy;
 	e->len = len;
 	e->stmt = st;
+	e->kind = kind;
 	e->used = ++c->tick;
 }
 
@@ -1935,11 +1963,13 @@ db_conn_run(struct db_conn *c)
 	q->resume_early = 0;
 	event_del(&c->io);     /* no longer idle-watching */
 	c->phase = DB_OP_PREPARE;
-	if ((c->stmt = db_cache_find(c, q->sql, q->sql_len)) != NULL) {
+	if ((c->stmt = db_cache_find(c, q->sql, q->sql_len,
+	    &c->stmt_kind)) != NULL) {
 		c->ret_int = 0;
 		db_prepare_done(c);    /* straight to execute */
 		return;
 	}
+	c->stmt_kind = db_sql_kind(q->sql, q->sql_len);
 	if ((c->stmt = dblib.mysql_stmt_init(c->mysql)) == NULL) {
 		db_query_fail(q, 500, "out of memory");
 		return;
@@ -2304,17 +2334,8 @@ db_query_done(struct db_conn *c)
 	n = dblib.mysql_stmt_field_count(c->stmt) > 0 ? c->rows :
 	    (unsigned long long)dblib.mysql_stmt_affected_rows(c->stmt);
 	more = dblib.mysql_stmt_more_results(c->stmt);
-	/*
-	 * Not flagged by the server.  SET TRANSACTION sets the next
-	 * transaction's isolation or access: the next request's statement,
-	 * if the connection went back.  A lock a session takes (LOCK TABLES,
-	 * GET_LOCK) would be held by the pool for good if its module did not
-	 * release it on every path; closed, the session releases it.
-	 */
-	c->changed |= db_conn_session_changed(c) ||
-	    db_sql_begins(q->sql, q->sql_len, "SET", "TRANSACTION") ||
-	    db_sql_begins(q->sql, q->sql_len, "LOCK", NULL) ||
-	    db_sql_has(q->sql, q->sql_len, "GET_LOCK");
+	c->changed |= (c->stmt_kind & DB_SQL_LEAVES) ||
+	    db_conn_session_changed(c);
 	if (c->meta != NULL) {
 		dblib.mysql_free_result(c->meta);
 		c->meta = NULL;
@@ -2465,7 +2486,7 @@ db_prepare_done(struct db_conn *c)
 		return;
 	}
 	if (!db_stmt_is_cached(c, c->stmt))
-		db_cache_add(c, q->sql, q->sql_len, c->stmt);
+		db_cache_add(c, q->sql, q->sql_len, c->stmt, c->stmt_kind);
 	want = dblib.mysql_stmt_param_count(c->stmt);
 	if (want != q->nparams) {
 		char msg[128];
