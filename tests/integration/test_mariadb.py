@@ -1328,6 +1328,11 @@ def test_query_error_before_the_first_row_has_its_status(molt, db_up, accept):
 
 # ------------------------------------------------------------ transactions
 
+# The status page, and figures published every 50 ms for it to show.
+FIGURES = ("\n[status]\npath = /molt/status\nallow = 127.0.0.0/8\n"
+           "\n[recycle]\nsample_interval = 50ms\n")
+
+
 def txn_start(molt, db, pool_size=1, workers=1, extra="", db_keys={}, **kw):
     """The dbtxn test module on /t; fresh acct and tlog tables.  One
     connection by default, so that whatever a transaction left on its
@@ -1500,8 +1505,7 @@ def test_pool_figures_in_the_status_page_and_the_metrics(molt, db_up):
               "CREATE TABLE tlog (v INT) ENGINE=InnoDB;", db=db_up.database)
     conf = (db_up.database_section(pool_size=1) +
             "\n[route /t]\nmodule = dbtxn\ndatabase = main\n"
-            "\n[status]\npath = /molt/status\nallow = 127.0.0.0/8\n"
-            "\n[recycle]\nsample_interval = 50ms\n")
+            + FIGURES)
     m = molt(conf=conf, workers=1)
     assert m.get("/t/insert?v=1&then=commit")[2] == b"committed\n"       # 3
     assert m.get("/t/insert?v=2&then=error")[2] == b"committed after 500\n"  # 5
@@ -1601,8 +1605,7 @@ def test_a_statement_that_changes_the_session_does_not_reach_the_next_request(mo
     says so: session_track_state_change) and opens another; in a
     transaction the change lasts until the transaction's end."""
     from test_recycle import metrics_text, parse_prometheus, status
-    m = txn_start(molt, db_up, extra="\n[status]\npath = /molt/status\n"
-                  "allow = 127.0.0.0/8\n\n[recycle]\nsample_interval = 50ms\n")
+    m = txn_start(molt, db_up, extra=FIGURES)
     m.expect_errors(r"changed the session")
     clean = m.get("/t/session")[2]
     assert clean == b"-,ON,SYSTEM,%s\n" % db_up.database.encode(), clean
@@ -1668,9 +1671,7 @@ def test_a_server_that_tracks_transactions_costs_them_no_connect(molt, db_up):
     from test_recycle import status
     db_up.sql("SET GLOBAL session_track_transaction_info = CHARACTERISTICS")
     try:
-        m = txn_start(molt, db_up, extra="\n[status]\npath = /molt/status\n"
-                      "allow = 127.0.0.0/8\n\n[recycle]\n"
-                      "sample_interval = 50ms\n")
+        m = txn_start(molt, db_up, extra=FIGURES)
         for v in (1, 2, 3):
             assert m.get("/t/insert?v=%d&then=commit" % v)[2] == b"committed\n"
         assert m.get("/t/insert?v=4&then=rollback")[2] == b"rolled back\n"
@@ -1705,8 +1706,7 @@ def test_a_query_that_times_out_in_the_queue_is_timed_once(molt, db_up):
               "CREATE TABLE tlog (v INT) ENGINE=InnoDB;", db=db_up.database)
     conf = (db_up.database_section(pool_size=1, query_timeout="1s") +
             "\n[route /t]\nmodule = dbtxn\ndatabase = main\n"
-            "\n[status]\npath = /molt/status\nallow = 127.0.0.0/8\n"
-            "\n[recycle]\nsample_interval = 50ms\n")
+            + FIGURES)
     m = molt(conf=conf, workers=1)
     c = RawConn(m.port, timeout=15)
     c.send(b"GET /t/insert?v=1&then=hold&ms=2500 HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -118,11 +118,13 @@ def accounted(m, cpu, owner, pids, before):
 
 
 def tries(pred, n, what):
-    """pred() true within n tries: a few, since a try that a stall spoiled
-    is accounted for, and many would let a coin's 1 in 64 through."""
+    """pred() true within n tries (returns it): a few, since a try that a
+    stall spoiled is accounted for, and many would let a coin's 1 in 64
+    through."""
     for _ in range(n):
-        if pred():
-            return
+        v = pred()
+        if v:
+            return v
     raise AssertionError("not in %d tries: %s" % (n, what))
 
 
@@ -145,11 +147,7 @@ def held_on(m, cpu, owner, n):
             return cs
         for c in cs:
             c.close()
-    for _ in range(3):
-        cs = made()
-        if cs:
-            return cs
-    raise AssertionError("%d connections in a row to %d" % (n, owner))
+    return tries(made, 3, "%d connections in a row to %d" % (n, owner))
 
 
 def test_a_connection_is_served_on_its_clients_cpu(molt):
