@@ -5,7 +5,7 @@
 # start ("ready" line; the first two workers started before the measure)
 # and to DIR/exits each old worker's exit_cpu (recycle line), in ms.
 recycle_lines_take() {
-	sed -n 's/.*: worker [0-9]* ready (generation [0-9]*): its start took \([0-9.]*\) ms of CPU$/\1/p' \
+	sed -n 's/.*: worker [0-9]* ready (generation [0-9]*): pid [0-9]*, its start took \([0-9.]*\) ms of CPU$/\1/p' \
 	    "$1" | tail -n +3 >>"$2/starts"
 	sed -n 's/.*: recycled worker .* exit_cpu=\([0-9.]*\)ms$/\1/p' \
 	    "$1" >>"$2/exits"

@@ -1607,8 +1607,6 @@ worker_start_drain(struct worker *w)
 	}
 	w->draining = 1;
 	w->drain_start_ms = worker_now_ms(w);
-	log_info("worker %d draining: %d connection(s), %d request(s) in flight",
-	    w->id, w->nconns, w->nactive);
 	/* Queued connections are taken by the other workers on the socket. */
 	worker_listen_enable(w, 0);
 	if (w->foreign_ev != NULL)
@@ -2328,9 +2326,8 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	s->w.start_ms = worker_now_ms(w);
 	s->w.start_cpu_us = start_cpu_us;
 	sb_end(&s->w.seq);
+	/* The master says so in the log (master_log_ready). */
 	master_notify(notify_fd, MSG_READY, slot_index);
-	log_info("worker %d ready (generation %u): its start took %.2f ms of CPU",
-	    id, generation, (double)start_cpu_us / 1000.0);
 
 	if (event_base_dispatch(w->base) == -1)
 		log_error("worker %d: event loop failed", id);

@@ -734,13 +734,14 @@ max_requests_jitter = 0
     assert 1 <= len(labels) <= 2, labels
 
 
-READY_RE = re.compile(r"\[info\] (\d+): worker 0 ready \(generation 1\): "
-                      r"its start took (\d+\.\d\d) ms of CPU\n")
+READY_RE = re.compile(r"\[info\] \d+: worker 0 ready \(generation 1\): "
+                      r"pid (\d+), its start took (\d+\.\d\d) ms of CPU\n")
 
 
 def test_what_each_start_and_exit_cost_is_logged_shown_and_summed(molt):
-    """Every worker says at ready how much CPU its start took (from its
-    fork, which zeroes a child's CPU clock); the status page shows it per
+    """The master says at each worker's ready how much CPU its start took
+    (the worker's own count from its fork, which zeroes a child's CPU
+    clock; the worker writes no line itself); the status page shows it per
     worker, and the metrics add it up over every start, recycled workers
     included, so that a rate over the two counters is the price of a
     recycle's new process on this machine.  Likewise for the old one's
@@ -763,7 +764,12 @@ max_requests_jitter = 0
                  what="worker %d to be recycled" % pid)
     (pid,) = wait_for(lambda: m.worker_pids() if len(m.worker_pids()) == 1
                       else None, 10, what="one worker")
-    ready = {int(p): float(ms) for p, ms in READY_RE.findall(m.log())}
+    # The master writes the line when it reads the worker's message,
+    # which may come after the worker has served a request.
+    def ready_lines():
+        got = {int(p): float(ms) for p, ms in READY_RE.findall(m.log())}
+        return got if pid in got else None
+    ready = wait_for(ready_lines, 10, what="worker %d's ready line" % pid)
     assert len(ready) == 4 and pid in ready, (ready, pid)
     # A start is never free, and not a second of CPU (ASan included).
     assert all(0 < ms < 1000 for ms in ready.values()), ready
@@ -1847,7 +1853,8 @@ drain_timeout = 20s
     b.send(GET % b"/stream/deferred?ms=1500")
     for _ in range(4):                                            # 5 requests
         assert ask(idle, "/hello").status == 200
-    m.wait_log(r"worker 0 draining: 3 connection\(s\), 2 request\(s\) in flight",
+    m.wait_log(r"worker 0 draining \(pid %d\): 3 connection\(s\), 2 request\(s\) "
+               r"in flight" % pid,
                since=mark, timeout=10)
     # the same connection, now served by the replacement, still keep-alive
     r = ask(idle, "/stream/pid")
