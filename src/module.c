@@ -68,6 +68,10 @@ struct module_copy {
 	int   fd;               /* memfd with its bytes as they were read */
 	char  name[32];         /* "/proc/self/fd/N", what dlopen is given */
 	void *dl;               /* pinned (master), or NULL: staged */
+	/* Its molt_module, looked up once by the master for every worker
+	 * (NULL: not found, and each worker says so); a worker's own dlsym
+	 * would write ld.so's lock, a page it shares with the master. */
+	const struct molt_module *sym;
 };
 
 static struct module_copy *pins, *staged;
@@ -161,6 +165,7 @@ module_copy_fd(int fd, const char *path, struct module_copy *mc, char *err,
 	mc->fd = mfd;
 	snprintf(mc->name, sizeof(mc->name), "/proc/self/fd/%d", mfd);
 	mc->dl = NULL;
+	mc->sym = NULL;
 	return 0;
 fail:
 	close(mfd);
@@ -316,6 +321,7 @@ module_pin_one(const char *path, void *arg)
 		module_copy_free(&mc);
 		return;
 	}
+	mc.sym = dlsym(mc.dl, "molt_module");
 	if (module_copy_add(&pins, &npins, &mc) == -1) {
 		log_error("out of memory pinning module %s", path);
 		dlclose(mc.dl);
@@ -469,7 +475,11 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 	 * workers never unload one.
 	 */
 	if ((mc = module_pin_of(name)) != NULL) {
-		snprintf(path, sizeof(path), "%s", mc->path);
+		/* Not snprintf: nothing else in a worker's usual life needs the
+		 * printf code, and each page of it is a first touch there. */
+		i = strnlen(mc->path, sizeof(path) - 1);
+		memcpy(path, mc->path, i);
+		path[i] = '\0';
 		dl = mc->dl;
 		borrowed = 1;
 		goto loaded;
@@ -519,7 +529,7 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 		return NULL;
 	}
 loaded:
-	m = dlsym(dl, "molt_module");
+	m = borrowed && mc->sym != NULL ? mc->sym : dlsym(dl, "molt_module");
 	if (m == NULL) {
 		snprintf(err, errlen, "%s is not a molt module: it does not export "
 		    "the symbol molt_module", path);
