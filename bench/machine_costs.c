@@ -9,6 +9,7 @@
  *
  * Usage: machine_costs [N]   prints medians of N tries (default 200):
  *   syscall_ns=...  fault_ns=...  fork_exit_us=...  fork_cpu_us=...
+ *   inherit_read_ns=...  inherit_thp_us=...
  *        machine_costs -f [N]   prints fork_cpu_us=... alone
  *
  * fork_exit_us is wall time, which on a loaded machine includes waiting
@@ -17,6 +18,13 @@
  * replacing a process costs here.  bench/recycle-load measures it while
  * wrk loads a server, since a busy machine charges more for it than an
  * idle one.
+ *
+ * inherit_read_ns is what a forked child pays to read, the first time, a
+ * page its parent had written (so the page-table entry came with the
+ * fork): the price of each page of data or code a new worker touches.
+ * A shadow-paging hypervisor charges microseconds for it.
+ * inherit_thp_us is the same for a whole 2 MB transparent huge page, read
+ * page by page (0 if the kernel gave no huge page: THP off).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +102,75 @@ fork_cpu(double *v, int n)
 	return 0;
 }
 
+#define HUGE_SIZE (2UL << 20)
+
+/* CPU the child spends reading one byte of each page of [p, p + len). */
+static int
+inherit_read(double *v, int n, const char *p, size_t len, long page)
+{
+	int fds[2], i;
+	double t;
+	size_t k;
+	pid_t pid;
+
+	if (pipe(fds) == -1) {
+		perror("pipe");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if ((pid = fork()) == -1) {
+			perror("fork");
+			return -1;
+		}
+		if (pid == 0) {
+			volatile char sum = 0;
+
+			t = thread_cpu_us();
+			for (k = 0; k < len; k += (size_t)page)
+				sum += p[k];
+			(void)sum;
+			t = thread_cpu_us() - t;
+			_exit(write(fds[1], &t, sizeof(t)) == sizeof(t) ? 0 : 1);
+		}
+		if (read(fds[0], &v[i], sizeof(v[i])) != sizeof(v[i]) ||
+		    waitpid(pid, NULL, 0) == -1) {
+			perror("inherit_read");
+			return -1;
+		}
+	}
+	close(fds[0]);
+	close(fds[1]);
+	return 0;
+}
+
+/* A 2 MB-aligned, written region; huge asks for a transparent huge page. */
+static char *
+inherit_region(int huge, int *got_huge)
+{
+	char *raw, *p;
+	FILE *f;
+	char line[256];
+	long kb = 0;
+
+	raw = mmap(NULL, HUGE_SIZE * 2, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED) {
+		perror("mmap");
+		return NULL;
+	}
+	p = (char *)(((unsigned long)raw + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1));
+	(void)madvise(p, HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	memset(p, 1, HUGE_SIZE);
+	*got_huge = 0;
+	if (huge && (f = fopen("/proc/self/smaps_rollup", "r")) != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+				*got_huge = kb >= 2048;
+		fclose(f);
+	}
+	return p;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -158,6 +235,21 @@ main(int argc, char **argv)
 	printf("fork_exit_us=%.0f ", median(v, n));
 	if (fork_cpu(v, n) == -1)
 		return 1;
-	printf("fork_cpu_us=%.0f\n", median(v, n));
+	printf("fork_cpu_us=%.0f ", median(v, n));
+
+	/* Fewer tries: each reads 2 MB page by page in a new process. */
+	k = n < 50 ? n : 50;
+	if ((p = inherit_region(0, &i)) == NULL ||
+	    inherit_read(v, k, p, HUGE_SIZE, page) == -1)
+		return 1;
+	printf("inherit_read_ns=%.0f ", median(v, k) * 1000 / (HUGE_SIZE / page));
+	if ((p = inherit_region(1, &i)) == NULL)
+		return 1;
+	if (!i)
+		printf("inherit_thp_us=0\n");
+	else if (inherit_read(v, k, p, HUGE_SIZE, page) == -1)
+		return 1;
+	else
+		printf("inherit_thp_us=%.0f\n", median(v, k));
 	return 0;
 }
