@@ -1600,10 +1600,10 @@ db_conn_in_foreign_txn(struct db_conn *c)
  * and says which tracker saw it.  Only these three count: a server set to
  * track transactions or GTIDs (session_track_transaction_info,
  * session_track_gtids) flags every transaction's start and end, molt's
- * own included, and would cost each one a connect.  Not flagged: SET
- * TRANSACTION, LOCK TABLES, GET_LOCK() (db_sql_kind looks for those in
- * the statement itself), nor a variable set in a SELECT (SELECT @v := x,
- * SELECT ... INTO @v), which passes.
+ * own included, and would cost each one a connect.  Not flagged, and so
+ * looked for in the statement itself (db_sql_kind): SET TRANSACTION,
+ * LOCK TABLES, GET_LOCK(), and a user variable assigned outside SET
+ * (SELECT @v := x, SELECT ... INTO @v).
  */
 static int
 db_conn_session_changed(struct db_conn *c)
@@ -1624,14 +1624,25 @@ db_conn_session_changed(struct db_conn *c)
 	return 0;
 }
 
-/* p past white space and comments, up to end. */
+/*
+ * p past white space and comments, up to end.  An executable comment
+ * (a comment opened with "!" or "M!" after the slash and star, with or
+ * without a version) is code the server runs: only its opening is
+ * skipped.
+ */
 static const char *
 db_sql_skip(const char *p, const char *end)
 {
 	for (;;) {
 		while (p < end && isspace((unsigned char)*p))
 			p++;
-		if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
+		if ((end - p >= 3 && p[0] == '/' && p[1] == '*' && p[2] == '!') ||
+		    (end - p >= 4 && p[0] == '/' && p[1] == '*' && p[2] == 'M' &&
+		    p[3] == '!')) {
+			for (p += p[2] == '!' ? 3 : 4;
+			    p < end && isdigit((unsigned char)*p); p++)
+				;
+		} else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
 			for (p += 2; end - p >= 2 && !(p[0] == '*' && p[1] == '/'); p++)
 				;
 			p = end - p >= 2 ? p + 2 : end;
@@ -1677,6 +1688,41 @@ db_sql_begins(const char *sql, size_t len, const char *w1, const char *w2)
 }
 
 /*
+ * Whether sql assigns a user variable other than by SET (which the
+ * server flags): "@v := x" anywhere, or INTO @v, outside quotes and
+ * comments.  An UPDATE written with := is taken for one too: it costs a
+ * connect, not a leak.
+ */
+static int
+db_sql_assigns(const char *sql, size_t len)
+{
+	const char *p = sql, *end = sql + len, *n;
+	char q;
+
+	while (p < end) {
+		if (*p == '\'' || *p == '"' || *p == '`') {
+			for (q = *p++; p < end && *p != q; p++)
+				if (*p == '\\' && q != '`' && end - p >= 2)
+					p++;
+			p = p < end ? p + 1 : end;
+			continue;
+		}
+		if ((n = db_sql_skip(p, end)) != p) {
+			p = n;
+			continue;
+		}
+		if (end - p >= 2 && p[0] == ':' && p[1] == '=')
+			return 1;
+		if (end - p >= 4 && strncasecmp(p, "INTO", 4) == 0 &&
+		    (p == sql || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
+		    (n = db_sql_skip(p + 4, end)) != p + 4 && n < end && *n == '@')
+			return 1;
+		p++;
+	}
+	return 0;
+}
+
+/*
  * Changes of session the server's answer does not flag, known by the
  * statement's text: once when it is prepared, not at each run.  SET
  * TRANSACTION sets the next transaction's isolation or access: the next
@@ -1684,7 +1730,8 @@ db_sql_begins(const char *sql, size_t len, const char *w1, const char *w2)
  * takes (LOCK TABLES, GET_LOCK) would be held by the pool for good if
  * its module did not release it on every path; closed, the session
  * releases it.  A CALL that failed may have changed the session first,
- * and its error carries no flag to say so.
+ * and its error carries no flag to say so.  A user variable set in a
+ * SELECT would reach the next request like one SET.
  */
 static int
 db_sql_kind(const char *sql, size_t len)
@@ -1693,7 +1740,7 @@ db_sql_kind(const char *sql, size_t len)
 
 	if (db_sql_begins(sql, len, "SET", "TRANSACTION") ||
 	    db_sql_begins(sql, len, "LOCK", NULL) ||
-	    db_sql_has(sql, len, "GET_LOCK"))
+	    db_sql_has(sql, len, "GET_LOCK") || db_sql_assigns(sql, len))
 		kind |= DB_SQL_LEAVES;
 	if (db_sql_begins(sql, len, "CALL", NULL))
 		kind |= DB_SQL_CALL;

@@ -1662,6 +1662,27 @@ def test_what_the_server_does_not_flag_is_caught_by_the_statement(molt, db_up):
     assert tlog(db_up) == [7, 8]
 
 
+def test_a_variable_set_in_a_select_and_executable_comments_are_caught(molt, db_up):
+    """A user variable assigned in a SELECT (SELECT @v := x, SELECT ...
+    INTO @v) is not flagged by the server, and used to reach the next
+    request on the pooled connection; nor did the statement scan see SET
+    TRANSACTION or LOCK TABLES inside an executable comment (/*! */,
+    /*M! */), which the server runs.  All four close the connection."""
+    m = txn_start(molt, db_up)
+    m.expect_errors(r"changed the session")
+    clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
+    for what in ("selectvar", "intovar"):
+        assert m.get("/t/set?what=" + what)[2] == b"set\n"
+        assert m.get("/t/session")[2] == clean, what
+    assert m.get("/t/set?what=readonlyc")[2] == b"set\n"
+    assert m.get("/t/insert?v=7&then=commit")[2] == b"committed\n"
+    assert tlog(db_up) == [7]
+    assert m.get("/t/set?what=lockc")[2] == b"set\n"
+    db_up.sql("SET SESSION lock_wait_timeout = 5; INSERT INTO tlog VALUES (8)",
+              db=db_up.database)
+    assert tlog(db_up) == [7, 8]
+
+
 def test_a_server_that_tracks_transactions_costs_them_no_connect(molt, db_up):
     """With session_track_transaction_info on (set globally, as some
     proxies want), the server flags every START TRANSACTION and COMMIT,

@@ -24,11 +24,14 @@
  *   /intx   outside any transaction: SELECT @@in_transaction
  *   /begin  outside molt_db_txn_*: START TRANSACTION, then "begun"
  *   /set?what=var|autocommit|tz|use|readonly|callfail|getlock|locktables
+ *           |selectvar|intovar|readonlyc|lockc
  *           outside molt_db_txn_*: a statement that changes the session
  *           (@leak = 42, autocommit = 0, time_zone = '+03:00', USE
  *           information_schema, SET TRANSACTION READ ONLY, CALL pfail()
  *           which sets autocommit = 0 and fails, GET_LOCK('molt_t', 0),
- *           LOCK TABLES tlog READ), then "set"
+ *           LOCK TABLES tlog READ, SELECT @leak := 42, SELECT 42 INTO
+ *           @leak, and SET TRANSACTION READ ONLY and LOCK TABLES in
+ *           executable comments), then "set"
  *   /session  the session as a statement finds it: @leak, @@autocommit,
  *           @@time_zone, DATABASE(), comma-separated
  */
@@ -301,6 +304,10 @@ dbtxn_plain(const char *path, const char *what)
 		{ "/set", "callfail", "CALL pfail()" },
 		{ "/set", "getlock", "SELECT get_lock('molt_t', 0)" },
 		{ "/set", "locktables", "lock tables tlog READ" },
+		{ "/set", "selectvar", "SELECT 'a := b', @leak := 42" },
+		{ "/set", "intovar", "SELECT 42 INTO\n  @leak" },
+		{ "/set", "readonlyc", "/*!40101 SET TRANSACTION READ ONLY */" },
+		{ "/set", "lockc", "/*M!100000 LOCK TABLES tlog READ */" },
 	};
 	size_t i;
 
