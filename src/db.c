@@ -1715,7 +1715,7 @@ db_sql_assigns(const char *sql, size_t len)
 			return 1;
 		if (end - p >= 4 && strncasecmp(p, "INTO", 4) == 0 &&
 		    (p == sql || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
-		    (n = db_sql_skip(p + 4, end)) != p + 4 && n < end && *n == '@')
+		    (n = db_sql_skip(p + 4, end)) < end && *n == '@')
 			return 1;
 		p++;
 	}

@@ -1671,7 +1671,7 @@ def test_a_variable_set_in_a_select_and_executable_comments_are_caught(molt, db_
     m = txn_start(molt, db_up)
     m.expect_errors(r"changed the session")
     clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
-    for what in ("selectvar", "intovar"):
+    for what in ("selectvar", "intovar", "intovar2"):
         assert m.get("/t/set?what=" + what)[2] == b"set\n"
         assert m.get("/t/session")[2] == clean, what
     assert m.get("/t/set?what=readonlyc")[2] == b"set\n"

@@ -24,13 +24,13 @@
  *   /intx   outside any transaction: SELECT @@in_transaction
  *   /begin  outside molt_db_txn_*: START TRANSACTION, then "begun"
  *   /set?what=var|autocommit|tz|use|readonly|callfail|getlock|locktables
- *           |selectvar|intovar|readonlyc|lockc
+ *           |selectvar|intovar|intovar2|readonlyc|lockc
  *           outside molt_db_txn_*: a statement that changes the session
  *           (@leak = 42, autocommit = 0, time_zone = '+03:00', USE
  *           information_schema, SET TRANSACTION READ ONLY, CALL pfail()
  *           which sets autocommit = 0 and fails, GET_LOCK('molt_t', 0),
  *           LOCK TABLES tlog READ, SELECT @leak := 42, SELECT 42 INTO
- *           @leak, and SET TRANSACTION READ ONLY and LOCK TABLES in
+ *           @leak (spaced, and not), SET TRANSACTION READ ONLY and LOCK TABLES in
  *           executable comments), then "set"
  *   /session  the session as a statement finds it: @leak, @@autocommit,
  *           @@time_zone, DATABASE(), comma-separated
@@ -306,6 +306,7 @@ dbtxn_plain(const char *path, const char *what)
 		{ "/set", "locktables", "lock tables tlog READ" },
 		{ "/set", "selectvar", "SELECT 'a := b', @leak := 42" },
 		{ "/set", "intovar", "SELECT 42 INTO\n  @leak" },
+		{ "/set", "intovar2", "SELECT 42 INTO@leak" },
 		{ "/set", "readonlyc", "/*!40101 SET TRANSACTION READ ONLY */" },
 		{ "/set", "lockc", "/*M!100000 LOCK TABLES tlog READ */" },
 	};
