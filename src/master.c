@@ -846,6 +846,7 @@ master_retire(int slot)
 {
 	struct mworker *m = &mw[slot];
 	struct sb_slot *s = &sb.slots[slot];
+	int starting = m->st == MW_STARTING;
 
 	if (m->st != MW_READY && m->st != MW_STARTING)
 		return;
@@ -857,7 +858,7 @@ master_retire(int slot)
 	sb_end(&s->m.seq);
 	if (kill(m->pid, SIGQUIT) == -1)
 		log_error("kill(%d, SIGQUIT): %s", (int)m->pid, strerror(errno));
-	else
+	else if (!starting)     /* else after its ready line (master_ready) */
 		master_log_drain(slot);
 }
 
@@ -995,6 +996,7 @@ master_ready(int slot)
 	if (m->st == MW_RETIRING && m->ready_ms == 0) {
 		m->ready_ms = master_now();
 		master_log_ready(slot, master_count_start(slot));
+		master_log_drain(slot);
 		return;
 	}
 	if (m->st != MW_STARTING)
@@ -1003,6 +1005,16 @@ master_ready(int slot)
 	m->ready_ms = master_now();
 	fail_count[m->id] = 0;
 	master_log_ready(slot, master_count_start(slot));
+	/*
+	 * A stop came while it started: it had the stop's signal, and so
+	 * had the worker it was to replace, which is draining already; a
+	 * retire would signal it twice.
+	 */
+	if (stopping) {
+		if (stopping == SIGQUIT)
+			master_log_drain(slot);
+		return;
+	}
 	if (m->replaces >= 0) {
 		int old = m->replaces;
 
@@ -2126,8 +2138,9 @@ master_stop(int how)
 		sb_end(&sb.slots[i].m.seq);
 	}
 	master_signal_all(how == SIGQUIT ? SIGQUIT : SIGTERM);
+	/* One still starting says so after its ready line (master_ready). */
 	for (i = 0; how == SIGQUIT && i < SB_SLOTS; i++)
-		if (mw[i].st == MW_READY || mw[i].st == MW_STARTING)
+		if (mw[i].st == MW_READY)
 			master_log_drain(i);
 	/* The reload it checks will not be used; the loop waits for its reap. */
 	if (validator_pid != -1 && !validator_killed)

@@ -1633,6 +1633,11 @@ worker_start_drain(struct worker *w)
 	}
 	w->draining = 1;
 	w->drain_start_ms = worker_now_ms(w);
+	/* The master writes this line when it asks (master_log_drain). */
+	if (getppid() != sb.hdr->master_pid)
+		log_info("worker %d draining, the master is gone: %d "
+		    "connection(s), %d request(s) in flight", w->id, w->nconns,
+		    w->nactive);
 	/* Queued connections are taken by the other workers on the socket. */
 	worker_listen_enable(w, 0);
 	if (w->foreign_ev != NULL)

@@ -1171,6 +1171,28 @@ module = initfail
 """
 
 
+def test_a_worker_retired_while_starting_is_ready_before_it_drains(molt):
+    """A reload that comes while the previous one's worker is starting
+    retires that worker; its draining line is written when its ready
+    comes, so the log tells its life in order."""
+    m = molt(conf=INITFAIL + "\n[module initfail]\nfail = off\n", workers=1)
+    m.write_conf(INITFAIL + "\n[module initfail]\nfail = off\ndelay = 1500ms\n")
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"starting generation 2", since=mark)
+    pid = int(m.wait_log(r"spawned worker 0 pid (\d+) \(generation 2\)",
+                         since=mark).group(1))
+    m.write_conf(INITFAIL + "\n[module initfail]\nfail = off\n")
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"starting generation 3", since=mark)
+    m.wait_log(r"worker 0 draining \(pid %d\)" % pid, since=mark, timeout=10)
+    log = m.log(mark)
+    assert (log.index("worker 0 ready (generation 2): pid %d" % pid) <
+            log.index("worker 0 draining (pid %d)" % pid)), log
+    m.wait_log(r"worker 0 ready \(generation 3\)", since=mark, timeout=10)
+    assert get_ok(m)
+
+
 def test_crash_loop_backoff(molt):
     """Workers that cannot start (here: a file their module refuses
     appeared after the check) are retried with a growing backoff, not
@@ -1748,6 +1770,31 @@ def test_workers_of_a_killed_master_exit_after_privilege_drop(molt):
         for p in workers:
             if pid_alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_workers_of_a_killed_master_finish_and_say_so(molt):
+    """The master gone (SIGKILL), a worker finishes the request in flight
+    and goes, and says so itself: the master that writes the draining
+    line of a recycle, a reload or a stop is not there to."""
+    m = molt(workers=1)
+    (worker,) = m.worker_pids()
+    c = m.raw_conn(timeout=30)
+    mark = m.mark()
+    c.send(GET % b"/stream/deferred?ms=1500")
+    time.sleep(0.3)
+    try:
+        m.signal(signal.SIGKILL)
+        m.wait_exit(5)
+        m.stopped = True
+        r = c.read_response("GET")
+        assert r.status == 200 and r.body == b"deferred 1500\n", r
+        wait_for(lambda: not pid_alive(worker), 10, what="the worker to exit")
+        assert re.search(r"\] %d: worker 0 draining, the master is gone: 1 "
+                         r"connection\(s\), 1 request\(s\) in flight" % worker,
+                         m.log(mark)), m.log(mark)
+    finally:
+        if pid_alive(worker):
+            os.kill(worker, signal.SIGKILL)
 
 
 @pytest.fixture

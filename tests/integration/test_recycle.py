@@ -1835,6 +1835,38 @@ def chunks_body(n, size):
     return bytes(ord("a") + i % 26 for i in range(n * size))
 
 
+def test_a_stop_during_a_replacement_drains_each_worker_once(molt):
+    """A graceful stop while a recycle's replacement is still starting:
+    the old worker is told to drain once (the replacement's ready used to
+    retire it a second time, with a second line), and the replacement
+    says it is ready before it says it drains."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+max_requests = 3
+drain_timeout = 20s
+""", routes=ROUTES + "\n[route /slow]\nmodule = initfail\nfail = off\n"
+                   "delay = 1500ms\n"), workers=1)
+    b, idle = m.raw_conn(timeout=30), m.raw_conn(timeout=30)
+    old = pid_of(idle)
+    mark = m.mark()
+    b.send(GET % b"/stream/deferred?ms=4000")
+    for _ in range(2):
+        assert ask(idle, "/hello").status == 200
+    new = int(m.wait_log(r"spawned worker 0 pid (\d+)", since=mark).group(1))
+    m.signal(signal.SIGQUIT)
+    m.wait_log(r"worker 0 ready \(generation 1\): pid %d" % new, since=mark,
+               timeout=10)
+    m.wait_log(r"worker 0 draining \(pid %d\)" % new, since=mark, timeout=5)
+    assert b.read_response("GET").status == 200
+    m.wait_exit(20)
+    m.stopped = True
+    log = m.log(mark)
+    assert len(re.findall(r"worker 0 draining \(pid %d\)" % old, log)) == 1, log
+    assert (log.index("ready (generation 1): pid %d" % new) <
+            log.index("draining (pid %d)" % new)), log
+
+
 def test_graceful_recycle_finishes_inflight_and_hands_over_keepalive(molt):
     """A recycled worker finishes a streamed and a deferred reply that are
     in flight, and only then exits.  Its keep-alive connections are not
