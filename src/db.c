@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1625,23 +1626,25 @@ db_conn_session_changed(struct db_conn *c)
 }
 
 /*
- * p past white space and comments, up to end.  An executable comment
- * (a comment opened with "!" or "M!" after the slash and star, with or
- * without a version) is code the server runs: only its opening is
- * skipped.
+ * p past white space and comments, up to end.  An executable comment (a
+ * comment opened with "!" or "M!" after the slash and star, with or
+ * without a version) is code the server runs, or a comment when its
+ * version is above the server's; with exec, only its opening and its
+ * close are skipped, and what it holds is read as code.
  */
 static const char *
-db_sql_skip(const char *p, const char *end)
+db_sql_skip(const char *p, const char *end, int exec)
 {
 	for (;;) {
 		while (p < end && isspace((unsigned char)*p))
 			p++;
-		if ((end - p >= 3 && p[0] == '/' && p[1] == '*' && p[2] == '!') ||
-		    (end - p >= 4 && p[0] == '/' && p[1] == '*' && p[2] == 'M' &&
-		    p[3] == '!')) {
+		if (exec && ((end - p >= 3 && memcmp(p, "/*!", 3) == 0) ||
+		    (end - p >= 4 && memcmp(p, "/*M!", 4) == 0))) {
 			for (p += p[2] == '!' ? 3 : 4;
 			    p < end && isdigit((unsigned char)*p); p++)
 				;
+		} else if (exec && end - p >= 2 && p[0] == '*' && p[1] == '/') {
+			p += 2;
 		} else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
 			for (p += 2; end - p >= 2 && !(p[0] == '*' && p[1] == '/'); p++)
 				;
@@ -1668,56 +1671,71 @@ db_sql_has(const char *sql, size_t len, const char *word)
 	return 0;
 }
 
-/* Whether sql's first words are w1 and (if not NULL) w2, in any case. */
+/*
+ * Whether sql's first words are w1 and (if not NULL) w2, in any case,
+ * with its executable comments read either way (db_sql_skip).
+ */
 static int
 db_sql_begins(const char *sql, size_t len, const char *w1, const char *w2)
 {
-	const char *p = sql, *end = sql + len, *w[2] = { w1, w2 };
+	const char *p, *end = sql + len, *w[2] = { w1, w2 };
 	size_t i, n;
+	int exec;
 
-	for (i = 0; i < 2 && w[i] != NULL; i++) {
-		p = db_sql_skip(p, end);
-		n = strlen(w[i]);
-		if ((size_t)(end - p) < n || strncasecmp(p, w[i], n) != 0)
-			return 0;
-		p += n;
-		if (p < end && (isalnum((unsigned char)*p) || *p == '_'))
-			return 0;
+	for (exec = 0; exec < 2; exec++) {
+		for (p = sql, i = 0; i < 2 && w[i] != NULL; i++) {
+			p = db_sql_skip(p, end, exec);
+			n = strlen(w[i]);
+			if ((size_t)(end - p) < n || strncasecmp(p, w[i], n) != 0 ||
+			    (end - p > (ptrdiff_t)n &&
+			    (isalnum((unsigned char)p[n]) || p[n] == '_')))
+				break;
+			p += n;
+		}
+		if (i == 2 || w[i] == NULL)
+			return 1;
 	}
-	return 1;
+	return 0;
 }
 
 /*
  * Whether sql assigns a user variable other than by SET (which the
  * server flags): "@v := x" anywhere, or INTO @v, outside quotes and
- * comments.  An UPDATE written with := is taken for one too: it costs a
- * connect, not a leak.
+ * comments, executable comments read as code.  Backslash escapes a quote
+ * in a string unless the server's sql_mode has NO_BACKSLASH_ESCAPES,
+ * which molt does not know: so the text is read both ways.  An UPDATE
+ * written with := is taken for one too: it costs a connect, not a leak.
  */
 static int
 db_sql_assigns(const char *sql, size_t len)
 {
-	const char *p = sql, *end = sql + len, *n;
+	const char *p, *end = sql + len, *n, *word;
+	int esc;
 	char q;
 
-	while (p < end) {
-		if (*p == '\'' || *p == '"' || *p == '`') {
-			for (q = *p++; p < end && *p != q; p++)
-				if (*p == '\\' && q != '`' && end - p >= 2)
-					p++;
-			p = p < end ? p + 1 : end;
-			continue;
+	for (esc = 0; esc < 2; esc++) {
+		for (p = word = sql; p < end; ) {
+			if (*p == '\'' || *p == '"' || *p == '`') {
+				for (q = *p++; p < end && *p != q; p++)
+					if (esc && *p == '\\' && q != '`' &&
+					    end - p >= 2)
+						p++;
+				p = p < end ? p + 1 : end;
+				continue;
+			}
+			if ((n = db_sql_skip(p, end, 1)) != p) {
+				p = word = n;
+				continue;
+			}
+			if (end - p >= 2 && p[0] == ':' && p[1] == '=')
+				return 1;
+			if (end - p >= 4 && strncasecmp(p, "INTO", 4) == 0 &&
+			    (p == word || !(isalnum((unsigned char)p[-1]) ||
+			    p[-1] == '_')) &&
+			    (n = db_sql_skip(p + 4, end, 1)) < end && *n == '@')
+				return 1;
+			p++;
 		}
-		if ((n = db_sql_skip(p, end)) != p) {
-			p = n;
-			continue;
-		}
-		if (end - p >= 2 && p[0] == ':' && p[1] == '=')
-			return 1;
-		if (end - p >= 4 && strncasecmp(p, "INTO", 4) == 0 &&
-		    (p == sql || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
-		    (n = db_sql_skip(p + 4, end)) < end && *n == '@')
-			return 1;
-		p++;
 	}
 	return 0;
 }

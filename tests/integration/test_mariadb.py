@@ -1671,16 +1671,38 @@ def test_a_variable_set_in_a_select_and_executable_comments_are_caught(molt, db_
     m = txn_start(molt, db_up)
     m.expect_errors(r"changed the session")
     clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
-    for what in ("selectvar", "intovar", "intovar2"):
+    for what in ("selectvar", "intovar", "intovar2", "intovarc"):
         assert m.get("/t/set?what=" + what)[2] == b"set\n"
         assert m.get("/t/session")[2] == clean, what
-    assert m.get("/t/set?what=readonlyc")[2] == b"set\n"
-    assert m.get("/t/insert?v=7&then=commit")[2] == b"committed\n"
-    assert tlog(db_up) == [7]
-    assert m.get("/t/set?what=lockc")[2] == b"set\n"
-    db_up.sql("SET SESSION lock_wait_timeout = 5; INSERT INTO tlog VALUES (8)",
-              db=db_up.database)
+    v = 7
+    for what in ("readonlyc", "readonlyc2"):
+        assert m.get("/t/set?what=" + what)[2] == b"set\n"
+        assert m.get("/t/insert?v=%d&then=commit" % v)[2] == b"committed\n", what
+        v += 1
     assert tlog(db_up) == [7, 8]
+    for what in ("lockc", "lockc2", "lockc3"):
+        assert m.get("/t/set?what=" + what)[2] == b"set\n"
+        db_up.sql("SET SESSION lock_wait_timeout = 5; INSERT INTO tlog "
+                  "VALUES (%d)" % v, db=db_up.database)
+        v += 1
+    assert tlog(db_up) == [7, 8, 9, 10, 11]
+
+
+def test_an_assignment_after_a_backslash_ended_string_is_caught(molt, db_up):
+    """With NO_BACKSLASH_ESCAPES in the server's sql_mode (which molt does
+    not know), 'a\\' is a whole string, and the := after it a real
+    assignment: the statement is read both ways."""
+    (old,), = db_up.sql("SELECT @@GLOBAL.sql_mode")
+    db_up.sql("SET @@GLOBAL.sql_mode = CONCAT(@@GLOBAL.sql_mode, "
+              "',NO_BACKSLASH_ESCAPES')")
+    try:
+        m = txn_start(molt, db_up)
+        m.expect_errors(r"changed the session")
+        clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
+        assert m.get("/t/set?what=selectvarq")[2] == b"set\n"
+        assert m.get("/t/session")[2] == clean
+    finally:
+        db_up.sql("SET @@GLOBAL.sql_mode = '%s'" % old)
 
 
 def test_a_server_that_tracks_transactions_costs_them_no_connect(molt, db_up):

@@ -24,14 +24,19 @@
  *   /intx   outside any transaction: SELECT @@in_transaction
  *   /begin  outside molt_db_txn_*: START TRANSACTION, then "begun"
  *   /set?what=var|autocommit|tz|use|readonly|callfail|getlock|locktables
- *           |selectvar|intovar|intovar2|readonlyc|lockc
+ *           |selectvar|intovar|intovar2|readonlyc|lockc|intovarc|readonlyc2
+ *           |lockc2|lockc3|selectvarq
  *           outside molt_db_txn_*: a statement that changes the session
  *           (@leak = 42, autocommit = 0, time_zone = '+03:00', USE
  *           information_schema, SET TRANSACTION READ ONLY, CALL pfail()
  *           which sets autocommit = 0 and fails, GET_LOCK('molt_t', 0),
  *           LOCK TABLES tlog READ, SELECT @leak := 42, SELECT 42 INTO
- *           @leak (spaced, and not), SET TRANSACTION READ ONLY and LOCK TABLES in
- *           executable comments), then "set"
+ *           @leak (spaced, and not), SET TRANSACTION READ ONLY and LOCK
+ *           TABLES in executable comments or after one (one for a
+ *           server version to come, a comment to this one), an INTO @leak
+ *           right after an executable comment's version, and SELECT 'a\'
+ *           ..., @leak := 42 (a string ending in a backslash, which ends
+ *           it only with NO_BACKSLASH_ESCAPES), then "set"
  *   /session  the session as a statement finds it: @leak, @@autocommit,
  *           @@time_zone, DATABASE(), comma-separated
  */
@@ -309,6 +314,11 @@ dbtxn_plain(const char *path, const char *what)
 		{ "/set", "intovar2", "SELECT 42 INTO@leak" },
 		{ "/set", "readonlyc", "/*!40101 SET TRANSACTION READ ONLY */" },
 		{ "/set", "lockc", "/*M!100000 LOCK TABLES tlog READ */" },
+		{ "/set", "intovarc", "SELECT 42 /*!50000INTO @leak */" },
+		{ "/set", "readonlyc2", "/*!40101 */ SET TRANSACTION READ ONLY" },
+		{ "/set", "lockc2", "/*M!*/LOCK TABLES tlog READ" },
+		{ "/set", "lockc3", "/*!999999 not for this server */ LOCK TABLES tlog READ" },
+		{ "/set", "selectvarq", "SELECT 'a\\' AS c, @leak := 42 AS d, '' AS e" },
 	};
 	size_t i;
 
