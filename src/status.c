@@ -886,6 +886,14 @@ status_handle(molt_request *req)
 		return MOLT_ERROR;
 	molt_resp_header(req, "Cache-Control", "no-store");
 	status_deadline = sb_clock_ms() + STATUS_PATIENCE_MS;
+	/*
+	 * This worker's database figures as of now, not of its last sample:
+	 * a client that had a reply from it and then asks sees the reply's
+	 * statement counted and its connection free.  The other workers'
+	 * are as they last sampled.
+	 */
+	if (w->slot != NULL)
+		db_publish(w->slot->dbs, SB_DBS);
 	if (*pi == '\0' || strcmp(pi, "/") == 0) {
 		status_json(&b, w->cfg);
 		if (b.oom)

@@ -1543,6 +1543,23 @@ def test_pool_figures_in_the_status_page_and_the_metrics(molt, db_up):
     assert db()["queries"] == 12 and db()["transactions"] == 3, db()
 
 
+def test_the_serving_workers_database_figures_are_current(molt, db_up):
+    """With sampling once an hour, a worker's figures reach the status
+    page only when it publishes them; the worker serving the page does
+    so first, so a statement it answered before is counted there and its
+    connection free (the pool test above used to read a sample taken
+    while its last statement ran: rows 0, busy 1)."""
+    from test_recycle import status
+    conf = (db_up.database_section(pool_size=1) +
+            "\n[route /t]\nmodule = dbtxn\ndatabase = main\n"
+            "\n[status]\npath = /molt/status\nallow = 127.0.0.0/8\n"
+            "\n[recycle]\nsample_interval = 1h\n")
+    m = molt(conf=conf, workers=1)
+    assert m.get("/t/intx")[2] == b"0\n"
+    (d,) = status(m)["databases"]
+    assert (d["queries"], d["rows"], d["busy"], d["connections"]) == (1, 1, 0, 1), d
+
+
 def test_a_database_name_outside_a_plain_charset_is_refused(molt_check):
     r = molt_check("[database caf\xe9]\nsocket = /nonexistent\nuser = u\n"
                    "password = p\ndatabase = d\n")
