@@ -97,7 +97,8 @@ enum db_qstate {
 /* What a statement's text says of it (db_sql_kind), looked at once. */
 enum {
 	DB_SQL_LEAVES = 1,    /* leaves what the server does not flag: SET
-	                         TRANSACTION, LOCK TABLES, GET_LOCK */
+	                         TRANSACTION, LOCK TABLES, GET_LOCK, a user
+	                         variable set outside SET */
 	DB_SQL_CALL   = 2     /* a CALL: its failure may have changed the session */
 };
 

@@ -817,11 +817,24 @@ master_reconcile(void)
 }
 
 /*
+ * A worker's connections and requests in flight as it last wrote them
+ * in its slot, so no more than it could hold: the connections up to
+ * max_connections, the requests up to the connections.
+ */
+static uint32_t
+master_slot_load(const struct sb_slot *snap, uint32_t *conns)
+{
+	*conns = snap->w.connections;
+	if (*conns > (uint32_t)cfg->server.max_connections)
+		*conns = (uint32_t)cfg->server.max_connections;
+	return snap->w.active < *conns ? snap->w.active : *conns;
+}
+
+/*
  * The line a drain begins with, written here and not by the worker: a
  * new process's first log line costs it 0.15-0.2 ms of CPU on a
  * shadow-paged guest (every page of the formatting code is a first
- * touch there), once per recycle; the master's is warm.  The counts are
- * the worker's, as it last wrote them, so no more than it could hold.
+ * touch there), once per recycle; the master's is warm.
  */
 static void
 master_log_drain(int slot)
@@ -830,12 +843,8 @@ master_log_drain(int slot)
 	uint32_t conns = 0, active = 0;
 
 	if (scoreboard_read_worker(slot, &snap) == 0 &&
-	    snap.w.pid == mw[slot].pid) {
-		conns = snap.w.connections;
-		if (conns > (uint32_t)cfg->server.max_connections)
-			conns = (uint32_t)cfg->server.max_connections;
-		active = snap.w.active < conns ? snap.w.active : conns;
-	}
+	    snap.w.pid == mw[slot].pid)
+		active = master_slot_load(&snap, &conns);
 	log_info("worker %d draining (pid %d): %u connection(s), %u request(s) "
 	    "in flight", mw[slot].id, (int)mw[slot].pid, (unsigned)conns,
 	    (unsigned)active);
@@ -1203,20 +1212,14 @@ master_module_of(const struct sb_slot *snap, char *buf, size_t len)
  * ", 3 in flight lost" for a worker that died with requests in its
  * handlers or on their way out: their clients got no reply, and the line
  * for the one that killed it would otherwise be all the log says.  The
- * worker wrote the count: at most the connections it said it had.
+ * worker wrote the count (master_slot_load).
  */
 static const char *
 master_lost(pid_t pid, const struct sb_slot *snap, char *buf, size_t len)
 {
-	uint32_t n = snap->w.active;
+	uint32_t conns, n;
 
-	if (snap->w.pid != pid || n == 0)
-		return "";
-	if (n > snap->w.connections)
-		n = snap->w.connections;
-	if (n > (uint32_t)cfg->server.max_connections)
-		n = (uint32_t)cfg->server.max_connections;
-	if (n == 0)
+	if (snap->w.pid != pid || (n = master_slot_load(snap, &conns)) == 0)
 		return "";
 	snprintf(buf, len, ", %u in flight lost", (unsigned)n);
 	return buf;

@@ -438,7 +438,8 @@ status_json_db(struct sbuf *b, const struct sb_db_stats *d, const char *name,
 	    "\"query_seconds\":%.6f,\"unavailable\":%llu,\"timeouts\":%llu,"
 	    "\"errors\":%llu,\"connects\":%llu,\"connect_failures\":%llu,"
 	    "\"transactions\":%llu,\"transactions_rolled_back_by_molt\":%llu,"
-	    "\"sessions_closed\":%llu,\"connections\":%u,\"busy\":%u,\"held\":%u,\"queued\":%u}",
+	    "\"sessions_closed\":%llu,\"connections\":%u,\"busy\":%u,"
+	    "\"held\":%u,\"queued\":%u}",
 	    first ? "" : ",", esc, (unsigned long long)d->queries,
 	    (unsigned long long)d->rows, (double)d->query_us / 1e6,
 	    (unsigned long long)d->unavailable, (unsigned long long)d->timeouts,

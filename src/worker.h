@@ -36,9 +36,9 @@ struct wroute {
 enum { WT_HEADER, WT_BODY, WT_KEEPALIVE, WT_DRAIN_IDLE, WT_LINGER, WT_WRITE,
        WT_HANDLER, WT_MAX };
 
-/* An event that may repeat many times a second, logged at most every 10 s. */
 #define WORKER_NSIGS 7      /* worker_sigs in worker.c */
 
+/* An event that may repeat many times a second, logged at most every 10 s. */
 struct worker_often {
 	int64_t  logged_ms;     /* its last line; 0: none yet */
 	unsigned count;         /* times since that line */
