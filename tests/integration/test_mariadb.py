@@ -1347,6 +1347,12 @@ def txn_start(molt, db, pool_size=1, workers=1, extra="", db_keys={}, **kw):
     return molt(conf=conf, workers=workers, **kw)
 
 
+def fresh_session(db):
+    """What /t/session reads on a connection no statement has changed:
+    no @leak, autocommit on, the server's time zone, db's database."""
+    return b"-,ON,SYSTEM,%s\n" % db.database.encode()
+
+
 def tlog(db):
     return sorted(int(r[0]) for r in db.sql("SELECT v FROM tlog", db=db.database))
 
@@ -1662,7 +1668,7 @@ def test_what_the_server_does_not_flag_is_caught_by_the_statement(molt, db_up):
               "DELIMITER ;", db=db_up.database)
     m = txn_start(molt, db_up)
     m.expect_errors(r"changed the session")
-    clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
+    clean = fresh_session(db_up)
     assert m.get("/t/set?what=readonly")[2] == b"set\n"
     assert m.get("/t/insert?v=7&then=commit")[2] == b"committed\n"
     assert tlog(db_up) == [7]
@@ -1687,7 +1693,7 @@ def test_a_variable_set_in_a_select_and_executable_comments_are_caught(molt, db_
     /*M! */), which the server runs.  All four close the connection."""
     m = txn_start(molt, db_up)
     m.expect_errors(r"changed the session")
-    clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
+    clean = fresh_session(db_up)
     for what in ("selectvar", "intovar", "intovar2", "intovarc"):
         assert m.get("/t/set?what=" + what)[2] == b"set\n"
         assert m.get("/t/session")[2] == clean, what
@@ -1715,7 +1721,7 @@ def test_an_assignment_after_a_backslash_ended_string_is_caught(molt, db_up):
     try:
         m = txn_start(molt, db_up)
         m.expect_errors(r"changed the session")
-        clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
+        clean = fresh_session(db_up)
         assert m.get("/t/set?what=selectvarq")[2] == b"set\n"
         assert m.get("/t/session")[2] == clean
     finally:
@@ -1750,7 +1756,7 @@ def test_track_session_off_leaves_only_what_the_server_reports(molt, db_up):
     the server's default session_track_system_variables still is."""
     m = txn_start(molt, db_up, db_keys={"track_session": "off"})
     m.expect_errors(r"changed the session")
-    clean = b"-,ON,SYSTEM,%s\n" % db_up.database.encode()
+    clean = fresh_session(db_up)
     assert m.get("/t/set?what=tz")[2] == b"set\n"
     assert m.get("/t/session")[2] == clean
     assert m.get("/t/set?what=var")[2] == b"set\n"
