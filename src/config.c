@@ -925,9 +925,24 @@ get_int32(struct checker *ck, const char *key, int *out, int min, int max)
 	*out = (int)v;
 }
 
+/* A number with a unit: a size in bytes, or a duration in ms. */
+struct conf_unit {
+	const char  *kind;        /* "size", "duration" */
+	const char  *least;       /* what a value rounds to nothing below */
+	int        (*parse)(const char *, long long *);
+	const char *(*fmt)(long long, char *, size_t);
+};
+
+static const struct conf_unit unit_size = {
+	"size", "1 byte", conf_parse_size, conf_fmt_size,
+};
+static const struct conf_unit unit_ms = {
+	"duration", "1 ms", conf_parse_duration, conf_fmt_ms,
+};
+
 static void
-get_size(struct checker *ck, const char *key, long long *out, long long min,
-    long long max, int zero)
+get_quantity(struct checker *ck, const struct conf_unit *u, const char *key,
+    long long *out, long long min, long long max, int zero)
 {
 	struct conf_kv *kv = conf_get(ck->s, key);
 	char a[32], b[32];
@@ -936,16 +951,16 @@ get_size(struct checker *ck, const char *key, long long *out, long long min,
 	if (kv == NULL)
 		return;
 	errno = 0;
-	if (conf_parse_size(kv->value, &v) == -1 && errno == ERANGE) {
-		check_fail(ck, kv, "%s: '%s' is less than 1 byte (write 0 to "
-		    "mean 0)", key, kv->value);
+	if (u->parse(kv->value, &v) == -1 && errno == ERANGE) {
+		check_fail(ck, kv, "%s: '%s' is less than %s (write 0 to "
+		    "mean 0)", key, kv->value, u->least);
 		return;
 	}
-	if (conf_parse_size(kv->value, &v) == -1 ||
+	if (u->parse(kv->value, &v) == -1 ||
 	    ((v < min || v > max) && !(v == 0 && zero == ZERO_OFF))) {
-		check_fail(ck, kv, "%s: expected a size between %s and %s%s, "
-		    "got '%s'", key, conf_fmt_size(min, a, sizeof(a)),
-		    conf_fmt_size(max, b, sizeof(b)), zero == ZERO_OFF ?
+		check_fail(ck, kv, "%s: expected a %s between %s and %s%s, "
+		    "got '%s'", key, u->kind, u->fmt(min, a, sizeof(a)),
+		    u->fmt(max, b, sizeof(b)), zero == ZERO_OFF ?
 		    " (or 0 for off)" : "", kv->value);
 		return;
 	}
@@ -953,30 +968,17 @@ get_size(struct checker *ck, const char *key, long long *out, long long min,
 }
 
 static void
+get_size(struct checker *ck, const char *key, long long *out, long long min,
+    long long max, int zero)
+{
+	get_quantity(ck, &unit_size, key, out, min, max, zero);
+}
+
+static void
 get_duration(struct checker *ck, const char *key, long long *out,
     long long min, long long max, int zero)
 {
-	struct conf_kv *kv = conf_get(ck->s, key);
-	char a[32], b[32];
-	long long v;
-
-	if (kv == NULL)
-		return;
-	errno = 0;
-	if (conf_parse_duration(kv->value, &v) == -1 && errno == ERANGE) {
-		check_fail(ck, kv, "%s: '%s' is less than 1 ms (write 0 to "
-		    "mean 0)", key, kv->value);
-		return;
-	}
-	if (conf_parse_duration(kv->value, &v) == -1 ||
-	    ((v < min || v > max) && !(v == 0 && zero == ZERO_OFF))) {
-		check_fail(ck, kv, "%s: expected a duration between %s and %s%s, "
-		    "got '%s'", key, conf_fmt_ms(min, a, sizeof(a)),
-		    conf_fmt_ms(max, b, sizeof(b)), zero == ZERO_OFF ?
-		    " (or 0 for off)" : "", kv->value);
-		return;
-	}
-	*out = v;
+	get_quantity(ck, &unit_ms, key, out, min, max, zero);
 }
 
 static void

@@ -577,6 +577,14 @@ test_errors(void)
 	EXPECT_ERROR("[server]\nheader_timeout = soon\n", 2,
 	    "header_timeout: expected a duration");
 	EXPECT_ERROR("[server]\nbody_timeout = 10ms\n", 2, "between 100ms and 24h");
+	EXPECT_ERROR("[server]\nbody_timeout = 0.0001s\n", 2,
+	    "body_timeout: '0.0001s' is less than 1 ms (write 0 to mean 0)");
+	EXPECT_ERROR("[server]\nmax_body_size = 0.0001k\n", 2,
+	    "max_body_size: '0.0001k' is less than 1 byte (write 0 to mean 0)");
+	EXPECT_ERROR("[server]\nmax_body_size = 2000g\n", 2,
+	    "max_body_size: expected a size between 0 and 1024g, got '2000g'");
+	EXPECT_ERROR("[server]\nkeepalive_timeout = 2d\n", 2,
+	    "keepalive_timeout: expected a duration between 100ms and");
 	EXPECT_ERROR("[server]\nlog_level = loud\n", 2,
 	    "log_level: expected error, warn, info or debug, got 'loud'");
 	EXPECT_ERROR("[server]\npid_file =\n", 2, "pid_file: empty");
