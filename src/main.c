@@ -120,28 +120,19 @@ main_load(const char *path, struct conf_error *err)
 }
 
 /*
- * Whether pid is a molt master, judged by its pid file's lock: the master
- * holds it (master_pid_take).  A file nobody holds is stale, and its pid
- * may have gone to an unrelated process since; only one whose name is
- * molt is still believed (a master started by a molt without the lock).
+ * Whether the pid in fd's file is a running master, judged by the file's
+ * lock: the master holds it for its life (master_pid_take).  A file
+ * nobody holds is stale, and its pid may have gone since to any process,
+ * a worker of another molt among them, so its name proves nothing.  On a
+ * file system without locks the master could take none either, and the
+ * pid is believed.
  */
 static int
-main_pid_is_master(int fd, long pid)
+main_pid_is_master(int fd)
 {
-	char path[64], comm[32];
-	FILE *f;
-	int is_molt;
-
-	if (flock(fd, LOCK_SH | LOCK_NB) == -1)
-		return errno == EWOULDBLOCK || errno == ENOLCK ||
-		    errno == EOPNOTSUPP;
-	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-	if ((f = fopen(path, "r")) == NULL)
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0)
 		return 0;
-	is_molt = fgets(comm, sizeof(comm), f) != NULL &&
-	    strcmp(comm, "molt\n") == 0;
-	fclose(f);
-	return is_molt;
+	return errno == EWOULDBLOCK || errno == ENOLCK || errno == EOPNOTSUPP;
 }
 
 static int
@@ -191,7 +182,7 @@ main_signal(const char *path, const char *what)
 		    cfg->server.pid_file);
 		goto out;
 	}
-	if (!main_pid_is_master(fd, pid)) {
+	if (!main_pid_is_master(fd)) {
 		fprintf(stderr, "molt: %s names pid %ld, but no molt master holds "
 		    "it: a stale file; nothing signalled\n", cfg->server.pid_file,
 		    pid);

@@ -954,6 +954,27 @@ def test_dash_s_does_not_signal_a_stranger_with_our_old_pid(tmp_path):
         stranger.wait()
 
 
+def test_dash_s_does_not_signal_another_molts_worker(molt, tmp_path):
+    """A stale pid file whose pid went to a worker of another molt: molt -s
+    believed any process named molt, and signalled that worker.  Only the
+    file's lock says a master is there."""
+    a = molt(workers=1)
+    (wpid,) = a.worker_pids()
+    conf = tmp_path / "other.conf"
+    pidf = tmp_path / "other.pid"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\npid_file = %s\n\n"
+                    "[route /hello]\nmodule = hello\n" % pidf)
+    pidf.write_text("%d\n" % wpid)
+    for sig in ("stop", "reopen"):
+        p = run_molt(["-s", sig, "-c", str(conf)])
+        assert p.returncode == 1, p.stderr
+        assert "no molt master holds it" in p.stderr, p.stderr
+    time.sleep(0.3)
+    assert a.worker_pids() == [wpid]
+    assert "not from the master" not in a.log()
+    assert "reopen" not in a.log()
+
+
 def test_second_master_with_the_same_pid_file_refuses_to_start(molt, tmp_path):
     """Another molt on another port but with the same pid_file overwrote
     the file; molt -s then stopped the wrong master and the first one
