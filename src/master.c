@@ -1169,23 +1169,26 @@ master_keep_routes(void)
 }
 
 /*
- * ' in module M (route /p)' for a crash in a handler: the module is what
- * the operator will move to an instance of its own or report.  From the
+ * ' in module M (route /p)' for a crash in a handler (culprit), or for a
+ * worker over hard_max_rss with a request in flight, in its handler or
+ * not (master_serving says why): the module is what the operator will
+ * move to an instance of its own or report.  From the
  * route index the worker wrote (untrusted: only looked up, never
  * printed), through the route names of this generation, to the master's
  * own configuration, or for an old generation's worker through what
  * master_keep_routes kept of it; "" when that chain cannot be followed.
  */
 static const char *
-master_module_of(const struct sb_slot *snap, char *buf, size_t len)
+master_module_of(const struct sb_slot *snap, int culprit, char *buf,
+    size_t len)
 {
 	const struct route_conf *rc;
 	const struct old_gen *og;
 	char prefix[sizeof(sb.hdr->route_names[0])];
 	int32_t i = snap->w.req_route;
 
-	if (snap->w.req_start_ms == 0 || !snap->w.in_handler || i < 0 ||
-	    i >= SB_ROUTES)
+	if (snap->w.req_start_ms == 0 || (culprit && !snap->w.in_handler) ||
+	    i < 0 || i >= SB_ROUTES)
 		return "";
 	if (snap->w.generation != generation) {
 		if ((og = master_old_gen(snap->w.generation)) == NULL ||
@@ -1370,7 +1373,7 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 		log_error("worker %d pid %d %s: reason=%s%s%s requests=%llu%s", id,
 		    (int)pid, why, sb_reason_names[R_CRASH],
 		    master_serving(&snap, 1, req, sizeof(req)),
-		    master_module_of(&snap, mod, sizeof(mod)),
+		    master_module_of(&snap, 1, mod, sizeof(mod)),
 		    (unsigned long long)snap.w.requests,
 		    master_lost(pid, &snap, lost, sizeof(lost)));
 		if (m->replaced_by >= 0)
@@ -1560,7 +1563,7 @@ master_stalled(int slot, int64_t now)
 	    master_fmt_over((double)held / 1000.0, (double)limit / 1000.0,
 	    secs, sizeof(secs)), (double)limit / 1000.0,
 	    master_serving(&snap, 1, req, sizeof(req)),
-	    master_module_of(&snap, mod, sizeof(mod)), how);
+	    master_module_of(&snap, 1, mod, sizeof(mod)), how);
 	master_kill(slot, R_STALL);
 	return 1;
 }
@@ -1578,15 +1581,15 @@ master_limits(int slot, const struct sb_slot *snap, int64_t now)
 	char detail[200];
 
 	if (m->req_limit > 0 && snap->w.requests >= m->req_limit) {
-		snprintf(detail, sizeof(detail), "requests=%llu >= max_requests=%llu",
-		    (unsigned long long)snap->w.requests,
+		/* The requests and age it reached end the recycled line. */
+		snprintf(detail, sizeof(detail), "max_requests=%llu",
 		    (unsigned long long)m->req_limit);
 		master_recycle(slot, R_REQUESTS, detail);
 		return 1;
 	}
 	if (m->life_limit_ms > 0 && now - m->spawned_ms >= m->life_limit_ms) {
-		snprintf(detail, sizeof(detail), "age=%.1fs >= max_lifetime=%.1fs",
-		    (now - m->spawned_ms) / 1000.0, m->life_limit_ms / 1000.0);
+		snprintf(detail, sizeof(detail), "max_lifetime=%.1fs",
+		    m->life_limit_ms / 1000.0);
 		master_recycle(slot, R_LIFETIME, detail);
 		return 1;
 	}
@@ -1636,6 +1639,7 @@ master_judge(int slot, int after_trim)
 	struct mworker *m = &mw[slot];
 	struct sb_slot snap;
 	char a[32], b[32], ratio[32], detail[200], req[MASTER_SERVING_LEN];
+	char mod[200];
 	int64_t now = master_now();
 	uint64_t val;
 	double frag = 0;
@@ -1652,11 +1656,12 @@ master_judge(int slot, int after_trim)
 	val = master_measure(m);
 
 	if (rc->hard_max_rss > 0 && val > (uint64_t)rc->hard_max_rss) {
-		snprintf(m->detail, sizeof(m->detail), "%s=%s > hard_max_rss=%s%s",
+		snprintf(m->detail, sizeof(m->detail), "%s=%s > hard_max_rss=%s%s%s",
 		    master_measure_name(),
 		    memwatch_fmt_over(val, (uint64_t)rc->hard_max_rss, a, sizeof(a)),
 		    memwatch_fmt((uint64_t)rc->hard_max_rss, b, sizeof(b)),
-		    master_serving(&snap, 0, req, sizeof(req)));
+		    master_serving(&snap, 0, req, sizeof(req)),
+		    master_module_of(&snap, 0, mod, sizeof(mod)));
 		master_kill(slot, R_HARD_RSS);
 		return;
 	}
