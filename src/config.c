@@ -1378,11 +1378,18 @@ config_check_status(struct molt_config *cfg, struct conf_section *s,
 	struct status_conf *st = &cfg->status;
 	struct checker ck = { s, err, 0 };
 	struct conf_kv *kv;
+	const char *why;
 
 	get_str(&ck, "path", &st->path);
 	if (st->path != NULL && st->path[0] != '/') {
 		check_fail(&ck, conf_get(s, "path"), "path: must start with '/', "
 		    "got '%s'", st->path);
+		return -1;
+	}
+	if (st->path != NULL &&
+	    (why = config_route_prefix_problem(st->path)) != NULL) {
+		check_fail(&ck, conf_get(s, "path"), "path: '%s' can never "
+		    "match: %s", st->path, why);
 		return -1;
 	}
 	if ((kv = conf_get(s, "allow")) != NULL &&
@@ -1494,6 +1501,31 @@ config_check_section(struct molt_config *cfg, struct conf_section *s,
 	return config_first_unused(s, err);
 }
 
+/*
+ * A route on the status page's own path: which of the two a worker would
+ * take is the order of a sort, and the other is never reached, without a
+ * word.  Refused at the route, naming where the path was set.
+ */
+static int
+config_status_clash(struct molt_config *cfg, struct conf_error *err)
+{
+	struct conf_section *st = conf_find(cfg, "status", NULL);
+	struct conf_kv *kv = st != NULL ? conf_get(st, "path") : NULL;
+	struct route_conf *r;
+
+	if (cfg->status.path == NULL || kv == NULL)
+		return 0;
+	for (r = cfg->routes; r != NULL; r = r->next)
+		if (strcmp(r->prefix, cfg->status.path) == 0) {
+			conf_errorf(err, r->section->file, r->section->line,
+			    "[route %s] has the status page's path ([status] "
+			    "path at %s:%d): move one of them", r->prefix,
+			    st->file, kv->line);
+			return -1;
+		}
+	return 0;
+}
+
 static int
 config_finish(struct molt_config *cfg, struct conf_error *err)
 {
@@ -1514,6 +1546,8 @@ config_finish(struct molt_config *cfg, struct conf_error *err)
 	}
 	if (cfg->status.allow == NULL &&
 	    config_set_allow(&ck, &cfg->status, NULL, "127.0.0.0/8 ::1") == -1)
+		return -1;
+	if (config_status_clash(cfg, err) == -1)
 		return -1;
 	return 0;
 }

@@ -638,6 +638,14 @@ test_errors(void)
 
 	/* [status]. */
 	EXPECT_ERROR("[status]\npath = status\n", 2, "must start with '/'");
+	EXPECT_ERROR("[status]\npath = /a//s\n", 2,
+	    "path: '/a//s' can never match: requests are routed with runs of "
+	    "'/' merged into one");
+	/* A route on the status path: at the route, naming the path's line. */
+	EXPECT_ERROR("[route /x]\nmodule = hello\n\n[status]\npath = /x\n", 1,
+	    "[route /x] has the status page's path ([status] path at ");
+	EXPECT_ERROR("[status]\npath = /x\n\n[route /x]\nmodule = hello\n", 4,
+	    ":2): move one of them");
 	EXPECT_ERROR("[status]\npath = /s\nallow = 10.0.0.0/33\n", 3, "allow");
 	EXPECT_ERROR("[status]\nallow = 10.0.0.0/\n", 2, "allow");
 	EXPECT_ERROR("[status]\nallow = localhost\n", 2, "'localhost'");
