@@ -1297,8 +1297,8 @@ config_parse_net(const char *text, struct allow_net *an)
 	long bits, max;
 
 	memset(an, 0, sizeof(*an));
-	/* Unix-socket peers: an explicit entry, so "allow = unix" alone is
-	 * not mistaken for an empty list and replaced by loopback. */
+	/* The clients of unix: sockets, which have no address to match
+	 * (status_allowed). */
 	if (strcmp(text, "unix") == 0) {
 		an->net.ss_family = AF_UNIX;
 		return 0;
@@ -1545,7 +1545,7 @@ config_finish(struct molt_config *cfg, struct conf_error *err)
 		}
 	}
 	if (cfg->status.allow == NULL &&
-	    config_set_allow(&ck, &cfg->status, NULL, "127.0.0.0/8 ::1") == -1)
+	    config_set_allow(&ck, &cfg->status, NULL, "127.0.0.0/8 ::1 unix") == -1)
 		return -1;
 	if (config_status_clash(cfg, err) == -1)
 		return -1;

@@ -87,14 +87,19 @@ status_allowed(const struct molt_config *cfg, const struct conn *c)
 	const struct allow_net *a;
 	const struct sockaddr_storage *ss = &c->peer_sa;
 
-	if (ss->ss_family == AF_UNIX)
-		return 1;   /* a local socket: filesystem permissions apply */
 	for (a = cfg->status.allow; a != NULL; a = a->next) {
 		const unsigned char *x, *y;
 		int bits = a->prefix, i;
 
 		if (a->net.ss_family != ss->ss_family)
 			continue;
+		/*
+		 * A unix: socket's peer has no address: the entry "unix" lets
+		 * in every client of it, whom its file's permissions let
+		 * connect.  A proxy on it makes every client of the proxy one.
+		 */
+		if (ss->ss_family == AF_UNIX)
+			return 1;
 		if (ss->ss_family == AF_INET) {
 			x = (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
 			y = (const void *)&((const struct sockaddr_in *)&a->net)->sin_addr;

@@ -1662,6 +1662,30 @@ def test_status_allow_list_default_is_loopback(molt):
     assert st == 403
 
 
+def test_status_allow_list_and_unix_clients(molt, tmp_path):
+    """The clients of a unix: socket read the status page whatever allow
+    said (behind a proxy on that socket, every client of the proxy did).
+    The entry unix lets them in, and the default holds it."""
+    path = str(tmp_path / "s.sock")
+    for allow, by_unix, by_tcp in (("", 200, 200),
+                                   ("allow = 10.9.9.9", 403, 403),
+                                   ("allow = unix", 200, 403),
+                                   ("allow = 127.0.0.1, unix", 200, 200),
+                                   ("allow = 127.0.0.1", 403, 200)):
+        m = molt(conf=conf("", status=allow), workers=1,
+                 listen=("127.0.0.1:0", "unix:" + path))
+        for page in (b"/molt/status", b"/molt/status/metrics"):
+            with RawConn(unix=path) as c:
+                c.send(GET % page)
+                r = c.read_response()
+                assert r.status == by_unix, (allow, page, r)
+            assert m.get(page.decode())[0] == by_tcp, (allow, page)
+        with RawConn(unix=path) as c:       # only the status page
+            c.send(GET % b"/hello")
+            assert c.read_response().status == 200, allow
+        assert m.stop(signal.SIGQUIT) == 0
+
+
 # ------------------------------------------------------------ per-route stats
 
 @needs_glibc_heap
