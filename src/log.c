@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@ static uint32_t *access_len = &access_own_len;
 
 static uid_t  owner_uid = (uid_t)-1;  /* see log_set_owner */
 static gid_t  owner_gid = (gid_t)-1;
+static uid_t  prev_uid = (uid_t)-1;   /* the owner before the last change */
+static gid_t  prev_gid = (gid_t)-1;
 static int    stderr_follows;       /* see log_stderr_follow */
 
 static time_t stamp_sec = -1;      /* second that stamp shows */
@@ -62,11 +65,34 @@ static const char *level_names[] = { "error", "warn", "info", "debug" };
 static int startup_echo;            /* log_startup_echo */
 
 /*
+ * A file that was there already keeps its owner, the administrator's
+ * choice (logrotate's "create" names one), unless it is one molt gave to
+ * the workers' user and a reload has changed that user: then it goes to
+ * the new one, who could not reopen it otherwise ("Permission denied" at
+ * every reopen until the next rotation).  nginx gives every log to its
+ * worker user at each reopen.
+ */
+static void
+log_follow_owner(int fd, int *chown_errno)
+{
+	struct stat st;
+
+	if (prev_uid == (uid_t)-1 || owner_uid == (uid_t)-1 ||
+	    prev_uid == owner_uid)
+		return;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_uid != prev_uid)
+		return;
+	if (fchown(fd, owner_uid, st.st_gid == prev_gid ? owner_gid :
+	    (gid_t)-1) == -1)
+		*chown_errno = errno;
+}
+
+/*
  * Opens a log for appending.  A file made here goes to the owner set with
  * log_set_owner: the workers reopen the logs themselves after a rotation,
  * with their privileges dropped, and could not open a file that root made
- * 0644.  A file that was there already keeps its owner, which is the
- * administrator's choice (logrotate's "create" names one).  Returns the
+ * 0644.  One that was there already: log_follow_owner.  Returns the
  * descriptor, or -1 with errno set; *chown_errno is the errno of a
  * failed fchown, or 0, for the caller to log once the error log is
  * settled.
@@ -77,7 +103,11 @@ log_open_path(const char *path, int *chown_errno)
 	int fd, flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK;
 
 	*chown_errno = 0;
-	if ((fd = open(path, flags)) != -1 || errno != ENOENT)
+	if ((fd = open(path, flags)) != -1) {
+		log_follow_owner(fd, chown_errno);
+		return fd;
+	}
+	if (errno != ENOENT)
 		return fd;
 	if ((fd = open(path, flags | O_CREAT | O_EXCL, 0644)) != -1) {
 		if ((owner_uid != (uid_t)-1 || owner_gid != (gid_t)-1) &&
@@ -148,6 +178,10 @@ log_stderr_sync(void)
 void
 log_set_owner(uid_t uid, gid_t gid)
 {
+	if (uid != owner_uid || gid != owner_gid) {
+		prev_uid = owner_uid;
+		prev_gid = owner_gid;
+	}
 	owner_uid = uid;
 	owner_gid = gid;
 }

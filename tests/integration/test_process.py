@@ -1896,6 +1896,55 @@ def test_reopen_after_rotation_with_user_nobody(molt, log_dir):
     m.stop()
 
 
+def test_logs_follow_a_reload_that_changes_the_user(molt, log_dir):
+    """The master gave the logs it made to nobody; a reload to user =
+    daemon left them nobody's, and every reopen of the new workers failed
+    with Permission denied until the next rotation.  They go to daemon."""
+    if os.geteuid() != 0:
+        pytest.skip("privilege drop needs root (running as uid %d)" % os.geteuid())
+    daemon = pwd.getpwnam("daemon")
+    m = start_as_nobody(molt, log_dir)
+    get_ok(m, "/hello?before=1")
+    nobody = pwd.getpwnam("nobody")
+    for path in (m.error_log, m.access_log):
+        wait_for(lambda: os.path.exists(path), 5, what=path)
+        assert os.stat(path).st_uid == nobody.pw_uid, path
+    mark = m.mark()
+    m.write_conf(DEFAULT_ROUTES, server_extra=(
+        "user = daemon\nerror_log = %s\naccess_log = %s\n"
+        "access_log_flush = 100ms" % (m.error_log, m.access_log)))
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"worker 1 ready \(generation 2\)", since=mark)
+    wait_for(lambda: all(proc_status(w)["Uid"].split()[0] == "1"
+                         for w in m.worker_pids()), 10,
+             what="the old workers to go")
+    for path in (m.error_log, m.access_log):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (daemon.pw_uid, daemon.pw_gid), path
+    mark = m.mark()
+    p = run_molt(["-s", "reopen", "-c", m.conf_path])
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: len(re.findall(r"worker \d+ reopened the logs",
+                                    m.log(mark))) == 2, 10,
+             what="every worker to reopen its logs")
+    assert "Permission denied" not in m.log(mark), m.log(mark)
+    assert "could not reopen" not in m.log(mark), m.log(mark)
+    get_ok(m, "/hello?after=1")
+    wait_for(lambda: "after=1" in read_text(m.access_log), 5,
+             what="the line in the access log")
+    # a file someone else owns stays theirs
+    os.chown(m.access_log, 0, 0)
+    m.write_conf(DEFAULT_ROUTES, server_extra=(
+        "user = nobody\nerror_log = %s\naccess_log = %s\n"
+        "access_log_flush = 100ms" % (m.error_log, m.access_log)))
+    mark = m.mark()
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"worker 1 ready \(generation 3\)", since=mark)
+    assert os.stat(m.error_log).st_uid == nobody.pw_uid
+    assert os.stat(m.access_log).st_uid == 0
+    m.stop()
+
+
 @pytest.mark.parametrize("which", ["error", "access"])
 def test_reopen_a_worker_cannot_do_is_reported(molt, log_dir, which):
     """A new log file the workers cannot open (made by logrotate's
