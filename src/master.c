@@ -133,6 +133,7 @@ static unsigned generation = 1;
 static int sig_pipe[2] = { -1, -1 };
 static int notify_pipe[2] = { -1, -1 };
 static int stopping;              /* 0, SIGTERM (fast) or SIGQUIT */
+static int detached;              /* molt -d */
 static int64_t stop_deadline;
 /* What the validator writes when every check passed. */
 #define MASTER_CHECK_OK "ok"
@@ -363,6 +364,21 @@ master_warn_root(const struct server_conf *sc)
 	    "run as root%s%s (set user, e.g. user = nobody)",
 	    sc->group != NULL ? " with group " : "",
 	    sc->group != NULL ? sc->group : "");
+}
+
+/*
+ * Detached (-d), stderr is /dev/null: with error_log = stderr, which is
+ * the default, every later line (a crash, a failed reload) would be lost
+ * without a word.  Said at the start, while stderr is still the terminal,
+ * and at a reload that sets it.
+ */
+static void
+master_warn_detached(const struct server_conf *sc)
+{
+	if (!detached || sc->error_log != NULL)
+		return;
+	log_warn("molt -d with error_log = stderr: detached, stderr is "
+	    "/dev/null, and the log is lost (set error_log to a file)");
 }
 
 /* ------------------------------------------------------------------ */
@@ -2037,6 +2053,7 @@ master_reload_apply(int status)
 		goto undo_listen;
 	}
 	master_warn_root(&nc->server);
+	master_warn_detached(&nc->server);
 	/* Old workers keep their own copies of sockets that went away. */
 	listen_close(old->server.listen);
 	master_pid_commit(old->server.pid_file, nc->server.pid_file,
@@ -2420,6 +2437,8 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	if (cfg->server.pid_file != NULL &&
 	    (pid_fd = master_pid_take(cfg->server.pid_file)) == -1)
 		return 1;
+	detached = daemonize;
+	master_warn_detached(&cfg->server);
 	if (daemonize && master_daemonize() == -1)
 		return 1;
 	/* After the daemon's fork, which would not carry it over. */

@@ -1008,6 +1008,28 @@ def test_daemon_that_cannot_write_its_pid_file_fails(tmp_path):
     assert "cannot open pid file" in p.stderr, p.stderr
 
 
+def test_daemon_logging_to_stderr_says_it_will_be_lost(tmp_path):
+    """molt -d with error_log = stderr (the default) sends every later
+    line to /dev/null; it said nothing.  It says so while stderr is still
+    the terminal; with a file for a log it does not."""
+    pidf = tmp_path / "molt.pid"
+    for extra, warned in (("", True),
+                          ("error_log = %s\n" % (tmp_path / "e.log"), False)):
+        conf = tmp_path / "molt.conf"
+        conf.write_text("[server]\nlisten = 127.0.0.1:0\nmodules_dir = %s\n"
+                        "pid_file = %s\n%s\n[route /hello]\nmodule = hello\n"
+                        % (MODULES_DIR, pidf, extra))
+        p = run_molt(["-c", str(conf), "-d"], timeout=10)
+        assert p.returncode == 0, p.stderr
+        said = "error_log = stderr: detached, stderr is /dev/null" in \
+            without_root_warning(p.stderr)
+        pid = int(wait_for(lambda: read_text(str(pidf)).strip(), 5,
+                           what="the pid file"))
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), 10, what="the daemon to exit")
+        assert said == warned, (extra, p.stderr)
+
+
 def test_daemonize(molt):
     m = molt(daemon=True)
     assert pid_alive(m.pid)
