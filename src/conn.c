@@ -1164,11 +1164,14 @@ conn_read_body(struct conn *c)
 			conn_error_reply(c, 400, "malformed chunked body", 1);
 			return -1;
 		}
+		/* At a chunk's size line, as nginx does: the client is told
+		 * before it sends max_body_size bytes of a body refused anyway. */
+		if ((uint64_t)req->body_len + produced +
+		    http_chunked_owed(&req->chunked) > (uint64_t)max) {
+			conn_error_reply(c, 413, "request body too large", 1);
+			return -1;
+		}
 		if (produced > 0) {
-			if ((long long)(req->body_len + produced) > max) {
-				conn_error_reply(c, 413, "request body too large", 1);
-				return -1;
-			}
 			if (req->body_len + produced + 1 > req->body_cap) {
 				size_t cap = req->body_cap ? req->body_cap * 2 : 4096;
 				char *nb;

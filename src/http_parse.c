@@ -877,6 +877,13 @@ http_chunked_decode(struct http_chunked *c, char *buf, size_t len,
 	return r;
 }
 
+uint64_t
+http_chunked_owed(const struct http_chunked *c)
+{
+	/* SIZE0 .. DATA: remaining is the size, as far as it is read. */
+	return c->state <= HTTP_CH_DATA ? c->remaining : 0;
+}
+
 /* ------------------------------------------------------------ the rest */
 
 ssize_t

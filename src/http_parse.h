@@ -103,6 +103,15 @@ int http_chunked_decode(struct http_chunked *c, char *buf, size_t len,
                         size_t *consumed, size_t *produced);
 
 /*
+ * The bytes of chunk data the decoder knows are still to come: the rest
+ * of the chunk being read, or the size read so far of the size line
+ * being read (more digits only make it larger).  So the body will be at
+ * least what has been produced plus this, and one over the limit can be
+ * refused before its data is sent.
+ */
+uint64_t http_chunked_owed(const struct http_chunked *c);
+
+/*
  * Percent-decode src[0..len) into dst (which may equal src).  With
  * plus_space, '+' becomes ' ' (query strings).  Returns the decoded
  * length, or -1 for a malformed escape or an encoded NUL.

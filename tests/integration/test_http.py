@@ -889,6 +889,31 @@ def test_413_chunked(molt):
         assert r.status == 200 and echo_body(r.body) == b"c" * 1024
 
 
+def test_413_chunked_at_the_size_line(molt):
+    """A chunk that takes the body past max_body_size is refused when its
+    size is read, as nginx does: the client was told only once it had sent
+    max_body_size bytes of it."""
+    m = molt(server_extra=LIMITS)       # max_body_size = 1k
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for wire in (b"401\r\n",                        # 1025 bytes
+                 b"40000000",                          # a size line not ended
+                 b"100\r\n" + b"c" * 256 + b"\r\n301\r\n",  # 256 + 769
+                 b"400;ext=1\r\n" + b"c" * 1024 + b"\r\n1\r\n"):
+        with m.raw_conn(timeout=5) as c:
+            c.send(head + wire)
+            r = c.read_response()
+            assert_core_error(r, 413)
+            assert "close" in r.headers.get("connection", "").lower()
+    # the limit itself is allowed, in one chunk or in pieces
+    for wire in (b"400\r\n" + b"c" * 1024 + b"\r\n0\r\n\r\n",
+                 b"300\r\n" + b"c" * 768 + b"\r\n100\r\n" + b"c" * 256 +
+                 b"\r\n0\r\n\r\n"):
+        with m.raw_conn(timeout=5) as c:
+            c.send(head + wire)
+            r = c.read_response()
+            assert r.status == 200 and echo_body(r.body) == b"c" * 1024
+
+
 def test_408_client_stops_mid_headers(molt):
     m = molt(server_extra="header_timeout = 1s")
     with m.raw_conn(timeout=15) as c:

@@ -674,6 +674,53 @@ test_chunked_more(void)
 	}
 }
 
+/* What http_chunked_owed promises at each byte: a lower bound. */
+static void
+test_chunked_owed(void)
+{
+	static const struct {
+		const char *in;
+		uint64_t    owed;
+	} steps[] = {
+		{ "", 0 }, { "4", 4 }, { "0", 0x40 }, { "0", 0x400 },
+		{ " ", 0x400 }, { ";x=1", 0x400 }, { "\r", 0x400 },
+		{ "\n", 0x400 }, { "abc", 0x400 - 3 },
+	};
+	struct http_chunked c;
+	static char buf[2048];
+	size_t cons, prod, i, n;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		n = strlen(steps[i].in);
+		memcpy(buf, steps[i].in, n);
+		r = http_chunked_decode(&c, buf, n, &cons, &prod);
+		CHECK(r == 0 && http_chunked_owed(&c) == steps[i].owed,
+		    "after \"%s\": r=%d owed=%llu, want %llu", steps[i].in, r,
+		    (unsigned long long)http_chunked_owed(&c),
+		    (unsigned long long)steps[i].owed);
+	}
+	/* the rest of the chunk, its CRLF, the last chunk: nothing owed */
+	memset(buf, 'x', 0x400 - 3);
+	r = http_chunked_decode(&c, buf, 0x400 - 3, &cons, &prod);
+	CHECK(r == 0 && http_chunked_owed(&c) == 0, "chunk read: owed=%llu",
+	    (unsigned long long)http_chunked_owed(&c));
+	memcpy(buf, "\r\n0\r\nA: b\r\n", 11);
+	r = http_chunked_decode(&c, buf, 11, &cons, &prod);
+	CHECK(r == 0 && http_chunked_owed(&c) == 0, "trailers: owed=%llu",
+	    (unsigned long long)http_chunked_owed(&c));
+	memcpy(buf, "\r\n", 2);
+	r = http_chunked_decode(&c, buf, 2, &cons, &prod);
+	CHECK(r == 1 && http_chunked_owed(&c) == 0, "done: r=%d", r);
+	/* an error owes nothing either */
+	memset(&c, 0, sizeof(c));
+	memcpy(buf, "5x", 2);
+	r = http_chunked_decode(&c, buf, 2, &cons, &prod);
+	CHECK(r == -400 && http_chunked_owed(&c) == 0, "error: owed=%llu",
+	    (unsigned long long)http_chunked_owed(&c));
+}
+
 /* ------------------------------------------------------------- others */
 
 static void
@@ -861,6 +908,7 @@ main(void)
 	test_limits();
 	test_chunked();
 	test_chunked_more();
+	test_chunked_owed();
 	test_urldecode();
 	test_name_eq();
 	test_reason();
