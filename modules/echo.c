@@ -14,7 +14,11 @@
  * "utf-8"), else standard base64 ("body_encoding":"base64").  No body
  * gives "".
  *
- * Everything is built in the request pool.
+ * Everything is built in the request pool.  A reply up to STREAM_OVER
+ * bytes of body is sent whole, with a Content-Length; a larger one is
+ * streamed a slice at a time, so that a client that does not read holds
+ * one slice and molt's high-water mark of output, not the whole reply (up
+ * to six times the body: a control byte is written \u0000).
  */
 #include <string.h>
 
@@ -148,45 +152,106 @@ utf8_valid(const unsigned char *s, size_t n)
 }
 
 /*
- * Large bodies are escaped a slice at a time so the buffer grows with the
+ * Bodies are escaped a slice at a time, so that a buffer grows with the
  * output instead of being sized for the 6x worst case up front.
  */
-#define SLICE 16384
+#define SLICE       16384
+#define STREAM_OVER (64 * 1024)
 
-static void
-echo_body(struct jbuf *b, const unsigned char *body, size_t len)
+/* The body's bytes from off on, escaped or encoded: one slice of them. */
+struct body_out {
+	const unsigned char *body;
+	size_t               len;
+	size_t               off;
+	int                  utf8;
+};
+
+/* Appends the next slice of o's body to b; 0 once the body is done. */
+static int
+echo_slice(struct jbuf *b, struct body_out *o)
 {
-	size_t off, n;
+	size_t n = o->len - o->off;
 
-	if (body == NULL || len == 0) {
-		jb_lit(b, "\"body\":\"\",\"body_encoding\":\"utf-8\"");
-		return;
-	}
-	if (utf8_valid(body, len)) {
-		jb_lit(b, "\"body\":\"");
-		for (off = 0; off < len; off += n) {
-			n = len - off;
-			if (n > SLICE) {
-				/* End the slice on a character boundary. */
-				n = SLICE;
-				while (n > 0 && (body[off + n] & 0xc0) == 0x80)
-					n--;
-			}
-			jb_escape(b, (const char *)body + off, n);
+	if (n == 0)
+		return 0;
+	if (o->utf8) {
+		if (n > SLICE) {
+			/* End the slice on a character boundary. */
+			n = SLICE;
+			while (n > 0 && (o->body[o->off + n] & 0xc0) == 0x80)
+				n--;
 		}
-		jb_lit(b, "\",\"body_encoding\":\"utf-8\"");
-		return;
-	}
-	jb_lit(b, "\"body\":\"");
-	for (off = 0; off < len; off += n) {
-		n = len - off;
+		jb_escape(b, (const char *)o->body + o->off, n);
+	} else {
 		if (n > SLICE)
 			n = SLICE - SLICE % 3;  /* whole groups: no padding inside */
-		if (jb_reserve(b, 4 * ((n + 2) / 3) + 1) == -1)
-			return;
-		b->len += molt_base64(b->s + b->len, body + off, n);
+		if (jb_reserve(b, 4 * ((n + 2) / 3) + 1) == 0)
+			b->len += molt_base64(b->s + b->len, o->body + o->off, n);
 	}
-	jb_lit(b, "\",\"body_encoding\":\"base64\"");
+	o->off += n;
+	return 1;
+}
+
+/* What follows the body, whole or streamed. */
+static void
+echo_tail(struct jbuf *b, molt_request *req, const struct body_out *o)
+{
+	if (o->utf8)
+		jb_lit(b, "\",\"body_encoding\":\"utf-8\",");
+	else
+		jb_lit(b, "\",\"body_encoding\":\"base64\",");
+	jb_key(b, "peer");
+	jb_str(b, molt_req_peer(req));
+	jb_lit(b, ",");
+	jb_key(b, "version");
+	jb_str(b, molt_req_version(req) == 10 ? "HTTP/1.0" : "HTTP/1.1");
+	jb_lit(b, "}\n");
+}
+
+/* A streamed reply: the request, one slice's buffer, the body left. */
+struct echo_stream {
+	struct jbuf     b;
+	struct body_out o;
+};
+
+/*
+ * Writes slices until the reply is done or molt pushes back.  Every way
+ * out ends the stream or leaves on_drain armed; b holds the head on the
+ * first call.
+ */
+static void
+echo_pump(molt_request *req, void *arg)
+{
+	struct echo_stream *es = arg;
+	int more, rc;
+
+	do {
+		if (!(more = echo_slice(&es->b, &es->o)))
+			echo_tail(&es->b, req, &es->o);
+		if (es->b.failed) {
+			molt_log(MOLT_LOG_ERROR, "echo: out of memory streaming "
+			    "the reply");
+			molt_stream_abort(req);
+			return;
+		}
+		rc = molt_stream_write(req, es->b.s, es->b.len);
+		es->b.len = 0;
+		if (rc == -1)
+			return;         /* the client is gone; the abort follows */
+		if (!more) {
+			molt_stream_end(req);
+			return;
+		}
+	} while (rc != MOLT_AGAIN);
+	molt_stream_on_drain(req, echo_pump, es);
+}
+
+/* The state is in the request's pool, which goes with it. */
+static void
+echo_abort(molt_request *req, void *arg)
+{
+	(void)req;
+	(void)arg;
 }
 
 /*
@@ -271,6 +336,8 @@ static int
 echo_handle(molt_request *req)
 {
 	struct jbuf b = { .pool = molt_req_pool(req) };
+	struct body_out o = { 0 };
+	struct echo_stream *es;
 	const char *name, *value;
 	const void *body;
 	size_t i, n, blen;
@@ -311,21 +378,33 @@ echo_handle(molt_request *req)
 	jb_lit(&b, "],");
 
 	body = molt_req_body(req, &blen);
-	echo_body(&b, body, blen);
-	jb_lit(&b, ",");
+	o.body = body;
+	o.len = body != NULL ? blen : 0;
+	o.utf8 = utf8_valid(o.body, o.len);
+	jb_lit(&b, "\"body\":\"");
+	if (b.failed)
+		goto nomem;
 
-	jb_key(&b, "peer");
-	jb_str(&b, molt_req_peer(req));
-	jb_lit(&b, ",");
-	jb_key(&b, "version");
-	jb_str(&b, molt_req_version(req) == 10 ? "HTTP/1.0" : "HTTP/1.1");
-	jb_lit(&b, "}\n");
-
-	if (b.failed) {
-		molt_log(MOLT_LOG_ERROR, "echo: out of memory building the reply");
-		return MOLT_ERROR;
+	if (o.len > STREAM_OVER) {
+		if ((es = molt_palloc(b.pool, sizeof(*es))) == NULL)
+			goto nomem;
+		es->b = b;
+		es->o = o;
+		if (molt_stream_start(req, 200, "application/json") == -1)
+			return MOLT_ERROR;
+		molt_req_on_abort(req, echo_abort, es);
+		echo_pump(req, es);
+		return MOLT_DONE;
 	}
+	while (echo_slice(&b, &o))
+		;
+	echo_tail(&b, req, &o);
+	if (b.failed)
+		goto nomem;
 	return molt_reply(req, 200, "application/json", b.s, b.len);
+nomem:
+	molt_log(MOLT_LOG_ERROR, "echo: out of memory building the reply");
+	return MOLT_ERROR;
 }
 
 MOLT_EXPORT const struct molt_module molt_module = {

@@ -290,6 +290,54 @@ def test_content_length_body_echoed(molt):
     assert echo_body(data) == body
 
 
+def test_echo_streams_a_large_reply(molt):
+    """/echo built its whole reply, up to six times the body (a control
+    byte is written \\u0001), and queued it: 30 clients that sent 1 MB and
+    read nothing held 88 MB of one worker.  Over 64 KB of body the reply
+    is streamed a slice at a time; below, it is whole, with a length."""
+    m = molt(server_extra="max_body_size = 2m")
+    bodies = {
+        "control": bytes((i % 31) + 1 for i in range(300000)),
+        "binary": bytes(range(256)) * 1200,
+        # a two-byte character across every slice boundary
+        "utf-8": ("a" + "\u00e9" * 200000).encode(),
+        "at the line": b"x" * 65536,
+    }
+    for what, body in bodies.items():
+        with m.raw_conn(timeout=30) as c:
+            c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                   % len(body) + body)
+            r = c.read_response()
+            assert r.status == 200, (what, r)
+            assert r.chunked == (len(body) > 65536), (what, r.headers)
+            j = echo_json(r.body)
+            assert echo_body(r.body) == body, what
+            assert j["version"] == "HTTP/1.1" and j["peer"].startswith("127.0.0.1:")
+            assert j["body_encoding"] == ("base64" if what == "binary" else "utf-8")
+            c.send(REQ)                 # the connection goes on
+            assert c.read_response().status == 200, what
+    # a client that does not read: the worker holds the body and what its
+    # socket and molt's high-water mark take, not the whole reply
+    m2 = molt(server_extra="max_body_size = 2m", workers=1)
+    (pid,) = m2.worker_pids()
+    before = proc_rss_kb(pid)
+    body = bodies["control"] * 3
+    socks = []
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", m2.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+                  b"\r\n" % len(body) + body)
+        socks.append(s)
+    time.sleep(1)
+    grown = proc_rss_kb(pid) - before
+    for s in socks:
+        s.close()
+    # 10 x 0.9 MB of bodies; the replies whole were 10 x 5.4 MB
+    assert grown < 10 * 2 * 1024, "worker grew %d kB" % grown
+    assert m2.get("/hello")[0] == 200
+
+
 def test_binary_body_and_headers_reach_the_module(molt):
     m = molt()
     body = bytes(range(256)) * 40
