@@ -56,6 +56,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static int  conn_read(struct conn *c);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_timer(struct conn *c, int kind);
 static void conn_post_cb(evutil_socket_t fd, short what, void *arg);
 static int  conn_process(struct conn *c);
 static void conn_close(struct conn *c);
@@ -83,6 +84,32 @@ conn_timeout(struct conn *c, int kind)
 	case T_HANDLER:   return worker_timeout(w, WT_HANDLER);
 	}
 	return NULL;
+}
+
+/*
+ * T_HEADER or T_KEEPALIVE of a live worker, elapsed ms of it gone by
+ * already.  (conn_timeout's are libevent's common timeouts, whose
+ * microseconds hold a magic number: the length comes from the config.)
+ */
+static void
+conn_timer_left(struct conn *c, int kind, int elapsed)
+{
+	const struct server_conf *sc = &c->w->cfg->server;
+	long long ms = (kind == T_HEADER ? sc->header_timeout_ms :
+	    sc->keepalive_timeout_ms) - elapsed;
+	struct timeval tv;
+
+	if (elapsed <= 0 || c->w->draining) {
+		conn_timer(c, kind);
+		return;
+	}
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (event_add(&c->tev, &tv) == -1)
+		log_error("event_add(timer) failed for %s", conn_peer(c));
+	c->timer_kind = kind;
 }
 
 static void
@@ -226,6 +253,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 
 	if ((c = conn_new(w, fd, sa, salen)) == NULL)
 		return -1;
+	c->idle_ms = worker_now_ms(w);
 	conn_timer(c, T_HEADER);
 	conn_start(c);
 	return 0;
@@ -247,7 +275,11 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 	c->flags |= CONN_WROTE;
 	if (hc->flags & HANDOFF_NODELAY)
 		c->flags |= CONN_NODELAY;
-	conn_timer(c, hc->nreq > 0 ? T_KEEPALIVE : T_HEADER);
+	/* What is left of its timeout, not a new one: a connection that
+	 * sent nothing kept clear of header_timeout for as long as workers
+	 * were recycled under it. */
+	c->idle_ms = worker_now_ms(w) - hc->idle_ms;
+	conn_timer_left(c, hc->nreq > 0 ? T_KEEPALIVE : T_HEADER, hc->idle_ms);
 	/* Its next request may be waiting in the socket already; if the
 	 * client left on the way, this read finds out. */
 	conn_start(c);
@@ -264,6 +296,9 @@ conn_pass(struct conn *c, int k)
 	hc.nreq = c->nreq;
 	hc.flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
 	hc.away = c->away;
+	hc.idle_ms = (int)(worker_now_ms(c->w) - c->idle_ms);
+	if (hc.idle_ms < 0)
+		hc.idle_ms = 0;     /* the wall clock went back */
 	hc.peer = c->peer_sa;
 	return handoff_send(&hc, k);
 }
@@ -272,22 +307,33 @@ conn_pass(struct conn *c, int k)
  * A recycled worker's idle connection goes to a live worker instead of
  * being closed (handoff.c).  Idle means at a request boundary with
  * nothing read and nothing to send.  Returns 0 if it went (and c is
- * gone), -1 if it stays here and closes when the drain says so.
+ * gone), -1 if it stays here: until the pair has room again
+ * (worker_handoff_wait), or to be closed when the drain says so.
  */
 static int
 conn_handoff(struct conn *c)
 {
+	int k;
+
 	if (!c->w->handoff || (c->flags & (CONN_NOHANDOFF | CONN_CLOSING |
 	    CONN_EOF | CONN_ERROR)) || c->state != REQ_NONE ||
 	    c->in_len != c->in_pos || c->queued != 0)
 		return -1;
-	if (conn_pass(c, worker_handoff_target(c->w)) == -1) {
+	/* Neither timeout running: its last request has just ended. */
+	if (c->timer_kind != T_KEEPALIVE && c->timer_kind != T_HEADER)
+		c->idle_ms = worker_now_ms(c->w);
+	switch (conn_pass(c, k = worker_handoff_target(c->w))) {
+	case 0:
+		c->w->handed_off++;
+		conn_close(c);
+		return 0;
+	case HANDOFF_FULL:
+		worker_handoff_wait(c->w, k);
+		return -1;
+	default:
 		c->flags |= CONN_NOHANDOFF;
 		return -1;
 	}
-	c->w->handed_off++;
-	conn_close(c);
-	return 0;
 }
 
 /*
@@ -318,7 +364,7 @@ conn_follow(struct conn *c)
 		c->away = k;
 		return -1;
 	}
-	if (!worker_cpu_room(c->w, k) || conn_pass(c, k) == -1)
+	if (!worker_cpu_room(c->w, k) || conn_pass(c, k) != 0)
 		return -1;
 	c->away = -1;
 	worker_conn_moved(c->w);
@@ -1317,6 +1363,7 @@ conn_process(struct conn *c)
 			 * of keep-alive it has not earned.
 			 */
 			c->idle_seq = ++c->w->idle_seq;
+			c->idle_ms = worker_now_ms(c->w);
 			conn_timer(c, T_KEEPALIVE);
 			worker_conn_idle(c->w);
 		}

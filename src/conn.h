@@ -130,6 +130,9 @@ struct conn {
 	enum req_state     state;
 	unsigned           nreq;      /* requests on this connection */
 	uint64_t           idle_seq;  /* order it last went idle in; 0: not yet served */
+	int64_t            idle_ms;   /* when: its accept, or the end of its
+	                                 last request (worker_now_ms); a
+	                                 handoff carries it */
 	int                timer_kind;
 	unsigned           flags;
 	int                away;      /* another CPU index its client was seen on */

@@ -44,6 +44,7 @@ struct handoff_msg {
 	uint32_t                nreq;
 	uint32_t                flags;
 	int32_t                 away;
+	int32_t                 idle_ms;
 	struct sockaddr_storage peer;
 };
 
@@ -132,9 +133,15 @@ handoff_fd_cpu(int k)
 }
 
 int
+handoff_send_fd(int k)
+{
+	return k >= 0 && k < ncpu_fds ? cpu_fds[k][0] : hand_fds[0];
+}
+
+int
 handoff_send(const struct handoff_conn *hc, int k)
 {
-	int to = k >= 0 && k < ncpu_fds ? cpu_fds[k][0] : hand_fds[0];
+	int to = handoff_send_fd(k);
 	struct handoff_msg m;
 	union handoff_cbuf cb;
 	struct iovec iov;
@@ -150,6 +157,7 @@ handoff_send(const struct handoff_conn *hc, int k)
 	m.nreq = hc->nreq;
 	m.flags = hc->flags;
 	m.away = hc->away;
+	m.idle_ms = hc->idle_ms;
 	m.peer = hc->peer;
 	handoff_msghdr(&msg, &iov, &m, &cb);
 	cm = CMSG_FIRSTHDR(&msg);
@@ -162,9 +170,18 @@ handoff_send(const struct handoff_conn *hc, int k)
 	while (n == -1 && errno == EINTR);
 	if (n == (ssize_t)sizeof(m))
 		return 0;
-	/* EAGAIN: the live workers are behind; the caller closes instead. */
-	if (n == -1 && errno != EAGAIN)
+	/*
+	 * The live workers are behind: each message holds some 760 bytes of
+	 * the pair's send buffer until one is adopted, so a default buffer
+	 * (net.core.wmem_default, 208 kB) takes about 280 connections.
+	 */
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return HANDOFF_FULL;
+	if (n == -1)
 		log_error("sendmsg (connection handoff): %s", strerror(errno));
+	else
+		log_error("sendmsg (connection handoff): %zd of %zu bytes sent",
+		    n, sizeof(m));
 	return -1;
 }
 
@@ -213,6 +230,7 @@ handoff_recv(int fd, struct handoff_conn *hc)
 	hc->nreq = m.nreq;
 	hc->flags = m.flags;
 	hc->away = m.away >= 0 && m.away < CPU_SETSIZE ? m.away : -1;
+	hc->idle_ms = m.idle_ms > 0 ? m.idle_ms : 0;
 	hc->peer = m.peer;
 	return 1;
 }

@@ -27,6 +27,7 @@ struct handoff_conn {
 	unsigned                nreq;      /* requests it has carried */
 	unsigned                flags;
 	int                     away;      /* conn.h: CPU index seen, or -1 */
+	int                     idle_ms;   /* how long it has been idle */
 	struct sockaddr_storage peer;
 };
 #define HANDOFF_NODELAY 0x01           /* TCP_NODELAY is set on it */
@@ -35,9 +36,14 @@ struct handoff_conn {
  * Worker: gives the connection (idle, at a request boundary, nothing of
  * it read) to whichever live worker takes it next, of CPU index k's if
  * k >= 0 and it has a pair.  Returns 0 if it is on its way (the caller
- * closes its own copy), -1 if the caller must keep and close it itself.
+ * closes its own copy), HANDOFF_FULL if the pair has no room for now
+ * (handoff_send_fd turns writable when it has), -1 if the caller must
+ * keep and close it itself.
  */
+#define HANDOFF_FULL 1
 int  handoff_send(const struct handoff_conn *hc, int k);
+/* The end handoff_send(..., k) writes to, or -1. */
+int  handoff_send_fd(int k);
 /* Worker: the next connection waiting on fd (handoff_fd or
  * handoff_fd_cpu), if any.  1 with *hc filled in, 0 if none, -1 on error
  * (logged). */

@@ -716,6 +716,44 @@ worker_handoff_target(struct worker *w)
 	    worker_cpu_taken(w, w->cpu_index, &most, NULL) ? w->cpu_index : -1;
 }
 
+static void
+worker_handoff_room_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	conn_drain_all(w);
+}
+
+/*
+ * The handoff pair was full: a recycle hands over its idle connections
+ * at once, a few hundred of them faster than the live workers adopt
+ * them, and the pair holds some 280 (handoff.c).  The rest wait here,
+ * idle, and are offered again once it has room; closed, their clients
+ * had to reconnect, and a request that crossed the close got a reset.
+ */
+void
+worker_handoff_wait(struct worker *w, int k)
+{
+	int fd = handoff_send_fd(k);
+
+	if (w->handoff_room_ev != NULL &&
+	    event_get_fd(w->handoff_room_ev) != fd) {
+		event_free(w->handoff_room_ev);
+		w->handoff_room_ev = NULL;
+	}
+	if (w->handoff_room_ev == NULL &&
+	    (w->handoff_room_ev = event_new(w->base, fd, EV_WRITE,
+	    worker_handoff_room_cb, w)) == NULL) {
+		log_error("worker %d: event_new (handoff room) failed", w->id);
+		return;
+	}
+	if (!event_pending(w->handoff_room_ev, EV_WRITE, NULL) &&
+	    event_add(w->handoff_room_ev, NULL) == -1)
+		log_error("worker %d: event_add (handoff room) failed", w->id);
+}
+
 /*
  * listen_per_cpu: the CPU index a connection's packets now arrive on, if
  * it is another one with workers to pass it to, else -1.  On loopback

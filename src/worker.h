@@ -113,6 +113,7 @@ struct worker {
 	struct worker_often  req_nomem;    /* ... for a request's buffers */
 	int                  adopt_on;
 	int                  handoff;      /* draining: hand idle conns over */
+	struct event        *handoff_room_ev;  /* worker_handoff_wait */
 	unsigned             handed_off;
 	uint64_t             moved;        /* passed to their client's CPU */
 	uint64_t             covered;      /* taken from another CPU's socket */
@@ -147,6 +148,7 @@ void worker_conn_idle(struct worker *w);
 /* The CPU index a recycled worker hands its connections to (its
  * replacement's, listen_per_cpu), or -1 for any worker. */
 int  worker_handoff_target(struct worker *w);
+void worker_handoff_wait(struct worker *w, int k);
 /* listen_per_cpu: the other CPU index fd's packets arrive on, or -1; and
  * whether that index's workers have room for one more of ours. */
 int  worker_client_cpu(struct worker *w, int fd);

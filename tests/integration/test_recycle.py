@@ -20,7 +20,10 @@ skipped there, and say why.
 import json
 import os
 import re
+import resource
+import select
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -2087,7 +2090,6 @@ def test_handed_over_connections_wait_for_a_worker_out_of_descriptors(molt):
     them anyway: the kernel cannot install a descriptor in a full table,
     drops it (MSG_CTRUNC) and the client's connection was closed, with
     "a malformed message" in the log for each."""
-    import resource
     m = molt(conf=conf("""
 min_lifetime = 0
 sample_interval = 1h
@@ -2409,6 +2411,73 @@ def test_a_worker_sent_sigquit_by_hand_is_recycled_gracefully(molt):
     assert "[error]" not in m.log(since=mark)
 
 
+def test_a_recycle_hands_over_more_connections_than_the_pair_holds(molt):
+    """The handoff socketpair holds some 280 connections on default socket
+    buffers; a worker recycled with more idle ones closed the rest, two
+    seconds later, without a word, and their clients had to reconnect.
+    They wait for room now: every one is handed over."""
+    n = 600
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 200:
+        pytest.skip("needs %d descriptors, the hard limit is %d" % (n + 200, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 200), hard))
+    try:
+        m = molt(conf=conf("sample_interval = 1h\n"), workers=1,
+                 server_extra="max_connections = 2000")
+        old = m.worker_pids()[0]
+        conns = [m.raw_conn(timeout=30) for _ in range(n)]
+        for c in conns:
+            assert ask(c, "/hello").status == 200
+        mark = m.mark()
+        os.kill(old, signal.SIGQUIT)
+        rl = m.wait_log(recycled_re("signal", old), since=mark, timeout=20)
+        assert rl.group(6) == str(n), rl.group(0)       # handed_over
+        time.sleep(2.5)         # past the drain's grace for idle ones
+        (new,) = m.worker_pids()
+        for c in conns:
+            r = ask(c, "/hello")
+            assert r.status == 200 and "connection" not in r.headers, r
+        assert pid_of(conns[0]) == new and pid_of(conns[-1]) == new
+        for c in conns:
+            c.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_handoff_keeps_what_is_left_of_the_timeouts(molt):
+    """A handed-over connection got a whole new header or keep-alive
+    timeout: while workers were recycled every second, connections that
+    sent nothing, or nothing more, were never closed.  The time they have
+    been idle travels with them."""
+    m = molt(conf=conf("max_lifetime = 500ms\nmax_lifetime_jitter = 0\n"),
+             workers=2, server_extra="header_timeout = 2s\n"
+             "keepalive_timeout = 3s\ndefer_accept = off")
+    silent = [socket.create_connection(("127.0.0.1", m.port)) for _ in range(4)]
+    t0 = time.monotonic()
+    idle = [m.raw_conn(timeout=30) for _ in range(4)]
+    for c in idle:
+        assert ask(c, "/hello").status == 200
+    t1 = time.monotonic()
+    closed = {}
+    while len(closed) < 8 and time.monotonic() - t0 < 12:
+        for i, s in enumerate(silent + [c.sock for c in idle]):
+            if i in closed:
+                continue
+            r, _, _ = select.select([s], [], [], 0)
+            if r and s.recv(100, socket.MSG_PEEK) == b"":
+                closed[i] = time.monotonic() - (t0 if i < 4 else t1)
+        time.sleep(0.05)
+    assert len(recycle_lines(m)) >= 8, "too few recycles to show anything"
+    assert len(closed) == 8, closed
+    for i, took in closed.items():
+        limit = 2.0 if i < 4 else 3.0
+        assert limit - 0.2 <= took <= limit + 1.0, (i, took, closed)
+    for s in silent:
+        s.close()
+    for c in idle:
+        c.close()
+
+
 def test_a_worker_sent_sigterm_by_hand_is_replaced_not_counted_a_crash(molt):
     """SIGTERM to one worker cuts off what it has in flight (the operator
     asked for a fast exit): a warning that says so, reason=signal, and
@@ -2444,7 +2513,6 @@ def test_a_worker_over_its_soft_cpu_limit_is_recycled_gracefully(molt):
     requests in flight, logged as a crash.  The worker asks the master for
     a recycle instead: a fresh process, with no CPU used, takes over, and
     no request fails."""
-    import resource
     m = molt(conf=conf(""), workers=1)
     old = m.worker_pids()[0]
     mark = m.mark()
