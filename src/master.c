@@ -720,12 +720,33 @@ master_jitter(long long jitter)
 	return (long long)(x % ((uint64_t)jitter + 1));
 }
 
+/*
+ * Another failure to start worker id: the next try waits 100 ms, doubled
+ * with each failure in a row up to 30 s, so that a worker that cannot
+ * start, or a fork that keeps failing, costs the machine little and the
+ * log a line per try.  Returns the wait.
+ */
+static int64_t
+master_backoff(int id, int64_t now)
+{
+	int64_t delay = BACKOFF_FIRST_MS;
+
+	fail_count[id]++;
+	for (int k = 1; k < fail_count[id] && delay < BACKOFF_MAX_MS; k++)
+		delay *= 2;
+	if (delay > BACKOFF_MAX_MS)
+		delay = BACKOFF_MAX_MS;
+	next_spawn[id] = now + delay;
+	return delay;
+}
+
 static int
 master_spawn(int id, int replaces)
 {
 	struct mworker *m;
 	struct sb_slot *s;
 	uint64_t req_limit;
+	char what[32];
 	int slot;
 	pid_t pid;
 
@@ -753,8 +774,13 @@ master_spawn(int id, int replaces)
 	s->m.measured_ms = 0;
 	s->m.trims = 0;
 	sb_end(&s->m.seq);
-	if ((pid = master_fork("worker")) == -1)
+	snprintf(what, sizeof(what), "worker %d", id);
+	if ((pid = master_fork(what)) == -1) {
+		/* Out of processes (RLIMIT_NPROC) or memory: not every sample. */
+		log_error("cannot start worker %d; next try in %lld ms", id,
+		    (long long)master_backoff(id, master_now()));
 		return -1;
+	}
 	if (pid == 0) {
 		/* Modules that call random() must not all draw the same numbers. */
 		srandom((unsigned)getpid() ^ (unsigned)master_now());
@@ -1351,13 +1377,7 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	} else if (m->st == MW_STARTING) {
 		int64_t delay;
 
-		fail_count[id]++;
-		delay = BACKOFF_FIRST_MS;
-		for (int k = 1; k < fail_count[id] && delay < BACKOFF_MAX_MS; k++)
-			delay *= 2;
-		if (delay > BACKOFF_MAX_MS)
-			delay = BACKOFF_MAX_MS;
-		next_spawn[id] = now + delay;
+		delay = master_backoff(id, now);
 		log_error("worker %d pid %d %s during start-up%s", id, (int)pid,
 		    why, master_start_step(pid, &snap, req, sizeof(req)));
 		log_error("worker %d failed at start-up %d times in a row; next start "

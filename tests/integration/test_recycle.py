@@ -2478,6 +2478,54 @@ def test_a_handoff_keeps_what_is_left_of_the_timeouts(molt):
         c.close()
 
 
+def test_a_fork_that_fails_backs_off(molt):
+    """Out of processes (RLIMIT_NPROC, a cgroup's pids.max), the master
+    tried to fork a replacement at every sample, and logged each failure
+    without the worker's id.  It backs off as for a worker that fails to
+    start, the old worker serves meanwhile, and the recycle happens once
+    forks work again."""
+    base = "/sys/fs/cgroup/pids"
+    cg = os.path.join(base, "molt-test-%d" % os.getpid())
+    try:
+        os.mkdir(cg)
+    except OSError as e:
+        pytest.skip("no pids cgroup to make (%s)" % e)
+    m = None
+    try:
+        m = molt(conf=conf("sample_interval = 100ms\n"), workers=1)
+        old = m.worker_pids()[0]
+        with open(os.path.join(cg, "pids.max"), "w") as f:
+            f.write("1")
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write(str(m.pid))
+        mark = m.mark()
+        m.expect_errors(r"fork \(worker 0\)|cannot start worker 0")
+        os.kill(old, signal.SIGQUIT)
+        time.sleep(3.2)
+        log = m.log(mark)
+        waits = [int(x) for x in
+                 re.findall(r"cannot start worker 0; next try in (\d+) ms", log)]
+        # 100, 200, 400, 800, 1600 ms: not one a sample (30 in 3 s)
+        assert 4 <= len(waits) <= 6, log
+        assert waits == [100 * 2 ** i for i in range(len(waits))], waits
+        assert "fork (worker 0): Resource temporarily unavailable" in log, log
+        assert m.worker_pids() == [old]
+        assert m.get("/hello")[0] == 200
+        with open(os.path.join(cg, "pids.max"), "w") as f:
+            f.write("max")
+        m.wait_log(recycled_re("signal", old), since=mark, timeout=10)
+        assert m.get("/hello")[0] == 200
+    finally:
+        # the master, and the worker it forked there, back to the root
+        for pid in read_text(os.path.join(cg, "cgroup.procs")).split():
+            try:
+                with open(os.path.join(base, "cgroup.procs"), "w") as f:
+                    f.write(pid)
+            except ProcessLookupError:
+                pass
+        os.rmdir(cg)
+
+
 def test_a_worker_sent_sigterm_by_hand_is_replaced_not_counted_a_crash(molt):
     """SIGTERM to one worker cuts off what it has in flight (the operator
     asked for a fast exit): a warning that says so, reason=signal, and
