@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "scoreboard.h"
@@ -61,6 +62,40 @@ fail:
 	sb.hdr = NULL;
 	sb.slots = NULL;
 	return -1;
+}
+
+/* The n bytes from p, read-only; nothing to do for n == 0. */
+static int
+scoreboard_readonly(void *p, size_t n, const char *what)
+{
+	if (n == 0 || mprotect(p, n, PROT_READ) == 0)
+		return 0;
+	log_error("mprotect (%s, %zu bytes): %s", what, n, strerror(errno));
+	return -1;
+}
+
+int
+scoreboard_protect(int own)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	size_t stride = sizeof(struct sb_slot);
+
+	/* Pages larger than a slot (64 KB on some arm64): left writable. */
+	if (ps <= 0 || stride % (size_t)ps != 0 || SB_ACCESS_BUF % ps != 0 ||
+	    own < 0 || own >= SB_SLOTS)
+		return 0;
+	if (scoreboard_readonly(sb.slots, (size_t)own * stride,
+	    "the slots below this worker's") == -1 ||
+	    scoreboard_readonly(&sb.slots[own + 1],
+	    (size_t)(SB_SLOTS - own - 1) * stride,
+	    "the slots above this worker's") == -1 ||
+	    scoreboard_readonly(sb.access, (size_t)own * SB_ACCESS_BUF,
+	    "the access-log buffers below this worker's") == -1 ||
+	    scoreboard_readonly(sb_access(own + 1),
+	    (size_t)(SB_SLOTS - own - 1) * SB_ACCESS_BUF,
+	    "the access-log buffers above this worker's") == -1)
+		return -1;
+	return 0;
 }
 
 int

@@ -5,7 +5,9 @@
  * one worker (the "w_" half) and by the master (the "m_" half), each half
  * on its own cache lines so neither side's writes bounce the other's
  * lines.  The master reads the worker half as untrusted input: a crashing
- * or hostile module can scribble anything there.
+ * or hostile module can scribble anything there.  Slots start on pages of
+ * their own, so that each worker keeps the others' read-only in its
+ * process (scoreboard_protect).
  */
 #ifndef MOLT_SCOREBOARD_H
 #define MOLT_SCOREBOARD_H
@@ -19,6 +21,7 @@
 #define SB_DBS         8     /* [database] sections with their own statistics */
 #define SB_REQ_LEN     80
 #define SB_ACCESS_BUF  (64 * 1024)  /* a worker's unwritten access-log lines */
+#define SB_PAGE        4096  /* slots and the header are a multiple of it */
 
 enum sb_state { SB_FREE, SB_STARTING, SB_IDLE, SB_BUSY, SB_DRAINING, SB_EXITED };
 enum sb_alloc { SB_ALLOC_UNKNOWN, SB_ALLOC_GLIBC, SB_ALLOC_JEMALLOC };
@@ -128,7 +131,7 @@ struct sb_slot {
 	struct sb_latency lat __attribute__((aligned(64)));   /* worker's */
 	struct sb_route_stats routes[SB_ROUTES] __attribute__((aligned(64)));
 	struct sb_db_stats dbs[SB_DBS] __attribute__((aligned(64)));  /* worker's */
-} __attribute__((aligned(64)));
+} __attribute__((aligned(SB_PAGE)));
 
 /* Fleet totals, written by the master. */
 enum sb_reason { R_RSS, R_HARD_RSS, R_FRAGMENTATION, R_REQUESTS, R_LIFETIME,
@@ -165,7 +168,7 @@ struct sb_header {
 	uint32_t nroutes;
 	volatile uint32_t stopping;     /* the master is stopping: no handoff */
 	volatile uint32_t slots_hi;     /* slots at or past this are free */
-} __attribute__((aligned(64)));
+} __attribute__((aligned(SB_PAGE)));
 
 struct scoreboard {
 	struct sb_header *hdr;
@@ -178,6 +181,14 @@ extern const char *const sb_reason_names[R_MAX];
 extern const char *const sb_state_names[];
 
 int  scoreboard_create(void);
+/*
+ * Worker, first thing: every slot but its own, and every access-log
+ * buffer but its own, read-only in this process.  A module's stray write
+ * into another worker's slot (a pid, a heartbeat) got that worker killed
+ * as stalled; now it faults here, in the module's own worker, which the
+ * master logs as a crash in that module.  Returns 0, or -1 (logged).
+ */
+int  scoreboard_protect(int own);
 /* Milliseconds on the clock of beat_ms: the master's, and the worker's when
  * it beats, so the two compare. */
 static inline int64_t

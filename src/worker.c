@@ -2268,6 +2268,8 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	size_t i;
 	int rc = 1;
 
+	/* Before any module runs here; unprotected (logged), it still works. */
+	(void)scoreboard_protect(slot_index);
 	w->cfg = cfg;
 	w->id = id;
 	w->stuck_least = -1;

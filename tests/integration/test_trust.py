@@ -207,3 +207,51 @@ def test_status_page_waits_for_a_slot_held_mid_update(molt):
     js = json.loads(r.body)
     assert js["totals"]["workers"] == 2, js["workers"]
     assert len(js["workers"]) == 2, js["workers"]
+
+
+def test_a_stray_write_into_another_workers_slot_faults_in_its_own(molt):
+    """Every worker could write every slot: one module's stray write of a
+    stale heartbeat or a wrong pid into another worker's slot got that
+    healthy worker killed as stalled, with what it had in flight.  The
+    other slots are read-only in each worker: the write faults in the
+    module's own worker, which the master reports as a crash in it."""
+    m = molt(conf=ROUTES + "\n[recycle]\nmin_lifetime = 0\n"
+             "sample_interval = 100ms\nstall_timeout = 1s\n", workers=2)
+    m.expect_errors(r"killed by signal 11 \(SIGSEGV\)")
+    conns, slots = {}, {}
+    deadline = time.monotonic() + 10
+    while len(conns) < 2:
+        assert time.monotonic() < deadline, "no connection to each worker"
+        c = m.raw_conn()
+        pid = int(ask(c, "/stream/pid"))
+        if pid in conns:
+            c.close()
+            continue
+        conns[pid] = c
+        slots[pid] = int(ask(c, "/s/slot"))
+    (a, ca), (b, cb) = conns.items()
+    # b has a long request in flight, which a kill of b would lose
+    cb.send(GET % b"/stream/deferred?ms=2500")
+    for field in ("beat_ms=1", "pid=1"):
+        ca.send(GET % ("/s/w?slot=%d&%s" % (slots[b], field)).encode())
+        try:
+            r = ca.read_response()
+            raise AssertionError("the stray write went through: %r" % r)
+        except AssertionError as e:
+            assert "connection closed" in str(e), e
+        ca.close()
+        m.wait_log(r"worker \d+ pid %d killed by signal 11 \(SIGSEGV\)"
+                   r".* in module scribble" % a)
+        a = wait_for(lambda: [p for p in m.worker_pids() if p != b], 10,
+                     what="a replacement")[0]
+        ca = m.raw_conn()
+        while int(ask(ca, "/stream/pid")) != a:
+            ca.close()
+            ca = m.raw_conn()
+    r = cb.read_response()
+    assert (r.status, r.body) == (200, b"deferred 2500\n"), r
+    time.sleep(1.5)          # past stall_timeout
+    assert b in m.worker_pids()
+    assert "stall" not in m.log(), m.log()
+    ca.close()
+    cb.close()

@@ -10,8 +10,9 @@
  *             its sequence counter; replies with the counter, "seq=8\n"
  *   /w?FIELD=N&...    writes fields of its own slot's worker half
  *             (requests, heap_in_use, conn_memory, start_ms,
- *             req_start_ms, beat_ms); with torn=1 the sequence counter
- *             is left odd, as by a writer that died halfway
+ *             req_start_ms, beat_ms, pid); with torn=1 the sequence
+ *             counter is left odd, as by a writer that died halfway; with
+ *             slot=N, slot N's instead of its own
  *   /line?hex=HEX     writes raw bytes (no NUL added) over req_line and
  *             sets req_start_ms, as if a request were in progress; with
  *             die=1 the worker then kills itself, so the master reads them
@@ -60,6 +61,8 @@ scribble_w(molt_request *req, struct sb_slot *s)
 		s->w.req_start_ms = v;
 	if ((v = scribble_num(req, "beat_ms", &f)), f)
 		s->w.beat_ms = v;
+	if ((v = scribble_num(req, "pid", &f)), f)
+		s->w.pid = (pid_t)v;
 	if (!torn)
 		s->w.seq++;
 	return molt_reply(req, 200, "text/plain", "ok\n", 3);
@@ -114,8 +117,14 @@ scribble_handle(molt_request *req)
 		n = snprintf(buf, sizeof(buf), "seq=%u\n", sb.hdr->seq);
 		return molt_reply(req, 200, "text/plain", buf, (size_t)n);
 	}
-	if (strcmp(pi, "/w") == 0)
+	if (strcmp(pi, "/w") == 0) {
+		if ((v = scribble_num(req, "slot", &f)), f) {
+			if (v < 0 || v >= SB_SLOTS)
+				return molt_reply_error(req, 400, "scribble: bad slot");
+			s = &sb.slots[v];
+		}
 		return scribble_w(req, s);
+	}
 	if (strcmp(pi, "/line") == 0)
 		return scribble_line(req, s);
 	if (strcmp(pi, "/notify") == 0) {
