@@ -18,6 +18,7 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "proctitle.h"
 
 #ifndef MOLT_BUILD_DIR
 #define MOLT_BUILD_DIR ""
@@ -354,6 +355,14 @@ main(int argc, char **argv)
 	}
 	log_startup_echo(1);
 	master_warn_root(&cfg->server);
+	/* path points into argv, which the process titles write over. */
+	if (path != NULL && (path = strdup(path)) == NULL) {
+		log_error("strdup: %s", strerror(errno));
+		config_free(cfg);
+		return 1;
+	}
+	if (proctitle_init(argc, argv) == -1)
+		log_warn("no process titles: out of memory");
 	rc = master_run(cfg, path, daemonize);
 	log_access_flush();
 	return rc;

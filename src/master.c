@@ -43,6 +43,7 @@
 #include "memwatch.h"
 #include "module.h"
 #include "prefault.h"
+#include "proctitle.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -402,6 +403,7 @@ master_validator(struct molt_config *c, int fd, pid_t parent)
 	int n;
 
 	master_child_unblock();
+	proctitle_set("molt: module check");
 	/*
 	 * The running generation's sockets: module code must not accept on
 	 * them, nor keep the port if it outlived the master.
@@ -2437,6 +2439,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 
 	cfg = c;
 	conf_path = path;
+	proctitle_set("molt: master process %s", proctitle_cmdline());
 	/* Once, before any fork: a worker then starts without a dlsym, which
 	 * allocates and walks ld.so's tables on every recycle. */
 	alloc_init();

@@ -34,6 +34,7 @@
 #include "master.h"
 #include "module.h"
 #include "pool.h"
+#include "proctitle.h"
 #include "scoreboard.h"
 #include "status.h"
 #include "worker.h"
@@ -1671,6 +1672,8 @@ worker_start_drain(struct worker *w)
 	}
 	w->draining = 1;
 	w->drain_start_ms = worker_now_ms(w);
+	proctitle_set("molt: worker process %d (generation %u), draining",
+	    w->id, w->generation);
 	/* The master writes this line when it asks (master_log_drain). */
 	if (getppid() != sb.hdr->master_pid)
 		log_info("worker %d draining, the master is gone: %d "
@@ -2270,6 +2273,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 
 	/* Before any module runs here; unprotected (logged), it still works. */
 	(void)scoreboard_protect(slot_index);
+	proctitle_set("molt: worker process %d (generation %u)", id, generation);
 	w->cfg = cfg;
 	w->id = id;
 	w->stuck_least = -1;

@@ -1030,6 +1030,42 @@ def test_daemon_logging_to_stderr_says_it_will_be_lost(tmp_path):
         assert said == warned, (extra, p.stderr)
 
 
+def title(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().rstrip(b"\0").decode()
+
+
+def test_process_titles_say_which_is_which(molt):
+    """Master, workers and the module check all showed "molt -c FILE" in
+    ps.  Each says what it is, as nginx's do; the name pgrep and pkill
+    match (comm) stays molt."""
+    m = molt(workers=2)
+    assert title(m.pid) == "molt: master process %s -c %s" % (MOLT_BIN,
+                                                               m.conf_path)
+    for w in m.worker_pids():
+        assert re.match(r"molt: worker process [01] \(generation 1\)$",
+                        title(w)), title(w)
+    for pid in [m.pid] + m.worker_pids():
+        assert read_text("/proc/%d/comm" % pid) == "molt\n"
+    # a worker draining a long reply says so
+    with m.raw_conn(timeout=10) as c:
+        c.send(b"GET /stream/pid HTTP/1.1\r\nHost: t\r\n\r\n")
+        pid = int(c.read_response().body)
+        c.send(b"GET /stream/deferred?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.2)
+        mark = m.mark()
+        m.signal(signal.SIGHUP)
+        m.wait_log(r"worker 1 ready \(generation 2\)", since=mark)
+        wait_for(lambda: title(pid).endswith("(generation 1), draining"), 5,
+                 what="the old worker's draining title")
+        assert c.read_response().status == 200
+    new = wait_for(lambda: pid not in m.worker_pids() and m.worker_pids(), 10,
+                   what="the old generation to go")
+    for w in new:
+        assert re.match(r"molt: worker process [01] \(generation 2\)$",
+                        title(w)), title(w)
+
+
 def test_daemonize(molt):
     m = molt(daemon=True)
     assert pid_alive(m.pid)
