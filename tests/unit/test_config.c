@@ -245,7 +245,7 @@ test_defaults(void)
 	CHECK(cfg->recycle.measure == MEASURE_USS);
 
 	CHECK(cfg->status.path == NULL && cfg->status.route_stats == 0);
-	/* Loopback by default: 127.0.0.0/8 and ::1. */
+	/* Loopback and unix: sockets by default: 127.0.0.0/8, ::1, unix. */
 	CHECK(cfg->status.allow != NULL &&
 	    cfg->status.allow->net.ss_family == AF_INET &&
 	    cfg->status.allow->prefix == 8 &&
@@ -253,7 +253,9 @@ test_defaults(void)
 	    cfg->status.allow->next != NULL &&
 	    cfg->status.allow->next->net.ss_family == AF_INET6 &&
 	    cfg->status.allow->next->prefix == 128 &&
-	    cfg->status.allow->next->next == NULL);
+	    cfg->status.allow->next->next != NULL &&
+	    cfg->status.allow->next->next->net.ss_family == AF_UNIX &&
+	    cfg->status.allow->next->next->next == NULL);
 	CHECK(cfg->routes == NULL);
 	config_free(cfg);
 }
