@@ -291,14 +291,15 @@ static int
 conn_pass(struct conn *c, int k)
 {
 	struct handoff_conn hc;
+	int64_t idle = worker_now_ms(c->w) - c->idle_ms;
 
 	hc.fd = c->fd;
 	hc.nreq = c->nreq;
 	hc.flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
 	hc.away = c->away;
-	hc.idle_ms = (int)(worker_now_ms(c->w) - c->idle_ms);
-	if (hc.idle_ms < 0)
-		hc.idle_ms = 0;     /* the wall clock went back */
+	/* 0 if the wall clock went back; past a day, longer than any
+	 * timeout may be. */
+	hc.idle_ms = idle < 0 ? 0 : idle > 86400000 ? 86400000 : (int)idle;
 	hc.peer = c->peer_sa;
 	return handoff_send(&hc, k);
 }
