@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -84,6 +85,21 @@ conn_timeout(struct conn *c, int kind)
 	case T_HANDLER:   return worker_timeout(w, WT_HANDLER);
 	}
 	return NULL;
+}
+
+/*
+ * The clock of c->idle_ms: monotonic, the same in every worker, and
+ * coarse (a few ms), which is all a timeout needs and a read of the vDSO's
+ * last tick costs.  The loop's cached time is the wall clock: a step of
+ * it between an idle start and a handoff counted as idle time.
+ */
+static int64_t
+conn_idle_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -253,7 +269,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 
 	if ((c = conn_new(w, fd, sa, salen)) == NULL)
 		return -1;
-	c->idle_ms = worker_now_ms(w);
+	c->idle_ms = conn_idle_clock();
 	conn_timer(c, T_HEADER);
 	conn_start(c);
 	return 0;
@@ -278,7 +294,7 @@ conn_adopt(struct worker *w, const struct handoff_conn *hc)
 	/* What is left of its timeout, not a new one: a connection that
 	 * sent nothing kept clear of header_timeout for as long as workers
 	 * were recycled under it. */
-	c->idle_ms = worker_now_ms(w) - hc->idle_ms;
+	c->idle_ms = conn_idle_clock() - hc->idle_ms;
 	conn_timer_left(c, hc->nreq > 0 ? T_KEEPALIVE : T_HEADER, hc->idle_ms);
 	/* Its next request may be waiting in the socket already; if the
 	 * client left on the way, this read finds out. */
@@ -291,14 +307,17 @@ static int
 conn_pass(struct conn *c, int k)
 {
 	struct handoff_conn hc;
-	int64_t idle = worker_now_ms(c->w) - c->idle_ms;
+	int64_t idle;
 
+	/* Neither timeout running: its last request has just ended. */
+	if (c->timer_kind != T_KEEPALIVE && c->timer_kind != T_HEADER)
+		c->idle_ms = conn_idle_clock();
+	idle = conn_idle_clock() - c->idle_ms;
 	hc.fd = c->fd;
 	hc.nreq = c->nreq;
 	hc.flags = (c->flags & CONN_NODELAY) ? HANDOFF_NODELAY : 0;
 	hc.away = c->away;
-	/* 0 if the wall clock went back; past a day, longer than any
-	 * timeout may be. */
+	/* Past a day, longer than any timeout may be. */
 	hc.idle_ms = idle < 0 ? 0 : idle > 86400000 ? 86400000 : (int)idle;
 	hc.peer = c->peer_sa;
 	return handoff_send(&hc, k);
@@ -320,9 +339,6 @@ conn_handoff(struct conn *c)
 	    CONN_EOF | CONN_ERROR)) || c->state != REQ_NONE ||
 	    c->in_len != c->in_pos || c->queued != 0)
 		return -1;
-	/* Neither timeout running: its last request has just ended. */
-	if (c->timer_kind != T_KEEPALIVE && c->timer_kind != T_HEADER)
-		c->idle_ms = worker_now_ms(c->w);
 	switch (conn_pass(c, k = worker_handoff_target(c->w))) {
 	case 0:
 		c->w->handed_off++;
@@ -1364,7 +1380,7 @@ conn_process(struct conn *c)
 			 * of keep-alive it has not earned.
 			 */
 			c->idle_seq = ++c->w->idle_seq;
-			c->idle_ms = worker_now_ms(c->w);
+			c->idle_ms = conn_idle_clock();
 			conn_timer(c, T_KEEPALIVE);
 			worker_conn_idle(c->w);
 		}

@@ -131,7 +131,7 @@ struct conn {
 	unsigned           nreq;      /* requests on this connection */
 	uint64_t           idle_seq;  /* order it last went idle in; 0: not yet served */
 	int64_t            idle_ms;   /* when: its accept, or the end of its
-	                                 last request (worker_now_ms); a
+	                                 last request (conn_idle_clock); a
 	                                 handoff carries it */
 	int                timer_kind;
 	unsigned           flags;

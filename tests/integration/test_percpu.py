@@ -371,6 +371,35 @@ def test_a_connection_follows_its_client_to_another_cpu(molt):
     assert status(plain)["totals"]["connections_moved"] == 0
 
 
+def test_a_connection_that_follows_its_client_keeps_its_keepalive(molt):
+    """The move to another CPU's worker carries how long the connection
+    has been idle.  It carried the time since the request before: a move
+    after a long request (here 2.5 s, keepalive_timeout 3 s) left the
+    connection no keep-alive at all, and the next request found it
+    closed."""
+    m = molt(conf=conf(""), workers=2,
+             server_extra=PINNED + "\nkeepalive_timeout = 3s")
+    cpu, other_cpu = ALLOWED[0], ALLOWED[1]
+    owner = worker_on(m, cpu)
+    (c,) = held_on(m, cpu, owner, 1)
+    try:
+        with on_cpu(other_cpu):
+            other = worker_on(m, other_cpu)
+            before = status(m)["totals"]["connections_moved"]
+            for _ in range(62):
+                assert ask(c, "/hello").status == 200
+            # the request after which the worker looks again, and moves it
+            r = ask(c, "/stream/deferred?ms=2500")
+            assert r.status == 200 and "connection" not in r.headers, r
+            assert status(m)["totals"]["connections_moved"] == before + 1
+            time.sleep(1.5)
+            r = ask(c, "/hello")
+            assert r.status == 200, r
+            assert pid_of(c) == other
+    finally:
+        c.close()
+
+
 def test_reload_keeps_the_cpu_sockets(molt):
     """A reload takes the sockets over, the CPU ones too: the same
     sockets, and the new workers are steered as the old ones were.
