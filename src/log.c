@@ -40,6 +40,9 @@ static uid_t  owner_uid = (uid_t)-1;  /* see log_set_owner */
 static gid_t  owner_gid = (gid_t)-1;
 static uid_t  prev_uid = (uid_t)-1;   /* the owner before the last change */
 static gid_t  prev_gid = (gid_t)-1;
+/* All four as they were before the last log_set_owner (log_owner_undo). */
+static uid_t  undo_uid = (uid_t)-1, undo_prev_uid = (uid_t)-1;
+static gid_t  undo_gid = (gid_t)-1, undo_prev_gid = (gid_t)-1;
 static int    stderr_follows;       /* see log_stderr_follow */
 
 static time_t stamp_sec = -1;      /* second that stamp shows */
@@ -92,7 +95,8 @@ log_follow_owner(int fd, int *chown_errno)
  * Opens a log for appending.  A file made here goes to the owner set with
  * log_set_owner: the workers reopen the logs themselves after a rotation,
  * with their privileges dropped, and could not open a file that root made
- * 0644.  One that was there already: log_follow_owner.  Returns the
+ * 0644.  One that was there already: log_follow_owner, once every log
+ * the caller opens has opened.  Returns the
  * descriptor, or -1 with errno set; *chown_errno is the errno of a
  * failed fchown, or 0, for the caller to log once the error log is
  * settled.
@@ -103,11 +107,7 @@ log_open_path(const char *path, int *chown_errno)
 	int fd, flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK;
 
 	*chown_errno = 0;
-	if ((fd = open(path, flags)) != -1) {
-		log_follow_owner(fd, chown_errno);
-		return fd;
-	}
-	if (errno != ENOENT)
+	if ((fd = open(path, flags)) != -1 || errno != ENOENT)
 		return fd;
 	if ((fd = open(path, flags | O_CREAT | O_EXCL, 0644)) != -1) {
 		if ((owner_uid != (uid_t)-1 || owner_gid != (gid_t)-1) &&
@@ -178,12 +178,25 @@ log_stderr_sync(void)
 void
 log_set_owner(uid_t uid, gid_t gid)
 {
+	undo_uid = owner_uid;
+	undo_gid = owner_gid;
+	undo_prev_uid = prev_uid;
+	undo_prev_gid = prev_gid;
 	if (uid != owner_uid || gid != owner_gid) {
 		prev_uid = owner_uid;
 		prev_gid = owner_gid;
 	}
 	owner_uid = uid;
 	owner_gid = gid;
+}
+
+void
+log_owner_undo(void)
+{
+	owner_uid = undo_uid;
+	owner_gid = undo_gid;
+	prev_uid = undo_prev_uid;
+	prev_gid = undo_prev_gid;
 }
 
 void
@@ -231,6 +244,11 @@ log_open(const char *error_log, int level, const char *access_log)
 			close(efd);
 		return -1;
 	}
+	/* All opened: only now may a reload's new user take them over. */
+	if (efd != STDERR_FILENO)
+		log_follow_owner(efd, &echown);
+	if (afd != -1)
+		log_follow_owner(afd, &achown);
 	log_access_flush();
 	if (error_fd != STDERR_FILENO)
 		close(error_fd);
@@ -262,6 +280,7 @@ log_reopen_one(int fd, const char *path, int *chown_errno)
 
 	if ((nfd = log_open_file(path, chown_errno)) == -1)
 		return errno;
+	log_follow_owner(nfd, chown_errno);
 	if (dup2(nfd, fd) == -1)
 		e = errno;
 	close(nfd);

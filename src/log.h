@@ -23,6 +23,8 @@ int  log_reopen(void);
  * so that workers can reopen them; (uid_t)-1 and (gid_t)-1 for no change.
  */
 void log_set_owner(uid_t uid, gid_t gid);
+/* A reload that set the owner failed: as it was before that call. */
+void log_owner_undo(void);
 /*
  * Points fd 2 at the error log, now and after every log_open and
  * log_reopen: a daemon's stderr has nowhere else to go, and what libc,

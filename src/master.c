@@ -2070,7 +2070,7 @@ master_reload_apply(int status)
 	    nc->server.access_log) == -1) {
 		log_error("reload failed: cannot open its logs; still serving "
 		    "generation %u", generation);
-		master_log_owner(&old->server);
+		log_owner_undo();
 		master_pid_abandon(nc->server.pid_file, new_pid_fd);
 		goto undo_listen;
 	}

@@ -1967,6 +1967,23 @@ def test_logs_follow_a_reload_that_changes_the_user(molt, log_dir):
     for path in (m.error_log, m.access_log):
         wait_for(lambda: os.path.exists(path), 5, what=path)
         assert os.stat(path).st_uid == nobody.pw_uid, path
+    # A reload that fails on its second log (a FIFO nobody reads) gave
+    # the first one to its user all the same.
+    fifo = os.path.join(log_dir, "fifo")
+    os.mkfifo(fifo)
+    mark = m.mark()
+    m.write_conf(DEFAULT_ROUTES, server_extra=(
+        "user = daemon\nerror_log = %s\naccess_log = %s\n"
+        % (m.error_log, fifo)))
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload failed: cannot open its logs", since=mark)
+    m.signal(signal.SIGUSR1)
+    wait_for(lambda: len(re.findall(r"worker \d+ reopened the logs",
+                                    m.log(mark))) == 2, 10,
+             what="every worker to reopen its logs")
+    for path in (m.error_log, m.access_log):
+        assert os.stat(path).st_uid == nobody.pw_uid, path
+    os.unlink(fifo)
     mark = m.mark()
     m.write_conf(DEFAULT_ROUTES, server_extra=(
         "user = daemon\nerror_log = %s\naccess_log = %s\n"
