@@ -964,11 +964,11 @@ master_recycle(int slot, int reason, const char *detail)
 		route = __atomic_load_n(&s->w.grew_route, __ATOMIC_RELAXED);
 	if (route < 0 || route >= SB_ROUTES)
 		route = __atomic_load_n(&s->w.req_route, __ATOMIC_RELAXED);
-	if (route >= 0 && route < SB_ROUTES)
-		sb.hdr->retired_routes[route].recycles++;
 	r = master_spawn(m->id, slot);
 	if (r == -1)
-		return -1;
+		return -1;      /* counted when a try succeeds */
+	if (route >= 0 && route < SB_ROUTES)
+		sb.hdr->retired_routes[route].recycles++;
 	m->replaced_by = r;
 	log_debug("recycling worker %d pid %d: %s %s; replacement pid %d",
 	    m->id, (int)m->pid, sb_reason_names[reason], detail,

@@ -2500,6 +2500,10 @@ def test_a_fork_that_fails_backs_off(molt):
             f.write(str(m.pid))
         mark = m.mark()
         m.expect_errors(r"fork \(worker 0\)|cannot start worker 0")
+        # in flight all along, so the recycle is charged to /stream
+        busy = m.raw_conn(timeout=30)
+        busy.send(b"GET /stream/deferred?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.2)
         os.kill(old, signal.SIGQUIT)
         time.sleep(3.2)
         log = m.log(mark)
@@ -2513,8 +2517,14 @@ def test_a_fork_that_fails_backs_off(molt):
         assert m.get("/hello")[0] == 200
         with open(os.path.join(cg, "pids.max"), "w") as f:
             f.write("max")
+        r = busy.read_response()
+        assert (r.status, r.body) == (200, b"deferred 5000\n"), r
+        busy.close()
         m.wait_log(recycled_re("signal", old), since=mark, timeout=10)
         assert m.get("/hello")[0] == 200
+        # once, not once per try
+        routes = {r["prefix"]: r["recycles"] for r in status(m)["routes"]}
+        assert routes["/stream"] == 1, routes
     finally:
         # the master, and the worker it forked there, back to the root
         for pid in read_text(os.path.join(cg, "cgroup.procs")).split():
