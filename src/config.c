@@ -1502,25 +1502,33 @@ config_check_section(struct molt_config *cfg, struct conf_section *s,
 }
 
 /*
- * A route on the status page's own path: which of the two a worker would
- * take is the order of a sort, and the other is never reached, without a
- * word.  Refused at the route, naming where the path was set.
+ * A route on one of the status page's own paths (PATH, PATH/ and
+ * PATH/metrics): on PATH, which of the two a worker takes is the order of
+ * a sort; on the others the route wins, as the longer prefix, and the
+ * page or the metrics are never reached, without a word.  Refused at the
+ * route, naming where the path was set.
  */
 static int
 config_status_clash(struct molt_config *cfg, struct conf_error *err)
 {
+	static const char *const tails[] = { "", "/", "/metrics" };
 	struct conf_section *st = conf_find(cfg, "status", NULL);
 	struct conf_kv *kv = st != NULL ? conf_get(st, "path") : NULL;
+	size_t n, i;
 	struct route_conf *r;
 
 	if (cfg->status.path == NULL || kv == NULL)
 		return 0;
+	n = strlen(cfg->status.path);
 	for (r = cfg->routes; r != NULL; r = r->next)
-		if (strcmp(r->prefix, cfg->status.path) == 0) {
+		for (i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+			if (strncmp(r->prefix, cfg->status.path, n) != 0 ||
+			    strcmp(r->prefix + n, tails[i]) != 0)
+				continue;
 			conf_errorf(err, r->section->file, r->section->line,
-			    "[route %s] has the status page's path ([status] "
-			    "path at %s:%d): move one of them", r->prefix,
-			    st->file, kv->line);
+			    "[route %s] takes a path of the status page "
+			    "([status] path at %s:%d): move one of them",
+			    r->prefix, st->file, kv->line);
 			return -1;
 		}
 	return 0;

@@ -645,9 +645,16 @@ test_errors(void)
 	    "'/' merged into one");
 	/* A route on the status path: at the route, naming the path's line. */
 	EXPECT_ERROR("[route /x]\nmodule = hello\n\n[status]\npath = /x\n", 1,
-	    "[route /x] has the status page's path ([status] path at ");
+	    "[route /x] takes a path of the status page ([status] path at ");
 	EXPECT_ERROR("[status]\npath = /x\n\n[route /x]\nmodule = hello\n", 4,
 	    ":2): move one of them");
+	EXPECT_ERROR("[status]\npath = /x\n\n[route /x/metrics]\nmodule = hello\n",
+	    4, "[route /x/metrics] takes a path of the status page");
+	EXPECT_ERROR("[status]\npath = /x\n\n[route /x/]\nmodule = hello\n",
+	    4, "[route /x/] takes a path of the status page");
+	/* Below it, or beside it: a route like any other. */
+	CHECK_LOADS("[status]\npath = /x\n\n[route /x/y]\nmodule = hello\n"
+	    "[route /xy]\nmodule = hello\n[route /x/metricsy]\nmodule = hello\n");
 	EXPECT_ERROR("[status]\npath = /s\nallow = 10.0.0.0/33\n", 3, "allow");
 	EXPECT_ERROR("[status]\nallow = 10.0.0.0/\n", 2, "allow");
 	EXPECT_ERROR("[status]\nallow = localhost\n", 2, "'localhost'");
