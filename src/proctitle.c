@@ -16,6 +16,9 @@
  * to the heap first, and their room goes to the title.  The name the
  * kernel keeps (comm, /proc/PID/comm) stays "molt", for pgrep and pkill.
  */
+#include "autoconfig.h"
+
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,12 +56,18 @@ proctitle_join(int argc, char **argv)
 int
 proctitle_init(int argc, char **argv)
 {
-	char **env, *end;
+	char **env, *end, *name, *slash;
 	size_t i, n;
 
 	if (argc < 1 || argv[0] == NULL || (cmdline = proctitle_join(argc,
 	    argv)) == NULL)
 		return -1;
+	/* glibc's own messages (assert, error) name the program from argv[0]. */
+	if ((name = strdup(argv[0])) != NULL) {
+		program_invocation_name = name;
+		slash = strrchr(name, '/');
+		program_invocation_short_name = slash != NULL ? slash + 1 : name;
+	}
 	/* Only what is one run of strings can be written over. */
 	end = argv[0] + strlen(argv[0]) + 1;
 	for (i = 1; i < (size_t)argc && argv[i] == end; i++)
