@@ -1213,6 +1213,24 @@ master_keep_routes(void)
 }
 
 /*
+ * The current generation's route names, by the index its workers publish,
+ * for the status page and the master's own lines; in the header, which
+ * the workers can read and not write.
+ */
+static void
+master_route_names(void)
+{
+	const char *names[SB_ROUTES];
+	int i, n = worker_route_names(cfg, names, SB_ROUTES);
+
+	memset(sb.hdr->route_names, 0, sizeof(sb.hdr->route_names));
+	for (i = 0; i < n; i++)
+		snprintf(sb.hdr->route_names[i], sizeof(sb.hdr->route_names[i]),
+		    "%s", names[i]);
+	sb.hdr->nroutes = (uint32_t)n;
+}
+
+/*
  * ' in module M (route /p)' for a crash in a handler (culprit), or for a
  * worker over hard_max_rss with a request in flight, in its handler or
  * not (master_serving says why): the module is what the operator will
@@ -2091,7 +2109,7 @@ master_reload_apply(int status)
 	sb.hdr->generation = generation;
 	memset(sb.hdr->retired_routes, 0, sizeof(sb.hdr->retired_routes));
 	memset(sb.hdr->retired_dbs, 0, sizeof(sb.hdr->retired_dbs));
-	memset(sb.hdr->route_names, 0, sizeof(sb.hdr->route_names));
+	master_route_names();
 	master_hdr_end();
 	for (i = 0; i < MAX_IDS; i++) {
 		fail_count[i] = 0;
@@ -2448,6 +2466,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	master_nofile();
 	if (scoreboard_create() == -1)
 		return 1;
+	master_route_names();
 	if (listen_inherited_check(cfg->server.listen, cfg->path) == -1)
 		return 1;
 	if (listen_open(cfg->server.listen, listen_inherited(),

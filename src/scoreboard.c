@@ -82,9 +82,11 @@ scoreboard_protect(int own)
 
 	/* Pages larger than a slot (64 KB on some arm64): left writable. */
 	if (ps <= 0 || stride % (size_t)ps != 0 || SB_ACCESS_BUF % ps != 0 ||
+	    sizeof(*sb.hdr) % (size_t)ps != 0 ||
 	    own < 0 || own >= SB_SLOTS)
 		return 0;
-	if (scoreboard_readonly(sb.slots, (size_t)own * stride,
+	if (scoreboard_readonly(sb.hdr, sizeof(*sb.hdr), "the header") == -1 ||
+	    scoreboard_readonly(sb.slots, (size_t)own * stride,
 	    "the slots below this worker's") == -1 ||
 	    scoreboard_readonly(&sb.slots[own + 1],
 	    (size_t)(SB_SLOTS - own - 1) * stride,

@@ -182,10 +182,11 @@ extern const char *const sb_state_names[];
 
 int  scoreboard_create(void);
 /*
- * Worker, first thing: every slot but its own, and every access-log
- * buffer but its own, read-only in this process.  A module's stray write
- * into another worker's slot (a pid, a heartbeat) got that worker killed
- * as stalled; now it faults here, in the module's own worker, which the
+ * Worker, first thing: the header, every slot but its own and every
+ * access-log buffer but its own, read-only in this process.  A module's
+ * stray write into another worker's slot (a pid, a heartbeat) got that
+ * worker killed as stalled, and one into the header spoiled the fleet's
+ * figures; now it faults here, in the module's own worker, which the
  * master logs as a crash in that module.  Returns 0, or -1 (logged).
  */
 int  scoreboard_protect(int own);

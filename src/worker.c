@@ -223,14 +223,51 @@ worker_route(struct worker *w, const char *path, size_t len)
 	return NULL;
 }
 
+/* Longest prefix first, so the first match is the best one. */
+static int
+worker_prefix_cmp(const char *x, size_t xl, const char *y, size_t yl)
+{
+	if (xl != yl)
+		return xl > yl ? -1 : 1;
+	return strcmp(x, y);
+}
+
 static int
 worker_route_cmp(const void *a, const void *b)
 {
 	const struct wroute *x = a, *y = b;
 
-	if (x->prefix_len != y->prefix_len)
-		return x->prefix_len > y->prefix_len ? -1 : 1;
-	return strcmp(x->prefix, y->prefix);
+	return worker_prefix_cmp(x->prefix, x->prefix_len, y->prefix,
+	    y->prefix_len);
+}
+
+static int
+worker_name_cmp(const void *a, const void *b)
+{
+	const char *const *x = a, *const *y = b;
+
+	return worker_prefix_cmp(*x, strlen(*x), *y, strlen(*y));
+}
+
+/*
+ * The route prefixes of cfg, the status page's included, in the order
+ * every worker of its generation routes by, which is the order of the
+ * route indexes a worker publishes.  For the master, which writes them
+ * into the scoreboard's header: the workers can no longer write there
+ * (scoreboard_protect).  Returns how many, at most max.
+ */
+int
+worker_route_names(const struct molt_config *cfg, const char **out, int max)
+{
+	const struct route_conf *rc;
+	int n = 0;
+
+	for (rc = cfg->routes; rc != NULL && n < max; rc = rc->next)
+		out[n++] = rc->prefix;
+	if (cfg->status.path != NULL && n < max)
+		out[n++] = cfg->status.path;
+	qsort(out, (size_t)n, sizeof(*out), worker_name_cmp);
+	return n;
 }
 
 static int
@@ -257,19 +294,10 @@ worker_build_routes(struct worker *w)
 	if (cfg->status.path != NULL)
 		status_fill_route(w, &w->routes[i++]);
 	w->nroutes = i;
-	/* Longest prefix first, so the first match is the best one. */
+	/* The order of worker_route_names, whose names the master wrote. */
 	qsort(w->routes, (size_t)w->nroutes, sizeof(*w->routes), worker_route_cmp);
-	for (i = 0; i < w->nroutes; i++) {
+	for (i = 0; i < w->nroutes; i++)
 		w->routes[i].index = i;
-		/* Names for the status page; every worker of a generation agrees. */
-		if (i < SB_ROUTES && sb.hdr != NULL &&
-		    w->generation == sb.hdr->generation)
-			worker_join(sb.hdr->route_names[i],
-			    sizeof(sb.hdr->route_names[i]), w->routes[i].prefix,
-			    NULL);
-	}
-	if (sb.hdr != NULL && w->generation == sb.hdr->generation)
-		sb.hdr->nroutes = (uint32_t)(w->nroutes < SB_ROUTES ? w->nroutes : SB_ROUTES);
 	return 0;
 }
 

@@ -148,6 +148,8 @@ void worker_conn_idle(struct worker *w);
 /* The CPU index a recycled worker hands its connections to (its
  * replacement's, listen_per_cpu), or -1 for any worker. */
 int  worker_handoff_target(struct worker *w);
+int  worker_route_names(const struct molt_config *cfg, const char **out,
+    int max);
 void worker_handoff_wait(struct worker *w, int k);
 /* listen_per_cpu: the other CPU index fd's packets arrive on, or -1; and
  * whether that index's workers have room for one more of ours. */

@@ -7,7 +7,8 @@
  *
  *   /slot     its worker's slot index, "7\n"
  *   /hdr?slots_hi=N&seq=N   writes the scoreboard header's slots_hi or
- *             its sequence counter; replies with the counter, "seq=8\n"
+ *             its sequence counter (which faults: the header is read-only
+ *             in workers); replies with the counter, "seq=8\n"
  *   /w?FIELD=N&...    writes fields of its own slot's worker half
  *             (requests, heap_in_use, conn_memory, start_ms,
  *             req_start_ms, beat_ms, pid); with torn=1 the sequence
