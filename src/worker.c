@@ -260,14 +260,23 @@ int
 worker_route_names(const struct molt_config *cfg, const char **out, int max)
 {
 	const struct route_conf *rc;
-	int n = 0;
+	const char **all;
+	int n = 0, i;
 
-	for (rc = cfg->routes; rc != NULL && n < max; rc = rc->next)
-		out[n++] = rc->prefix;
-	if (cfg->status.path != NULL && n < max)
-		out[n++] = cfg->status.path;
-	qsort(out, (size_t)n, sizeof(*out), worker_name_cmp);
-	return n;
+	for (rc = cfg->routes; rc != NULL; rc = rc->next)
+		n++;
+	/* All of them sorted, then the first max: as the workers index. */
+	if ((all = calloc((size_t)n + 1, sizeof(*all))) == NULL)
+		return 0;
+	for (n = 0, rc = cfg->routes; rc != NULL; rc = rc->next)
+		all[n++] = rc->prefix;
+	if (cfg->status.path != NULL)
+		all[n++] = cfg->status.path;
+	qsort(all, (size_t)n, sizeof(*all), worker_name_cmp);
+	for (i = 0; i < n && i < max; i++)
+		out[i] = all[i];
+	free(all);
+	return i;
 }
 
 static int
