@@ -309,9 +309,6 @@ conn_pass(struct conn *c, int k)
 	struct handoff_conn hc;
 	int64_t idle;
 
-	/* Neither timeout running: its last request has just ended. */
-	if (c->timer_kind != T_KEEPALIVE && c->timer_kind != T_HEADER)
-		c->idle_ms = conn_idle_clock();
 	idle = conn_idle_clock() - c->idle_ms;
 	hc.fd = c->fd;
 	hc.nreq = c->nreq;
@@ -1019,6 +1016,7 @@ conn_finish_request(struct conn *c)
 	worker_request_end(c->w, req);
 	c->state = REQ_NONE;
 	c->nreq++;
+	c->idle_ms = conn_idle_clock();
 	if (c->w->follow && (c->nreq & (CONN_FOLLOW_EVERY - 1)) == 0)
 		c->flags |= CONN_FOLLOW;
 	pool_reset(&c->pool);
@@ -1380,7 +1378,6 @@ conn_process(struct conn *c)
 			 * of keep-alive it has not earned.
 			 */
 			c->idle_seq = ++c->w->idle_seq;
-			c->idle_ms = conn_idle_clock();
 			conn_timer(c, T_KEEPALIVE);
 			worker_conn_idle(c->w);
 		}
