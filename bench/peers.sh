@@ -58,9 +58,11 @@ peer_versions() {
 # ---------------------------------------------------------------- building
 build_peer_code() {
 	mkdir -p "$WORK/build"
-	cp "$BENCH_DIR/peers/uwsgi_hello.c" "$BENCH_DIR/peers/mod_bench_hello.c" "$WORK/build/"
+	cp "$BENCH_DIR/peers/uwsgi_hello.c" "$BENCH_DIR/peers/mod_bench_hello.c" \
+	    "$BENCH_DIR/ceiling.c" "$WORK/build/"
 	( cd "$WORK/build" &&
 	  cc -O2 -Wall -fPIC -shared -o uwsgi_hello.so uwsgi_hello.c &&
+	  cc -O2 -Wall -o ceiling ceiling.c &&
 	  apxs -c mod_bench_hello.c >apxs.log 2>&1 ) || { say "building peer handlers failed"; return 1; }
 	chmod -R a+rX "$WORK/build"
 }
@@ -320,6 +322,11 @@ start_peer() {
 		setsid uwsgi "${args[@]}" >"$dir/stderr.log" 2>&1 &
 		pid=$!
 		;;
+	ceiling)
+		# the yardstick, not a server: keep-alive /hello only (serves)
+		setsid "$WORK/build/ceiling" "$port" 2 >"$dir/stderr.log" 2>&1 &
+		pid=$!
+		;;
 	*) say "unknown peer $name"; return 1 ;;
 	esac
 	PEER_PID[$key]=$pid
@@ -336,6 +343,15 @@ start_peer() {
 	# let every worker come up (apache/uwsgi fork after the listener is up)
 	sleep 0.5
 	say "started $key pid $pid on port $port"
+}
+
+# serves KEY PATH CLOSE: does the instance answer this test?  The ceiling
+# answers every request with hello and never closes a connection.
+serves() {
+	case $1 in
+	ceiling*) [ "$2" = /hello ] && [ "$3" = 0 ] ;;
+	*) return 0 ;;
+	esac
 }
 
 # children of a pid (the workers of a master)

@@ -149,6 +149,26 @@ plot $plots$marks
 EOF
 }
 
+# paired SCENARIO TEST A B: "median (min-max)" of A/B round by round, or "-".
+paired() {
+	awk -F'\t' -v sc="$1" -v t="$2" -v a="$3" -v b="$4" '
+	function med(s,    x, n, i, j, v) {
+		n = split(s, x, " ")
+		for (i = 2; i <= n; i++) { v = x[i] + 0; for (j = i - 1; j >= 1 && x[j] + 0 > v; j--) x[j+1] = x[j]; x[j+1] = v }
+		return (n % 2) ? x[(n+1)/2] : (x[n/2] + x[n/2+1]) / 2
+	}
+	NR > 1 && $1 == sc && $2 == t && ($3 == a || $3 == b) { at[$3, $4] = $5; r[$4] = 1 }
+	END {
+		for (k in r)
+			if ((a, k) in at && (b, k) in at && at[b, k] > 0) {
+				q = at[a, k] / at[b, k]; s = s " " q
+				if (n++ == 0 || q < lo) lo = q
+				if (n == 1 || q > hi) hi = q
+			}
+		if (n) printf "%.2f (%.2f-%.2f)", med(s), lo, hi; else printf "-"
+	}' "$RESULTS"
+}
+
 summarize() {
 	local out=$1
 	echo "# molt benchmark run $(basename "$out")"
@@ -170,6 +190,16 @@ summarize() {
 		echo
 		echo "ka = keep-alive, close = Connection: close on every request; -64/-512 = connections."
 		table 1 nginx
+		if grep -q $'^1\tka-64\tceiling\t' "$RESULTS"; then
+			echo
+			echo "ceiling is bench/ceiling.c, the yardstick: one read and one write a batch of"
+			echo "requests, nothing parsed, the same 120 bytes as molt's hello; no server"
+			echo "does less.  Round by round, keep-alive, 64 connections:"
+			echo
+			echo "- molt x ceiling: $(paired 1 ka-64 molt ceiling)"
+			echo "- ceiling x uwsgi: $(paired 1 ka-64 ceiling uwsgi) (the most any server could be, against uWSGI, here)"
+			echo "- molt x uwsgi: $(paired 1 ka-64 molt uwsgi)"
+		fi
 	fi
 	if has_rows 2; then
 		echo
