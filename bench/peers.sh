@@ -59,10 +59,10 @@ peer_versions() {
 build_peer_code() {
 	mkdir -p "$WORK/build"
 	cp "$BENCH_DIR/peers/uwsgi_hello.c" "$BENCH_DIR/peers/mod_bench_hello.c" \
-	    "$BENCH_DIR/ceiling.c" "$WORK/build/"
+	    "$BENCH_DIR/bare.c" "$WORK/build/"
 	( cd "$WORK/build" &&
 	  cc -O2 -Wall -fPIC -shared -o uwsgi_hello.so uwsgi_hello.c &&
-	  cc -O2 -Wall -o ceiling ceiling.c &&
+	  cc -O2 -Wall -o bare bare.c &&
 	  apxs -c mod_bench_hello.c >apxs.log 2>&1 ) || { say "building peer handlers failed"; return 1; }
 	chmod -R a+rX "$WORK/build"
 }
@@ -322,9 +322,9 @@ start_peer() {
 		setsid uwsgi "${args[@]}" >"$dir/stderr.log" 2>&1 &
 		pid=$!
 		;;
-	ceiling)
-		# the yardstick, not a server: keep-alive /hello only (serves)
-		setsid "$WORK/build/ceiling" "$port" 2 >"$dir/stderr.log" 2>&1 &
+	bare)
+		# a reference, not a server: keep-alive /hello only (serves)
+		setsid "$WORK/build/bare" "$port" 2 >"$dir/stderr.log" 2>&1 &
 		pid=$!
 		;;
 	*) say "unknown peer $name"; return 1 ;;
@@ -345,11 +345,11 @@ start_peer() {
 	say "started $key pid $pid on port $port"
 }
 
-# serves KEY PATH CLOSE: does the instance answer this test?  The ceiling
+# serves KEY PATH CLOSE: does the instance answer this test?  bare
 # answers every request with hello and never closes a connection.
 serves() {
 	case $1 in
-	ceiling*) [ "$2" = /hello ] && [ "$3" = 0 ] ;;
+	bare*) [ "$2" = /hello ] && [ "$3" = 0 ] ;;
 	*) return 0 ;;
 	esac
 }

@@ -190,14 +190,14 @@ summarize() {
 		echo
 		echo "ka = keep-alive, close = Connection: close on every request; -64/-512 = connections."
 		table 1 nginx
-		if grep -q $'^1\tka-64\tceiling\t' "$RESULTS"; then
+		if grep -q $'^1\tka-64\tbare\t' "$RESULTS"; then
 			echo
-			echo "ceiling is bench/ceiling.c, the yardstick: one read and one write a batch of"
-			echo "requests, nothing parsed, the same 120 bytes as molt's hello; no server"
-			echo "does less.  Round by round, keep-alive, 64 connections:"
+			echo "bare is bench/bare.c: one recv and one send a batch of requests, nothing"
+			echo "parsed, the same 120 bytes as molt's hello, no balancing of connections."
+			echo "Round by round, keep-alive, 64 connections:"
 			echo
-			echo "- molt x ceiling: $(paired 1 ka-64 molt ceiling)"
-			echo "- ceiling x uwsgi: $(paired 1 ka-64 ceiling uwsgi) (the most any server could be, against uWSGI, here)"
+			echo "- molt x bare: $(paired 1 ka-64 molt bare)"
+			echo "- bare x uwsgi: $(paired 1 ka-64 bare uwsgi)"
 			echo "- molt x uwsgi: $(paired 1 ka-64 molt uwsgi)"
 		fi
 	fi

@@ -1,18 +1,19 @@
 /*
- * ceiling - the most any HTTP/1.1 server could serve on this machine, as a
- * yardstick for bench/ceiling-run, not a server.
+ * bare - a bare HTTP/1.1 responder for bench/run: what serving costs
+ * with nothing but the syscalls, as a reference for scenario 1.
  *
  * N processes share one listening socket, each with its own epoll set
  * (EPOLLEXCLUSIVE on the listener), and answer every request on a
  * keep-alive connection with the same 120 bytes molt's hello module sends.
  * A request is whatever ends in an empty line: nothing is parsed, no
  * header is looked at, no Date is formatted, nothing is allocated.  Per
- * batch of pipelined requests it makes one read and one write, as molt,
- * nginx and every event-driven server must.  Whatever a real server does
- * beyond that is its overhead; what this one costs is the kernel's TCP
- * path and the event loop, which no server avoids.
+ * batch of pipelined requests it makes one recv and one send, as molt,
+ * nginx and every event-driven server must.  It is not an upper bound:
+ * it does not balance its connections between its processes (the kernel
+ * wakes one, which takes what it finds), nor read a new connection before
+ * epoll, as molt does; where molt serves more, that is why.
  *
- * usage: ceiling PORT [PROCESSES]     (127.0.0.1; SIGTERM/SIGINT stop it)
+ * usage: bare PORT [PROCESSES]     (127.0.0.1; SIGTERM/SIGINT stop it)
  */
 #define _GNU_SOURCE
 #include <sys/epoll.h>
@@ -28,10 +29,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CEIL_CONNS   65536
-#define CEIL_BUF     16384
+#define BARE_CONNS   65536
+#define BARE_BUF     16384
 
-static const char ceil_reply[] =
+static const char bare_reply[] =
     "HTTP/1.1 200 OK\r\n"
     "Server: molt/0.1.0\r\n"
     "Date: Mon, 07 Dec 2026 00:00:00 GMT\r\n"
@@ -41,11 +42,11 @@ static const char ceil_reply[] =
     "hello, world\n";
 
 /* How far into "\r\n\r\n" each connection's last read ended. */
-static unsigned char ceil_state[CEIL_CONNS];
+static unsigned char bare_state[BARE_CONNS];
 
 /* Counts the requests that end in buf; state carries a split "\r\n\r\n". */
 static int
-ceil_count(const char *buf, ssize_t n, unsigned char *state)
+bare_count(const char *buf, ssize_t n, unsigned char *state)
 {
 	static const char end[] = "\r\n\r\n";
 	unsigned char s = *state;
@@ -67,48 +68,48 @@ ceil_count(const char *buf, ssize_t n, unsigned char *state)
 }
 
 static void
-ceil_serve(int fd)
+bare_serve(int fd)
 {
-	static char in[CEIL_BUF], out[CEIL_BUF];
+	static char in[BARE_BUF], out[BARE_BUF];
 	ssize_t n;
 	int reqs, k, len;
 
 	for (;;) {
-		n = read(fd, in, sizeof(in));
+		n = recv(fd, in, sizeof(in), 0);
 		if (n == -1 && errno == EAGAIN)
 			return;
-		if (n <= 0 || fd >= CEIL_CONNS)
+		if (n <= 0 || fd >= BARE_CONNS)
 			break;
-		reqs = ceil_count(in, n, &ceil_state[fd]);
-		/* Pipelined beyond one buffer: a yardstick need not queue. */
-		if (reqs * (int)(sizeof(ceil_reply) - 1) > (int)sizeof(out))
+		reqs = bare_count(in, n, &bare_state[fd]);
+		/* Pipelined beyond one buffer: a reference need not queue. */
+		if (reqs * (int)(sizeof(bare_reply) - 1) > (int)sizeof(out))
 			break;
-		for (k = 0, len = 0; k < reqs; k++, len += sizeof(ceil_reply) - 1)
-			memcpy(out + len, ceil_reply, sizeof(ceil_reply) - 1);
-		if (len > 0 && write(fd, out, len) != len)
+		for (k = 0, len = 0; k < reqs; k++, len += sizeof(bare_reply) - 1)
+			memcpy(out + len, bare_reply, sizeof(bare_reply) - 1);
+		if (len > 0 && send(fd, out, len, MSG_NOSIGNAL) != len)
 			break;
 		if (n < (ssize_t)sizeof(in))
 			return;
 	}
-	if (fd < CEIL_CONNS)
-		ceil_state[fd] = 0;
+	if (fd < BARE_CONNS)
+		bare_state[fd] = 0;
 	close(fd);
 }
 
 static void
-ceil_worker(int lfd)
+bare_worker(int lfd)
 {
 	struct epoll_event ev, evs[256];
 	int ep, n, i, fd, one = 1;
 
 	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1) {
-		perror("ceiling: epoll_create1");
+		perror("bare: epoll_create1");
 		_exit(1);
 	}
 	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
 	ev.data.fd = lfd;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) == -1) {
-		perror("ceiling: epoll_ctl(listener)");
+		perror("bare: epoll_ctl(listener)");
 		_exit(1);
 	}
 	for (;;) {
@@ -116,12 +117,12 @@ ceil_worker(int lfd)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			perror("ceiling: epoll_wait");
+			perror("bare: epoll_wait");
 			_exit(1);
 		}
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.fd != lfd) {
-				ceil_serve(evs[i].data.fd);
+				bare_serve(evs[i].data.fd);
 				continue;
 			}
 			while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK |
@@ -137,13 +138,13 @@ ceil_worker(int lfd)
 	}
 }
 
-static volatile sig_atomic_t ceil_stop;
+static volatile sig_atomic_t bare_stop;
 
 static void
-ceil_on_signal(int sig)
+bare_on_signal(int sig)
 {
 	(void)sig;
-	ceil_stop = 1;
+	bare_stop = 1;
 }
 
 int
@@ -156,12 +157,12 @@ main(int argc, char **argv)
 	pid_t pids[64];
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: ceiling PORT [PROCESSES]\n");
+		fprintf(stderr, "usage: bare PORT [PROCESSES]\n");
 		return 2;
 	}
 	nproc = argc > 2 ? atoi(argv[2]) : 2;
 	if (nproc < 1 || nproc > 64) {
-		fprintf(stderr, "ceiling: PROCESSES is 1 to 64\n");
+		fprintf(stderr, "bare: PROCESSES is 1 to 64\n");
 		return 2;
 	}
 	memset(&sin, 0, sizeof(sin));
@@ -172,15 +173,15 @@ main(int argc, char **argv)
 	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
 	    bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
 	    listen(lfd, 4096) == -1) {
-		perror("ceiling: listening on 127.0.0.1");
+		perror("bare: listening on 127.0.0.1");
 		return 1;
 	}
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = ceil_on_signal;
+	sa.sa_handler = bare_on_signal;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGTERM, &sa, NULL) == -1 ||
 	    sigaction(SIGINT, &sa, NULL) == -1) {
-		perror("ceiling: sigaction");
+		perror("bare: sigaction");
 		return 1;
 	}
 	/* Blocked until sigsuspend, so a stop cannot slip in before the wait. */
@@ -188,25 +189,25 @@ main(int argc, char **argv)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	if (sigprocmask(SIG_BLOCK, &block, &old) == -1) {
-		perror("ceiling: sigprocmask");
+		perror("bare: sigprocmask");
 		return 1;
 	}
 	for (i = 0; i < nproc; i++) {
 		if ((pids[i] = fork()) == -1) {
-			perror("ceiling: fork");
+			perror("bare: fork");
 			nproc = i;
-			ceil_stop = 1;
+			bare_stop = 1;
 			break;
 		}
 		if (pids[i] == 0) {
 			signal(SIGTERM, SIG_DFL);
 			signal(SIGINT, SIG_DFL);
 			(void)sigprocmask(SIG_SETMASK, &old, NULL);
-			ceil_worker(lfd);
+			bare_worker(lfd);
 		}
 	}
 	/* The parent only waits: a signal ends the wait, then the children. */
-	while (!ceil_stop)
+	while (!bare_stop)
 		sigsuspend(&old);
 	for (i = 0; i < nproc; i++)
 		(void)kill(pids[i], SIGTERM);
