@@ -1119,6 +1119,46 @@ config_check_listen(struct checker *ck, struct server_conf *sc)
 	return 0;
 }
 
+/* A header name is a token (RFC 9110 5.1, 5.6.2). */
+static int
+config_is_token(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("!#$%&'*+-.^_`|~", *s) == NULL)
+			return 0;
+	return 1;
+}
+
+static int config_set_nets(struct checker *, struct allow_net **, const char *,
+    struct conf_kv *, const char *);
+
+/* real_ip_from and real_ip_header: the proxies whose word is believed. */
+static void
+config_check_real_ip(struct checker *ck, struct server_conf *sc)
+{
+	struct conf_kv *from = conf_get(ck->s, "real_ip_from");
+	struct conf_kv *hdr = conf_get(ck->s, "real_ip_header");
+
+	if (from != NULL && config_set_nets(ck, &sc->real_ip_from,
+	    "real_ip_from", from, from->value) == -1)
+		return;
+	if (hdr == NULL)
+		return;
+	if (from == NULL) {
+		check_fail(ck, hdr, "real_ip_header: no effect without "
+		    "real_ip_from (the proxies whose header is believed)");
+		return;
+	}
+	if (!config_is_token(hdr->value)) {
+		check_fail(ck, hdr, "real_ip_header: '%s' is not a header name",
+		    hdr->value);
+		return;
+	}
+	get_str(ck, "real_ip_header", &sc->real_ip_header);
+}
+
 static int
 config_check_server(struct molt_config *cfg, struct conf_section *s,
     struct conf_error *err)
@@ -1188,6 +1228,7 @@ config_check_server(struct molt_config *cfg, struct conf_section *s,
 	get_bool(&ck, "core_dumps", &sc->core_dumps);
 	get_auto(&ck, "worker_cpu_affinity", &sc->cpu_affinity);
 	get_auto(&ck, "listen_per_cpu", &sc->listen_per_cpu);
+	config_check_real_ip(&ck, sc);
 	return ck.failed ? -1 : 0;
 }
 
@@ -1289,7 +1330,8 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 	return 0;
 }
 
-/* "10.0.0.0/8", "::1", "unix": one entry of [status] allow. */
+/* "10.0.0.0/8", "::1", "unix": one entry of [status] allow or
+ * [server] real_ip_from. */
 static int
 config_parse_net(const char *text, struct allow_net *an)
 {
@@ -1333,10 +1375,10 @@ config_parse_net(const char *text, struct allow_net *an)
 }
 
 static int
-config_set_allow(struct checker *ck, struct status_conf *st,
+config_set_nets(struct checker *ck, struct allow_net **list, const char *key,
     struct conf_kv *kv, const char *text)
 {
-	struct allow_net **tail = &st->allow, *an;
+	struct allow_net **tail = list, *an;
 	char *buf, *tok, *save;
 
 	/* A copy as long as the value: continuation lines make it any size. */
@@ -1352,8 +1394,8 @@ config_set_allow(struct checker *ck, struct status_conf *st,
 		}
 		if (config_parse_net(tok, an) == -1) {
 			free(an);
-			check_fail(ck, kv, "allow: '%s' is not an IP address, a "
-			    "CIDR network or 'unix'", tok);
+			check_fail(ck, kv, "%s: '%s' is not an IP address, a "
+			    "CIDR network or 'unix'", key, tok);
 			goto fail;
 		}
 		an->next = NULL;
@@ -1361,8 +1403,8 @@ config_set_allow(struct checker *ck, struct status_conf *st,
 		tail = &an->next;
 	}
 	free(buf);
-	if (st->allow == NULL) {
-		check_fail(ck, kv, "allow: empty list");
+	if (*list == NULL) {
+		check_fail(ck, kv, "%s: empty list", key);
 		return -1;
 	}
 	return 0;
@@ -1393,7 +1435,7 @@ config_check_status(struct molt_config *cfg, struct conf_section *s,
 		return -1;
 	}
 	if ((kv = conf_get(s, "allow")) != NULL &&
-	    config_set_allow(&ck, st, kv, kv->value) == -1)
+	    config_set_nets(&ck, &st->allow, "allow", kv, kv->value) == -1)
 		return -1;
 	get_bool(&ck, "route_stats", &st->route_stats);
 	return ck.failed ? -1 : 0;
@@ -1553,7 +1595,8 @@ config_finish(struct molt_config *cfg, struct conf_error *err)
 		}
 	}
 	if (cfg->status.allow == NULL &&
-	    config_set_allow(&ck, &cfg->status, NULL, "127.0.0.0/8 ::1 unix") == -1)
+	    config_set_nets(&ck, &cfg->status.allow, "allow", NULL,
+	    "127.0.0.0/8 ::1 unix") == -1)
 		return -1;
 	if (config_status_clash(cfg, err) == -1)
 		return -1;
@@ -1714,6 +1757,11 @@ config_free(struct molt_config *cfg)
 		an = a->next;
 		free(a);
 	}
+	for (a = cfg->server.real_ip_from; a != NULL; a = an) {
+		an = a->next;
+		free(a);
+	}
+	free(cfg->server.real_ip_header);
 	free(cfg->server.modules_dir);
 	free(cfg->server.pid_file);
 	free(cfg->server.error_log);

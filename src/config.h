@@ -79,13 +79,16 @@ struct recycle_conf {
 	enum recycle_measure measure;
 };
 
+/* A network of [status] allow or [server] real_ip_from (realip_match). */
+struct allow_net {
+	struct sockaddr_storage net;     /* AF_UNIX: every unix: socket client */
+	int prefix;
+	struct allow_net *next;
+};
+
 struct status_conf {
 	char  *path;                     /* NULL = off */
-	struct allow_net {
-		struct sockaddr_storage net;
-		int prefix;
-		struct allow_net *next;
-	} *allow;
+	struct allow_net *allow;
 	int    route_stats;              /* per-route allocation accounting */
 };
 
@@ -118,6 +121,8 @@ struct server_conf {
 	int       core_dumps;           /* workers that switched user stay dumpable */
 	int       cpu_affinity;         /* worker_cpu_affinity = auto: pinned */
 	int       listen_per_cpu;       /* listen_per_cpu = auto: with cpu_affinity */
+	struct allow_net *real_ip_from; /* trusted proxies; NULL = off */
+	char     *real_ip_header;       /* NULL: X-Forwarded-For */
 };
 
 struct molt_config {

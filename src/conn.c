@@ -1146,6 +1146,8 @@ conn_start_request(struct conn *c, size_t hl)
 	req->resp_headers = NULL;
 	req->on_abort = NULL;
 	req->on_drain = NULL;
+	req->client_sa = NULL;      /* realip_resolve, in req_prepare below */
+	req->client_text = NULL;
 	req->hnames = req->hvalues = NULL;
 	req->params_parsed = 0;
 	req->nparams = 0;

@@ -82,6 +82,9 @@ struct molt_request {
 	uint64_t           alloc_mark;  /* allocator counters at start */
 	uint64_t           alloc_count_mark;
 	uint64_t           in_use_mark;
+	/* The client a trusted proxy named (realip.c); NULL: the peer. */
+	struct sockaddr_storage *client_sa;
+	const char        *client_text;  /* molt_req_peer's, made on first use */
 };
 
 /* resp_flags */

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "log.h"
 #include "pool.h"
+#include "realip.h"
 #include "request.h"
 #include "worker.h"
 
@@ -107,6 +108,8 @@ req_clear(molt_request *req)
 	req->head.flags = 0;
 	req->on_abort = NULL;
 	req->on_drain = NULL;
+	req->client_sa = NULL;
+	req->client_text = NULL;
 	req->start_ms = worker_now_ms(req->conn->w);
 	req->start_us = worker_clock_us();
 }
@@ -201,6 +204,8 @@ req_prepare(molt_request *req)
 	}
 	if ((h->flags & HTTP_F_ABSOLUTE) && req_absolute_host(req) == -1)
 		return -1;
+	if (c->w->cfg->server.real_ip_from != NULL)
+		realip_resolve(req, &c->w->cfg->server);
 
 	req->path = molt_pstrndup(req->pool, h->path, h->path_len);
 	if (req->path == NULL)
@@ -260,7 +265,19 @@ const char *molt_req_path(const molt_request *req) { return req->path; }
 const char *molt_req_path_info(const molt_request *req) { return req->path_info; }
 const char *molt_req_query(const molt_request *req) { return req->query; }
 int molt_req_version(const molt_request *req) { return req->head.version; }
-const char *molt_req_peer(const molt_request *req) { return conn_peer(req->conn); }
+
+const char *
+molt_req_peer(const molt_request *req)
+{
+	molt_request *r = (molt_request *)req;
+
+	if (req->client_sa == NULL)
+		return conn_peer(req->conn);
+	/* Formatted on first use, as conn_peer does; in the request's pool. */
+	if (r->client_text == NULL)
+		r->client_text = realip_text(r, 1);
+	return r->client_text != NULL ? r->client_text : conn_peer(req->conn);
+}
 
 const char *
 molt_req_header(const molt_request *req, const char *name)

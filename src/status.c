@@ -23,6 +23,7 @@
 #include "json.h"
 #include "log.h"
 #include "pool.h"
+#include "realip.h"
 #include "scoreboard.h"
 #include "status.h"
 #include "worker.h"
@@ -81,42 +82,11 @@ status_now_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* The client, as [server] real_ip_from may have named it (realip.c). */
 static int
-status_allowed(const struct molt_config *cfg, const struct conn *c)
+status_allowed(const struct molt_config *cfg, const molt_request *req)
 {
-	const struct allow_net *a;
-	const struct sockaddr_storage *ss = &c->peer_sa;
-
-	for (a = cfg->status.allow; a != NULL; a = a->next) {
-		const unsigned char *x, *y;
-		int bits = a->prefix, i;
-
-		if (a->net.ss_family != ss->ss_family)
-			continue;
-		/*
-		 * A unix: socket's peer has no address: the entry "unix" lets
-		 * in every client of it, whom its file's permissions let
-		 * connect.  A proxy on it makes every client of the proxy one.
-		 */
-		if (ss->ss_family == AF_UNIX)
-			return 1;
-		if (ss->ss_family == AF_INET) {
-			x = (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
-			y = (const void *)&((const struct sockaddr_in *)&a->net)->sin_addr;
-		} else {
-			x = (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
-			y = (const void *)&((const struct sockaddr_in6 *)&a->net)->sin6_addr;
-		}
-		for (i = 0; bits >= 8; i++, bits -= 8)
-			if (x[i] != y[i])
-				break;
-		if (bits >= 8)
-			continue;
-		if (bits > 0 && ((x[i] ^ y[i]) & (0xff << (8 - bits)) & 0xff))
-			continue;
-		return 1;
-	}
-	return 0;
+	return realip_match(cfg->status.allow, realip_client(req));
 }
 
 struct status_totals {
@@ -882,7 +852,7 @@ status_handle(molt_request *req)
 	struct sbuf b;
 	const char *pi = molt_req_path_info(req);
 
-	if (!status_allowed(w->cfg, req->conn))
+	if (!status_allowed(w->cfg, req))
 		return molt_reply_error(req, 403, "forbidden");
 	b.pool = molt_req_pool(req);
 	b.cap = 16384;

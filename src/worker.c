@@ -35,6 +35,7 @@
 #include "module.h"
 #include "pool.h"
 #include "proctitle.h"
+#include "realip.h"
 #include "scoreboard.h"
 #include "status.h"
 #include "worker.h"
@@ -1441,14 +1442,20 @@ worker_access_log(struct worker *w, molt_request *req)
 		ua = molt_req_header(req, "User-Agent");
 	}
 	/* The address without the port, and an IPv6 one without its
-	 * brackets, as nginx's $remote_addr and Apache's %h write it. */
-	host = conn_peer(req->conn);
-	colon = strrchr(host, ':');
-	if (host[0] == '[' && colon != NULL) {
-		host++;
-		colon--;
+	 * brackets, as nginx's $remote_addr and Apache's %h write it; the
+	 * client a trusted proxy named has neither. */
+	if ((host = realip_text(req, 0)) != NULL) {
+		hl = strlen(host);
+	} else {
+		host = conn_peer(req->conn);
+		colon = strrchr(host, ':');
+		if (host[0] == '[' && colon != NULL) {
+			host++;
+			colon--;
+		}
+		hl = colon && host[0] != 'u' ? (size_t)(colon - host) :
+		    strlen(host);
 	}
-	hl = colon && host[0] != 'u' ? (size_t)(colon - host) : strlen(host);
 	if (req->method == NULL && req->target != NULL)
 		/* A refused head: its first line as sent (conn_raw_line). */
 		n = worker_fmt_len(snprintf(line, sizeof(line),

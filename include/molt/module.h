@@ -235,7 +235,9 @@ const char *molt_req_path(const molt_request *req);     /* percent-decoded, no q
 const char *molt_req_path_info(const molt_request *req);/* path after the route prefix */
 const char *molt_req_query(const molt_request *req);    /* raw, without '?'; "" if none */
 int         molt_req_version(const molt_request *req);  /* 10 or 11 */
-const char *molt_req_peer(const molt_request *req);     /* "127.0.0.1:4711", "[::1]:80", "unix" */
+/* "127.0.0.1:4711", "[::1]:80", "unix"; through a proxy of [server]
+ * real_ip_from, the client it named, without a port: "203.0.113.7". */
+const char *molt_req_peer(const molt_request *req);
 
 /* Decoded query parameters ('+' is a space).  First match, or NULL. */
 const char *molt_req_param(molt_request *req, const char *name);

@@ -852,6 +852,88 @@ def test_module_sees_the_client_address(molt, tmp_path):
         assert echo_json(c.read_response().body)["peer"] == "unix"
 
 
+STATUS = "\n[status]\npath = /molt/status\n"
+
+
+def _via_proxy(c, fields):
+    """One request on c with these X-Forwarded-For fields (a list, each
+    one field line): the peer the echo module saw, and the status page's
+    answer on the same connection."""
+    extra = "".join("X-Forwarded-For: %s\r\n" % f for f in fields).encode()
+    c.send(b"GET /echo/p HTTP/1.1\r\nHost: t\r\n" + extra + b"\r\n")
+    r = c.read_response()
+    assert r.status == 200, r
+    c.send(b"GET /molt/status HTTP/1.1\r\nHost: t\r\n" + extra + b"\r\n")
+    return echo_json(r.body)["peer"], c.read_response().status
+
+
+def test_real_ip_from_names_the_client_a_trusted_proxy_forwarded(molt, tmp_path):
+    """With [server] real_ip_from, a request from a listed proxy takes its
+    client from X-Forwarded-For, read from the right: a trusted address is
+    another proxy of the chain, the first other one is the client, and
+    what a client wrote itself further left is not believed.  The module
+    (molt_req_peer), [status] allow (default: loopback and unix) and the
+    access log all see that client; each request of a keep-alive
+    connection is judged on its own."""
+    path = str(tmp_path / "molt.sock")
+    m = molt(conf=DEFAULT_ROUTES + STATUS, listen=("127.0.0.1:0", "unix:" + path),
+             workers=1, server_extra="access_log = @TMP@/access.log\n"
+                          "real_ip_from = 127.0.0.1 10.0.0.0/8 unix\n")
+    cases = [
+        ([], None, 200),
+        (["203.0.113.7"], "203.0.113.7", 403),
+        (["6.6.6.6, 203.0.113.7"], "203.0.113.7", 403),
+        (["203.0.113.7, 10.1.2.3"], "203.0.113.7", 403),
+        (["203.0.113.7,,  10.1.2.3 "], "203.0.113.7", 403),
+        (["10.1.2.3, 127.0.0.1"], "10.1.2.3", 403),    # all proxies: leftmost
+        (["127.0.0.5"], "127.0.0.5", 200),             # a client, on loopback
+        (["2001:db8::1"], "[2001:db8::1]", 403),
+        (["[2001:db8::2]"], "[2001:db8::2]", 403),
+        (["203.0.113.7, unknown"], None, 200),         # the proxy's own: garbage
+        (["203.0.113.7:80"], None, 200),
+        (["unknown, 203.0.113.9"], "203.0.113.9", 403),
+        (["unknown, 10.0.0.9"], "10.0.0.9", 403),      # the last proxy read
+        (["1.1.1.1", "2.2.2.2, 10.0.0.9"], "2.2.2.2", 403),
+        (["1.1.1.1", "10.0.0.9"], "1.1.1.1", 403),     # fields as one list
+        ([], None, 200),                               # nothing left over
+    ]
+    logged = []
+    with RawConn(m.port) as c:
+        local = "127.0.0.1:%d" % c.sock.getsockname()[1]
+        for fields, want, status in cases:
+            peer, st = _via_proxy(c, fields)
+            assert (peer, st) == (want or local, status), fields
+            host = want.strip("[]") if want else "127.0.0.1"
+            logged += [host, host]          # the echo and the status page
+    with RawConn(unix=path) as c:
+        assert _via_proxy(c, ["203.0.113.7"]) == ("203.0.113.7", 403)
+        assert _via_proxy(c, []) == ("unix", 200)
+        logged += ["203.0.113.7"] * 2 + ["unix"] * 2
+    m.stop(signal.SIGQUIT)
+    hosts = [l.split(" ", 1)[0] for l in read_text(m.access_log).splitlines()]
+    assert hosts == logged
+
+
+def test_real_ip_header_is_believed_only_from_the_listed_proxies(molt):
+    """A client not in real_ip_from names no one: its X-Forwarded-For is
+    a header like any other.  real_ip_header picks the field that is
+    read (X-Real-IP here), and X-Forwarded-For is then not looked at."""
+    m = molt(conf=DEFAULT_ROUTES + STATUS, workers=1,
+             server_extra="real_ip_from = 10.0.0.0/8\n")
+    with RawConn(m.port) as c:
+        local = "127.0.0.1:%d" % c.sock.getsockname()[1]
+        assert _via_proxy(c, ["203.0.113.7"]) == (local, 200)
+    m2 = molt(conf=DEFAULT_ROUTES + STATUS, workers=1,
+              server_extra="real_ip_from = 127.0.0.1\n"
+                                      "real_ip_header = X-Real-IP\n")
+    with RawConn(m2.port) as c:
+        local = "127.0.0.1:%d" % c.sock.getsockname()[1]
+        assert _via_proxy(c, ["203.0.113.7"]) == (local, 200)
+        c.send(b"GET /echo/p HTTP/1.1\r\nHost: t\r\n"
+               b"X-Real-IP: 198.51.100.4\r\n\r\n")
+        assert echo_json(c.read_response().body)["peer"] == "198.51.100.4"
+
+
 def test_two_tcp_listeners(molt):
     m = molt(listen=("127.0.0.1:0", "127.0.0.1:0"))
     ports = [int(l.rsplit(":", 1)[1]) for l in m.listens]

@@ -660,6 +660,35 @@ test_errors(void)
 	EXPECT_ERROR("[status]\nallow = localhost\n", 2, "'localhost'");
 	EXPECT_ERROR("[status]\nallow = ,\n", 2, "allow: empty");
 	EXPECT_ERROR("[status]\nroute_stats = 2\n", 2, "route_stats");
+	EXPECT_ERROR("[server]\nreal_ip_from = 10.0.0.0/8 proxy\n", 2,
+	    "real_ip_from: 'proxy' is not an IP address");
+	EXPECT_ERROR("[server]\nreal_ip_from = ,\n", 2, "real_ip_from: empty");
+	EXPECT_ERROR("[server]\nreal_ip_header = X-Real-IP\n", 2,
+	    "real_ip_header: no effect without real_ip_from");
+	EXPECT_ERROR("[server]\nreal_ip_from = unix\nreal_ip_header = X Real\n",
+	    3, "real_ip_header: 'X Real' is not a header name");
+	{
+		struct conf_error err;
+		struct molt_config *cfg = config_load_string("t",
+		    "[server]\nreal_ip_from = 127.0.0.1 ::1/128 unix\n"
+		    "real_ip_header = X-Real-IP\n", &err);
+
+		CHECK(cfg != NULL);
+		CHECK(cfg && cfg->server.real_ip_from &&
+		    cfg->server.real_ip_from->net.ss_family == AF_INET &&
+		    cfg->server.real_ip_from->prefix == 32 &&
+		    cfg->server.real_ip_from->next &&
+		    cfg->server.real_ip_from->next->net.ss_family == AF_INET6 &&
+		    cfg->server.real_ip_from->next->next &&
+		    cfg->server.real_ip_from->next->next->net.ss_family == AF_UNIX);
+		CHECK(cfg && cfg->server.real_ip_header &&
+		    strcmp(cfg->server.real_ip_header, "X-Real-IP") == 0);
+		config_free(cfg);
+		cfg = config_load_string("t", "[server]\nworkers = 1\n", &err);
+		CHECK(cfg && cfg->server.real_ip_from == NULL &&
+		    cfg->server.real_ip_header == NULL);
+		config_free(cfg);
+	}
 
 	/* An empty file (or only comments) is refused, not taken for the
 	 * defaults: a reload that read a file being written dropped every
