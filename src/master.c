@@ -2218,6 +2218,8 @@ master_stop(int how)
 	listen_close(cfg->server.listen);
 }
 
+static void master_handle_notify(void);
+
 static void
 master_handle_signals(void)
 {
@@ -2265,6 +2267,17 @@ master_handle_signals(void)
 
 				if (pid <= 0)
 					break;
+				/*
+				 * Everything this child wrote to the notify
+				 * pipe is there now that it is dead: read it
+				 * while its slot is still its own.  Read after
+				 * the reap, a worker a reload retired while it
+				 * started, which got ready, drained and exited
+				 * between two turns of the loop, found its
+				 * slot free: its ready line was never logged
+				 * and worker_starts fell behind worker_exits.
+				 */
+				master_handle_notify();
 				if (pid == validator_pid)
 					master_reload_finish(status);
 				else
