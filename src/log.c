@@ -64,6 +64,9 @@ static struct {
 	int             torn;       /* the file ends in part of a line */
 } access_err;
 
+/* Where failed writes go instead of the error log (log_access_report). */
+static log_access_report_fn *access_report;
+
 static const char *level_names[] = { "error", "warn", "info", "debug" };
 static int startup_echo;            /* log_startup_echo */
 
@@ -446,10 +449,15 @@ log_access_failed(int err, size_t lost, int torn)
 
 	if (clock_gettime(CLOCK_MONOTONIC, &now) == -1)
 		now.tv_sec = 0;
-	access_err.writes++;
-	access_err.lost += lost;
 	if (torn)
 		access_err.torn = 1;
+	if (access_report != NULL) {
+		access_err.failing = 1;     /* the next write that works says so */
+		access_report(err, lost);
+		return;
+	}
+	access_err.writes++;
+	access_err.lost += lost;
 	if (access_err.failing &&
 	    now.tv_sec - access_err.logged.tv_sec < ACCESS_ERR_LOG_SEC) {
 		access_err.unsaid++;
@@ -511,12 +519,27 @@ log_access_write(const char *buf, size_t len)
 		off += (size_t)n;
 	}
 	/* The first write that works after failures says so. */
-	if (access_err.failing) {
+	if (access_err.failing && access_report != NULL) {
+		access_report(0, 0);
+		access_err.failing = 0;
+	} else if (access_err.failing) {
 		log_warn("access log %s: written again after %u failed writes "
 		    "(%llu bytes of lines lost)", access_path, access_err.writes,
 		    access_err.lost);
 		memset(&access_err, 0, sizeof(access_err));
 	}
+}
+
+void
+log_access_report(log_access_report_fn *fn)
+{
+	access_report = fn;
+}
+
+const char *
+log_access_path(void)
+{
+	return access_path;
 }
 
 void

@@ -62,6 +62,16 @@ void log_access_use(char *buf, size_t size, uint32_t *len);
 /* The master, for a worker that died: writes out the whole lines it left
  * in buf.  len is the worker's word, so it is clamped to size. */
 void log_access_salvage(const char *buf, size_t size, uint32_t len);
+/*
+ * Hand the access log's failed writes to fn instead of the error log:
+ * fn(errno, bytes lost) for each, fn(0, 0) for the first write that
+ * works after them.  A process-local rate limit said it once per worker,
+ * and every recycled worker anew; the master says it for the fleet.
+ */
+typedef void log_access_report_fn(int err, size_t lost);
+void log_access_report(log_access_report_fn *fn);
+/* The access log's path, or NULL. */
+const char *log_access_path(void);
 
 /* s with quotes, backslashes and control bytes as \xHH, in buf; "-" for
  * NULL.  Cut short (whole escapes only) when buf is full. */

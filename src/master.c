@@ -78,6 +78,8 @@ struct mworker {
 	int      replaces;        /* slot this one will replace */
 	int64_t  hint_ms;         /* last sample taken on its MSG_GROWN */
 	int64_t  torn_ms;         /* its half first read torn, or 0 */
+	/* Its slot's access-log counts as of the last look. */
+	uint64_t acc_failed, acc_lost, acc_again;
 	/* The last sample, judged from here: the scoreboard's copy is in
 	 * memory the worker can write. */
 	struct mem_sample ms;
@@ -108,6 +110,18 @@ struct master_state {
 	 * back, so a worker that scribbles it odd costs the status page a
 	 * wait until the next sample, not a sequence odd for good. */
 	uint32_t                  hdr_seq;
+	/*
+	 * The access log's failed writes, the fleet's (master_access_judge):
+	 * new since the last judgement, and the episode they belong to.
+	 */
+	struct master_access {
+		uint64_t new_failed, new_lost, new_again;
+		int      err;           /* of the last failure */
+		int      last_ok;       /* the last write heard of worked */
+		int      failing;
+		int64_t  logged_ms;
+		uint64_t unsaid, failed, lost;
+	}                         access;
 	/*
 	 * The routes of the last OLD_GENS generations before this one, by
 	 * the index their workers publish: after a reload the scoreboard's
@@ -1329,6 +1343,117 @@ master_exit_cpu(pid_t pid, const struct sb_slot *snap, const struct rusage *ru)
 	return life - snap->w.exit_cpu_us;
 }
 
+/* ------------------------------------------------------------------ */
+/* The access log's failures, said once for the fleet                  */
+
+#define ACCESS_ERR_LOG_MS 10000   /* at most one line this often */
+
+/* A failed write of the master's own (the lines a dead worker left). */
+static void
+master_access_report(int err, size_t lost)
+{
+	mstate->access.last_ok = err == 0;
+	if (err == 0) {
+		mstate->access.new_again++;
+		return;
+	}
+	mstate->access.new_failed++;
+	mstate->access.new_lost += lost;
+	mstate->access.err = err;
+}
+
+/* What a worker's slot says failed, or worked again, since the last look. */
+static void
+master_access_collect(int slot, const struct sb_slot *snap)
+{
+	struct mworker *m = &mw[slot];
+
+	/* Not yet its own, or torn: its predecessor's figures are counted. */
+	if (snap->w.pid != m->pid)
+		return;
+	/* The worker's word: a count that went down is ignored. */
+	if (snap->w.access_failed > m->acc_failed) {
+		mstate->access.new_failed += snap->w.access_failed - m->acc_failed;
+		if (snap->w.access_errno != 0)
+			mstate->access.err = snap->w.access_errno;
+	}
+	if (snap->w.access_lost > m->acc_lost)
+		mstate->access.new_lost += snap->w.access_lost - m->acc_lost;
+	if (snap->w.access_again > m->acc_again)
+		mstate->access.new_again += snap->w.access_again - m->acc_again;
+	/* Failures and a success since the last look: which came last. */
+	if (snap->w.access_failed > m->acc_failed ||
+	    snap->w.access_again > m->acc_again)
+		mstate->access.last_ok = snap->w.access_errno == 0;
+	m->acc_failed = snap->w.access_failed;
+	m->acc_lost = snap->w.access_lost;
+	m->acc_again = snap->w.access_again;
+}
+
+/*
+ * Each worker used to say its own failures: a full disk under recycling
+ * wrote a line per new worker (45 a second at a recycle every 2,000
+ * requests), into an error log often on the same disk.  Now the first
+ * failure of the fleet is said at the next sample, then one line every
+ * ACCESS_ERR_LOG_MS at most, and one when a write works again.
+ */
+static void
+master_access_judge(int64_t now)
+{
+	struct master_access *a = &mstate->access;
+	const char *path = log_access_path();
+
+	if (path == NULL) {
+		/* The log is off now: nothing will work again, nor fail. */
+		memset(a, 0, sizeof(*a));
+		return;
+	}
+	if (a->new_failed > 0) {
+		a->failed += a->new_failed;
+		a->lost += a->new_lost;
+		if (!a->failing) {
+			log_error("write access log %s: %s", path,
+			    strerror(a->err));
+			a->failing = 1;
+			a->logged_ms = now;
+			a->unsaid = a->new_failed - 1;
+		} else if (now - a->logged_ms >= ACCESS_ERR_LOG_MS) {
+			log_error("write access log %s: %s (%llu more failed "
+			    "writes, %llu bytes of lines lost so far)", path,
+			    strerror(a->err),
+			    (unsigned long long)(a->unsaid + a->new_failed),
+			    (unsigned long long)a->lost);
+			a->logged_ms = now;
+			a->unsaid = 0;
+		} else {
+			a->unsaid += a->new_failed;
+		}
+	}
+	/* Not an else: a write that worked after this sample's failures. */
+	if (a->failing && a->new_again > 0 && a->last_ok) {
+		log_warn("access log %s: written again after %llu failed writes "
+		    "(%llu bytes of lines lost)", path,
+		    (unsigned long long)a->failed, (unsigned long long)a->lost);
+		a->failing = 0;
+		a->unsaid = a->failed = a->lost = 0;
+	}
+	a->new_failed = a->new_lost = a->new_again = 0;
+}
+
+/* Every worker's slot, then what the fleet's access log did. */
+static void
+master_access_sample(int64_t now)
+{
+	struct sb_slot snap;
+	int i;
+
+	for (i = 0; i < (int)mstate->slots_hi && i < SB_SLOTS; i++)
+		if (mw[i].st != MW_FREE &&
+		    scoreboard_read_worker(i, &snap) == 0)
+			master_access_collect(i, &snap);
+	master_access_judge(now);
+}
+
 static void
 master_reaped(pid_t pid, int status, const struct rusage *ru)
 {
@@ -1362,6 +1487,7 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	if (snap.w.pid == pid && snap.w.access_len > 0)
 		log_access_salvage(sb_access(slot), SB_ACCESS_BUF,
 		    snap.w.access_len);
+	master_access_collect(slot, &snap);
 	if (WIFSIGNALED(status))
 		snprintf(why, sizeof(why), "killed by signal %d (SIG%s)",
 		    WTERMSIG(status), sigabbrev_np(WTERMSIG(status)) ?
@@ -1461,6 +1587,9 @@ master_reaped(pid_t pid, int status, const struct rusage *ru)
 	sb.slots[slot].w.covered = 0;
 	sb.slots[slot].w.asked_recycle = 0;
 	sb.slots[slot].w.exit_signal = 0;
+	sb.slots[slot].w.access_failed = 0;
+	sb.slots[slot].w.access_lost = 0;
+	sb.slots[slot].w.access_again = 0;
 	sb_end(&sb.slots[slot].w.seq);
 	memset(sb.slots[slot].routes, 0, sizeof(sb.slots[slot].routes));
 	memset(&sb.slots[slot].lat, 0, sizeof(sb.slots[slot].lat));
@@ -1829,6 +1958,7 @@ master_sample_all(void)
 			 * trim; the hard limit must still hold. */
 			master_judge(i, 0);
 	}
+	master_access_sample(master_now());
 }
 
 /*
@@ -2503,6 +2633,8 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 		return 1;
 	if (master_signals() == -1)
 		return 1;
+	/* The master's own failed writes join the workers' (master_access_judge). */
+	log_access_report(master_access_report);
 	sb.hdr->master_pid = getpid();
 	sb.hdr->master_start_ms = master_wall_ms();
 	sb.hdr->generation = generation;

@@ -115,6 +115,12 @@ struct sb_slot {
 		uint64_t covered;           /* taken from another CPU's socket */
 		uint64_t start_cpu_us;      /* CPU it used from its fork to ready */
 		uint64_t exit_cpu_us;       /* CPU it had used when it called exit */
+		/* Its access-log writes that failed, for the master to say
+		 * (master_access_collect), and those that worked after. */
+		uint64_t access_failed;
+		uint64_t access_lost;       /* bytes of lines they lost */
+		uint64_t access_again;      /* a write worked after failures */
+		int32_t  access_errno;      /* of the last write; 0 if it worked */
 	} w __attribute__((aligned(64)));
 	/* Master half. */
 	struct {

@@ -1404,6 +1404,28 @@ worker_access_time(struct worker *w, char *line, size_t n, size_t size,
 	    size - n + 1);
 }
 
+/*
+ * A failed access-log write goes to the slot, not the error log: the
+ * master says it for the whole fleet (master_access_judge).  Each worker
+ * said its own first failure, so a full disk logged a line per recycle.
+ */
+static void
+worker_access_report(int err, size_t lost)
+{
+	struct sb_slot *s = worker_self->slot;
+
+	sb_begin(&s->w.seq);
+	/* The last write's errno, 0 if it worked: the master's verdict. */
+	s->w.access_errno = err;
+	if (err == 0) {
+		s->w.access_again++;
+	} else {
+		s->w.access_failed++;
+		s->w.access_lost += lost;
+	}
+	sb_end(&s->w.seq);
+}
+
 void
 worker_access_emit(struct worker *w, const char *text, size_t split,
     size_t len, uint64_t bytes, int64_t start_us)
@@ -2354,6 +2376,7 @@ worker_main(struct molt_config *cfg, int id, int slot_index,
 	memset(s->routes, 0, sizeof(s->routes));
 	memset(&s->lat, 0, sizeof(s->lat));
 	log_access_use(sb_access(slot_index), SB_ACCESS_BUF, &s->w.access_len);
+	log_access_report(worker_access_report);
 
 	memset(&err, 0, sizeof(err));
 	if (worker_drop_privileges(cfg, &err) == -1) {

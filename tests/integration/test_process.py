@@ -2546,8 +2546,9 @@ def test_a_log_at_the_file_size_limit_kills_nothing(molt):
     for i in range(40):
         assert m.get("/hello?i=%d" % i)[0] == 200, i
         time.sleep(0.01)
+    # The master says it, for every worker (master_access_judge).
     m.wait_log(r"\[error\] %d: write access log %s: File too large"
-               % (worker, re.escape(m.access_log)), since=mark)
+               % (m.pid, re.escape(m.access_log)), since=mark)
     assert m.running()
     assert m.worker_pids() == [worker]
     assert "killed by signal" not in m.log(mark), m.log(mark)
@@ -2586,10 +2587,35 @@ def test_a_failing_access_log_is_reported_once_not_at_every_flush(molt):
     assert m.get("/hello?again=1")[0] == 200
     r = m.wait_log(r"\[warn\] %d: access log %s: written again after (\d+) "
                    r"failed writes \((\d+) bytes of lines lost\)"
-                   % (worker, re.escape(m.access_log)), since=mark)
+                   % (m.pid, re.escape(m.access_log)), since=mark)
     assert int(r.group(1)) >= 2 and int(r.group(2)) > 0, r.group(0)
     wait_for(lambda: "again=1" in read_text(m.access_log), 5,
              what="the line written after the failures")
+
+
+def test_a_failing_access_log_is_reported_once_for_the_fleet(molt):
+    """Each worker kept its own count of access-log failures, so every
+    new worker said its first one: on a full disk, recycling every 2,000
+    requests under load logged 1,365 error lines in 30 s, one per
+    recycle, into an error log often on the same disk.  The master says
+    it for the fleet: once, then every 10 s at most."""
+    m = molt(workers=2, conf=DEFAULT_ROUTES + "\n[recycle]\nmax_requests = 5\n",
+             server_extra="access_log = /dev/full\naccess_log_flush = 50ms")
+    m.expect_errors(r"write access log /dev/full: No space left on device")
+    mark = m.mark()
+    t0 = time.monotonic()
+    for i in range(120):
+        assert m.get("/hello?i=%d" % i)[0] == 200, i
+    wait_for(lambda: m.count_log(r"reason=requests", since=mark) >= 10, 10,
+             what="ten recycles")
+    m.wait_log(r"\[error\] %d: write access log /dev/full: No space left "
+               r"on device$" % m.pid, since=mark)
+    time.sleep(1.5)     # a sample or more after the last failure
+    said = m.count_log(r"write access log", since=mark)
+    if time.monotonic() - t0 < 10:
+        assert said == 1, m.log(mark)
+    else:   # a slow machine: one more line per 10 s
+        assert said <= 1 + (time.monotonic() - t0) / 10, m.log(mark)
 
 
 def test_out_of_descriptors_an_idle_connection_makes_room(molt):
