@@ -344,6 +344,9 @@ conn_handoff(struct conn *c)
 	case HANDOFF_FULL:
 		worker_handoff_wait(c->w, k);
 		return -1;
+	case HANDOFF_REFS:
+		worker_handoff_later(c->w);
+		return -1;
 	default:
 		c->flags |= CONN_NOHANDOFF;
 		return -1;

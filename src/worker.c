@@ -794,6 +794,30 @@ worker_handoff_wait(struct worker *w, int k)
 }
 
 /*
+ * The kernel refused more descriptors in flight (HANDOFF_REFS): they
+ * leave as the live workers adopt those before them, which no event on
+ * this side tells, so the idle connections are offered again every
+ * HANDOFF_LATER_MS until the drain ends.
+ */
+#define HANDOFF_LATER_MS 20
+
+void
+worker_handoff_later(struct worker *w)
+{
+	struct timeval tv = { 0, HANDOFF_LATER_MS * 1000 };
+
+	if (w->handoff_later_ev == NULL &&
+	    (w->handoff_later_ev = evtimer_new(w->base,
+	    worker_handoff_room_cb, w)) == NULL) {
+		log_error("worker %d: evtimer_new (handoff retry) failed", w->id);
+		return;
+	}
+	if (!evtimer_pending(w->handoff_later_ev, NULL) &&
+	    evtimer_add(w->handoff_later_ev, &tv) == -1)
+		log_error("worker %d: evtimer_add (handoff retry) failed", w->id);
+}
+
+/*
  * listen_per_cpu: the CPU index a connection's packets now arrive on, if
  * it is another one with workers to pass it to, else -1.  On loopback
  * that is the CPU the client last ran on, so a client thread the

@@ -114,6 +114,7 @@ struct worker {
 	int                  adopt_on;
 	int                  handoff;      /* draining: hand idle conns over */
 	struct event        *handoff_room_ev;  /* worker_handoff_wait */
+	struct event        *handoff_later_ev; /* worker_handoff_later */
 	unsigned             handed_off;
 	uint64_t             moved;        /* passed to their client's CPU */
 	uint64_t             covered;      /* taken from another CPU's socket */
@@ -151,6 +152,7 @@ int  worker_handoff_target(struct worker *w);
 int  worker_route_names(const struct molt_config *cfg, const char **out,
     int max);
 void worker_handoff_wait(struct worker *w, int k);
+void worker_handoff_later(struct worker *w);
 /* listen_per_cpu: the other CPU index fd's packets arrive on, or -1; and
  * whether that index's workers have room for one more of ours. */
 int  worker_client_cpu(struct worker *w, int fd);

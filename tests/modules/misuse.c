@@ -28,6 +28,9 @@
  *   /signal?n=N            sets signal N to SIG_IGN in its worker, as a
  *                          module (or a library it uses) that installs
  *                          its own signal handlers would; "ignored"
+ *   /nofile?n=N            lowers its worker's soft RLIMIT_NOFILE to N,
+ *                          as a module that sets limits for a helper it
+ *                          is about to start would; "lowered"
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -163,6 +167,16 @@ misuse_handle(molt_request *req)
 		if (signal(misuse_int(req, "n", 0), SIG_IGN) == SIG_ERR)
 			return molt_reply_error(req, 400, strerror(errno));
 		return molt_reply(req, 200, "text/plain", "ignored", 7);
+	}
+	if (strcmp(what, "/nofile") == 0) {
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+			return molt_reply_error(req, 500, strerror(errno));
+		rl.rlim_cur = (rlim_t)misuse_int(req, "n", 0);
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			return molt_reply_error(req, 400, strerror(errno));
+		return molt_reply(req, 200, "text/plain", "lowered", 7);
 	}
 	return molt_reply_error(req, 404, "no such misuse");
 }
