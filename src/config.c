@@ -1289,12 +1289,13 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 	get_int32(&ck, "samples_over", &rc->samples_over, 1, 100);
 	get_duration(&ck, "stall_timeout", &rc->stall_timeout_ms, 1 * SEC,
 	    24 * HOUR, ZERO_OFF);
+	/* In any case, as log_level, the bools and auto/off are. */
 	if ((kv = conf_get(s, "measure")) != NULL) {
-		if (strcmp(kv->value, "uss") == 0)
+		if (strcasecmp(kv->value, "uss") == 0)
 			rc->measure = MEASURE_USS;
-		else if (strcmp(kv->value, "rss") == 0)
+		else if (strcasecmp(kv->value, "rss") == 0)
 			rc->measure = MEASURE_RSS;
-		else if (strcmp(kv->value, "pss") == 0)
+		else if (strcasecmp(kv->value, "pss") == 0)
 			rc->measure = MEASURE_PSS;
 		else
 			check_fail(&ck, kv, "measure: expected uss, rss or pss, got "

@@ -409,6 +409,26 @@ test_values(void)
 	config_free(cfg);
 }
 
+/* Keywords are read in any case (molt.conf(5), error_log): measure too. */
+static void
+test_keyword_case(void)
+{
+	struct molt_config *cfg = LOAD_OK("[server]\nlog_level = DEBUG\n"
+	    "worker_cpu_affinity = AUTO\n[recycle]\nmeasure = PSS\n");
+
+	if (cfg == NULL)
+		return;
+	CHECK(cfg->server.log_level == MOLT_LOG_DEBUG);
+	CHECK(cfg->server.cpu_affinity == 1);
+	CHECK(cfg->recycle.measure == MEASURE_PSS);
+	config_free(cfg);
+	cfg = LOAD_OK("[recycle]\nmeasure = Rss\n");
+	if (cfg == NULL)
+		return;
+	CHECK(cfg->recycle.measure == MEASURE_RSS);
+	config_free(cfg);
+}
+
 static void
 test_syntax(void)
 {
@@ -838,6 +858,7 @@ main(void)
 	test_defaults();
 	test_values();
 	test_defer_accept();
+	test_keyword_case();
 	test_syntax();
 	test_errors();
 	test_continuation_long_value();
