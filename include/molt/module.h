@@ -145,7 +145,7 @@ struct molt_conf_key {
 	enum molt_conf_type  type;
 	unsigned             flags;
 	const char          *def;   /* default as config text, or NULL */
-	const char          *help;  /* one line, shown by molt -t -v */
+	const char          *help;  /* one line, quoted when a required key is missing */
 };
 
 /*
