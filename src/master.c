@@ -150,6 +150,7 @@ static int notify_pipe[2] = { -1, -1 };
 static int stopping;              /* 0, SIGTERM (fast) or SIGQUIT */
 static int detached;              /* molt -d */
 static int64_t stop_deadline;
+static int64_t stop_ms;           /* when the stop began, for its log */
 /* What the validator writes when every check passed. */
 #define MASTER_CHECK_OK "ok"
 
@@ -2321,7 +2322,8 @@ master_stop(int how)
 	stopping = how;
 	sb.hdr->stopping = 1;   /* before the signals: no handoff from here */
 	log_info("shutting down (%s)", how == SIGQUIT ? "graceful" : "fast");
-	stop_deadline = master_now() + STOP_BACKSTOP_MS +
+	stop_ms = master_now();
+	stop_deadline = stop_ms + STOP_BACKSTOP_MS +
 	    (how == SIGQUIT ? cfg->recycle.drain_timeout_ms : 0);
 	/* In the slots too: a worker whose module code ignores the signal
 	 * drains when it sees this (worker_doorbell). */
@@ -2346,6 +2348,24 @@ master_stop(int how)
 	 * them for the whole drain and then reset them.
 	 */
 	listen_close(cfg->server.listen);
+}
+
+/*
+ * The line before the stop's SIGKILL.  It says how long the stop really
+ * took: a graceful one waits drain_timeout before its 5 s, and a fixed
+ * "5000 ms after the stop" sent the operator looking for the wrong delay.
+ */
+static void
+master_stop_backstop(int64_t now)
+{
+	if (stopping == SIGQUIT)
+		log_error("workers still running %lld ms after the stop "
+		    "(drain_timeout %lld ms, then %d ms more); killing them",
+		    (long long)(now - stop_ms),
+		    (long long)cfg->recycle.drain_timeout_ms, STOP_BACKSTOP_MS);
+	else
+		log_error("workers still running %lld ms after the stop; "
+		    "killing them", (long long)(now - stop_ms));
 }
 
 static void master_handle_notify(void);
@@ -2674,8 +2694,7 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 			next_sample = now + cfg->recycle.sample_interval_ms;
 		}
 		if (stopping && now >= stop_deadline) {
-			log_error("workers still running %lld ms after the stop; "
-			    "killing them", (long long)STOP_BACKSTOP_MS);
+			master_stop_backstop(now);
 			master_signal_all(SIGKILL);
 			stop_deadline = now + STOP_BACKSTOP_MS;
 		}

@@ -177,6 +177,27 @@ def test_reload_checked_during_a_stop_starts_nothing(molt):
     assert "[error]" not in log, log
 
 
+def test_stop_backstop_says_how_long_the_stop_took(molt):
+    """A graceful stop kills what still runs drain_timeout + 5 s after it
+    began, and its line says so: it used to say "5000 ms after the stop"
+    whatever drain_timeout was."""
+    m = molt(conf=DEFAULT_ROUTES + "\n[recycle]\ndrain_timeout = 1s\n",
+             workers=1)
+    m.expect_errors(r"workers still running")
+    c = m.raw_conn(timeout=30)
+    c.send(GET % b"/crash/block?ms=15000")     # the drain cannot end it
+    time.sleep(0.3)
+    mark = m.mark()
+    m.signal(signal.SIGQUIT)
+    m.wait_exit(20)
+    m.stopped = True
+    log = m.log(mark)
+    assert re.search(r"\[error\] \d+: workers still running 6\d{3} ms after "
+                     r"the stop \(drain_timeout 1000 ms, then 5000 ms more\); "
+                     r"killing them", log), log
+    c.close()
+
+
 def test_quit_answers_pipelined_keepalive_with_close(molt):
     """During a graceful stop a keep-alive connection is not cut between
     requests: a request already sent is answered."""
