@@ -2658,8 +2658,9 @@ master_run(struct molt_config *c, const char *path, int daemonize)
 	sb.hdr->master_pid = getpid();
 	sb.hdr->master_start_ms = master_wall_ms();
 	sb.hdr->generation = generation;
-	log_info("molt %s started: %d workers, generation %u", PACKAGE_VERSION,
-	    cfg->server.workers, generation);
+	log_info("molt %s started: %d worker%s, generation %u", PACKAGE_VERSION,
+	    cfg->server.workers, cfg->server.workers == 1 ? "" : "s",
+	    generation);
 	/* Up: from here the error log alone, for the workers too. */
 	log_startup_echo(0);
 
