@@ -1316,7 +1316,9 @@ config_check_recycle(struct molt_config *cfg, struct conf_section *s,
 		    "sample_interval (%lld ms)", 3 * rc->sample_interval_ms);
 		return -1;
 	}
-	/* Jitter is subtracted from the limit; it must leave a positive one. */
+	/* Jitter is added to the limit (master_jitter) to spread recycles
+	 * apart; one as large as the limit would up to double a worker's
+	 * life, which is a second limit, not a spread. */
 	if (rc->max_requests_jitter && rc->max_requests_jitter >= rc->max_requests) {
 		check_fail(&ck, conf_get(s, "max_requests_jitter"),
 		    "max_requests_jitter must be below max_requests");
