@@ -893,15 +893,6 @@ req_stream_pushed(molt_request *req)
 		event_active(&c->post, 0, 0);
 		return -1;
 	}
-	/*
-	 * A write from the module's own callback that leaves less than that
-	 * queued goes out once the callback returns (conn_post_cb flushes):
-	 * the writes of one callback make one send, and a small chunk (an
-	 * event, a progress line, a row of a slow query) does not wait for
-	 * the next write or the end of the stream, which may be minutes off.
-	 */
-	if (!(c->flags & CONN_DISPATCH) && c->queued > 0)
-		event_active(&c->post, 0, 0);
 	return c->queued > REQ_HIGH_WATER ? MOLT_AGAIN : 0;
 }
 
