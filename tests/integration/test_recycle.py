@@ -87,6 +87,15 @@ def ask(c, path, method="GET"):
     return c.read_response(method)
 
 
+def read_bytes(path):
+    """The file's bytes, or b"" if it is gone (a process that exited)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def pid_of(c):
     """The pid of the worker that holds keep-alive connection c."""
     r = ask(c, "/stream/pid")
@@ -1969,6 +1978,12 @@ drain_timeout = 20s
     m.wait_log(r"worker 0 draining \(pid %d\): 3 connection\(s\), 2 request\(s\) "
                r"in flight" % pid,
                since=mark, timeout=10)
+    # The master says it as it signals; the worker hands its idle
+    # connections over right after it says "draining" in its title (not
+    # asked on the status page: that would be a request, and the
+    # replacement has max_requests = 5 too).
+    wait_for(lambda: b"draining" in read_bytes("/proc/%d/cmdline" % pid), 10,
+             what="the old worker to start draining")
     # the same connection, now served by the replacement, still keep-alive
     r = ask(idle, "/stream/pid")
     assert r.status == 200 and "connection" not in r.headers, r
