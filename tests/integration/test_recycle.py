@@ -994,16 +994,23 @@ def test_crash_outside_a_handler_blames_no_request(molt):
     check_counts(m, {"crash": 1})
 
 
-def test_a_worker_a_reload_replaced_while_starting_counts_as_started(molt):
-    """A worker retired by a reload while it was starting still gets
-    ready (and drains); worker_starts left it out: under a reload every
-    5 s it fell 0.9% short of the "ready" lines of the log."""
+def reload_to_a_slow_start(molt):
+    """A molt reloaded to generation 2, whose workers take 1.5 s to start
+    (initfail's delay): (m, the routes without the delay, the log mark)."""
     slow = ROUTES + "\n[route /init]\nmodule = initfail\nfail = off\n"
     m = molt(conf=conf(routes=slow))
     m.write_conf(conf(routes=slow + "delay = 1500ms\n"))
     mark = m.mark()
     m.signal(signal.SIGHUP)
     m.wait_log(r"starting generation 2", since=mark)
+    return m, slow, mark
+
+
+def test_a_worker_a_reload_replaced_while_starting_counts_as_started(molt):
+    """A worker retired by a reload while it was starting still gets
+    ready (and drains); worker_starts left it out: under a reload every
+    5 s it fell 0.9% short of the "ready" lines of the log."""
+    m, slow, mark = reload_to_a_slow_start(molt)
     m.write_conf(conf(routes=slow))
     m.signal(signal.SIGHUP)
     wait_for(lambda: len(re.findall(r"worker \d+ ready \(generation 2\)",
@@ -1024,12 +1031,7 @@ def test_a_worker_that_got_ready_and_exited_in_one_turn_counts_as_started(molt):
     message was dropped as stale: no ready line, and worker_starts fell
     behind worker_exits (by 19 over 240 reloads under load).  The master
     is stopped here so that both wait for it."""
-    slow = ROUTES + "\n[route /init]\nmodule = initfail\nfail = off\n"
-    m = molt(conf=conf(routes=slow))
-    m.write_conf(conf(routes=slow + "delay = 1500ms\n"))
-    mark = m.mark()
-    m.signal(signal.SIGHUP)
-    m.wait_log(r"starting generation 2", since=mark)
+    m, slow, mark = reload_to_a_slow_start(molt)
     gen2 = [int(p) for p in wait_for(lambda: (lambda f: len(f) == 2 and f)(
         re.findall(r"spawned worker \d+ pid (\d+) \(generation 2\)",
                    m.log(mark))), 10, what="generation 2 forked")]
