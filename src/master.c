@@ -78,6 +78,8 @@ struct mworker {
 	int      replaces;        /* slot this one will replace */
 	int64_t  hint_ms;         /* last sample taken on its MSG_GROWN */
 	int64_t  torn_ms;         /* its half first read torn, or 0 */
+	uint32_t drain_conns;     /* its load when told to drain */
+	uint32_t drain_active;
 	/* Its slot's access-log counts as of the last look. */
 	uint64_t acc_failed, acc_lost, acc_again;
 	/* The last sample, judged from here: the scoreboard's copy is in
@@ -890,6 +892,23 @@ master_slot_load(const struct sb_slot *snap, uint32_t *conns)
 }
 
 /*
+ * The load a drain begins with, read before the signal: once signalled,
+ * the worker passes its idle connections on at once, and a read after
+ * it (the master is not always first to run) counted what was left.
+ */
+static void
+master_mark_drain(int slot)
+{
+	struct sb_slot snap;
+
+	mw[slot].drain_conns = mw[slot].drain_active = 0;
+	if (scoreboard_read_worker(slot, &snap) == 0 &&
+	    snap.w.pid == mw[slot].pid)
+		mw[slot].drain_active = master_slot_load(&snap,
+		    &mw[slot].drain_conns);
+}
+
+/*
  * The line a drain begins with, written here and not by the worker: a
  * new process's first log line costs it 0.15-0.2 ms of CPU on a
  * shadow-paged guest (every page of the formatting code is a first
@@ -898,15 +917,9 @@ master_slot_load(const struct sb_slot *snap, uint32_t *conns)
 static void
 master_log_drain(int slot)
 {
-	struct sb_slot snap;
-	uint32_t conns = 0, active = 0;
-
-	if (scoreboard_read_worker(slot, &snap) == 0 &&
-	    snap.w.pid == mw[slot].pid)
-		active = master_slot_load(&snap, &conns);
 	log_info("worker %d draining (pid %d): %u connection(s), %u request(s) "
-	    "in flight", mw[slot].id, (int)mw[slot].pid, (unsigned)conns,
-	    (unsigned)active);
+	    "in flight", mw[slot].id, (int)mw[slot].pid,
+	    (unsigned)mw[slot].drain_conns, (unsigned)mw[slot].drain_active);
 }
 
 static void
@@ -924,6 +937,7 @@ master_retire(int slot)
 	/* A reload may change the listeners: its connections do not move. */
 	s->m.retiring = m->reason == R_RELOAD ? SB_RETIRE_CLOSE : SB_RETIRE_HANDOFF;
 	sb_end(&s->m.seq);
+	master_mark_drain(slot);
 	if (kill(m->pid, SIGQUIT) == -1)
 		log_error("kill(%d, SIGQUIT): %s", (int)m->pid, strerror(errno));
 	else if (!starting)     /* else after its ready line (master_ready) */
@@ -2333,6 +2347,8 @@ master_stop(int how)
 		sb_begin(&sb.slots[i].m.seq);
 		sb.slots[i].m.retiring = SB_RETIRE_CLOSE;
 		sb_end(&sb.slots[i].m.seq);
+		if (mw[i].st != MW_RETIRING)    /* else marked at its retire */
+			master_mark_drain(i);
 	}
 	master_signal_all(how == SIGQUIT ? SIGQUIT : SIGTERM);
 	/* One still starting says so after its ready line (master_ready). */
