@@ -1353,6 +1353,16 @@ conn_process(struct conn *c)
 		conn_close(c);
 		return -1;
 	}
+	/*
+	 * A module waiting for room (molt_stream_on_drain) hears of it from
+	 * conn_write_cb.  A flush here that took the queue under the low
+	 * water mark (the client read meanwhile) leaves no write event to
+	 * come, and the stream would wait forever; so it is told from the
+	 * loop (conn_post_cb), as when it registers with the queue low.
+	 */
+	if (c->state == REQ_HANDLER && c->req.on_drain != NULL &&
+	    c->queued <= REQ_LOW_WATER)
+		event_active(&c->post, 0, 0);
 	if (c->state == REQ_NONE && c->queued == 0) {
 		if ((c->flags & CONN_CLOSING) && ((c->flags & CONN_EOF) ||
 		    (c->req.status < 400 && c->in_len == c->in_pos))) {

@@ -893,6 +893,15 @@ req_stream_pushed(molt_request *req)
 		event_active(&c->post, 0, 0);
 		return -1;
 	}
+	/*
+	 * A write from the module's own event (a timer, a query's row) that
+	 * leaves less than that queued goes out once the callback returns
+	 * (conn_post_cb flushes): the writes of one callback make one send,
+	 * and a small chunk (an event, a progress line) does not wait for
+	 * the next write or the end of the stream, which may be minutes off.
+	 */
+	if (!(c->flags & CONN_DISPATCH) && c->queued > 0)
+		event_active(&c->post, 0, 0);
 	return c->queued > REQ_HIGH_WATER ? MOLT_AGAIN : 0;
 }
 

@@ -465,6 +465,24 @@ def test_streamed_reply_with_delays(molt):
     assert st == 200 and body == pattern(20 * 333)
 
 
+def test_stream_writes_from_a_callback_go_out_at_once(molt):
+    """A chunk written from the module's timer is sent when the callback
+    returns, not held until 16 KB have gathered or the stream ends: here
+    the second 10-byte chunk comes 300 ms after the first, the end 2.1 s
+    after it, and the client must see the second long before the end."""
+    m = molt(workers=1)
+    with m.raw_conn() as c:
+        c.send(b"GET /stream/chunks?n=8&size=10&delay_ms=300 HTTP/1.1\r\n"
+               b"Host: t\r\n\r\n")
+        status, _, _ = c.read_head()
+        assert status == 200
+        t0 = time.monotonic()
+        while c.buf.count(b"\r\n") < 4:     # two chunks: size and data each
+            assert c._fill(timeout=5), "closed before the second chunk"
+        took = time.monotonic() - t0
+        assert took < 1.2, "the second chunk waited %.2f s" % took
+
+
 def test_streamed_reply_http10_close_delimited(molt):
     m = molt()
     with m.raw_conn() as c:
