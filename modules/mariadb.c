@@ -125,8 +125,9 @@ fmt_parse(const char *s, enum fmt *f)
 {
 	int i;
 
+	/* Any case, as molt's own keywords take. */
 	for (i = 0; i < 3; i++) {
-		if (strcmp(s, fmt_names[i]) == 0) {
+		if (strcasecmp(s, fmt_names[i]) == 0) {
 			*f = (enum fmt)i;
 			return 0;
 		}

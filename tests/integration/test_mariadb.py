@@ -224,6 +224,14 @@ format = xml
 [route /u]
 module = mariadb
 database = main
+query = SELECT 1
+format = NDJSON
+""")
+    assert r.rc == 0, r.stderr        # any case, as molt's own keywords
+    r = molt_check(base + """
+[route /u]
+module = mariadb
+database = main
 query = SELECT id FROM t WHERE a = ? LIMIT ?
 params = a:string, n:float
 """)
