@@ -33,6 +33,7 @@ scoreboard_create(void)
 {
 	size_t len = sizeof(struct sb_header) + SB_SLOTS * sizeof(struct sb_slot);
 	size_t alen = (size_t)SB_SLOTS * SB_ACCESS_BUF;
+	size_t olen = SB_OFTEN_MAX * sizeof(struct sb_often);
 	void *p;
 
 	/* Anonymous and shared: inherited by every fork, gone with the last. */
@@ -56,8 +57,26 @@ scoreboard_create(void)
 		goto fail;
 	}
 	sb.access = p;
+	/*
+	 * A mapping of its own, on no page of the header's or the slots'
+	 * (read-only in the workers, scoreboard_protect): every worker
+	 * writes here.  Made once, as the rest, so that a count and the
+	 * time of its last line outlive every recycle and reload: they are
+	 * the fleet's, not a worker's.
+	 */
+	p = mmap(NULL, olen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	    -1, 0);
+	if (p == MAP_FAILED) {
+		log_error("mmap of %zu bytes for warning counts failed: %s", olen,
+		    strerror(errno));
+		goto fail;
+	}
+	sb.often = p;
 	return 0;
 fail:
+	if (sb.access != NULL)
+		munmap(sb.access, alen);
+	sb.access = NULL;
 	munmap(sb.hdr, len);
 	sb.hdr = NULL;
 	sb.slots = NULL;

@@ -176,10 +176,42 @@ struct sb_header {
 	volatile uint32_t slots_hi;     /* slots at or past this are free */
 } __attribute__((aligned(SB_PAGE)));
 
+/*
+ * Warnings that can come many times a second (sb_often), each logged at
+ * most once every 10 s for the whole fleet (worker_often_due).  A count
+ * kept in each worker began afresh in every new one, so under a lasting
+ * condition (out of descriptors, of memory) each recycle logged a line at
+ * once: some 2,000 of each in 15 s with a recycle every 300 requests.
+ */
+enum sb_often_kind {
+	SB_OFTEN_ACCEPT_PAUSED,     /* "pausing accepts" */
+	SB_OFTEN_ADOPT_PAUSED,      /* "pausing adoption" */
+	SB_OFTEN_NOMEM,             /* "out of memory for a connection" */
+	SB_OFTEN_REQ_NOMEM,         /* ... for a request's buffers */
+	SB_OFTEN_RECLAIMED,         /* "closed idle connections" at the limit */
+	SB_OFTEN_FD_RECLAIMED,      /* ... when out of descriptors */
+	SB_OFTEN_MAX
+};
+
+/* On a cache line of its own: a kind's events, from every worker at
+ * once, do not bounce the other kinds' lines. */
+struct sb_often {
+	int64_t  logged_ms;     /* sb_clock_ms() of its last line; 0: none yet */
+	uint64_t count;         /* events since that line, the fleet's */
+} __attribute__((aligned(64)));
+
 struct scoreboard {
 	struct sb_header *hdr;
 	struct sb_slot   *slots;
 	char             *access;   /* SB_ACCESS_BUF bytes per slot */
+	/*
+	 * SB_OFTEN_MAX entries on a page of its own, writable in every
+	 * worker (scoreboard_protect leaves it alone): each worker counts
+	 * there.  The master reads nothing from it, so a module's stray
+	 * write there can only change how often, and with what count, a
+	 * warning is logged.
+	 */
+	struct sb_often  *often;
 };
 
 extern struct scoreboard sb;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sched.h>
@@ -42,7 +43,7 @@
 
 #define ACCEPT_BATCH      64
 #define ACCEPT_RETRY_MS   100
-#define ACCEPT_ERR_LOG_MS 10000 /* at most one "pausing accepts" line */
+#define ACCEPT_ERR_LOG_MS 10000 /* a line per kind, for the fleet */
 #define BALANCE_SLACK     4     /* connections above the least loaded */
 #define ADOPT_DEFER_MS    2
 #define ACCEPT_DEFER_MS   2     /* looks again this often */
@@ -55,7 +56,7 @@ static void worker_check_done(struct worker *w);
 static void worker_start_drain(struct worker *w);
 static void worker_publish_memory(struct worker *w);
 static int  worker_listen_queued(struct worker *w);
-static int  worker_often_due(struct worker_often *o, unsigned *n);
+static int  worker_often_due(enum sb_often_kind kind, unsigned *n);
 
 /* ------------------------------------------------------------------ */
 /* Module API: the worker                                              */
@@ -645,7 +646,7 @@ worker_adopt_paused(struct worker *w)
 {
 	unsigned n;
 
-	if (worker_often_due(&w->adopt_paused, &n))
+	if (worker_often_due(SB_OFTEN_ADOPT_PAUSED, &n))
 		log_error("connection handoff: %s; pausing adoption for %d ms at "
 		    "a time (%d connections open; %u pauses since the last line)",
 		    strerror(EMFILE), ACCEPT_RETRY_MS, w->nconns, n - 1);
@@ -664,7 +665,7 @@ worker_conn_nomem(struct worker *w, int err, const char *what)
 {
 	unsigned n;
 
-	if (worker_often_due(&w->nomem, &n))
+	if (worker_often_due(SB_OFTEN_NOMEM, &n))
 		log_error("out of memory for a connection (%s); closed it and "
 		    "pausing %s for %d ms at a time (%d connections open; %u "
 		    "more since the last line)", strerror(err), what,
@@ -949,19 +950,47 @@ worker_accept_undefer(struct worker *w)
 /*
  * Counts one more of an event that can come many times a second, and
  * says whether its line is due: the first time, then at most once every
- * ACCEPT_ERR_LOG_MS.  *n: the times since the last line, this one too.
+ * ACCEPT_ERR_LOG_MS for the whole fleet (sb.often), so that a recycled
+ * worker's replacement does not say again at once what the fleet said
+ * a moment ago.  *n: the fleet's events since the last line, this one
+ * too.  Of workers that find the line due at the same time, the one
+ * whose compare-and-swap moves the time on logs it; the others count
+ * and stay silent, and what they counted goes into its line or the
+ * next.
  */
 static int
-worker_often_due(struct worker_often *o, unsigned *n)
+worker_often_due(enum sb_often_kind kind, unsigned *n)
 {
-	int64_t now = sb_clock_ms();
+	struct sb_often *o;
+	int64_t now, last;
+	uint64_t got;
 
-	o->count++;
-	if (o->logged_ms != 0 && now - o->logged_ms < ACCEPT_ERR_LOG_MS)
+	/* No scoreboard (the module check before the master's start): no
+	 * fleet to share with, and no client to make it come often. */
+	if (sb.often == NULL) {
+		*n = 1;
+		return 1;
+	}
+	o = &sb.often[kind];
+	__atomic_add_fetch(&o->count, 1, __ATOMIC_RELAXED);
+	last = __atomic_load_n(&o->logged_ms, __ATOMIC_RELAXED);
+	/*
+	 * The clock after the load: a time another worker stored is then
+	 * never ahead of ours (CLOCK_MONOTONIC is the machine's), so one
+	 * that is came from a stray write, and compared unsigned it makes
+	 * the line due instead of silencing the kind until the clock
+	 * catches up.
+	 */
+	now = sb_clock_ms();
+	if (last != 0 && (uint64_t)now - (uint64_t)last < ACCEPT_ERR_LOG_MS)
 		return 0;
-	*n = o->count;
-	o->logged_ms = now;
-	o->count = 0;
+	if (!__atomic_compare_exchange_n(&o->logged_ms, &last, now, 0,
+	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return 0;
+	got = __atomic_exchange_n(&o->count, 0, __ATOMIC_RELAXED);
+	/* Anything could be there (a module's stray write): the line
+	 * counts this one at least, and a count prints as a count. */
+	*n = got == 0 ? 1 : got > UINT_MAX ? UINT_MAX : (unsigned)got;
 	return 1;
 }
 
@@ -979,7 +1008,8 @@ worker_req_nomem(struct worker *w, const char *fmt, ...)
 	unsigned n;
 	va_list ap;
 
-	if (!worker_often_due(&w->req_nomem, &n))
+	(void)w;        /* the count is the fleet's, not this worker's */
+	if (!worker_often_due(SB_OFTEN_REQ_NOMEM, &n))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
@@ -998,7 +1028,7 @@ worker_accept_paused(struct worker *w, int err)
 {
 	unsigned n;
 
-	if (worker_often_due(&w->accept_paused, &n))
+	if (worker_often_due(SB_OFTEN_ACCEPT_PAUSED, &n))
 		log_error("accept4: %s; pausing accepts for %d ms at a time "
 		    "(%d connections open; %u pauses since the last line)",
 		    strerror(err), ACCEPT_RETRY_MS, w->nconns, n - 1);
@@ -1022,7 +1052,7 @@ worker_fd_reclaim(struct worker *w)
 	    !worker_listen_queued(w))
 		return 0;
 	conn_reclaim_idle(w, 1);
-	if (worker_often_due(&w->fd_reclaimed, &n))
+	if (worker_often_due(SB_OFTEN_FD_RECLAIMED, &n))
 		log_warn("out of descriptors (%d connections open); closed %u "
 		    "idle connection%s to make room", w->nconns, n,
 		    n == 1 ? "" : "s");
@@ -1101,7 +1131,7 @@ worker_make_room(struct worker *w)
 	if (!worker_listen_queued(w))
 		return 1;
 	conn_reclaim_idle(w, 1);
-	if (worker_often_due(&w->reclaimed, &n))
+	if (worker_often_due(SB_OFTEN_RECLAIMED, &n))
 		log_warn("max_connections (%lld) reached; closed %u idle "
 		    "connection%s to make room", w->cfg->server.max_connections,
 		    n, n == 1 ? "" : "s");

@@ -38,12 +38,6 @@ enum { WT_HEADER, WT_BODY, WT_KEEPALIVE, WT_DRAIN_IDLE, WT_LINGER, WT_WRITE,
 
 #define WORKER_NSIGS 7      /* worker_sigs in worker.c */
 
-/* An event that may repeat many times a second, logged at most every 10 s. */
-struct worker_often {
-	int64_t  logged_ms;     /* its last line; 0: none yet */
-	unsigned count;         /* times since that line */
-};
-
 struct worker {
 	struct event_base   *base;
 	rlim_t               nofile;      /* RLIMIT_NOFILE at its start */
@@ -79,9 +73,6 @@ struct worker {
 	struct event        *sample_ev;
 	struct event        *drain_ev;
 	struct event        *accept_retry_ev;
-	struct worker_often  accept_paused;  /* "pausing accepts" lines */
-	struct worker_often  reclaimed;    /* "closed idle connections" lines */
-	struct worker_often  fd_reclaimed; /* ... when out of descriptors */
 	struct event        *accept_defer_ev;  /* balance: see worker_accept */
 	struct event        *alog_ev;      /* writes buffered access log lines */
 	int                  alog_armed;
@@ -108,9 +99,6 @@ struct worker {
 	struct event        *adopt_ev;     /* handed-over connections */
 	struct event        *adopt_cpu_ev; /* ... by a worker on this CPU */
 	struct event        *adopt_defer_ev;  /* balance, and out of descriptors */
-	struct worker_often  adopt_paused; /* "pausing adoption" lines */
-	struct worker_often  nomem;        /* "out of memory for a connection" */
-	struct worker_often  req_nomem;    /* ... for a request's buffers */
 	int                  adopt_on;
 	int                  handoff;      /* draining: hand idle conns over */
 	struct event        *handoff_room_ev;  /* worker_handoff_wait */
@@ -141,7 +129,8 @@ void worker_conn_opened(struct worker *w, struct conn *c);
 void worker_conn_closed(struct worker *w, struct conn *c);
 /* One was passed to the worker on its client's CPU (conn_follow). */
 void worker_conn_moved(struct worker *w);
-/* Out of memory serving a request: logged at most every 10 s. */
+/* Out of memory serving a request: logged at most every 10 s, for the
+ * fleet. */
 void worker_req_nomem(struct worker *w, const char *fmt, ...)
     MOLT_PRINTF(2, 3);
 /* A connection became an idle keep-alive one. */
