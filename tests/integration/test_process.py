@@ -2642,6 +2642,74 @@ def test_a_failing_access_log_is_reported_once_for_the_fleet(molt):
         assert said <= 1 + (time.monotonic() - t0) / 10, m.log(mark)
 
 
+def test_warnings_are_limited_for_the_fleet_not_per_worker(molt):
+    """Each worker kept its own 10 s limit for "pausing accepts" and the
+    warnings like it, so every new worker said its first one at once:
+    out of descriptors, with a recycle every 300 requests, some 2,000
+    lines of each kind in 15 s.  The limit is the fleet's: one line per
+    10 s, however many workers come and go."""
+    import resource
+    m = molt(workers=2, conf=DEFAULT_ROUTES + """
+[recycle]
+min_lifetime = 0
+max_requests = 4
+max_concurrent_recycles = 2
+sample_interval = 1h
+""")
+    m.expect_errors(r"accept4: Too many open files; pausing accepts")
+    m.expect_errors(r"connection handoff: Too many open files; pausing")
+    # Each new worker inherits the master's limit: room for two
+    # connections above what a fresh worker holds.  The workers started
+    # before it keep theirs, and go at their fourth request.
+    fresh = max(lowest_free_fd(p) for p in m.worker_pids())
+    limit = fresh + 2
+    partial = 2 * (limit - fresh) + 4   # more than the two have room for
+    soft, hard = resource.prlimit(m.pid, resource.RLIMIT_NOFILE)
+    mark = m.mark()
+    t0 = time.monotonic()
+    try:
+        resource.prlimit(m.pid, resource.RLIMIT_NOFILE, (limit, hard))
+        while time.monotonic() - t0 < 6:
+            # Heads begun and not ended: no worker may close them to
+            # make room (conn_reclaim_idle), so it pauses its accepts.
+            # (One taken before its bytes came may be closed for a
+            # waiting one: "out of descriptors ... closed".)
+            held = []
+            for _ in range(partial):
+                c = socket.create_connection(("127.0.0.1", m.port))
+                held.append(c)
+                try:
+                    c.sendall(b"GET /hello HTTP/1.1\r\n")
+                except OSError:
+                    pass
+            time.sleep(0.05)
+            for c in held:
+                c.close()
+            for i in range(8):
+                st = m.get("/hello?i=%d" % i,
+                           headers={"Connection": "close"})[0]
+                assert st == 200, i
+        workers = m.worker_pids()
+    finally:
+        resource.prlimit(m.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    elapsed = time.monotonic() - t0
+
+    def low(pid):
+        try:
+            return nofile_soft(pid) == limit
+        except OSError:     # gone since
+            return False
+    # the condition was the fleet's: new workers came, with the low limit
+    recycles = m.count_log(r"reason=requests", since=mark)
+    assert recycles >= 10, m.log(mark)
+    assert any(low(p) for p in workers), (workers, limit)
+    said = m.count_log(r"pausing accepts", since=mark)
+    assert 1 <= said <= 1 + elapsed / 10, (said, recycles, m.log(mark))
+    said = m.count_log(r"out of descriptors \(", since=mark)
+    assert said <= 1 + elapsed / 10, (said, recycles, m.log(mark))
+    assert m.get("/hello")[0] == 200
+
+
 def test_out_of_descriptors_an_idle_connection_makes_room(molt):
     """Out of descriptors (a hard limit the master could not raise), a
     worker whose connections all sit idle between requests left a new
