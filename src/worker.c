@@ -648,7 +648,8 @@ worker_adopt_paused(struct worker *w)
 
 	if (worker_often_due(SB_OFTEN_ADOPT_PAUSED, &n))
 		log_error("connection handoff: %s; pausing adoption for %d ms at "
-		    "a time (%d connections open; %u pauses since the last line)",
+		    "a time (%d connections open here; %u pauses in all workers "
+		    "since the last line)",
 		    strerror(EMFILE), ACCEPT_RETRY_MS, w->nconns, n - 1);
 	worker_adopt_pause(w);
 }
@@ -667,8 +668,8 @@ worker_conn_nomem(struct worker *w, int err, const char *what)
 
 	if (worker_often_due(SB_OFTEN_NOMEM, &n))
 		log_error("out of memory for a connection (%s); closed it and "
-		    "pausing %s for %d ms at a time (%d connections open; %u "
-		    "more since the last line)", strerror(err), what,
+		    "pausing %s for %d ms at a time (%d connections open here; "
+		    "%u more in all workers since the last line)", strerror(err), what,
 		    ACCEPT_RETRY_MS, w->nconns, n - 1);
 }
 
@@ -1014,7 +1015,8 @@ worker_req_nomem(struct worker *w, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	log_error("%s (%u more since the last line)", what, n - 1);
+	log_error("%s (%u more in all workers since the last line)", what,
+	    n - 1);
 }
 
 /*
@@ -1030,8 +1032,9 @@ worker_accept_paused(struct worker *w, int err)
 
 	if (worker_often_due(SB_OFTEN_ACCEPT_PAUSED, &n))
 		log_error("accept4: %s; pausing accepts for %d ms at a time "
-		    "(%d connections open; %u pauses since the last line)",
-		    strerror(err), ACCEPT_RETRY_MS, w->nconns, n - 1);
+		    "(%d connections open here; %u pauses in all workers since "
+		    "the last line)", strerror(err), ACCEPT_RETRY_MS, w->nconns,
+		    n - 1);
 }
 
 /*
@@ -1053,9 +1056,9 @@ worker_fd_reclaim(struct worker *w)
 		return 0;
 	conn_reclaim_idle(w, 1);
 	if (worker_often_due(SB_OFTEN_FD_RECLAIMED, &n))
-		log_warn("out of descriptors (%d connections open); closed %u "
-		    "idle connection%s to make room", w->nconns, n,
-		    n == 1 ? "" : "s");
+		log_warn("out of descriptors (%d connections open here); closed "
+		    "an idle connection to make room (%u in all workers since "
+		    "the last line)", w->nconns, n);
 	return 1;
 }
 
@@ -1132,9 +1135,9 @@ worker_make_room(struct worker *w)
 		return 1;
 	conn_reclaim_idle(w, 1);
 	if (worker_often_due(SB_OFTEN_RECLAIMED, &n))
-		log_warn("max_connections (%lld) reached; closed %u idle "
-		    "connection%s to make room", w->cfg->server.max_connections,
-		    n, n == 1 ? "" : "s");
+		log_warn("max_connections (%lld) reached; closed an idle "
+		    "connection to make room (%u in all workers since the last "
+		    "line)", w->cfg->server.max_connections, n);
 	return 0;
 }
 

@@ -1213,8 +1213,9 @@ def test_idle_connections_make_room_at_max_connections(molt, how):
     finally:
         for c in held:
             c.close()
-    m.wait_log(r"\[warn\].*max_connections \(4\) reached; closed 1 idle "
-               r"connection to make room")
+    m.wait_log(r"\[warn\].*max_connections \(4\) reached; closed an idle "
+               r"connection to make room \(1 in all workers since the last "
+               r"line\)")
 
 
 def test_silent_new_connection_gets_header_timeout_not_keepalive(molt):

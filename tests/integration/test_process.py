@@ -2487,7 +2487,8 @@ def test_out_of_memory_for_request_bodies_is_logged_once_per_10s(molt):
     assert statuses == [500] * 20, statuses
     assert m.count_log(r"\[error\]", since=mark) == 1, m.log(mark)
     m.wait_log(r"\[error\] %d: out of memory for a 268435456-byte body from "
-               r"127\.0\.0\.1:\d+ \(0 more since the last line\)$" % pid,
+               r"127\.0\.0\.1:\d+ \(0 more in all workers since the last "
+               r"line\)$" % pid,
                since=mark)
 
 
@@ -2736,7 +2737,8 @@ def test_out_of_descriptors_an_idle_connection_makes_room(molt):
         for c in idle[1:]:
             assert not c.is_closed(0.1)
         m.wait_log(r"\[warn\] %d: out of descriptors \(\d+ connections "
-                   r"open\); closed 1 idle connection to make room" % pid)
+                   r"open here\); closed an idle connection to make room "
+                   r"\(1 in all workers since the last line\)" % pid)
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
         for c in idle:
