@@ -227,6 +227,8 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 	c->nreq = 0;
 	c->idle_seq = 0;
 	c->away = -1;
+	c->io_err = 0;
+	c->io_op = NULL;
 	c->timer_kind = T_NONE;
 	c->flags = sa->sa_family == AF_UNIX ? CONN_NODELAY : 0;
 	memset(&c->req, 0, sizeof(c->req));
@@ -406,13 +408,40 @@ conn_free_output(struct conn *c)
 	c->olen = c->opos = 0;
 }
 
+/*
+ * A client that resets the connection (a closed browser tab, a killed
+ * process) fails the next read or write with ECONNRESET or EPIPE, not
+ * the FIN that conn_read reports: the request it cut off was logged with
+ * the FIN's "client closed the connection" and not with these.  So the
+ * failure is kept for conn_close's abort to name.
+ */
+static void
+conn_io_failed(struct conn *c, const char *op, int err)
+{
+	if (c->io_err == 0) {
+		c->io_err = err;
+		c->io_op = op;
+	}
+}
+
+/* Why a request in flight was cut off, if a read or write said; or NULL. */
+static const char *
+conn_io_why(const struct conn *c, char *buf, size_t len)
+{
+	if (c->io_err == 0)
+		return NULL;
+	snprintf(buf, len, "the %s failed: %s", c->io_op, strerror(c->io_err));
+	return buf;
+}
+
 static void
 conn_close(struct conn *c)
 {
 	struct worker *w = c->w;
+	char why[128];
 
 	if (c->state == REQ_HANDLER || c->state == REQ_BODY)
-		conn_abort(c, NULL);
+		conn_abort(c, conn_io_why(c, why, sizeof(why)));
 	event_del(&c->rev);
 	event_del(&c->wev);
 	event_del(&c->tev);
@@ -812,6 +841,7 @@ conn_flush(struct conn *c)
 					goto fail;
 				}
 				log_debug("sendfile to %s: %s", conn_peer(c), strerror(errno));
+				conn_io_failed(c, "write", errno);
 				goto fail;
 			}
 			if (n == 0) {
@@ -859,6 +889,7 @@ conn_flush(struct conn *c)
 			if (errno == EAGAIN)
 				goto again;
 			log_debug("write to %s: %s", conn_peer(c), strerror(errno));
+			conn_io_failed(c, "write", errno);
 			goto fail;
 		}
 		c->queued -= (size_t)n;
@@ -1347,10 +1378,7 @@ conn_process(struct conn *c)
 	c->flags &= ~CONN_DISPATCH;
 
 	if (conn_flush(c) == -1) {
-		if (c->state == REQ_HANDLER) {
-			conn_abort(c, NULL);
-		}
-		conn_close(c);
+		conn_close(c);      /* the module hears it there (conn_abort) */
 		return -1;
 	}
 	/*
@@ -1495,6 +1523,7 @@ conn_read(struct conn *c)
 		if (errno == EAGAIN)
 			break;
 		log_debug("read from %s: %s", conn_peer(c), strerror(errno));
+		conn_io_failed(c, "read", errno);
 		conn_close(c);
 		return -1;
 	}
@@ -1540,6 +1569,7 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		log_info("write timeout for %s", conn_peer(c));
+		conn_io_failed(c, "write", ETIMEDOUT);
 		conn_close(c);
 		return;
 	}

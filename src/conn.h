@@ -139,6 +139,8 @@ struct conn {
 	int                timer_kind;
 	unsigned           flags;
 	int                away;      /* another CPU index its client was seen on */
+	int                io_err;    /* errno of the read or write that failed */
+	const char        *io_op;     /* ...and which: "read" or "write" */
 	struct molt_pool   pool;      /* the request's memory; first block pool0 */
 	struct conn       *next, *prev; /* worker's list of open connections */
 

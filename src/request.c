@@ -905,6 +905,22 @@ req_stream_pushed(molt_request *req)
 	return c->queued > REQ_HIGH_WATER ? MOLT_AGAIN : 0;
 }
 
+/*
+ * A stream call on a request with no stream: -1, as for a client gone,
+ * but a module that forgot molt_stream_start is told why, or it looks
+ * like every client leaving at once.  (After the reply, req_live says
+ * the request is over.)
+ */
+static int
+req_not_streaming(molt_request *req, const char *fn)
+{
+	if (req_live(req, fn) == 0)
+		molt_log(MOLT_LOG_ERROR, "module %s: %s on %s %s, which has no "
+		    "stream (molt_stream_start first)", req->route->mod->name, fn,
+		    req->method, req->target);
+	return -1;
+}
+
 int
 molt_stream_write(molt_request *req, const void *data, size_t len)
 {
@@ -912,8 +928,10 @@ molt_stream_write(molt_request *req, const void *data, size_t len)
 	char hdr[24];
 	int n;
 
-	if (req_gone(req, 0) || !req_streaming(req))
+	if (req_gone(req, 0))
 		return -1;
+	if (!req_streaming(req))
+		return req_not_streaming(req, "molt_stream_write");
 	if (c->flags & CONN_ERROR)
 		return -1;
 	if (len == 0 || (req->resp_flags & RESP_HEAD))
@@ -951,8 +969,10 @@ molt_stream_end(molt_request *req)
 {
 	struct conn *c = req->conn;
 
-	if (req_gone(req, 1) || !req_streaming(req))
+	if (req_gone(req, 1))
 		return -1;
+	if (!req_streaming(req))
+		return req_not_streaming(req, "molt_stream_end");
 	if ((req->resp_flags & RESP_CHUNKED) && !(req->resp_flags & RESP_HEAD) &&
 	    conn_out(c, "0\r\n\r\n", 5) == -1) {
 		event_active(&c->post, 0, 0);

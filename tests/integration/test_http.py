@@ -605,6 +605,10 @@ def test_client_disconnect_mid_stream(molt):
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()   # RST
     m.wait_log(r"stream aborted")
+    # Said as a FIN is ("client closed the connection"), with the errno.
+    m.wait_log(r"\[warn\] %d: GET /stream/chunks\S* from 127\.0\.0\.1:\d+ "
+               r"cut off: the (read|write) failed: (Connection reset by peer|"
+               r"Broken pipe)$" % wpid)
     for _ in range(5):
         st, _, body = m.get("/stream/chunks?n=3&size=5")
         assert st == 200 and body == pattern(15)
@@ -621,6 +625,9 @@ def test_client_disconnect_during_deferred(molt):
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()   # RST: unambiguously gone (a FIN could be a half-close)
     m.wait_log(r"stream aborted", since=mark)
+    m.wait_log(r"\[warn\] %d: GET /stream/deferred\?ms=500 from "
+               r"127\.0\.0\.1:\d+ cut off: the read failed: Connection reset "
+               r"by peer$" % wpid, since=mark)
     time.sleep(0.7)  # past the timer: it must not fire on a freed request
     st, _, body = m.get("/stream/deferred?ms=10")
     assert st == 200 and body == b"deferred 10\n"
@@ -1504,6 +1511,27 @@ def test_module_status_outside_200_599_is_answered_500(molt, how, status):
         assert r.status == 500, (r.status, r.reason, r.body)
         assert_next_request_is_answered(c)
     m.wait_log(r"the reply %d for /misuse/%s\S* is not a final status" % (status, how))
+
+
+def test_stream_calls_without_a_stream_are_refused_and_said(molt):
+    """molt_stream_write or _end on a request with no stream returned -1
+    and said nothing, which reads as a client gone: a module that forgot
+    molt_stream_start is told, and the request is still its to answer."""
+    m = molt(conf=MISUSE, workers=1)
+    m.expect_errors(r"module misuse: molt_stream_(write|end) on GET /misuse/")
+    m.expect_errors(r"molt_stream_(write|end): the request is over")
+    with m.raw_conn() as c:
+        r = ask_on(c, "/misuse/nostart")
+        assert r.status == 200 and r.body == b"wrote: -1 end: -1", r.body
+        r = ask_on(c, "/misuse/nostart?after=1")
+        assert r.status == 200 and r.body == b"plain\n", r.body
+        assert_next_request_is_answered(c)
+    for fn in ("write", "end"):
+        m.wait_log(r"\[error\] \d+: module misuse: molt_stream_%s on GET "
+                   r"/misuse/nostart, which has no stream \(molt_stream_start "
+                   r"first\)$" % fn)
+        # after a plain reply the request is no longer the module's
+        m.wait_log(r"\[error\] \d+: molt_stream_%s: the request is over" % fn)
 
 
 def test_module_content_type_cannot_split_the_response(molt):

@@ -8,6 +8,10 @@
  *   /stream?s=N&err=E      molt_stream_start(N), "abc", molt_stream_end,
  *                          or with E=1 returns MOLT_ERROR instead of
  *                          ending the stream
+ *   /nostart?after=R       molt_stream_write and molt_stream_end with no
+ *                          stream: none begun, or (R=1) after a plain
+ *                          reply; then the reply "wrote: W end: E" with
+ *                          what they returned (after R=1: the plain one)
  *   /file?s=N&path=P&fd=F&off=O&len=L
  *                          molt_reply_file(N) of L [4] bytes at O [0] of
  *                          file P [/etc/passwd], or of descriptor F as is
@@ -126,6 +130,20 @@ misuse_handle(molt_request *req)
 		if (misuse_int(req, "err", 0))
 			return MOLT_ERROR;      /* with the reply begun */
 		molt_stream_end(req);
+		return MOLT_DONE;
+	}
+	if (strcmp(what, "/nostart") == 0) {
+		int after = misuse_int(req, "after", 0), w, e;
+		char said[40];
+
+		if (after)
+			molt_reply(req, 200, "text/plain", "plain\n", 6);
+		w = molt_stream_write(req, "abc", 3);
+		e = molt_stream_end(req);
+		if (!after) {
+			n = snprintf(said, sizeof(said), "wrote: %d end: %d", w, e);
+			molt_reply(req, 200, "text/plain", said, (size_t)n);
+		}
 		return MOLT_DONE;
 	}
 	if (strcmp(what, "/file") == 0) {
