@@ -158,6 +158,24 @@ def test_other_prefix_generates_its_paths(tmp_path):
     assert v.get("systemdsystemunit_DATA", "") == ""
 
 
+def test_other_prefix_keeps_its_systemd_units(tmp_path):
+    """With a prefix other than /usr/local or /usr, the units go under it:
+    a trial install as root put a molt.service that started molt from the
+    trial prefix into /lib/systemd/system, replacing the system's."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+        env.pop(k, None)
+    b = str(tmp_path / "b")
+    os.mkdir(b)
+    p = subprocess.run([os.path.join(SRC_DIR, "configure"), "-q",
+                        "--prefix=/opt/molt-test"], cwd=b, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-5000:]
+    v = makefile_vars(b)
+    assert v["systemdsystemunitdir"] == "/opt/molt-test/lib/systemd/system", v
+
+
 def test_installed_molt_runs(installed):
     dest, v = installed
     molt = os.path.join(under(dest, v["sbindir"]), "molt")
