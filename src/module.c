@@ -127,6 +127,24 @@ module_path(const char *dirs, const char *name, char *out, size_t outlen)
  * Copies the file open as fd (path, for messages) into a sealed memfd.
  * 0, or -1 with err filled.
  */
+/*
+ * dlerror() begins with the name dlopen was given, the private copy's
+ * "/proc/self/fd/N", which tells a user nothing: the file is named
+ * already in the line, so that prefix goes.
+ */
+static const char *
+module_dlerror(const char *dlname)
+{
+	const char *e = dlerror();
+	size_t n = strlen(dlname);
+
+	if (e == NULL)
+		return "unknown error";
+	if (strncmp(e, dlname, n) == 0 && e[n] == ':' && e[n + 1] == ' ')
+		return e + n + 2;
+	return e;
+}
+
 static int
 module_copy_fd(int fd, const char *path, struct module_copy *mc, char *err,
     size_t errlen)
@@ -317,7 +335,7 @@ module_pin_one(const char *path, void *arg)
 	}
 	if ((mc.dl = dlopen(mc.name, RTLD_NOW | RTLD_LOCAL)) == NULL) {
 		log_warn("cannot keep module %s loaded in the master (%s); "
-		    "each worker loads it itself", path, dlerror());
+		    "each worker loads it itself", path, module_dlerror(mc.name));
 		module_copy_free(&mc);
 		return;
 	}
@@ -523,7 +541,8 @@ module_load(const char *dirs, const char *name, char *err, size_t errlen)
 	module_step(NULL, 0, "while loading %s (module %s)", path, name);
 	dl = dlopen(dlname, RTLD_NOW | RTLD_LOCAL);
 	if (dl == NULL) {
-		snprintf(err, errlen, "cannot load module %s: %s", path, dlerror());
+		snprintf(err, errlen, "cannot load module %s: %s", path,
+		    module_dlerror(dlname));
 		if (mc == &own)
 			close(own.fd);
 		return NULL;

@@ -493,6 +493,22 @@ def test_module_struct_and_keys_are_checked(molt_check, tmp_path, name, source,
         assert str(d / (name + ".so")) in r.stderr, r.stderr
 
 
+def test_module_that_cannot_load_is_named_not_its_copy(molt_check, tmp_path):
+    """dlopen's error began with the private copy's /proc/self/fd/N, which
+    tells a user nothing: the line names the file and the loader's
+    reason only."""
+    d = tmp_path / "mods"
+    d.mkdir()
+    (d / "notelf.so").write_text("not a shared object\n")
+    r = molt_check("[server]\nlisten = 127.0.0.1:0\nmodules_dir = %s\n\n"
+                   "[route /x]\nmodule = notelf\n" % d, server=False)
+    assert r.rc == 1, r.stderr
+    assert re.search(r":\d+: cannot load module %s: (invalid ELF header|"
+                     r"file too short)" % re.escape(str(d / "notelf.so")),
+                     r.stderr), r.stderr
+    assert "/proc/self/fd" not in r.stderr, r.stderr
+
+
 def startup(tmp_path, body):
     """Start molt (no -t) on a config that must fail: (rc, output, path)."""
     d = str(tmp_path)
