@@ -85,6 +85,70 @@ molt_worker_in_check(const molt_worker *mw)
 	return (w ? w : worker_self)->in_check;
 }
 
+int
+molt_worker_draining(const molt_worker *mw)
+{
+	const struct worker *w = (const struct worker *)mw;
+
+	return (w ? w : worker_self)->draining;
+}
+
+/*
+ * From the loop, never from inside worker_start_drain: a module ending
+ * its streams there would finish requests (and close connections) under
+ * the feet of the drain that is walking them.  Indexed, as a callback
+ * may register another.
+ */
+static void
+worker_drain_hooks_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct worker_drain_hook *h;
+	int i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < w->ndrain_hooks; i++) {
+		h = &w->drain_hooks[i];
+		if (h->called)
+			continue;
+		h->called = 1;
+		h->cb((molt_worker *)w, h->arg);
+	}
+}
+
+int
+molt_worker_on_drain(molt_worker *mw, void (*cb)(molt_worker *, void *),
+    void *arg)
+{
+	struct worker *w = (struct worker *)mw;
+
+	if (w == NULL)
+		w = worker_self;
+	if (cb == NULL)
+		return -1;
+	if (w->ndrain_hooks == WORKER_DRAIN_HOOKS) {
+		log_error("molt_worker_on_drain: more than %d callbacks in "
+		    "worker %d; this one will not run", WORKER_DRAIN_HOOKS,
+		    w->id);
+		return -1;
+	}
+	if (w->drain_hooks_ev == NULL &&
+	    (w->drain_hooks_ev = event_new(w->base, -1, 0,
+	    worker_drain_hooks_cb, w)) == NULL) {
+		log_error("molt_worker_on_drain: worker %d: cannot make its "
+		    "event", w->id);
+		return -1;
+	}
+	w->drain_hooks[w->ndrain_hooks].cb = cb;
+	w->drain_hooks[w->ndrain_hooks].arg = arg;
+	w->drain_hooks[w->ndrain_hooks].called = 0;
+	w->ndrain_hooks++;
+	if (w->draining)
+		event_active(w->drain_hooks_ev, 0, 0);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Time                                                                */
 
@@ -1813,6 +1877,8 @@ worker_start_drain(struct worker *w)
 	}
 	worker_slot_state(w);
 	conn_drain_all(w);
+	if (w->drain_hooks_ev != NULL)
+		event_active(w->drain_hooks_ev, 0, 0);
 	tv.tv_sec = w->cfg->recycle.drain_timeout_ms / 1000;
 	tv.tv_usec = (w->cfg->recycle.drain_timeout_ms % 1000) * 1000;
 	w->drain_ev = evtimer_new(w->base, worker_drain_timeout, w);
@@ -2292,12 +2358,16 @@ worker_trial(struct molt_config *cfg, struct module *mods,
 	module_step_clear();
 	worker_self = NULL;
 	free(w.routes);
+	if (w.drain_hooks_ev != NULL)   /* a module's molt_worker_on_drain */
+		event_free(w.drain_hooks_ev);
 	event_base_free(w.base);
 	return 0;
 fail:
 	module_step_clear();
 	worker_self = NULL;
 	free(w.routes);
+	if (w.drain_hooks_ev != NULL)   /* a module's molt_worker_on_drain */
+		event_free(w.drain_hooks_ev);
 	event_base_free(w.base);
 	return -1;
 }

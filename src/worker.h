@@ -38,6 +38,14 @@ enum { WT_HEADER, WT_BODY, WT_KEEPALIVE, WT_DRAIN_IDLE, WT_LINGER, WT_WRITE,
 
 #define WORKER_NSIGS 7      /* worker_sigs in worker.c */
 
+/* A module's molt_worker_on_drain. */
+#define WORKER_DRAIN_HOOKS 32
+struct worker_drain_hook {
+	void               (*cb)(molt_worker *w, void *arg);
+	void                *arg;
+	int                  called;
+};
+
 struct worker {
 	struct event_base   *base;
 	rlim_t               nofile;      /* RLIMIT_NOFILE at its start */
@@ -72,6 +80,9 @@ struct worker {
 	int                  route_stats;
 	struct event        *sample_ev;
 	struct event        *drain_ev;
+	struct event        *drain_hooks_ev;  /* runs the modules' on_drain */
+	struct worker_drain_hook drain_hooks[WORKER_DRAIN_HOOKS];
+	int                  ndrain_hooks;
 	struct event        *accept_retry_ev;
 	struct event        *accept_defer_ev;  /* balance: see worker_accept */
 	struct event        *alog_ev;      /* writes buffered access log lines */

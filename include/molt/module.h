@@ -72,6 +72,11 @@
  *   2026-12-06  1.3  Transactions: molt_db_txn_begin, molt_db_txn_query,
  *                    molt_db_txn_commit, molt_db_txn_rollback hold one
  *                    pooled connection from START TRANSACTION to its end.
+ *   2026-12-07  1.4  molt_worker_on_drain, molt_worker_draining: a worker's
+ *                    drain (recycle, reload, graceful stop) is told to its
+ *                    modules, so that a stream with no end of its own
+ *                    (server-sent events, a feed) can be ended cleanly
+ *                    instead of cut off at drain_timeout.
  */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
@@ -87,7 +92,7 @@ extern "C" {
 #endif
 
 #define MOLT_ABI_MAJOR 1
-#define MOLT_ABI_MINOR 3
+#define MOLT_ABI_MINOR 4
 /* "MOLT" read as a little-endian word; catches a .so that is not a module. */
 #define MOLT_MODULE_MAGIC 0x544c4f4dU
 
@@ -203,6 +208,21 @@ struct event_base *molt_worker_base(molt_worker *w);
 int                molt_worker_id(const molt_worker *w);
 /* 1 in the configuration check's run of the init hooks (ABI 1.2). */
 int                molt_worker_in_check(const molt_worker *w);
+/*
+ * A draining worker (recycled, reloaded, stopped gracefully) takes no new
+ * connections and exits once its requests are done, or cuts them off at
+ * drain_timeout.  A stream that has no end of its own (server-sent events,
+ * a feed) would hold the worker that long and then be cut: cb(w, arg)
+ * runs once, from the event loop, when the worker begins to drain, for
+ * the module to end such streams (its clients then reconnect, to a live
+ * worker).  Register in worker_init; at most 32 per worker, -1 beyond.
+ * Registered while the worker drains already, cb runs at the loop's next
+ * turn.  A fast stop (SIGTERM) runs none.  (ABI 1.4)
+ */
+int                molt_worker_on_drain(molt_worker *w,
+                       void (*cb)(molt_worker *w, void *arg), void *arg);
+/* 1 once the worker has begun to drain (ABI 1.4). */
+int                molt_worker_draining(const molt_worker *w);
 
 enum molt_log_level { MOLT_LOG_ERROR, MOLT_LOG_WARN, MOLT_LOG_INFO, MOLT_LOG_DEBUG };
 void molt_log(int level, const char *fmt, ...) MOLT_PRINTF(2, 3);

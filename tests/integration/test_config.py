@@ -38,7 +38,7 @@ token = tok
 def test_version():
     p = run_molt(["-V"])
     assert p.returncode == 0
-    assert p.stdout.strip() == "molt 0.1.0 (module ABI 1.3)"
+    assert p.stdout.strip() == "molt 0.1.0 (module ABI 1.4)"
 
 
 def test_help_describes_every_option():
@@ -410,18 +410,18 @@ def test_abi_mismatch_refused(molt_check):
     assert r.rc == 1
     so = os.path.join(TEST_MODULES_DIR, "abi_mismatch.so")
     assert so in r.stderr
-    assert "99.0" in r.stderr and "1.3" in r.stderr
+    assert "99.0" in r.stderr and "1.4" in r.stderr
     error_at(r)
 
 
 def test_newer_minor_abi_refused(molt_check):
-    """A module built for 1.4 may call what a 1.3 molt lacks: refused, with
+    """A module built for 1.5 may call what a 1.4 molt lacks: refused, with
     both versions named."""
     r = molt_check("[route /x]\nmodule = abi_newer\n")
     assert r.rc == 1
     assert os.path.join(TEST_MODULES_DIR, "abi_newer.so") in r.stderr
-    assert "built for module ABI 1.4" in r.stderr, r.stderr
-    assert "provides module ABI 1.3" in r.stderr, r.stderr
+    assert "built for module ABI 1.5" in r.stderr, r.stderr
+    assert "provides module ABI 1.4" in r.stderr, r.stderr
     error_at(r)
 
 
@@ -522,7 +522,7 @@ def startup(tmp_path, body):
 
 
 @pytest.mark.parametrize("body,needles", [
-    ("[route /x]\nmodule = abi_mismatch\n", ["abi_mismatch.so", "99.0", "1.3"]),
+    ("[route /x]\nmodule = abi_mismatch\n", ["abi_mismatch.so", "99.0", "1.4"]),
     ("[route /x]\nmodule = bad_magic\n", ["bad_magic.so", "magic"]),
     ("[bogus]\n", []),
     (CONFKEYS + "count = 500\n", []),

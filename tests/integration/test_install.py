@@ -181,7 +181,7 @@ def test_installed_molt_runs(installed):
     molt = os.path.join(under(dest, v["sbindir"]), "molt")
     p = subprocess.run([molt, "-V"], stdout=subprocess.PIPE, universal_newlines=True)
     assert p.returncode == 0
-    assert p.stdout.strip() == "molt 0.1.0 (module ABI 1.3)"
+    assert p.stdout.strip() == "molt 0.1.0 (module ABI 1.4)"
 
 
 def test_out_of_tree_module(installed, tmp_path):

@@ -1959,6 +1959,46 @@ drain_timeout = 20s
             log.index("draining (pid %d)" % new)), log
 
 
+@pytest.mark.parametrize("how", ["recycle", "reload"])
+def test_a_module_told_of_the_drain_ends_its_endless_streams(molt, how):
+    """Server-sent events have no end of their own: a draining worker
+    waited drain_timeout for them and then cut them off.  A module that
+    registered with molt_worker_on_drain (ABI 1.4) hears of the drain at
+    once and ends them cleanly (a last event, the last chunk), and the
+    old worker goes long before drain_timeout."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 1h
+drain_timeout = 30s
+"""), workers=1)
+    (pid,) = m.worker_pids()
+    streams = [m.raw_conn(timeout=30) for _ in range(3)]
+    for c in streams:
+        c.send(GET % b"/stream/events?delay_ms=100")
+        status, _, headers = c.read_head()
+        assert status == 200, status
+    for c in streams:                       # each is under way
+        while b"data: 1\n\n" not in c.buf:
+            assert c._fill(timeout=5), "closed before its second event"
+    mark = m.mark()
+    t0 = time.monotonic()
+    if how == "recycle":
+        os.kill(pid, signal.SIGQUIT)        # the worker asks to be replaced
+    else:
+        m.signal(signal.SIGHUP)
+    for c in streams:
+        while not c.buf.endswith(b"0\r\n\r\n"):
+            assert c._fill(timeout=10), "cut off, not ended: %r" % c.buf[-200:]
+        assert b"event: bye\ndata: draining=1\n\n" in c.buf, c.buf[-200:]
+    took = time.monotonic() - t0
+    assert took < 5, "the streams ended %.1f s after the drain began" % took
+    line = m.wait_log(r"recycled worker 0 pid %d: reason=%s .* drain=(\d+)ms"
+                      % (pid, "signal" if how == "recycle" else "reload"),
+                      since=mark, timeout=10)
+    assert int(line.group(1)) < 5000, line.group(0)
+    assert m.get("/hello")[0] == 200
+
+
 def test_graceful_recycle_finishes_inflight_and_hands_over_keepalive(molt):
     """A recycled worker finishes a streamed and a deferred reply that are
     in flight, and only then exits.  Its keep-alive connections are not

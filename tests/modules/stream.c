@@ -12,6 +12,10 @@
  *       "deferred N\n", N ms later, from a timer (MOLT_PENDING).
  *   /pid
  *       the worker's pid, "1234\n".
+ *   /events?delay_ms=D
+ *       server-sent events with no end: "data: K\n\n" every D [100] ms,
+ *       until the worker drains (molt_worker_on_drain), which ends each
+ *       with "event: bye\ndata: draining=1\n\n" (molt_worker_draining).
  *
  * If the client goes away first, the abort callback logs "stream aborted"
  * at info and cancels the timer.  The timer lives in the request pool; a
@@ -40,7 +44,22 @@ struct stream {
 	long long     fail_after; /* abort the stream after so many, or 0 */
 	long long     ms;       /* /deferred */
 	char         *pattern;  /* size + 26 bytes of the alphabet */
+	struct stream *next, **pprev;   /* in live_events (/events) */
 };
+
+/* The /events streams of this worker, for stream_drained to end. */
+static struct stream *live_events;
+
+static void
+events_unlink(struct stream *st)
+{
+	if (st->pprev == NULL)
+		return;
+	*st->pprev = st->next;
+	if (st->next != NULL)
+		st->next->pprev = st->pprev;
+	st->pprev = NULL;
+}
 
 static long long
 param(molt_request *req, const char *name, long long def, long long max,
@@ -70,6 +89,7 @@ stream_cleanup(void *arg)
 		event_del(st->timer);
 		st->timer_set = 0;
 	}
+	events_unlink(st);
 	st->req = NULL;
 }
 
@@ -82,6 +102,9 @@ stream_abort(molt_request *req, void *arg)
 	if (st->pattern != NULL)
 		molt_log(MOLT_LOG_INFO, "stream aborted after %lld of %lld "
 		    "chunks", st->sent, st->n);
+	else if (st->delay_ms > 0)     /* /events */
+		molt_log(MOLT_LOG_INFO, "event stream aborted after %lld "
+		    "events", st->sent);
 	else
 		molt_log(MOLT_LOG_INFO, "stream aborted before its deferred "
 		    "reply (%lld ms)", st->ms);
@@ -245,6 +268,74 @@ stream_deferred(molt_request *req, struct stream *st)
 	return MOLT_PENDING;
 }
 
+static void
+events_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+	char line[48];
+	int n;
+
+	(void)fd;
+	(void)what;
+	st->timer_set = 0;
+	if (st->req == NULL)
+		return;
+	n = snprintf(line, sizeof(line), "data: %lld\n\n", st->sent++);
+	if (molt_stream_write(st->req, line, (size_t)n) == -1)
+		return;         /* the client is gone; abort follows */
+	if (stream_arm(st, st->delay_ms) == -1)
+		stream_fail(st, "cannot arm the event timer");
+}
+
+static int
+stream_events(molt_request *req, struct stream *st)
+{
+	int bad = 0;
+
+	st->delay_ms = param(req, "delay_ms", 100, MAX_MS, &bad);
+	if (bad || st->delay_ms == 0)
+		return molt_reply_error(req, 400, "bad delay_ms");
+	if (stream_timer(st, events_on_timer) == -1 ||
+	    molt_stream_start(req, 200, "text/event-stream") == -1 ||
+	    stream_arm(st, st->delay_ms) == -1)
+		return MOLT_ERROR;
+	molt_req_on_abort(req, stream_abort, st);
+	st->next = live_events;
+	if (live_events != NULL)
+		live_events->pprev = &st->next;
+	st->pprev = &live_events;
+	live_events = st;
+	return MOLT_DONE;
+}
+
+/* The worker drains: each event stream says goodbye and ends. */
+static void
+stream_drained(molt_worker *w, void *arg)
+{
+	struct stream *st;
+	char line[64];
+	int n;
+
+	(void)arg;
+	n = snprintf(line, sizeof(line), "event: bye\ndata: draining=%d\n\n",
+	    molt_worker_draining(w));
+	while ((st = live_events) != NULL) {
+		events_unlink(st);
+		if (st->timer_set) {
+			event_del(st->timer);
+			st->timer_set = 0;
+		}
+		if (molt_stream_write(st->req, line, (size_t)n) != -1)
+			molt_stream_end(st->req);
+	}
+}
+
+static int
+stream_worker_init(molt_worker *w)
+{
+	return molt_worker_on_drain(w, stream_drained, NULL);
+}
+
 static int
 stream_handle(molt_request *req)
 {
@@ -274,6 +365,8 @@ stream_handle(molt_request *req)
 		return stream_chunks(req, st);
 	if (strcmp(pi, "deferred") == 0)
 		return stream_deferred(req, st);
+	if (strcmp(pi, "events") == 0)
+		return stream_events(req, st);
 	return molt_reply_error(req, 404, "stream: unknown path");
 }
 
@@ -282,5 +375,6 @@ MOLT_EXPORT const struct molt_module molt_module = {
 	.name        = "stream",
 	.version     = "1.0",
 	.description = "test: streamed and deferred replies",
+	.worker_init = stream_worker_init,
 	.handle      = stream_handle,
 };
