@@ -1951,10 +1951,17 @@ master_judge(int slot, int after_trim)
 	}
 }
 
+/*
+ * Every worker is sampled first and then judged largest first: with
+ * max_concurrent_recycles places fewer than the workers over a limit,
+ * the ones judged first take them, and in slot order those were the
+ * oldest slots, not the workers holding the most memory.
+ */
 static void
 master_sample_all(void)
 {
-	int i;
+	int order[SB_SLOTS], n = 0, i, k;
+	uint64_t val;
 
 	/* A sequence a worker wrote odd would cost every status page a wait
 	 * until the next reap; a fleet that never recycles has none. */
@@ -1966,13 +1973,21 @@ master_sample_all(void)
 			continue;
 		if (master_sample_one(i) == -1)
 			continue;
-		if (mw[i].st == MW_READY && !mw[i].trim_pending)
-			master_judge(i, 0);
-		else if (cfg->recycle.hard_max_rss > 0)
+		if (mw[i].st == MW_READY && !mw[i].trim_pending) {
+			val = master_measure(&mw[i]);
+			for (k = n; k > 0 &&
+			    master_measure(&mw[order[k - 1]]) < val; k--)
+				order[k] = order[k - 1];
+			order[k] = i;
+			n++;
+		} else if (cfg->recycle.hard_max_rss > 0) {
 			/* A worker stuck in a long request never answers the
 			 * trim; the hard limit must still hold. */
 			master_judge(i, 0);
+		}
 	}
+	for (k = 0; k < n; k++)
+		master_judge(order[k], 0);
 	master_access_sample(master_now());
 }
 

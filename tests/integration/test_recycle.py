@@ -1296,6 +1296,43 @@ def max_overlap(recycles):
     return best
 
 
+def test_workers_over_a_limit_are_recycled_largest_first(molt):
+    """Three workers over max_rss at one sample, one recycle at a time:
+    they were judged in slot order, so the oldest slot took the place
+    while the worker holding the most memory waited.  They go largest
+    first now."""
+    m = molt(conf=conf("""
+min_lifetime = 0
+sample_interval = 2s
+max_rss = 100m
+trim = off
+max_concurrent_recycles = 1
+"""), workers=3)
+    by_pid = {}
+    conns = []
+    for _ in range(40):                     # one keep-alive connection each
+        c = m.raw_conn(timeout=30)
+        conns.append(c)
+        by_pid.setdefault(pid_of(c), c)
+        if len(by_pid) == 3:
+            break
+    assert len(by_pid) == 3, by_pid.keys()
+    ids = {w["pid"]: w["id"] for w in status(m)["workers"]}
+    # the largest to the last slot, and that first: a sample between
+    # two of these sees the larger ones over the limit, not the smaller
+    order = sorted(by_pid, key=lambda p: ids[p], reverse=True)
+    mark = m.mark()
+    for pid, mb in zip(order, (250, 200, 150)):
+        assert ask(by_pid[pid], "/leak?bytes=%d" % (mb * MB)).status == 200
+    wait_for(lambda: len(recycle_lines(m, mark)) >= 3, 30,
+             what="the three recycles")
+    recycles = recycle_lines(m, mark)
+    assert [r[2] for r in recycles[:3]] == ["rss"] * 3, recycles
+    assert [r[1] for r in recycles[:3]] == order, (recycles, order, ids)
+    for c in conns:
+        c.close()
+
+
 @pytest.mark.parametrize("limit", [1, 2])
 def test_max_concurrent_recycles_holds(molt, limit):
     """Four workers all reach max_lifetime at the same moment, each with slow
