@@ -39,6 +39,8 @@ class Client(threading.Thread):
         self.ok = 0
         self.connects = 0
         self.closes = 0          # responses with Connection: close
+        self.ended_closed = 0    # 1: the stop came after a close, before
+                                 # the reconnect that would have followed
         self.failures = []       # (monotonic time, path, error)
         self.pids = set()        # filled by callers that ask for /pid
 
@@ -89,6 +91,8 @@ class Client(threading.Thread):
                 conn = None
         if conn is not None:
             conn.close()
+        else:
+            self.ended_closed = 1
 
     def stop(self):
         self.halt.set()
@@ -155,6 +159,9 @@ class Load:
 
     def connects(self):
         return sum(c.connects for c in self.clients)
+
+    def ended_closed(self):
+        return sum(c.ended_closed for c in self.clients)
 
 
 def bound_conn(port, src, timeout=10.0):

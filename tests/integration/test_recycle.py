@@ -1217,7 +1217,9 @@ drain_timeout = 10s
     # A draining worker hands its idle keep-alive connections over, so how
     # many it closes depends on timing (4 of 11 recycles in a loaded ASan
     # run); but a client only ever reconnected after a Connection: close.
-    assert load.connects() == len(load.clients) + load.closes(), summary
+    # (A client the stop found just after a close did not reconnect: CI34.)
+    assert load.connects() == len(load.clients) + load.closes() - \
+        load.ended_closed(), summary
     # every drain finished by itself, well before drain_timeout
     assert "drain timeout" not in m.log(mark)
     assert all(r[6] < 5000 for r in recycles), recycles
