@@ -124,10 +124,6 @@ module_path(const char *dirs, const char *name, char *out, size_t outlen)
 }
 
 /*
- * Copies the file open as fd (path, for messages) into a sealed memfd.
- * 0, or -1 with err filled.
- */
-/*
  * dlerror() begins with the name dlopen was given, the private copy's
  * "/proc/self/fd/N", which tells a user nothing: the file is named
  * already in the line, so that prefix goes.
@@ -145,6 +141,10 @@ module_dlerror(const char *dlname)
 	return e;
 }
 
+/*
+ * Copies the file open as fd (path, for messages) into a sealed memfd.
+ * 0, or -1 with err filled.
+ */
 static int
 module_copy_fd(int fd, const char *path, struct module_copy *mc, char *err,
     size_t errlen)

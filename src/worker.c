@@ -733,8 +733,8 @@ worker_conn_nomem(struct worker *w, int err, const char *what)
 	if (worker_often_due(SB_OFTEN_NOMEM, &n))
 		log_error("out of memory for a connection (%s); closed it and "
 		    "pausing %s for %d ms at a time (%d connections open here; "
-		    "%u more in all workers since the last line)", strerror(err), what,
-		    ACCEPT_RETRY_MS, w->nconns, n - 1);
+		    "%u more in all workers since the last line)", strerror(err),
+		    what, ACCEPT_RETRY_MS, w->nconns, n - 1);
 }
 
 /*
